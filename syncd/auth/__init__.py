@@ -1,0 +1,14 @@
+"""Authentication: token providers per platform and the token cache they share."""
+
+from syncd.auth.cache import TokenCache
+from syncd.auth.provider import EndpointResponse, TokenEndpoint, TokenProvider
+from syncd.auth.token import AccessToken, fingerprint
+
+__all__ = [
+    "AccessToken",
+    "EndpointResponse",
+    "TokenCache",
+    "TokenEndpoint",
+    "TokenProvider",
+    "fingerprint",
+]

@@ -1,0 +1,240 @@
+"""What each CLI command does, given parsed arguments and validated settings."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, TextIO
+
+from syncd.config import (
+    AdobeCommerceSourceSettings,
+    ImsAuthSettings,
+    Settings,
+    StoreSettings,
+)
+from syncd.daemon import Daemon, Runtime
+from syncd.store import SqliteStore
+from syncd.sync import SyncResult
+
+TOKEN_GRANTS = ("issued", "refreshed", "reused")
+
+
+class ProgressBar:
+    """A one-line progress bar on a terminal; silent elsewhere (logs say enough there)."""
+
+    def __init__(self, stream: TextIO, label: str) -> None:
+        self._stream = stream
+        self._label = label
+        self._enabled = stream.isatty()
+
+    def __call__(self, pages: int, expected: int | None, items: int) -> None:
+        if not self._enabled:
+            return
+        if expected:
+            width = 30
+            filled = min(width, round(width * pages / expected))
+            bar = "#" * filled + "-" * (width - filled)
+            text = f"\r{self._label} [{bar}] {pages}/{expected} pages, {items} products"
+        else:
+            text = f"\r{self._label} {pages} pages, {items} products"
+        self._stream.write(text)
+        self._stream.flush()
+
+    def close(self) -> None:
+        """End the bar's line."""
+        if self._enabled:
+            self._stream.write("\n")
+
+
+def print_result(result: SyncResult, out: TextIO, extra: dict[str, Any] | None = None) -> None:
+    """A human summary of one run."""
+    t = result.totals
+    lines = [
+        f"sync {result.source}: {result.status} in {result.duration:.2f}s ({result.kind} run "
+        f"#{result.run_id})",
+        f"  products   {t.items_seen} seen: {t.items_created} new, {t.items_updated} changed, "
+        f"{t.items_unchanged} unchanged",
+        f"  pages      {t.pages}",
+        f"  requests   {t.requests} ({t.retries} retries, {t.rate_limited} rate limited)",
+    ]
+    if result.latency:
+        lat = result.latency
+        lines.append(
+            f"  latency    p50 {lat['p50_ms']} ms, p95 {lat['p95_ms']} ms, max {lat['max_ms']} ms"
+        )
+    if result.duration > 0 and t.items_seen:
+        lines.append(f"  throughput {t.items_seen / result.duration:,.0f} products/s")
+    for key, value in (extra or {}).items():
+        lines.append(f"  {key:<10} {value}")
+    if result.error:
+        lines.append(f"  error      {result.error}")
+    print("\n".join(lines), file=out)
+
+
+async def run_daemon(args: argparse.Namespace, settings: Settings) -> int:
+    """`syncd run`: schedule every source until SIGTERM/SIGINT."""
+    if not settings.sources:
+        print("syncd: config error: sources: at least one [[sources]] entry is required",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    async with Runtime(settings) as runtime, Daemon(runtime) as daemon:
+        await daemon.wait()
+    return 0
+
+
+async def sync_now(args: argparse.Namespace, settings: Settings) -> int:
+    """`syncd sync SOURCE`: one run now; exit 0 on success."""
+    settings.source(args.source)
+    async with Runtime(settings) as runtime:
+        state = await runtime.store.source_state(args.source)
+        if state.needs_reauth:
+            print(
+                f"syncd: error: source {args.source!r} needs re-authorisation "
+                f"({state.reauth_reason}); run 'syncd auth {args.source}'",
+                file=sys.stderr,
+            )
+            return 1
+        bar = ProgressBar(sys.stderr, args.source)
+        try:
+            result = await runtime.engine().run(runtime.sources[args.source], progress=bar)
+        finally:
+            bar.close()
+    print_result(result, sys.stdout)
+    return 0 if result.ok else 1
+
+
+async def show_status(args: argparse.Namespace, settings: Settings) -> int:
+    """`syncd status`: each source's last run, product count, token expiry and pending actions."""
+    rows: list[dict[str, Any]] = []
+    async with SqliteStore(settings.store.path, busy_timeout=settings.store.busy_timeout) as store:
+        last = {run.source: run for run in await store.last_runs()}
+        for source in settings.sources:
+            run = last.get(source.name)
+            state = await store.source_state(source.name)
+            events = await store.token_events(source.name, limit=20)
+            grant = next((e for e in events if e.event in TOKEN_GRANTS), None)
+            rows.append(
+                {
+                    "source": source.name,
+                    "kind": source.kind,
+                    "enabled": source.enabled,
+                    "products": await store.count_products(source.name),
+                    "last_run": None
+                    if run is None
+                    else {
+                        "id": run.id,
+                        "kind": run.kind,
+                        "status": run.status,
+                        "started_at": run.started_at,
+                        "finished_at": run.finished_at,
+                        "error": run.error,
+                        **asdict(run.totals),
+                    },
+                    "token_expires_at": grant.expires_at.isoformat()
+                    if grant and grant.expires_at
+                    else None,
+                    "needs_reauth": state.needs_reauth,
+                    "action": f"run 'syncd auth {source.name}'" if state.needs_reauth else None,
+                }
+            )
+    if args.json:
+        print(json.dumps({"sources": rows}, indent=2))
+        return 0
+    if not rows:
+        print("no sources configured")
+    for row in rows:
+        run = row["last_run"]
+        head = f"{row['source']} ({row['kind']}): {row['products']} products"
+        if run is None:
+            print(f"{head}, never synced")
+        else:
+            print(
+                f"{head}, last run #{run['id']} {run['status']} at {run['finished_at'] or '-'} "
+                f"({run['items_seen']} seen, {run['items_created']} new, "
+                f"{run['items_updated']} changed)"
+            )
+            if run["error"]:
+                print(f"  error: {run['error']}")
+        print(f"  token expires: {row['token_expires_at'] or 'no token yet'}")
+        if row["action"]:
+            print(f"  ACTION NEEDED: {row['action']}")
+    return 0
+
+
+async def check_config(args: argparse.Namespace, settings: Settings) -> int:
+    """`syncd check-config`: settings already validated; say what was found."""
+    print(f"config ok: {len(settings.sources)} source(s), store {settings.store.path}")
+    for source in settings.sources:
+        print(f"  {source.name}: {source.kind} {source.base_url} {source.parsed_schedule}")
+    return 0
+
+
+async def demo(products: int, db: Path) -> int:
+    """`syncd demo`: start the emulator on a free loopback port and sync it into `db`."""
+    from syncd.emulator import AdobeConfig, Emulator, EmulatorConfig
+
+    config = EmulatorConfig(adobe=AdobeConfig(products=products))
+    async with Emulator(config) as emu:
+        adobe = emu.adobe.config
+        settings = Settings(
+            store=StoreSettings(path=db),
+            sources=(
+                AdobeCommerceSourceSettings(
+                    name="demo",
+                    kind="adobe_commerce",
+                    base_url=emu.url,  # type: ignore[arg-type]
+                    page_size=100,
+                    max_concurrency=8,
+                    auth=ImsAuthSettings(
+                        token_url=emu.ims_token_url,  # type: ignore[arg-type]
+                        client_id=adobe.client_id,
+                        client_secret=adobe.client_secret,  # type: ignore[arg-type]
+                        org_id=adobe.org_id,
+                    ),
+                ),
+            ),
+        )
+        print(f"emulator: {products} products at {emu.url} (loopback only)", file=sys.stderr)
+        async with Runtime(settings) as runtime:
+            bar = ProgressBar(sys.stderr, "demo")
+            try:
+                result = await runtime.engine().run(runtime.sources["demo"], progress=bar)
+            finally:
+                bar.close()
+            events = await runtime.store.token_events("demo", limit=1000)
+            stored = await runtime.store.count_products("demo")
+        token_summary = ", ".join(
+            f"{sum(e.event == kind for e in events)} {kind}"
+            for kind in sorted({e.event for e in events})
+        )
+        print_result(
+            result,
+            sys.stdout,
+            {
+                "stored": f"{stored} products in {db}",
+                "tokens": f"{token_summary or 'none'} "
+                f"({emu.adobe.stats.token_requests} token request(s) served)",
+            },
+        )
+    return 0 if result.ok else 1
+
+
+async def serve_emulator(port: int, products: int, rate_limit: float | None) -> int:
+    """`syncd emulator`: serve the emulator on 127.0.0.1 until interrupted."""
+    import asyncio
+
+    from syncd.emulator import AdobeConfig, Emulator, EmulatorConfig, RateLimitConfig
+
+    limit = RateLimitConfig(rate=rate_limit, burst=max(1, int(rate_limit))) if rate_limit else None
+    config = EmulatorConfig(adobe=AdobeConfig(products=products, rate_limit=limit))
+    async with Emulator(config, port=port) as emu:
+        a = emu.adobe.config
+        print(f"emulator listening on {emu.url}", file=sys.stderr)
+        print(f"  IMS token URL   {emu.ims_token_url}", file=sys.stderr)
+        print(f"  Adobe client    {a.client_id} / org {a.org_id}", file=sys.stderr)
+        print(f"  AmeriCommerce   {emu.url}/api/v1/products", file=sys.stderr)
+        await asyncio.Event().wait()
+    return 0

@@ -1,0 +1,200 @@
+"""The daemon: wires store, client pool, token cache, sources and scheduler; owns signals and shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import signal
+from contextlib import AsyncExitStack
+from types import TracebackType
+from typing import Self
+
+from syncd.auth import TokenCache
+from syncd.clock import Clock, SystemClock
+from syncd.config import Settings, SourceSettings
+from syncd.http import ClientPool
+from syncd.logging import get_logger
+from syncd.schedule import IntervalSchedule
+from syncd.scheduler import SourceScheduler
+from syncd.sources import Source, build_source
+from syncd.store import SqliteStore
+from syncd.sync import SyncEngine, SyncResult
+
+log = get_logger(__name__)
+
+
+class Runtime:
+    """Everything one process needs to sync: store, pool, token cache, engine and built sources."""
+
+    def __init__(self, settings: Settings, clock: Clock | None = None, rng: random.Random | None = None):
+        self.settings = settings
+        self.clock = clock or SystemClock()
+        self._rng = rng or random.Random()
+        self._stack = AsyncExitStack()
+        self._store: SqliteStore | None = None
+        self._pool: ClientPool | None = None
+        self._cache: TokenCache | None = None
+        self.sources: dict[str, Source] = {}
+
+    async def __aenter__(self) -> Self:
+        async with AsyncExitStack() as stack:
+            self._store = await stack.enter_async_context(
+                SqliteStore(self.settings.store.path, busy_timeout=self.settings.store.busy_timeout)
+            )
+            self._pool = await stack.enter_async_context(
+                ClientPool(self.settings.http, self.clock, self._rng)
+            )
+            self._cache = TokenCache(self._store, self.clock)
+            for source in self.settings.sources:
+                self.sources[source.name] = build_source(source, self._pool, self._cache, self.clock)
+            self._stack = stack.pop_all()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self._stack.aclose()
+
+    @property
+    def store(self) -> SqliteStore:
+        """The open store."""
+        if self._store is None:
+            raise RuntimeError("Runtime is not open; use it inside 'async with Runtime(...)'")
+        return self._store
+
+    @property
+    def pool(self) -> ClientPool:
+        """The open client pool."""
+        if self._pool is None:
+            raise RuntimeError("Runtime is not open; use it inside 'async with Runtime(...)'")
+        return self._pool
+
+    @property
+    def cache(self) -> TokenCache:
+        """The shared token cache."""
+        if self._cache is None:
+            raise RuntimeError("Runtime is not open; use it inside 'async with Runtime(...)'")
+        return self._cache
+
+    def engine(self) -> SyncEngine:
+        """A sync engine on this runtime's store and clock."""
+        return SyncEngine(self.store, self.clock)
+
+
+class Daemon:
+    """Runs every enabled source on its schedule until `stop()` or SIGTERM/SIGINT, then drains."""
+
+    def __init__(self, runtime: Runtime, *, handle_signals: bool = True) -> None:
+        self._runtime = runtime
+        self._settings = runtime.settings
+        self._handle_signals = handle_signals
+        self._scheduler = SourceScheduler()
+        self._stopping = asyncio.Event()
+        self._active: dict[str, asyncio.Task[SyncResult | None]] = {}
+        self._signals: list[signal.Signals] = []
+        self.results: list[SyncResult] = []
+
+    async def __aenter__(self) -> Self:
+        clock = self._runtime.clock
+        abandoned = await self._runtime.store.fail_abandoned_runs(
+            clock.now(), "the process running it stopped before it finished (crash or kill)"
+        )
+        if abandoned:
+            log.warning("daemon.abandoned_runs", count=abandoned)
+        for source in self._settings.sources:
+            if not source.enabled:
+                log.info("daemon.source_disabled", source=source.name)
+                continue
+            self._schedule(source)
+        self._scheduler.start()
+        if self._handle_signals:
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, self._on_signal, sig)
+                self._signals.append(sig)
+        log.info(
+            "daemon.started",
+            sources=[s.name for s in self._settings.sources if s.enabled],
+            store=str(self._settings.store.path),
+        )
+        return self
+
+    def _schedule(self, source: SourceSettings) -> None:
+        async def job() -> None:
+            await self._run_tracked(source.name)
+
+        # Interval schedules sync once right away; cron schedules wait for their first slot.
+        schedule = source.parsed_schedule
+        first = self._runtime.clock.now() if isinstance(schedule, IntervalSchedule) else None
+        self._scheduler.add(source.name, schedule, job, first)
+        log.info("daemon.scheduled", source=source.name, schedule=str(source.parsed_schedule))
+
+    async def _run_tracked(self, name: str) -> None:
+        if self._stopping.is_set():
+            return
+        task = asyncio.create_task(self.run_once(name), name=f"sync-{name}")
+        self._active[name] = task
+        try:
+            await asyncio.shield(task)
+        finally:
+            if task.done():
+                self._active.pop(name, None)
+
+    async def run_once(self, name: str) -> SyncResult | None:
+        """Sync source `name` now, unless it waits for an operator (`needs_reauth`)."""
+        state = await self._runtime.store.source_state(name)
+        if state.needs_reauth:
+            log.warning(
+                "sync.skipped",
+                source=name,
+                reason="needs_reauth",
+                detail=state.reauth_reason,
+                action=f"run 'syncd auth {name}'",
+            )
+            return None
+        result = await self._runtime.engine().run(self._runtime.sources[name])
+        self.results.append(result)
+        return result
+
+    def _on_signal(self, sig: signal.Signals) -> None:
+        log.info("daemon.signal", signal=sig.name)
+        self.stop()
+
+    def stop(self) -> None:
+        """Ask the daemon to stop scheduling and drain."""
+        self._stopping.set()
+
+    async def wait(self) -> None:
+        """Block until `stop()` or a signal."""
+        await self._stopping.wait()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._stopping.set()
+        loop = asyncio.get_running_loop()
+        for sig in self._signals:
+            loop.remove_signal_handler(sig)
+        self._scheduler.shutdown()
+        running = [t for t in self._active.values() if not t.done()]
+        grace = self._settings.shutdown_grace
+        pending: set[asyncio.Task[SyncResult | None]] = set()
+        if running:
+            log.info("daemon.draining", runs=len(running), grace_s=grace)
+            _, pending = await asyncio.wait(running, timeout=grace)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.gather(*pending, return_exceptions=True)
+        log.info(
+            "daemon.stopped",
+            runs=len(self.results),
+            failed=sum(not r.ok for r in self.results),
+            cancelled=len(pending),
+        )

@@ -1,0 +1,315 @@
+"""The per-source HTTP client: concurrency limit, shared pause, rate limit, retries, auth on every call."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+from aiolimiter import AsyncLimiter
+
+from syncd.auth import AccessToken, TokenCache, TokenProvider
+from syncd.clock import Clock
+from syncd.errors import (
+    AuthError,
+    HttpStatusError,
+    RateLimitedError,
+    ResponseError,
+    ServerError,
+    TransportError,
+)
+from syncd.http.gate import PauseGate
+from syncd.http.retry import RetryPolicy, parse_retry_after
+from syncd.http.stats import RequestStats
+from syncd.logging import get_logger
+
+log = get_logger(__name__)
+
+# What a flaky network or a keep-alive race looks like from aiohttp; all safe to retry for GETs.
+_TRANSIENT = (
+    aiohttp.ServerDisconnectedError,
+    aiohttp.ClientConnectionError,
+    aiohttp.ClientPayloadError,
+    TimeoutError,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    """A decoded answer: status, headers and body (parsed JSON where JSON was expected)."""
+
+    status: int
+    headers: Mapping[str, str]
+    content_type: str
+    body: bytes
+    data: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class SourceAuth:
+    """A source's credential: the provider that mints tokens and the cache that shares them."""
+
+    provider: TokenProvider
+    cache: TokenCache
+    source: str
+
+    async def token(self) -> AccessToken:
+        """A token fresh enough to send."""
+        return await self.cache.get(self.provider, self.source)
+
+    async def reject(self, token: AccessToken) -> None:
+        """Report a 401 for `token`."""
+        await self.cache.invalidate(self.provider, token, self.source)
+
+
+class _Transient(Exception):
+    """Internal: an attempt failed in a way worth retrying; carries the error to raise at the end."""
+
+    def __init__(self, error: TransportError) -> None:
+        self.error = error
+
+
+ResponseHook = Callable[[Response], None]
+
+
+class SourceClient:
+    """Sends one source's requests through its limits; shared by all of that source's workers."""
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        session: aiohttp.ClientSession,
+        clock: Clock,
+        rng: random.Random,
+        policy: RetryPolicy,
+        max_concurrency: int,
+        timeout: aiohttp.ClientTimeout,
+        auth: SourceAuth | None = None,
+        headers: Mapping[str, str] | None = None,
+        rate_limit: float | None = None,
+        rate_burst: int | None = None,
+    ) -> None:
+        self.name = name
+        self.gate = PauseGate(clock)
+        self._session = session
+        self._clock = clock
+        self._rng = rng
+        self._policy = policy
+        self._semaphore = asyncio.Semaphore(max_concurrency)
+        self._timeout = timeout
+        self._auth = auth
+        self._headers = dict(headers or {})
+        self._limiter: AsyncLimiter | None = None
+        if rate_limit is not None:
+            burst = rate_burst or max(1, round(rate_limit))
+            self._limiter = AsyncLimiter(burst, burst / rate_limit)
+        self._hooks: list[ResponseHook] = []
+
+    def add_response_hook(self, hook: ResponseHook) -> None:
+        """Call `hook` with every response (e.g. to read a platform's call-limit header)."""
+        self._hooks.append(hook)
+
+    async def get_json(
+        self,
+        url: str,
+        params: Mapping[str, str] | None = None,
+        *,
+        stats: RequestStats,
+        headers: Mapping[str, str] | None = None,
+        accept: frozenset[int] = frozenset(),
+    ) -> Response:
+        """GET and decode JSON; statuses in `accept` are returned as they are instead of raising."""
+        return await self.request(
+            "GET", url, params=params, stats=stats, headers=headers, accept=accept, expect_json=True
+        )
+
+    async def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        stats: RequestStats,
+        params: Mapping[str, str] | None = None,
+        data: Mapping[str, str] | None = None,
+        json_body: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+        accept: frozenset[int] = frozenset(),
+        expect_json: bool = True,
+        raise_for_status: bool = True,
+    ) -> Response:
+        """Send with retries: 429 pauses every worker, 5xx and network faults back off, 401 refreshes once."""
+        failures = 0
+        reauthed = False
+        started = self._clock.monotonic()
+        while True:
+            await self.gate.wait()
+            token = await self._auth.token() if self._auth else None
+            merged = {**self._headers, **(headers or {})}
+            if token is not None and self._auth is not None:
+                merged.update(self._auth.provider.auth_headers(token))
+            try:
+                response = await self._attempt(
+                    method, url, params, data, json_body, merged, stats, expect_json, accept
+                )
+            except _Transient as transient:
+                failures += 1
+                error = transient.error
+                if isinstance(error, RateLimitedError):
+                    stats.rate_limited += 1
+                    pause = self._policy.rate_limit_pause(error.retry_after)
+                    self.gate.pause(pause)
+                    delay = 0.0  # the gate itself holds every worker for `pause`
+                    log.warning(
+                        "http.rate_limited", source=self.name, url=url, retry_after=round(pause, 3)
+                    )
+                    budget_left = self._policy.deadline - (self._clock.monotonic() - started)
+                    if pause > budget_left:
+                        raise error from None
+                else:
+                    if failures >= self._policy.max_attempts:
+                        raise error from None
+                    delay = self._policy.backoff(failures, self._rng)
+                    elapsed = self._clock.monotonic() - started
+                    if elapsed + delay > self._policy.deadline:
+                        raise error from None
+                    log.warning(
+                        "http.retry_scheduled",
+                        source=self.name,
+                        url=url,
+                        attempt=failures,
+                        delay=round(delay, 3),
+                        reason=str(error),
+                    )
+                stats.retries += 1
+                if delay:
+                    await self._clock.sleep(delay)
+                continue
+            if response.status == 401 and token is not None and self._auth is not None:
+                if reauthed:
+                    raise AuthError(
+                        f"{method} {url} was refused with HTTP 401 twice, even with a fresh token: "
+                        f"{_message(response)}",
+                        source=self.name,
+                        status=401,
+                    )
+                reauthed = True
+                await self._auth.reject(token)
+                continue
+            if raise_for_status and response.status >= 400 and response.status not in accept:
+                raise HttpStatusError(
+                    f"{method} {url} was refused with HTTP {response.status}: {_message(response)}",
+                    url=url,
+                    status=response.status,
+                )
+            return response
+
+    async def _attempt(
+        self,
+        method: str,
+        url: str,
+        params: Mapping[str, str] | None,
+        data: Mapping[str, str] | None,
+        json_body: Mapping[str, Any] | None,
+        headers: dict[str, str],
+        stats: RequestStats,
+        expect_json: bool,
+        accept: frozenset[int],
+    ) -> Response:
+        async with self._semaphore:
+            if self._limiter is not None:
+                await self._limiter.acquire()
+            await self.gate.wait()
+            sent = self._clock.monotonic()
+            try:
+                async with self._session.request(
+                    method,
+                    url,
+                    params=params,
+                    data=data,
+                    json=json_body,
+                    headers=headers,
+                    timeout=self._timeout,
+                ) as raw:
+                    body = await raw.read()
+                    status = raw.status
+                    content_type = raw.content_type
+                    response_headers: Mapping[str, str] = raw.headers
+            except TimeoutError as exc:
+                stats.observe(self._clock.monotonic() - sent)
+                limit = self._timeout.total
+                raise _Transient(
+                    TransportError(f"{method} {url} timed out after {limit}s", url=url)
+                ) from exc
+            except _TRANSIENT as exc:
+                stats.observe(self._clock.monotonic() - sent)
+                raise _Transient(
+                    TransportError(
+                        f"{method} {url} failed: {type(exc).__name__}: {exc or 'no detail'}",
+                        url=url,
+                    )
+                ) from exc
+            except aiohttp.ClientError as exc:
+                raise TransportError(f"{method} {url} failed: {exc}", url=url) from exc
+            stats.observe(self._clock.monotonic() - sent)
+        response = Response(status, response_headers, content_type, body)
+        for hook in self._hooks:
+            hook(response)
+        if status == 429:
+            retry_after = parse_retry_after(response_headers.get("Retry-After"), self._clock.now())
+            raise _Transient(
+                RateLimitedError(
+                    f"{method} {url} was rate limited (HTTP 429) until the retry budget ran out",
+                    url=url,
+                    status=429,
+                    retry_after=retry_after,
+                )
+            )
+        if status >= 500:
+            raise _Transient(
+                ServerError(
+                    f"{method} {url} answered HTTP {status}: {_message(response)}",
+                    url=url,
+                    status=status,
+                )
+            )
+        if expect_json and (200 <= status < 300 or status in accept):
+            try:
+                decoded = json.loads(body)
+            except ValueError:
+                raise _Transient(
+                    ResponseError(
+                        f"{method} {url} answered HTTP {status} with {_describe_body(response)}, "
+                        "not the JSON the API documents",
+                        url=url,
+                        status=status,
+                    )
+                ) from None
+            return Response(status, response_headers, content_type, body, decoded)
+        return response
+
+
+def _describe_body(response: Response) -> str:
+    if "html" in response.content_type or response.body.lstrip()[:1] == b"<":
+        return f"an HTML page ({response.content_type or 'no content type'})"
+    if "json" in response.content_type:
+        return f"a malformed or truncated JSON body ({len(response.body)} bytes)"
+    return f"a {response.content_type or 'untyped'} body of {len(response.body)} bytes"
+
+
+def _message(response: Response) -> str:
+    """The platform's own error text (Magento `message`, IMS `error_description`, ...), shortened."""
+    try:
+        data = json.loads(response.body)
+    except ValueError:
+        return _describe_body(response)
+    if isinstance(data, dict):
+        for key in ("message", "error_description", "error", "details"):
+            value = data.get(key)
+            if isinstance(value, str) and value:
+                return value[:300]
+    return response.body[:200].decode("utf-8", errors="replace")

@@ -1,0 +1,108 @@
+"""The daemon's one aiohttp session (pooled keep-alive connections) and the clients built on it."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping
+from types import TracebackType
+from typing import Self
+
+import aiohttp
+
+from syncd import __version__
+from syncd.auth import EndpointResponse
+from syncd.clock import Clock
+from syncd.config import HttpSettings
+from syncd.http.client import SourceAuth, SourceClient
+from syncd.http.retry import RetryPolicy
+from syncd.http.stats import RequestStats
+
+USER_AGENT = f"syncd/{__version__} (+https://github.com/syncd)"
+
+
+class ClientPool:
+    """Owns the `ClientSession`; hands out per-source clients and posts to token endpoints."""
+
+    def __init__(self, settings: HttpSettings, clock: Clock, rng: random.Random | None = None) -> None:
+        self._settings = settings
+        self._clock = clock
+        self._rng = rng or random.Random()
+        self._policy = RetryPolicy.from_settings(settings)
+        self._session: aiohttp.ClientSession | None = None
+        self._closed = False
+        self._token_client: SourceClient | None = None
+        self.token_stats = RequestStats()
+
+    async def __aenter__(self) -> Self:
+        if self._closed or self._session is not None:
+            raise RuntimeError("ClientPool cannot be reopened; create a new ClientPool instead")
+        connector = aiohttp.TCPConnector(limit=self._settings.pool_limit, ttl_dns_cache=300)
+        self._session = aiohttp.ClientSession(
+            connector=connector, headers={"User-Agent": USER_AGENT}
+        )
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._closed = True
+        if self._session is not None:
+            session, self._session = self._session, None
+            await session.close()
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        """The shared session (only while the pool is open)."""
+        if self._session is None:
+            raise RuntimeError("ClientPool is not open; use it inside 'async with ClientPool(...)'")
+        return self._session
+
+    def client(
+        self,
+        *,
+        name: str,
+        max_concurrency: int,
+        request_timeout: float,
+        connect_timeout: float,
+        auth: SourceAuth | None = None,
+        headers: Mapping[str, str] | None = None,
+        rate_limit: float | None = None,
+        rate_burst: int | None = None,
+    ) -> SourceClient:
+        """A client for one source, with its own limits, sharing the pool's connections."""
+        return SourceClient(
+            name=name,
+            session=self.session,
+            clock=self._clock,
+            rng=self._rng,
+            policy=self._policy,
+            max_concurrency=max_concurrency,
+            timeout=aiohttp.ClientTimeout(total=request_timeout, sock_connect=connect_timeout),
+            auth=auth,
+            headers=headers,
+            rate_limit=rate_limit,
+            rate_burst=rate_burst,
+        )
+
+    async def post_form(
+        self, url: str, fields: Mapping[str, str], *, as_json: bool = False
+    ) -> EndpointResponse:
+        """POST to a token endpoint, retrying network faults and 5xx; any other answer is returned."""
+        if self._token_client is None:
+            self._token_client = self.client(
+                name="token-endpoint", max_concurrency=4, request_timeout=30, connect_timeout=10
+            )
+        response = await self._token_client.request(
+            "POST",
+            url,
+            stats=self.token_stats,
+            data=None if as_json else fields,
+            json_body=fields if as_json else None,
+            headers={"Accept": "application/json"},
+            expect_json=False,
+            raise_for_status=False,
+        )
+        return EndpointResponse(response.status, response.content_type, response.body)

@@ -1,0 +1,63 @@
+"""Retry policy: bounded by attempts and by total time, full-jitter backoff, `Retry-After` parsing."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from datetime import datetime
+from email.utils import parsedate_to_datetime
+
+from syncd.config import HttpSettings
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How often and how long one request may be retried."""
+
+    max_attempts: int = 5
+    base: float = 0.5
+    cap: float = 30.0
+    deadline: float = 300.0
+    default_retry_after: float = 5.0
+    max_retry_after: float = 600.0
+
+    @classmethod
+    def from_settings(cls, http: HttpSettings) -> RetryPolicy:
+        """The policy the configuration describes."""
+        return cls(
+            max_attempts=http.max_attempts,
+            base=http.backoff_base,
+            cap=http.backoff_cap,
+            deadline=http.retry_deadline,
+            default_retry_after=http.default_retry_after,
+            max_retry_after=http.max_retry_after,
+        )
+
+    def backoff(self, failures: int, rng: random.Random) -> float:
+        """Full jitter: uniform in [0, min(cap, base * 2**(failures-1))] (AWS architecture blog)."""
+        ceiling = min(self.cap, self.base * 2 ** max(0, failures - 1))
+        return rng.uniform(0, ceiling)
+
+    def rate_limit_pause(self, retry_after: float | None) -> float:
+        """The pause after a 429: the server's `Retry-After` if given, capped, else the default."""
+        if retry_after is None:
+            return self.default_retry_after
+        return min(max(0.0, retry_after), self.max_retry_after)
+
+
+def parse_retry_after(value: str | None, now: datetime) -> float | None:
+    """Seconds to wait from a `Retry-After` header: delta-seconds or an HTTP-date (RFC 9110 10.2.3)."""
+    if value is None:
+        return None
+    text = value.strip()
+    if not text:
+        return None
+    if text.isdigit():
+        return float(text)
+    try:
+        when = parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(0.0, (when - now).total_seconds())

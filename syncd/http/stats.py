@@ -1,0 +1,31 @@
+"""Per-run request counters and a latency summary."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(slots=True)
+class RequestStats:
+    """What one run's requests cost; filled in by the client, read by the engine."""
+
+    requests: int = 0
+    retries: int = 0
+    rate_limited: int = 0
+    latencies: list[float] = field(default_factory=list)
+
+    def observe(self, seconds: float) -> None:
+        """Record one response time."""
+        self.requests += 1
+        self.latencies.append(seconds)
+
+    def latency_summary(self) -> dict[str, float]:
+        """p50 / p95 / max response time in milliseconds (empty if nothing was sent)."""
+        if not self.latencies:
+            return {}
+        ordered = sorted(self.latencies)
+
+        def pick(q: float) -> float:
+            return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000, 1)
+
+        return {"p50_ms": pick(0.5), "p95_ms": pick(0.95), "max_ms": round(ordered[-1] * 1000, 1)}

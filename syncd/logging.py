@@ -1,0 +1,67 @@
+"""The only place structlog is configured: JSON lines for machines, a readable console for people."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import MutableMapping
+from typing import Any, Literal, TextIO
+
+import structlog
+
+_SENSITIVE = frozenset(
+    {
+        "token",
+        "access_token",
+        "refresh_token",
+        "client_secret",
+        "app_secret",
+        "static_token",
+        "password",
+        "signature",
+        "user_key",
+        "authorization",
+    }
+)
+_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
+
+
+def redact_secrets(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """Safety net: whatever a caller passes under a secret-looking key never reaches the output."""
+    for key in _SENSITIVE.intersection(event):
+        event[key] = "[redacted]"
+    return event
+
+
+def configure_logging(
+    level: str = "info",
+    fmt: Literal["auto", "json", "console"] = "auto",
+    stream: TextIO | None = None,
+) -> None:
+    """Send structured logs to `stream` (stderr): JSON unless it is a terminal or `fmt` says otherwise."""
+    stream = stream or sys.stderr
+    use_json = fmt == "json" or (fmt == "auto" and not stream.isatty())
+    renderer: structlog.typing.Processor = (
+        structlog.processors.JSONRenderer()
+        if use_json
+        else structlog.dev.ConsoleRenderer(colors=stream.isatty())
+    )
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            redact_secrets,
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(_LEVELS[level]),
+        logger_factory=structlog.PrintLoggerFactory(file=stream),
+        cache_logger_on_first_use=False,
+    )
+
+
+def get_logger(name: str) -> structlog.typing.FilteringBoundLogger:
+    """A logger tagged with the module that logs."""
+    logger: structlog.typing.FilteringBoundLogger = structlog.get_logger(name)
+    return logger

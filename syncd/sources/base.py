@@ -1,0 +1,88 @@
+"""What the sync engine asks of a platform adapter, and the page it gets back."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from syncd.http.stats import RequestStats
+from syncd.store import ProductRecord
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """One page of products as fetched; `expected_pages` is the adapter's best estimate of the total."""
+
+    number: int
+    records: list[ProductRecord]
+    expected_pages: int | None = None
+
+
+class Source(Protocol):
+    """A platform adapter: streams a store's catalog as pages, never holding the whole catalog."""
+
+    @property
+    def name(self) -> str:
+        """The configured source name."""
+        ...
+
+    def pages(self, stats: RequestStats) -> AsyncIterator[Page]:
+        """Every product of the store, page by page, in any order."""
+        ...
+
+
+def content_hash(item: Mapping[str, Any]) -> str:
+    """Hash of the item's content, independent of key order, to tell real changes from re-reads."""
+    canonical = json.dumps(item, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def make_record(
+    item: Mapping[str, Any],
+    *,
+    sku: str,
+    id: int | None,
+    name: str | None,
+    price: float | None,
+    status: int | None,
+    type_id: str | None,
+    updated_at: str | None,
+) -> ProductRecord:
+    """A store record whose payload is the item as received (re-serialised compactly)."""
+    return ProductRecord(
+        sku=sku,
+        id=id,
+        name=name,
+        price=price,
+        status=status,
+        type_id=type_id,
+        updated_at=updated_at,
+        payload=json.dumps(item, separators=(",", ":"), ensure_ascii=False),
+        content_hash=content_hash(item),
+    )
+
+
+def as_int(value: Any) -> int | None:
+    """`value` as an int if it is one (or a numeric string), else None."""
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value)
+    return None
+
+
+def as_float(value: Any) -> float | None:
+    """`value` as a float if it is numeric, else None."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return None
+    return None

@@ -1,0 +1,179 @@
+"""What the rest of syncd may ask of a store, and the records that cross that boundary."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal, Protocol
+
+RunKind = Literal["full", "incremental"]
+RunStatus = Literal["running", "succeeded", "failed", "cancelled"]
+
+
+@dataclass(frozen=True, slots=True)
+class ProductRecord:
+    """One product as it will be stored: the columns operators query plus the payload as received."""
+
+    sku: str
+    id: int | None
+    name: str | None
+    price: float | None
+    status: int | None
+    type_id: str | None
+    updated_at: str | None
+    payload: str
+    content_hash: str
+
+
+@dataclass(frozen=True, slots=True)
+class UpsertCounts:
+    """How one batch changed the table."""
+
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+
+    def __add__(self, other: UpsertCounts) -> UpsertCounts:
+        return UpsertCounts(
+            self.created + other.created,
+            self.updated + other.updated,
+            self.unchanged + other.unchanged,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class RunTotals:
+    """The counters a finished run writes to its `sync_runs` row."""
+
+    pages: int = 0
+    items_seen: int = 0
+    items_created: int = 0
+    items_updated: int = 0
+    items_unchanged: int = 0
+    items_deleted: int = 0
+    requests: int = 0
+    retries: int = 0
+    rate_limited: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class RunRecord:
+    """A row of `sync_runs`."""
+
+    id: int
+    source: str
+    kind: RunKind
+    started_at: str
+    finished_at: str | None
+    status: RunStatus
+    totals: RunTotals
+    error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class TokenRecord:
+    """A persisted credential; only the auth layer reads the secret fields."""
+
+    access_token: str
+    expires_at: datetime | None
+    refresh_token: str | None = None
+    issued_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TokenEvent:
+    """A row of `token_events`: what happened to a credential, identified by fingerprint only."""
+
+    source: str
+    at: datetime
+    event: str
+    expires_at: datetime | None = None
+    fingerprint: str | None = None
+    detail: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SourceState:
+    """Operator-visible state of a source that outlives runs."""
+
+    source: str
+    needs_reauth: bool = False
+    reauth_reason: str | None = None
+
+
+class Store(Protocol):
+    """Durable state of the daemon; every method is one transaction."""
+
+    async def upsert_products(
+        self, source: str, records: Sequence[ProductRecord], now: datetime
+    ) -> UpsertCounts:
+        """Insert new products, rewrite changed ones, leave identical ones untouched."""
+        ...
+
+    async def count_products(self, source: str) -> int:
+        """How many live (not tombstoned) products `source` has."""
+        ...
+
+    async def start_run(self, source: str, kind: RunKind, now: datetime) -> int:
+        """Open a `running` row and return its id."""
+        ...
+
+    async def finish_run(
+        self,
+        run_id: int,
+        status: RunStatus,
+        totals: RunTotals,
+        now: datetime,
+        error: str | None = None,
+    ) -> None:
+        """Close a run with its outcome and counters."""
+        ...
+
+    async def fail_abandoned_runs(self, now: datetime, reason: str) -> int:
+        """Mark runs left `running` by a crashed process as `failed`; return how many."""
+        ...
+
+    async def last_runs(self) -> list[RunRecord]:
+        """The most recent run of each source."""
+        ...
+
+    async def runs(
+        self,
+        source: str | None = None,
+        status: RunStatus | None = None,
+        since: datetime | None = None,
+        limit: int = 50,
+    ) -> list[RunRecord]:
+        """Runs, newest first, filtered."""
+        ...
+
+    async def add_token_event(self, event: TokenEvent) -> None:
+        """Append to `token_events`."""
+        ...
+
+    async def token_events(
+        self, source: str | None = None, since: datetime | None = None, limit: int = 50
+    ) -> list[TokenEvent]:
+        """Token events, newest first, filtered."""
+        ...
+
+    async def load_token(self, key: str) -> TokenRecord | None:
+        """The persisted credential for cache key `key`."""
+        ...
+
+    async def save_token(self, key: str, token: TokenRecord, now: datetime) -> None:
+        """Persist (replace) the credential for `key` atomically."""
+        ...
+
+    async def delete_token(self, key: str) -> None:
+        """Forget the credential for `key`."""
+        ...
+
+    async def source_state(self, source: str) -> SourceState:
+        """Durable state of `source` (defaults if never written)."""
+        ...
+
+    async def set_needs_reauth(self, source: str, reason: str | None, now: datetime) -> None:
+        """Flag (reason given) or clear (None) the operator action `syncd auth` for `source`."""
+        ...

@@ -1,0 +1,82 @@
+"""Versioned schema of the SQLite store: migration N brings `PRAGMA user_version` from N-1 to N.
+
+The tables are a contract operators query: add columns and tables in new migrations, never rename.
+"""
+
+from __future__ import annotations
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: products, runs, token events, persisted tokens, per-source state.
+    """
+    CREATE TABLE products (
+        source          TEXT NOT NULL,
+        sku             TEXT NOT NULL,
+        id              INTEGER,
+        name            TEXT,
+        price           REAL,
+        status          INTEGER,
+        type_id         TEXT,
+        updated_at      TEXT,
+        payload         TEXT NOT NULL,
+        content_hash    TEXT NOT NULL,
+        first_seen_at   TEXT NOT NULL,
+        last_synced_at  TEXT NOT NULL,
+        deleted_at      TEXT,
+        PRIMARY KEY (source, sku)
+    ) WITHOUT ROWID;
+    CREATE INDEX products_source_updated ON products (source, updated_at);
+
+    CREATE TABLE sync_runs (
+        id              INTEGER PRIMARY KEY AUTOINCREMENT,
+        source          TEXT NOT NULL,
+        kind            TEXT NOT NULL CHECK (kind IN ('full', 'incremental')),
+        started_at      TEXT NOT NULL,
+        finished_at     TEXT,
+        status          TEXT NOT NULL
+                        CHECK (status IN ('running', 'succeeded', 'failed', 'cancelled')),
+        pages           INTEGER NOT NULL DEFAULT 0,
+        items_seen      INTEGER NOT NULL DEFAULT 0,
+        items_created   INTEGER NOT NULL DEFAULT 0,
+        items_updated   INTEGER NOT NULL DEFAULT 0,
+        items_unchanged INTEGER NOT NULL DEFAULT 0,
+        items_deleted   INTEGER NOT NULL DEFAULT 0,
+        requests        INTEGER NOT NULL DEFAULT 0,
+        retries         INTEGER NOT NULL DEFAULT 0,
+        rate_limited    INTEGER NOT NULL DEFAULT 0,
+        error           TEXT
+    );
+    CREATE INDEX sync_runs_source ON sync_runs (source, id);
+    CREATE INDEX sync_runs_status ON sync_runs (status);
+
+    CREATE TABLE token_events (
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        source      TEXT NOT NULL,
+        at          TEXT NOT NULL,
+        event       TEXT NOT NULL,
+        expires_at  TEXT,
+        fingerprint TEXT,
+        detail      TEXT
+    );
+    CREATE INDEX token_events_source ON token_events (source, id);
+
+    CREATE TABLE tokens (
+        cache_key     TEXT PRIMARY KEY,
+        access_token  TEXT NOT NULL,
+        refresh_token TEXT,
+        expires_at    TEXT,
+        issued_at     TEXT,
+        updated_at    TEXT NOT NULL
+    );
+
+    CREATE TABLE source_state (
+        source        TEXT PRIMARY KEY,
+        needs_reauth  INTEGER NOT NULL DEFAULT 0,
+        reauth_reason TEXT,
+        watermark     TEXT,
+        checkpoint    TEXT,
+        updated_at    TEXT NOT NULL
+    );
+    """,
+)
+
+SCHEMA_VERSION = len(MIGRATIONS)

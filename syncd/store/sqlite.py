@@ -1,0 +1,402 @@
+"""SQLite backend of the `Store` protocol: WAL, migrations, one lock-guarded transaction per call."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from datetime import datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self, cast
+
+import aiosqlite
+
+from syncd.errors import StoreError
+from syncd.store.base import (
+    ProductRecord,
+    RunKind,
+    RunRecord,
+    RunStatus,
+    RunTotals,
+    SourceState,
+    TokenEvent,
+    TokenRecord,
+    UpsertCounts,
+)
+from syncd.store.schema import MIGRATIONS, SCHEMA_VERSION
+
+# SQLite caps bound parameters per statement; stay well below the oldest default (999).
+_IN_CHUNK = 500
+_RUN_COLUMNS = (
+    "id, source, kind, started_at, finished_at, status, pages, items_seen, items_created, "
+    "items_updated, items_unchanged, items_deleted, requests, retries, rate_limited, error"
+)
+
+
+def iso(moment: datetime | None) -> str | None:
+    """ISO-8601 UTC text as stored in every time column."""
+    return None if moment is None else moment.isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def parse_iso(text: str | None) -> datetime | None:
+    """Inverse of `iso`."""
+    return None if text is None else datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def _chunks(items: Sequence[str], size: int) -> Iterable[Sequence[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+class SqliteStore:
+    """The daemon's database; use as `async with SqliteStore(path) as store:`."""
+
+    def __init__(self, path: Path | str, *, busy_timeout: float = 5.0) -> None:
+        self._path = Path(path)
+        self._busy_timeout = busy_timeout
+        self._db: aiosqlite.Connection | None = None
+        self._lock = asyncio.Lock()
+        self._closed = False
+
+    @property
+    def path(self) -> Path:
+        """Location of the database file."""
+        return self._path
+
+    async def __aenter__(self) -> Self:
+        if self._closed or self._db is not None:
+            raise RuntimeError("SqliteStore cannot be reopened; create a new SqliteStore instead")
+        try:
+            if self._path.parent != Path():
+                self._path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = await aiosqlite.connect(
+                self._path, timeout=self._busy_timeout, isolation_level=None
+            )
+            await self._db.execute("PRAGMA journal_mode=WAL")
+            await self._db.execute("PRAGMA synchronous=NORMAL")
+            await self._db.execute("PRAGMA foreign_keys=ON")
+            await self._migrate()
+        except (sqlite3.Error, OSError) as exc:
+            await self._close()
+            raise StoreError(f"cannot open database {str(self._path)!r}: {exc}") from exc
+        except BaseException:
+            await self._close()
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self._close()
+
+    async def _close(self) -> None:
+        self._closed = True
+        if self._db is not None:
+            db, self._db = self._db, None
+            await db.close()
+
+    async def _migrate(self) -> None:
+        db = self._conn
+        async with db.execute("PRAGMA user_version") as cursor:
+            row = await cursor.fetchone()
+        version = int(row[0]) if row else 0
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"database {str(self._path)!r} has schema {version}, newer than this syncd "
+                f"({SCHEMA_VERSION}); upgrade syncd"
+            )
+        for number in range(version + 1, SCHEMA_VERSION + 1):
+            await db.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in _statements(MIGRATIONS[number - 1]):
+                    await db.execute(statement)
+                await db.execute(f"PRAGMA user_version = {number}")
+                await db.execute("COMMIT")
+            except BaseException:
+                await db.execute("ROLLBACK")
+                raise
+
+    @property
+    def _conn(self) -> aiosqlite.Connection:
+        if self._db is None:
+            raise RuntimeError("SqliteStore is not open; use it inside 'async with SqliteStore(...)'")
+        return self._db
+
+    @asynccontextmanager
+    async def _transaction(self, what: str) -> AsyncIterator[aiosqlite.Connection]:
+        """One serialized write transaction; sqlite errors become StoreError naming `what`."""
+        db = self._conn
+        async with self._lock:
+            try:
+                await db.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise StoreError(f"cannot {what}: {exc}") from exc
+            try:
+                yield db
+                await db.execute("COMMIT")
+            except BaseException as exc:
+                try:
+                    await db.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass  # the failed COMMIT already rolled back
+                if isinstance(exc, sqlite3.Error):
+                    raise StoreError(f"cannot {what}: {exc}") from exc
+                raise
+
+    async def _read(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        try:
+            async with self._conn.execute(sql, params) as cursor:
+                return cast(list[sqlite3.Row], list(await cursor.fetchall()))
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot read from {str(self._path)!r}: {exc}") from exc
+
+    # -- products ---------------------------------------------------------------------------------
+
+    async def upsert_products(
+        self, source: str, records: Sequence[ProductRecord], now: datetime
+    ) -> UpsertCounts:
+        """Insert new products, rewrite changed ones, leave identical ones untouched."""
+        if not records:
+            return UpsertCounts()
+        stamp = iso(now)
+        latest = {record.sku: record for record in records}  # a page may repeat a sku: last wins
+        async with self._transaction(f"store {len(latest)} products of {source!r}") as db:
+            known: dict[str, tuple[str, str | None]] = {}
+            for chunk in _chunks(list(latest), _IN_CHUNK):
+                marks = ",".join("?" * len(chunk))
+                async with db.execute(
+                    f"SELECT sku, content_hash, deleted_at FROM products "
+                    f"WHERE source = ? AND sku IN ({marks})",
+                    (source, *chunk),
+                ) as cursor:
+                    for sku, content_hash, deleted_at in await cursor.fetchall():
+                        known[sku] = (content_hash, deleted_at)
+            inserts: list[tuple[Any, ...]] = []
+            updates: list[tuple[Any, ...]] = []
+            unchanged = 0
+            for sku, r in latest.items():
+                previous = known.get(sku)
+                if previous is None:
+                    inserts.append(
+                        (source, sku, r.id, r.name, r.price, r.status, r.type_id, r.updated_at,
+                         r.payload, r.content_hash, stamp, stamp)
+                    )  # fmt: skip
+                elif previous[0] != r.content_hash or previous[1] is not None:
+                    updates.append(
+                        (r.id, r.name, r.price, r.status, r.type_id, r.updated_at, r.payload,
+                         r.content_hash, stamp, source, sku)
+                    )  # fmt: skip
+                else:
+                    unchanged += 1
+            if inserts:
+                await db.executemany(
+                    "INSERT INTO products (source, sku, id, name, price, status, type_id, "
+                    "updated_at, payload, content_hash, first_seen_at, last_synced_at) "
+                    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                    inserts,
+                )
+            if updates:
+                await db.executemany(
+                    "UPDATE products SET id=?, name=?, price=?, status=?, type_id=?, updated_at=?, "
+                    "payload=?, content_hash=?, last_synced_at=?, deleted_at=NULL "
+                    "WHERE source=? AND sku=?",
+                    updates,
+                )
+        return UpsertCounts(len(inserts), len(updates), unchanged)
+
+    async def count_products(self, source: str) -> int:
+        """How many live (not tombstoned) products `source` has."""
+        rows = await self._read(
+            "SELECT count(*) FROM products WHERE source = ? AND deleted_at IS NULL", (source,)
+        )
+        return int(rows[0][0])
+
+    # -- runs -------------------------------------------------------------------------------------
+
+    async def start_run(self, source: str, kind: RunKind, now: datetime) -> int:
+        """Open a `running` row and return its id."""
+        async with self._transaction(f"start a run of {source!r}") as db:
+            cursor = await db.execute(
+                "INSERT INTO sync_runs (source, kind, started_at, status) VALUES (?,?,?,'running')",
+                (source, kind, iso(now)),
+            )
+            run_id = cursor.lastrowid
+        if run_id is None:
+            raise StoreError(f"cannot start a run of {source!r}: no row id returned")
+        return run_id
+
+    async def finish_run(
+        self,
+        run_id: int,
+        status: RunStatus,
+        totals: RunTotals,
+        now: datetime,
+        error: str | None = None,
+    ) -> None:
+        """Close a run with its outcome and counters."""
+        t = totals
+        async with self._transaction(f"finish run {run_id}") as db:
+            await db.execute(
+                "UPDATE sync_runs SET finished_at=?, status=?, pages=?, items_seen=?, "
+                "items_created=?, items_updated=?, items_unchanged=?, items_deleted=?, requests=?, "
+                "retries=?, rate_limited=?, error=? WHERE id=?",
+                (iso(now), status, t.pages, t.items_seen, t.items_created, t.items_updated,
+                 t.items_unchanged, t.items_deleted, t.requests, t.retries, t.rate_limited,
+                 error, run_id),
+            )  # fmt: skip
+
+    async def fail_abandoned_runs(self, now: datetime, reason: str) -> int:
+        """Mark runs left `running` by a crashed process as `failed`; return how many."""
+        async with self._transaction("close abandoned runs") as db:
+            cursor = await db.execute(
+                "UPDATE sync_runs SET status='failed', finished_at=?, error=? "
+                "WHERE status='running'",
+                (iso(now), reason),
+            )
+            return cursor.rowcount
+
+    async def last_runs(self) -> list[RunRecord]:
+        """The most recent run of each source."""
+        rows = await self._read(
+            f"SELECT {_RUN_COLUMNS} FROM sync_runs WHERE id IN "
+            "(SELECT max(id) FROM sync_runs GROUP BY source) ORDER BY source"
+        )
+        return [_run(row) for row in rows]
+
+    async def runs(
+        self,
+        source: str | None = None,
+        status: RunStatus | None = None,
+        since: datetime | None = None,
+        limit: int = 50,
+    ) -> list[RunRecord]:
+        """Runs, newest first, filtered."""
+        where, params = _filters(source=source, status=status, started_at=since)
+        rows = await self._read(
+            f"SELECT {_RUN_COLUMNS} FROM sync_runs {where} ORDER BY id DESC LIMIT ?",
+            (*params, limit),
+        )
+        return [_run(row) for row in rows]
+
+    # -- tokens -----------------------------------------------------------------------------------
+
+    async def add_token_event(self, event: TokenEvent) -> None:
+        """Append to `token_events`."""
+        async with self._transaction(f"record token event {event.event!r}") as db:
+            await db.execute(
+                "INSERT INTO token_events (source, at, event, expires_at, fingerprint, detail) "
+                "VALUES (?,?,?,?,?,?)",
+                (event.source, iso(event.at), event.event, iso(event.expires_at),
+                 event.fingerprint, event.detail),
+            )  # fmt: skip
+
+    async def token_events(
+        self, source: str | None = None, since: datetime | None = None, limit: int = 50
+    ) -> list[TokenEvent]:
+        """Token events, newest first, filtered."""
+        where, params = _filters(source=source, at=since)
+        rows = await self._read(
+            "SELECT source, at, event, expires_at, fingerprint, detail FROM token_events "
+            f"{where} ORDER BY id DESC LIMIT ?",
+            (*params, limit),
+        )
+        return [
+            TokenEvent(
+                source=r[0],
+                at=cast(datetime, parse_iso(r[1])),
+                event=r[2],
+                expires_at=parse_iso(r[3]),
+                fingerprint=r[4],
+                detail=r[5],
+            )
+            for r in rows
+        ]
+
+    async def load_token(self, key: str) -> TokenRecord | None:
+        """The persisted credential for cache key `key`."""
+        rows = await self._read(
+            "SELECT access_token, expires_at, refresh_token, issued_at FROM tokens "
+            "WHERE cache_key = ?",
+            (key,),
+        )
+        if not rows:
+            return None
+        r = rows[0]
+        return TokenRecord(r[0], parse_iso(r[1]), r[2], parse_iso(r[3]))
+
+    async def save_token(self, key: str, token: TokenRecord, now: datetime) -> None:
+        """Persist (replace) the credential for `key` atomically."""
+        async with self._transaction("save a token") as db:
+            await db.execute(
+                "INSERT INTO tokens (cache_key, access_token, refresh_token, expires_at, "
+                "issued_at, updated_at) VALUES (?,?,?,?,?,?) ON CONFLICT (cache_key) DO UPDATE SET "
+                "access_token=excluded.access_token, refresh_token=excluded.refresh_token, "
+                "expires_at=excluded.expires_at, issued_at=excluded.issued_at, "
+                "updated_at=excluded.updated_at",
+                (key, token.access_token, token.refresh_token, iso(token.expires_at),
+                 iso(token.issued_at), iso(now)),
+            )  # fmt: skip
+
+    async def delete_token(self, key: str) -> None:
+        """Forget the credential for `key`."""
+        async with self._transaction("delete a token") as db:
+            await db.execute("DELETE FROM tokens WHERE cache_key = ?", (key,))
+
+    # -- source state -----------------------------------------------------------------------------
+
+    async def source_state(self, source: str) -> SourceState:
+        """Durable state of `source` (defaults if never written)."""
+        rows = await self._read(
+            "SELECT needs_reauth, reauth_reason FROM source_state WHERE source = ?", (source,)
+        )
+        if not rows:
+            return SourceState(source)
+        return SourceState(source, bool(rows[0][0]), rows[0][1])
+
+    async def set_needs_reauth(self, source: str, reason: str | None, now: datetime) -> None:
+        """Flag (reason given) or clear (None) the operator action `syncd auth` for `source`."""
+        async with self._transaction(f"update the state of {source!r}") as db:
+            await db.execute(
+                "INSERT INTO source_state (source, needs_reauth, reauth_reason, updated_at) "
+                "VALUES (?,?,?,?) ON CONFLICT (source) DO UPDATE SET "
+                "needs_reauth=excluded.needs_reauth, reauth_reason=excluded.reauth_reason, "
+                "updated_at=excluded.updated_at",
+                (source, reason is not None, reason, iso(now)),
+            )
+
+
+def _statements(script: str) -> list[str]:
+    return [s.strip() for s in script.split(";") if s.strip()]
+
+
+def _filters(**conditions: Any) -> tuple[str, list[Any]]:
+    clauses: list[str] = []
+    params: list[Any] = []
+    for column, value in conditions.items():
+        if value is None:
+            continue
+        if isinstance(value, datetime):
+            clauses.append(f"{column} >= ?")
+            params.append(iso(value))
+        else:
+            clauses.append(f"{column} = ?")
+            params.append(value)
+    return ("WHERE " + " AND ".join(clauses) if clauses else ""), params
+
+
+def _run(row: sqlite3.Row | tuple[Any, ...]) -> RunRecord:
+    return RunRecord(
+        id=row[0],
+        source=row[1],
+        kind=row[2],
+        started_at=row[3],
+        finished_at=row[4],
+        status=row[5],
+        totals=RunTotals(*row[6:15]),
+        error=row[15],
+    )

@@ -1,0 +1,52 @@
+"""Retry policy maths and Retry-After parsing: pure functions of their inputs."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime
+
+import pytest
+
+from syncd.http.retry import RetryPolicy, parse_retry_after
+
+NOW = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
+
+
+def test_retry_after_delta_seconds() -> None:
+    """A delta-seconds header is taken as it is."""
+    assert parse_retry_after("7", NOW) == 7.0
+
+
+def test_retry_after_http_date() -> None:
+    """An HTTP-date header is turned into the seconds left until that date."""
+    assert parse_retry_after("Sun, 01 Mar 2026 12:00:30 GMT", NOW) == 30.0
+
+
+def test_retry_after_date_in_the_past_means_now() -> None:
+    """A date already passed means no wait, never a negative one."""
+    assert parse_retry_after("Sun, 01 Mar 2026 11:00:00 GMT", NOW) == 0.0
+
+
+@pytest.mark.parametrize("value", [None, "", "soon", "-3", "1.5e3x"])
+def test_retry_after_unusable_values(value: str | None) -> None:
+    """Missing or unparseable headers give None so the default pause applies."""
+    assert parse_retry_after(value, NOW) is None
+
+
+def test_rate_limit_pause_defaults_and_caps() -> None:
+    """No header: the default pause; an absurd header: capped."""
+    policy = RetryPolicy(default_retry_after=5, max_retry_after=60)
+    assert policy.rate_limit_pause(None) == 5
+    assert policy.rate_limit_pause(3600) == 60
+    assert policy.rate_limit_pause(2) == 2
+
+
+def test_backoff_is_full_jitter_within_an_exponential_cap() -> None:
+    """Delays stay in [0, min(cap, base*2^(n-1))] and actually vary."""
+    policy = RetryPolicy(base=1.0, cap=8.0)
+    rng = random.Random(7)
+    for failures, ceiling in [(1, 1.0), (2, 2.0), (3, 4.0), (4, 8.0), (9, 8.0)]:
+        delays = [policy.backoff(failures, rng) for _ in range(200)]
+        assert all(0 <= d <= ceiling for d in delays)
+        assert max(delays) > ceiling * 0.8
+        assert len(set(delays)) > 100

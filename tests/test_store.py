@@ -1,0 +1,151 @@
+"""SqliteStore against real files: upsert semantics, runs, tokens, migrations, misuse."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from syncd.errors import StoreError
+from syncd.sources.base import make_record
+from syncd.store import ProductRecord, RunTotals, SqliteStore, TokenEvent, TokenRecord
+from syncd.store.schema import SCHEMA_VERSION
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def product(sku: str, price: float = 10.0, name: str = "Widget") -> ProductRecord:
+    item = {"sku": sku, "id": int(sku[1:]), "name": name, "price": price, "status": 1}
+    return make_record(
+        item, sku=sku, id=item["id"], name=name, price=price, status=1, type_id="simple",
+        updated_at="2026-01-01 00:00:00",
+    )  # fmt: skip
+
+
+async def test_upsert_counts_created_updated_unchanged(store: SqliteStore) -> None:
+    """New skus are created, changed content updated, identical content left alone."""
+    first = await store.upsert_products("s", [product("p1"), product("p2")], T0)
+    assert (first.created, first.updated, first.unchanged) == (2, 0, 0)
+    second = await store.upsert_products(
+        "s", [product("p1"), product("p2", price=12.5), product("p3")], T0 + timedelta(hours=1)
+    )
+    assert (second.created, second.updated, second.unchanged) == (1, 1, 1)
+    assert await store.count_products("s") == 3
+
+
+async def test_unchanged_product_is_not_rewritten(store: SqliteStore, tmp_path: Path) -> None:
+    """Same content hash: the row (including last_synced_at) stays exactly as it was."""
+    await store.upsert_products("s", [product("p1")], T0)
+    await store.upsert_products("s", [product("p1")], T0 + timedelta(days=1))
+    await store.upsert_products("s", [product("p1", price=1.0)], T0 + timedelta(days=2))
+    rows = sqlite3.connect(tmp_path / "syncd.db").execute(
+        "SELECT first_seen_at, last_synced_at, price, payload FROM products WHERE sku='p1'"
+    ).fetchall()
+    assert rows == [("2026-01-01T00:00:00Z", "2026-01-03T00:00:00Z", 1.0, product("p1", 1.0).payload)]
+
+
+async def test_sources_are_separate_namespaces(store: SqliteStore) -> None:
+    """The same sku in two sources is two products."""
+    await store.upsert_products("a", [product("p1")], T0)
+    counts = await store.upsert_products("b", [product("p1")], T0)
+    assert counts.created == 1
+    assert await store.count_products("a") == await store.count_products("b") == 1
+
+
+async def test_run_lifecycle_and_listing(store: SqliteStore) -> None:
+    """A run opens as running and closes with its totals; last_runs shows the newest per source."""
+    first = await store.start_run("s", "full", T0)
+    await store.finish_run(first, "failed", RunTotals(pages=1), T0, "boom")
+    second = await store.start_run("s", "full", T0 + timedelta(minutes=1))
+    await store.finish_run(second, "succeeded", RunTotals(pages=3, items_seen=250, requests=4), T0)
+    (last,) = await store.last_runs()
+    assert (last.id, last.status, last.totals.items_seen, last.totals.requests) == (
+        second, "succeeded", 250, 4,
+    )  # fmt: skip
+    failed = await store.runs("s", status="failed")
+    assert [r.error for r in failed] == ["boom"]
+
+
+async def test_abandoned_runs_are_marked_failed(store: SqliteStore) -> None:
+    """Runs left `running` by a dead process become `failed` with the reason given."""
+    run_id = await store.start_run("s", "full", T0)
+    assert await store.fail_abandoned_runs(T0, "process died") == 1
+    (run,) = await store.runs("s")
+    assert (run.id, run.status, run.error) == (run_id, "failed", "process died")
+
+
+async def test_tokens_round_trip_and_replace(store: SqliteStore) -> None:
+    """A saved token loads back with its expiry; saving again replaces it."""
+    await store.save_token("k", TokenRecord("tok-1", T0 + timedelta(hours=1), None, T0), T0)
+    await store.save_token("k", TokenRecord("tok-2", T0 + timedelta(hours=2), "r2", T0), T0)
+    loaded = await store.load_token("k")
+    assert loaded == TokenRecord("tok-2", T0 + timedelta(hours=2), "r2", T0)
+    await store.delete_token("k")
+    assert await store.load_token("k") is None
+
+
+async def test_token_events_are_listed_newest_first(store: SqliteStore) -> None:
+    """token_events keeps fingerprints and details in order."""
+    for i, event in enumerate(["issued", "invalidated", "refreshed"]):
+        await store.add_token_event(TokenEvent("s", T0 + timedelta(seconds=i), event, None, f"fp{i}"))
+    events = await store.token_events("s")
+    assert [e.event for e in events] == ["refreshed", "invalidated", "issued"]
+
+
+async def test_needs_reauth_flag(store: SqliteStore) -> None:
+    """The reauth flag is set with a reason and cleared with None."""
+    assert not (await store.source_state("s")).needs_reauth
+    await store.set_needs_reauth("s", "refresh rejected", T0)
+    state = await store.source_state("s")
+    assert state.needs_reauth and state.reauth_reason == "refresh rejected"
+    await store.set_needs_reauth("s", None, T0)
+    assert not (await store.source_state("s")).needs_reauth
+
+
+async def test_schema_is_versioned_and_wal(tmp_path: Path) -> None:
+    """A new database is migrated to the current version and uses WAL."""
+    async with SqliteStore(tmp_path / "x.db"):
+        pass
+    db = sqlite3.connect(tmp_path / "x.db")
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+async def test_newer_schema_is_refused(tmp_path: Path) -> None:
+    """A database from a newer syncd is not touched."""
+    db = sqlite3.connect(tmp_path / "x.db")
+    db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    db.close()
+    with pytest.raises(StoreError, match="newer than this syncd"):
+        async with SqliteStore(tmp_path / "x.db"):
+            pass
+
+
+async def test_misuse_says_how_to_fix(tmp_path: Path) -> None:
+    """Using a closed store, or reopening one, raises a RuntimeError that explains."""
+    store = SqliteStore(tmp_path / "x.db")
+    with pytest.raises(RuntimeError, match="async with"):
+        await store.count_products("s")
+    async with store:
+        pass
+    with pytest.raises(RuntimeError, match="cannot be reopened"):
+        async with store:
+            pass
+
+
+async def test_write_failure_is_a_store_error_and_keeps_data(tmp_path: Path) -> None:
+    """A write that SQLite refuses raises StoreError and leaves earlier data intact."""
+    path = tmp_path / "x.db"
+    async with SqliteStore(path) as store:
+        await store.upsert_products("s", [product("p1")], T0)
+        blocker = sqlite3.connect(path, timeout=0)
+        blocker.execute("BEGIN IMMEDIATE")  # another writer holds the lock
+        slow = SqliteStore(path, busy_timeout=0.05)
+        async with slow:
+            with pytest.raises(StoreError, match="cannot store 1 products"):
+                await slow.upsert_products("s", [product("p2")], T0)
+        blocker.rollback()
+        blocker.close()
+        assert await store.count_products("s") == 1
