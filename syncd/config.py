@@ -30,7 +30,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from syncd.errors import ConfigError
 from syncd.schedule import Schedule, parse_schedule
 
-IMS_TOKEN_URL = "https://ims-na1.adobelogin.com/ims/token/v3"
+IMS_TOKEN_URL = "https://ims-na1.adobelogin.com/ims/token/v3"  # noqa: S105 (a URL)
 DEFAULT_IMS_SCOPES = (
     "openid",
     "AdobeID",
@@ -53,7 +53,9 @@ class StoreSettings(_Model):
     """Where the SQLite database lives."""
 
     path: Path = Path("syncd.db")
-    busy_timeout: float = Field(default=5.0, gt=0, description="seconds to wait for a locked database")
+    busy_timeout: float = Field(
+        default=5.0, gt=0, description="seconds to wait for a locked database"
+    )
 
 
 class HttpSettings(_Model):
@@ -62,8 +64,12 @@ class HttpSettings(_Model):
     max_attempts: int = Field(default=5, ge=1, le=20)
     backoff_base: float = Field(default=0.5, gt=0)
     backoff_cap: float = Field(default=30.0, gt=0)
-    retry_deadline: float = Field(default=300.0, gt=0, description="total seconds one request may retry")
-    default_retry_after: float = Field(default=5.0, gt=0, description="pause on a 429 without Retry-After")
+    retry_deadline: float = Field(
+        default=300.0, gt=0, description="total seconds one request may retry"
+    )
+    default_retry_after: float = Field(
+        default=5.0, gt=0, description="pause on a 429 without Retry-After"
+    )
     max_retry_after: float = Field(default=600.0, gt=0, description="longest Retry-After honoured")
     pool_limit: int = Field(default=100, ge=1, description="connections across all sources")
 
@@ -76,13 +82,17 @@ class ImsAuthSettings(_Model):
     client_secret: SecretStr
     org_id: str = Field(min_length=1)
     scopes: tuple[str, ...] = DEFAULT_IMS_SCOPES
-    refresh_margin: float = Field(default=600.0, ge=0, description="refresh this many seconds early")
+    refresh_margin: float = Field(
+        default=600.0, ge=0, description="refresh this many seconds early"
+    )
 
     @field_validator("scopes")
     @classmethod
     def _needs_accs(cls, scopes: tuple[str, ...]) -> tuple[str, ...]:
         if ACCS_SCOPE not in scopes:
-            raise ValueError(f"must include {ACCS_SCOPE!r}, which Adobe Commerce (ACCS) APIs require")
+            raise ValueError(
+                f"must include {ACCS_SCOPE!r}, which Adobe Commerce (ACCS) APIs require"
+            )
         return scopes
 
 
@@ -114,7 +124,9 @@ class _SourceBase(_Model):
     full_schedule: str | None = Field(default=None, description="periodic full runs, e.g. nightly")
     request_timeout: float = Field(default=30.0, gt=0)
     connect_timeout: float = Field(default=10.0, gt=0)
-    rate_limit: float | None = Field(default=None, gt=0, description="requests per second, None = off")
+    rate_limit: float | None = Field(
+        default=None, gt=0, description="requests per second, None = off"
+    )
     rate_burst: int | None = Field(default=None, ge=1)
     enabled: bool = True
 
@@ -174,7 +186,9 @@ class Settings(BaseSettings):
     sources: tuple[SourceSettings, ...] = ()
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["auto", "json", "console"] = "auto"
-    shutdown_grace: float = Field(default=30.0, ge=0, description="seconds to drain runs on SIGTERM")
+    shutdown_grace: float = Field(
+        default=30.0, ge=0, description="seconds to drain runs on SIGTERM"
+    )
     secrets_dir: Path | None = None
 
     @classmethod
@@ -238,9 +252,7 @@ def _describe(error: Mapping[str, Any], raw: Mapping[str, Any]) -> str:
     # Discriminated unions insert the tag ("adobe_commerce") into the path; it is noise to a user.
     if len(loc) > 2 and loc[0] == "sources" and loc[2] in ("adobe_commerce", "americommerce"):
         del loc[2]
-    parts: list[str] = []
-    for item in loc:
-        parts.append(f"[{item}]" if isinstance(item, int) else f".{item}")
+    parts = [f"[{item}]" if isinstance(item, int) else f".{item}" for item in loc]
     path = "".join(parts).lstrip(".") or "config"
     if loc[:1] == ["sources"] and len(loc) > 1 and isinstance(loc[1], int):
         sources = raw.get("sources") or []
@@ -253,6 +265,8 @@ def _describe(error: Mapping[str, Any], raw: Mapping[str, Any]) -> str:
     secret = any(str(item) in SECRET_FIELDS for item in loc)
     if error["type"] == "missing":
         return f"{path}: is required"
+    if error["type"] == "extra_forbidden":
+        return f"{path}: is not a known setting (see config/syncd.example.toml)"
     if error["type"] == "union_tag_invalid":
         ctx = error.get("ctx") or {}
         return f"{path}.kind: {ctx.get('tag')!r} is invalid: expected one of {ctx.get('expected_tags')}"
@@ -273,7 +287,9 @@ def load_settings(path: Path | None) -> Settings:
         except FileNotFoundError:
             raise ConfigError([f"config file {str(path)!r} does not exist"]) from None
         except OSError as exc:
-            raise ConfigError([f"config file {str(path)!r} cannot be read: {exc.strerror}"]) from None
+            raise ConfigError(
+                [f"config file {str(path)!r} cannot be read: {exc.strerror}"]
+            ) from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError([f"config file {str(path)!r} is not valid TOML: {exc}"]) from None
     _resolve_secrets(raw, env)

@@ -26,7 +26,9 @@ log = get_logger(__name__)
 class Runtime:
     """Everything one process needs to sync: store, pool, token cache, engine and built sources."""
 
-    def __init__(self, settings: Settings, clock: Clock | None = None, rng: random.Random | None = None):
+    def __init__(
+        self, settings: Settings, clock: Clock | None = None, rng: random.Random | None = None
+    ):
         self.settings = settings
         self.clock = clock or SystemClock()
         self._rng = rng or random.Random()
@@ -46,7 +48,9 @@ class Runtime:
             )
             self._cache = TokenCache(self._store, self.clock)
             for source in self.settings.sources:
-                self.sources[source.name] = build_source(source, self._pool, self._cache, self.clock)
+                self.sources[source.name] = build_source(
+                    source, self._pool, self._cache, self.clock
+                )
             self._stack = stack.pop_all()
         return self
 

@@ -1,16 +1,16 @@
 """The one exception tree of syncd; third-party errors are translated into it at the layer that sees them.
 
-    SyncdError
-    ├── ConfigError            invalid settings (exit code 2)
-    ├── StoreError             the database refused a read or a write
-    ├── AuthError              a credential was refused or a token could not be obtained
-    │   └── NeedsReauthError   the stored grant is gone; an operator must run `syncd auth`
-    ├── TransportError         the request did not produce a usable answer
-    │   ├── RateLimitedError   429 after every allowed retry
-    │   ├── ServerError        5xx after every allowed retry
-    │   ├── ResponseError      an answer that is not the JSON we expected (HTML page, truncated body)
-    │   └── HttpStatusError    a 4xx refusal that retrying cannot fix
-    └── SourceError            the platform answered, but not in a way a sync can use
+SyncdError
+├── ConfigError            invalid settings (exit code 2)
+├── StoreError             the database refused a read or a write
+├── AuthError              a credential was refused or a token could not be obtained
+│   └── NeedsReauthError   the stored grant is gone; an operator must run `syncd auth`
+├── TransportError         the request did not produce a usable answer
+│   ├── RateLimitedError   429 after every allowed retry
+│   ├── ServerError        5xx after every allowed retry
+│   ├── ResponseError      an answer that is not the JSON we expected (HTML page, truncated body)
+│   └── HttpStatusError    a 4xx refusal that retrying cannot fix
+└── SourceError            the platform answered, but not in a way a sync can use
 """
 
 from __future__ import annotations
@@ -35,7 +35,9 @@ class StoreError(SyncdError):
 class AuthError(SyncdError):
     """A token could not be obtained or was refused."""
 
-    def __init__(self, message: str, *, source: str | None = None, status: int | None = None) -> None:
+    def __init__(
+        self, message: str, *, source: str | None = None, status: int | None = None
+    ) -> None:
         self.source = source
         self.status = status
         super().__init__(message)

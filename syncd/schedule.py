@@ -53,7 +53,9 @@ def parse_schedule(text: str) -> Schedule:
         except ValueError as exc:
             raise ValueError(f"invalid cron expression ({exc})") from None
         return CronSchedule(text.strip())
-    raise ValueError('expected an interval such as "30s", "15m", "6h", "1d" or a 5-field cron string')
+    raise ValueError(
+        'expected an interval such as "30s", "15m", "6h", "1d" or a 5-field cron string'
+    )
 
 
 def interval_seconds(schedule: Schedule) -> float | None:

@@ -20,7 +20,9 @@ class SourceScheduler:
         self._scheduler: Any = AsyncIOScheduler(timezone="UTC")
         self._misfire_grace = misfire_grace
 
-    def add(self, job_id: str, schedule: Schedule, func: JobFunc, first_run: datetime | None) -> None:
+    def add(
+        self, job_id: str, schedule: Schedule, func: JobFunc, first_run: datetime | None
+    ) -> None:
         """Run `func` on `schedule` (first at `first_run` if given); a run still going skips the next."""
         self._scheduler.add_job(
             func,

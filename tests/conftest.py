@@ -2,13 +2,26 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
+import aiohttp
 import pytest
+import structlog
+from aioresponses import aioresponses
+from aioresponses import core as aioresponses_core
 
 from syncd.clock import FakeClock
 from syncd.store import SqliteStore
+
+
+@pytest.fixture(autouse=True)
+def _reset_logging() -> Iterator[None]:
+    """A CLI test configures logging onto a captured stream that pytest closes afterwards."""
+    yield
+    structlog.reset_defaults()
 
 
 @pytest.fixture
@@ -22,3 +35,53 @@ async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
     """A real SQLite store in a temporary directory."""
     async with SqliteStore(tmp_path / "syncd.db") as opened:
         yield opened
+
+
+class _FinishedUpload:
+    """Stands in for the request writer aiohttp 3.14 expects; a mocked request has sent nothing."""
+
+    output_size = 0
+
+
+class _CompatResponse(aiohttp.ClientResponse):
+    """aioresponses 0.7.9 predates aiohttp 3.14's required `stream_writer` (aioresponses#289)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("stream_writer", _FinishedUpload())
+        super().__init__(*args, **kwargs)
+
+
+@pytest.fixture
+def http_mock(monkeypatch: pytest.MonkeyPatch) -> Iterator[aioresponses]:
+    """aioresponses, made to work with aiohttp >= 3.14 for the duration of one test."""
+    monkeypatch.setattr(aioresponses_core, "ClientResponse", _CompatResponse)
+    with aioresponses() as mock:
+        yield mock
+
+
+class ManualClock(FakeClock):
+    """A fake clock whose `sleep` blocks until the test calls `advance` past the deadline."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._waiters: list[tuple[float, asyncio.Future[None]]] = []
+
+    async def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append((self.monotonic() + seconds, future))
+        await future
+
+    def advance(self, seconds: float) -> None:
+        super().advance(seconds)
+        now = self.monotonic()
+        for deadline, future in list(self._waiters):
+            if deadline <= now and not future.done():
+                future.set_result(None)
+        self._waiters = [(d, f) for d, f in self._waiters if not f.done()]
+
+
+async def settle(rounds: int = 20) -> None:
+    """Let every ready task run until it blocks."""
+    for _ in range(rounds):
+        await asyncio.sleep(0)

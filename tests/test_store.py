@@ -40,10 +40,16 @@ async def test_unchanged_product_is_not_rewritten(store: SqliteStore, tmp_path: 
     await store.upsert_products("s", [product("p1")], T0)
     await store.upsert_products("s", [product("p1")], T0 + timedelta(days=1))
     await store.upsert_products("s", [product("p1", price=1.0)], T0 + timedelta(days=2))
-    rows = sqlite3.connect(tmp_path / "syncd.db").execute(
-        "SELECT first_seen_at, last_synced_at, price, payload FROM products WHERE sku='p1'"
-    ).fetchall()
-    assert rows == [("2026-01-01T00:00:00Z", "2026-01-03T00:00:00Z", 1.0, product("p1", 1.0).payload)]
+    rows = (
+        sqlite3.connect(tmp_path / "syncd.db")
+        .execute(
+            "SELECT first_seen_at, last_synced_at, price, payload FROM products WHERE sku='p1'"
+        )
+        .fetchall()
+    )
+    assert rows == [
+        ("2026-01-01T00:00:00Z", "2026-01-03T00:00:00Z", 1.0, product("p1", 1.0).payload)
+    ]
 
 
 async def test_sources_are_separate_namespaces(store: SqliteStore) -> None:
@@ -89,7 +95,9 @@ async def test_tokens_round_trip_and_replace(store: SqliteStore) -> None:
 async def test_token_events_are_listed_newest_first(store: SqliteStore) -> None:
     """token_events keeps fingerprints and details in order."""
     for i, event in enumerate(["issued", "invalidated", "refreshed"]):
-        await store.add_token_event(TokenEvent("s", T0 + timedelta(seconds=i), event, None, f"fp{i}"))
+        await store.add_token_event(
+            TokenEvent("s", T0 + timedelta(seconds=i), event, None, f"fp{i}")
+        )
     events = await store.token_events("s")
     assert [e.event for e in events] == ["refreshed", "invalidated", "issued"]
 

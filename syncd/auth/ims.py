@@ -20,7 +20,12 @@ class ImsTokenProvider:
         self._endpoint = endpoint
         self._clock = clock
         identity = "\n".join(
-            (str(settings.token_url), settings.client_id, settings.org_id, ",".join(settings.scopes))
+            (
+                str(settings.token_url),
+                settings.client_id,
+                settings.org_id,
+                ",".join(settings.scopes),
+            )
         )
         self._key = "ims:" + hashlib.sha256(identity.encode()).hexdigest()[:24]
 

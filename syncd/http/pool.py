@@ -23,7 +23,9 @@ USER_AGENT = f"syncd/{__version__} (+https://github.com/syncd)"
 class ClientPool:
     """Owns the `ClientSession`; hands out per-source clients and posts to token endpoints."""
 
-    def __init__(self, settings: HttpSettings, clock: Clock, rng: random.Random | None = None) -> None:
+    def __init__(
+        self, settings: HttpSettings, clock: Clock, rng: random.Random | None = None
+    ) -> None:
         self._settings = settings
         self._clock = clock
         self._rng = rng or random.Random()

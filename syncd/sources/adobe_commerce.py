@@ -118,13 +118,17 @@ class AdobeCommerceSource:
                 while not todo.empty():
                     number = todo.get_nowait()
                     records, total = await self._fetch(number, stats)
-                    await done.put(Page(number, records, math.ceil(total / self._settings.page_size)))
+                    await done.put(
+                        Page(number, records, math.ceil(total / self._settings.page_size))
+                    )
             except Exception as exc:  # handed to the consumer, which re-raises it
                 await done.put(exc)
             finally:
                 await done.put(None)
 
-        tasks = [asyncio.create_task(worker(), name=f"{self.name}-page-worker") for _ in range(workers)]
+        tasks = [
+            asyncio.create_task(worker(), name=f"{self.name}-page-worker") for _ in range(workers)
+        ]
         try:
             finished = 0
             while finished < workers:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
@@ -124,7 +125,9 @@ class SqliteStore:
     @property
     def _conn(self) -> aiosqlite.Connection:
         if self._db is None:
-            raise RuntimeError("SqliteStore is not open; use it inside 'async with SqliteStore(...)'")
+            raise RuntimeError(
+                "SqliteStore is not open; use it inside 'async with SqliteStore(...)'"
+            )
         return self._db
 
     @asynccontextmanager
@@ -140,10 +143,9 @@ class SqliteStore:
                 yield db
                 await db.execute("COMMIT")
             except BaseException as exc:
-                try:
+                # A failed COMMIT may already have rolled back; then ROLLBACK itself fails.
+                with contextlib.suppress(sqlite3.Error):
                     await db.execute("ROLLBACK")
-                except sqlite3.Error:
-                    pass  # the failed COMMIT already rolled back
                 if isinstance(exc, sqlite3.Error):
                     raise StoreError(f"cannot {what}: {exc}") from exc
                 raise

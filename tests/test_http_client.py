@@ -1,0 +1,258 @@
+"""The per-source HTTP client against scripted answers (aioresponses) and a fake clock."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import re
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from email.utils import format_datetime
+
+import aiohttp
+import pytest
+from aioresponses import CallbackResult, aioresponses
+from structlog.testing import capture_logs
+
+from syncd.auth import AccessToken, TokenCache
+from syncd.clock import FakeClock
+from syncd.config import HttpSettings
+from syncd.errors import AuthError, HttpStatusError, ResponseError, ServerError
+from syncd.http import ClientPool, RequestStats, SourceAuth, SourceClient
+from syncd.store import SqliteStore
+from tests.conftest import ManualClock, settle
+
+URL = "http://127.0.0.1:9/rest/V1/products"
+PATTERN = re.compile(r"^http://127\.0\.0\.1:9/rest/V1/products.*$")
+
+
+class SequenceProvider:
+    """Issues token-1, token-2, ... and counts requests."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        self.clock = clock
+        self.calls = 0
+
+    @property
+    def cache_key(self) -> str:
+        return "seq"
+
+    @property
+    def refresh_margin(self) -> float:
+        return 60
+
+    async def obtain(self, previous: AccessToken | None) -> AccessToken:
+        self.calls += 1
+        now = self.clock.now()
+        return AccessToken(f"token-{self.calls}", now + timedelta(hours=1), now)
+
+    def auth_headers(self, token: AccessToken) -> dict[str, str]:
+        return {"Authorization": f"Bearer {token.value}"}
+
+
+@pytest.fixture
+async def pool(clock: FakeClock) -> AsyncIterator[ClientPool]:
+    async with ClientPool(HttpSettings(max_attempts=4, backoff_base=1, backoff_cap=8), clock,
+                          random.Random(1)) as opened:  # fmt: skip
+        yield opened
+
+
+def make_client(
+    pool: ClientPool, auth: SourceAuth | None = None, concurrency: int = 4
+) -> SourceClient:
+    return pool.client(name="s", max_concurrency=concurrency, request_timeout=5,
+                       connect_timeout=5, auth=auth)  # fmt: skip
+
+
+async def test_retry_after_seconds_pauses_then_succeeds(
+    pool: ClientPool, clock: FakeClock, http_mock: aioresponses
+) -> None:
+    """A 429 with `Retry-After: 7` waits 7 s (on the clock) and retries."""
+    client, stats = make_client(pool), RequestStats()
+    mock = http_mock
+    mock.get(PATTERN, status=429, headers={"Retry-After": "7"}, payload={"message": "slow"})
+    mock.get(PATTERN, payload={"items": []})
+    start = clock.monotonic()
+    response = await client.get_json(URL, stats=stats)
+    assert response.data == {"items": []}
+    assert clock.monotonic() - start == pytest.approx(7)
+    assert (stats.requests, stats.retries, stats.rate_limited) == (2, 1, 1)
+
+
+async def test_retry_after_http_date_is_honoured(
+    pool: ClientPool, clock: FakeClock, http_mock: aioresponses
+) -> None:
+    """A 429 whose Retry-After is an HTTP-date waits until that date."""
+    client, stats = make_client(pool), RequestStats()
+    when = format_datetime(clock.now() + timedelta(seconds=42), usegmt=True)
+    mock = http_mock
+    mock.get(PATTERN, status=429, headers={"Retry-After": when})
+    mock.get(PATTERN, payload={"ok": True})
+    start = clock.monotonic()
+    await client.get_json(URL, stats=stats)
+    assert clock.monotonic() - start == pytest.approx(42)
+
+
+async def test_429_without_header_uses_default(
+    pool: ClientPool, clock: FakeClock, http_mock: aioresponses
+) -> None:
+    """No Retry-After: the configured default pause (5 s)."""
+    client, stats = make_client(pool), RequestStats()
+    mock = http_mock
+    mock.get(PATTERN, status=429)
+    mock.get(PATTERN, payload={})
+    start = clock.monotonic()
+    await client.get_json(URL, stats=stats)
+    assert clock.monotonic() - start == pytest.approx(5)
+
+
+async def test_429_pauses_every_worker_of_the_source(http_mock: aioresponses) -> None:
+    """One worker's 429 holds a second worker, which had not sent yet, until Retry-After is over."""
+    clock = ManualClock()
+    calls: list[float] = []
+
+    def answer(url: object, **kwargs: object) -> CallbackResult:
+        calls.append(clock.monotonic())
+        if len(calls) == 1:
+            return CallbackResult(status=429, headers={"Retry-After": "30"})
+        return CallbackResult(status=200, payload={})
+
+    http_mock.get(PATTERN, callback=answer, repeat=True)
+    async with ClientPool(HttpSettings(), clock, random.Random(1)) as pool:
+        client = make_client(pool)
+        first = asyncio.create_task(client.get_json(URL, stats=RequestStats()))
+        await settle()
+        assert len(calls) == 1  # the 429 arrived; the gate is closed for 30 s
+        second = asyncio.create_task(client.get_json(URL, stats=RequestStats()))
+        await settle()
+        clock.advance(29)
+        await settle()
+        assert len(calls) == 1, "a worker sent during another worker's Retry-After pause"
+        clock.advance(1)
+        await asyncio.gather(first, second)
+    assert len(calls) == 3
+    assert min(calls[1:]) >= calls[0] + 30
+
+
+async def test_shared_gate_blocks_other_workers_during_a_pause(
+    pool: ClientPool, clock: FakeClock, http_mock: aioresponses
+) -> None:
+    """While the gate is closed by one worker's 429, a second worker does not send at all."""
+    client = make_client(pool)
+    client.gate.pause(30)
+    sent: list[float] = []
+
+    def answer(url: object, **kwargs: object) -> CallbackResult:
+        sent.append(clock.monotonic())
+        return CallbackResult(status=200, payload={})
+
+    start = clock.monotonic()
+    mock = http_mock
+    mock.get(PATTERN, callback=answer, repeat=True)
+    await asyncio.gather(*(client.get_json(URL, stats=RequestStats()) for _ in range(3)))
+    assert min(sent) >= start + 30
+
+
+async def test_5xx_backs_off_then_gives_up(
+    pool: ClientPool, clock: FakeClock, http_mock: aioresponses
+) -> None:
+    """503s are retried with bounded jittered backoff up to max_attempts, then ServerError."""
+    client, stats = make_client(pool), RequestStats()
+    mock = http_mock
+    with capture_logs() as logs:
+        mock.get(PATTERN, status=503, payload={"message": "maintenance"}, repeat=True)
+        with pytest.raises(ServerError, match="HTTP 503: maintenance"):
+            await client.get_json(URL, stats=stats)
+    assert stats.requests == 4 and stats.retries == 3
+    assert all(0 <= d <= 8 for d in clock.slept)
+    retries = [e for e in logs if e["event"] == "http.retry_scheduled"]
+    assert [e["attempt"] for e in retries] == [1, 2, 3]
+
+
+async def test_server_disconnect_is_retried(pool: ClientPool, http_mock: aioresponses) -> None:
+    """The keep-alive race (ServerDisconnectedError) on an idempotent GET is retried."""
+    client, stats = make_client(pool), RequestStats()
+    mock = http_mock
+    mock.get(PATTERN, exception=aiohttp.ServerDisconnectedError())
+    mock.get(PATTERN, payload={"items": [1]})
+    response = await client.get_json(URL, stats=stats)
+    assert response.data == {"items": [1]} and stats.retries == 1
+
+
+async def test_html_error_page_names_url_and_status(
+    pool: ClientPool, http_mock: aioresponses
+) -> None:
+    """A proxy's HTML page instead of JSON becomes a clear error naming URL and status."""
+    client = make_client(pool)
+    html = "<html><body><h1>502 Bad Gateway</h1></body></html>"
+    mock = http_mock
+    mock.get(PATTERN, status=200, body=html, content_type="text/html", repeat=True)
+    with pytest.raises(ResponseError) as caught:
+        await client.get_json(URL, stats=RequestStats())
+    assert URL in str(caught.value) and "HTTP 200" in str(caught.value)
+    assert "HTML page" in str(caught.value)
+
+
+async def test_4xx_is_not_retried(pool: ClientPool, http_mock: aioresponses) -> None:
+    """A 400 with a Magento message fails at once with that message."""
+    client, stats = make_client(pool), RequestStats()
+    mock = http_mock
+    mock.get(PATTERN, status=400, payload={"message": "bad field"}, repeat=True)
+    with pytest.raises(HttpStatusError, match="HTTP 400: bad field"):
+        await client.get_json(URL, stats=stats)
+    assert stats.requests == 1
+
+
+async def test_401_refreshes_once_and_retries(
+    pool: ClientPool, store: SqliteStore, clock: FakeClock, http_mock: aioresponses
+) -> None:
+    """A 401 invalidates the token that was rejected and retries once with a fresh one."""
+    provider = SequenceProvider(clock)
+    client = make_client(pool, SourceAuth(provider, TokenCache(store, clock), "s"))
+    seen: list[str] = []
+
+    def answer(url: object, **kwargs: object) -> CallbackResult:
+        auth = kwargs["headers"]["Authorization"]  # type: ignore[index]
+        seen.append(auth)
+        if auth == "Bearer token-1":
+            return CallbackResult(status=401, payload={"message": "The consumer isn't authorized"})
+        return CallbackResult(status=200, payload={"ok": 1})
+
+    mock = http_mock
+    mock.get(PATTERN, callback=answer, repeat=True)
+    response = await client.get_json(URL, stats=RequestStats())
+    assert response.data == {"ok": 1}
+    assert seen == ["Bearer token-1", "Bearer token-2"]
+    events = [e.event for e in await store.token_events("s")]
+    assert events == ["issued", "invalidated", "issued"] or events[0] == "refreshed"
+
+
+async def test_second_401_fails_clearly(
+    pool: ClientPool, store: SqliteStore, clock: FakeClock, http_mock: aioresponses
+) -> None:
+    """A fresh token refused again is an AuthError, not a loop."""
+    provider = SequenceProvider(clock)
+    client = make_client(pool, SourceAuth(provider, TokenCache(store, clock), "s"))
+    mock = http_mock
+    mock.get(PATTERN, status=401, payload={"message": "The consumer isn't authorized"}, repeat=True)
+    with pytest.raises(AuthError, match="401 twice"):
+        await client.get_json(URL, stats=RequestStats())
+    assert provider.calls == 2
+
+
+async def test_concurrent_401s_cause_one_refresh(
+    pool: ClientPool, store: SqliteStore, clock: FakeClock, http_mock: aioresponses
+) -> None:
+    """Many workers rejected with the same token trigger exactly one new token request."""
+    provider = SequenceProvider(clock)
+    client = make_client(pool, SourceAuth(provider, TokenCache(store, clock), "s"), concurrency=20)
+
+    def answer(url: object, **kwargs: object) -> CallbackResult:
+        ok = kwargs["headers"]["Authorization"] != "Bearer token-1"  # type: ignore[index]
+        return CallbackResult(status=200 if ok else 401, payload={})
+
+    mock = http_mock
+    mock.get(PATTERN, callback=answer, repeat=True)
+    await client.get_json(URL, stats=RequestStats())  # warm: token-1 rejected, token-2 used
+    assert provider.calls == 2
+    assert provider.calls == 2

@@ -1,0 +1,151 @@
+"""The shared token cache: single-flight, refresh-ahead, targeted invalidation, restart reuse."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from structlog.testing import capture_logs
+
+from syncd.auth import AccessToken, TokenCache
+from syncd.clock import FakeClock
+from syncd.errors import AuthError
+from syncd.store import SqliteStore
+
+
+class CountingProvider:
+    """A fake credential: counts token requests, can block them, can fail."""
+
+    def __init__(self, clock: FakeClock, lifetime: float = 3600, margin: float = 600) -> None:
+        self.clock = clock
+        self.lifetime = lifetime
+        self.calls = 0
+        self.gate = asyncio.Event()
+        self.gate.set()
+        self.fail_with: Exception | None = None
+        self._margin = margin
+
+    @property
+    def cache_key(self) -> str:
+        return "fake:key"
+
+    @property
+    def refresh_margin(self) -> float:
+        return self._margin
+
+    async def obtain(self, previous: AccessToken | None) -> AccessToken:
+        self.calls += 1
+        await self.gate.wait()
+        if self.fail_with:
+            raise self.fail_with
+        now = self.clock.now()
+        return AccessToken(f"token-{self.calls}", now + timedelta(seconds=self.lifetime), now)
+
+    def auth_headers(self, token: AccessToken) -> dict[str, str]:
+        return {"Authorization": f"Bearer {token.value}"}
+
+
+async def test_fifty_concurrent_callers_cause_one_token_request(
+    store: SqliteStore, clock: FakeClock
+) -> None:
+    """Single-flight: everyone waits on the one request in flight and gets its token."""
+    provider = CountingProvider(clock)
+    provider.gate.clear()
+    cache = TokenCache(store, clock)
+    waiters = [asyncio.create_task(cache.get(provider, "s")) for _ in range(50)]
+    await asyncio.sleep(0.01)
+    provider.gate.set()
+    tokens = await asyncio.gather(*waiters)
+    assert provider.calls == 1
+    assert {t.value for t in tokens} == {"token-1"}
+
+
+async def test_refreshes_ahead_of_expiry(store: SqliteStore, clock: FakeClock) -> None:
+    """Inside the margin before expiry the token is replaced, never handed out."""
+    provider = CountingProvider(clock, lifetime=3600, margin=600)
+    cache = TokenCache(store, clock)
+    first = await cache.get(provider, "s")
+    clock.advance(2999)  # 601 s left: still outside the margin
+    assert (await cache.get(provider, "s")).value == first.value
+    clock.advance(2)  # 599 s left: inside the margin
+    second = await cache.get(provider, "s")
+    assert second.value == "token-2"
+    assert provider.calls == 2
+    assert [e.event for e in await store.token_events("s")] == ["refreshed", "issued"]
+
+
+async def test_short_lived_tokens_are_not_refreshed_on_every_call(
+    store: SqliteStore, clock: FakeClock
+) -> None:
+    """A lifetime shorter than the margin still gets used for half its life."""
+    provider = CountingProvider(clock, lifetime=60, margin=600)
+    cache = TokenCache(store, clock)
+    await cache.get(provider, "s")
+    clock.advance(20)
+    await cache.get(provider, "s")
+    assert provider.calls == 1
+
+
+async def test_invalidate_only_drops_the_rejected_token(
+    store: SqliteStore, clock: FakeClock
+) -> None:
+    """N workers reporting a 401 for the same token cause one refresh, stale reports are ignored."""
+    provider = CountingProvider(clock)
+    cache = TokenCache(store, clock)
+    rejected = await cache.get(provider, "s")
+    results = await asyncio.gather(*(cache.invalidate(provider, rejected, "s") for _ in range(20)))
+    assert results.count(True) == 1
+    fresh = await cache.get(provider, "s")
+    assert fresh.value == "token-2"
+    assert not await cache.invalidate(provider, rejected, "s")  # late 401 for the old token
+    assert (await cache.get(provider, "s")).value == "token-2"
+    assert provider.calls == 2
+
+
+async def test_restart_reuses_a_persisted_valid_token(tmp_path: Path, clock: FakeClock) -> None:
+    """A new process (new cache, same database) reuses the token instead of minting one."""
+    provider = CountingProvider(clock)
+    async with SqliteStore(tmp_path / "t.db") as store:
+        first = await TokenCache(store, clock).get(provider, "s")
+    async with SqliteStore(tmp_path / "t.db") as store:
+        with capture_logs() as logs:
+            again = await TokenCache(store, clock).get(provider, "s")
+        events = [e.event for e in await store.token_events("s")]
+    assert again.value == first.value
+    assert provider.calls == 1
+    assert events == ["reused", "issued"]
+    assert logs[0]["event"] == "token.reused"
+    assert logs[0]["fingerprint"] == first.fingerprint
+    assert first.value not in str(logs)
+
+
+async def test_restart_after_expiry_mints_a_new_token(tmp_path: Path, clock: FakeClock) -> None:
+    """A persisted token past its margin is not reused."""
+    provider = CountingProvider(clock)
+    async with SqliteStore(tmp_path / "t.db") as store:
+        await TokenCache(store, clock).get(provider, "s")
+    clock.advance(3500)
+    async with SqliteStore(tmp_path / "t.db") as store:
+        token = await TokenCache(store, clock).get(provider, "s")
+    assert token.value == "token-2"
+
+
+async def test_failure_is_recorded_and_raised(store: SqliteStore, clock: FakeClock) -> None:
+    """A refused token request becomes a `failed` event and an AuthError for the caller."""
+    provider = CountingProvider(clock)
+    provider.fail_with = AuthError("IMS refused: invalid_client")
+    cache = TokenCache(store, clock)
+    with capture_logs() as logs, pytest.raises(AuthError, match="invalid_client"):
+        await cache.get(provider, "s")
+    (event,) = await store.token_events("s")
+    assert (event.event, event.detail) == ("failed", "IMS refused: invalid_client")
+    assert logs[0]["event"] == "token.failed" and logs[0]["log_level"] == "error"
+
+
+def test_token_repr_hides_the_secret(clock: FakeClock) -> None:
+    """repr() of a token (as in a traceback) shows the fingerprint's source, never the value."""
+    token = AccessToken("very-secret-value", None, clock.now(), refresh_token="also-secret")
+    assert "very-secret" not in repr(token) and "also-secret" not in repr(token)
+    assert token.fingerprint.startswith("sha256:") and len(token.fingerprint) == 19
