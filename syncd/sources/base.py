@@ -6,6 +6,7 @@ import hashlib
 import json
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Protocol
 
 from syncd.http.stats import RequestStats
@@ -13,12 +14,30 @@ from syncd.store import ProductRecord
 
 
 @dataclass(frozen=True, slots=True)
+class Cursor:
+    """Where an incremental read stands: products updated at or after `since` (ISO-8601 UTC,
+    inclusive), skipping the first `offset` pages of that filter (used when more than a page of
+    products share one `updated_at` second)."""
+
+    since: datetime
+    offset: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class Page:
-    """One page of products as fetched; `expected_pages` is the adapter's best estimate of the total."""
+    """One page of products as fetched.
+
+    `number` is the page's position in a full read (1-based); `total_count` is what the platform
+    reported with this page (a change between pages means the catalog changed under the read);
+    `expected_pages` is the adapter's estimate of the page count; `cursor` (incremental reads only)
+    is where the next read must start once this page is committed.
+    """
 
     number: int
     records: list[ProductRecord]
+    total_count: int | None = None
     expected_pages: int | None = None
+    cursor: Cursor | None = None
 
 
 class Source(Protocol):
@@ -29,8 +48,19 @@ class Source(Protocol):
         """The configured source name."""
         ...
 
-    def pages(self, stats: RequestStats) -> AsyncIterator[Page]:
-        """Every product of the store, page by page, in any order."""
+    @property
+    def page_size(self) -> int:
+        """Products per page, as configured."""
+        ...
+
+    def full_pages(self, stats: RequestStats, skip: frozenset[int] = frozenset()) -> AsyncIterator[Page]:
+        """Every product, page by page in any order, sorted by a stable id on the platform side;
+        pages whose numbers are in `skip` (committed by an interrupted run) are not fetched."""
+        ...
+
+    def changed_pages(self, stats: RequestStats, cursor: Cursor) -> AsyncIterator[Page]:
+        """Products with `updated_at >= cursor.since`, in (updated_at, id) order, sequentially,
+        each page carrying the cursor that follows it (keyset paging: immune to shifting offsets)."""
         ...
 
 
