@@ -99,7 +99,7 @@ async def sync_now(args: argparse.Namespace, settings: Settings) -> int:
             return 1
         bar = ProgressBar(sys.stderr, args.source)
         try:
-            result = await runtime.engine().run(runtime.sources[args.source], progress=bar)
+            result = await runtime.sync(args.source, "full" if args.full else None, progress=bar)
         finally:
             bar.close()
     print_result(result, sys.stdout)
@@ -201,7 +201,7 @@ async def demo(products: int, db: Path) -> int:
         async with Runtime(settings) as runtime:
             bar = ProgressBar(sys.stderr, "demo")
             try:
-                result = await runtime.engine().run(runtime.sources["demo"], progress=bar)
+                result = await runtime.sync("demo", progress=bar)
             finally:
                 bar.close()
             events = await runtime.store.token_events("demo", limit=1000)

@@ -124,6 +124,9 @@ class _SourceBase(_Model):
     full_schedule: str | None = Field(default=None, description="periodic full runs, e.g. nightly")
     request_timeout: float = Field(default=30.0, gt=0)
     connect_timeout: float = Field(default=10.0, gt=0)
+    incremental_overlap: float = Field(
+        default=120.0, ge=0, description="seconds re-read before the watermark (skew, same-second)"
+    )
     rate_limit: float | None = Field(
         default=None, gt=0, description="requests per second, None = off"
     )

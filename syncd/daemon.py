@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import signal
+import socket
 from contextlib import AsyncExitStack
 from types import TracebackType
 from typing import Self
@@ -18,7 +20,8 @@ from syncd.schedule import IntervalSchedule
 from syncd.scheduler import SourceScheduler
 from syncd.sources import Source, build_source
 from syncd.store import SqliteStore
-from syncd.sync import SyncEngine, SyncResult
+from syncd.store.base import RunKind
+from syncd.sync import ProgressCallback, SyncEngine, SyncResult
 
 log = get_logger(__name__)
 
@@ -47,6 +50,14 @@ class Runtime:
                 ClientPool(self.settings.http, self.clock, self._rng)
             )
             self._cache = TokenCache(self._store, self.clock)
+            abandoned = await self._store.fail_abandoned_runs(
+                self.clock.now(),
+                "the process running it stopped before it finished (crash or kill); "
+                "the next run resumes from its last committed page",
+                owner_is_alive,
+            )
+            if abandoned:
+                log.warning("sync.abandoned_runs", count=abandoned)
             for source in self.settings.sources:
                 self.sources[source.name] = build_source(
                     source, self._pool, self._cache, self.clock
@@ -84,8 +95,40 @@ class Runtime:
         return self._cache
 
     def engine(self) -> SyncEngine:
-        """A sync engine on this runtime's store and clock."""
-        return SyncEngine(self.store, self.clock)
+        """A sync engine on this runtime's store and clock, owning its runs as this process."""
+        return SyncEngine(self.store, self.clock, owner=process_owner())
+
+    async def sync(
+        self, name: str, kind: RunKind | None = None, progress: ProgressCallback | None = None
+    ) -> SyncResult:
+        """One run of source `name` with its configured options."""
+        settings = self.settings.source(name)
+        return await self.engine().run(
+            self.sources[name], kind, progress, overlap=settings.incremental_overlap
+        )
+
+
+def process_owner() -> str:
+    """`host:pid`, recorded on each run so another process can tell whether its owner is alive."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def owner_is_alive(owner: str | None) -> bool:
+    """True if `owner` (host:pid) is a live process on this host (or on another host: unknowable)."""
+    if not owner or ":" not in owner:
+        return False
+    host, _, pid = owner.rpartition(":")
+    if host != socket.gethostname():
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    except ValueError:
+        return False
+    return True
 
 
 class Daemon:
@@ -98,16 +141,11 @@ class Daemon:
         self._scheduler = SourceScheduler()
         self._stopping = asyncio.Event()
         self._active: dict[str, asyncio.Task[SyncResult | None]] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
         self._signals: list[signal.Signals] = []
         self.results: list[SyncResult] = []
 
     async def __aenter__(self) -> Self:
-        clock = self._runtime.clock
-        abandoned = await self._runtime.store.fail_abandoned_runs(
-            clock.now(), "the process running it stopped before it finished (crash or kill)"
-        )
-        if abandoned:
-            log.warning("daemon.abandoned_runs", count=abandoned)
         for source in self._settings.sources:
             if not source.enabled:
                 log.info("daemon.source_disabled", source=source.name)
@@ -127,27 +165,43 @@ class Daemon:
         return self
 
     def _schedule(self, source: SourceSettings) -> None:
+        name = source.name
+
         async def job() -> None:
-            await self._run_tracked(source.name)
+            await self._run_tracked(name, None)
+
+        async def full_job() -> None:
+            await self._run_tracked(name, "full")
 
         # Interval schedules sync once right away; cron schedules wait for their first slot.
         schedule = source.parsed_schedule
         first = self._runtime.clock.now() if isinstance(schedule, IntervalSchedule) else None
-        self._scheduler.add(source.name, schedule, job, first)
-        log.info("daemon.scheduled", source=source.name, schedule=str(source.parsed_schedule))
+        self._scheduler.add(name, schedule, job, first)
+        full = source.parsed_full_schedule
+        if full is not None:
+            self._scheduler.add(f"{name}:full", full, full_job, None)
+        log.info(
+            "daemon.scheduled", source=name, schedule=str(schedule), full_schedule=str(full or "-")
+        )
 
-    async def _run_tracked(self, name: str) -> None:
+    async def _run_tracked(self, name: str, kind: RunKind | None) -> None:
         if self._stopping.is_set():
             return
-        task = asyncio.create_task(self.run_once(name), name=f"sync-{name}")
-        self._active[name] = task
-        try:
-            await asyncio.shield(task)
-        finally:
-            if task.done():
-                self._active.pop(name, None)
+        lock = self._locks.setdefault(name, asyncio.Lock())
+        if lock.locked():
+            # The scheduled and the periodic full job of one source must never overlap.
+            log.info("sync.skipped", source=name, reason="already_running", kind=kind or "auto")
+            return
+        async with lock:
+            task = asyncio.create_task(self.run_once(name, kind), name=f"sync-{name}")
+            self._active[name] = task
+            try:
+                await asyncio.shield(task)
+            finally:
+                if task.done():
+                    self._active.pop(name, None)
 
-    async def run_once(self, name: str) -> SyncResult | None:
+    async def run_once(self, name: str, kind: RunKind | None = None) -> SyncResult | None:
         """Sync source `name` now, unless it waits for an operator (`needs_reauth`)."""
         state = await self._runtime.store.source_state(name)
         if state.needs_reauth:
@@ -159,7 +213,7 @@ class Daemon:
                 action=f"run 'syncd auth {name}'",
             )
             return None
-        result = await self._runtime.engine().run(self._runtime.sources[name])
+        result = await self._runtime.sync(name, kind)
         self.results.append(result)
         return result
 

@@ -8,15 +8,18 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
 import structlog
 
 from syncd.clock import Clock
-from syncd.errors import SyncdError
+from syncd.errors import NeedsReauthError, SyncdError
 from syncd.http import RequestStats
 from syncd.logging import get_logger
+from syncd.progress import FullScanCheckpoint, decode_cursor, encode_cursor
 from syncd.sources import Page, Source
-from syncd.store import RunTotals, Store, UpsertCounts
+from syncd.sources.base import Cursor
+from syncd.store import CLEAR, PageCommit, RunTotals, SourceState, Store, UpsertCounts
 from syncd.store.base import RunKind, RunStatus
 
 log = get_logger(__name__)
@@ -48,6 +51,7 @@ class SyncResult:
 class _Tally:
     pages: int = 0
     seen: int = 0
+    deleted: int = 0
     counts: UpsertCounts = field(default_factory=UpsertCounts)
 
     def totals(self, http: RequestStats) -> RunTotals:
@@ -57,6 +61,7 @@ class _Tally:
             items_created=self.counts.created,
             items_updated=self.counts.updated,
             items_unchanged=self.counts.unchanged,
+            items_deleted=self.deleted,
             requests=http.requests,
             retries=http.retries,
             rate_limited=http.rate_limited,
@@ -64,21 +69,36 @@ class _Tally:
 
 
 class SyncEngine:
-    """Runs syncs against a store; stateless between runs."""
+    """Runs syncs against a store; all state between runs lives in the store."""
 
-    def __init__(self, store: Store, clock: Clock) -> None:
+    def __init__(self, store: Store, clock: Clock, owner: str | None = None) -> None:
         self._store = store
         self._clock = clock
+        self._owner = owner
 
     async def run(
         self,
         source: Source,
-        kind: RunKind = "full",
+        kind: RunKind | None = None,
         progress: ProgressCallback | None = None,
+        *,
+        overlap: float = 120.0,
     ) -> SyncResult:
-        """Fetch every page of `source`, upsert it, and record the run; never raises a SyncdError."""
+        """One run of `source`: `full`, `incremental`, or (None) incremental when a watermark exists.
+
+        Source, transport and auth failures end the run as `failed` (recorded, not raised); a
+        store failure is raised after the run row is closed as far as the store allows.
+        """
+        state = await self._store.source_state(source.name)
+        watermark = decode_cursor(state.watermark)
+        if kind is None:
+            kind = "incremental" if watermark is not None else "full"
+        if kind == "incremental" and watermark is None:
+            log.info("sync.full_required", source=source.name, reason="no watermark yet")
+            kind = "full"
         started = self._clock.monotonic()
-        run_id = await self._store.start_run(source.name, kind, self._clock.now())
+        started_at = self._clock.now()
+        run_id = await self._store.start_run(source.name, kind, started_at, self._owner)
         http = RequestStats()
         tally = _Tally()
         with structlog.contextvars.bound_contextvars(source=source.name, run_id=run_id):
@@ -86,13 +106,23 @@ class SyncEngine:
             status: RunStatus = "succeeded"
             error: str | None = None
             try:
-                async for page in source.pages(http):
-                    await self._commit(source.name, page, tally)
-                    if progress is not None:
-                        progress(tally.pages, page.expected_pages, tally.seen)
+                if kind == "full":
+                    await self._full(source, run_id, state, started_at, http, tally, progress)
+                else:
+                    assert watermark is not None
+                    # Restart from the watermark's second minus the overlap, never from a
+                    # position inside a second: that position may have shifted since.
+                    cursor = Cursor(watermark.since - timedelta(seconds=overlap))
+                    await self._incremental(source, cursor, http, tally, progress)
             except asyncio.CancelledError:
                 status, error = "cancelled", "the daemon was stopped during the run"
                 raise
+            except NeedsReauthError as exc:
+                status, error = "failed", str(exc)
+                await self._store.set_needs_reauth(source.name, str(exc), self._clock.now())
+                log.error(
+                    "source.needs_reauth", detail=str(exc), action=f"run 'syncd auth {source.name}'"
+                )
             except SyncdError as exc:
                 status, error = "failed", str(exc)
             finally:
@@ -110,9 +140,75 @@ class SyncEngine:
                 await asyncio.shield(self._finish(result))
         return result
 
-    async def _commit(self, source: str, page: Page, tally: _Tally) -> None:
+    async def _full(
+        self,
+        source: Source,
+        run_id: int,
+        state: SourceState,
+        started_at: datetime,
+        http: RequestStats,
+        tally: _Tally,
+        progress: ProgressCallback | None,
+    ) -> None:
+        checkpoint = FullScanCheckpoint.decode(state.checkpoint)
+        if checkpoint is None or checkpoint.page_size != source.page_size:
+            checkpoint = FullScanCheckpoint(run_id, started_at, source.page_size, None, frozenset())
+        else:
+            log.info("sync.resumed", scan_id=checkpoint.scan_id, pages_done=len(checkpoint.done))
+        done = set(checkpoint.done)
+        total, mutated = checkpoint.total, checkpoint.mutated
+        async for page in source.full_pages(http, frozenset(done)):
+            if page.total_count is not None:
+                if total is not None and page.total_count != total and not mutated:
+                    mutated = True
+                    log.warning(
+                        "sync.catalog_changed",
+                        total_before=total,
+                        total_now=page.total_count,
+                        consequence="no tombstones this run; the next run is a full scan",
+                    )
+                total = page.total_count if total is None else total
+            done.add(page.number)
+            checkpoint = FullScanCheckpoint(
+                checkpoint.scan_id, checkpoint.started, source.page_size, total, frozenset(done),
+                mutated,
+            )  # fmt: skip
+            await self._commit(
+                source.name, page, tally, PageCommit(checkpoint.scan_id, checkpoint.encode())
+            )
+            if progress is not None:
+                progress(len(done), page.expected_pages, tally.seen)
+        # Offsets shift when products are deleted mid-scan, so a product may have gone unseen:
+        # only an unchanged catalog proves absence, and only then may the watermark move on.
+        watermark = CLEAR if mutated else encode_cursor(Cursor(checkpoint.started))
+        deleted = await asyncio.shield(
+            self._store.finish_full_scan(
+                source.name, checkpoint.scan_id, self._clock.now(),
+                tombstone=not mutated, watermark=watermark,
+            )
+        )  # fmt: skip
+        tally.deleted += deleted
+
+    async def _incremental(
+        self,
+        source: Source,
+        cursor: Cursor,
+        http: RequestStats,
+        tally: _Tally,
+        progress: ProgressCallback | None,
+    ) -> None:
+        async for page in source.changed_pages(http, cursor):
+            next_cursor = page.cursor or cursor
+            await self._commit(
+                source.name, page, tally, PageCommit(watermark=encode_cursor(next_cursor))
+            )
+            cursor = next_cursor
+            if progress is not None:
+                progress(tally.pages, None, tally.seen)
+
+    async def _commit(self, source: str, page: Page, tally: _Tally, commit: PageCommit) -> None:
         write = asyncio.ensure_future(
-            self._store.upsert_products(source, page.records, self._clock.now())
+            self._store.commit_page(source, page.records, self._clock.now(), commit)
         )
         try:
             counts = await asyncio.shield(write)
@@ -143,6 +239,7 @@ class SyncEngine:
             "items_created": t.items_created,
             "items_updated": t.items_updated,
             "items_unchanged": t.items_unchanged,
+            "items_deleted": t.items_deleted,
             "requests": t.requests,
             "retries": t.retries,
             "rate_limited": t.rate_limited,

@@ -5,26 +5,99 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import AsyncIterator, Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from syncd.config import AdobeCommerceSourceSettings
 from syncd.errors import HttpStatusError, SourceError
 from syncd.http import RequestStats, SourceClient
 from syncd.logging import get_logger
-from syncd.sources.base import Page, as_float, as_int, make_record
+from syncd.sources.base import Cursor, Page, as_float, as_int, make_record
 from syncd.store import ProductRecord
 
 log = get_logger(__name__)
 
 
-def search_params(page: int, page_size: int) -> dict[str, str]:
-    """Paging parameters with a total order: Magento has none by default, so pages would overlap."""
+MAGENTO_TIME = "%Y-%m-%d %H:%M:%S"
+
+
+def full_params(page: int, page_size: int) -> dict[str, str]:
+    """Offset paging in a total order (entity_id): Magento has none by default, so pages would overlap."""
     return {
         "searchCriteria[pageSize]": str(page_size),
         "searchCriteria[currentPage]": str(page),
         "searchCriteria[sortOrders][0][field]": "entity_id",
         "searchCriteria[sortOrders][0][direction]": "ASC",
     }
+
+
+def changed_params(cursor: Cursor, page_size: int) -> dict[str, str]:
+    """Keyset paging in (updated_at, entity_id) order from `cursor` (see `Cursor`)."""
+    when = format_magento_time(cursor.since)
+    prefix = "searchCriteria[filter_groups]"
+    if cursor.after_id is not None:
+        # Filter groups AND together: this second, ids after the last one read.
+        return {
+            f"{prefix}[0][filters][0][field]": "updated_at",
+            f"{prefix}[0][filters][0][value]": when,
+            f"{prefix}[0][filters][0][condition_type]": "eq",
+            f"{prefix}[1][filters][0][field]": "entity_id",
+            f"{prefix}[1][filters][0][value]": str(cursor.after_id),
+            f"{prefix}[1][filters][0][condition_type]": "gt",
+            "searchCriteria[sortOrders][0][field]": "entity_id",
+            "searchCriteria[sortOrders][0][direction]": "ASC",
+            "searchCriteria[pageSize]": str(page_size),
+            "searchCriteria[currentPage]": "1",
+        }
+    return {
+        f"{prefix}[0][filters][0][field]": "updated_at",
+        f"{prefix}[0][filters][0][value]": when,
+        f"{prefix}[0][filters][0][condition_type]": "gt" if cursor.exclusive else "gteq",
+        "searchCriteria[sortOrders][0][field]": "updated_at",
+        "searchCriteria[sortOrders][0][direction]": "ASC",
+        "searchCriteria[sortOrders][1][field]": "entity_id",
+        "searchCriteria[sortOrders][1][direction]": "ASC",
+        "searchCriteria[pageSize]": str(page_size),
+        "searchCriteria[currentPage]": str(cursor.offset + 1),
+    }
+
+
+def format_magento_time(moment: datetime) -> str:
+    """Magento's `updated_at` form: 'YYYY-MM-DD HH:MM:SS', UTC."""
+    return moment.astimezone(UTC).strftime(MAGENTO_TIME)
+
+
+def parse_magento_time(text: str | None) -> datetime | None:
+    """Inverse of `format_magento_time`; None if absent or malformed."""
+    if not text:
+        return None
+    try:
+        return datetime.strptime(text[:19], MAGENTO_TIME).replace(tzinfo=UTC)
+    except ValueError:
+        return None
+
+
+def next_cursor(cursor: Cursor, records: list[ProductRecord], page_size: int) -> Cursor:
+    """Where the keyset read continues after `records` (the page read at `cursor`).
+
+    Normally at the last item's second, inclusive: the products of that second are read again and
+    found unchanged by hash, which is cheap and covers same-second updates. A full page that never
+    leaves one second switches to an id keyset inside that second (offsets would skip products
+    whenever one of them is updated mid-read); when that second is exhausted, the read goes on
+    strictly after it.
+    """
+    if not records:
+        return Cursor(cursor.since, exclusive=True) if cursor.after_id is not None else cursor
+    last = records[-1]
+    last_time = parse_magento_time(last.updated_at) or cursor.since
+    full = len(records) >= page_size
+    if cursor.after_id is not None:
+        if full and last.id is not None:
+            return Cursor(cursor.since, after_id=last.id)
+        return Cursor(cursor.since, exclusive=True)
+    if full and last.id is not None and parse_magento_time(records[0].updated_at) == last_time:
+        return Cursor(last_time, after_id=last.id)
+    return Cursor(last_time)
 
 
 def to_record(item: Mapping[str, Any]) -> ProductRecord:
@@ -60,11 +133,18 @@ class AdobeCommerceSource:
         """The configured source name."""
         return self._settings.name
 
-    async def _fetch(self, page: int, stats: RequestStats) -> tuple[list[ProductRecord], int]:
+    @property
+    def page_size(self) -> int:
+        """searchCriteria[pageSize]."""
+        return self._settings.page_size
+
+    async def _fetch(
+        self, page: int, stats: RequestStats, params: dict[str, str] | None = None
+    ) -> tuple[list[ProductRecord], int]:
         size = self._settings.page_size
         try:
             response = await self._client.get_json(
-                self._url, search_params(page, size), stats=stats
+                self._url, params or full_params(page, size), stats=stats
             )
         except HttpStatusError as exc:
             if exc.status == 400 and "pageSize" in str(exc):
@@ -84,8 +164,10 @@ class AdobeCommerceSource:
             raise SourceError(f"source {self.name!r}: {self._url} page {page} has no total_count")
         return [to_record(item) for item in data["items"]], total
 
-    async def pages(self, stats: RequestStats) -> AsyncIterator[Page]:
-        """Page 1, then pages 2..N fetched by `max_concurrency` workers; never past the last page.
+    async def full_pages(
+        self, stats: RequestStats, skip: frozenset[int] = frozenset()
+    ) -> AsyncIterator[Page]:
+        """Page 1 (for `total_count`), then the other pages not in `skip`, fetched concurrently.
 
         Pages past the end are never requested: Magento <= 2.3 answers them with the last page
         again and 2.4 with no items, so asking would be wrong on one of them either way.
@@ -99,17 +181,45 @@ class AdobeCommerceSource:
                 f"{len(records)} of {total} products on page 1; the store caps the page size "
                 f"(input limits), set page_size to at most {len(records)}"
             )
-        yield Page(1, records, page_count)
-        if page_count == 1:
-            return
-        async for page in self._fetch_rest(page_count, stats):
-            yield page
+        if 1 not in skip:
+            yield Page(1, records, total, page_count)
+        todo = [n for n in range(2, page_count + 1) if n not in skip]
+        if todo:
+            async for page in self._fetch_concurrently(todo, stats):
+                yield page
 
-    async def _fetch_rest(self, page_count: int, stats: RequestStats) -> AsyncIterator[Page]:
+    async def changed_pages(self, stats: RequestStats, cursor: Cursor) -> AsyncIterator[Page]:
+        """Products updated at or after `cursor.since`, one keyset page after the other.
+
+        The first answer's `total_count` is how many products match; once that many distinct ones
+        were read the read stops, saving the empty requests that would otherwise confirm the end.
+        Products changed meanwhile land after the cursor and are read by the next run.
+        """
+        size = self._settings.page_size
+        expected: int | None = None
+        seen: set[str] = set()
+        number = 0
+        while True:
+            number += 1
+            records, total = await self._fetch(number, stats, changed_params(cursor, size))
+            expected = total if expected is None else expected
+            seen.update(record.sku for record in records)
+            following = next_cursor(cursor, records, size)
+            yield Page(number, records, total, None, following)
+            inside_second = cursor.after_id is not None or following.after_id is not None
+            if len(seen) >= expected or (len(records) < size and not inside_second):
+                return
+            if following == cursor:
+                return  # nothing newer and nothing left in this second
+            cursor = following
+
+    async def _fetch_concurrently(
+        self, numbers: list[int], stats: RequestStats
+    ) -> AsyncIterator[Page]:
         todo: asyncio.Queue[int] = asyncio.Queue()
-        for number in range(2, page_count + 1):
+        for number in numbers:
             todo.put_nowait(number)
-        workers = min(self._settings.max_concurrency, page_count - 1)
+        workers = min(self._settings.max_concurrency, len(numbers))
         # Bounded so that a slow store (the consumer) holds back fetching: memory stays flat.
         done: asyncio.Queue[Page | BaseException | None] = asyncio.Queue(maxsize=workers * 2)
 
@@ -119,7 +229,7 @@ class AdobeCommerceSource:
                     number = todo.get_nowait()
                     records, total = await self._fetch(number, stats)
                     await done.put(
-                        Page(number, records, math.ceil(total / self._settings.page_size))
+                        Page(number, records, total, math.ceil(total / self._settings.page_size))
                     )
             except Exception as exc:  # handed to the consumer, which re-raises it
                 await done.put(exc)

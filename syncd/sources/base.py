@@ -15,12 +15,18 @@ from syncd.store import ProductRecord
 
 @dataclass(frozen=True, slots=True)
 class Cursor:
-    """Where an incremental read stands: products updated at or after `since` (ISO-8601 UTC,
-    inclusive), skipping the first `offset` pages of that filter (used when more than a page of
-    products share one `updated_at` second)."""
+    """Where an incremental read stands, in (updated_at, id) order.
+
+    By default: products updated at or after `since` (inclusive). `exclusive`: strictly after
+    `since`. `after_id`: still inside the second `since`, after that id (keyset within a second
+    shared by more products than fit a page). `offset`: pages to skip, for platforms that cannot
+    filter by id. A run always starts from a plain `Cursor(watermark - overlap)`.
+    """
 
     since: datetime
     offset: int = 0
+    after_id: int | None = None
+    exclusive: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +59,9 @@ class Source(Protocol):
         """Products per page, as configured."""
         ...
 
-    def full_pages(self, stats: RequestStats, skip: frozenset[int] = frozenset()) -> AsyncIterator[Page]:
+    def full_pages(
+        self, stats: RequestStats, skip: frozenset[int] = frozenset()
+    ) -> AsyncIterator[Page]:
         """Every product, page by page in any order, sorted by a stable id on the platform side;
         pages whose numbers are in `skip` (committed by an interrupted run) are not fetched."""
         ...

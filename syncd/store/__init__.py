@@ -1,6 +1,8 @@
 """Persistence: the `Store` protocol, its records, and the SQLite backend."""
 
 from syncd.store.base import (
+    CLEAR,
+    PageCommit,
     ProductRecord,
     RunRecord,
     RunTotals,
@@ -13,6 +15,8 @@ from syncd.store.base import (
 from syncd.store.sqlite import SqliteStore
 
 __all__ = [
+    "CLEAR",
+    "PageCommit",
     "ProductRecord",
     "RunRecord",
     "RunTotals",

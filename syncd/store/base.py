@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal, Protocol
@@ -95,11 +95,34 @@ class TokenEvent:
 
 @dataclass(frozen=True, slots=True)
 class SourceState:
-    """Operator-visible state of a source that outlives runs."""
+    """State of a source that outlives runs.
+
+    `watermark` is the committed incremental cursor (JSON, owned by the engine); `checkpoint` the
+    progress of an unfinished full scan (JSON, owned by the engine); None when there is none.
+    """
 
     source: str
     needs_reauth: bool = False
     reauth_reason: str | None = None
+    watermark: str | None = None
+    checkpoint: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PageCommit:
+    """What is written with one page, in the same transaction as its products.
+
+    `scan_id` marks the skus as seen by that full scan; `checkpoint` / `watermark` replace the
+    source's stored values when not None (use `CLEAR` to erase one).
+    """
+
+    scan_id: int | None = None
+    checkpoint: str | None = None
+    watermark: str | None = None
+
+
+CLEAR = ""
+"""Passed as a checkpoint or watermark: erase the stored value."""
 
 
 class Store(Protocol):
@@ -111,12 +134,27 @@ class Store(Protocol):
         """Insert new products, rewrite changed ones, leave identical ones untouched."""
         ...
 
+    async def commit_page(
+        self, source: str, records: Sequence[ProductRecord], now: datetime, commit: PageCommit
+    ) -> UpsertCounts:
+        """`upsert_products` plus the page's scan marks and progress, in one transaction."""
+        ...
+
+    async def finish_full_scan(
+        self, source: str, scan_id: int, now: datetime, *, tombstone: bool, watermark: str | None
+    ) -> int:
+        """End a full scan: tombstone the products it did not see (if `tombstone`), forget its
+        marks, clear the checkpoint and set the watermark (CLEAR erases it); return tombstones."""
+        ...
+
     async def count_products(self, source: str) -> int:
         """How many live (not tombstoned) products `source` has."""
         ...
 
-    async def start_run(self, source: str, kind: RunKind, now: datetime) -> int:
-        """Open a `running` row and return its id."""
+    async def start_run(
+        self, source: str, kind: RunKind, now: datetime, owner: str | None = None
+    ) -> int:
+        """Open a `running` row owned by `owner` (host:pid) and return its id."""
         ...
 
     async def finish_run(
@@ -130,8 +168,10 @@ class Store(Protocol):
         """Close a run with its outcome and counters."""
         ...
 
-    async def fail_abandoned_runs(self, now: datetime, reason: str) -> int:
-        """Mark runs left `running` by a crashed process as `failed`; return how many."""
+    async def fail_abandoned_runs(
+        self, now: datetime, reason: str, is_alive: Callable[[str | None], bool] | None = None
+    ) -> int:
+        """Mark `running` runs whose owner is not alive (all, if no predicate) as `failed`."""
         ...
 
     async def last_runs(self) -> list[RunRecord]:

@@ -77,6 +77,16 @@ MIGRATIONS: tuple[str, ...] = (
         updated_at    TEXT NOT NULL
     );
     """,
+    # 2: incremental sync, resumable full scans and tombstones; run ownership for crash detection.
+    """
+    CREATE TABLE full_scan_seen (
+        source  TEXT NOT NULL,
+        scan_id INTEGER NOT NULL,
+        sku     TEXT NOT NULL,
+        PRIMARY KEY (source, scan_id, sku)
+    ) WITHOUT ROWID;
+    ALTER TABLE sync_runs ADD COLUMN owner TEXT;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
 from pathlib import Path
@@ -16,6 +16,8 @@ import aiosqlite
 
 from syncd.errors import StoreError
 from syncd.store.base import (
+    CLEAR,
+    PageCommit,
     ProductRecord,
     RunKind,
     RunRecord,
@@ -163,53 +165,41 @@ class SqliteStore:
         self, source: str, records: Sequence[ProductRecord], now: datetime
     ) -> UpsertCounts:
         """Insert new products, rewrite changed ones, leave identical ones untouched."""
-        if not records:
-            return UpsertCounts()
-        stamp = iso(now)
+        return await self.commit_page(source, records, now, PageCommit())
+
+    async def commit_page(
+        self, source: str, records: Sequence[ProductRecord], now: datetime, commit: PageCommit
+    ) -> UpsertCounts:
+        """`upsert_products` plus the page's scan marks and progress, in one transaction."""
         latest = {record.sku: record for record in records}  # a page may repeat a sku: last wins
         async with self._transaction(f"store {len(latest)} products of {source!r}") as db:
-            known: dict[str, tuple[str, str | None]] = {}
-            for chunk in _chunks(list(latest), _IN_CHUNK):
-                marks = ",".join("?" * len(chunk))
-                async with db.execute(
-                    f"SELECT sku, content_hash, deleted_at FROM products "
-                    f"WHERE source = ? AND sku IN ({marks})",
-                    (source, *chunk),
-                ) as cursor:
-                    for sku, content_hash, deleted_at in await cursor.fetchall():
-                        known[sku] = (content_hash, deleted_at)
-            inserts: list[tuple[Any, ...]] = []
-            updates: list[tuple[Any, ...]] = []
-            unchanged = 0
-            for sku, r in latest.items():
-                previous = known.get(sku)
-                if previous is None:
-                    inserts.append(
-                        (source, sku, r.id, r.name, r.price, r.status, r.type_id, r.updated_at,
-                         r.payload, r.content_hash, stamp, stamp)
-                    )  # fmt: skip
-                elif previous[0] != r.content_hash or previous[1] is not None:
-                    updates.append(
-                        (r.id, r.name, r.price, r.status, r.type_id, r.updated_at, r.payload,
-                         r.content_hash, stamp, source, sku)
-                    )  # fmt: skip
-                else:
-                    unchanged += 1
-            if inserts:
+            counts = await _upsert(db, source, latest, iso(now))
+            if commit.scan_id is not None and latest:
                 await db.executemany(
-                    "INSERT INTO products (source, sku, id, name, price, status, type_id, "
-                    "updated_at, payload, content_hash, first_seen_at, last_synced_at) "
-                    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-                    inserts,
+                    "INSERT OR IGNORE INTO full_scan_seen (source, scan_id, sku) VALUES (?,?,?)",
+                    [(source, commit.scan_id, sku) for sku in latest],
                 )
-            if updates:
-                await db.executemany(
-                    "UPDATE products SET id=?, name=?, price=?, status=?, type_id=?, updated_at=?, "
-                    "payload=?, content_hash=?, last_synced_at=?, deleted_at=NULL "
-                    "WHERE source=? AND sku=?",
-                    updates,
+            if commit.checkpoint is not None or commit.watermark is not None:
+                await _set_progress(db, source, now, commit.checkpoint, commit.watermark)
+        return counts
+
+    async def finish_full_scan(
+        self, source: str, scan_id: int, now: datetime, *, tombstone: bool, watermark: str | None
+    ) -> int:
+        """End a full scan: tombstone the products it did not see (if `tombstone`), forget its
+        marks, clear the checkpoint and set the watermark (CLEAR erases it); return tombstones."""
+        async with self._transaction(f"finish the full scan of {source!r}") as db:
+            deleted = 0
+            if tombstone:
+                cursor = await db.execute(
+                    "UPDATE products SET deleted_at = ? WHERE source = ? AND deleted_at IS NULL "
+                    "AND sku NOT IN (SELECT sku FROM full_scan_seen WHERE source = ? AND scan_id = ?)",
+                    (iso(now), source, source, scan_id),
                 )
-        return UpsertCounts(len(inserts), len(updates), unchanged)
+                deleted = cursor.rowcount
+            await db.execute("DELETE FROM full_scan_seen WHERE source = ?", (source,))
+            await _set_progress(db, source, now, CLEAR, watermark)
+        return deleted
 
     async def count_products(self, source: str) -> int:
         """How many live (not tombstoned) products `source` has."""
@@ -220,12 +210,15 @@ class SqliteStore:
 
     # -- runs -------------------------------------------------------------------------------------
 
-    async def start_run(self, source: str, kind: RunKind, now: datetime) -> int:
-        """Open a `running` row and return its id."""
+    async def start_run(
+        self, source: str, kind: RunKind, now: datetime, owner: str | None = None
+    ) -> int:
+        """Open a `running` row owned by `owner` (host:pid) and return its id."""
         async with self._transaction(f"start a run of {source!r}") as db:
             cursor = await db.execute(
-                "INSERT INTO sync_runs (source, kind, started_at, status) VALUES (?,?,?,'running')",
-                (source, kind, iso(now)),
+                "INSERT INTO sync_runs (source, kind, started_at, status, owner) "
+                "VALUES (?,?,?,'running',?)",
+                (source, kind, iso(now), owner),
             )
             run_id = cursor.lastrowid
         if run_id is None:
@@ -252,15 +245,22 @@ class SqliteStore:
                  error, run_id),
             )  # fmt: skip
 
-    async def fail_abandoned_runs(self, now: datetime, reason: str) -> int:
-        """Mark runs left `running` by a crashed process as `failed`; return how many."""
+    async def fail_abandoned_runs(
+        self, now: datetime, reason: str, is_alive: Callable[[str | None], bool] | None = None
+    ) -> int:
+        """Mark `running` runs whose owner is not alive (all, if no predicate) as `failed`."""
         async with self._transaction("close abandoned runs") as db:
-            cursor = await db.execute(
-                "UPDATE sync_runs SET status='failed', finished_at=?, error=? "
-                "WHERE status='running'",
-                (iso(now), reason),
+            async with db.execute(
+                "SELECT id, owner FROM sync_runs WHERE status = 'running'"
+            ) as cursor:
+                rows = list(await cursor.fetchall())
+            dead = [
+                (iso(now), reason, r[0]) for r in rows if is_alive is None or not is_alive(r[1])
+            ]
+            await db.executemany(
+                "UPDATE sync_runs SET status='failed', finished_at=?, error=? WHERE id=?", dead
             )
-            return cursor.rowcount
+            return len(dead)
 
     async def last_runs(self) -> list[RunRecord]:
         """The most recent run of each source."""
@@ -354,11 +354,14 @@ class SqliteStore:
     async def source_state(self, source: str) -> SourceState:
         """Durable state of `source` (defaults if never written)."""
         rows = await self._read(
-            "SELECT needs_reauth, reauth_reason FROM source_state WHERE source = ?", (source,)
+            "SELECT needs_reauth, reauth_reason, watermark, checkpoint FROM source_state "
+            "WHERE source = ?",
+            (source,),
         )
         if not rows:
             return SourceState(source)
-        return SourceState(source, bool(rows[0][0]), rows[0][1])
+        r = rows[0]
+        return SourceState(source, bool(r[0]), r[1], r[2], r[3])
 
     async def set_needs_reauth(self, source: str, reason: str | None, now: datetime) -> None:
         """Flag (reason given) or clear (None) the operator action `syncd auth` for `source`."""
@@ -369,6 +372,74 @@ class SqliteStore:
                 "needs_reauth=excluded.needs_reauth, reauth_reason=excluded.reauth_reason, "
                 "updated_at=excluded.updated_at",
                 (source, reason is not None, reason, iso(now)),
+            )
+
+
+async def _upsert(
+    db: aiosqlite.Connection, source: str, latest: dict[str, ProductRecord], stamp: str | None
+) -> UpsertCounts:
+    if not latest:
+        return UpsertCounts()
+    known: dict[str, tuple[str, str | None]] = {}
+    for chunk in _chunks(list(latest), _IN_CHUNK):
+        marks = ",".join("?" * len(chunk))
+        async with db.execute(
+            f"SELECT sku, content_hash, deleted_at FROM products WHERE source = ? AND sku IN ({marks})",
+            (source, *chunk),
+        ) as cursor:
+            for sku, content_hash, deleted_at in await cursor.fetchall():
+                known[sku] = (content_hash, deleted_at)
+    inserts: list[tuple[Any, ...]] = []
+    updates: list[tuple[Any, ...]] = []
+    unchanged = 0
+    for sku, r in latest.items():
+        previous = known.get(sku)
+        if previous is None:
+            inserts.append(
+                (source, sku, r.id, r.name, r.price, r.status, r.type_id, r.updated_at,
+                 r.payload, r.content_hash, stamp, stamp)
+            )  # fmt: skip
+        elif previous[0] != r.content_hash or previous[1] is not None:
+            # Changed, or tombstoned and now back: rewrite (which also revives it).
+            updates.append(
+                (r.id, r.name, r.price, r.status, r.type_id, r.updated_at, r.payload,
+                 r.content_hash, stamp, source, sku)
+            )  # fmt: skip
+        else:
+            unchanged += 1
+    if inserts:
+        await db.executemany(
+            "INSERT INTO products (source, sku, id, name, price, status, type_id, updated_at, "
+            "payload, content_hash, first_seen_at, last_synced_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+            inserts,
+        )
+    if updates:
+        await db.executemany(
+            "UPDATE products SET id=?, name=?, price=?, status=?, type_id=?, updated_at=?, "
+            "payload=?, content_hash=?, last_synced_at=?, deleted_at=NULL WHERE source=? AND sku=?",
+            updates,
+        )
+    return UpsertCounts(len(inserts), len(updates), unchanged)
+
+
+async def _set_progress(
+    db: aiosqlite.Connection,
+    source: str,
+    now: datetime,
+    checkpoint: str | None,
+    watermark: str | None,
+) -> None:
+    """Write the non-None of checkpoint / watermark (CLEAR stores NULL)."""
+    await db.execute(
+        "INSERT INTO source_state (source, updated_at) VALUES (?, ?) "
+        "ON CONFLICT (source) DO UPDATE SET updated_at = excluded.updated_at",
+        (source, iso(now)),
+    )
+    for column, value in (("checkpoint", checkpoint), ("watermark", watermark)):
+        if value is not None:
+            await db.execute(
+                f"UPDATE source_state SET {column} = ? WHERE source = ?",
+                (value or None, source),
             )
 
 

@@ -1,0 +1,59 @@
+"""Which requests fail on purpose: faults are matched in the order they were added."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from syncd.emulator.config import Fault, FaultTarget
+
+
+@dataclass(slots=True)
+class _Armed:
+    fault: Fault
+    remaining: int | None
+    seen: int = 0
+
+
+class FaultInjector:
+    """Holds armed faults; `draw` decides (with a seeded RNG) whether a request is hit."""
+
+    def __init__(self, rng: random.Random) -> None:
+        self._rng = rng
+        self._armed: list[_Armed] = []
+
+    def add(self, fault: Fault) -> None:
+        """Arm a fault; it fires `times` times (None: until cleared) after skipping `after`."""
+        self._armed.append(_Armed(fault, fault.times))
+
+    def clear(self) -> None:
+        """Disarm every fault."""
+        self._armed.clear()
+
+    def __len__(self) -> int:
+        return len(self._armed)
+
+    @property
+    def armed(self) -> list[Fault]:
+        """The faults still armed, in matching order."""
+        return [a.fault for a in self._armed]
+
+    def draw(self, target: FaultTarget) -> Fault | None:
+        """The fault that hits this request to `target`, if any (each fault counts the request)."""
+        eligible: list[_Armed] = []
+        for armed in self._armed:
+            if armed.fault.target != target:
+                continue
+            armed.seen += 1
+            if armed.seen > armed.fault.after:
+                eligible.append(armed)
+        for armed in eligible:
+            probability = armed.fault.probability
+            if probability < 1.0 and self._rng.random() >= probability:
+                continue
+            if armed.remaining is not None:
+                armed.remaining -= 1
+                if armed.remaining <= 0:
+                    self._armed.remove(armed)
+            return armed.fault
+        return None

@@ -1,0 +1,95 @@
+"""What every emulated platform does around its handlers: latency, counting, logging and faults."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from syncd.clock import Clock
+from syncd.emulator.config import Fault, FaultTarget
+from syncd.emulator.faults import FaultInjector
+from syncd.emulator.responses import garbage_response, html_error_page
+from syncd.emulator.stats import Stats
+
+Handler = Callable[[web.Request], Awaitable[web.Response]]
+
+
+def seeded(seed: int, purpose: str) -> random.Random:
+    """An RNG of its own per purpose, so one stream's use never shifts another's values."""
+    return random.Random(f"{seed}:{purpose}")
+
+
+class PlatformEmulator:
+    """Base of `AdobeEmulator` and `AmeriCommerceEmulator`."""
+
+    def __init__(self, clock: Clock, seed: int, name: str, log_size: int, latency: float) -> None:
+        self.clock = clock
+        self.stats = Stats(log_size)
+        self.faults = FaultInjector(seeded(seed, f"{name}:faults"))
+        self._latency = latency
+
+    def routes(self) -> list[web.RouteDef]:
+        """The routes this platform serves."""
+        raise NotImplementedError
+
+    def error_response(self, target: FaultTarget, status: int) -> web.Response:
+        """The platform's own JSON error for an injected `status` fault."""
+        raise NotImplementedError
+
+    def wrap(self, target: FaultTarget, handler: Handler) -> Handler:
+        """`handler` behind latency, counters, the request log and fault injection."""
+
+        async def serve(request: web.Request) -> web.Response:
+            if self._latency > 0:
+                await asyncio.sleep(self._latency)
+            if target == "api":
+                self.stats.requests += 1
+            else:
+                self.stats.token_requests += 1
+            fault = self.faults.draw(target)
+            if fault is None:
+                response = await handler(request)
+                status = response.status
+            else:
+                self.stats.faults_injected += 1
+                response, status = await self._inject(fault, target, request, handler)
+            self.stats.record(
+                request.method, request.path, dict(request.query), status, self.clock.monotonic()
+            )
+            return response
+
+        return serve
+
+    async def _inject(
+        self, fault: Fault, target: FaultTarget, request: web.Request, handler: Handler
+    ) -> tuple[web.Response, int]:
+        if fault.kind == "slow":
+            await asyncio.sleep(fault.delay)
+            response = await handler(request)
+            return response, response.status
+        if fault.kind == "status":
+            response = self.error_response(target, fault.status)
+            if fault.status in (429, 503) and "Retry-After" not in response.headers:
+                response.headers["Retry-After"] = "1"
+            return response, response.status
+        if fault.kind == "html":
+            response = html_error_page(fault.status)
+            return response, response.status
+        if fault.kind == "malformed":
+            return garbage_response(), 200
+        if fault.kind == "truncated":
+            full = await handler(request)
+            body = full.body if isinstance(full.body, bytes) else b""
+            cut = web.Response(
+                status=full.status,
+                body=body[: max(1, len(body) // 2)],
+                headers={"Content-Type": full.headers.get("Content-Type", "application/json")},
+            )
+            return cut, full.status
+        # disconnect: drop the connection without a status line.
+        if request.transport is not None:
+            request.transport.close()
+        return web.Response(status=500), 0

@@ -1,0 +1,103 @@
+"""Durable progress of a source, as stored in `source_state`: the incremental watermark and the
+checkpoint of an unfinished full scan. Pure data + JSON, no I/O."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+from syncd.sources.base import Cursor
+
+
+def encode_cursor(cursor: Cursor) -> str:
+    """The watermark column's JSON."""
+    return json.dumps(
+        {
+            "since": cursor.since.isoformat(),
+            "offset": cursor.offset,
+            "after_id": cursor.after_id,
+            "exclusive": cursor.exclusive,
+        }
+    )
+
+
+def decode_cursor(text: str | None) -> Cursor | None:
+    """Inverse of `encode_cursor`; None for a missing or unreadable watermark."""
+    if not text:
+        return None
+    try:
+        data = json.loads(text)
+        after_id = data.get("after_id")
+        return Cursor(
+            datetime.fromisoformat(data["since"]),
+            int(data.get("offset", 0)),
+            None if after_id is None else int(after_id),
+            bool(data.get("exclusive", False)),
+        )
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def to_ranges(numbers: Iterable[int]) -> list[list[int]]:
+    """[1,2,3,7,8] -> [[1,3],[7,8]]: pages complete almost in order, so this stays tiny."""
+    ranges: list[list[int]] = []
+    for n in sorted(set(numbers)):
+        if ranges and n == ranges[-1][1] + 1:
+            ranges[-1][1] = n
+        else:
+            ranges.append([n, n])
+    return ranges
+
+
+def from_ranges(ranges: Iterable[Iterable[int]]) -> set[int]:
+    """Inverse of `to_ranges`."""
+    numbers: set[int] = set()
+    for first, last in ranges:
+        numbers.update(range(first, last + 1))
+    return numbers
+
+
+@dataclass(frozen=True, slots=True)
+class FullScanCheckpoint:
+    """An unfinished full scan: which pages are committed, and what the catalog looked like."""
+
+    scan_id: int
+    started: datetime
+    page_size: int
+    total: int | None
+    done: frozenset[int]
+    mutated: bool = False
+
+    def encode(self) -> str:
+        """The checkpoint column's JSON."""
+        return json.dumps(
+            {
+                "scan_id": self.scan_id,
+                "started": self.started.isoformat(),
+                "page_size": self.page_size,
+                "total": self.total,
+                "done": to_ranges(self.done),
+                "mutated": self.mutated,
+            },
+            separators=(",", ":"),
+        )
+
+    @classmethod
+    def decode(cls, text: str | None) -> FullScanCheckpoint | None:
+        """Inverse of `encode`; None for a missing or unreadable checkpoint."""
+        if not text:
+            return None
+        try:
+            data = json.loads(text)
+            return cls(
+                scan_id=int(data["scan_id"]),
+                started=datetime.fromisoformat(data["started"]),
+                page_size=int(data["page_size"]),
+                total=None if data["total"] is None else int(data["total"]),
+                done=frozenset(from_ranges(data["done"])),
+                mutated=bool(data.get("mutated", False)),
+            )
+        except (ValueError, KeyError, TypeError):
+            return None

@@ -1,0 +1,70 @@
+"""Builders shared by integration tests: settings pointing at a running emulator, DB readers."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from syncd.config import (
+    AdobeCommerceSourceSettings,
+    HttpSettings,
+    ImsAuthSettings,
+    Settings,
+    StoreSettings,
+)
+from syncd.emulator import Emulator
+
+
+def adobe_source(
+    emu: Emulator, name: str = "shop", **overrides: Any
+) -> AdobeCommerceSourceSettings:
+    """An Adobe Commerce source aimed at `emu` with the emulator's credentials."""
+    adobe = emu.adobe.config
+    fields: dict[str, Any] = {
+        "name": name,
+        "kind": "adobe_commerce",
+        "base_url": emu.url,
+        "page_size": 10,
+        "max_concurrency": 4,
+        "auth": ImsAuthSettings(
+            token_url=emu.ims_token_url,  # type: ignore[arg-type]
+            client_id=adobe.client_id,
+            client_secret=adobe.client_secret,  # type: ignore[arg-type]
+            org_id=adobe.org_id,
+        ),
+    }
+    fields.update(overrides)
+    return AdobeCommerceSourceSettings(**fields)
+
+
+def settings_for(db: Path, *sources: AdobeCommerceSourceSettings, **overrides: Any) -> Settings:
+    """Settings with fast retries, for tests."""
+    http = overrides.pop("http", HttpSettings(max_attempts=3, backoff_base=0.001, backoff_cap=0.01))
+    return Settings(store=StoreSettings(path=db), sources=sources, http=http, **overrides)
+
+
+def stored_products(db: Path, source: str, *, live: bool = True) -> dict[str, dict[str, Any]]:
+    """sku -> payload of the products stored for `source` (only non-tombstoned if `live`)."""
+    where = " AND deleted_at IS NULL" if live else ""
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute(
+            f"SELECT sku, payload FROM products WHERE source = ?{where}", (source,)
+        ).fetchall()
+    return {sku: json.loads(payload) for sku, payload in rows}
+
+
+def query(db: Path, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+    """Run a read query on the database file."""
+    with sqlite3.connect(db) as conn:
+        return conn.execute(sql, params).fetchall()
+
+
+async def until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Wait (bounded) until `predicate()` holds; the emulator exposes counters, not events."""
+    async with asyncio.timeout(timeout):
+        while not predicate():  # noqa: ASYNC110 - polling a counter owned by another task
+            await asyncio.sleep(0.001)

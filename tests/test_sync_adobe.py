@@ -1,0 +1,165 @@
+"""Adobe Commerce end to end: the real engine, client and store against the emulator on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import pytest
+
+from syncd.daemon import Runtime
+from syncd.emulator import AdobeConfig, Emulator, EmulatorConfig
+from syncd.logging import configure_logging
+from syncd.sync import SyncResult
+from tests.support import adobe_source, query, settings_for, stored_products, until
+
+StartEmu = Callable[..., Awaitable[Emulator]]
+
+
+@pytest.fixture
+async def start_emu() -> AsyncIterator[StartEmu]:
+    """Start emulators (real clock) that are closed at teardown."""
+    emulators: list[Emulator] = []
+
+    async def start(**adobe: object) -> Emulator:
+        emu = Emulator(EmulatorConfig(adobe=AdobeConfig(**adobe), seed=3))  # type: ignore[arg-type]
+        await emu.start()
+        emulators.append(emu)
+        return emu
+
+    yield start
+    for emu in emulators:
+        await emu.close()
+
+
+async def sync(db: Path, emu: Emulator, kind: str | None = None, **source: object) -> SyncResult:
+    async with Runtime(settings_for(db, adobe_source(emu, **source))) as runtime:  # type: ignore[arg-type]
+        return await runtime.sync("shop", kind)  # type: ignore[arg-type]
+
+
+async def test_full_sync_stores_every_product_once_as_received(
+    tmp_path: Path, start_emu: StartEmu
+) -> None:
+    """Every catalog product lands exactly once, with the payload the API served."""
+    emu = await start_emu(products=237)
+    result = await sync(tmp_path / "s.db", emu)
+    assert result.ok, result.error
+    assert stored_products(tmp_path / "s.db", "shop") == emu.adobe.catalog.snapshot()
+    assert query(tmp_path / "s.db", "SELECT count(*), count(DISTINCT sku) FROM products") == [
+        (237, 237)
+    ]
+    t = result.totals
+    assert (t.pages, t.items_seen, t.items_created, t.requests) == (24, 237, 237, 24)
+    assert emu.adobe.stats.token_requests == 1
+
+
+async def test_columns_are_extracted(tmp_path: Path, start_emu: StartEmu) -> None:
+    """The queryable columns mirror the payload."""
+    emu = await start_emu(products=5)
+    await sync(tmp_path / "s.db", emu)
+    sku = next(iter(emu.adobe.catalog.skus()))
+    item = emu.adobe.catalog.get(sku)
+    row = query(
+        tmp_path / "s.db",
+        "SELECT id, name, price, status, type_id, updated_at FROM products WHERE sku=?",
+        sku,
+    )
+    assert row == [
+        (
+            item["id"],
+            item["name"],
+            item["price"],
+            item["status"],
+            item["type_id"],
+            item["updated_at"],
+        )
+    ]
+
+
+async def test_second_full_sync_rewrites_nothing(tmp_path: Path, start_emu: StartEmu) -> None:
+    """Re-reading an unchanged catalog counts everything unchanged."""
+    emu = await start_emu(products=50)
+    await sync(tmp_path / "s.db", emu)
+    again = await sync(tmp_path / "s.db", emu, "full")
+    assert (
+        again.totals.items_unchanged,
+        again.totals.items_updated,
+        again.totals.items_created,
+    ) == (50, 0, 0)
+
+
+@pytest.mark.parametrize("past_end", ["empty", "repeat"])
+async def test_correct_against_both_past_the_end_behaviours(
+    tmp_path: Path, start_emu: StartEmu, past_end: str
+) -> None:
+    """Magento 2.3 (repeats the last page) and 2.4 (empty page) give the same, exact result."""
+    emu = await start_emu(products=95, past_end=past_end)
+    result = await sync(tmp_path / "s.db", emu)
+    assert result.totals.items_seen == 95
+    assert stored_products(tmp_path / "s.db", "shop") == emu.adobe.catalog.snapshot()
+    pages = sorted(
+        int(r.query["searchCriteria[currentPage]"])
+        for r in emu.adobe.stats.requests_to("/rest/V1/products")
+    )
+    assert pages == list(range(1, 11))  # never past the last page
+
+
+async def test_capped_page_size_is_a_clear_error(tmp_path: Path, start_emu: StartEmu) -> None:
+    """A store with input limits refuses pageSize above 300: the run fails saying what to change."""
+    emu = await start_emu(products=20, page_size_cap=300)
+    result = await sync(tmp_path / "s.db", emu, page_size=500)
+    assert result.status == "failed"
+    assert "page_size=500" in (result.error or "") and "300" in (result.error or "")
+
+
+async def test_restart_reuses_the_persisted_token(tmp_path: Path, start_emu: StartEmu) -> None:
+    """A second process on the same database asks IMS for no new token."""
+    emu = await start_emu(products=30)
+    await sync(tmp_path / "s.db", emu)
+    await sync(tmp_path / "s.db", emu, "full")
+    assert emu.adobe.stats.token_requests == 1
+    events = [r[0] for r in query(tmp_path / "s.db", "SELECT event FROM token_events ORDER BY id")]
+    assert events == ["issued", "reused"]
+
+
+async def test_token_revoked_mid_run_refreshes_once(tmp_path: Path, start_emu: StartEmu) -> None:
+    """A 401 for a revoked token costs one new token, and the run still succeeds."""
+    emu = await start_emu(products=200, latency=0.002)
+    db = tmp_path / "s.db"
+
+    async def revoke_after_first_pages() -> None:
+        await until(lambda: emu.adobe.stats.requests >= 5)
+        emu.adobe.revoke_tokens()
+
+    revoker = asyncio.create_task(revoke_after_first_pages())
+    result = await sync(db, emu, max_concurrency=8)
+    await revoker
+    assert result.ok, result.error
+    assert emu.adobe.stats.token_requests == 2
+    assert stored_products(db, "shop") == emu.adobe.catalog.snapshot()
+    events = [r[0] for r in query(db, "SELECT event FROM token_events ORDER BY id")]
+    assert events.count("invalidated") == 1
+
+
+async def test_json_logs_are_bound_to_source_and_run(tmp_path: Path, start_emu: StartEmu) -> None:
+    """Real JSON lines: sync.finished carries source, run_id and the counts; no secret appears."""
+    emu = await start_emu(products=12)
+    stream = io.StringIO()
+    configure_logging("info", "json", stream)
+    result = await sync(tmp_path / "s.db", emu)
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    finished = next(e for e in lines if e["event"] == "sync.finished")
+    assert (finished["source"], finished["run_id"], finished["level"]) == (
+        "shop",
+        result.run_id,
+        "info",
+    )
+    assert (finished["items_seen"], finished["requests"]) == (12, 2)
+    issued = next(e for e in lines if e["event"] == "token.issued")
+    assert issued["run_id"] == result.run_id and issued["fingerprint"].startswith("sha256:")
+    text = stream.getvalue()
+    assert emu.adobe.config.client_secret not in text
+    assert emu.adobe.issued_tokens and all(token not in text for token in emu.adobe.issued_tokens)
