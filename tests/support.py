@@ -63,8 +63,8 @@ def query(db: Path, sql: str, *params: Any) -> list[tuple[Any, ...]]:
         return conn.execute(sql, params).fetchall()
 
 
-async def until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+async def until(predicate: Callable[[], bool], limit: float = 10.0) -> None:
     """Wait (bounded) until `predicate()` holds; the emulator exposes counters, not events."""
-    async with asyncio.timeout(timeout):
+    async with asyncio.timeout(limit):
         while not predicate():  # noqa: ASYNC110 - polling a counter owned by another task
             await asyncio.sleep(0.001)
