@@ -96,7 +96,7 @@ class Runtime:
 
     def engine(self) -> SyncEngine:
         """A sync engine on this runtime's store and clock, owning its runs as this process."""
-        return SyncEngine(self.store, self.clock, owner=process_owner())
+        return SyncEngine(self.store, self.clock, owner=process_owner(), is_alive=owner_is_alive)
 
     async def sync(
         self, name: str, kind: RunKind | None = None, progress: ProgressCallback | None = None

@@ -32,6 +32,10 @@ class StoreError(SyncdError):
     """The SQLite store failed a read or a write."""
 
 
+class SourceBusyError(StoreError):
+    """Another live process holds a running sync of the same source."""
+
+
 class AuthError(SyncdError):
     """A token could not be obtained or was refused."""
 

@@ -71,10 +71,17 @@ class _Tally:
 class SyncEngine:
     """Runs syncs against a store; all state between runs lives in the store."""
 
-    def __init__(self, store: Store, clock: Clock, owner: str | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        clock: Clock,
+        owner: str | None = None,
+        is_alive: Callable[[str | None], bool] | None = None,
+    ) -> None:
         self._store = store
         self._clock = clock
         self._owner = owner
+        self._is_alive = is_alive
 
     async def run(
         self,
@@ -98,7 +105,9 @@ class SyncEngine:
             kind = "full"
         started = self._clock.monotonic()
         started_at = self._clock.now()
-        run_id = await self._store.start_run(source.name, kind, started_at, self._owner)
+        run_id = await self._store.start_run(
+            source.name, kind, started_at, self._owner, self._is_alive
+        )
         http = RequestStats()
         tally = _Tally()
         with structlog.contextvars.bound_contextvars(source=source.name, run_id=run_id):

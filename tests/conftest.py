@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ def _reset_logging() -> Iterator[None]:
     """A CLI test configures logging onto a captured stream that pytest closes afterwards."""
     yield
     structlog.reset_defaults()
+    logging.getLogger().handlers.clear()
 
 
 @pytest.fixture

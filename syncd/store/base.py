@@ -152,9 +152,14 @@ class Store(Protocol):
         ...
 
     async def start_run(
-        self, source: str, kind: RunKind, now: datetime, owner: str | None = None
+        self,
+        source: str,
+        kind: RunKind,
+        now: datetime,
+        owner: str | None = None,
+        is_alive: Callable[[str | None], bool] | None = None,
     ) -> int:
-        """Open a `running` row owned by `owner` (host:pid) and return its id."""
+        """Open a `running` row owned by `owner`; SourceBusyError if a live owner runs `source`."""
         ...
 
     async def finish_run(

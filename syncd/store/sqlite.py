@@ -14,7 +14,7 @@ from typing import Any, Self, cast
 
 import aiosqlite
 
-from syncd.errors import StoreError
+from syncd.errors import SourceBusyError, StoreError
 from syncd.store.base import (
     CLEAR,
     PageCommit,
@@ -211,10 +211,30 @@ class SqliteStore:
     # -- runs -------------------------------------------------------------------------------------
 
     async def start_run(
-        self, source: str, kind: RunKind, now: datetime, owner: str | None = None
+        self,
+        source: str,
+        kind: RunKind,
+        now: datetime,
+        owner: str | None = None,
+        is_alive: Callable[[str | None], bool] | None = None,
     ) -> int:
-        """Open a `running` row owned by `owner` (host:pid) and return its id."""
+        """Open a `running` row owned by `owner` (host:pid) and return its id.
+
+        With `is_alive`, refuse (SourceBusyError) while another live owner runs the same source;
+        the check and the insert share one write transaction, so two processes cannot both pass.
+        """
         async with self._transaction(f"start a run of {source!r}") as db:
+            if is_alive is not None:
+                async with db.execute(
+                    "SELECT id, owner FROM sync_runs WHERE source = ? AND status = 'running'",
+                    (source,),
+                ) as rows:
+                    for run_id, other in await rows.fetchall():
+                        if other != owner and is_alive(other):
+                            raise SourceBusyError(
+                                f"source {source!r} is being synced by {other} (run {run_id}); "
+                                "wait for it to finish"
+                            )
             cursor = await db.execute(
                 "INSERT INTO sync_runs (source, kind, started_at, status, owner) "
                 "VALUES (?,?,?,'running',?)",
