@@ -6,10 +6,12 @@ import asyncio
 import io
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
+from syncd.clock import FakeClock
 from syncd.daemon import Runtime
 from syncd.emulator import AdobeConfig, Emulator, EmulatorConfig
 from syncd.logging import configure_logging
@@ -163,3 +165,37 @@ async def test_json_logs_are_bound_to_source_and_run(tmp_path: Path, start_emu: 
     text = stream.getvalue()
     assert emu.adobe.config.client_secret not in text
     assert emu.adobe.issued_tokens and all(token not in text for token in emu.adobe.issued_tokens)
+
+
+async def test_token_is_refreshed_before_it_expires(tmp_path: Path) -> None:
+    """With one fake clock for both sides, no request ever carries an expired token."""
+    clock = FakeClock(datetime.now(UTC))
+    config = EmulatorConfig(adobe=AdobeConfig(products=40, token_lifetime=600), seed=3)
+    async with Emulator(config, clock=clock) as emu:
+        settings = settings_for(tmp_path / "s.db", adobe_source(emu))
+        async with Runtime(settings, clock=clock) as runtime:
+            await runtime.sync("shop", "full")
+            clock.advance(299)  # 301 s left: more than half the lifetime, still handed out
+            await runtime.sync("shop", "full")
+            assert emu.adobe.stats.token_requests == 1
+            clock.advance(2)  # 299 s left: inside the (capped) margin, refreshed first
+            await runtime.sync("shop", "full")
+        assert emu.adobe.stats.token_requests == 2
+        assert emu.adobe.stats.expired_token_requests == 0
+    events = [r[0] for r in query(tmp_path / "s.db", "SELECT event FROM token_events ORDER BY id")]
+    assert events == ["issued", "refreshed"]
+
+
+async def test_ims_error_body_surfaces_and_fails_the_run(
+    tmp_path: Path, start_emu: StartEmu
+) -> None:
+    """A refused client_credentials grant fails the run with IMS's error and description."""
+    emu = await start_emu(products=10)
+    emu.adobe.set_client_disabled(True)
+    result = await sync(tmp_path / "s.db", emu)
+    assert result.status == "failed"
+    assert "invalid_client" in (result.error or "") and "HTTP 4" in (result.error or "")
+    assert emu.adobe.config.client_secret not in (result.error or "")
+    (event,) = query(tmp_path / "s.db", "SELECT event, detail FROM token_events")
+    assert event[0] == "failed" and "invalid_client" in event[1]
+    assert emu.adobe.stats.requests == 0
