@@ -18,7 +18,7 @@ from syncd.http import RequestStats
 from syncd.logging import get_logger
 from syncd.progress import FullScanCheckpoint, decode_cursor, encode_cursor
 from syncd.sources import Page, Source
-from syncd.sources.base import Cursor
+from syncd.sources.base import Cursor, VerifiableSource
 from syncd.store import CLEAR, PageCommit, RunTotals, SourceState, Store, UpsertCounts
 from syncd.store.base import RunKind, RunStatus
 
@@ -188,15 +188,38 @@ class SyncEngine:
             if progress is not None:
                 progress(len(done), page.expected_pages, tally.seen)
         # Offsets shift when products are deleted mid-scan, so a product may have gone unseen:
-        # only an unchanged catalog proves absence, and only then may the watermark move on.
+        # only an unchanged catalog, or a keyset verification pass, proves absence.
+        scan_id = checkpoint.scan_id
+        if mutated and isinstance(source, VerifiableSource):
+            scan_id = await self._verify(source, checkpoint.scan_id, http, tally)
+            mutated = False
         watermark = CLEAR if mutated else encode_cursor(Cursor(checkpoint.started))
         deleted = await asyncio.shield(
             self._store.finish_full_scan(
-                source.name, checkpoint.scan_id, self._clock.now(),
+                source.name, scan_id, self._clock.now(),
                 tombstone=not mutated, watermark=watermark,
             )
         )  # fmt: skip
         tally.deleted += deleted
+
+    async def _verify(
+        self, source: VerifiableSource, scan_id: int, http: RequestStats, tally: _Tally
+    ) -> int:
+        """List every sku by id keyset (no deletion can shift it), fetch the ones the offset scan
+        missed, and return the id of the verification scan whose marks decide tombstones."""
+        verify_id = -scan_id
+        listed = fetched = 0
+        async for skus in source.list_skus(http):
+            missing = await self._store.unseen(source.name, scan_id, skus)
+            if missing:
+                records = await source.fetch_skus(http, missing)
+                fetched += len(records)
+                page = Page(0, records)
+                await self._commit(source.name, page, tally, PageCommit(scan_id=verify_id))
+            await self._store.mark_seen(source.name, verify_id, skus)
+            listed += len(skus)
+        log.info("sync.verified", listed=listed, fetched_missing=fetched)
+        return verify_id
 
     async def _incremental(
         self,

@@ -112,10 +112,10 @@ async def test_incremental_run_mutated_midway_converges_after_the_next(
     assert stored_products(db, "shop") == emu.adobe.catalog.snapshot()
 
 
-async def test_full_run_mutated_midway_tombstones_nothing_and_converges(
+async def test_full_run_mutated_midway_verifies_and_is_exact(
     tmp_path: Path, start_emu: StartEmu
 ) -> None:
-    """Deletions shift offsets mid-scan: no tombstones then, and the next (full) run is exact."""
+    """Deletions shift offsets mid-scan: a keyset sku listing finds what was missed, then tombstones."""
     emu = await start_emu(products=300, latency=0.004)
     db = tmp_path / "s.db"
     await sync(db, emu)
@@ -130,14 +130,17 @@ async def test_full_run_mutated_midway_tombstones_nothing_and_converges(
     mutator = asyncio.create_task(mutate_when(emu, 3, churn))
     first = await sync(db, emu, "full", max_concurrency=2)
     await mutator
-    assert first.ok and first.totals.items_deleted == 0
-    assert query(db, "SELECT count(*) FROM products WHERE deleted_at IS NOT NULL") == [(0,)]
-    second = await sync(db, emu)
-    assert second.kind == "full"  # the mutated scan cleared the watermark
-    assert second.totals.items_deleted == 6
+    assert first.ok and first.totals.items_deleted == 6
+    listings = [
+        r for r in emu.adobe.stats.log if r.query.get("fields") == "items[id,sku],total_count"
+    ]
+    assert len(listings) == 30  # the verification pass: skus only, one keyset page per 10
     assert stored_products(db, "shop") == emu.adobe.catalog.snapshot()
     tombstoned = {r[0] for r in query(db, "SELECT sku FROM products WHERE deleted_at IS NOT NULL")}
     assert tombstoned == set(skus[:6])
+    second = await sync(db, emu)
+    assert second.kind == "incremental" and second.ok
+    assert stored_products(db, "shop") == emu.adobe.catalog.snapshot()
 
 
 async def test_failed_run_tombstones_nothing_and_the_next_resumes(

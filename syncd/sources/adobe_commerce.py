@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -59,6 +59,33 @@ def changed_params(cursor: Cursor, page_size: int) -> dict[str, str]:
         "searchCriteria[sortOrders][1][direction]": "ASC",
         "searchCriteria[pageSize]": str(page_size),
         "searchCriteria[currentPage]": str(cursor.offset + 1),
+    }
+
+
+def listing_params(after_id: int, page_size: int) -> dict[str, str]:
+    """Skus only (Magento's `fields`), ids after `after_id` in id order: a keyset listing."""
+    return {
+        "searchCriteria[filter_groups][0][filters][0][field]": "entity_id",
+        "searchCriteria[filter_groups][0][filters][0][value]": str(after_id),
+        "searchCriteria[filter_groups][0][filters][0][condition_type]": "gt",
+        "searchCriteria[sortOrders][0][field]": "entity_id",
+        "searchCriteria[sortOrders][0][direction]": "ASC",
+        "searchCriteria[pageSize]": str(page_size),
+        "searchCriteria[currentPage]": "1",
+        "fields": "items[id,sku],total_count",
+    }
+
+
+def skus_params(skus: Sequence[str]) -> dict[str, str]:
+    """The products whose sku is one of `skus` (Magento's `in` takes a comma-separated list)."""
+    return {
+        "searchCriteria[filter_groups][0][filters][0][field]": "sku",
+        "searchCriteria[filter_groups][0][filters][0][value]": ",".join(skus),
+        "searchCriteria[filter_groups][0][filters][0][condition_type]": "in",
+        "searchCriteria[sortOrders][0][field]": "entity_id",
+        "searchCriteria[sortOrders][0][direction]": "ASC",
+        "searchCriteria[pageSize]": str(len(skus)),
+        "searchCriteria[currentPage]": "1",
     }
 
 
@@ -212,6 +239,39 @@ class AdobeCommerceSource:
             if following == cursor:
                 return  # nothing newer and nothing left in this second
             cursor = following
+
+    async def list_skus(self, stats: RequestStats) -> AsyncIterator[list[str]]:
+        """Every sku, by `entity_id` keyset with payloads trimmed to id and sku (`fields`)."""
+        size = self._settings.page_size
+        after = 0
+        while True:
+            response = await self._client.get_json(
+                self._url, listing_params(after, size), stats=stats
+            )
+            items = response.data.get("items") if isinstance(response.data, dict) else None
+            if not isinstance(items, list):
+                raise SourceError(f"source {self.name!r}: the sku listing has no 'items' list")
+            ids = [as_int(item.get("id")) for item in items]
+            yield [str(item["sku"]) for item in items if item.get("sku")]
+            if len(items) < size or not ids or ids[-1] is None:
+                return
+            after = max(i for i in ids if i is not None)
+
+    async def fetch_skus(self, stats: RequestStats, skus: Sequence[str]) -> list[ProductRecord]:
+        """The full products for `skus`, a page-sized batch per request."""
+        # A comma inside a sku would split Magento's `in` list: ask for those one by one.
+        plain = [sku for sku in skus if "," not in sku]
+        batches = [plain[i : i + self.page_size] for i in range(0, len(plain), self.page_size)]
+        records: list[ProductRecord] = []
+        for batch in batches:
+            found, _ = await self._fetch(1, stats, skus_params(batch))
+            records.extend(found)
+        for sku in (sku for sku in skus if "," in sku):
+            params = skus_params([sku])
+            params["searchCriteria[filter_groups][0][filters][0][condition_type]"] = "eq"
+            found, _ = await self._fetch(1, stats, params)
+            records.extend(found)
+        return records
 
     async def _fetch_concurrently(
         self, numbers: list[int], stats: RequestStats

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from syncd.http.stats import RequestStats
 from syncd.store import ProductRecord
@@ -69,6 +69,19 @@ class Source(Protocol):
     def changed_pages(self, stats: RequestStats, cursor: Cursor) -> AsyncIterator[Page]:
         """Products with `updated_at >= cursor.since`, in (updated_at, id) order, sequentially,
         each page carrying the cursor that follows it (keyset paging: immune to shifting offsets)."""
+        ...
+
+
+@runtime_checkable
+class VerifiableSource(Source, Protocol):
+    """A source that can list its skus cheaply in an order no deletion can shift (a keyset)."""
+
+    def list_skus(self, stats: RequestStats) -> AsyncIterator[list[str]]:
+        """Every sku of the store, a page at a time, by id keyset, without payloads."""
+        ...
+
+    async def fetch_skus(self, stats: RequestStats, skus: Sequence[str]) -> list[ProductRecord]:
+        """The full products for `skus` (those that still exist)."""
         ...
 
 

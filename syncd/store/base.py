@@ -140,6 +140,14 @@ class Store(Protocol):
         """`upsert_products` plus the page's scan marks and progress, in one transaction."""
         ...
 
+    async def unseen(self, source: str, scan_id: int, skus: Sequence[str]) -> list[str]:
+        """Those of `skus` that full scan `scan_id` has not marked as seen."""
+        ...
+
+    async def mark_seen(self, source: str, scan_id: int, skus: Sequence[str]) -> None:
+        """Record `skus` as seen by scan `scan_id` (without touching their products)."""
+        ...
+
     async def finish_full_scan(
         self, source: str, scan_id: int, now: datetime, *, tombstone: bool, watermark: str | None
     ) -> int:

@@ -183,6 +183,26 @@ class SqliteStore:
                 await _set_progress(db, source, now, commit.checkpoint, commit.watermark)
         return counts
 
+    async def unseen(self, source: str, scan_id: int, skus: Sequence[str]) -> list[str]:
+        """Those of `skus` that full scan `scan_id` has not marked as seen."""
+        seen: set[str] = set()
+        for chunk in _chunks(list(skus), _IN_CHUNK):
+            marks = ",".join("?" * len(chunk))
+            rows = await self._read(
+                f"SELECT sku FROM full_scan_seen WHERE source = ? AND scan_id = ? AND sku IN ({marks})",
+                (source, scan_id, *chunk),
+            )
+            seen.update(row[0] for row in rows)
+        return [sku for sku in skus if sku not in seen]
+
+    async def mark_seen(self, source: str, scan_id: int, skus: Sequence[str]) -> None:
+        """Record `skus` as seen by scan `scan_id` (without touching their products)."""
+        async with self._transaction(f"record skus seen in {source!r}") as db:
+            await db.executemany(
+                "INSERT OR IGNORE INTO full_scan_seen (source, scan_id, sku) VALUES (?,?,?)",
+                [(source, scan_id, sku) for sku in skus],
+            )
+
     async def finish_full_scan(
         self, source: str, scan_id: int, now: datetime, *, tombstone: bool, watermark: str | None
     ) -> int:
