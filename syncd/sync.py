@@ -103,6 +103,9 @@ class SyncEngine:
         if kind == "incremental" and watermark is None:
             log.info("sync.full_required", source=source.name, reason="no watermark yet")
             kind = "full"
+        # Restart from the watermark's second minus the overlap, never from a position inside a
+        # second: that position may have shifted since.
+        cursor = Cursor(watermark.since - timedelta(seconds=overlap)) if watermark else None
         started = self._clock.monotonic()
         started_at = self._clock.now()
         run_id = await self._store.start_run(
@@ -115,13 +118,9 @@ class SyncEngine:
             status: RunStatus = "succeeded"
             error: str | None = None
             try:
-                if kind == "full":
+                if kind == "full" or cursor is None:
                     await self._full(source, run_id, state, started_at, http, tally, progress)
                 else:
-                    assert watermark is not None
-                    # Restart from the watermark's second minus the overlap, never from a
-                    # position inside a second: that position may have shifted since.
-                    cursor = Cursor(watermark.since - timedelta(seconds=overlap))
                     await self._incremental(source, cursor, http, tally, progress)
             except asyncio.CancelledError:
                 status, error = "cancelled", "the daemon was stopped during the run"
