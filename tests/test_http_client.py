@@ -18,7 +18,7 @@ from syncd.auth import AccessToken, TokenCache
 from syncd.clock import FakeClock
 from syncd.config import HttpSettings
 from syncd.errors import AuthError, HttpStatusError, ResponseError, ServerError
-from syncd.http import ClientPool, RequestStats, SourceAuth, SourceClient
+from syncd.http import ClientPool, RequestStats, Response, SourceAuth, SourceClient
 from syncd.store import SqliteStore
 from tests.conftest import ManualClock, settle
 
@@ -256,3 +256,32 @@ async def test_concurrent_401s_cause_one_refresh(
     await client.get_json(URL, stats=RequestStats())  # warm: token-1 rejected, token-2 used
     assert provider.calls == 2
     assert provider.calls == 2
+
+
+class RecordingThrottle:
+    """Counts admissions and remembers what each answer was (None: no answer)."""
+
+    def __init__(self) -> None:
+        self.acquired = 0
+        self.observed: list[int | None] = []
+
+    async def acquire(self) -> None:
+        self.acquired += 1
+
+    def observe(self, response: Response | None) -> None:
+        self.observed.append(None if response is None else response.status)
+
+
+async def test_throttles_see_every_attempt_once_even_without_an_answer(
+    pool: ClientPool, http_mock: aioresponses
+) -> None:
+    """Each attempt is admitted once and reported once: a reset reports None, a 503 its status."""
+    throttle = RecordingThrottle()
+    client = make_client(pool)
+    client.add_throttle(throttle)
+    http_mock.get(PATTERN, exception=aiohttp.ServerDisconnectedError())
+    http_mock.get(PATTERN, status=503, payload={"message": "busy"})
+    http_mock.get(PATTERN, payload={"items": []})
+    await client.get_json(URL, stats=RequestStats())
+    assert throttle.acquired == 3
+    assert throttle.observed == [None, 503, 200]

@@ -5,12 +5,11 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 import aiohttp
-from aiolimiter import AsyncLimiter
 
 from syncd.auth import AccessToken, TokenCache, TokenProvider
 from syncd.clock import Clock
@@ -23,8 +22,10 @@ from syncd.errors import (
     TransportError,
 )
 from syncd.http.gate import PauseGate
+from syncd.http.response import Response
 from syncd.http.retry import RetryPolicy, parse_retry_after
 from syncd.http.stats import RequestStats
+from syncd.http.throttle import Throttle
 from syncd.logging import get_logger
 
 log = get_logger(__name__)
@@ -36,17 +37,6 @@ _TRANSIENT = (
     aiohttp.ClientPayloadError,
     TimeoutError,
 )
-
-
-@dataclass(frozen=True, slots=True)
-class Response:
-    """A decoded answer: status, headers and body (parsed JSON where JSON was expected)."""
-
-    status: int
-    headers: Mapping[str, str]
-    content_type: str
-    body: bytes
-    data: Any = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,9 +63,6 @@ class _Transient(Exception):
         self.error = error
 
 
-ResponseHook = Callable[[Response], None]
-
-
 class SourceClient:
     """Sends one source's requests through its limits; shared by all of that source's workers."""
 
@@ -91,8 +78,7 @@ class SourceClient:
         timeout: aiohttp.ClientTimeout,
         auth: SourceAuth | None = None,
         headers: Mapping[str, str] | None = None,
-        rate_limit: float | None = None,
-        rate_burst: int | None = None,
+        throttles: Sequence[Throttle] = (),
     ) -> None:
         self.name = name
         self.gate = PauseGate(clock)
@@ -104,15 +90,11 @@ class SourceClient:
         self._timeout = timeout
         self._auth = auth
         self._headers = dict(headers or {})
-        self._limiter: AsyncLimiter | None = None
-        if rate_limit is not None:
-            burst = rate_burst or max(1, round(rate_limit))
-            self._limiter = AsyncLimiter(burst, burst / rate_limit)
-        self._hooks: list[ResponseHook] = []
+        self._throttles: list[Throttle] = list(throttles)
 
-    def add_response_hook(self, hook: ResponseHook) -> None:
-        """Call `hook` with every response (e.g. to read a platform's call-limit header)."""
-        self._hooks.append(hook)
+    def add_throttle(self, throttle: Throttle) -> None:
+        """Pace this source's requests with `throttle` too (e.g. a platform's call-limit header)."""
+        self._throttles.append(throttle)
 
     async def get_json(
         self,
@@ -221,46 +203,68 @@ class SourceClient:
         accept: frozenset[int],
     ) -> Response:
         async with self._semaphore:
-            if self._limiter is not None:
-                await self._limiter.acquire()
-            await self.gate.wait()
-            sent = self._clock.monotonic()
+            for throttle in self._throttles:
+                await throttle.acquire()
+            answer: Response | None = None
             try:
-                async with self._session.request(
-                    method,
-                    url,
-                    params=params,
-                    data=data,
-                    json=json_body,
-                    headers=headers,
-                    timeout=self._timeout,
-                ) as raw:
-                    body = await raw.read()
-                    status = raw.status
-                    content_type = raw.content_type
-                    response_headers: Mapping[str, str] = raw.headers
-            except TimeoutError as exc:
-                stats.observe(self._clock.monotonic() - sent)
-                limit = self._timeout.total
-                raise _Transient(
-                    TransportError(f"{method} {url} timed out after {limit}s", url=url)
-                ) from exc
-            except _TRANSIENT as exc:
-                stats.observe(self._clock.monotonic() - sent)
-                raise _Transient(
-                    TransportError(
-                        f"{method} {url} failed: {type(exc).__name__}: {exc or 'no detail'}",
-                        url=url,
-                    )
-                ) from exc
-            except aiohttp.ClientError as exc:
-                raise TransportError(f"{method} {url} failed: {exc}", url=url) from exc
+                await self.gate.wait()
+                answer = await self._send(method, url, params, data, json_body, headers, stats)
+            finally:
+                for throttle in self._throttles:
+                    throttle.observe(answer)
+        return self._decode(method, url, answer, expect_json, accept)
+
+    async def _send(
+        self,
+        method: str,
+        url: str,
+        params: Mapping[str, str] | None,
+        data: Mapping[str, str] | None,
+        json_body: Mapping[str, Any] | None,
+        headers: dict[str, str],
+        stats: RequestStats,
+    ) -> Response:
+        """One attempt on the wire; network faults become `_Transient`, latency goes to `stats`."""
+        sent = self._clock.monotonic()
+        try:
+            async with self._session.request(
+                method,
+                url,
+                params=params,
+                data=data,
+                json=json_body,
+                headers=headers,
+                timeout=self._timeout,
+            ) as raw:
+                body = await raw.read()
+                return Response(raw.status, raw.headers, raw.content_type, body)
+        except TimeoutError as exc:
+            raise _Transient(
+                TransportError(f"{method} {url} timed out after {self._timeout.total}s", url=url)
+            ) from exc
+        except _TRANSIENT as exc:
+            raise _Transient(
+                TransportError(
+                    f"{method} {url} failed: {type(exc).__name__}: {exc or 'no detail'}", url=url
+                )
+            ) from exc
+        except aiohttp.ClientError as exc:
+            raise TransportError(f"{method} {url} failed: {exc}", url=url) from exc
+        finally:
             stats.observe(self._clock.monotonic() - sent)
-        response = Response(status, response_headers, content_type, body)
-        for hook in self._hooks:
-            hook(response)
+
+    def _decode(
+        self,
+        method: str,
+        url: str,
+        response: Response,
+        expect_json: bool,
+        accept: frozenset[int],
+    ) -> Response:
+        """Classify an answer: 429 and 5xx are transient, JSON is parsed where it is expected."""
+        status = response.status
         if status == 429:
-            retry_after = parse_retry_after(response_headers.get("Retry-After"), self._clock.now())
+            retry_after = parse_retry_after(response.headers.get("Retry-After"), self._clock.now())
             raise _Transient(
                 RateLimitedError(
                     f"{method} {url} was rate limited (HTTP 429) until the retry budget ran out",
@@ -279,7 +283,7 @@ class SourceClient:
             )
         if expect_json and (200 <= status < 300 or status in accept):
             try:
-                decoded = json.loads(body)
+                decoded = json.loads(response.body)
             except ValueError:
                 raise _Transient(
                     ResponseError(
@@ -289,7 +293,7 @@ class SourceClient:
                         status=status,
                     )
                 ) from None
-            return Response(status, response_headers, content_type, body, decoded)
+            return replace(response, data=decoded)
         return response
 
 

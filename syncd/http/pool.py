@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Self
 
@@ -16,6 +16,7 @@ from syncd.config import HttpSettings
 from syncd.http.client import SourceAuth, SourceClient
 from syncd.http.retry import RetryPolicy
 from syncd.http.stats import RequestStats
+from syncd.http.throttle import Throttle
 
 USER_AGENT = f"syncd/{__version__} (+https://github.com/syncd)"
 
@@ -71,8 +72,7 @@ class ClientPool:
         connect_timeout: float,
         auth: SourceAuth | None = None,
         headers: Mapping[str, str] | None = None,
-        rate_limit: float | None = None,
-        rate_burst: int | None = None,
+        throttles: Sequence[Throttle] = (),
     ) -> SourceClient:
         """A client for one source, with its own limits, sharing the pool's connections."""
         return SourceClient(
@@ -85,8 +85,7 @@ class ClientPool:
             timeout=aiohttp.ClientTimeout(total=request_timeout, sock_connect=connect_timeout),
             auth=auth,
             headers=headers,
-            rate_limit=rate_limit,
-            rate_burst=rate_burst,
+            throttles=throttles,
         )
 
     async def post_form(
