@@ -114,32 +114,7 @@ class AcWorld:
 
     async def web_grant(self, scheme: str = "current") -> AccessToken:
         """A grant obtained by hand (signed here, not by syncd), as the store answered it."""
-        cfg = self.emu.config.americommerce
-        redirect = "https://app.example.com/cb"
-        app_field, redirect_field = (
-            ("app_id", "redirect_url") if scheme == "legacy" else ("client_id", "redirect_uri")
-        )
-        params = {app_field: cfg.app_id, "scope": cfg.scope, redirect_field: redirect}
-        async with self.session.get(
-            self.emu.url + "/api/oauth", params=params, allow_redirects=False
-        ) as answer:
-            location = URL(answer.headers["Location"])
-        signature = sha256_hex(
-            cfg.app_secret + location.query["code"] + cfg.app_id + cfg.scope + redirect
-        )
-        body = {app_field: cfg.app_id, "auth_id": location.query["auth_id"], "signature": signature}
-        async with self.session.post(self.emu.url + "/api/oauth/access_token", json=body) as answer:
-            assert answer.status == 200, await answer.text()
-            data = await answer.json()
-        raw = data["expires"]
-        expires = (
-            self.clock.now() + timedelta(seconds=raw)
-            if isinstance(raw, int)
-            else datetime.fromisoformat(raw)
-        )
-        return AccessToken(
-            data["access_token"], expires, self.clock.now(), refresh_token=data["refresh_token"]
-        )
+        return await hand_grant(self.emu, self.session, self.clock, scheme)
 
     def secrets(self) -> set[str]:
         """Every secret the store and its users hold: none may appear in a log or an event."""
@@ -171,3 +146,33 @@ async def browse(session: aiohttp.ClientSession, authorize_url: str) -> tuple[UR
         location = URL(answer.headers["Location"], encoded=True)
     async with session.get(location, allow_redirects=False) as landed:
         return location, landed.status, await landed.text()
+
+
+async def hand_grant(
+    emu: Emulator, session: aiohttp.ClientSession, clock: FakeClock, scheme: str = "current"
+) -> AccessToken:
+    """Run the web flow with hand-made signatures (independent of syncd's) and return the grant."""
+    cfg = emu.config.americommerce
+    redirect = "https://app.example.com/cb"
+    app_field, redirect_field = (
+        ("app_id", "redirect_url") if scheme == "legacy" else ("client_id", "redirect_uri")
+    )
+    params = {app_field: cfg.app_id, "scope": cfg.scope, redirect_field: redirect}
+    async with session.get(emu.url + "/api/oauth", params=params, allow_redirects=False) as answer:
+        location = URL(answer.headers["Location"])
+    signature = sha256_hex(
+        cfg.app_secret + location.query["code"] + cfg.app_id + cfg.scope + redirect
+    )
+    body = {app_field: cfg.app_id, "auth_id": location.query["auth_id"], "signature": signature}
+    async with session.post(emu.url + "/api/oauth/access_token", json=body) as answer:
+        assert answer.status == 200, await answer.text()
+        data = await answer.json()
+    raw = data["expires"]
+    expires = (
+        clock.now() + timedelta(seconds=raw)
+        if isinstance(raw, int)
+        else datetime.fromisoformat(raw)
+    )
+    return AccessToken(
+        data["access_token"], expires, clock.now(), refresh_token=data["refresh_token"]
+    )
