@@ -3,19 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+import json
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from urllib.parse import urlencode
 
 import pytest
+from structlog.testing import capture_logs
 
-from syncd.auth import AccessToken, TokenCache
+from syncd.auth import AccessToken, EndpointResponse, TokenCache, fingerprint
+from syncd.auth.ac_signatures import current_refresh_signature, legacy_refresh_signature
 from syncd.auth.ac_wire import parse_expires
+from syncd.auth.americommerce import AmeriCommerceTokenProvider
 from syncd.clock import FakeClock
 from syncd.emulator import Fault
 from syncd.errors import AuthError, NeedsReauthError, ServerError
 from syncd.http import ClientPool
 from syncd.store import SqliteStore
-from tests.ac_support import FAST_HTTP, ac_world, auth_settings
+from tests.ac_support import APP, FAST_HTTP, SECRET, ac_world, auth_settings
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -215,3 +221,125 @@ async def test_a_store_outage_is_not_a_lost_grant(tmp_path: Path, clock: FakeClo
         assert stored is not None and stored.refresh_token == grant.refresh_token
         world.emu.americommerce.faults.clear()
         assert (await world.products(world.client(provider))).status == 200
+
+
+class ScriptedEndpoint:
+    """A token endpoint that answers with a fixed status and body, echoing what it was sent."""
+
+    def __init__(self, status: int, body: dict[str, object], *, form: bool = False) -> None:
+        self.status = status
+        self.body = body
+        self.form = form
+        self.sent: list[dict[str, str]] = []
+
+    async def post_form(
+        self, url: str, fields: Mapping[str, str], *, as_json: bool = False
+    ) -> EndpointResponse:
+        self.sent.append(dict(fields))
+        body = {k: str(v).format(**fields) for k, v in self.body.items()}
+        if self.form:
+            return EndpointResponse(
+                self.status, "application/x-www-form-urlencoded", urlencode(body).encode()
+            )
+        return EndpointResponse(
+            self.status, "application/json; charset=utf-8", json.dumps(body).encode()
+        )
+
+
+def _expired(clock: FakeClock) -> AccessToken:
+    return AccessToken(
+        "old-access-value", clock.now(), clock.now(), refresh_token="old-refresh-value"
+    )
+
+
+@pytest.mark.parametrize("form", [False, True])
+async def test_a_store_that_echoes_secrets_gets_fingerprints(clock: FakeClock, form: bool) -> None:
+    """Details that repeat the refresh token show its fingerprint; ids (even '401') stay readable."""
+    endpoint = ScriptedEndpoint(
+        401,
+        {
+            "status_code": 401,
+            "message": "Unauthorized",
+            "details": "bad {refresh_token} for {client_id}",
+        },
+        form=form,
+    )
+    provider = AmeriCommerceTokenProvider(
+        auth_settings(app_id="401"), "https://shop.example", endpoint, clock, source="shop"
+    )
+    with pytest.raises(NeedsReauthError) as caught:
+        await provider.obtain(_expired(clock))
+    message = str(caught.value)
+    assert f"(HTTP 401 Unauthorized: bad {fingerprint('old-refresh-value')} for 401)" in message
+    assert "old-refresh-value" not in message
+    assert endpoint.sent == [
+        {
+            "client_id": "401",
+            "refresh_token": "old-refresh-value",
+            "signature": current_refresh_signature(SECRET, "old-refresh-value", "401"),
+        }
+    ]
+
+
+async def test_legacy_refresh_sends_app_id_access_token_and_signature(clock: FakeClock) -> None:
+    """Legacy body: {app_id, access_token, signature}; no refresh token on the wire."""
+    endpoint = ScriptedEndpoint(
+        200, {"access_token": "new", "refresh_token": "r2", "expires": "60"}
+    )
+    provider = AmeriCommerceTokenProvider(
+        auth_settings(auth_scheme="legacy"), "https://shop.example", endpoint, clock
+    )
+    token = await provider.obtain(_expired(clock))
+    assert endpoint.sent == [
+        {
+            "app_id": APP,
+            "access_token": "old-access-value",
+            "signature": legacy_refresh_signature(
+                SECRET, "old-access-value", "old-refresh-value", APP
+            ),
+        }
+    ]
+    assert (token.value, token.refresh_token) == ("new", "r2")
+    assert token.expires_at == clock.now() + timedelta(seconds=60)
+
+
+async def test_an_answer_without_a_new_refresh_token_keeps_the_old_one(clock: FakeClock) -> None:
+    """Current-edition refresh tokens are reusable: no rotation in the answer, keep what was traded in."""
+    endpoint = ScriptedEndpoint(200, {"access_token": "new"})
+    provider = AmeriCommerceTokenProvider(auth_settings(), "https://shop.example", endpoint, clock)
+    with capture_logs() as logs:
+        token = await provider.obtain(_expired(clock))
+    assert (token.refresh_token, token.expires_at) == ("old-refresh-value", None)
+    assert logs == []
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "error", "text"),
+    [
+        (404, {"message": "Not Found"}, AuthError, "failed (HTTP 404 Not Found): check base_url"),
+        (200, {"refresh_token": "x"}, AuthError, "answered HTTP 200 without an access_token"),
+        (403, {"error": "forbidden"}, NeedsReauthError, "(HTTP 403 forbidden)"),
+    ],
+)
+async def test_other_answers_are_named(
+    clock: FakeClock, status: int, body: dict[str, object], error: type[Exception], text: str
+) -> None:
+    """A missing endpoint is not a lost grant; a 200 without a token is an error, not a crash."""
+    provider = AmeriCommerceTokenProvider(
+        auth_settings(), "https://shop.example", ScriptedEndpoint(status, body), clock
+    )
+    with pytest.raises(error) as caught:
+        await provider.obtain(_expired(clock))
+    assert type(caught.value) is error and text in str(caught.value)
+
+
+async def test_unusable_expires_is_logged_and_the_token_kept(clock: FakeClock) -> None:
+    """A refresh answer whose expires is in the past: token kept (no refresh storm), a warning logged."""
+    endpoint = ScriptedEndpoint(200, {"access_token": "new", "expires": "2001-01-01T00:00:00Z"})
+    provider = AmeriCommerceTokenProvider(
+        auth_settings(), "https://shop.example", endpoint, clock, source="shop"
+    )
+    with capture_logs() as logs:
+        token = await provider.obtain(_expired(clock))
+    assert token.expires_at is None and token.is_fresh(clock.now(), 300)
+    assert [(e["event"], e["source"]) for e in logs] == [("token.expiry_unknown", "shop")]

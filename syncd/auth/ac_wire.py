@@ -110,7 +110,11 @@ def read_grant(
 
 
 def refusal(response: EndpointResponse, secrets: Iterable[str]) -> str:
-    """`HTTP 401 Unauthorized: Invalid signature`, from a JSON or form-encoded error body."""
+    """`HTTP 401 Unauthorized: Invalid signature`, from a JSON or form-encoded error body.
+
+    `secrets` are the secret values that were sent (never plain ids): a store that echoes one
+    back gets it replaced by its fingerprint.
+    """
     body = response.fields()
     parts = [str(body[k]).strip() for k in ("message", "details") if body.get(k)]
     if not parts:
@@ -118,8 +122,7 @@ def refusal(response: EndpointResponse, secrets: Iterable[str]) -> str:
     if not parts:
         size = len(response.body)
         parts.append(f"a {response.content_type or 'untyped'} body of {size} bytes")
-    text = f"HTTP {response.status} " + ": ".join(parts)
-    return scrub(text[:400], secrets)
+    return f"HTTP {response.status} " + scrub(": ".join(parts), secrets)[:300]
 
 
 def scrub(text: str, secrets: Iterable[str]) -> str:

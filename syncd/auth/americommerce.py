@@ -132,7 +132,7 @@ class AmeriCommerceTokenProvider:
                     consequence="the token is used until the store refuses it, then refreshed",
                 )
             return token
-        reason = refusal(response, (secret, previous.value, refresh_token, *fields.values()))
+        reason = refusal(response, (secret, previous.value, refresh_token, fields["signature"]))
         if response.status in _GRANT_REFUSED:
             hint = ""
             if response.status == 400:
