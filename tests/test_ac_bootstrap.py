@@ -168,6 +168,11 @@ async def test_listener_ignores_stray_requests(tmp_path: Path) -> None:
             assert late.status == 410
         callback = await listener.wait(1)
         assert (callback.auth_id, callback.code) == ("a1", "c1")
+    odd = f"http://127.0.0.1:{free_port()}/a%20b/{{x}}"
+    async with RedirectListener(odd) as listener, aiohttp.ClientSession() as session:
+        async with session.get(odd, params={"auth_id": "a3", "code": "c3"}) as hit:
+            assert hit.status == 200
+        assert (await listener.wait(1)).auth_id == "a3"
         assert "c1" not in repr(callback)
 
 
@@ -197,6 +202,7 @@ def test_listener_refuses_a_redirect_it_cannot_safely_serve(redirect: str) -> No
         ("http://localhost/cb?x=1", ("localhost", 80, "/cb")),
         ("http://[::1]:9000/", ("::1", 9000, "/")),
         ("http://127.0.0.2:9000", ("127.0.0.2", 9000, "/")),
+        ("http://127.0.0.1:9000/a%20b/{x}", ("127.0.0.1", 9000, "/a b/{x}")),
     ],
 )
 def test_listener_binds_the_redirect_urls_host_and_port(

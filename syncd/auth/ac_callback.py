@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from html import escape
 from types import TracebackType
 from typing import Self
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from aiohttp import web
 
@@ -50,7 +50,7 @@ def loopback_target(redirect_url: str) -> tuple[str, int, str]:
         raise ConfigError([f"auth.redirect_url: {redirect_url!r} cannot be used: {why}"])
     if port == 0:
         raise ConfigError([f"auth.redirect_url: {redirect_url!r} needs a real port, not 0"])
-    return host, port or 80, parts.path or "/"
+    return host, port or 80, unquote(parts.path) or "/"
 
 
 def _is_loopback(host: str) -> bool:
@@ -78,7 +78,9 @@ class RedirectListener:
             raise RuntimeError("a RedirectListener serves one callback; create a new one")
         self._result = asyncio.get_running_loop().create_future()
         app = web.Application()
-        app.router.add_get(self._target.path, self._handle)
+        # One catch-all route, compared by decoded path: a redirect path may hold characters the
+        # router would read as a pattern, and browsers differ in what they percent-encode.
+        app.router.add_get("/{tail:.*}", self._handle)
         runner = web.AppRunner(
             app, access_log=None, handle_signals=False, shutdown_timeout=self._shutdown_timeout
         )
@@ -123,6 +125,8 @@ class RedirectListener:
             ) from None
 
     async def _handle(self, request: web.Request) -> web.Response:
+        if request.path != self._target.path:
+            return _page(404, "Not the redirect URL syncd is waiting on.")
         result = self._result
         if result is None or result.done():
             return _page(410, "This authorisation has already been received; close this window.")
