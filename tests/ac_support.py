@@ -48,7 +48,9 @@ def ac_config(**overrides: Any) -> AmeriCommerceConfig:
 
 def auth_settings(**overrides: Any) -> AmeriCommerceAuthSettings:
     """Auth settings matching `ac_config`."""
-    fields: dict[str, Any] = {"app_id": APP, "app_secret": SECRET, "scope": SCOPE}
+    fields: dict[str, Any] = {"app_secret": SECRET, "scope": SCOPE}
+    if "client_id" not in overrides:
+        fields["app_id"] = APP
     fields.update(overrides)
     return AmeriCommerceAuthSettings(**fields)
 

@@ -233,3 +233,14 @@ def test_both_spellings_of_one_setting_are_refused(
         "syncd: config error: sources[0] (ac).auth: app_id and client_id are two names of one "
         "setting: give only one"
     )
+
+
+def test_current_names_are_aliases_and_the_redirect_is_kept_verbatim() -> None:
+    """client_id/redirect_uri fill app_id/redirect_url; the URL is not normalised (it is signed)."""
+    settings = auth_settings(client_id="c-9", redirect_uri="http://LocalHost:8765/CallBack")
+    assert (settings.app_id, settings.redirect_url) == ("c-9", "http://LocalHost:8765/CallBack")
+    assert (settings.auth_scheme, settings.scope, settings.desktop_signature) == (
+        "current",
+        "read_catalog",
+        "prose",
+    )
