@@ -39,6 +39,19 @@ def _parser() -> argparse.ArgumentParser:
     status = commands.add_parser("status", help="last run, counts and token expiry per source")
     status.add_argument("--json", action="store_true", help="machine-readable output")
     commands.add_parser("check-config", help="validate the configuration and exit")
+    auth = commands.add_parser(
+        "auth", help="authorise an AmeriCommerce source (desktop flow, or --web)"
+    )
+    auth.add_argument("source", help="source name from the config")
+    auth.add_argument(
+        "--web", action="store_true", help="web flow: print a URL, wait for the redirect"
+    )
+    auth.add_argument(
+        "--timeout",
+        type=_positive,
+        default=300.0,
+        help="seconds the web flow waits for the redirect (default 300)",
+    )
 
     demo = commands.add_parser("demo", help="sync the bundled emulator into a local SQLite file")
     demo.add_argument("--products", type=int, default=3000, help="catalog size (default 3000)")
@@ -49,6 +62,16 @@ def _parser() -> argparse.ArgumentParser:
     emulator.add_argument("--products", type=int, default=3000)
     emulator.add_argument("--rate-limit", type=float, help="Adobe requests per second (429 above)")
     return parser
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds")
+    return value
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -84,6 +107,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         "sync": commands.sync_now,
         "status": commands.show_status,
         "check-config": commands.check_config,
+        "auth": commands.authorize_source,
     }
     if args.command == "demo":
         return asyncio.run(commands.demo(args.products, args.db))

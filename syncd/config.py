@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AliasChoices,
     AnyHttpUrl,
     BaseModel,
     ConfigDict,
@@ -97,16 +98,55 @@ class ImsAuthSettings(_Model):
 
 
 class AmeriCommerceAuthSettings(_Model):
-    """AmeriCommerce signature OAuth; `auth_scheme` picks the 2014 (`legacy`) or later (`current`) docs."""
+    """AmeriCommerce signature OAuth; `auth_scheme` picks the 2014 (`legacy`) or later (`current`) docs.
+
+    `app_id` and `redirect_url` may also be spelled `client_id` and `redirect_uri` (the current
+    edition's names); they are the same settings, so give one spelling of each.
+    """
 
     auth_scheme: Literal["legacy", "current"] = "current"
-    app_id: str = Field(default="", description="the app (client) id from the admin console")
+    app_id: str = Field(
+        default="",
+        validation_alias=AliasChoices("app_id", "client_id"),
+        description="the app (client) id from the admin console",
+    )
     app_secret: SecretStr | None = None
-    scope: str = "products.read"
-    redirect_url: AnyHttpUrl = AnyHttpUrl("http://127.0.0.1:8765/callback")
+    scope: str = Field(default="read_catalog", min_length=1)
+    redirect_url: str = Field(
+        default="http://127.0.0.1:8765/callback",
+        validation_alias=AliasChoices("redirect_url", "redirect_uri"),
+        description="sent and signed exactly as written; the web flow listens on it",
+    )
     desktop_signature: Literal["prose", "summary"] = "prose"
+    body_format: Literal["json", "form"] = "json"
     static_token: SecretStr | None = None
     refresh_margin: float = Field(default=300.0, ge=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_spelling(cls, data: Any) -> Any:
+        if isinstance(data, Mapping):
+            for legacy, current in (("app_id", "client_id"), ("redirect_url", "redirect_uri")):
+                if legacy in data and current in data:
+                    raise ValueError(
+                        f"{legacy} and {current} are two names of one setting: give only one"
+                    )
+        return data
+
+    @field_validator("redirect_url")
+    @classmethod
+    def _redirect_shape(cls, value: str) -> str:
+        # Kept as a string, never normalised: the store compares and signs the exact spelling.
+        if not value or value != value.strip():
+            raise ValueError("expected a non-empty value without surrounding spaces")
+        return value
+
+    @field_validator("app_id", "scope")
+    @classmethod
+    def _no_padding(cls, value: str) -> str:
+        if value != value.strip():
+            raise ValueError("expected no surrounding spaces (it is part of every signature)")
+        return value
 
     @model_validator(mode="after")
     def _has_a_credential(self) -> AmeriCommerceAuthSettings:

@@ -13,6 +13,7 @@ from syncd.auth import AccessToken, TokenCache
 from syncd.clock import FakeClock
 from syncd.errors import AuthError
 from syncd.store import SqliteStore
+from tests.conftest import settle
 
 
 class CountingProvider:
@@ -149,3 +150,71 @@ def test_token_repr_hides_the_secret(clock: FakeClock) -> None:
     token = AccessToken("very-secret-value", None, clock.now(), refresh_token="also-secret")
     assert "very-secret" not in repr(token) and "also-secret" not in repr(token)
     assert token.fingerprint.startswith("sha256:") and len(token.fingerprint) == 19
+
+
+class RecordingProvider(CountingProvider):
+    """Also records which previous token each request traded in."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        super().__init__(clock)
+        self.traded: list[str | None] = []
+
+    async def obtain(self, previous: AccessToken | None) -> AccessToken:
+        self.traded.append(previous.refresh_token if previous else None)
+        return await super().obtain(previous)
+
+
+async def test_a_grant_installed_by_another_process_is_adopted(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    """`syncd auth` beside a running daemon: the daemon uses the stored grant instead of refreshing."""
+    provider = CountingProvider(clock)
+    async with (
+        SqliteStore(tmp_path / "t.db") as daemon_db,
+        SqliteStore(tmp_path / "t.db") as cli_db,
+    ):
+        daemon = TokenCache(daemon_db, clock)
+        rejected = await daemon.get(provider, "s")
+        await daemon.invalidate(provider, rejected, "s")
+        installed = AccessToken("installed", clock.now() + timedelta(hours=1), clock.now())
+        await TokenCache(cli_db, clock).install(provider, installed, "s")
+        assert (await daemon.get(provider, "s")).value == "installed"
+    assert provider.calls == 1
+
+
+async def test_renewal_trades_in_the_newest_stored_refresh_token(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    """Another process rotated the grant: this one trades in the rotated refresh token, not its own."""
+    provider = RecordingProvider(clock)
+    async with SqliteStore(tmp_path / "t.db") as mine, SqliteStore(tmp_path / "t.db") as theirs:
+        cache = TokenCache(mine, clock)
+        await cache.install(
+            provider, AccessToken("a1", clock.now() + timedelta(hours=1), clock.now(), "r1"), "s"
+        )
+        rotated = AccessToken("a2", clock.now() + timedelta(hours=1), clock.now(), "r2")
+        await TokenCache(theirs, clock).install(provider, rotated, "s")
+        clock.advance(7200)
+        await cache.get(provider, "s")
+    assert provider.traded == ["r2"]
+
+
+async def test_a_cancelled_caller_does_not_lose_the_renewal(
+    store: SqliteStore, clock: FakeClock
+) -> None:
+    """Cancelled mid-refresh: the answer is still persisted and cached, and later callers join it."""
+    provider = CountingProvider(clock)
+    provider.gate.clear()
+    cache = TokenCache(store, clock)
+    first = asyncio.create_task(cache.get(provider, "s"))
+    await settle()
+    first.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    second = asyncio.create_task(cache.get(provider, "s"))
+    await settle()
+    provider.gate.set()
+    assert (await second).value == "token-1"
+    assert provider.calls == 1
+    stored = await store.load_token(provider.cache_key)
+    assert stored is not None and stored.access_token == "token-1"

@@ -1,16 +1,28 @@
 """AmeriCommerce signature OAuth: the token provider behind `X-AC-Auth-Token`.
 
-Interface first: admin-console (static) tokens work; the OAuth refresh flows are being built.
+Two ways to hold a credential: a static admin-console token from the configuration (it never
+expires), or an OAuth grant that `syncd auth` obtained and persisted, refreshed here by signature
+in the configured scheme (`legacy`: the 2014 docs, `current`: the later editions).
 """
 
 from __future__ import annotations
 
 import hashlib
 
+from syncd.auth.ac_signatures import current_refresh_signature, legacy_refresh_signature
+from syncd.auth.ac_wire import REFRESH_PATH, SchemeNames, app_secret, read_grant, refusal
 from syncd.auth.provider import TokenEndpoint
-from syncd.auth.token import AccessToken
+from syncd.auth.token import AccessToken, fingerprint
 from syncd.clock import Clock
 from syncd.config import AmeriCommerceAuthSettings
+from syncd.errors import AuthError, NeedsReauthError
+from syncd.logging import get_logger
+
+log = get_logger(__name__)
+
+# What a refresh endpoint answers when the grant itself is refused (unknown, used or revoked
+# refresh token, bad signature, a body the scheme does not know): only a new grant helps.
+_GRANT_REFUSED = frozenset({400, 401, 403})
 
 
 class AmeriCommerceTokenProvider:
@@ -22,17 +34,25 @@ class AmeriCommerceTokenProvider:
         base_url: str,
         endpoint: TokenEndpoint,
         clock: Clock,
+        *,
+        source: str | None = None,
     ) -> None:
         self._settings = settings
         self._base_url = base_url.rstrip("/")
         self._endpoint = endpoint
         self._clock = clock
-        identity = "\n".join((self._base_url, settings.app_id, settings.auth_scheme))
+        self._source = source
+        if settings.static_token is not None:
+            # A different static token is a different credential: never hand out the old one.
+            static = fingerprint(settings.static_token.get_secret_value())
+            identity = "\n".join((self._base_url, "static", static))
+        else:
+            identity = "\n".join((self._base_url, settings.app_id, settings.auth_scheme))
         self._key = "americommerce:" + hashlib.sha256(identity.encode()).hexdigest()[:24]
 
     @property
     def cache_key(self) -> str:
-        """One grant per store and app."""
+        """One grant per store and app (one entry per static token)."""
         return self._key
 
     @property
@@ -40,14 +60,103 @@ class AmeriCommerceTokenProvider:
         """Seconds before `expires` at which the token is refreshed."""
         return self._settings.refresh_margin
 
+    @property
+    def refresh_url(self) -> str:
+        """The store's refresh endpoint."""
+        return self._base_url + REFRESH_PATH
+
     async def obtain(self, previous: AccessToken | None) -> AccessToken:
-        """The static token if configured; otherwise a refreshed OAuth grant."""
+        """The static token if configured; otherwise `previous` (the persisted grant) refreshed.
+
+        No grant yet, or one without a refresh token, raises `NeedsReauthError`: only an operator
+        running `syncd auth` can create one. So does a refresh the store refuses (400/401/403).
+        5xx and network failures surface as transport errors: the grant may still be good.
+
+        Rotation and crashes: the answer to a refresh may carry the only copy of a new refresh
+        token. `TokenCache` writes the access and refresh token as one row in one SQLite
+        transaction, shielded from cancellation, before anyone sends the new access token; so a
+        restart finds either the old pair or the new one, never a mix. A crash after the store
+        answered and before that commit loses the new pair: a reusable refresh token (current
+        edition) still works and the next run refreshes again; a single-use one is spent, the
+        next refresh is refused and the source is flagged `needs_reauth` (run `syncd auth`). No
+        client can close that window, as the store commits the rotation before it answers.
+        """
         static = self._settings.static_token
         if static is not None:
             return AccessToken(static.get_secret_value(), None, self._clock.now())
-        raise NotImplementedError(
-            "AmeriCommerce OAuth refresh is not implemented yet; configure static_token"
+        if previous is None:
+            raise NeedsReauthError(
+                f"{self._who} has no AmeriCommerce grant yet: run '{self._command}'",
+                source=self._source,
+            )
+        if not previous.refresh_token:
+            raise NeedsReauthError(
+                f"the AmeriCommerce token of {self._who} was refused or has expired and came "
+                f"without a refresh token: run '{self._command}'",
+                source=self._source,
+            )
+        return await self._refresh(previous, previous.refresh_token)
+
+    async def _refresh(self, previous: AccessToken, refresh_token: str) -> AccessToken:
+        s = self._settings
+        secret = app_secret(s)
+        names = SchemeNames.of(s)
+        if s.auth_scheme == "legacy":
+            fields = {
+                names.app_id: s.app_id,
+                "access_token": previous.value,
+                "signature": legacy_refresh_signature(
+                    secret, previous.value, refresh_token, s.app_id
+                ),
+            }
+        else:
+            fields = {
+                names.app_id: s.app_id,
+                "refresh_token": refresh_token,
+                "signature": current_refresh_signature(secret, refresh_token, s.app_id),
+            }
+        url = self.refresh_url
+        response = await self._endpoint.post_form(url, fields, as_json=s.body_format == "json")
+        if response.status == 200:
+            token, problem = read_grant(
+                response,
+                self._clock.now(),
+                what=f"the AmeriCommerce refresh at {url}",
+                keep_refresh=refresh_token,
+            )
+            if problem is not None:
+                log.warning(
+                    "token.expiry_unknown",
+                    source=self._source,
+                    detail=problem,
+                    consequence="the token is used until the store refuses it, then refreshed",
+                )
+            return token
+        reason = refusal(response, (secret, previous.value, refresh_token, fields["signature"]))
+        if response.status in _GRANT_REFUSED:
+            hint = ""
+            if response.status == 400:
+                other = "current" if s.auth_scheme == "legacy" else "legacy"
+                hint = f" (if the store speaks the other edition of the scheme, set auth_scheme = {other!r})"
+            raise NeedsReauthError(
+                f"AmeriCommerce refused to refresh the grant of {self._who} at {url} ({reason}): "
+                f"the grant is gone, run '{self._command}'{hint}",
+                source=self._source,
+                status=response.status,
+            )
+        raise AuthError(
+            f"AmeriCommerce refresh at {url} failed ({reason}): check base_url",
+            source=self._source,
+            status=response.status,
         )
+
+    @property
+    def _who(self) -> str:
+        return f"source {self._source!r}" if self._source else f"store {self._base_url}"
+
+    @property
+    def _command(self) -> str:
+        return f"syncd auth {self._source or 'SOURCE'}"
 
     def auth_headers(self, token: AccessToken) -> dict[str, str]:
         """AmeriCommerce authenticates API calls with one header."""

@@ -20,6 +20,13 @@ class _Entry:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     token: AccessToken | None = None
     loaded: bool = False
+    renewal: asyncio.Task[AccessToken] | None = None
+
+
+def _retrieve(task: asyncio.Task[AccessToken]) -> None:
+    # A renewal whose caller was cancelled still ends; its error is already logged as an event.
+    if not task.cancelled():
+        task.exception()
 
 
 class TokenCache:
@@ -45,22 +52,37 @@ class TokenCache:
             now = self._clock.now()
             if token is not None and token.is_fresh(now, provider.refresh_margin):
                 return token
-            if token is None and not entry.loaded:
-                entry.loaded = True
-                token = await self._load(provider)
-                if token is not None and token.is_fresh(now, provider.refresh_margin):
-                    entry.token = token
-                    await self._event(source, "reused", token, "persisted token still valid")
-                    return token
-            try:
-                new = await provider.obtain(token)
-            except SyncdError as exc:
-                await self._event(source, "failed", None, str(exc), level="error")
-                raise
-            await self._persist(provider, new)
-            entry.token = new
-            await self._event(source, "issued" if token is None else "refreshed", new, None)
-            return new
+            # Another process (`syncd auth`, a CLI sync beside the daemon) may have stored a newer
+            # grant since: start from the persisted one, whose refresh token is the latest.
+            entry.loaded = True
+            stored = await self._load(provider)
+            if stored is not None and (token is None or stored.value != token.value):
+                if stored.is_fresh(now, provider.refresh_margin):
+                    entry.token = stored
+                    await self._event(source, "reused", stored, "persisted token still valid")
+                    return stored
+                token = stored
+            renewal = entry.renewal
+            if renewal is None or renewal.done():
+                renewal = asyncio.create_task(self._renew(provider, entry, token, source))
+                renewal.add_done_callback(_retrieve)
+                entry.renewal = renewal
+            # Shielded: once a refresh is on the wire its answer may hold the only copy of a rotated
+            # refresh token; a cancelled caller must not drop it before it is persisted.
+            return await asyncio.shield(renewal)
+
+    async def _renew(
+        self, provider: TokenProvider, entry: _Entry, previous: AccessToken | None, source: str
+    ) -> AccessToken:
+        try:
+            new = await provider.obtain(previous)
+        except SyncdError as exc:
+            await self._event(source, "failed", None, str(exc), level="error")
+            raise
+        await self._persist(provider, new)
+        entry.token = new
+        await self._event(source, "issued" if previous is None else "refreshed", new, None)
+        return new
 
     async def invalidate(self, provider: TokenProvider, rejected: AccessToken, source: str) -> bool:
         """Drop `rejected` if it is still the current token (so N concurrent 401s refresh once)."""
