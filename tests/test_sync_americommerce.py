@@ -6,7 +6,7 @@ import asyncio
 import io
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import aiohttp
@@ -16,6 +16,18 @@ from syncd.clock import Clock, FakeClock
 from syncd.daemon import Runtime
 from syncd.emulator import AmeriCommerceConfig, Emulator, EmulatorConfig, Fault
 from syncd.logging import configure_logging
+from syncd.sources.americommerce import to_record
+from syncd.sources.americommerce_query import (
+    any_of,
+    batches,
+    changed_params,
+    filterable,
+    format_ac_time,
+    next_cursor,
+    parse_ac_time,
+)
+from syncd.sources.base import Cursor
+from syncd.store import ProductRecord
 from syncd.sync import SyncResult
 from tests.support import ac_source, query, settings_for, stored_products
 
@@ -193,3 +205,67 @@ async def test_refused_token_fails_clearly_and_never_leaks(
     assert TOKEN not in (result.error or "") and TOKEN not in stream.getvalue()
     finished = [json.loads(line) for line in stream.getvalue().splitlines()]
     assert any(e["event"] == "sync.finished" and e["status"] == "failed" for e in finished)
+
+
+# -- the pure parts: datetimes, record mapping, the keyset cursor, URL batches ----------------
+
+
+def test_store_datetimes_are_read_with_their_offset_or_refused() -> None:
+    """Trimmed milliseconds and offsets parse exactly; a value without offset needs the setting."""
+    local = parse_ac_time("2014-03-19T13:31:47.92-05:00", None)
+    assert local == datetime(2014, 3, 19, 18, 31, 47, 920000, tzinfo=UTC)
+    assert format_ac_time(local) == "2014-03-19T18:31:47.920Z"
+    assert parse_ac_time("2014-05-12T00:00:00.0Z", None) == datetime(2014, 5, 12, tzinfo=UTC)
+    with pytest.raises(ValueError, match="no UTC offset; set naive_time_offset"):
+        parse_ac_time("2014-03-19T13:31:47", None)
+    plus_two = timezone(timedelta(hours=2))
+    assert parse_ac_time("2014-03-19T13:31:47", plus_two).hour == 11
+    with pytest.raises(ValueError, match="'last tuesday' is not an ISO-8601 datetime"):
+        parse_ac_time("last tuesday", None)
+
+
+def test_unusable_products_are_named() -> None:
+    """A product without item_number, or with an unreadable updated_at, says which and why."""
+    with pytest.raises(ValueError, match=r"without an item_number .*id=7"):
+        to_record({"id": 7, "item_name": "x"}, None)
+    with pytest.raises(ValueError, match=r"'A-1': updated_at 'soon' is not an ISO-8601"):
+        to_record({"id": 1, "item_number": "A-1", "updated_at": "soon"}, None)
+
+
+def _records(*stamps_and_ids: tuple[str, int]) -> list[ProductRecord]:
+    return [
+        to_record({"id": i, "item_number": f"S-{i}", "updated_at": stamp}, None)
+        for stamp, i in stamps_and_ids
+    ]
+
+
+def test_keyset_cursor_moves_by_millisecond_and_by_id_inside_a_crowded_one() -> None:
+    """Inclusive at the last millisecond; id keyset when one millisecond fills the page; then
+    strictly after it."""
+    start = Cursor(datetime(2026, 1, 1, tzinfo=UTC))
+    a, b = "2026-01-02T00:00:00.001Z", "2026-01-02T00:00:00.002Z"
+    mixed = _records((a, 5), (a, 9), (b, 3))
+    assert next_cursor(start, mixed, more=True) == Cursor(datetime.fromisoformat(b))
+    crowded = _records((a, 5), (b, 1), (b, 2))
+    after = next_cursor(start, crowded, more=True)
+    assert after == Cursor(datetime.fromisoformat(b), after_id=2)
+    assert changed_params(after, 3) == {
+        "page": "1", "count": "3", "sort": "updated_at,id",
+        "updated_at": f"eq:{b}", "id": "gt:2",
+    }  # fmt: skip
+    assert next_cursor(after, _records((b, 4)), more=False) == Cursor(
+        datetime.fromisoformat(b), exclusive=True
+    )
+    assert changed_params(Cursor(datetime.fromisoformat(b), exclusive=True), 3)["updated_at"] == (
+        f"gt:{b}"
+    )
+
+
+def test_filter_batches_fit_one_url_and_risky_skus_are_spotted() -> None:
+    """Batches stay under the query budget; skus the AND/OR syntax would split are not filtered."""
+    skus = [f"SKU-{n:020d}" for n in range(100)]
+    groups = batches(skus, 100)
+    assert sum(len(g) for g in groups) == 100 and len(groups) > 1
+    assert all(len(any_of("item_number", g)["item_number"]) <= 1500 for g in groups)
+    assert filterable("ACM-000123") and filterable("gt:5") and filterable("BRAND/OR-1")
+    assert not filterable("Salt AND Pepper") and not filterable(" padded")
