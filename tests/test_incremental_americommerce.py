@@ -170,6 +170,10 @@ async def test_full_run_mutated_midway_verifies_and_is_exact(
     assert any(r.status == 404 for r in log)  # page 30 of 300 - 12 + 1: past the end, no error
     listings = [r for r in log if r.query.get("fields") == LISTING]
     assert len(listings) == math.ceil(289 / 10)
+    pages = [r for r in log if "id" not in r.query]
+    assert sorted(int(r.query["page"]) for r in pages) == list(range(1, 31))
+    by_id = [r for r in log if r.query.get("id", "").startswith("eq:")]
+    assert 1 <= len(by_id) <= 2  # the products deletions shifted out of view, by id
     assert stored_products(db, "shop") == catalog.snapshot()
     assert tombstoned(db) == set(skus[:12])
     second = await sync(db, emu)
