@@ -47,11 +47,10 @@ def parse_call_limit(value: str | None) -> tuple[int, int] | None:
 
 @dataclass(frozen=True, slots=True)
 class _Flight:
-    """A request admitted and not yet answered: its admission order, when it left, and how many
-    answers had been observed then (answers observed before it left were counted before it)."""
+    """A request admitted and not yet answered: its admission order, and how many answers had
+    been observed when it left (answers observed before it left were counted before it)."""
 
     ticket: int
-    sent: float
     observed_before: int
 
 
@@ -134,11 +133,9 @@ class CallLimitThrottle:
                 self._anchor = now
                 self._history.clear()
                 self._used = used + after
-            elif reset is False and flight is not None and flight.sent < self._anchor:
-                # Sent before the window rolled over and counted then as possibly landing in
-                # the new one, but its count continues the old window's: it landed there.
-                self._used = max(0, self._used - 1)
             else:
+                # An answer from the previous window (a request in flight across the boundary)
+                # cannot be told apart from one in this window: counting it here is the safe side.
                 self._used = max(self._used, used + after)
             self._history.append((index, used))
         finally:
@@ -157,7 +154,7 @@ class CallLimitThrottle:
             if self._anchor is None:
                 return math.inf
             return max(0.0, self._anchor + self._window - now)
-        self._flights[_task()] = _Flight(self._tickets, now, self._observed)
+        self._flights[_task()] = _Flight(self._tickets, self._observed)
         self._tickets += 1
         self._used += 1
         return None

@@ -218,7 +218,13 @@ class AmeriCommerceSource:
             remaining = 0 if data is None else int(data["total_count"])
             if not pairs or remaining <= len(pairs):
                 return
-            after = max(ident for _, ident in pairs)
+            last = max(ident for _, ident in pairs)
+            if last <= after:
+                raise SourceError(
+                    f"source {self.name!r}: the sku listing asked for id=gt:{after} and got ids up "
+                    f"to {last}; the store ignored the filter, so the listing cannot advance"
+                )
+            after = last
 
     def _listed_pair(self, item: Any) -> tuple[str, int]:
         sku = item.get("item_number") if isinstance(item, dict) else None
