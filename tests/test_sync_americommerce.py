@@ -13,8 +13,10 @@ import aiohttp
 import pytest
 
 from syncd.clock import Clock, FakeClock
+from syncd.config import load_settings
 from syncd.daemon import Runtime
 from syncd.emulator import AmeriCommerceConfig, Emulator, EmulatorConfig, Fault
+from syncd.errors import ConfigError
 from syncd.logging import configure_logging
 from syncd.sources.americommerce import to_record
 from syncd.sources.americommerce_query import (
@@ -269,3 +271,25 @@ def test_filter_batches_fit_one_url_and_risky_skus_are_spotted() -> None:
     assert all(len(any_of("item_number", g)["item_number"]) <= 1500 for g in groups)
     assert filterable("ACM-000123") and filterable("gt:5") and filterable("BRAND/OR-1")
     assert not filterable("Salt AND Pepper") and not filterable(" padded")
+
+
+def test_bad_americommerce_settings_name_the_field(tmp_path: Path) -> None:
+    """check-config: one line per bad AmeriCommerce key, with the value and what was expected."""
+    path = tmp_path / "syncd.toml"
+    path.write_text(
+        '[[sources]]\nname = "shop"\nkind = "americommerce"\nbase_url = "https://x.example"\n'
+        "call_limit_reserve = -1\nnaive_time_offset = 2000\ncall_window = 0\n"
+        '[sources.auth]\nstatic_token = "secret-console-token"\n'
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path)
+    problems = caught.value.problems
+    assert len(problems) == 3
+    assert any(
+        p.startswith("sources[0] (shop).call_limit_reserve: -1 is invalid") for p in problems
+    )
+    assert any(
+        p.startswith("sources[0] (shop).naive_time_offset: 2000 is invalid") for p in problems
+    )
+    assert any(p.startswith("sources[0] (shop).call_window: 0 is invalid") for p in problems)
+    assert "secret-console-token" not in str(caught.value)
