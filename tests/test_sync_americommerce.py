@@ -170,8 +170,9 @@ async def test_store_at_its_call_limit_sees_no_429(tmp_path: Path, start_emu: St
     assert result.ok, result.error
     assert emu.americommerce.stats.rate_limited == 0 and result.totals.rate_limited == 0
     assert result.totals.requests == 20
-    # 20 calls need 4 windows: the first starts with the run, each later one is waited for.
-    assert 30 <= clock.monotonic() - start <= 31
+    # 20 calls need 4 windows: the first starts with the run, each later one is waited for (one
+    # more if a loaded machine keeps a request on the wire past the clock's jump).
+    assert 30 <= clock.monotonic() - start <= 40
     assert stored_products(tmp_path / "s.db", "shop") == emu.americommerce.catalog.snapshot()
 
 
