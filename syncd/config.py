@@ -206,10 +206,23 @@ class AdobeCommerceSourceSettings(_SourceBase):
 
 
 class AmeriCommerceSourceSettings(_SourceBase):
-    """An AmeriCommerce store."""
+    """An AmeriCommerce store: `page_size` is the `count` parameter; requests are paced by the
+    store's `X-AC-Call-Limit` header."""
 
     kind: Literal["americommerce"]
     auth: AmeriCommerceAuthSettings
+    call_window: float = Field(
+        default=10.0, gt=0, le=3600, description="seconds of the store's call-limit window"
+    )
+    call_limit_reserve: int = Field(
+        default=0, ge=0, le=49, description="calls per window left to other apps of the store"
+    )
+    naive_time_offset: int | None = Field(
+        default=None,
+        ge=-840,
+        le=840,
+        description="minutes east of UTC of timestamps the store sends without an offset",
+    )
 
 
 SourceSettings = Annotated[

@@ -11,6 +11,8 @@ from typing import Any
 
 from syncd.config import (
     AdobeCommerceSourceSettings,
+    AmeriCommerceAuthSettings,
+    AmeriCommerceSourceSettings,
     HttpSettings,
     ImsAuthSettings,
     Settings,
@@ -41,7 +43,28 @@ def adobe_source(
     return AdobeCommerceSourceSettings(**fields)
 
 
-def settings_for(db: Path, *sources: AdobeCommerceSourceSettings, **overrides: Any) -> Settings:
+def ac_source(emu: Emulator, name: str = "shop", **overrides: Any) -> AmeriCommerceSourceSettings:
+    """An AmeriCommerce source aimed at `emu` with the store's first admin-console token."""
+    tokens = emu.americommerce.config.static_tokens
+    if not tokens:
+        raise ValueError("configure the emulator with AmeriCommerceConfig(static_tokens=(...,))")
+    fields: dict[str, Any] = {
+        "name": name,
+        "kind": "americommerce",
+        "base_url": emu.url,
+        "page_size": 10,
+        "max_concurrency": 4,
+        "auth": AmeriCommerceAuthSettings(static_token=tokens[0]),  # type: ignore[arg-type]
+    }
+    fields.update(overrides)
+    return AmeriCommerceSourceSettings(**fields)
+
+
+def settings_for(
+    db: Path,
+    *sources: AdobeCommerceSourceSettings | AmeriCommerceSourceSettings,
+    **overrides: Any,
+) -> Settings:
     """Settings with fast retries, for tests."""
     http = overrides.pop("http", HttpSettings(max_attempts=3, backoff_base=0.001, backoff_cap=0.01))
     return Settings(store=StoreSettings(path=db), sources=sources, http=http, **overrides)

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from syncd.auth import TokenCache
+from syncd.auth.americommerce import AmeriCommerceTokenProvider
 from syncd.auth.ims import ImsTokenProvider
 from syncd.clock import Clock
-from syncd.config import AdobeCommerceSourceSettings, SourceSettings
+from syncd.config import AdobeCommerceSourceSettings, AmeriCommerceSourceSettings, SourceSettings
 from syncd.http import ClientPool, RateThrottle, SourceAuth, Throttle
+from syncd.http.call_limit import CallLimitThrottle
 from syncd.sources.adobe_commerce import AdobeCommerceSource
+from syncd.sources.americommerce import AmeriCommerceSource
 from syncd.sources.base import Page, Source
 
-__all__ = ["AdobeCommerceSource", "Page", "Source", "build_source"]
+__all__ = ["AdobeCommerceSource", "AmeriCommerceSource", "Page", "Source", "build_source"]
 
 
 def build_source(
@@ -35,4 +38,23 @@ def build_source(
             throttles=throttles,
         )
         return AdobeCommerceSource(settings, client)
+    if isinstance(settings, AmeriCommerceSourceSettings):
+        ac_provider = AmeriCommerceTokenProvider(
+            settings.auth, str(settings.base_url), pool, clock, source=settings.name
+        )
+        # Last in the list: once it admits a request, the request is sent (no other await can
+        # cancel it in between), so every slot it counts is released by `observe`.
+        throttles.append(
+            CallLimitThrottle(
+                clock, window=settings.call_window, reserve=settings.call_limit_reserve
+            )
+        )
+        ac_client = pool.client(
+            **common,  # type: ignore[arg-type]
+            auth=SourceAuth(ac_provider, cache, settings.name),
+            # Without no-cache the store answers GETs from its cache: stale pages.
+            headers={"Accept": "application/json", "Cache-Control": "no-cache"},
+            throttles=throttles,
+        )
+        return AmeriCommerceSource(settings, ac_client)
     raise NotImplementedError(f"source kind {settings.kind!r} is not supported yet")

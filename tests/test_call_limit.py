@@ -1,0 +1,255 @@
+"""CallLimitThrottle on a fake clock against a simulated store window (the emulator's CallWindow)."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+from collections import Counter
+from collections.abc import Awaitable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from syncd.clock import FakeClock
+from syncd.emulator.limits import CallWindow
+from syncd.http import Response
+from syncd.http.call_limit import CallLimitThrottle, parse_call_limit
+from tests.conftest import ManualClock, settle
+
+
+@dataclass
+class Store:
+    """A store's fixed call window; each call is answered `latency` seconds after it arrives."""
+
+    clock: ManualClock
+    window: CallWindow
+    latency: float = 0.08
+    calls: list[tuple[float, bool]] = field(default_factory=list)
+
+    def hit(self) -> Response:
+        state = self.window.hit()
+        self.calls.append((self.clock.monotonic(), state.allowed))
+        headers = {"X-AC-Call-Limit": state.header}
+        if not state.allowed:
+            headers["Retry-After"] = str(max(1, math.ceil(state.reset_in)))
+        return Response(200 if state.allowed else 429, headers, "application/json", b"{}")
+
+    async def call(self, throttle: CallLimitThrottle) -> None:
+        """One request through the throttle: it arrives at once, the answer comes back later."""
+        await throttle.acquire()
+        answer: Response | None = None
+        try:
+            answer = self.hit()
+            await self.clock.sleep(self.latency)
+        finally:
+            throttle.observe(answer)
+
+    @property
+    def refused(self) -> int:
+        return sum(1 for _, allowed in self.calls if not allowed)
+
+    def per_window(self) -> Counter[int]:
+        return Counter(
+            int((at - self.window._origin) // 10) for at, allowed in self.calls if allowed
+        )
+
+
+def store_on(clock: EventClock, limit: int, into_window: float = 0.0) -> Store:
+    """A store whose current window began `into_window` seconds before the first call."""
+    window = CallWindow(limit, 10.0, clock)
+    clock.advance(into_window)
+    return Store(clock, window)
+
+
+class EventClock(ManualClock):
+    """A manual clock that a driver moves straight to the next sleeper's deadline."""
+
+    def next_deadline(self) -> float | None:
+        return min((deadline for deadline, _ in self._waiters), default=None)
+
+
+async def drive(clock: EventClock, *jobs: Awaitable[None]) -> float:
+    """Run `jobs` to the end as a discrete-event simulation; returns the time it took."""
+    start = clock.monotonic()
+    tasks = [asyncio.ensure_future(job) for job in jobs]
+    async with asyncio.timeout(10):
+        while not all(task.done() for task in tasks):
+            await settle()
+            deadline = clock.next_deadline()
+            if deadline is not None:
+                clock.advance(max(0.0, deadline - clock.monotonic()))
+    await asyncio.gather(*tasks)
+    return clock.monotonic() - start
+
+
+def workers(store: Store, throttle: CallLimitThrottle, calls: int, count: int) -> list[Any]:
+    todo = iter(range(calls))
+
+    async def worker() -> None:
+        for _ in todo:
+            await store.call(throttle)
+
+    return [worker() for _ in range(count)]
+
+
+@pytest.mark.parametrize(
+    ("value", "parsed"),
+    [("7/10", (7, 10)), (" 0 / 50 ", (0, 50)), ("12/10", (12, 10)), (None, None), ("", None),
+     ("7", None), ("a/10", None), ("5/0", None), ("-1/10", None)],
+)  # fmt: skip
+def test_header_parsing(value: str | None, parsed: tuple[int, int] | None) -> None:
+    """used/max as integers; anything else is no information."""
+    assert parse_call_limit(value) == parsed
+
+
+@pytest.mark.parametrize("into_window", [0.0, 6.3, 9.99])
+async def test_four_workers_stay_under_the_limit_at_full_speed(into_window: float) -> None:
+    """100 calls at 10 per window: no 429, every window used to the full, whatever the phase."""
+    clock = EventClock()
+    store = store_on(clock, 10, into_window)
+    elapsed = await drive(clock, *workers(store, CallLimitThrottle(clock), 100, 4))
+    assert store.refused == 0 and len(store.calls) == 100
+    counts = store.per_window()
+    assert max(counts.values()) == 10
+    assert sum(1 for n in counts.values() if n < 10) <= 2  # only where the run starts and ends
+    # Ten windows' worth: the unknown phase costs at most the rest of the first window, and the
+    # late estimate drifts by one answer's latency per window.
+    assert elapsed < 92
+
+
+async def test_count_jumping_at_each_window_start_is_respected() -> None:
+    """Another app spends 4 calls at the start of every window, before syncd: the jump is seen
+    in the first answer and syncd takes the 6 calls left, never the 10 it would alone."""
+    clock = EventClock()
+    store = store_on(clock, 10)
+    peer_refused: list[bool] = []
+
+    async def other_app() -> None:
+        await clock.sleep(10.01)
+        while True:
+            peer_refused.extend(not store.window.hit().allowed for _ in range(4))
+            await clock.sleep(10)
+
+    peer = asyncio.ensure_future(other_app())
+    try:
+        await drive(clock, *workers(store, CallLimitThrottle(clock), 46, 4))
+    finally:
+        peer.cancel()
+    assert store.refused == 0 and not any(peer_refused)
+    assert sorted(store.per_window().values())[1:-1] == [6] * 5  # 10 in the first, 6 after
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+async def test_another_app_at_random_moments_causes_almost_no_429(seed: int) -> None:
+    """Another app calls at random moments (~8 a window), some of them while syncd's requests are
+    in flight: syncd, without a reserve, sees at most one 429 in 60 calls."""
+    clock = EventClock()
+    store = store_on(clock, 10)
+    rng = random.Random(seed)
+
+    async def other_app() -> None:
+        while True:
+            await clock.sleep(rng.uniform(0, 2.5))
+            store.window.hit()
+
+    peer = asyncio.ensure_future(other_app())
+    try:
+        await drive(clock, *workers(store, CallLimitThrottle(clock), 60, 4))
+    finally:
+        peer.cancel()
+    assert len(store.calls) == 60 and store.refused <= 1
+
+
+async def test_reserve_leaves_room_for_another_app() -> None:
+    """reserve=3: syncd takes 7 calls a window, and another app calling 3 times a window at its
+    own pace is never refused, and neither is syncd."""
+    clock = EventClock()
+    store = store_on(clock, 10)
+    refused: list[bool] = []
+
+    async def other_app() -> None:
+        while True:
+            refused.append(not store.window.hit().allowed)
+            await clock.sleep(3.4)
+
+    peer = asyncio.ensure_future(other_app())
+    try:
+        await drive(clock, *workers(store, CallLimitThrottle(clock, reserve=3), 35, 4))
+    finally:
+        peer.cancel()
+    assert store.refused == 0 and not any(refused) and len(refused) >= 10
+    assert max(store.per_window().values()) == 7
+
+
+async def test_one_probe_until_the_limit_is_known() -> None:
+    """Before the first answer only one request may be in flight; its answer releases the rest."""
+    clock = FakeClock()
+    throttle = CallLimitThrottle(clock)
+    admitted: list[int] = []
+    answered = asyncio.Event()
+
+    async def request(n: int) -> None:
+        await throttle.acquire()
+        admitted.append(n)
+        if n == 0:
+            await answered.wait()
+        throttle.observe(Response(200, {"X-AC-Call-Limit": "1/10"}, "application/json", b""))
+
+    probe = asyncio.create_task(request(0))
+    await settle()
+    others = [asyncio.create_task(request(n)) for n in (1, 2, 3)]
+    await settle()
+    assert admitted == [0]
+    answered.set()
+    await asyncio.wait_for(asyncio.gather(probe, *others), 1)
+    assert sorted(admitted) == [0, 1, 2, 3]
+    assert throttle.limit == 10
+
+
+async def test_failed_probe_and_cancelled_attempts_release_their_slot() -> None:
+    """observe(None) or a task cancelled after acquire never leaves a phantom request in flight."""
+    clock = FakeClock()
+    throttle = CallLimitThrottle(clock)
+
+    async def attempt(answer: Response | None) -> None:
+        await throttle.acquire()
+        throttle.observe(answer)
+
+    await asyncio.wait_for(attempt(None), 1)  # no answer: still unknown, not stuck
+
+    async def admitted_then_cancelled() -> None:
+        await throttle.acquire()
+        await asyncio.Event().wait()
+
+    stuck = asyncio.create_task(admitted_then_cancelled())
+    await settle()
+    stuck.cancel()
+    await asyncio.gather(stuck, return_exceptions=True)
+    await asyncio.wait_for(attempt(None), 1)
+
+
+async def test_store_without_the_header_is_not_paced() -> None:
+    """No X-AC-Call-Limit on the answers: after the first one, nothing waits."""
+    clock = FakeClock()
+    throttle = CallLimitThrottle(clock)
+    for _ in range(50):
+        await throttle.acquire()
+        throttle.observe(Response(200, {}, "application/json", b""))
+    assert clock.slept == [] and throttle.limit is None
+
+
+async def test_429_marks_the_window_spent_until_retry_after() -> None:
+    """A 429 with Retry-After: 6 makes the next request wait those 6 s, not a whole window."""
+    clock = FakeClock()
+    throttle = CallLimitThrottle(clock)
+    await throttle.acquire()
+    throttle.observe(Response(200, {"X-AC-Call-Limit": "3/10"}, "application/json", b""))
+    clock.advance(4)
+    await throttle.acquire()
+    refused = {"X-AC-Call-Limit": "10/10", "Retry-After": "6"}
+    throttle.observe(Response(429, refused, "application/json", b""))
+    before = clock.monotonic()
+    await throttle.acquire()
+    assert clock.monotonic() - before == pytest.approx(6)
