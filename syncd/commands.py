@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
+import os
 import sys
 from dataclasses import asdict
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 
+from syncd.clock import SystemClock
 from syncd.config import (
     AdobeCommerceSourceSettings,
     ImsAuthSettings,
@@ -16,6 +20,9 @@ from syncd.config import (
     StoreSettings,
 )
 from syncd.daemon import Daemon, Runtime
+from syncd.health import check, probe_url
+from syncd.notify import Notifier
+from syncd.staleness import assess, limits
 from syncd.store import SqliteStore
 from syncd.sync import SyncResult
 
@@ -80,7 +87,8 @@ async def run_daemon(args: argparse.Namespace, settings: Settings) -> int:
         print("syncd: config error: sources: at least one [[sources]] entry is required",
               file=sys.stderr)  # fmt: skip
         return 2
-    async with Runtime(settings) as runtime, Daemon(runtime) as daemon:
+    notifier = Notifier.from_environ(os.environ)
+    async with Runtime(settings) as runtime, Daemon(runtime, notifier=notifier) as daemon:
         await daemon.wait()
     return 0
 
@@ -106,21 +114,29 @@ async def sync_now(args: argparse.Namespace, settings: Settings) -> int:
     return 0 if result.ok else 1
 
 
+STATUS_SCHEMA = 1
+"""Version of the `status --json` shape (docs/MONITORING.md): keys are added, never renamed."""
+
+
 async def show_status(args: argparse.Namespace, settings: Settings) -> int:
-    """`syncd status`: each source's last run, product count, token expiry and pending actions."""
+    """`syncd status`: each source's last run, staleness, product count, token expiry and actions."""
+    now = SystemClock().now()
     rows: list[dict[str, Any]] = []
     async with SqliteStore(settings.store.path, busy_timeout=settings.store.busy_timeout) as store:
         last = {run.source: run for run in await store.last_runs()}
+        health = {h.source: h for h in await assess(store, limits(settings.sources, now), now)}
         for source in settings.sources:
             run = last.get(source.name)
             state = await store.source_state(source.name)
             events = await store.token_events(source.name, limit=20)
             grant = next((e for e in events if e.event in TOKEN_GRANTS), None)
+            h = health.get(source.name)
             rows.append(
                 {
                     "source": source.name,
                     "kind": source.kind,
                     "enabled": source.enabled,
+                    "schedule": source.schedule,
                     "products": await store.count_products(source.name),
                     "last_run": None
                     if run is None
@@ -133,15 +149,21 @@ async def show_status(args: argparse.Namespace, settings: Settings) -> int:
                         "error": run.error,
                         **asdict(run.totals),
                     },
+                    "last_success_at": _iso(h.last_success_at) if h else None,
+                    "age_s": round(h.age_s) if h and h.age_s is not None else None,
+                    "stale_limit_s": round(h.limit_s) if h else None,
+                    "stale": h.stale if h else None,
                     "token_expires_at": grant.expires_at.isoformat()
                     if grant and grant.expires_at
                     else None,
                     "needs_reauth": state.needs_reauth,
+                    "reauth_reason": state.reauth_reason,
                     "action": f"run 'syncd auth {source.name}'" if state.needs_reauth else None,
                 }
             )
     if args.json:
-        print(json.dumps({"sources": rows}, indent=2))
+        document = {"schema": STATUS_SCHEMA, "generated_at": _iso(now), "sources": rows}
+        print(json.dumps(document, indent=2))
         return 0
     if not rows:
         print("no sources configured")
@@ -158,10 +180,39 @@ async def show_status(args: argparse.Namespace, settings: Settings) -> int:
             )
             if run["error"]:
                 print(f"  error: {run['error']}")
+        if row["last_success_at"]:
+            stale = "  STALE" if row["stale"] else ""
+            print(
+                f"  last success: {row['last_success_at']} ({row['age_s']}s ago, "
+                f"stale after {row['stale_limit_s']}s){stale}"
+            )
         print(f"  token expires: {row['token_expires_at'] or 'no token yet'}")
         if row["action"]:
             print(f"  ACTION NEEDED: {row['action']}")
     return 0
+
+
+async def healthcheck(args: argparse.Namespace, settings: Settings) -> int:
+    """`syncd healthcheck`: ask the running daemon's listener (/healthz, or /readyz with --ready)."""
+    if not settings.health.enabled:
+        print(
+            "syncd: error: health.enabled: the health listener is off; set [health] enabled = true "
+            "(or SYNCD_HEALTH__ENABLED=true) for the daemon and this command",
+            file=sys.stderr,
+        )
+        return 2
+    url = probe_url(settings.health, "/readyz" if args.ready else "/healthz")
+    try:
+        async with asyncio.timeout(args.timeout):
+            ok, line = await check(url)
+    except TimeoutError:
+        ok, line = False, f"{url}: no answer within {args.timeout:g}s"
+    print(line, file=sys.stdout if ok else sys.stderr)
+    return 0 if ok else 1
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 async def check_config(args: argparse.Namespace, settings: Settings) -> int:
@@ -224,8 +275,6 @@ async def demo(products: int, db: Path) -> int:
 
 async def serve_emulator(port: int, products: int, rate_limit: float | None) -> int:
     """`syncd emulator`: serve the emulator on 127.0.0.1 until interrupted."""
-    import asyncio
-
     from syncd.emulator import AdobeConfig, Emulator, EmulatorConfig, RateLimitConfig
 
     limit = RateLimitConfig(rate=rate_limit, burst=max(1, int(rate_limit))) if rate_limit else None

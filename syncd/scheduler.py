@@ -45,6 +45,11 @@ class SourceScheduler:
         job = self._scheduler.get_job(job_id)
         return None if job is None else job.next_run_time
 
+    @property
+    def running(self) -> bool:
+        """True between `start()` and `shutdown()`."""
+        return bool(self._scheduler.running)
+
     def start(self) -> None:
         """Start firing jobs on the running event loop."""
         self._scheduler.start()
