@@ -183,8 +183,8 @@ async def show_status(args: argparse.Namespace, settings: Settings) -> int:
         if row["last_success_at"]:
             stale = "  STALE" if row["stale"] else ""
             print(
-                f"  last success: {row['last_success_at']} ({row['age_s']}s ago, "
-                f"stale after {row['stale_limit_s']}s){stale}"
+                f"  last success: {row['last_success_at']} ({_human(row['age_s'])} ago, "
+                f"stale after {_human(row['stale_limit_s'])}){stale}"
             )
         print(f"  token expires: {row['token_expires_at'] or 'no token yet'}")
         if row["action"]:
@@ -209,6 +209,16 @@ async def healthcheck(args: argparse.Namespace, settings: Settings) -> int:
         ok, line = False, f"{url}: no answer within {args.timeout:g}s"
     print(line, file=sys.stdout if ok else sys.stderr)
     return 0 if ok else 1
+
+
+def _human(seconds: float) -> str:
+    """`2h59m`-style: the two largest units."""
+    rest, parts = int(seconds), list[str]()
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if rest >= size or (unit == "s" and not parts):
+            parts.append(f"{rest // size}{unit}")
+            rest %= size
+    return "".join(parts[:2])
 
 
 def _iso(moment: datetime | None) -> str | None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from syncd.config import SourceSettings
@@ -103,8 +103,3 @@ async def assess(
 
 def _parse(text: str | None) -> datetime | None:
     return None if text is None else datetime.fromisoformat(text.replace("Z", "+00:00"))
-
-
-def describe_limit(seconds: float) -> str:
-    """`3h`-style text for a limit, for log lines and the CLI."""
-    return str(timedelta(seconds=round(seconds)))
