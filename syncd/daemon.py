@@ -198,12 +198,16 @@ class Daemon:
         name = source.name
 
         async def job() -> None:
-            await self._run_tracked(name, None)
-            await self.monitor.after_run()
+            try:
+                await self._run_tracked(name, None)
+            finally:
+                await self.monitor.after_run()
 
         async def full_job() -> None:
-            await self._run_tracked(name, "full")
-            await self.monitor.after_run()
+            try:
+                await self._run_tracked(name, "full")
+            finally:
+                await self.monitor.after_run()
 
         # Interval schedules sync once right away; cron schedules wait for their first slot.
         schedule = source.parsed_schedule

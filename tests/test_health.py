@@ -20,6 +20,7 @@ from syncd.config import (
     HealthSettings,
     ImsAuthSettings,
     Settings,
+    load_settings,
 )
 from syncd.daemon import Daemon, Runtime
 from syncd.emulator import AdobeConfig, Emulator, EmulatorConfig
@@ -225,3 +226,14 @@ def test_stale_after_rejects_what_it_cannot_mean() -> None:
         source(stale_after=0.5)
     with pytest.raises(ValueError, match="a duration such as"):
         source(stale_after="tomorrow")
+
+
+def test_a_non_loopback_host_in_the_file_is_one_config_line(tmp_path: Path) -> None:
+    """From TOML: one line naming health, the address and the way out."""
+    path = tmp_path / "syncd.toml"
+    path.write_text('[health]\nenabled = true\nhost = "0.0.0.0"\n')
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path)
+    (problem,) = caught.value.problems
+    assert problem.startswith("health: host '0.0.0.0' is not a loopback address")
+    assert "allow_remote = true" in problem

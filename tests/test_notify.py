@@ -237,3 +237,13 @@ org_id = "{adobe.org_id}"
     assert keys.index("STOPPING") > keys.index("WATCHDOG")
     assert b'"health.listening"' in stderr
     assert await asyncio.to_thread(cli.main, args) == 1
+
+
+async def test_an_unsupported_socket_kind_is_said_once_and_ignored() -> None:
+    """A vsock address (newer systemd in VMs) disables notifications with one warning."""
+    with capture_logs() as logs:
+        async with Notifier.from_environ({"NOTIFY_SOCKET": "vsock:2:1234"}) as notifier:
+            assert not notifier.enabled and notifier.ready("up") is False
+    assert [(e["event"], e["notify_socket"]) for e in logs] == [
+        ("notify.unsupported_socket", "vsock:2:1234")
+    ]
