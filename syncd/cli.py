@@ -53,6 +53,23 @@ def _parser() -> argparse.ArgumentParser:
         help="seconds the web flow waits for the redirect (default 300)",
     )
 
+    runs = commands.add_parser("runs", help="the run history, newest first")
+    runs.add_argument("source", nargs="?", help="only this source")
+    runs.add_argument("--since", help="ISO-8601 date/time or an age such as 30m, 6h, 2d")
+    runs.add_argument("--status", choices=["running", "succeeded", "failed", "cancelled"])
+    runs.add_argument("--limit", type=int, default=20, help="at most this many (default 20)")
+    runs.add_argument("--json", action="store_true", help="machine-readable output")
+    events = commands.add_parser("events", help="token events (issued, refreshed, failed...)")
+    events.add_argument("source", nargs="?", help="only this source")
+    events.add_argument("--since", help="ISO-8601 date/time or an age such as 30m, 6h, 2d")
+    events.add_argument("--limit", type=int, default=20, help="at most this many (default 20)")
+    events.add_argument("--json", action="store_true", help="machine-readable output")
+    health = commands.add_parser(
+        "healthcheck", help="ask the running daemon's health listener; exit 0 if healthy"
+    )
+    health.add_argument("--ready", action="store_true", help="ask /readyz instead of /healthz")
+    health.add_argument("--timeout", type=float, default=5.0, help="seconds (default 5)")
+
     demo = commands.add_parser("demo", help="sync the bundled emulator into a local SQLite file")
     demo.add_argument("--products", type=int, default=3000, help="catalog size (default 3000)")
     demo.add_argument("--db", type=Path, default=Path("syncd-demo.db"), help="SQLite file")
@@ -100,7 +117,7 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def _dispatch(args: argparse.Namespace) -> int:
-    from syncd import commands
+    from syncd import commands, history
 
     handlers: dict[str, Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, int]]] = {
         "run": commands.run_daemon,
@@ -108,6 +125,9 @@ def _dispatch(args: argparse.Namespace) -> int:
         "status": commands.show_status,
         "check-config": commands.check_config,
         "auth": commands.authorize_source,
+        "runs": history.show_runs,
+        "events": history.show_events,
+        "healthcheck": commands.healthcheck,
     }
     if args.command == "demo":
         return asyncio.run(commands.demo(args.products, args.db))

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import getpass
 import json
 import os
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import asdict
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -24,7 +26,10 @@ from syncd.config import (
     StoreSettings,
 )
 from syncd.daemon import Daemon, Runtime
+from syncd.health import check, probe_url
 from syncd.http import ClientPool
+from syncd.notify import Notifier
+from syncd.staleness import assess, limits
 from syncd.store import SqliteStore, TokenEvent
 from syncd.sync import SyncResult
 
@@ -91,7 +96,8 @@ async def run_daemon(args: argparse.Namespace, settings: Settings) -> int:
         print("syncd: config error: sources: at least one [[sources]] entry is required",
               file=sys.stderr)  # fmt: skip
         return 2
-    async with Runtime(settings) as runtime, Daemon(runtime) as daemon:
+    notifier = Notifier.from_environ(os.environ)
+    async with Runtime(settings) as runtime, Daemon(runtime, notifier=notifier) as daemon:
         await daemon.wait()
     return 0
 
@@ -117,21 +123,31 @@ async def sync_now(args: argparse.Namespace, settings: Settings) -> int:
     return 0 if result.ok else 1
 
 
+STATUS_SCHEMA = 1
+"""Version of the `status --json` shape (docs/MONITORING.md): keys are added, never renamed."""
+
+
 async def show_status(args: argparse.Namespace, settings: Settings) -> int:
-    """`syncd status`: each source's last run, product count, token expiry and pending actions."""
+    """`syncd status`: each source's last run, staleness, product count, token expiry and actions."""
+    now = SystemClock().now()
     rows: list[dict[str, Any]] = []
+    expiry: dict[str, str] = {}
     async with SqliteStore(settings.store.path, busy_timeout=settings.store.busy_timeout) as store:
         last = {run.source: run for run in await store.last_runs()}
+        health = {h.source: h for h in await assess(store, limits(settings.sources, now), now)}
         for source in settings.sources:
             run = last.get(source.name)
             state = await store.source_state(source.name)
             events = await store.token_events(source.name, limit=20)
             grant = next((e for e in events if e.event in TOKEN_GRANTS), None)
+            h = health.get(source.name)
+            expiry[source.name] = _expiry_text(grant)
             rows.append(
                 {
                     "source": source.name,
                     "kind": source.kind,
                     "enabled": source.enabled,
+                    "schedule": source.schedule,
                     "products": await store.count_products(source.name),
                     "last_run": None
                     if run is None
@@ -144,17 +160,21 @@ async def show_status(args: argparse.Namespace, settings: Settings) -> int:
                         "error": run.error,
                         **asdict(run.totals),
                     },
+                    "last_success_at": _iso(h.last_success_at) if h else None,
+                    "age_s": round(h.age_s) if h and h.age_s is not None else None,
+                    "stale_limit_s": round(h.limit_s) if h else None,
+                    "stale": h.stale if h else None,
                     "token_expires_at": grant.expires_at.isoformat()
                     if grant and grant.expires_at
                     else None,
-                    "token_expires": _expiry_text(grant),
                     "needs_reauth": state.needs_reauth,
                     "reauth_reason": state.reauth_reason,
                     "action": f"run 'syncd auth {source.name}'" if state.needs_reauth else None,
                 }
             )
     if args.json:
-        print(json.dumps({"sources": rows}, indent=2))
+        document = {"schema": STATUS_SCHEMA, "generated_at": _iso(now), "sources": rows}
+        print(json.dumps(document, indent=2))
         return 0
     if not rows:
         print("no sources configured")
@@ -171,7 +191,13 @@ async def show_status(args: argparse.Namespace, settings: Settings) -> int:
             )
             if run["error"]:
                 print(f"  error: {run['error']}")
-        print(f"  token expires: {row['token_expires']}")
+        if row["last_success_at"]:
+            stale = "  STALE" if row["stale"] else ""
+            print(
+                f"  last success: {row['last_success_at']} ({_human(row['age_s'])} ago, "
+                f"stale after {_human(row['stale_limit_s'])}){stale}"
+            )
+        print(f"  token expires: {expiry[row['source']]}")
         if row["action"]:
             print(f"  ACTION NEEDED: {row['action']}")
             if row["reauth_reason"]:
@@ -289,6 +315,39 @@ def _usage(message: str) -> int:
     return 2
 
 
+async def healthcheck(args: argparse.Namespace, settings: Settings) -> int:
+    """`syncd healthcheck`: ask the running daemon's listener (/healthz, or /readyz with --ready)."""
+    if not settings.health.enabled:
+        print(
+            "syncd: error: health.enabled: the health listener is off; set [health] enabled = true "
+            "(or SYNCD_HEALTH__ENABLED=true) for the daemon and this command",
+            file=sys.stderr,
+        )
+        return 2
+    url = probe_url(settings.health, "/readyz" if args.ready else "/healthz")
+    try:
+        async with asyncio.timeout(args.timeout):
+            ok, line = await check(url)
+    except TimeoutError:
+        ok, line = False, f"{url}: no answer within {args.timeout:g}s"
+    print(line, file=sys.stdout if ok else sys.stderr)
+    return 0 if ok else 1
+
+
+def _human(seconds: float) -> str:
+    """`2h59m`-style: the two largest units."""
+    rest, parts = int(seconds), list[str]()
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if rest >= size or (unit == "s" and not parts):
+            parts.append(f"{rest // size}{unit}")
+            rest %= size
+    return "".join(parts[:2])
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
 async def check_config(args: argparse.Namespace, settings: Settings) -> int:
     """`syncd check-config`: settings already validated; say what was found."""
     print(f"config ok: {len(settings.sources)} source(s), store {settings.store.path}")
@@ -349,8 +408,6 @@ async def demo(products: int, db: Path) -> int:
 
 async def serve_emulator(port: int, products: int, rate_limit: float | None) -> int:
     """`syncd emulator`: serve the emulator on 127.0.0.1 until interrupted."""
-    import asyncio
-
     from syncd.emulator import AdobeConfig, Emulator, EmulatorConfig, RateLimitConfig
 
     limit = RateLimitConfig(rate=rate_limit, burst=max(1, int(rate_limit))) if rate_limit else None

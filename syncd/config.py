@@ -8,6 +8,7 @@ Secrets of a source (e.g. `client_secret`) are looked up, first match wins, in:
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import tomllib
@@ -29,7 +30,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from syncd.errors import ConfigError
-from syncd.schedule import Schedule, parse_schedule
+from syncd.schedule import IntervalSchedule, Schedule, parse_schedule
 
 IMS_TOKEN_URL = "https://ims-na1.adobelogin.com/ims/token/v3"  # noqa: S105 (a URL)
 DEFAULT_IMS_SCOPES = (
@@ -73,6 +74,36 @@ class HttpSettings(_Model):
     )
     max_retry_after: float = Field(default=600.0, gt=0, description="longest Retry-After honoured")
     pool_limit: int = Field(default=100, ge=1, description="connections across all sources")
+
+
+class HealthSettings(_Model):
+    """The optional HTTP listener for /healthz, /readyz and /metrics: off by default, loopback by default."""
+
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = Field(default=9464, ge=0, le=65535, description="0 picks a free port")
+    allow_remote: bool = Field(
+        default=False, description="required to listen on a non-loopback address"
+    )
+
+    @model_validator(mode="after")
+    def _loopback_unless_allowed(self) -> HealthSettings:
+        if not self.allow_remote and not is_loopback(self.host):
+            raise ValueError(
+                f"host {self.host!r} is not a loopback address; the endpoints have no "
+                "authentication, so set allow_remote = true to listen on it anyway"
+            )
+        return self
+
+
+def is_loopback(host: str) -> bool:
+    """True for `localhost` and loopback IP literals (127.0.0.0/8, ::1)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class ImsAuthSettings(_Model):
@@ -171,6 +202,11 @@ class _SourceBase(_Model):
         default=None, gt=0, description="requests per second, None = off"
     )
     rate_burst: int | None = Field(default=None, ge=1)
+    stale_after: float | str = Field(
+        default=3.0,
+        description="stale when the last success is older than this many schedule periods, "
+        'or than a duration such as "26h"',
+    )
     enabled: bool = True
 
     @field_validator("name")
@@ -185,6 +221,22 @@ class _SourceBase(_Model):
     def _schedule_shape(cls, value: str | None) -> str | None:
         if value is not None:
             parse_schedule(value)
+        return value
+
+    @field_validator("stale_after")
+    @classmethod
+    def _stale_after_shape(cls, value: float | str) -> float | str:
+        if isinstance(value, str):
+            try:
+                parsed = parse_schedule(value)
+            except ValueError:
+                parsed = None
+            if not isinstance(parsed, IntervalSchedule):
+                raise ValueError(
+                    'expected a multiple of the schedule period (e.g. 3) or a duration such as "26h"'
+                )
+        elif value < 1:
+            raise ValueError("a multiple of the schedule period must be at least 1")
         return value
 
     @property
@@ -239,6 +291,7 @@ class Settings(BaseSettings):
 
     store: StoreSettings = StoreSettings()
     http: HttpSettings = HttpSettings()
+    health: HealthSettings = HealthSettings()
     sources: tuple[SourceSettings, ...] = ()
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["auto", "json", "console"] = "auto"

@@ -14,8 +14,11 @@ from typing import Self
 from syncd.auth import TokenCache
 from syncd.clock import Clock, SystemClock
 from syncd.config import Settings, SourceSettings
+from syncd.health import HealthServer
 from syncd.http import ClientPool
 from syncd.logging import get_logger
+from syncd.monitor import Monitor
+from syncd.notify import Notifier
 from syncd.schedule import IntervalSchedule
 from syncd.scheduler import SourceScheduler
 from syncd.sources import Source, build_source
@@ -134,7 +137,13 @@ def owner_is_alive(owner: str | None) -> bool:
 class Daemon:
     """Runs every enabled source on its schedule until `stop()` or SIGTERM/SIGINT, then drains."""
 
-    def __init__(self, runtime: Runtime, *, handle_signals: bool = True) -> None:
+    def __init__(
+        self,
+        runtime: Runtime,
+        *,
+        handle_signals: bool = True,
+        notifier: Notifier | None = None,
+    ) -> None:
         self._runtime = runtime
         self._settings = runtime.settings
         self._handle_signals = handle_signals
@@ -143,35 +152,62 @@ class Daemon:
         self._active: dict[str, asyncio.Task[SyncResult | None]] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._signals: list[signal.Signals] = []
+        self._stack = AsyncExitStack()
         self.results: list[SyncResult] = []
+        self.monitor = Monitor(
+            self._settings,
+            runtime.store,
+            runtime.clock,
+            self.results,
+            lambda: self._scheduler.running,
+            notifier,
+        )
+        self.health: HealthServer | None = None
 
     async def __aenter__(self) -> Self:
-        for source in self._settings.sources:
-            if not source.enabled:
-                log.info("daemon.source_disabled", source=source.name)
-                continue
-            self._schedule(source)
-        self._scheduler.start()
-        if self._handle_signals:
-            loop = asyncio.get_running_loop()
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                loop.add_signal_handler(sig, self._on_signal, sig)
-                self._signals.append(sig)
-        log.info(
-            "daemon.started",
-            sources=[s.name for s in self._settings.sources if s.enabled],
-            store=str(self._settings.store.path),
-        )
+        async with AsyncExitStack() as stack:
+            await stack.enter_async_context(self.monitor)
+            if self._settings.health.enabled:
+                self.health = await stack.enter_async_context(
+                    HealthServer(self._settings.health, self.monitor)
+                )
+            for source in self._settings.sources:
+                if not source.enabled:
+                    log.info("daemon.source_disabled", source=source.name)
+                    continue
+                self._schedule(source)
+            self._scheduler.start()
+            stack.callback(self._scheduler.shutdown)
+            if self._handle_signals:
+                loop = asyncio.get_running_loop()
+                for sig in (signal.SIGTERM, signal.SIGINT):
+                    loop.add_signal_handler(sig, self._on_signal, sig)
+                    self._signals.append(sig)
+                stack.callback(self._remove_signal_handlers)
+            log.info(
+                "daemon.started",
+                sources=[s.name for s in self._settings.sources if s.enabled],
+                store=str(self._settings.store.path),
+            )
+            # READY only now: the store is open and every job is scheduled.
+            await self.monitor.ready()
+            self._stack = stack.pop_all()
         return self
 
     def _schedule(self, source: SourceSettings) -> None:
         name = source.name
 
         async def job() -> None:
-            await self._run_tracked(name, None)
+            try:
+                await self._run_tracked(name, None)
+            finally:
+                await self.monitor.after_run()
 
         async def full_job() -> None:
-            await self._run_tracked(name, "full")
+            try:
+                await self._run_tracked(name, "full")
+            finally:
+                await self.monitor.after_run()
 
         # Interval schedules sync once right away; cron schedules wait for their first slot.
         schedule = source.parsed_schedule
@@ -236,9 +272,8 @@ class Daemon:
         tb: TracebackType | None,
     ) -> None:
         self._stopping.set()
-        loop = asyncio.get_running_loop()
-        for sig in self._signals:
-            loop.remove_signal_handler(sig)
+        self.monitor.stopping(sum(not t.done() for t in self._active.values()))
+        self._remove_signal_handlers()
         self._scheduler.shutdown()
         running = [t for t in self._active.values() if not t.done()]
         grace = self._settings.shutdown_grace
@@ -256,3 +291,10 @@ class Daemon:
             failed=sum(not r.ok for r in self.results),
             cancelled=len(pending),
         )
+        # The listener and the watchdog outlive the drain: systemd must not kill a slow drain.
+        await self._stack.aclose()
+
+    def _remove_signal_handlers(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self._signals:
+            loop.remove_signal_handler(self._signals.pop())

@@ -19,6 +19,7 @@ class SourceScheduler:
     def __init__(self, misfire_grace: float = 300.0) -> None:
         self._scheduler: Any = AsyncIOScheduler(timezone="UTC")
         self._misfire_grace = misfire_grace
+        self._stopped = False
 
     def add(
         self, job_id: str, schedule: Schedule, func: JobFunc, first_run: datetime | None
@@ -45,11 +46,19 @@ class SourceScheduler:
         job = self._scheduler.get_job(job_id)
         return None if job is None else job.next_run_time
 
+    @property
+    def running(self) -> bool:
+        """True between `start()` and `shutdown()`."""
+        return bool(self._scheduler.running) and not self._stopped
+
     def start(self) -> None:
         """Start firing jobs on the running event loop."""
         self._scheduler.start()
 
     def shutdown(self) -> None:
-        """Stop firing jobs; running jobs are the caller's to drain."""
-        if self._scheduler.running:
+        """Stop firing jobs (idempotent); running jobs are the caller's to drain."""
+        # APScheduler's asyncio flavour stops on the next loop iteration, so `running` stays true
+        # until then: a second call in between must not ask again.
+        if self._scheduler.running and not self._stopped:
+            self._stopped = True
             self._scheduler.shutdown(wait=False)

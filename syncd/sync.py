@@ -40,6 +40,8 @@ class SyncResult:
     duration: float
     error: str | None = None
     latency: dict[str, float] = field(default_factory=dict)
+    latencies: tuple[float, ...] = field(default=(), repr=False)
+    """Every response time of the run in seconds, for the daemon's latency histogram."""
 
     @property
     def ok(self) -> bool:
@@ -143,6 +145,7 @@ class SyncEngine:
                     duration=round(self._clock.monotonic() - started, 3),
                     error=error,
                     latency=http.latency_summary(),
+                    latencies=tuple(http.latencies),
                 )
                 # Shielded: a cancelled run must still leave a closed, truthful row behind.
                 await asyncio.shield(self._finish(result))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -64,8 +65,8 @@ def http_mock(monkeypatch: pytest.MonkeyPatch) -> Iterator[aioresponses]:
 class ManualClock(FakeClock):
     """A fake clock whose `sleep` blocks until the test calls `advance` past the deadline."""
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, start: datetime | None = None) -> None:
+        super().__init__(start)
         self._waiters: list[tuple[float, asyncio.Future[None]]] = []
 
     async def sleep(self, seconds: float) -> None:

@@ -211,6 +211,10 @@ class Store(Protocol):
         """Token events, newest first, filtered."""
         ...
 
+    async def token_event_counts(self) -> dict[tuple[str, str], int]:
+        """How many token events of each (source, event) were ever recorded."""
+        ...
+
     async def load_token(self, key: str) -> TokenRecord | None:
         """The persisted credential for cache key `key`."""
         ...

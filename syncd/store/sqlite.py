@@ -359,6 +359,13 @@ class SqliteStore:
             for r in rows
         ]
 
+    async def token_event_counts(self) -> dict[tuple[str, str], int]:
+        """How many token events of each (source, event) were ever recorded."""
+        rows = await self._read(
+            "SELECT source, event, count(*) FROM token_events GROUP BY source, event"
+        )
+        return {(r[0], r[1]): int(r[2]) for r in rows}
+
     async def load_token(self, key: str) -> TokenRecord | None:
         """The persisted credential for cache key `key`."""
         rows = await self._read(

@@ -1,0 +1,239 @@
+"""The health listener: /healthz, /readyz turning unready on re-auth or staleness, /metrics moving."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from structlog.testing import capture_logs
+
+from syncd.config import (
+    AdobeCommerceSourceSettings,
+    HealthSettings,
+    ImsAuthSettings,
+    Settings,
+    load_settings,
+)
+from syncd.daemon import Daemon, Runtime
+from syncd.emulator import AdobeConfig, Emulator, EmulatorConfig
+from syncd.errors import ConfigError
+from syncd.health import HealthServer, check, probe_url
+from syncd.staleness import judge, schedule_period, stale_limit
+from tests.conftest import ManualClock
+from tests.support import adobe_source, settings_for, until
+
+pytestmark = pytest.mark.timeout(30)
+NEVER = "0 0 1 1 *"  # a cron slot a test never reaches: no run starts unless the test asks
+
+
+@pytest.fixture
+async def emu() -> AsyncIterator[Emulator]:
+    """A small catalog on loopback."""
+    async with Emulator(EmulatorConfig(adobe=AdobeConfig(products=25), seed=11)) as emulator:
+        yield emulator
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    """Fake time starting now (APScheduler fires on real time, so the two must agree)."""
+    return ManualClock(datetime.now(UTC))
+
+
+@asynccontextmanager
+async def running(settings: Settings, clock: ManualClock) -> AsyncIterator[Daemon]:
+    """A daemon with its listener on a free loopback port."""
+    async with Runtime(settings, clock) as runtime, Daemon(runtime, handle_signals=False) as daemon:
+        yield daemon
+
+
+def with_health(settings: Settings) -> Settings:
+    return settings.model_copy(update={"health": HealthSettings(enabled=True, port=0)})
+
+
+async def get(daemon: Daemon, path: str) -> tuple[int, Any]:
+    """GET `path` from the daemon's listener: (status, JSON body or text)."""
+    assert daemon.health is not None
+    url = f"http://127.0.0.1:{daemon.health.port}{path}"
+    async with aiohttp.ClientSession() as session, session.get(url) as response:
+        if response.content_type == "application/json":
+            return response.status, await response.json()
+        return response.status, await response.text()
+
+
+def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample of a Prometheus exposition keyed by (name, sorted labels)."""
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+async def test_healthz_answers_while_the_loop_runs(
+    tmp_path: Path, emu: Emulator, clock: ManualClock
+) -> None:
+    """200 with the scheduler running; the body says so."""
+    settings = with_health(settings_for(tmp_path / "s.db", adobe_source(emu, schedule=NEVER)))
+    async with running(settings, clock) as daemon:
+        status, body = await get(daemon, "/healthz")
+    assert status == 200
+    assert body["alive"] is True and body["scheduler"] == "running" and body["stopping"] is False
+
+
+async def test_readyz_turns_unready_while_a_source_needs_reauth(
+    tmp_path: Path, emu: Emulator, clock: ManualClock
+) -> None:
+    """needs_reauth makes /readyz 503 naming the source and the command; clearing it restores 200."""
+    settings = with_health(settings_for(tmp_path / "s.db", adobe_source(emu, schedule=NEVER)))
+    async with Runtime(settings, clock) as runtime, Daemon(runtime, handle_signals=False) as daemon:
+        assert (await get(daemon, "/readyz"))[0] == 200
+        store = runtime.store
+        await store.set_needs_reauth("shop", "the refresh token was revoked", clock.now())
+        status, body = await get(daemon, "/readyz")
+        assert status == 503 and body["ready"] is False and body["store"] == "ok"
+        (shop,) = body["sources"]
+        assert shop["needs_reauth"] is True and "syncd auth shop" in shop["reasons"][0]
+        await store.set_needs_reauth("shop", None, clock.now())
+        assert (await get(daemon, "/readyz"))[0] == 200
+
+
+async def test_a_source_past_its_limit_is_stale_everywhere(
+    tmp_path: Path, emu: Emulator, clock: ManualClock
+) -> None:
+    """2 x 1h without a success: /readyz 503, `source.stale` logged once, the gauge at 1."""
+    source = adobe_source(emu, schedule="1h", stale_after=2)
+    settings = with_health(settings_for(tmp_path / "s.db", source))
+    with capture_logs() as logs:
+        async with running(settings, clock) as daemon:
+            await until(lambda: bool(daemon.results))
+            assert (await get(daemon, "/readyz"))[0] == 200
+            clock.advance(2 * 3600 + 1)  # also wakes the periodic staleness check
+            await until(lambda: any(e["event"] == "source.stale" for e in logs))
+            status, body = await get(daemon, "/readyz")
+            _, metrics = await get(daemon, "/metrics")
+            clock.advance(60)  # the next check: still stale, no repeated event within the hour
+            await asyncio.sleep(0)
+    assert status == 503
+    (shop,) = body["sources"]
+    assert shop["stale"] is True and shop["age_s"] > 7200 and shop["stale_limit_s"] == 7200
+    assert samples(metrics)[("syncd_source_stale", (("source", "shop"),))] == 1.0
+    stale = [e for e in logs if e["event"] == "source.stale"]
+    assert len(stale) == 1 and stale[0]["limit_s"] == 7200 and stale[0]["log_level"] == "warning"
+
+
+async def test_metrics_counters_move_after_a_sync(
+    tmp_path: Path, emu: Emulator, clock: ManualClock
+) -> None:
+    """Runs, items, requests, the latency histogram and token events count the run just made."""
+    settings = with_health(settings_for(tmp_path / "s.db", adobe_source(emu, schedule=NEVER)))
+    async with running(settings, clock) as daemon:
+        status, before = await get(daemon, "/metrics")
+        result = await daemon.run_once("shop")
+        _, after = await get(daemon, "/metrics")
+    assert status == 200 and result is not None and result.ok
+    shop = (("source", "shop"),)
+    old, new = samples(before), samples(after)
+    assert old[("syncd_requests_total", shop)] == 0
+    assert (
+        "syncd_runs_total",
+        (("kind", "full"), ("source", "shop"), ("status", "succeeded")),
+    ) not in old
+    assert (
+        new[("syncd_runs_total", (("kind", "full"), ("source", "shop"), ("status", "succeeded")))]
+        == 1
+    )
+    requests = result.totals.requests
+    assert requests > 0 and new[("syncd_requests_total", shop)] == requests
+    assert new[("syncd_request_duration_seconds_count", shop)] == requests
+    assert new[("syncd_items_total", (("outcome", "created"), ("source", "shop")))] == 25
+    assert new[("syncd_token_events_total", (("event", "issued"), ("source", "shop")))] == 1
+    assert new[("syncd_products", shop)] == 25
+    assert new[("syncd_last_success_timestamp_seconds", shop)] == pytest.approx(
+        clock.now().timestamp(), abs=1
+    )
+    assert "client_secret" not in after and emu.adobe.config.client_secret not in after
+
+
+def test_non_loopback_listen_address_needs_allow_remote() -> None:
+    """0.0.0.0 is refused unless allow_remote says the operator means it."""
+    with pytest.raises(ValueError, match="not a loopback address"):
+        HealthSettings(enabled=True, host="0.0.0.0")  # noqa: S104 - the refusal under test
+    assert HealthSettings(host="::1").host == "::1"
+    wide = HealthSettings(enabled=True, host="0.0.0.0", allow_remote=True)  # noqa: S104
+    assert probe_url(wide, "/healthz") == f"http://127.0.0.1:{wide.port}/healthz"
+
+
+@pytest.fixture
+def busy_port() -> Iterator[int]:
+    """A loopback port somebody else listens on."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        yield int(sock.getsockname()[1])
+
+
+async def test_a_busy_port_is_one_clear_config_error(busy_port: int) -> None:
+    """The listener cannot start: ConfigError naming health.port and the address."""
+    settings = HealthSettings(enabled=True, port=busy_port)
+    with pytest.raises(ConfigError) as caught:
+        async with HealthServer(settings, probe=None):  # type: ignore[arg-type]
+            pass
+    (problem,) = caught.value.problems
+    assert problem.startswith(f"health.port: cannot listen on 127.0.0.1:{busy_port}")
+
+
+async def test_check_reports_an_unreachable_listener_in_one_line(busy_port: int) -> None:
+    """A refused connection is (False, one line naming the URL), not an exception."""
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    ok, line = await check(f"http://127.0.0.1:{port}/healthz")
+    assert ok is False and line.startswith(f"http://127.0.0.1:{port}/healthz: ")
+    assert "\n" not in line
+
+
+def test_stale_limits_for_intervals_cron_and_absolute_durations() -> None:
+    """3 x 15m; a weekday cron's longest gap is the weekend; "26h" is taken as it is."""
+    now = datetime(2026, 3, 4, 12, 0, tzinfo=UTC)  # a Wednesday
+    assert schedule_period(source(schedule="15m").parsed_schedule, now) == 900
+    assert stale_limit(source(schedule="15m"), now) == 3 * 900
+    assert stale_limit(source(schedule="0 3 * * 1-5"), now) == 3 * 3 * 86400
+    assert stale_limit(source(schedule="0 3 * * *", stale_after="26h"), now) == 26 * 3600
+    assert judge(None, 60, now, None) == (None, None)
+    assert judge(None, 60, now, now.replace(hour=11)) == (None, True)
+    assert judge(now.replace(minute=59, hour=11), 120, now, None) == (60.0, False)
+
+
+def source(**fields: Any) -> AdobeCommerceSourceSettings:
+    """A source with placeholder credentials (never contacted)."""
+    auth = ImsAuthSettings(client_id="c", client_secret="s", org_id="o")  # type: ignore[arg-type]
+    return AdobeCommerceSourceSettings(
+        name="shop", kind="adobe_commerce", base_url="http://127.0.0.1:1", auth=auth, **fields
+    )
+
+
+def test_stale_after_rejects_what_it_cannot_mean() -> None:
+    """A multiple below 1 or a string that is not a duration is a clear config error."""
+    with pytest.raises(ValueError, match="at least 1"):
+        source(stale_after=0.5)
+    with pytest.raises(ValueError, match="a duration such as"):
+        source(stale_after="tomorrow")
+
+
+def test_a_non_loopback_host_in_the_file_is_one_config_line(tmp_path: Path) -> None:
+    """From TOML: one line naming health, the address and the way out."""
+    path = tmp_path / "syncd.toml"
+    path.write_text('[health]\nenabled = true\nhost = "0.0.0.0"\n')
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path)
+    (problem,) = caught.value.problems
+    assert problem.startswith("health: host '0.0.0.0' is not a loopback address")
+    assert "allow_remote = true" in problem
