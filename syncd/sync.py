@@ -14,7 +14,7 @@ import structlog
 
 from syncd.clock import Clock
 from syncd.errors import NeedsReauthError, SyncdError
-from syncd.http import RequestStats
+from syncd.http import RequestStats, RetryBudget
 from syncd.logging import get_logger
 from syncd.progress import FullScanCheckpoint, decode_cursor, encode_cursor
 from syncd.sources import Page, Source
@@ -90,11 +90,14 @@ class SyncEngine:
         progress: ProgressCallback | None = None,
         *,
         overlap: float = 120.0,
+        retry_budget: RetryBudget | None = None,
     ) -> SyncResult:
         """One run of `source`: `full`, `incremental`, or (None) incremental when a watermark exists.
 
         Source, transport and auth failures end the run as `failed` (recorded, not raised); a
-        store failure is raised after the run row is closed as far as the store allows.
+        store failure is raised after the run row is closed as far as the store allows. Once the
+        run's retries exceed `retry_budget`, it stops as `failed`: pages already stored stay, and
+        so does the checkpoint the next run resumes from.
         """
         state = await self._store.source_state(source.name)
         watermark = decode_cursor(state.watermark)
@@ -111,7 +114,7 @@ class SyncEngine:
         run_id = await self._store.start_run(
             source.name, kind, started_at, self._owner, self._is_alive
         )
-        http = RequestStats()
+        http = RequestStats(budget=retry_budget)
         tally = _Tally()
         with structlog.contextvars.bound_contextvars(source=source.name, run_id=run_id):
             log.info("sync.started", kind=kind)
