@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from syncd.breaker import Backoff, BreakerPolicy, Recovered, SourceBreaker
+from syncd.config import AdobeCommerceSourceSettings, ImsAuthSettings
 
 NOW = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 
