@@ -149,3 +149,23 @@ def test_token_repr_hides_the_secret(clock: FakeClock) -> None:
     token = AccessToken("very-secret-value", None, clock.now(), refresh_token="also-secret")
     assert "very-secret" not in repr(token) and "also-secret" not in repr(token)
     assert token.fingerprint.startswith("sha256:") and len(token.fingerprint) == 19
+
+
+async def test_callers_waiting_on_a_failed_request_share_its_error(
+    store: SqliteStore, clock: FakeClock
+) -> None:
+    """A refused credential is asked once per burst of callers, not once per caller in turn."""
+    provider = CountingProvider(clock)
+    provider.gate.clear()
+    provider.fail_with = AuthError("IMS refused: invalid_client", status=400)
+    cache = TokenCache(store, clock)
+    waiters = [asyncio.create_task(cache.get(provider, "s")) for _ in range(20)]
+    await asyncio.sleep(0.01)
+    provider.gate.set()
+    outcomes = await asyncio.gather(*waiters, return_exceptions=True)
+    assert provider.calls == 1
+    assert all(isinstance(o, AuthError) and "invalid_client" in str(o) for o in outcomes)
+    assert [e.event for e in await store.token_events("s")] == ["failed"]
+    # A caller arriving afterwards (the next run) asks again, and succeeds once it can.
+    provider.fail_with = None
+    assert (await cache.get(provider, "s")).value == "token-2"

@@ -20,6 +20,8 @@ class _Entry:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     token: AccessToken | None = None
     loaded: bool = False
+    requests: int = 0
+    failure: SyncdError | None = None
 
 
 class TokenCache:
@@ -39,12 +41,16 @@ class TokenCache:
         token = entry.token
         if token is not None and token.is_fresh(self._clock.now(), provider.refresh_margin):
             return token
+        requests_before = entry.requests
         async with entry.lock:
             # Double-checked: whoever held the lock before us may have refreshed already.
             token = entry.token
             now = self._clock.now()
             if token is not None and token.is_fresh(now, provider.refresh_margin):
                 return token
+            if entry.requests != requests_before and entry.failure is not None:
+                # The request we waited for failed: share its answer instead of asking again.
+                raise entry.failure
             if token is None and not entry.loaded:
                 entry.loaded = True
                 token = await self._load(provider)
@@ -52,11 +58,14 @@ class TokenCache:
                     entry.token = token
                     await self._event(source, "reused", token, "persisted token still valid")
                     return token
+            entry.requests += 1
             try:
                 new = await provider.obtain(token)
             except SyncdError as exc:
+                entry.failure = exc
                 await self._event(source, "failed", None, str(exc), level="error")
                 raise
+            entry.failure = None
             await self._persist(provider, new)
             entry.token = new
             await self._event(source, "issued" if token is None else "refreshed", new, None)
