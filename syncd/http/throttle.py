@@ -124,8 +124,8 @@ class AdaptiveThrottle:
         self._apply(self.rate.cut(now, measured, self._hold_until), pause)
 
     def _apply(self, change: RateChange | None, retry_after: float | None) -> None:
-        if change is None:
-            return
+        if change is None or change.old == change.new:
+            return  # already at the floor: the 429 itself is logged by the client
         log.info(
             "http.rate_adjusted",
             source=self.source,
