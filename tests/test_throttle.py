@@ -6,6 +6,7 @@ import asyncio
 import random
 import re
 
+import pytest
 from aioresponses import aioresponses
 from structlog.testing import capture_logs
 
@@ -165,3 +166,20 @@ async def test_adaptive_rate_can_be_switched_off(clock: FakeClock, http_mock: ai
         with capture_logs() as logs:
             await client.get_json(url, stats=RequestStats())
     assert not [e for e in logs if e["event"] == "http.rate_adjusted"]
+
+
+async def test_the_fixed_rate_keeps_one_request_of_its_burst_in_reserve() -> None:
+    """rate_burst=5 sends 4 back to back, then waits for the bucket (here: ~1000 s)."""
+    fixed = RateThrottle(rate=0.001, burst=5)
+    for _ in range(4):
+        await asyncio.wait_for(fixed.acquire(), timeout=1)
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(fixed.acquire(), timeout=0.01)
+
+
+async def test_a_burst_of_one_stays_one() -> None:
+    """Nothing to keep in reserve when the burst is a single request."""
+    fixed = RateThrottle(rate=0.001, burst=1)
+    await asyncio.wait_for(fixed.acquire(), timeout=1)
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(fixed.acquire(), timeout=0.01)

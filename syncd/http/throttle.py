@@ -38,12 +38,19 @@ class Throttle(Protocol):
 
 
 class RateThrottle:
-    """A fixed client-side rate: `rate` requests per second, at most `burst` back to back."""
+    """A fixed client-side rate: `rate` requests per second, at most `burst` back to back.
+
+    One request of a burst larger than 1 is held in reserve: sent at exactly the server's own
+    rate and burst, a request that reaches the server a little sooner after the first of a burst
+    than it left (the first one also paid for the connection) finds the server's bucket empty.
+    The reserve absorbs up to `1/rate` seconds of such jitter.
+    """
 
     def __init__(self, rate: float, burst: int | None = None) -> None:
         self.rate = rate
         self.burst = burst or max(1, round(rate))
-        self._limiter = AsyncLimiter(self.burst, self.burst / rate)
+        capacity = max(1, self.burst - 1)
+        self._limiter = AsyncLimiter(capacity, capacity / rate)
 
     async def acquire(self) -> None:
         """Wait for the leaky bucket to admit one request."""
