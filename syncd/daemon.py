@@ -248,9 +248,9 @@ class Daemon:
             error=error,
         )
 
-    def next_run(self, name: str) -> datetime | None:
-        """When source `name`'s regular job runs next (None if it is not scheduled)."""
-        return self._scheduler.next_run(name)
+    def next_run(self, job: str) -> datetime | None:
+        """When a job runs next: a source's name, or `<source>:full` (None if not scheduled)."""
+        return self._scheduler.next_run(job)
 
     async def run_once(self, name: str, kind: RunKind | None = None) -> SyncResult | None:
         """Sync source `name` now, unless it waits for an operator (`needs_reauth`)."""

@@ -328,3 +328,22 @@ async def test_429s_do_not_spend_the_retry_budget(
     response = await client.get_json(URL, stats=stats)
     assert response.data == {"items": []}
     assert (stats.retries, stats.rate_limited, stats.failure_retries) == (3, 3, 0)
+
+
+async def test_a_throttled_token_endpoint_pauses_only_its_own_sources(
+    http_mock: aioresponses,
+) -> None:
+    """A 429 from one token endpoint closes that endpoint's gate; another origin's stays open."""
+    clock = ManualClock()
+    slow = "http://127.0.0.1:7/ims/token/v3"
+    other = "http://127.0.0.2:7/ims/token/v3"
+    http_mock.post(slow, status=429, headers={"Retry-After": "30"})
+    http_mock.post(slow, payload={"access_token": "a"})
+    http_mock.post(other, payload={"access_token": "b"})
+    async with ClientPool(HttpSettings(adaptive_rate=False), clock, random.Random(1)) as pool:
+        throttled = asyncio.create_task(pool.post_form(slow, {"grant_type": "x"}))
+        await settle()
+        answer = await asyncio.wait_for(pool.post_form(other, {"grant_type": "x"}), timeout=5)
+        assert answer.status == 200 and not throttled.done()
+        clock.advance(30)
+        assert (await throttled).status == 200
