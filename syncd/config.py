@@ -74,6 +74,27 @@ class HttpSettings(_Model):
     )
     max_retry_after: float = Field(default=600.0, gt=0, description="longest Retry-After honoured")
     pool_limit: int = Field(default=100, ge=1, description="connections across all sources")
+    adaptive_rate: bool = Field(
+        default=True, description="slow a source down after a 429, then recover gradually"
+    )
+    rate_decrease: float = Field(
+        default=0.75, gt=0, lt=1, description="a 429 multiplies the source's rate by this"
+    )
+    rate_recovery_step: float = Field(
+        default=0.05, gt=0, le=1, description="share of the full rate won back per interval"
+    )
+    rate_recovery_interval: float = Field(
+        default=2.0, gt=0, description="seconds without a 429 between two recovery steps"
+    )
+    rate_floor: float = Field(
+        default=0.1, gt=0, description="requests per second a 429 never takes a source below"
+    )
+    retry_budget: float = Field(
+        default=0.2, ge=0, le=1, description="share of a run's requests that may be retries"
+    )
+    retry_budget_min: int = Field(
+        default=10, ge=0, description="retries every run may spend whatever its size"
+    )
 
 
 class HealthSettings(_Model):
@@ -208,6 +229,15 @@ class _SourceBase(_Model):
         'or than a duration such as "26h"',
     )
     enabled: bool = True
+    breaker_threshold: int = Field(
+        default=3, ge=1, description="consecutive failed runs before the source is backed off"
+    )
+    breaker_base_delay: float = Field(
+        default=60.0, gt=0, description="seconds of the first backoff; doubles per further failure"
+    )
+    breaker_max_delay: float = Field(
+        default=3600.0, gt=0, description="longest backoff between two runs of a failing source"
+    )
 
     @field_validator("name")
     @classmethod

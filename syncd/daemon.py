@@ -8,14 +8,17 @@ import random
 import signal
 import socket
 from contextlib import AsyncExitStack
+from datetime import datetime
 from types import TracebackType
 from typing import Self
 
 from syncd.auth import TokenCache
+from syncd.breaker import BreakerPolicy, SourceBreaker
 from syncd.clock import Clock, SystemClock
 from syncd.config import Settings, SourceSettings
+from syncd.errors import SourceBusyError, SyncdError
 from syncd.health import HealthServer
-from syncd.http import ClientPool
+from syncd.http import ClientPool, RetryBudget
 from syncd.logging import get_logger
 from syncd.monitor import Monitor
 from syncd.notify import Notifier
@@ -107,7 +110,11 @@ class Runtime:
         """One run of source `name` with its configured options."""
         settings = self.settings.source(name)
         return await self.engine().run(
-            self.sources[name], kind, progress, overlap=settings.incremental_overlap
+            self.sources[name],
+            kind,
+            progress,
+            overlap=settings.incremental_overlap,
+            retry_budget=RetryBudget.from_settings(self.settings.http),
         )
 
 
@@ -163,6 +170,10 @@ class Daemon:
             notifier,
         )
         self.health: HealthServer | None = None
+        self._breakers = {
+            s.name: SourceBreaker(BreakerPolicy.from_settings(s)) for s in self._settings.sources
+        }
+        self._jobs: dict[str, list[str]] = {}
 
     async def __aenter__(self) -> Self:
         async with AsyncExitStack() as stack:
@@ -213,9 +224,11 @@ class Daemon:
         schedule = source.parsed_schedule
         first = self._runtime.clock.now() if isinstance(schedule, IntervalSchedule) else None
         self._scheduler.add(name, schedule, job, first)
+        self._jobs[name] = [name]
         full = source.parsed_full_schedule
         if full is not None:
             self._scheduler.add(f"{name}:full", full, full_job, None)
+            self._jobs[name].append(f"{name}:full")
         log.info(
             "daemon.scheduled", source=name, schedule=str(schedule), full_schedule=str(full or "-")
         )
@@ -232,10 +245,48 @@ class Daemon:
             task = asyncio.create_task(self.run_once(name, kind), name=f"sync-{name}")
             self._active[name] = task
             try:
-                await asyncio.shield(task)
+                result = await asyncio.shield(task)
+            except SourceBusyError as exc:
+                log.warning("sync.skipped", source=name, reason="busy", detail=str(exc))
+            except SyncdError as exc:
+                # A store failure escapes the engine: one clear line, and it counts as a failed run.
+                log.error("sync.crashed", source=name, error=str(exc))
+                self._after_run(name, ok=False, error=str(exc))
+            else:
+                if result is not None:
+                    self._after_run(name, ok=result.ok, error=result.error)
             finally:
                 if task.done():
                     self._active.pop(name, None)
+
+    def _after_run(self, name: str, *, ok: bool, error: str | None) -> None:
+        """Feed the source's breaker; back its jobs off while it keeps failing."""
+        breaker = self._breakers[name]
+        if ok:
+            recovered = breaker.succeeded()
+            if recovered is not None:
+                log.info("source.recovered", source=name, after_failures=recovered.failures)
+            return
+        backoff = breaker.failed(self._runtime.clock.now())
+        if backoff is None or self._stopping.is_set():
+            return
+        for job_id in self._jobs.get(name, []):
+            natural = self._scheduler.next_run(job_id)
+            # Only ever later: a backoff shorter than the schedule leaves the schedule alone.
+            if natural is not None and natural < backoff.until:
+                self._scheduler.reschedule_in(job_id, backoff.until)
+        log.warning(
+            "source.backoff",
+            source=name,
+            failures=backoff.failures,
+            delay_s=backoff.delay,
+            next_run=(self.next_run(name) or backoff.until).isoformat(),
+            error=error,
+        )
+
+    def next_run(self, job: str) -> datetime | None:
+        """When a job runs next: a source's name, or `<source>:full` (None if not scheduled)."""
+        return self._scheduler.next_run(job)
 
     async def run_once(self, name: str, kind: RunKind | None = None) -> SyncResult | None:
         """Sync source `name` now, unless it waits for an operator (`needs_reauth`)."""

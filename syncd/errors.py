@@ -9,7 +9,8 @@ SyncdError
 │   ├── RateLimitedError   429 after every allowed retry
 │   ├── ServerError        5xx after every allowed retry
 │   ├── ResponseError      an answer that is not the JSON we expected (HTML page, truncated body)
-│   └── HttpStatusError    a 4xx refusal that retrying cannot fix
+│   ├── HttpStatusError    a 4xx refusal that retrying cannot fix
+│   └── RetryBudgetExhaustedError  the run spent its retry budget: the API looks unhealthy
 └── SourceError            the platform answered, but not in a way a sync can use
 """
 
@@ -82,6 +83,10 @@ class ResponseError(TransportError):
 
 class HttpStatusError(TransportError):
     """The server refused the request with a 4xx status (other than 401 and 429)."""
+
+
+class RetryBudgetExhaustedError(TransportError):
+    """The run's retries exceeded its budget; it stops instead of adding load to a sick API."""
 
 
 class SourceError(SyncdError):

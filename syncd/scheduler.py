@@ -25,6 +25,9 @@ class SourceScheduler:
         self, job_id: str, schedule: Schedule, func: JobFunc, first_run: datetime | None
     ) -> None:
         """Run `func` on `schedule` (first at `first_run` if given); a run still going skips the next."""
+        # APScheduler 3 adds a job *paused* when next_run_time is None: leave it out instead,
+        # so that the trigger computes the first run.
+        first = {} if first_run is None else {"next_run_time": first_run}
         self._scheduler.add_job(
             func,
             trigger=to_trigger(schedule),
@@ -33,8 +36,8 @@ class SourceScheduler:
             max_instances=1,
             coalesce=True,
             misfire_grace_time=int(self._misfire_grace),
-            next_run_time=first_run,
             replace_existing=True,
+            **first,
         )
 
     def reschedule_in(self, job_id: str, when: datetime) -> None:

@@ -6,15 +6,17 @@ No scheduling here; the daemon and the CLI decide when to call `SyncEngine.run`.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 import structlog
 
 from syncd.clock import Clock
 from syncd.errors import NeedsReauthError, SyncdError
-from syncd.http import RequestStats
+from syncd.http import RequestStats, RetryBudget
 from syncd.logging import get_logger
 from syncd.progress import FullScanCheckpoint, decode_cursor, encode_cursor
 from syncd.sources import Page, Source
@@ -23,6 +25,8 @@ from syncd.store import CLEAR, PageCommit, RunTotals, SourceState, Store, Upsert
 from syncd.store.base import RunKind, RunStatus
 
 log = get_logger(__name__)
+
+T = TypeVar("T")
 
 ProgressCallback = Callable[[int, int | None, int], None]
 """Called after each committed page with (pages done, pages expected or None, items seen)."""
@@ -70,6 +74,17 @@ class _Tally:
         )
 
 
+@asynccontextmanager
+async def _closing(pages: AsyncIterator[T]) -> AsyncIterator[AsyncIterator[T]]:
+    """Close a source's async generator as soon as the loop over it ends, however it ends."""
+    try:
+        yield pages
+    finally:
+        aclose = getattr(pages, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+
 class SyncEngine:
     """Runs syncs against a store; all state between runs lives in the store."""
 
@@ -92,11 +107,14 @@ class SyncEngine:
         progress: ProgressCallback | None = None,
         *,
         overlap: float = 120.0,
+        retry_budget: RetryBudget | None = None,
     ) -> SyncResult:
         """One run of `source`: `full`, `incremental`, or (None) incremental when a watermark exists.
 
         Source, transport and auth failures end the run as `failed` (recorded, not raised); a
-        store failure is raised after the run row is closed as far as the store allows.
+        store failure is raised after the run row is closed as far as the store allows. Once the
+        run's retries exceed `retry_budget`, it stops as `failed`: pages already stored stay, and
+        so does the checkpoint the next run resumes from.
         """
         state = await self._store.source_state(source.name)
         watermark = decode_cursor(state.watermark)
@@ -113,7 +131,7 @@ class SyncEngine:
         run_id = await self._store.start_run(
             source.name, kind, started_at, self._owner, self._is_alive
         )
-        http = RequestStats()
+        http = RequestStats(budget=retry_budget)
         tally = _Tally()
         with structlog.contextvars.bound_contextvars(source=source.name, run_id=run_id):
             log.info("sync.started", kind=kind)
@@ -168,27 +186,29 @@ class SyncEngine:
             log.info("sync.resumed", scan_id=checkpoint.scan_id, pages_done=len(checkpoint.done))
         done = set(checkpoint.done)
         total, mutated = checkpoint.total, checkpoint.mutated
-        async for page in source.full_pages(http, frozenset(done)):
-            if page.total_count is not None:
-                if total is not None and page.total_count != total and not mutated:
-                    mutated = True
-                    log.warning(
-                        "sync.catalog_changed",
-                        total_before=total,
-                        total_now=page.total_count,
-                        consequence="no tombstones this run; the next run is a full scan",
-                    )
-                total = page.total_count if total is None else total
-            done.add(page.number)
-            checkpoint = FullScanCheckpoint(
-                checkpoint.scan_id, checkpoint.started, source.page_size, total, frozenset(done),
-                mutated,
-            )  # fmt: skip
-            await self._commit(
-                source.name, page, tally, PageCommit(checkpoint.scan_id, checkpoint.encode())
-            )
-            if progress is not None:
-                progress(len(done), page.expected_pages, tally.seen)
+        # Closed on exit: when a commit fails, the page workers stop now, not when collected.
+        async with _closing(source.full_pages(http, frozenset(done))) as pages:
+            async for page in pages:
+                if page.total_count is not None:
+                    if total is not None and page.total_count != total and not mutated:
+                        mutated = True
+                        log.warning(
+                            "sync.catalog_changed",
+                            total_before=total,
+                            total_now=page.total_count,
+                            consequence="no tombstones this run; the next run is a full scan",
+                        )
+                    total = page.total_count if total is None else total
+                done.add(page.number)
+                checkpoint = FullScanCheckpoint(
+                    checkpoint.scan_id, checkpoint.started, source.page_size, total,
+                    frozenset(done), mutated,
+                )  # fmt: skip
+                await self._commit(
+                    source.name, page, tally, PageCommit(checkpoint.scan_id, checkpoint.encode())
+                )
+                if progress is not None:
+                    progress(len(done), page.expected_pages, tally.seen)
         # Offsets shift when products are deleted mid-scan, so a product may have gone unseen:
         # only an unchanged catalog, or a keyset verification pass, proves absence.
         scan_id = checkpoint.scan_id
@@ -211,15 +231,16 @@ class SyncEngine:
         missed, and return the id of the verification scan whose marks decide tombstones."""
         verify_id = -scan_id
         listed = fetched = 0
-        async for skus in source.list_skus(http):
-            missing = await self._store.unseen(source.name, scan_id, skus)
-            if missing:
-                records = await source.fetch_skus(http, missing)
-                fetched += len(records)
-                page = Page(0, records)
-                await self._commit(source.name, page, tally, PageCommit(scan_id=verify_id))
-            await self._store.mark_seen(source.name, verify_id, skus)
-            listed += len(skus)
+        async with _closing(source.list_skus(http)) as listing:
+            async for skus in listing:
+                missing = await self._store.unseen(source.name, scan_id, skus)
+                if missing:
+                    records = await source.fetch_skus(http, missing)
+                    fetched += len(records)
+                    page = Page(0, records)
+                    await self._commit(source.name, page, tally, PageCommit(scan_id=verify_id))
+                await self._store.mark_seen(source.name, verify_id, skus)
+                listed += len(skus)
         log.info("sync.verified", listed=listed, fetched_missing=fetched)
         return verify_id
 
@@ -231,14 +252,15 @@ class SyncEngine:
         tally: _Tally,
         progress: ProgressCallback | None,
     ) -> None:
-        async for page in source.changed_pages(http, cursor):
-            next_cursor = page.cursor or cursor
-            await self._commit(
-                source.name, page, tally, PageCommit(watermark=encode_cursor(next_cursor))
-            )
-            cursor = next_cursor
-            if progress is not None:
-                progress(tally.pages, None, tally.seen)
+        async with _closing(source.changed_pages(http, cursor)) as pages:
+            async for page in pages:
+                next_cursor = page.cursor or cursor
+                await self._commit(
+                    source.name, page, tally, PageCommit(watermark=encode_cursor(next_cursor))
+                )
+                cursor = next_cursor
+                if progress is not None:
+                    progress(tally.pages, None, tally.seen)
 
     async def _commit(self, source: str, page: Page, tally: _Tally, commit: PageCommit) -> None:
         write = asyncio.ensure_future(

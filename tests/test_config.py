@@ -157,3 +157,26 @@ def test_missing_config_file(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert capsys.readouterr().err.strip() == (
         f"syncd: config error: config file '{tmp_path / 'nope.toml'}' does not exist"
     )
+
+
+def test_resilience_keys_are_read_and_bad_ones_named(tmp_path: Path) -> None:
+    """[http] rate/budget keys and per-source breaker keys load; a cut that is no cut is refused."""
+    path = write(tmp_path)
+    text = path.read_text().replace(
+        "[store]",
+        "[http]\nrate_decrease = 0.5\nretry_budget = 0.1\nretry_budget_min = 4\n\n[store]",
+    )
+    text = text.replace('schedule = "*/15', 'breaker_threshold = 5\nschedule = "*/15')
+    path.write_text(text)
+    settings = load_settings(path)
+    http = settings.http
+    assert (http.rate_decrease, http.retry_budget, http.retry_budget_min) == (0.5, 0.1, 4)
+    assert (http.adaptive_rate, http.rate_recovery_interval, http.rate_floor) == (True, 2.0, 0.1)
+    source = settings.sources[0]
+    assert (source.breaker_threshold, source.breaker_base_delay) == (5, 60.0)
+    path.write_text(text.replace("rate_decrease = 0.5", "rate_decrease = 1.5"))
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path)
+    assert caught.value.problems == [
+        "http.rate_decrease: 1.5 is invalid: Input should be less than 1"
+    ]

@@ -17,8 +17,21 @@ from structlog.testing import capture_logs
 from syncd.auth import AccessToken, TokenCache
 from syncd.clock import FakeClock
 from syncd.config import HttpSettings
-from syncd.errors import AuthError, HttpStatusError, ResponseError, ServerError
-from syncd.http import ClientPool, RequestStats, Response, SourceAuth, SourceClient
+from syncd.errors import (
+    AuthError,
+    HttpStatusError,
+    ResponseError,
+    RetryBudgetExhaustedError,
+    ServerError,
+)
+from syncd.http import (
+    ClientPool,
+    RequestStats,
+    Response,
+    RetryBudget,
+    SourceAuth,
+    SourceClient,
+)
 from syncd.store import SqliteStore
 from tests.conftest import ManualClock, settle
 
@@ -118,7 +131,8 @@ async def test_429_pauses_every_worker_of_the_source(http_mock: aioresponses) ->
         return CallbackResult(status=200, payload={})
 
     http_mock.get(PATTERN, callback=answer, repeat=True)
-    async with ClientPool(HttpSettings(), clock, random.Random(1)) as pool:
+    # The gate alone: the adaptive pacing after a 429 is tested in test_throttle.py.
+    async with ClientPool(HttpSettings(adaptive_rate=False), clock, random.Random(1)) as pool:
         client = make_client(pool)
         first = asyncio.create_task(client.get_json(URL, stats=RequestStats()))
         await settle()
@@ -285,3 +299,51 @@ async def test_throttles_see_every_attempt_once_even_without_an_answer(
     await client.get_json(URL, stats=RequestStats())
     assert throttle.acquired == 3
     assert throttle.observed == [None, 503, 200]
+
+
+async def test_a_spent_retry_budget_stops_retrying_at_once(
+    pool: ClientPool, http_mock: aioresponses
+) -> None:
+    """Past the run's budget a failure is not retried: one clear error says why."""
+    client = make_client(pool)
+    stats = RequestStats(budget=RetryBudget(share=0.0, minimum=2))
+    http_mock.get(PATTERN, status=503, payload={"message": "maintenance"}, repeat=True)
+    with pytest.raises(RetryBudgetExhaustedError) as caught:
+        await client.get_json(URL, stats=stats)
+    assert (stats.requests, stats.retries) == (3, 2)
+    message = str(caught.value)
+    assert message.startswith("retry budget exhausted: 2 retries after failures for 3 requests")
+    assert "HTTP 503: maintenance" in message and "\n" not in message
+
+
+async def test_429s_do_not_spend_the_retry_budget(
+    pool: ClientPool, http_mock: aioresponses
+) -> None:
+    """Rate-limit answers are paced, not budgeted: a zero budget still rides out 429s."""
+    client = make_client(pool)
+    stats = RequestStats(budget=RetryBudget(share=0.0, minimum=0))
+    for _ in range(3):
+        http_mock.get(PATTERN, status=429, headers={"Retry-After": "1"})
+    http_mock.get(PATTERN, payload={"items": []})
+    response = await client.get_json(URL, stats=stats)
+    assert response.data == {"items": []}
+    assert (stats.retries, stats.rate_limited, stats.failure_retries) == (3, 3, 0)
+
+
+async def test_a_throttled_token_endpoint_pauses_only_its_own_sources(
+    http_mock: aioresponses,
+) -> None:
+    """A 429 from one token endpoint closes that endpoint's gate; another origin's stays open."""
+    clock = ManualClock()
+    slow = "http://127.0.0.1:7/ims/token/v3"
+    other = "http://127.0.0.2:7/ims/token/v3"
+    http_mock.post(slow, status=429, headers={"Retry-After": "30"})
+    http_mock.post(slow, payload={"access_token": "a"})
+    http_mock.post(other, payload={"access_token": "b"})
+    async with ClientPool(HttpSettings(adaptive_rate=False), clock, random.Random(1)) as pool:
+        throttled = asyncio.create_task(pool.post_form(slow, {"grant_type": "x"}))
+        await settle()
+        answer = await asyncio.wait_for(pool.post_form(other, {"grant_type": "x"}), timeout=5)
+        assert answer.status == 200 and not throttled.done()
+        clock.advance(30)
+        assert (await throttled).status == 200

@@ -7,7 +7,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from syncd.http.retry import RetryPolicy, parse_retry_after
+from syncd.config import HttpSettings
+from syncd.http.retry import RetryBudget, RetryPolicy, parse_retry_after
 
 NOW = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
 
@@ -50,3 +51,21 @@ def test_backoff_is_full_jitter_within_an_exponential_cap() -> None:
         assert all(0 <= d <= ceiling for d in delays)
         assert max(delays) > ceiling * 0.8
         assert len(set(delays)) > 100
+
+
+def test_retry_budget_is_a_minimum_plus_a_share_of_requests() -> None:
+    """10 retries are always allowed; beyond that, 20% of the requests sent."""
+    budget = RetryBudget(share=0.2, minimum=10)
+    assert budget.allows(retries=9, requests=0)
+    assert not budget.allows(retries=10, requests=0)
+    assert budget.allows(retries=11, requests=10)
+    assert not budget.allows(retries=12, requests=10)
+    assert budget.allows(retries=29, requests=100)
+    assert not budget.allows(retries=30, requests=100)
+
+
+def test_retry_budget_comes_from_the_http_settings() -> None:
+    """retry_budget and retry_budget_min are read from [http]."""
+    budget = RetryBudget.from_settings(HttpSettings(retry_budget=0.5, retry_budget_min=3))
+    assert budget == RetryBudget(share=0.5, minimum=3)
+    assert budget.describe() == "3 + 50% of the requests sent"

@@ -56,7 +56,7 @@ async def test_fifty_concurrent_callers_cause_one_token_request(
     provider.gate.clear()
     cache = TokenCache(store, clock)
     waiters = [asyncio.create_task(cache.get(provider, "s")) for _ in range(50)]
-    await asyncio.sleep(0.01)
+    await settle()
     provider.gate.set()
     tokens = await asyncio.gather(*waiters)
     assert provider.calls == 1
@@ -218,3 +218,23 @@ async def test_a_cancelled_caller_does_not_lose_the_renewal(
     assert provider.calls == 1
     stored = await store.load_token(provider.cache_key)
     assert stored is not None and stored.access_token == "token-1"
+
+
+async def test_callers_waiting_on_a_failed_request_share_its_error(
+    store: SqliteStore, clock: FakeClock
+) -> None:
+    """A refused credential is asked once per burst of callers, not once per caller in turn."""
+    provider = CountingProvider(clock)
+    provider.gate.clear()
+    provider.fail_with = AuthError("IMS refused: invalid_client", status=400)
+    cache = TokenCache(store, clock)
+    waiters = [asyncio.create_task(cache.get(provider, "s")) for _ in range(20)]
+    await settle()
+    provider.gate.set()
+    outcomes = await asyncio.gather(*waiters, return_exceptions=True)
+    assert provider.calls == 1
+    assert all(isinstance(o, AuthError) and "invalid_client" in str(o) for o in outcomes)
+    assert [e.event for e in await store.token_events("s")] == ["failed"]
+    # A caller arriving afterwards (the next run) asks again, and succeeds once it can.
+    provider.fail_with = None
+    assert (await cache.get(provider, "s")).value == "token-2"

@@ -21,6 +21,8 @@ class _Entry:
     token: AccessToken | None = None
     loaded: bool = False
     renewal: asyncio.Task[AccessToken] | None = None
+    requests: int = 0
+    failure: SyncdError | None = None
 
 
 def _retrieve(task: asyncio.Task[AccessToken]) -> None:
@@ -46,12 +48,16 @@ class TokenCache:
         token = entry.token
         if token is not None and token.is_fresh(self._clock.now(), provider.refresh_margin):
             return token
+        requests_before = entry.requests
         async with entry.lock:
             # Double-checked: whoever held the lock before us may have refreshed already.
             token = entry.token
             now = self._clock.now()
             if token is not None and token.is_fresh(now, provider.refresh_margin):
                 return token
+            if entry.requests != requests_before and entry.failure is not None:
+                # The request we waited for failed: share its answer instead of asking again.
+                raise entry.failure
             # Another process (`syncd auth`, a CLI sync beside the daemon) may have stored a newer
             # grant since: start from the persisted one, whose refresh token is the latest.
             entry.loaded = True
@@ -74,11 +80,14 @@ class TokenCache:
     async def _renew(
         self, provider: TokenProvider, entry: _Entry, previous: AccessToken | None, source: str
     ) -> AccessToken:
+        entry.requests += 1
         try:
             new = await provider.obtain(previous)
         except SyncdError as exc:
+            entry.failure = exc
             await self._event(source, "failed", None, str(exc), level="error")
             raise
+        entry.failure = None
         await self._persist(provider, new)
         entry.token = new
         await self._event(source, "issued" if previous is None else "refreshed", new, None)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-FaultKind = Literal["status", "html", "slow", "truncated", "malformed", "disconnect"]
+FaultKind = Literal["status", "html", "slow", "truncated", "malformed", "disconnect", "reset"]
 FaultTarget = Literal["api", "token"]
 RetryAfterFormat = Literal["seconds", "http-date"]
 
@@ -24,7 +24,13 @@ class RateLimitConfig:
 
 @dataclass(frozen=True, slots=True)
 class Fault:
-    """One injected failure, matched against requests to `target` (the API or the token endpoint)."""
+    """One injected failure, matched against requests to `target` (the API or the token endpoint).
+
+    `disconnect` closes the connection without an answer; `reset` aborts it with a TCP RST.
+    `reused_only` matches only requests that arrive on a kept-alive connection which has already
+    served one (the keep-alive race). `duration` keeps the fault armed for that many seconds of
+    the emulator's clock (an outage), whatever `times` says.
+    """
 
     kind: FaultKind
     target: FaultTarget = "api"
@@ -33,6 +39,8 @@ class Fault:
     after: int = 0
     status: int = 503
     delay: float = 0.0
+    reused_only: bool = False
+    duration: float | None = None
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.probability <= 1.0:
@@ -41,6 +49,8 @@ class Fault:
             raise ValueError("Fault.times must be >= 1 or None (until cleared)")
         if self.after < 0 or self.delay < 0:
             raise ValueError("Fault.after and Fault.delay cannot be negative")
+        if self.duration is not None and self.duration <= 0:
+            raise ValueError("Fault.duration must be positive or None (no time limit)")
 
 
 @dataclass(frozen=True, slots=True)

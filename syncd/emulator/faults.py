@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
+from syncd.clock import Clock
 from syncd.emulator.config import Fault, FaultTarget
 
 
@@ -12,19 +13,23 @@ from syncd.emulator.config import Fault, FaultTarget
 class _Armed:
     fault: Fault
     remaining: int | None
+    armed_at: float
     seen: int = 0
 
 
 class FaultInjector:
     """Holds armed faults; `draw` decides (with a seeded RNG) whether a request is hit."""
 
-    def __init__(self, rng: random.Random) -> None:
+    def __init__(self, rng: random.Random, clock: Clock | None = None) -> None:
         self._rng = rng
+        self._clock = clock
         self._armed: list[_Armed] = []
 
     def add(self, fault: Fault) -> None:
         """Arm a fault; it fires `times` times (None: until cleared) after skipping `after`."""
-        self._armed.append(_Armed(fault, fault.times))
+        if fault.duration is not None and self._clock is None:
+            raise ValueError("a Fault with a duration needs a FaultInjector with a clock")
+        self._armed.append(_Armed(fault, fault.times, self._now()))
 
     def clear(self) -> None:
         """Disarm every fault."""
@@ -38,11 +43,16 @@ class FaultInjector:
         """The faults still armed, in matching order."""
         return [a.fault for a in self._armed]
 
-    def draw(self, target: FaultTarget) -> Fault | None:
-        """The fault that hits this request to `target`, if any (each fault counts the request)."""
+    def draw(self, target: FaultTarget, *, reused: bool = False) -> Fault | None:
+        """The fault that hits this request to `target`, if any (each fault counts the request).
+
+        `reused` says whether the request came on a connection that has already served one.
+        """
+        now = self._now()
+        self._armed = [a for a in self._armed if not _expired(a, now)]
         eligible: list[_Armed] = []
         for armed in self._armed:
-            if armed.fault.target != target:
+            if armed.fault.target != target or (armed.fault.reused_only and not reused):
                 continue
             armed.seen += 1
             if armed.seen > armed.fault.after:
@@ -57,3 +67,11 @@ class FaultInjector:
                     self._armed.remove(armed)
             return armed.fault
         return None
+
+    def _now(self) -> float:
+        return self._clock.monotonic() if self._clock is not None else 0.0
+
+
+def _expired(armed: _Armed, now: float) -> bool:
+    duration = armed.fault.duration
+    return duration is not None and now >= armed.armed_at + duration

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import random
+import socket
+import struct
+import weakref
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
@@ -28,8 +31,12 @@ class PlatformEmulator:
     def __init__(self, clock: Clock, seed: int, name: str, log_size: int, latency: float) -> None:
         self.clock = clock
         self.stats = Stats(log_size)
-        self.faults = FaultInjector(seeded(seed, f"{name}:faults"))
+        self.faults = FaultInjector(seeded(seed, f"{name}:faults"), clock)
         self._latency = latency
+        # Requests served per connection, to tell a kept-alive connection's later requests apart.
+        self._served: weakref.WeakKeyDictionary[asyncio.BaseTransport, int] = (
+            weakref.WeakKeyDictionary()
+        )
 
     def routes(self) -> list[web.RouteDef]:
         """The routes this platform serves."""
@@ -49,7 +56,7 @@ class PlatformEmulator:
                 self.stats.requests += 1
             else:
                 self.stats.token_requests += 1
-            fault = self.faults.draw(target)
+            fault = self.faults.draw(target, reused=self._count_on_connection(request) > 1)
             if fault is None:
                 response = await handler(request)
                 status = response.status
@@ -62,6 +69,15 @@ class PlatformEmulator:
             return response
 
         return serve
+
+    def _count_on_connection(self, request: web.Request) -> int:
+        """How many requests this request's connection has carried, this one included."""
+        transport = request.transport
+        if transport is None:
+            return 1
+        count = self._served.get(transport, 0) + 1
+        self._served[transport] = count
+        return count
 
     async def _inject(
         self, fault: Fault, target: FaultTarget, request: web.Request, handler: Handler
@@ -89,7 +105,16 @@ class PlatformEmulator:
                 headers={"Content-Type": full.headers.get("Content-Type", "application/json")},
             )
             return cut, full.status
+        transport = request.transport
+        if fault.kind == "reset":
+            # SO_LINGER with a zero timeout makes close() send RST instead of FIN.
+            sock = transport.get_extra_info("socket") if transport is not None else None
+            if sock is not None:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            if transport is not None:
+                transport.abort()
+            return web.Response(status=500), 0
         # disconnect: drop the connection without a status line.
-        if request.transport is not None:
-            request.transport.close()
+        if transport is not None:
+            transport.close()
         return web.Response(status=500), 0

@@ -18,6 +18,7 @@ from syncd.errors import (
     HttpStatusError,
     RateLimitedError,
     ResponseError,
+    RetryBudgetExhaustedError,
     ServerError,
     TransportError,
 )
@@ -155,6 +156,8 @@ class SourceClient:
                 else:
                     if failures >= self._policy.max_attempts:
                         raise error from None
+                    if not stats.may_retry():
+                        raise _budget_spent(stats, error) from None
                     delay = self._policy.backoff(failures, self._rng)
                     elapsed = self._clock.monotonic() - started
                     if elapsed + delay > self._policy.deadline:
@@ -295,6 +298,17 @@ class SourceClient:
                 ) from None
             return replace(response, data=decoded)
         return response
+
+
+def _budget_spent(stats: RequestStats, error: TransportError) -> RetryBudgetExhaustedError:
+    budget = stats.budget.describe() if stats.budget else "none"
+    return RetryBudgetExhaustedError(
+        f"retry budget exhausted: {stats.failure_retries} retries after failures for "
+        f"{stats.requests} requests (budget: {budget}); the API looks unhealthy, so the run "
+        f"stops instead of adding load; last error: {error}",
+        url=error.url,
+        status=error.status,
+    )
 
 
 def _describe_body(response: Response) -> str:

@@ -6,6 +6,7 @@ import random
 from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Self
+from urllib.parse import urlsplit
 
 import aiohttp
 
@@ -13,10 +14,11 @@ from syncd import __version__
 from syncd.auth import EndpointResponse
 from syncd.clock import Clock
 from syncd.config import HttpSettings
+from syncd.http.adaptive import RateTuning
 from syncd.http.client import SourceAuth, SourceClient
 from syncd.http.retry import RetryPolicy
 from syncd.http.stats import RequestStats
-from syncd.http.throttle import Throttle
+from syncd.http.throttle import AdaptiveThrottle, RateThrottle, Throttle
 
 USER_AGENT = f"syncd/{__version__} (+https://github.com/syncd)"
 
@@ -33,7 +35,7 @@ class ClientPool:
         self._policy = RetryPolicy.from_settings(settings)
         self._session: aiohttp.ClientSession | None = None
         self._closed = False
-        self._token_client: SourceClient | None = None
+        self._token_clients: dict[str, SourceClient] = {}
         self.token_stats = RequestStats()
 
     async def __aenter__(self) -> Self:
@@ -74,7 +76,17 @@ class ClientPool:
         headers: Mapping[str, str] | None = None,
         throttles: Sequence[Throttle] = (),
     ) -> SourceClient:
-        """A client for one source, with its own limits, sharing the pool's connections."""
+        """A client for one source, with its own limits, sharing the pool's connections.
+
+        With `adaptive_rate` on, an `AdaptiveThrottle` goes first: its ceiling is the slowest
+        fixed `RateThrottle` given (None: the source is unpaced until its first 429).
+        """
+        if self._settings.adaptive_rate:
+            ceiling = min((t.rate for t in throttles if isinstance(t, RateThrottle)), default=None)
+            adaptive = AdaptiveThrottle(
+                name, self._clock, RateTuning.from_settings(self._settings), self._policy, ceiling
+            )
+            throttles = [adaptive, *throttles]
         return SourceClient(
             name=name,
             session=self.session,
@@ -91,12 +103,22 @@ class ClientPool:
     async def post_form(
         self, url: str, fields: Mapping[str, str], *, as_json: bool = False
     ) -> EndpointResponse:
-        """POST to a token endpoint, retrying network faults and 5xx; any other answer is returned."""
-        if self._token_client is None:
-            self._token_client = self.client(
-                name="token-endpoint", max_concurrency=4, request_timeout=30, connect_timeout=10
+        """POST to a token endpoint, retrying network faults and 5xx; any other answer is returned.
+
+        One client per endpoint origin: a token endpoint that throttles or fails pauses only the
+        sources that use it.
+        """
+        parts = urlsplit(url)
+        origin = f"{parts.scheme}://{parts.netloc}"
+        client = self._token_clients.get(origin)
+        if client is None:
+            client = self._token_clients[origin] = self.client(
+                name=f"token-endpoint {origin}",
+                max_concurrency=4,
+                request_timeout=30,
+                connect_timeout=10,
             )
-        response = await self._token_client.request(
+        response = await client.request(
             "POST",
             url,
             stats=self.token_stats,

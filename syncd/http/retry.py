@@ -45,6 +45,31 @@ class RetryPolicy:
         return min(max(0.0, retry_after), self.max_retry_after)
 
 
+@dataclass(frozen=True, slots=True)
+class RetryBudget:
+    """The retries one run may spend: `minimum`, plus `share` of the requests it has sent.
+
+    Only retries after failures (5xx, timeouts, resets, unusable bodies) count: a 429 is already
+    answered by pausing and by a lower rate, which is the opposite of hammering the API.
+    """
+
+    share: float = 0.2
+    minimum: int = 10
+
+    @classmethod
+    def from_settings(cls, http: HttpSettings) -> RetryBudget:
+        """The budget the configuration describes."""
+        return cls(share=http.retry_budget, minimum=http.retry_budget_min)
+
+    def allows(self, retries: int, requests: int) -> bool:
+        """True if one more retry fits, `retries` having been spent over `requests` sent."""
+        return retries < self.minimum + self.share * requests
+
+    def describe(self) -> str:
+        """The rule in words, for error messages."""
+        return f"{self.minimum} + {self.share:.0%} of the requests sent"
+
+
 def parse_retry_after(value: str | None, now: datetime) -> float | None:
     """Seconds to wait from a `Retry-After` header: delta-seconds or an HTTP-date (RFC 9110 10.2.3)."""
     if value is None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from syncd.http.retry import RetryBudget
+
 
 @dataclass(slots=True)
 class RequestStats:
@@ -13,6 +15,16 @@ class RequestStats:
     retries: int = 0
     rate_limited: int = 0
     latencies: list[float] = field(default_factory=list)
+    budget: RetryBudget | None = None
+
+    @property
+    def failure_retries(self) -> int:
+        """Retries spent on failures, i.e. not on 429s (those are paced, not budgeted)."""
+        return max(0, self.retries - self.rate_limited)
+
+    def may_retry(self) -> bool:
+        """True unless this run's retry budget is spent."""
+        return self.budget is None or self.budget.allows(self.failure_retries, self.requests)
 
     def observe(self, seconds: float) -> None:
         """Record one response time."""

@@ -8,11 +8,21 @@ flight never leaks a slot.
 
 from __future__ import annotations
 
+from collections import deque
 from typing import Protocol
 
 from aiolimiter import AsyncLimiter
 
+from syncd.clock import Clock
+from syncd.http.adaptive import AdaptiveRate, RateChange, RateTuning
 from syncd.http.response import Response
+from syncd.http.retry import RetryPolicy, parse_retry_after
+from syncd.logging import get_logger
+
+log = get_logger(__name__)
+
+# The send rate that a first 429 on an unpaced source is cut from: requests of the last second.
+_MEASURE_WINDOW = 1.0
 
 
 class Throttle(Protocol):
@@ -28,12 +38,19 @@ class Throttle(Protocol):
 
 
 class RateThrottle:
-    """A fixed client-side rate: `rate` requests per second, at most `burst` back to back."""
+    """A fixed client-side rate: `rate` requests per second, at most `burst` back to back.
+
+    One request of a burst larger than 1 is held in reserve: sent at exactly the server's own
+    rate and burst, a request that reaches the server a little sooner after the first of a burst
+    than it left (the first one also paid for the connection) finds the server's bucket empty.
+    The reserve absorbs up to `1/rate` seconds of such jitter.
+    """
 
     def __init__(self, rate: float, burst: int | None = None) -> None:
         self.rate = rate
         self.burst = burst or max(1, round(rate))
-        self._limiter = AsyncLimiter(self.burst, self.burst / rate)
+        capacity = max(1, self.burst - 1)
+        self._limiter = AsyncLimiter(capacity, capacity / rate)
 
     async def acquire(self) -> None:
         """Wait for the leaky bucket to admit one request."""
@@ -41,3 +58,86 @@ class RateThrottle:
 
     def observe(self, response: Response | None) -> None:
         """A fixed rate ignores what the server says."""
+
+
+class AdaptiveThrottle:
+    """Paces a source at its adaptive rate: engaged by a 429, recovering on the clock.
+
+    aiolimiter cannot change its rate or read an injected clock (aiolimiter#98), so this pacer is
+    a plain schedule of send slots `1/rate` apart on the `Clock`. A 429 cuts the rate once per
+    flight of requests (the answers to requests already sent at the old rate cut nothing more),
+    and holds every slot until its `Retry-After` is over, so that workers waiting here leave one by
+    one at the new rate instead of all at once when the source's shared pause ends.
+    """
+
+    def __init__(
+        self,
+        source: str,
+        clock: Clock,
+        tuning: RateTuning,
+        policy: RetryPolicy,
+        ceiling: float | None = None,
+    ) -> None:
+        self.source = source
+        self.rate = AdaptiveRate(tuning, ceiling)
+        self._clock = clock
+        self._policy = policy
+        self._next_slot = 0.0
+        self._hold_until = 0.0
+        self._plan = 0  # bumped by every cut: slots reserved under an older plan are void
+        self._in_flight = 0
+        self._absorb = 0
+        self._sent: deque[float] = deque()
+
+    async def acquire(self) -> None:
+        """Wait for this request's slot; free passage while the adaptive rate is not engaged."""
+        while True:
+            now = self._clock.monotonic()
+            self._apply(self.rate.recover(now), None)
+            slot = max(now, self._hold_until)
+            if self.rate.rate is not None:
+                slot = max(slot, self._next_slot)
+                self._next_slot = slot + 1.0 / self.rate.rate
+            if slot <= now:
+                break
+            plan = self._plan
+            await self._clock.sleep(slot - now)
+            if plan == self._plan:
+                break
+        self._in_flight += 1
+        sent = self._clock.monotonic()
+        self._sent.append(sent)
+        while self._sent and self._sent[0] < sent - _MEASURE_WINDOW:
+            self._sent.popleft()
+
+    def observe(self, response: Response | None) -> None:
+        """Cut the rate on a 429 sent under the current plan; hold slots for its `Retry-After`."""
+        self._in_flight = max(0, self._in_flight - 1)
+        stale = self._absorb > 0
+        if stale:
+            self._absorb -= 1
+        if response is None or response.status != 429:
+            return
+        now = self._clock.monotonic()
+        header = response.headers.get("Retry-After")
+        pause = self._policy.rate_limit_pause(parse_retry_after(header, self._clock.now()))
+        self._hold_until = max(self._hold_until, now + pause)
+        if stale:
+            return
+        measured = len(self._sent) / _MEASURE_WINDOW
+        self._plan += 1
+        self._next_slot = self._hold_until
+        self._absorb = self._in_flight
+        self._apply(self.rate.cut(now, measured, self._hold_until), pause)
+
+    def _apply(self, change: RateChange | None, retry_after: float | None) -> None:
+        if change is None or change.old == change.new:
+            return  # already at the floor: the 429 itself is logged by the client
+        log.info(
+            "http.rate_adjusted",
+            source=self.source,
+            old_rate=None if change.old is None else round(change.old, 3),
+            new_rate=None if change.new is None else round(change.new, 3),
+            reason=change.reason,
+            retry_after=retry_after,
+        )

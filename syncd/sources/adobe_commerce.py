@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
+from contextlib import aclosing
 from datetime import UTC, datetime
 from typing import Any
 
@@ -212,8 +213,10 @@ class AdobeCommerceSource:
             yield Page(1, records, total, page_count)
         todo = [n for n in range(2, page_count + 1) if n not in skip]
         if todo:
-            async for page in self._fetch_concurrently(todo, stats):
-                yield page
+            # Closed on exit, so a consumer that stops early stops the page workers too.
+            async with aclosing(self._fetch_concurrently(todo, stats)) as pages:
+                async for page in pages:
+                    yield page
 
     async def changed_pages(self, stats: RequestStats, cursor: Cursor) -> AsyncIterator[Page]:
         """Products updated at or after `cursor.since`, one keyset page after the other.
@@ -275,7 +278,7 @@ class AdobeCommerceSource:
 
     async def _fetch_concurrently(
         self, numbers: list[int], stats: RequestStats
-    ) -> AsyncIterator[Page]:
+    ) -> AsyncGenerator[Page, None]:
         todo: asyncio.Queue[int] = asyncio.Queue()
         for number in numbers:
             todo.put_nowait(number)
@@ -293,8 +296,9 @@ class AdobeCommerceSource:
                     )
             except Exception as exc:  # handed to the consumer, which re-raises it
                 await done.put(exc)
-            finally:
-                await done.put(None)
+            # Not in `finally`: once cancelled, no consumer reads it, and a full queue would
+            # block this worker (and the gather that waits for it) forever.
+            await done.put(None)
 
         tasks = [
             asyncio.create_task(worker(), name=f"{self.name}-page-worker") for _ in range(workers)

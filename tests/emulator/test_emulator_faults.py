@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import time
 from collections.abc import Awaitable, Callable
@@ -10,6 +11,7 @@ import aiohttp
 import pytest
 from emulator_helpers import AdobeCaller, Answer, StartEmulator, criteria
 
+from syncd.clock import FakeClock
 from syncd.emulator import AmeriCommerceConfig, Emulator, Fault
 from syncd.emulator.platform import PlatformEmulator
 
@@ -157,3 +159,46 @@ async def test_token_target_hits_the_token_endpoint_only(
     assert failed.json()["error"] == "server_error"
     assert (await caller.token_answer()).status == 200
     assert emu.adobe.stats.token_requests == 3
+
+
+async def test_reset_fault_aborts_with_rst(target: tuple[PlatformEmulator, Call]) -> None:
+    """A reset fault answers nothing and aborts the connection: the client sees ECONNRESET."""
+    platform, call = target
+    # Twice: aiohttp retries an idempotent request once on a fresh connection by itself.
+    platform.faults.add(Fault("reset", times=2))
+    with pytest.raises(aiohttp.ClientOSError) as caught:
+        await call()
+    assert caught.value.errno == errno.ECONNRESET
+    assert [r.status for r in platform.stats.log][-2:] == [0, 0]
+    assert (await call()).status == 200
+
+
+async def test_reused_only_fault_spares_fresh_connections(
+    emu: Emulator, session: aiohttp.ClientSession
+) -> None:
+    """A reused_only fault hits the second request of a kept-alive connection, never a new one."""
+    caller = AdobeCaller(emu, session)
+    headers = await caller.headers()  # the token request opened the connection
+    emu.adobe.faults.add(Fault("disconnect", reused_only=True))
+    async with aiohttp.ClientSession() as fresh:
+        first = await AdobeCaller(emu, fresh).get(criteria(page_size=1), headers)
+        assert first.status == 200 and len(emu.adobe.faults) == 1
+        # Reused: the fault fires; aiohttp retries once on a new connection, which it spares.
+        second = await AdobeCaller(emu, fresh).get(criteria(page_size=1), headers)
+    assert second.status == 200
+    assert [r.status for r in emu.adobe.stats.log] == [200, 200, 0, 200]
+    assert len(emu.adobe.faults) == 0
+
+
+async def test_duration_fault_is_an_outage_in_emulator_time(
+    emu: Emulator, clock: FakeClock, session: aiohttp.ClientSession
+) -> None:
+    """A fault with a duration fires on every request until that much emulator time has passed."""
+    caller = AdobeCaller(emu, session)
+    emu.adobe.faults.add(Fault("status", target="token", times=None, duration=30))
+    assert (await caller.token_answer()).status == 503
+    clock.advance(29)
+    assert (await caller.token_answer()).status == 503
+    clock.advance(1)
+    assert (await caller.token_answer()).status == 200
+    assert len(emu.adobe.faults) == 0

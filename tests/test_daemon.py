@@ -1,0 +1,87 @@
+"""The daemon's breaker wiring: a failing source's jobs move out, never in, and both jobs move."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from structlog.testing import capture_logs
+
+from syncd.config import HttpSettings
+from syncd.daemon import Daemon, Runtime
+from syncd.emulator import AdobeConfig, Emulator, EmulatorConfig
+from tests.conftest import settle
+from tests.support import adobe_source, settings_for, until
+
+FAST = HttpSettings(max_attempts=2, backoff_base=0.001, backoff_cap=0.01)
+Started = Callable[..., AbstractAsyncContextManager[tuple[Daemon, list[dict[str, Any]]]]]
+
+
+@pytest.fixture
+async def refusing() -> AsyncIterator[Emulator]:
+    """An emulator whose token endpoint refuses the client: every run fails at once."""
+    async with Emulator(EmulatorConfig(adobe=AdobeConfig(products=5))) as emu:
+        emu.adobe.set_client_disabled(True)
+        yield emu
+
+
+@pytest.fixture
+def failed_once(tmp_path: Path, refusing: Emulator) -> Started:
+    """A daemon on one source whose first run (at start) has failed and been accounted for."""
+
+    @asynccontextmanager
+    async def start(**source: Any) -> AsyncIterator[tuple[Daemon, list[dict[str, Any]]]]:
+        settings = settings_for(tmp_path / "d.db", adobe_source(refusing, **source), http=FAST)
+        with capture_logs() as logs:
+            async with Runtime(settings) as runtime, Daemon(runtime, handle_signals=False) as d:
+                await until(lambda: any(e["event"] == "sync.finished" for e in logs))
+                # The breaker is fed right after the run: wait for its word, or for the job's end.
+                await until(lambda: any(e["event"] == "source.backoff" for e in logs) or (
+                    d.next_run("shop") is not None and len(d.results) == 1
+                ))  # fmt: skip
+                await settle()  # whatever the breaker does after the run has been done
+                yield d, logs
+
+    return start
+
+
+def seconds_from_now(when: datetime | None) -> float:
+    assert when is not None
+    return (when - datetime.now(UTC)).total_seconds()
+
+
+async def test_a_backoff_longer_than_the_schedule_moves_every_job_of_the_source(
+    failed_once: Started,
+) -> None:
+    """2 h of backoff on an hourly source with a nightly full: both jobs wait at least 2 h."""
+    async with failed_once(
+        schedule="1h", full_schedule="0 3 * * *",
+        breaker_threshold=1, breaker_base_delay=7200, breaker_max_delay=7200,
+    ) as (daemon, logs):  # fmt: skip
+        backoff = next(e for e in logs if e["event"] == "source.backoff")
+        assert (backoff["source"], backoff["failures"], backoff["delay_s"]) == ("shop", 1, 7200)
+        assert "invalid_client" in backoff["error"]
+        assert 7100 < seconds_from_now(daemon.next_run("shop")) <= 7200
+        assert seconds_from_now(daemon.next_run("shop:full")) > 7100
+
+
+async def test_a_backoff_shorter_than_the_schedule_changes_nothing(failed_once: Started) -> None:
+    """A 60 s backoff never brings an hourly run forward: the schedule stands, the log says so."""
+    async with failed_once(schedule="1h", breaker_threshold=1, breaker_base_delay=60) as (
+        daemon,
+        logs,
+    ):
+        backoff = next(e for e in logs if e["event"] == "source.backoff")
+        assert seconds_from_now(daemon.next_run("shop")) > 3500
+        assert backoff["next_run"] == daemon.next_run("shop").isoformat()  # type: ignore[union-attr]
+
+
+async def test_below_the_threshold_nothing_is_backed_off(failed_once: Started) -> None:
+    """One failure with the default threshold of 3: no backoff line, the schedule as it was."""
+    async with failed_once(schedule="1h") as (daemon, logs):
+        assert not [e for e in logs if e["event"] == "source.backoff"]
+        assert 3500 < seconds_from_now(daemon.next_run("shop")) <= 3600
