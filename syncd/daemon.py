@@ -210,13 +210,13 @@ class Daemon:
 
         async def job() -> None:
             try:
-                await self._run_tracked(name, None)
+                await self.trigger(name, None)
             finally:
                 await self.monitor.after_run()
 
         async def full_job() -> None:
             try:
-                await self._run_tracked(name, "full")
+                await self.trigger(name, "full")
             finally:
                 await self.monitor.after_run()
 
@@ -233,7 +233,9 @@ class Daemon:
             "daemon.scheduled", source=name, schedule=str(schedule), full_schedule=str(full or "-")
         )
 
-    async def _run_tracked(self, name: str, kind: RunKind | None) -> None:
+    async def trigger(self, name: str, kind: RunKind | None = None) -> None:
+        """Run source `name` now as its scheduled jobs do: skipped while a run of it is going,
+        its outcome fed to the source's breaker."""
         if self._stopping.is_set():
             return
         lock = self._locks.setdefault(name, asyncio.Lock())

@@ -1,4 +1,4 @@
-"""The daemon's breaker wiring: a failing source's jobs move out, never in, and both jobs move."""
+"""The daemon: one run of a source at a time; the breaker moves a failing source's jobs out, never in."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from syncd.config import HttpSettings
 from syncd.daemon import Daemon, Runtime
 from syncd.emulator import AdobeConfig, Emulator, EmulatorConfig
 from tests.conftest import settle
-from tests.support import adobe_source, settings_for, until
+from tests.support import adobe_source, query, settings_for, until
 
 FAST = HttpSettings(max_attempts=2, backoff_base=0.001, backoff_cap=0.01)
 Started = Callable[..., AbstractAsyncContextManager[tuple[Daemon, list[dict[str, Any]]]]]
@@ -85,3 +85,20 @@ async def test_below_the_threshold_nothing_is_backed_off(failed_once: Started) -
     async with failed_once(schedule="1h") as (daemon, logs):
         assert not [e for e in logs if e["event"] == "source.backoff"]
         assert 3500 < seconds_from_now(daemon.next_run("shop")) <= 3600
+
+
+async def test_a_source_never_runs_twice_at_once(tmp_path: Path) -> None:
+    """While the start-up run is going, a second trigger (the full job's slot) is skipped."""
+    config = EmulatorConfig(adobe=AdobeConfig(products=300, latency=0.01))
+    async with Emulator(config) as emu:
+        settings = settings_for(tmp_path / "o.db", adobe_source(emu, schedule="1h"), http=FAST)
+        with capture_logs() as logs:
+            async with Runtime(settings) as runtime, Daemon(runtime, handle_signals=False) as d:
+                await until(lambda: any(e["event"] == "sync.started" for e in logs))
+                await d.trigger("shop", "full")
+                skipped = [e for e in logs if e["event"] == "sync.skipped"]
+                assert [(e["reason"], e["kind"]) for e in skipped] == [("already_running", "full")]
+                await until(lambda: len(d.results) == 1)
+        assert [r.ok for r in d.results] == [True]
+        runs = query(tmp_path / "o.db", "SELECT count(*) FROM sync_runs")
+        assert runs == [(1,)]
