@@ -117,22 +117,22 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def _dispatch(args: argparse.Namespace) -> int:
-    from syncd import commands, history
+    from syncd.commands import authorize, demo, history, running, status
 
     handlers: dict[str, Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, int]]] = {
-        "run": commands.run_daemon,
-        "sync": commands.sync_now,
-        "status": commands.show_status,
-        "check-config": commands.check_config,
-        "auth": commands.authorize_source,
+        "run": running.run_daemon,
+        "sync": running.sync_now,
+        "check-config": running.check_config,
+        "status": status.show_status,
+        "healthcheck": status.healthcheck,
+        "auth": authorize.authorize_source,
         "runs": history.show_runs,
         "events": history.show_events,
-        "healthcheck": commands.healthcheck,
     }
     if args.command == "demo":
-        return asyncio.run(commands.demo(args.products, args.db))
+        return asyncio.run(demo.demo(args.products, args.db))
     if args.command == "emulator":
-        return asyncio.run(commands.serve_emulator(args.port, args.products, args.rate_limit))
+        return asyncio.run(demo.serve_emulator(args.port, args.products, args.rate_limit))
     settings = _settings(args)
     return asyncio.run(handlers[args.command](args, settings))
 

@@ -12,10 +12,10 @@ import aiohttp
 import pytest
 from structlog.testing import capture_logs
 
-from syncd import commands
 from syncd.auth import TokenCache
 from syncd.cli import main
 from syncd.clock import FakeClock
+from syncd.commands import authorize as commands
 from syncd.config import AmeriCommerceSourceSettings, Settings, StoreSettings
 from syncd.emulator import Emulator, EmulatorConfig
 from syncd.errors import NeedsReauthError

@@ -17,11 +17,11 @@ import pytest
 from structlog.testing import capture_logs
 
 import syncd.daemon
-from syncd import commands
 from syncd.auth import TokenCache
 from syncd.auth.ac_bootstrap import install_grant
 from syncd.auth.americommerce import AmeriCommerceTokenProvider
 from syncd.clock import Clock, FakeClock
+from syncd.commands import status as commands
 from syncd.config import AmeriCommerceSourceSettings, SourceSettings
 from syncd.daemon import Daemon, Runtime
 from syncd.emulator import AdobeConfig, Emulator, EmulatorConfig

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from syncd.cli import main
-from syncd.history import parse_since, render_table
+from syncd.commands.history import parse_since, render_table
 from syncd.store import RunTotals, SqliteStore, TokenEvent
 
 NOW = datetime.now(UTC).replace(microsecond=0)

@@ -16,6 +16,7 @@ from typing import Any, TextIO
 from syncd.clock import Clock, SystemClock
 from syncd.config import Settings
 from syncd.store import RunRecord, SqliteStore, TokenEvent
+from syncd.store.sqlite import iso
 
 EXIT_USAGE = 2
 _AGE = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
@@ -74,9 +75,9 @@ def event_json(event: TokenEvent) -> dict[str, Any]:
     """One token event as a JSON object (fingerprints only: no token ever reaches the table)."""
     return {
         "source": event.source,
-        "at": _iso(event.at),
+        "at": iso(event.at),
         "event": event.event,
-        "expires_at": _iso(event.expires_at),
+        "expires_at": iso(event.expires_at),
         "fingerprint": event.fingerprint,
         "detail": event.detail,
     }
@@ -137,8 +138,8 @@ def _run_row(r: RunRecord) -> list[str]:
 
 
 def _event_row(e: TokenEvent) -> list[str]:
-    expires = _iso(e.expires_at) or "-"
-    return [_iso(e.at) or "", e.source, e.event, expires, e.fingerprint or "-", e.detail or ""]
+    expires = iso(e.expires_at) or "-"
+    return [iso(e.at) or "", e.source, e.event, expires, e.fingerprint or "-", e.detail or ""]
 
 
 def _filters(args: argparse.Namespace, clock: Clock) -> datetime | None:
@@ -170,12 +171,6 @@ def _duration(run: RunRecord) -> float | None:
 
 def _seconds(value: float | None) -> str:
     return "-" if value is None else f"{value:.0f}s"
-
-
-def _iso(moment: datetime | None) -> str | None:
-    if moment is None:
-        return None
-    return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def _width(stream: TextIO) -> int | None:

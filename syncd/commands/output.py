@@ -1,0 +1,69 @@
+"""How commands print: the terminal progress bar, a run's summary, short durations."""
+
+from __future__ import annotations
+
+from typing import Any, TextIO
+
+from syncd.sync import SyncResult
+
+
+class ProgressBar:
+    """A one-line progress bar on a terminal; silent elsewhere (logs say enough there)."""
+
+    def __init__(self, stream: TextIO, label: str) -> None:
+        self._stream = stream
+        self._label = label
+        self._enabled = stream.isatty()
+
+    def __call__(self, pages: int, expected: int | None, items: int) -> None:
+        if not self._enabled:
+            return
+        if expected:
+            width = 30
+            filled = min(width, round(width * pages / expected))
+            bar = "#" * filled + "-" * (width - filled)
+            text = f"\r{self._label} [{bar}] {pages}/{expected} pages, {items} products"
+        else:
+            text = f"\r{self._label} {pages} pages, {items} products"
+        self._stream.write(text)
+        self._stream.flush()
+
+    def close(self) -> None:
+        """End the bar's line."""
+        if self._enabled:
+            self._stream.write("\n")
+
+
+def print_result(result: SyncResult, out: TextIO, extra: dict[str, Any] | None = None) -> None:
+    """A human summary of one run."""
+    t = result.totals
+    lines = [
+        f"sync {result.source}: {result.status} in {result.duration:.2f}s ({result.kind} run "
+        f"#{result.run_id})",
+        f"  products   {t.items_seen} seen: {t.items_created} new, {t.items_updated} changed, "
+        f"{t.items_unchanged} unchanged",
+        f"  pages      {t.pages}",
+        f"  requests   {t.requests} ({t.retries} retries, {t.rate_limited} rate limited)",
+    ]
+    if result.latency:
+        lat = result.latency
+        lines.append(
+            f"  latency    p50 {lat['p50_ms']} ms, p95 {lat['p95_ms']} ms, max {lat['max_ms']} ms"
+        )
+    if result.duration > 0 and t.items_seen:
+        lines.append(f"  throughput {t.items_seen / result.duration:,.0f} products/s")
+    for key, value in (extra or {}).items():
+        lines.append(f"  {key:<10} {value}")
+    if result.error:
+        lines.append(f"  error      {result.error}")
+    print("\n".join(lines), file=out)
+
+
+def human_duration(seconds: float) -> str:
+    """`2h59m`-style: the two largest units."""
+    rest, parts = int(seconds), list[str]()
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if rest >= size or (unit == "s" and not parts):
+            parts.append(f"{rest // size}{unit}")
+            rest %= size
+    return "".join(parts[:2])

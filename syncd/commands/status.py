@@ -1,0 +1,129 @@
+"""`syncd status` and `syncd healthcheck`: how each source is doing, for people and scripts."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from dataclasses import asdict
+from typing import Any
+
+from syncd.clock import SystemClock
+from syncd.commands.output import human_duration
+from syncd.config import (
+    Settings,
+)
+from syncd.health import check, probe_url
+from syncd.staleness import assess, limits
+from syncd.store import SqliteStore, TokenEvent
+from syncd.store.sqlite import iso
+
+TOKEN_GRANTS = ("issued", "refreshed", "reused")
+
+
+STATUS_SCHEMA = 1
+"""Version of the `status --json` shape (docs/MONITORING.md): keys are added, never renamed."""
+
+
+async def show_status(args: argparse.Namespace, settings: Settings) -> int:
+    """`syncd status`: each source's last run, staleness, product count, token expiry and actions."""
+    now = SystemClock().now()
+    rows: list[dict[str, Any]] = []
+    expiry: dict[str, str] = {}
+    async with SqliteStore(settings.store.path, busy_timeout=settings.store.busy_timeout) as store:
+        last = {run.source: run for run in await store.last_runs()}
+        health = {h.source: h for h in await assess(store, limits(settings.sources, now), now)}
+        for source in settings.sources:
+            run = last.get(source.name)
+            state = await store.source_state(source.name)
+            events = await store.token_events(source.name, limit=20)
+            grant = next((e for e in events if e.event in TOKEN_GRANTS), None)
+            h = health.get(source.name)
+            expiry[source.name] = _expiry_text(grant)
+            rows.append(
+                {
+                    "source": source.name,
+                    "kind": source.kind,
+                    "enabled": source.enabled,
+                    "schedule": source.schedule,
+                    "products": await store.count_products(source.name),
+                    "last_run": None
+                    if run is None
+                    else {
+                        "id": run.id,
+                        "kind": run.kind,
+                        "status": run.status,
+                        "started_at": run.started_at,
+                        "finished_at": run.finished_at,
+                        "error": run.error,
+                        **asdict(run.totals),
+                    },
+                    "last_success_at": iso(h.last_success_at) if h else None,
+                    "age_s": round(h.age_s) if h and h.age_s is not None else None,
+                    "stale_limit_s": round(h.limit_s) if h else None,
+                    "stale": h.stale if h else None,
+                    "token_expires_at": grant.expires_at.isoformat()
+                    if grant and grant.expires_at
+                    else None,
+                    "needs_reauth": state.needs_reauth,
+                    "reauth_reason": state.reauth_reason,
+                    "action": f"run 'syncd auth {source.name}'" if state.needs_reauth else None,
+                }
+            )
+    if args.json:
+        document = {"schema": STATUS_SCHEMA, "generated_at": iso(now), "sources": rows}
+        print(json.dumps(document, indent=2))
+        return 0
+    if not rows:
+        print("no sources configured")
+    for row in rows:
+        run = row["last_run"]
+        head = f"{row['source']} ({row['kind']}): {row['products']} products"
+        if run is None:
+            print(f"{head}, never synced")
+        else:
+            print(
+                f"{head}, last run #{run['id']} {run['status']} at {run['finished_at'] or '-'} "
+                f"({run['items_seen']} seen, {run['items_created']} new, "
+                f"{run['items_updated']} changed)"
+            )
+            if run["error"]:
+                print(f"  error: {run['error']}")
+        if row["last_success_at"]:
+            stale = "  STALE" if row["stale"] else ""
+            print(
+                f"  last success: {row['last_success_at']} ({human_duration(row['age_s'])} ago, "
+                f"stale after {human_duration(row['stale_limit_s'])}){stale}"
+            )
+        print(f"  token expires: {expiry[row['source']]}")
+        if row["action"]:
+            print(f"  ACTION NEEDED: {row['action']}")
+            if row["reauth_reason"]:
+                print(f"  reason: {row['reauth_reason']}")
+    return 0
+
+
+def _expiry_text(grant: TokenEvent | None) -> str:
+    if grant is None:
+        return "no token yet"
+    return grant.expires_at.isoformat() if grant.expires_at else "never (or unknown)"
+
+
+async def healthcheck(args: argparse.Namespace, settings: Settings) -> int:
+    """`syncd healthcheck`: ask the running daemon's listener (/healthz, or /readyz with --ready)."""
+    if not settings.health.enabled:
+        print(
+            "syncd: error: health.enabled: the health listener is off; set [health] enabled = true "
+            "(or SYNCD_HEALTH__ENABLED=true) for the daemon and this command",
+            file=sys.stderr,
+        )
+        return 2
+    url = probe_url(settings.health, "/readyz" if args.ready else "/healthz")
+    try:
+        async with asyncio.timeout(args.timeout):
+            ok, line = await check(url)
+    except TimeoutError:
+        ok, line = False, f"{url}: no answer within {args.timeout:g}s"
+    print(line, file=sys.stdout if ok else sys.stderr)
+    return 0 if ok else 1
