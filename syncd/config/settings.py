@@ -1,0 +1,129 @@
+"""The whole configuration: store, HTTP policy, health listener, sources, logging."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import (
+    Field,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from syncd.config.base import StrictModel, is_loopback
+from syncd.config.sources import SourceSettings
+from syncd.errors import ConfigError
+
+
+class StoreSettings(StrictModel):
+    """Where the SQLite database lives."""
+
+    path: Path = Path("syncd.db")
+    busy_timeout: float = Field(
+        default=5.0, gt=0, description="seconds to wait for a locked database"
+    )
+
+
+class HttpSettings(StrictModel):
+    """Retry and pooling policy shared by every source."""
+
+    max_attempts: int = Field(default=5, ge=1, le=20)
+    backoff_base: float = Field(default=0.5, gt=0)
+    backoff_cap: float = Field(default=30.0, gt=0)
+    retry_deadline: float = Field(
+        default=300.0, gt=0, description="total seconds one request may retry"
+    )
+    default_retry_after: float = Field(
+        default=5.0, gt=0, description="pause on a 429 without Retry-After"
+    )
+    max_retry_after: float = Field(default=600.0, gt=0, description="longest Retry-After honoured")
+    pool_limit: int = Field(default=100, ge=1, description="connections across all sources")
+    adaptive_rate: bool = Field(
+        default=True, description="slow a source down after a 429, then recover gradually"
+    )
+    rate_decrease: float = Field(
+        default=0.75, gt=0, lt=1, description="a 429 multiplies the source's rate by this"
+    )
+    rate_recovery_step: float = Field(
+        default=0.05, gt=0, le=1, description="share of the full rate won back per interval"
+    )
+    rate_recovery_interval: float = Field(
+        default=2.0, gt=0, description="seconds without a 429 between two recovery steps"
+    )
+    rate_floor: float = Field(
+        default=0.1, gt=0, description="requests per second a 429 never takes a source below"
+    )
+    retry_budget: float = Field(
+        default=0.2, ge=0, le=1, description="share of a run's requests that may be retries"
+    )
+    retry_budget_min: int = Field(
+        default=10, ge=0, description="retries every run may spend whatever its size"
+    )
+
+
+class HealthSettings(StrictModel):
+    """The optional HTTP listener for /healthz, /readyz and /metrics: off by default, loopback by default."""
+
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = Field(default=9464, ge=0, le=65535, description="0 picks a free port")
+    allow_remote: bool = Field(
+        default=False, description="required to listen on a non-loopback address"
+    )
+
+    @model_validator(mode="after")
+    def _loopback_unless_allowed(self) -> HealthSettings:
+        if not self.allow_remote and not is_loopback(self.host):
+            raise ValueError(
+                f"host {self.host!r} is not a loopback address; the endpoints have no "
+                "authentication, so set allow_remote = true to listen on it anyway"
+            )
+        return self
+
+
+class Settings(BaseSettings):
+    """Everything the daemon needs; build with `load_settings`."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="SYNCD_", env_nested_delimiter="__", extra="forbid", frozen=True
+    )
+
+    store: StoreSettings = StoreSettings()
+    http: HttpSettings = HttpSettings()
+    health: HealthSettings = HealthSettings()
+    sources: tuple[SourceSettings, ...] = ()
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["auto", "json", "console"] = "auto"
+    shutdown_grace: float = Field(
+        default=30.0, ge=0, description="seconds to drain runs on SIGTERM"
+    )
+    secrets_dir: Path | None = None
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The TOML file arrives as init arguments; environment variables must win over it.
+        return (env_settings, init_settings)
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> Settings:
+        names = [s.name for s in self.sources]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"source names must be unique, repeated: {', '.join(dupes)}")
+        return self
+
+    def source(self, name: str) -> SourceSettings:
+        """The source called `name`, or ConfigError listing the known ones."""
+        for candidate in self.sources:
+            if candidate.name == name:
+                return candidate
+        known = ", ".join(s.name for s in self.sources) or "none configured"
+        raise ConfigError([f"source {name!r} is not configured (known: {known})"])
