@@ -16,7 +16,7 @@ from typing import Any, TextIO
 from syncd.clock import Clock, SystemClock
 from syncd.config import Settings
 from syncd.store import RunRecord, SqliteStore, TokenEvent
-from syncd.store.sqlite import iso
+from syncd.store.rows import iso
 
 EXIT_USAGE = 2
 _AGE = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")

@@ -17,7 +17,7 @@ from syncd.config import (
 from syncd.health import check, probe_url
 from syncd.staleness import assess, limits
 from syncd.store import SqliteStore, TokenEvent
-from syncd.store.sqlite import iso
+from syncd.store.rows import iso
 
 TOKEN_GRANTS = ("issued", "refreshed", "reused")
 

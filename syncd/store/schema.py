@@ -91,3 +91,8 @@ MIGRATIONS: tuple[str, ...] = (
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def statements(script: str) -> list[str]:
+    """The statements of a migration script, one by one (aiosqlite runs one at a time)."""
+    return [s.strip() for s in script.split(";") if s.strip()]

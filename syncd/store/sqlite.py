@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
 from pathlib import Path
@@ -28,29 +28,18 @@ from syncd.store.base import (
     TokenRecord,
     UpsertCounts,
 )
-from syncd.store.schema import MIGRATIONS, SCHEMA_VERSION
-
-# SQLite caps bound parameters per statement; stay well below the oldest default (999).
-_IN_CHUNK = 500
-_RUN_COLUMNS = (
-    "id, source, kind, started_at, finished_at, status, pages, items_seen, items_created, "
-    "items_updated, items_unchanged, items_deleted, requests, retries, rate_limited, error"
+from syncd.store.rows import (
+    IN_CHUNK,
+    RUN_COLUMNS,
+    chunks,
+    iso,
+    parse_iso,
+    run_record,
+    set_progress,
+    upsert,
+    where,
 )
-
-
-def iso(moment: datetime | None) -> str | None:
-    """ISO-8601 UTC text as stored in every time column."""
-    return None if moment is None else moment.isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
-def parse_iso(text: str | None) -> datetime | None:
-    """Inverse of `iso`."""
-    return None if text is None else datetime.fromisoformat(text.replace("Z", "+00:00"))
-
-
-def _chunks(items: Sequence[str], size: int) -> Iterable[Sequence[str]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
+from syncd.store.schema import MIGRATIONS, SCHEMA_VERSION, statements
 
 
 class SqliteStore:
@@ -116,7 +105,7 @@ class SqliteStore:
         for number in range(version + 1, SCHEMA_VERSION + 1):
             await db.execute("BEGIN IMMEDIATE")
             try:
-                for statement in _statements(MIGRATIONS[number - 1]):
+                for statement in statements(MIGRATIONS[number - 1]):
                     await db.execute(statement)
                 await db.execute(f"PRAGMA user_version = {number}")
                 await db.execute("COMMIT")
@@ -173,20 +162,20 @@ class SqliteStore:
         """`upsert_products` plus the page's scan marks and progress, in one transaction."""
         latest = {record.sku: record for record in records}  # a page may repeat a sku: last wins
         async with self._transaction(f"store {len(latest)} products of {source!r}") as db:
-            counts = await _upsert(db, source, latest, iso(now))
+            counts = await upsert(db, source, latest, iso(now))
             if commit.scan_id is not None and latest:
                 await db.executemany(
                     "INSERT OR IGNORE INTO full_scan_seen (source, scan_id, sku) VALUES (?,?,?)",
                     [(source, commit.scan_id, sku) for sku in latest],
                 )
             if commit.checkpoint is not None or commit.watermark is not None:
-                await _set_progress(db, source, now, commit.checkpoint, commit.watermark)
+                await set_progress(db, source, now, commit.checkpoint, commit.watermark)
         return counts
 
     async def unseen(self, source: str, scan_id: int, skus: Sequence[str]) -> list[str]:
         """Those of `skus` that full scan `scan_id` has not marked as seen."""
         seen: set[str] = set()
-        for chunk in _chunks(list(skus), _IN_CHUNK):
+        for chunk in chunks(list(skus), IN_CHUNK):
             marks = ",".join("?" * len(chunk))
             rows = await self._read(
                 f"SELECT sku FROM full_scan_seen WHERE source = ? AND scan_id = ? AND sku IN ({marks})",
@@ -218,7 +207,7 @@ class SqliteStore:
                 )
                 deleted = cursor.rowcount
             await db.execute("DELETE FROM full_scan_seen WHERE source = ?", (source,))
-            await _set_progress(db, source, now, CLEAR, watermark)
+            await set_progress(db, source, now, CLEAR, watermark)
         return deleted
 
     async def count_products(self, source: str) -> int:
@@ -305,10 +294,10 @@ class SqliteStore:
     async def last_runs(self) -> list[RunRecord]:
         """The most recent run of each source."""
         rows = await self._read(
-            f"SELECT {_RUN_COLUMNS} FROM sync_runs WHERE id IN "
+            f"SELECT {RUN_COLUMNS} FROM sync_runs WHERE id IN "
             "(SELECT max(id) FROM sync_runs GROUP BY source) ORDER BY source"
         )
-        return [_run(row) for row in rows]
+        return [run_record(row) for row in rows]
 
     async def runs(
         self,
@@ -318,12 +307,12 @@ class SqliteStore:
         limit: int = 50,
     ) -> list[RunRecord]:
         """Runs, newest first, filtered."""
-        where, params = _filters(source=source, status=status, started_at=since)
+        clause, params = where(source=source, status=status, started_at=since)
         rows = await self._read(
-            f"SELECT {_RUN_COLUMNS} FROM sync_runs {where} ORDER BY id DESC LIMIT ?",
+            f"SELECT {RUN_COLUMNS} FROM sync_runs {clause} ORDER BY id DESC LIMIT ?",
             (*params, limit),
         )
-        return [_run(row) for row in rows]
+        return [run_record(row) for row in rows]
 
     # -- tokens -----------------------------------------------------------------------------------
 
@@ -341,10 +330,10 @@ class SqliteStore:
         self, source: str | None = None, since: datetime | None = None, limit: int = 50
     ) -> list[TokenEvent]:
         """Token events, newest first, filtered."""
-        where, params = _filters(source=source, at=since)
+        clause, params = where(source=source, at=since)
         rows = await self._read(
             "SELECT source, at, event, expires_at, fingerprint, detail FROM token_events "
-            f"{where} ORDER BY id DESC LIMIT ?",
+            f"{clause} ORDER BY id DESC LIMIT ?",
             (*params, limit),
         )
         return [
@@ -420,103 +409,3 @@ class SqliteStore:
                 "updated_at=excluded.updated_at",
                 (source, reason is not None, reason, iso(now)),
             )
-
-
-async def _upsert(
-    db: aiosqlite.Connection, source: str, latest: dict[str, ProductRecord], stamp: str | None
-) -> UpsertCounts:
-    if not latest:
-        return UpsertCounts()
-    known: dict[str, tuple[str, str | None]] = {}
-    for chunk in _chunks(list(latest), _IN_CHUNK):
-        marks = ",".join("?" * len(chunk))
-        async with db.execute(
-            f"SELECT sku, content_hash, deleted_at FROM products WHERE source = ? AND sku IN ({marks})",
-            (source, *chunk),
-        ) as cursor:
-            for sku, content_hash, deleted_at in await cursor.fetchall():
-                known[sku] = (content_hash, deleted_at)
-    inserts: list[tuple[Any, ...]] = []
-    updates: list[tuple[Any, ...]] = []
-    unchanged = 0
-    for sku, r in latest.items():
-        previous = known.get(sku)
-        if previous is None:
-            inserts.append(
-                (source, sku, r.id, r.name, r.price, r.status, r.type_id, r.updated_at,
-                 r.payload, r.content_hash, stamp, stamp)
-            )  # fmt: skip
-        elif previous[0] != r.content_hash or previous[1] is not None:
-            # Changed, or tombstoned and now back: rewrite (which also revives it).
-            updates.append(
-                (r.id, r.name, r.price, r.status, r.type_id, r.updated_at, r.payload,
-                 r.content_hash, stamp, source, sku)
-            )  # fmt: skip
-        else:
-            unchanged += 1
-    if inserts:
-        await db.executemany(
-            "INSERT INTO products (source, sku, id, name, price, status, type_id, updated_at, "
-            "payload, content_hash, first_seen_at, last_synced_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-            inserts,
-        )
-    if updates:
-        await db.executemany(
-            "UPDATE products SET id=?, name=?, price=?, status=?, type_id=?, updated_at=?, "
-            "payload=?, content_hash=?, last_synced_at=?, deleted_at=NULL WHERE source=? AND sku=?",
-            updates,
-        )
-    return UpsertCounts(len(inserts), len(updates), unchanged)
-
-
-async def _set_progress(
-    db: aiosqlite.Connection,
-    source: str,
-    now: datetime,
-    checkpoint: str | None,
-    watermark: str | None,
-) -> None:
-    """Write the non-None of checkpoint / watermark (CLEAR stores NULL)."""
-    await db.execute(
-        "INSERT INTO source_state (source, updated_at) VALUES (?, ?) "
-        "ON CONFLICT (source) DO UPDATE SET updated_at = excluded.updated_at",
-        (source, iso(now)),
-    )
-    for column, value in (("checkpoint", checkpoint), ("watermark", watermark)):
-        if value is not None:
-            await db.execute(
-                f"UPDATE source_state SET {column} = ? WHERE source = ?",
-                (value or None, source),
-            )
-
-
-def _statements(script: str) -> list[str]:
-    return [s.strip() for s in script.split(";") if s.strip()]
-
-
-def _filters(**conditions: Any) -> tuple[str, list[Any]]:
-    clauses: list[str] = []
-    params: list[Any] = []
-    for column, value in conditions.items():
-        if value is None:
-            continue
-        if isinstance(value, datetime):
-            clauses.append(f"{column} >= ?")
-            params.append(iso(value))
-        else:
-            clauses.append(f"{column} = ?")
-            params.append(value)
-    return ("WHERE " + " AND ".join(clauses) if clauses else ""), params
-
-
-def _run(row: sqlite3.Row | tuple[Any, ...]) -> RunRecord:
-    return RunRecord(
-        id=row[0],
-        source=row[1],
-        kind=row[2],
-        started_at=row[3],
-        finished_at=row[4],
-        status=row[5],
-        totals=RunTotals(*row[6:15]),
-        error=row[15],
-    )

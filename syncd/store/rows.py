@@ -1,0 +1,141 @@
+"""What the SQLite store's methods share: time columns as text, the upsert by content hash, filters."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+import aiosqlite
+
+from syncd.store.base import (
+    ProductRecord,
+    RunRecord,
+    RunTotals,
+    UpsertCounts,
+)
+
+# SQLite caps bound parameters per statement; stay well below the oldest default (999).
+IN_CHUNK = 500
+
+
+RUN_COLUMNS = (
+    "id, source, kind, started_at, finished_at, status, pages, items_seen, items_created, "
+    "items_updated, items_unchanged, items_deleted, requests, retries, rate_limited, error"
+)
+
+
+def iso(moment: datetime | None) -> str | None:
+    """ISO-8601 UTC text as stored in every time column."""
+    return None if moment is None else moment.isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def parse_iso(text: str | None) -> datetime | None:
+    """Inverse of `iso`."""
+    return None if text is None else datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def chunks(items: Sequence[str], size: int) -> Iterable[Sequence[str]]:
+    """`items` in slices of at most `size` (to stay under the bound-parameter cap)."""
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+async def upsert(
+    db: aiosqlite.Connection, source: str, latest: dict[str, ProductRecord], stamp: str | None
+) -> UpsertCounts:
+    """Insert new skus, rewrite those whose hash changed or that were tombstoned, count the rest."""
+    if not latest:
+        return UpsertCounts()
+    known: dict[str, tuple[str, str | None]] = {}
+    for chunk in chunks(list(latest), IN_CHUNK):
+        marks = ",".join("?" * len(chunk))
+        async with db.execute(
+            f"SELECT sku, content_hash, deleted_at FROM products WHERE source = ? AND sku IN ({marks})",
+            (source, *chunk),
+        ) as cursor:
+            for sku, content_hash, deleted_at in await cursor.fetchall():
+                known[sku] = (content_hash, deleted_at)
+    inserts: list[tuple[Any, ...]] = []
+    updates: list[tuple[Any, ...]] = []
+    unchanged = 0
+    for sku, r in latest.items():
+        previous = known.get(sku)
+        if previous is None:
+            inserts.append(
+                (source, sku, r.id, r.name, r.price, r.status, r.type_id, r.updated_at,
+                 r.payload, r.content_hash, stamp, stamp)
+            )  # fmt: skip
+        elif previous[0] != r.content_hash or previous[1] is not None:
+            # Changed, or tombstoned and now back: rewrite (which also revives it).
+            updates.append(
+                (r.id, r.name, r.price, r.status, r.type_id, r.updated_at, r.payload,
+                 r.content_hash, stamp, source, sku)
+            )  # fmt: skip
+        else:
+            unchanged += 1
+    if inserts:
+        await db.executemany(
+            "INSERT INTO products (source, sku, id, name, price, status, type_id, updated_at, "
+            "payload, content_hash, first_seen_at, last_synced_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+            inserts,
+        )
+    if updates:
+        await db.executemany(
+            "UPDATE products SET id=?, name=?, price=?, status=?, type_id=?, updated_at=?, "
+            "payload=?, content_hash=?, last_synced_at=?, deleted_at=NULL WHERE source=? AND sku=?",
+            updates,
+        )
+    return UpsertCounts(len(inserts), len(updates), unchanged)
+
+
+async def set_progress(
+    db: aiosqlite.Connection,
+    source: str,
+    now: datetime,
+    checkpoint: str | None,
+    watermark: str | None,
+) -> None:
+    """Write the non-None of checkpoint / watermark (CLEAR stores NULL)."""
+    await db.execute(
+        "INSERT INTO source_state (source, updated_at) VALUES (?, ?) "
+        "ON CONFLICT (source) DO UPDATE SET updated_at = excluded.updated_at",
+        (source, iso(now)),
+    )
+    for column, value in (("checkpoint", checkpoint), ("watermark", watermark)):
+        if value is not None:
+            await db.execute(
+                f"UPDATE source_state SET {column} = ? WHERE source = ?",
+                (value or None, source),
+            )
+
+
+def where(**conditions: Any) -> tuple[str, list[Any]]:
+    """A WHERE clause over the non-None conditions: equality, or `>=` for a datetime (since)."""
+    clauses: list[str] = []
+    params: list[Any] = []
+    for column, value in conditions.items():
+        if value is None:
+            continue
+        if isinstance(value, datetime):
+            clauses.append(f"{column} >= ?")
+            params.append(iso(value))
+        else:
+            clauses.append(f"{column} = ?")
+            params.append(value)
+    return ("WHERE " + " AND ".join(clauses) if clauses else ""), params
+
+
+def run_record(row: sqlite3.Row | tuple[Any, ...]) -> RunRecord:
+    """A `sync_runs` row (selected as RUN_COLUMNS) as a record."""
+    return RunRecord(
+        id=row[0],
+        source=row[1],
+        kind=row[2],
+        started_at=row[3],
+        finished_at=row[4],
+        status=row[5],
+        totals=RunTotals(*row[6:15]),
+        error=row[15],
+    )
