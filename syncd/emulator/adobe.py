@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import random
+from datetime import datetime
 from typing import Any
 
 from aiohttp import web
@@ -42,11 +43,22 @@ _CHEAP_ITEM_KEYS = ("id", "sku", "created_at", "updated_at")
 class AdobeEmulator(PlatformEmulator):
     """IMS plus a Magento product catalog, with the gateway's checks in front."""
 
-    def __init__(self, config: AdobeConfig, clock: Clock, seed: int, log_size: int) -> None:
+    def __init__(
+        self,
+        config: AdobeConfig,
+        clock: Clock,
+        seed: int,
+        log_size: int,
+        catalog_until: datetime | None = None,
+    ) -> None:
         super().__init__(clock, seed, "adobe", log_size, config.latency)
         self.config = config
         self.catalog = Catalog(
-            AdobeProductModel(seed), clock, config.products, seeded(seed, "adobe:catalog")
+            AdobeProductModel(seed),
+            clock,
+            config.products,
+            seeded(seed, "adobe:catalog"),
+            catalog_until,
         )
         self.ims = ImsService(config, clock, seeded(seed, "adobe:tokens"))
         limit = config.rate_limit

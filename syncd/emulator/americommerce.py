@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 from collections import OrderedDict
+from datetime import datetime
 from typing import Any
 
 from aiohttp import web
@@ -73,7 +74,14 @@ class _ResponseCache:
 class AmeriCommerceEmulator(PlatformEmulator):
     """The store's OAuth endpoints and product API."""
 
-    def __init__(self, config: AmeriCommerceConfig, clock: Clock, seed: int, log_size: int) -> None:
+    def __init__(
+        self,
+        config: AmeriCommerceConfig,
+        clock: Clock,
+        seed: int,
+        log_size: int,
+        catalog_until: datetime | None = None,
+    ) -> None:
         super().__init__(clock, seed, "americommerce", log_size, config.latency)
         self.config = config
         self.catalog = Catalog(
@@ -81,6 +89,7 @@ class AmeriCommerceEmulator(PlatformEmulator):
             clock,
             config.products,
             seeded(seed, "americommerce:catalog"),
+            catalog_until,
         )
         self.oauth = AmeriCommerceOAuth(config, clock, seeded(seed, "americommerce:tokens"))
         self.cache = _ResponseCache(

@@ -76,10 +76,20 @@ def _sku_key(sku: str) -> str:
 class Catalog:
     """Products by sku; safe to mutate between requests while a sync pages through it."""
 
-    def __init__(self, model: ProductModel, clock: Clock, count: int, rng: random.Random) -> None:
+    def __init__(
+        self,
+        model: ProductModel,
+        clock: Clock,
+        count: int,
+        rng: random.Random,
+        until: datetime | None = None,
+    ) -> None:
         self._model = model
         self._clock = clock
-        self._created, self._updated = _generate_times(count, to_ms(clock.now()), rng, model)
+        # Generated history ends at `until` (default: now); a fixed `until` makes the catalog the
+        # same in every process, which is what lets a restarted demo show a true incremental run.
+        end = to_ms(until if until is not None else clock.now())
+        self._created, self._updated = _generate_times(count, end, rng, model)
         self._skus: list[str | None] = [model.sku_for(slot + 1) for slot in range(count)]
         self._overrides: list[dict[str, Any] | None] = [None] * count
         self._cache: list[bytes | None] = [None] * count

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Literal
 
 FaultKind = Literal["status", "html", "slow", "truncated", "malformed", "disconnect", "reset"]
@@ -115,4 +116,6 @@ class EmulatorConfig:
     adobe: AdobeConfig = field(default_factory=AdobeConfig)
     americommerce: AmeriCommerceConfig = field(default_factory=AmeriCommerceConfig)
     seed: int = 0
+    # Generated created_at/updated_at values lie in the year before this moment (None: start-up).
+    catalog_until: datetime | None = None
     log_size: int = 10_000

@@ -32,9 +32,9 @@ class Emulator:
         self.config = config or EmulatorConfig()
         self.clock: Clock = clock or SystemClock()
         cfg = self.config
-        self.adobe = AdobeEmulator(cfg.adobe, self.clock, cfg.seed, cfg.log_size)
+        self.adobe = AdobeEmulator(cfg.adobe, self.clock, cfg.seed, cfg.log_size, cfg.catalog_until)
         self.americommerce = AmeriCommerceEmulator(
-            cfg.americommerce, self.clock, cfg.seed, cfg.log_size
+            cfg.americommerce, self.clock, cfg.seed, cfg.log_size, cfg.catalog_until
         )
         self._host = host
         self._port = port
