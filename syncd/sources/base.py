@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
+import orjson
+
 from syncd.http.stats import RequestStats
 from syncd.store import ProductRecord
 
@@ -85,10 +87,24 @@ class VerifiableSource(Source, Protocol):
         ...
 
 
+def canonical_json(item: Mapping[str, Any]) -> str:
+    """The item as compact JSON with sorted keys and raw UTF-8: one text per content, whatever the
+    key order it arrived in.
+
+    orjson writes the same bytes as `json.dumps(item, sort_keys=True, separators=(",", ":"),
+    ensure_ascii=False)` (the definition) about ten times faster, except that it writes exponents
+    without zero padding (`1e-7`, not `1e-07`); integers beyond 64 bits, which orjson refuses, take
+    the standard library's path.
+    """
+    try:
+        return orjson.dumps(item, option=orjson.OPT_SORT_KEYS).decode()
+    except TypeError:
+        return json.dumps(item, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
 def content_hash(item: Mapping[str, Any]) -> str:
     """Hash of the item's content, independent of key order, to tell real changes from re-reads."""
-    canonical = json.dumps(item, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    return hashlib.sha256(canonical_json(item).encode()).hexdigest()
 
 
 def make_record(
@@ -102,7 +118,12 @@ def make_record(
     type_id: str | None,
     updated_at: str | None,
 ) -> ProductRecord:
-    """A store record whose payload is the item as received (re-serialised compactly)."""
+    """A store record whose payload is the item as received, in its canonical JSON form.
+
+    The payload and the hash share one serialisation (the hot path of a full scan): the payload
+    is the item re-serialised compactly with its keys sorted, and the hash is that text's SHA-256.
+    """
+    payload = canonical_json(item)
     return ProductRecord(
         sku=sku,
         id=id,
@@ -111,8 +132,8 @@ def make_record(
         status=status,
         type_id=type_id,
         updated_at=updated_at,
-        payload=json.dumps(item, separators=(",", ":"), ensure_ascii=False),
-        content_hash=content_hash(item),
+        payload=payload,
+        content_hash=hashlib.sha256(payload.encode()).hexdigest(),
     )
 
 
