@@ -13,6 +13,7 @@ from syncd.errors import HttpStatusError, SourceError
 from syncd.http import RequestStats, SourceClient
 from syncd.logging import get_logger
 from syncd.sources.base import Cursor, Page, as_float, as_int, make_record
+from syncd.sources.bulk import bulk_read
 from syncd.store import ProductRecord
 
 log = get_logger(__name__)
@@ -199,21 +200,22 @@ class AdobeCommerceSource:
         Pages past the end are never requested: Magento <= 2.3 answers them with the last page
         again and 2.4 with no items, so asking would be wrong on one of them either way.
         """
-        size = self._settings.page_size
-        records, total = await self._fetch(1, stats)
-        page_count = max(1, math.ceil(total / size))
-        if len(records) < min(size, total):
-            raise SourceError(
-                f"source {self.name!r}: asked for page_size={size} but the store returned "
-                f"{len(records)} of {total} products on page 1; the store caps the page size "
-                f"(input limits), set page_size to at most {len(records)}"
-            )
-        if 1 not in skip:
-            yield Page(1, records, total, page_count)
-        todo = [n for n in range(2, page_count + 1) if n not in skip]
-        if todo:
-            async for page in self._fetch_concurrently(todo, stats):
-                yield page
+        with bulk_read():
+            size = self._settings.page_size
+            records, total = await self._fetch(1, stats)
+            page_count = max(1, math.ceil(total / size))
+            if len(records) < min(size, total):
+                raise SourceError(
+                    f"source {self.name!r}: asked for page_size={size} but the store returned "
+                    f"{len(records)} of {total} products on page 1; the store caps the page size "
+                    f"(input limits), set page_size to at most {len(records)}"
+                )
+            if 1 not in skip:
+                yield Page(1, records, total, page_count)
+            todo = [n for n in range(2, page_count + 1) if n not in skip]
+            if todo:
+                async for page in self._fetch_concurrently(todo, stats):
+                    yield page
 
     async def changed_pages(self, stats: RequestStats, cursor: Cursor) -> AsyncIterator[Page]:
         """Products updated at or after `cursor.since`, one keyset page after the other.
