@@ -33,6 +33,11 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--no-pin", action="store_true", help="do not pin client and emulator CPUs")
     run.add_argument("--no-stages", action="store_true", help="skip the profiled stage run")
     run.add_argument("--results", type=Path, default=RESULTS)
+    run.add_argument(
+        "--clean",
+        action="store_true",
+        help="delete earlier results first (else cases are replaced)",
+    )
     report = commands.add_parser("report", help="render docs/PERFORMANCE.md and the chart")
     report.add_argument("--results", type=Path, default=RESULTS)
     report.add_argument("--doc", type=Path, default=None, help="default: docs/PERFORMANCE.md")
@@ -60,6 +65,9 @@ def main(argv: list[str] | None = None) -> int:
             profile_stages=not args.no_stages,
         )
         command = shlex.join([".venv/bin/python", "-m", "benchmarks", *argv])
+        if args.clean:
+            for old in [*args.results.glob("*.json"), *args.results.glob("profile-*.txt")]:
+                old.unlink()
         Runner(plan, args.results, echo).run(command)
         return 0
     from benchmarks.report import write_report
