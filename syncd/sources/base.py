@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
-import orjson
-
+from syncd.codec import canonical
 from syncd.http.stats import RequestStats
 from syncd.store import ProductRecord
 
@@ -88,18 +86,9 @@ class VerifiableSource(Source, Protocol):
 
 
 def canonical_json(item: Mapping[str, Any]) -> str:
-    """The item as compact JSON with sorted keys and raw UTF-8: one text per content, whatever the
-    key order it arrived in.
-
-    orjson writes the same bytes as `json.dumps(item, sort_keys=True, separators=(",", ":"),
-    ensure_ascii=False)` (the definition) about ten times faster, except that it writes exponents
-    without zero padding (`1e-7`, not `1e-07`); integers beyond 64 bits, which orjson refuses, take
-    the standard library's path.
-    """
-    try:
-        return orjson.dumps(item, option=orjson.OPT_SORT_KEYS).decode()
-    except TypeError:
-        return json.dumps(item, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    """The item as compact JSON with sorted keys (see `syncd.codec.canonical`): one text per
+    content, whatever the key order it arrived in."""
+    return canonical(item)
 
 
 def content_hash(item: Mapping[str, Any]) -> str:
