@@ -185,20 +185,21 @@ async def sync_catalog(
 
 
 async def run(args: argparse.Namespace) -> ClientOutcome:
-    """One full read of the catalog, measured."""
-    meter = Meter()
+    """One full read of the catalog, measured like syncd's: from the first request (the token's)
+    to the last commit."""
     creds = AdobeConfig()
-    deadline = None if args.time_box is None else time.monotonic() + args.time_box
     db = open_db(args.db)
     try:
         async with aiohttp.ClientSession() as session:
             tokens = TokenManager(session, args.token_url, creds.client_id, creds.client_secret)
             client = AccsApiClient(session, args.url, tokens, creds)
+            meter = Meter()
+            deadline = None if args.time_box is None else time.monotonic() + args.time_box
             products, pages, boxed = await sync_catalog(client, db, args.page_size, deadline)
+            usage = meter.stop()
         (stored,) = db.execute("SELECT count(*) FROM products").fetchone()
     finally:
         db.close()
-    usage = meter.stop()
     return ClientOutcome(
         tool="baseline",
         kind="full",

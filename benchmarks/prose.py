@@ -10,8 +10,10 @@ METHOD = """
   on a free loopback port, with every product pre-rendered so no client pays the emulator's cold
   cache. Each client run is a fresh process (`benchmarks/syncd_client.py`,
   `benchmarks/baseline.py`), so its CPU seconds (`getrusage`, all threads) and peak RSS
-  (`ru_maxrss`, interpreter and imports included) are its own. Wall time runs from opening the
-  store to closing it, token request included.
+  (`ru_maxrss`, interpreter and imports included) are its own. Wall and CPU time cover the run
+  itself, from its first request (the token's, on a cold start) to its last commit: what a daemon
+  spends per scheduled run. Process start-up, opening and closing the database are not counted,
+  for syncd and the baseline alike.
 - **One case** = one server profile and catalog size: a syncd full sync into an empty database;
   then 1% of the catalog changes (price and `updated_at`) and a syncd incremental run follows on
   the same database; then the baseline reads the whole catalog into its own empty database. The

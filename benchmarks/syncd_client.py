@@ -49,22 +49,26 @@ def settings(args: argparse.Namespace) -> Settings:
 
 
 async def run(args: argparse.Namespace) -> ClientOutcome:
-    """One run of kind `args.kind`, cancelled after `args.time_box` seconds if given."""
+    """One run of kind `args.kind`, cancelled after `args.time_box` seconds if given.
+
+    Wall and CPU time cover the run itself, from its first query to its last commit (what a
+    daemon spends per scheduled run): not the process start, opening the store, or closing it.
+    """
     kind: RunKind = args.kind
-    meter = Meter()
-    main_before, other_before = thread_cpu_seconds()
     boxed = False
     async with Runtime(settings(args)) as runtime:
+        main_before, other_before = thread_cpu_seconds()
+        meter = Meter()
         try:
             async with asyncio.timeout(args.time_box):
                 await runtime.sync(SOURCE, kind)
         except TimeoutError:
             boxed = True  # the engine closed the run as `cancelled` with its counters
-        (record,) = await runtime.store.runs(SOURCE, limit=1)
-        stored = await runtime.store.count_products(SOURCE)
+        usage = meter.stop()
         # Read while the SQLite thread is alive: it ends with the store.
         main_cpu, other_cpu = thread_cpu_seconds()
-    usage = meter.stop()
+        (record,) = await runtime.store.runs(SOURCE, limit=1)
+        stored = await runtime.store.count_products(SOURCE)
     t = record.totals
     return ClientOutcome(
         tool="syncd",
