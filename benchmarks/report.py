@@ -51,7 +51,6 @@ def write_report(results: Path, doc: Path | None = None) -> list[Path]:
 
 def render(records: list[Record], checks: list[Check], chart: Path | None, base: Path) -> str:
     """The whole document."""
-    first = records[0]
     lines = [
         "# Performance",
         "",
@@ -62,9 +61,11 @@ def render(records: list[Record], checks: list[Check], chart: Path | None, base:
         "it compares with the client the Adobe Commerce S2S integration guide describes "
         "(the *baseline*). Every figure below is read from the JSON the harness wrote.",
         "",
+        "The results below came from:",
+        "",
         "```sh",
         ".venv/bin/pip install -e '.[test,bench]'",
-        first["command"],
+        *dict.fromkeys(r["command"] for r in records),
         ".venv/bin/python -m benchmarks report",
         "```",
         "",

@@ -39,9 +39,13 @@ def _in(fragment: str) -> Callable[[Frame], bool]:
     return lambda frame: fragment in (frame.file_path or "").replace("\\", "/")
 
 
+def _parser(frame: Frame) -> bool:
+    return _in("json/")(frame) or _in("syncd/codec.py")(frame)
+
+
 # A frame's own time goes to the innermost frame on its stack that matches a stage.
 STAGES: tuple[tuple[str, Callable[[Frame], bool]], ...] = (
-    ("parse JSON", lambda f: f.function in {"loads", "raw_decode"} and _in("json/")(f)),
+    ("parse JSON", lambda f: f.function in {"loads", "raw_decode"} and _parser(f)),
     ("hash + serialise", lambda f: f.function in {"make_record", "canonical_json"}),
     ("map fields", lambda f: f.function == "to_record"),
     ("HTTP (aiohttp)", lambda f: f.function == "_send" or _in("aiohttp/")(f)),

@@ -143,3 +143,22 @@ def test_stage_seconds_give_own_time_to_the_innermost_stage() -> None:
     assert stages["hash + serialise"] == 3.0 and stages["map fields"] == 1.0
     assert stages["parse JSON"] == 2.0 and stages[OTHER] == 3.0
     assert sum(stages.values()) == 10.0
+
+
+def test_the_report_names_the_bounding_stage(results: Path, tmp_path: Path) -> None:
+    """With a profiled run in the results, the report names the stage with the most CPU."""
+    record = json.loads((results / "nolimit-300.json").read_text())
+    record["stages"] = {
+        "profile_text": "profile-nolimit-300.txt", "products": 300, "wall_s": 0.1,
+        "main_thread_cpu_s": 0.03, "sqlite_thread_cpu_s": 0.012,
+        "main_thread_stages_s": {"parse JSON": 0.02, "hash + serialise": 0.01, OTHER: 0.0,
+                                 "idle (waiting on network or SQLite)": 0.07},
+    }  # fmt: skip
+    staged = tmp_path / "results"
+    staged.mkdir()
+    (staged / "nolimit-300.json").write_text(json.dumps(record))
+    doc = tmp_path / "PERFORMANCE.md"
+    write_report(staged, doc)
+    text = doc.read_text()
+    assert "**Bounding stage: parse JSON** (48% of the CPU per product)" in text
+    assert "| SQLite upsert (aiosqlite thread CPU) | 40.0 | 29% |" in text
