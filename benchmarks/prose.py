@@ -40,31 +40,42 @@ METHOD = """
 
 ANALYSIS: dict[str, str] = {
     "rate limit": """
-The client-side bucket (`rate_limit = R`, default burst R) paces requests at exactly the store's
-rate, so any jitter between the two buckets lets a request reach the store a moment before its
-token has refilled: that request is answered 429 and every worker pauses for the whole
-`Retry-After` (at least one second, R requests' worth). The fix belongs to the throttle: adapt the
-rate on 429 (issue 5) or pace slightly under the documented rate with a burst of one.
+Two different causes. At R = 100 the floor is the throughput floor in disguise: 100 requests/s of
+100 products is 10,000 products/s, more than syncd's CPU per product allows on one core (see
+"What bounds a full sync"); those runs draw no 429 and are CPU-bound, not limit-bound. At R = 5
+and 20 the 429s come from the HTTP client's order of operations: a request takes its rate-limit
+token and only then waits at the shared 429 pause, so the requests that took tokens during a
+pause all leave together when it ends, more than the store's bucket holds, and the excess is
+answered 429 and pauses everyone again. With the client's bucket set to exactly the store's rate,
+one early arrival (timing jitter) is enough to start that cycle; runs where it never starts stay
+near 100% with no 429. The fix belongs to the HTTP client's throttle (issue 5, in progress): take
+the token after the pause rather than before it, and adapt the rate on 429 or pace slightly
+below the documented rate.
 """,
     "latency": """
-With 50 ms per response, 8 requests in flight allow 16,000 products/s; syncd's ceiling is then its
-CPU per product on one core (see "What bounds a full sync").
+With 50 ms per response and 8 requests in flight the store allows 16,000 products/s, so syncd is
+bound by its CPU per product here as well (the throughput floor). A 10,000-product catalog is
+also short: page 1 is read alone (it tells `total_count`) before the other pages go out
+concurrently, and that first round trip weighs more on a one-second run.
 """,
     "throughput": """
-On one core the event loop and the SQLite thread share the CPU, so throughput is one million
-divided by the CPU microseconds per product in the stage table. Parsing JSON into Python objects
-(the HTTP layer's `json.loads`) and SQLite's inserts (row, primary-key index, `updated_at` index
-and the scan mark per product) are the largest shares.
+syncd is CPU-bound on one core: the event loop and the SQLite thread share it, so throughput is
+a million divided by the CPU microseconds per product in the stage table. What would move it:
+SQLite writes the row, two index entries and a scan mark per product (a `last_seen_scan` column
+instead of the `full_scan_seen` table would save a B-tree insert per product); the event loop
+still builds every product as Python objects to hash it (decoding only the stored columns and
+keeping each item's bytes as received would remove most of that, but changes the hash and the
+payload's form). The figures come from a shared two-core machine: rerun on a quiet one.
 """,
     "incremental": """
-The incremental run's cost is its fixed start-up (opening the store, loading the persisted token)
-plus about one request per 100 changed products.
+An incremental run costs its fixed start (state, run row, token) plus one request per 100
+changed products, read one after the other.
 """,
     "memory": """
 Peak RSS includes the interpreter and its imports (about 40 MB before the first request).
 """,
     "tokens": """
 A token request per cold start is expected; more means the shared token cache did not
-single-flight the first request of concurrent workers.
+single-flight the first requests of concurrent workers.
 """,
 }
