@@ -93,7 +93,7 @@ def render(records: list[Record], checks: list[Check], chart: Path | None, base:
 
 
 def _verdict(ok: bool | None) -> str:
-    return "not measured" if ok is None else ("**met**" if ok else "**NOT MET**")
+    return "n/a" if ok is None else ("**met**" if ok else "**NOT MET**")
 
 
 def _machine(records: list[Record]) -> list[str]:

@@ -164,3 +164,19 @@ def test_the_report_names_the_bounding_stage(results: Path, tmp_path: Path) -> N
     text = doc.read_text()
     assert "**Bounding stage: parse JSON** (48% of the CPU per product)" in text
     assert "| SQLite upsert (aiosqlite thread CPU) | 40.0 | 29% |" in text
+
+
+def test_a_run_inside_the_stores_burst_is_not_judged_against_the_rate() -> None:
+    """100 requests against a burst of 100: the limit never applied, so the floor is n/a."""
+    row = run_figures(
+        _outcome(wall_s=1.0),
+        {"requests": 100, "rate_limited": 0, "token_requests": 1, "cpu_s": 0.1},
+        Profile("rate100", rate=100.0, burst=100),
+    )
+    record = {
+        "case": "rate100-10k", "kind": "case", "products": 10_000, "page_size": 100,
+        "profile": {"name": "rate100", "rate": 100.0, "burst": 100, "latency_s": 0.0},
+        "runs": [row],
+    }  # fmt: skip
+    (check,) = [c for c in all_checks([record]) if c.floor.startswith("rate limit")]
+    assert check.ok is None and check.measured.startswith("n/a: all 100 requests fit")
