@@ -104,13 +104,18 @@ def _machine(records: list[Record]) -> list[str]:
     loads = [r[k]["loadavg"][0] for r in records for k in ("load_before", "load_after")]
     cpu_p = [r[k].get("cpu_some_avg60") for r in records for k in ("load_before", "load_after")]
     io_p = [r[k].get("io_some_avg60") for r in records for k in ("load_before", "load_after")]
-    dirty = " plus uncommitted changes" if m["dirty"] else ""
+    commits = dict.fromkeys(
+        f"`{r['machine']['commit']}`"
+        + (" plus uncommitted changes" if r["machine"]["dirty"] else "")
+        for r in records
+    )
+    dates = sorted(r["machine"]["date"] for r in records)
     pinned = records[0]["client_cpu"] is not None
     lines = [
         "## Machine and load",
         "",
         f"- {m['cpu']}, {m['cpus']} CPUs, {memory} RAM; {m['os']}; Python {m['python']}.",
-        f"- Code: commit `{m['commit']}`{dirty}; measured {m['date']}.",
+        f"- Code: commit {', '.join(commits)}; measured {dates[0]} to {dates[-1]}.",
         "- "
         + (
             "Client pinned to CPU 0 (one core: event loop plus aiosqlite's thread), emulator "
