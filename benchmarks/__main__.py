@@ -27,6 +27,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--include-1m", action="store_true", help="add 1,000,000 products (no limit)")
     run.add_argument("--sweep", type=_ints, default=DEFAULT_SWEEP, help="concurrencies, '' = none")
+    run.add_argument("--sweep-repeats", type=int, default=3, help="runs per sweep point")
     run.add_argument("--concurrency", type=int, default=8)
     run.add_argument("--page-size", type=int, default=100)
     run.add_argument("--time-box", type=float, default=60.0, help="seconds per rate-limited run")
@@ -61,6 +62,7 @@ def main(argv: list[str] | None = None) -> int:
             page_size=args.page_size,
             time_box=args.time_box,
             sweep=args.sweep,
+            sweep_repeats=args.sweep_repeats,
             pin=not args.no_pin,
             profile_stages=not args.no_stages,
         )

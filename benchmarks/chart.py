@@ -15,6 +15,19 @@ def available() -> bool:
     return True
 
 
+def median_by_concurrency(sweep: dict[str, Any]) -> list[dict[str, Any]]:
+    """One syncd run per concurrency: the one with the median products/s."""
+    by: dict[int, list[dict[str, Any]]] = {}
+    for run in sweep["runs"]:
+        if run["tool"] == "syncd":
+            by.setdefault(run["concurrency"], []).append(run)
+    out = []
+    for concurrency in sorted(by):
+        runs = sorted(by[concurrency], key=lambda r: r["products_per_s"])
+        out.append(runs[len(runs) // 2])
+    return out
+
+
 def throughput_chart(sweep: dict[str, Any], path: Path) -> Path:
     """Draw the sweep record to `path` (matplotlib's Agg backend: no display needed)."""
     import matplotlib
@@ -22,13 +35,13 @@ def throughput_chart(sweep: dict[str, Any], path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    syncd = sorted(
-        (r for r in sweep["runs"] if r["tool"] == "syncd"), key=lambda r: r["concurrency"]
-    )
+    syncd = median_by_concurrency(sweep)
     baseline = [r for r in sweep["runs"] if r["tool"] == "baseline"]
     figure, axes = plt.subplots(figsize=(7, 4.2), dpi=110)
     xs = [r["concurrency"] for r in syncd]
-    axes.plot(xs, [r["products_per_s"] for r in syncd], marker="o", label="syncd (full sync)")
+    repeats = sweep.get("repeats", 1)
+    label = "syncd (full sync" + (f", median of {repeats})" if repeats > 1 else ")")
+    axes.plot(xs, [r["products_per_s"] for r in syncd], marker="o", label=label)
     for run in syncd:
         axes.annotate(
             f"{run['products_per_s']:,.0f}",

@@ -22,6 +22,7 @@ class Check:
     measured: str
     required: str
     ok: bool | None  # None: not measured, or not applicable, in these results
+    cause: str | None = None  # which explanation applies when it is missed (prose.ANALYSIS)
 
 
 def _run(record: Record, tool: str, kind: str) -> Record | None:
@@ -63,6 +64,7 @@ def rate_limited(records: list[Record]) -> list[Check]:
                 f"{full['served_requests']})",
                 ">= 90%, < 1%",
                 share >= 0.9 and bad < 0.01,
+                "rate limit, 429s" if full["served_429"] else "rate limit, CPU",
             )
         )
     return out

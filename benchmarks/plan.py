@@ -64,6 +64,7 @@ class Plan:
     time_box: float = 60.0
     sweep: tuple[int, ...] = DEFAULT_SWEEP
     sweep_profile: str = "latency50"
+    sweep_repeats: int = 3
     pin: bool = True
     profile_stages: bool = True
     baseline: bool = True

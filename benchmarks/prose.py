@@ -48,20 +48,22 @@ METHOD = """
 """
 
 ANALYSIS: dict[str, str] = {
-    "rate limit": """
-Two different causes. At R = 100 the floor asks for about 9,000 products/s sustained (90% of 100
-requests/s of 100 products): the throughput floor again. A run there that misses it without 429s
-was bound by syncd's CPU per product (see "What bounds a full sync"), not by the limit; on a
-10,000-product catalog the store's burst alone admits all 100 requests at once, which only a
-client with no CPU cost could use. At R = 5 and 20 the 429s come in cascades, from the HTTP client: its bucket (`rate_limit = R`, burst R)
-paces at exactly the store's rate, so one request arriving a moment early (timing jitter) is
-answered 429 and every worker pauses for `Retry-After`. During that pause the client's bucket
-refills as the store's does, and workers keep taking its tokens and queue at the pause; when it
-ends they leave together with the bucket's fresh burst, more than the store's bucket holds, so
-the excess is answered 429 and the cycle repeats. Runs where the first 429 never happens stay
-near 100% with none, so the result varies from run to run. The fix belongs to the client's
-throttle (issue 5, in progress): a 429 should empty the client's bucket for the pause (the
-throttle sees every answer through `observe`), or the rate should adapt below the store's.
+    "rate limit, CPU": """
+At R = 100 the floor asks for about 9,000 products/s sustained (90% of 100 requests/s of 100
+products): the throughput floor again. These runs drew no 429: syncd was bound by its CPU per
+product on one core (see "What bounds a full sync"), not by the store's limit, and the share it
+reaches moves with the CPU left to it by other work on the machine.
+""",
+    "rate limit, 429s": """
+The 429s come in cascades, from the HTTP client: its bucket (`rate_limit = R`, burst R) paces at
+exactly the store's rate, so one request arriving a moment early (timing jitter) is answered 429
+and every worker pauses for `Retry-After`. During that pause the client's bucket refills as the
+store's does, and workers keep taking its tokens and queue at the pause; when it ends they leave
+together with the bucket's fresh burst, more than the store's bucket holds, so the excess is
+answered 429 and the cycle repeats. Runs where the first 429 never happens stay near 100% with
+none, so the result varies from run to run. The fix belongs to the client's throttle (issue 5, in
+progress): a 429 should empty the client's bucket for the pause (the throttle sees every answer
+through `observe`), or the rate should adapt below the store's.
 """,
     "latency": """
 With 50 ms per response and 8 requests in flight the store allows 16,000 products/s, so syncd is

@@ -139,14 +139,15 @@ def _span(values: list[float | None]) -> str:
 
 
 def _failures(checks: list[Check]) -> list[str]:
-    failed = sorted({c.floor for c in checks if c.ok is False})
-    if not failed:
+    missed = [c for c in checks if c.ok is False]
+    if not missed:
         return []
     lines = ["### Floors not met, and why", ""]
-    for floor in failed:
-        cases = ", ".join(c.case for c in checks if c.floor == floor and c.ok is False)
-        why = " ".join(ANALYSIS.get(floor.split(":")[0], "").split())
-        lines.append(f"- **{floor}** ({cases}): {why}")
+    for key in dict.fromkeys(c.cause or c.floor.split(":")[0] for c in missed):
+        group = [c for c in missed if (c.cause or c.floor.split(":")[0]) == key]
+        cases = ", ".join(c.case for c in group)
+        why = " ".join(ANALYSIS.get(key, "").split())
+        lines.append(f"- **{group[0].floor}** ({cases}): {why}")
     return [*lines, ""]
 
 

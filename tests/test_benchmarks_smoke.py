@@ -29,6 +29,7 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> Path:
         sizes=(SIZE,),
         profiles=(PROFILES["nolimit"],),
         sweep=(1, 2),
+        sweep_repeats=1,
         pin=False,
         profile_stages=False,
     )
