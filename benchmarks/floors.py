@@ -181,7 +181,10 @@ def tokens(records: list[Record]) -> list[Check]:
         if record.get("kind") == "sweep":
             counts = [r["token_requests"] for r in syncd]
             ok = all(c == 1 for c in counts)
-            shown = ", ".join(f"c={r['concurrency']}: {r['token_requests']}" for r in syncd)
+            shown = f"{len(counts)} cold runs at concurrency " + ", ".join(
+                str(c) for c in sorted({r["concurrency"] for r in syncd})
+            )
+            shown += f": {min(counts)} to {max(counts)} each"
         else:
             counts = [r["token_requests"] for r in syncd]
             ok = sum(counts) == 1 and counts[0] == 1

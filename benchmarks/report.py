@@ -65,7 +65,7 @@ def render(records: list[Record], checks: list[Check], chart: Path | None, base:
         "",
         "```sh",
         ".venv/bin/pip install -e '.[test,bench]'",
-        *dict.fromkeys(r["command"] for r in records),
+        *dict.fromkeys(r["command"] for r in sorted(records, key=lambda r: r["machine"]["date"])),
         ".venv/bin/python -m benchmarks report",
         "```",
         "",
