@@ -2,6 +2,6 @@
 
 import sys
 
-from syncd.cli import main
+from syncd.cli import console
 
-sys.exit(main())
+sys.exit(console())

@@ -15,6 +15,7 @@ from typing import Any
 from syncd import __version__
 from syncd.config import Settings, load_settings
 from syncd.errors import ConfigError, SyncdError
+from syncd.gcpolicy import tune_for_streaming
 from syncd.logging import configure_logging, get_logger
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -89,6 +90,12 @@ def _positive(text: str) -> float:
     if not value > 0:
         raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds")
     return value
+
+
+def console() -> int:
+    """The `syncd` console script: a process of its own, so its collector is tuned for streaming."""
+    tune_for_streaming()
+    return main()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

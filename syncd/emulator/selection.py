@@ -162,6 +162,15 @@ def select(
     """The products matching every clause, ordered by `sort` (or in no stable order without one)."""
     driving = _driving(clauses, sort)
     residual = list(clauses)
+    if driving == "entity_id" and sort and _names_one_second(clauses):
+        # An id keyset inside one second (`updated_at eq` AND `entity_id gt`): the updated index
+        # holds that second's products in id order, so read those instead of every later id.
+        index = catalog.updated_index()
+        lo, hi, residual = _updated_range(index, residual)
+        matches = _filter(index, lo, hi, slot_of_key, residual)
+        if sort[0].descending:
+            matches.reverse()
+        return _List(matches, None)
     if driving == "entity_id":
         lo, hi, residual = _entity_range(catalog, residual)
         seq: Sequence[int] | Sequence[str] = catalog.alive
@@ -220,6 +229,10 @@ def _driving(clauses: list[list[Predicate]], sort: list[SortKey]) -> str | None:
         len(c) == 1 and c[0].field == "updated_at" and c[0].op in _RANGE_OPS for c in clauses
     )
     return "updated_at" if bounded else "entity_id"
+
+
+def _names_one_second(clauses: list[list[Predicate]]) -> bool:
+    return any(len(c) == 1 and c[0].field == "updated_at" and c[0].op == "eq" for c in clauses)
 
 
 def _realized(driving: str, sort: list[SortKey]) -> bool:

@@ -11,6 +11,7 @@ from typing import Any
 
 import aiohttp
 
+from syncd import codec
 from syncd.auth import AccessToken, TokenCache, TokenProvider
 from syncd.clock import Clock
 from syncd.errors import (
@@ -286,7 +287,7 @@ class SourceClient:
             )
         if expect_json and (200 <= status < 300 or status in accept):
             try:
-                decoded = json.loads(response.body)
+                decoded = codec.loads(response.body)
             except ValueError:
                 raise _Transient(
                     ResponseError(

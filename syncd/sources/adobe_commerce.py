@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import math
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import aclosing
 from datetime import UTC, datetime
 from typing import Any
@@ -14,6 +13,7 @@ from syncd.errors import HttpStatusError, SourceError
 from syncd.http import RequestStats, SourceClient
 from syncd.logging import get_logger
 from syncd.sources.base import Cursor, Page, as_float, as_int, make_record
+from syncd.sources.fanout import fetch_concurrently
 from syncd.store import ProductRecord
 
 log = get_logger(__name__)
@@ -211,10 +211,17 @@ class AdobeCommerceSource:
             )
         if 1 not in skip:
             yield Page(1, records, total, page_count)
+
+        async def fetch(number: int) -> Page:
+            found, count = await self._fetch(number, stats)
+            return Page(number, found, count, math.ceil(count / size))
+
         todo = [n for n in range(2, page_count + 1) if n not in skip]
         if todo:
             # Closed on exit, so a consumer that stops early stops the page workers too.
-            async with aclosing(self._fetch_concurrently(todo, stats)) as pages:
+            async with aclosing(
+                fetch_concurrently(todo, fetch, self._settings.max_concurrency, self.name)
+            ) as pages:
                 async for page in pages:
                     yield page
 
@@ -275,45 +282,3 @@ class AdobeCommerceSource:
             found, _ = await self._fetch(1, stats, params)
             records.extend(found)
         return records
-
-    async def _fetch_concurrently(
-        self, numbers: list[int], stats: RequestStats
-    ) -> AsyncGenerator[Page, None]:
-        todo: asyncio.Queue[int] = asyncio.Queue()
-        for number in numbers:
-            todo.put_nowait(number)
-        workers = min(self._settings.max_concurrency, len(numbers))
-        # Bounded so that a slow store (the consumer) holds back fetching: memory stays flat.
-        done: asyncio.Queue[Page | BaseException | None] = asyncio.Queue(maxsize=workers * 2)
-
-        async def worker() -> None:
-            try:
-                while not todo.empty():
-                    number = todo.get_nowait()
-                    records, total = await self._fetch(number, stats)
-                    await done.put(
-                        Page(number, records, total, math.ceil(total / self._settings.page_size))
-                    )
-            except Exception as exc:  # handed to the consumer, which re-raises it
-                await done.put(exc)
-            # Not in `finally`: once cancelled, no consumer reads it, and a full queue would
-            # block this worker (and the gather that waits for it) forever.
-            await done.put(None)
-
-        tasks = [
-            asyncio.create_task(worker(), name=f"{self.name}-page-worker") for _ in range(workers)
-        ]
-        try:
-            finished = 0
-            while finished < workers:
-                item = await done.get()
-                if item is None:
-                    finished += 1
-                elif isinstance(item, BaseException):
-                    raise item
-                else:
-                    yield item
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import aclosing
 from datetime import timedelta, timezone
 from typing import Any
 
@@ -172,10 +173,12 @@ class AmeriCommerceSource:
 
         todo = [n for n in range(2, page_count + 1) if n not in skip]
         if todo:
-            async for page in fetch_concurrently(
-                todo, fetch, self._settings.max_concurrency, self.name
-            ):
-                yield page
+            # Closed on exit, so a consumer that stops early stops the page workers too.
+            async with aclosing(
+                fetch_concurrently(todo, fetch, self._settings.max_concurrency, self.name)
+            ) as pages:
+                async for page in pages:
+                    yield page
 
     async def changed_pages(self, stats: RequestStats, cursor: Cursor) -> AsyncIterator[Page]:
         """Products updated at or after `cursor.since`, one keyset page after the other.

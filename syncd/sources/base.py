@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
+from syncd.codec import canonical, compact
 from syncd.http.stats import RequestStats
 from syncd.store import ProductRecord
 
@@ -85,10 +85,15 @@ class VerifiableSource(Source, Protocol):
         ...
 
 
+def canonical_json(item: Mapping[str, Any]) -> str:
+    """The item as compact JSON with sorted keys (see `syncd.codec.canonical`): one text per
+    content, whatever the key order it arrived in."""
+    return canonical(item)
+
+
 def content_hash(item: Mapping[str, Any]) -> str:
     """Hash of the item's content, independent of key order, to tell real changes from re-reads."""
-    canonical = json.dumps(item, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    return hashlib.sha256(canonical_json(item).encode()).hexdigest()
 
 
 def make_record(
@@ -102,7 +107,8 @@ def make_record(
     type_id: str | None,
     updated_at: str | None,
 ) -> ProductRecord:
-    """A store record whose payload is the item as received (re-serialised compactly)."""
+    """A store record whose payload is the item as received (re-serialised compactly, keys in the
+    order they came), hashed over its canonical form so key order never counts as a change."""
     return ProductRecord(
         sku=sku,
         id=id,
@@ -111,7 +117,7 @@ def make_record(
         status=status,
         type_id=type_id,
         updated_at=updated_at,
-        payload=json.dumps(item, separators=(",", ":"), ensure_ascii=False),
+        payload=compact(item),
         content_hash=content_hash(item),
     )
 

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 
 from syncd.sources.base import Page
 
 
 async def fetch_concurrently(
     numbers: list[int], fetch: Callable[[int], Awaitable[Page]], workers: int, name: str
-) -> AsyncIterator[Page]:
+) -> AsyncGenerator[Page, None]:
     """Pages `numbers` fetched by up to `workers` tasks; the first error is re-raised here.
 
     The queue towards the consumer is bounded, so a slow consumer (the store) holds fetching back
@@ -28,8 +28,9 @@ async def fetch_concurrently(
                 await done.put(await fetch(todo.get_nowait()))
         except Exception as exc:  # handed to the consumer, which re-raises it
             await done.put(exc)
-        finally:
-            await done.put(None)
+        # Not in `finally`: once cancelled, no consumer reads it, and a full queue would block
+        # this worker (and the gather that waits for it) forever.
+        await done.put(None)
 
     tasks = [asyncio.create_task(worker(), name=f"{name}-page-worker") for _ in range(count)]
     try:

@@ -68,6 +68,10 @@ class SqliteStore:
             )
             await self._db.execute("PRAGMA journal_mode=WAL")
             await self._db.execute("PRAGMA synchronous=NORMAL")
+            # Checkpoint the WAL every ~40 MB instead of every 4 MB: a full scan writes a few
+            # hundred MB, and each checkpoint's fsync stalls the page pipeline (fewer, larger
+            # checkpoints: 100k-product full sync median 9.3-10.2k -> 11.2-11.5k products/s).
+            await self._db.execute("PRAGMA wal_autocheckpoint=10000")
             await self._db.execute("PRAGMA foreign_keys=ON")
             await self._migrate()
         except (sqlite3.Error, OSError) as exc:

@@ -340,3 +340,29 @@ async def test_mutations_between_requests(
     since = (clock.now() - timedelta(seconds=1)).astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
     changed = (await adobe.get(criteria(groups=[[("updated_at", since, "gt")]]))).json()["items"]
     assert [i["sku"] for i in changed] == [new_sku]
+
+
+@pytest.mark.parametrize("direction", ["ASC", "DESC"])
+async def test_id_keyset_inside_one_second(
+    adobe: AdobeCaller, emu: Emulator, direction: str
+) -> None:
+    """updated_at eq one second AND entity_id gt X, by id: that second's later ids, in order."""
+    catalog = emu.adobe.catalog
+    skus = list(catalog.skus())
+    moment = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
+    for sku in skus[::7]:
+        catalog.update(sku, updated_at=moment)
+    after = 100
+    params = criteria(
+        page_size=300,
+        sort=[("entity_id", direction)],
+        groups=[[("updated_at", "2026-03-01 12:00:00", "eq")], [("entity_id", str(after), "gt")]],
+    )
+    body = (await adobe.get(params)).json()
+    expected = sorted(
+        (p["id"] for p in catalog.snapshot().values()
+         if p["updated_at"] == "2026-03-01 12:00:00" and p["id"] > after),
+        reverse=direction == "DESC",
+    )  # fmt: skip
+    assert [i["id"] for i in body["items"]] == expected
+    assert body["total_count"] == len(expected) > 0

@@ -1,0 +1,84 @@
+"""`python -m benchmarks run|report`: measure into JSON, then render docs/PERFORMANCE.md from it."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+from benchmarks.plan import DEFAULT_SIZES, DEFAULT_SWEEP, PROFILES, Plan
+from benchmarks.runner import RESULTS, Runner, echo
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    return tuple(int(part.replace("_", "")) for part in text.split(",") if part)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="run the benchmark cases and write results/*.json")
+    run.add_argument("--sizes", type=_ints, default=DEFAULT_SIZES, help="e.g. 10000,100000")
+    run.add_argument(
+        "--profiles",
+        default=",".join(PROFILES),
+        help=f"comma-separated, from {', '.join(PROFILES)}",
+    )
+    run.add_argument("--include-1m", action="store_true", help="add 1,000,000 products (no limit)")
+    run.add_argument("--sweep", type=_ints, default=DEFAULT_SWEEP, help="concurrencies, '' = none")
+    run.add_argument("--sweep-repeats", type=int, default=3, help="runs per sweep point")
+    run.add_argument("--concurrency", type=int, default=8)
+    run.add_argument("--page-size", type=int, default=100)
+    run.add_argument("--time-box", type=float, default=60.0, help="seconds per rate-limited run")
+    run.add_argument("--no-pin", action="store_true", help="do not pin client and emulator CPUs")
+    run.add_argument("--no-stages", action="store_true", help="skip the profiled stage run")
+    run.add_argument("--results", type=Path, default=RESULTS)
+    run.add_argument(
+        "--clean",
+        action="store_true",
+        help="delete earlier results first (else cases are replaced)",
+    )
+    report = commands.add_parser("report", help="render docs/PERFORMANCE.md and the chart")
+    report.add_argument("--results", type=Path, default=RESULTS)
+    report.add_argument("--doc", type=Path, default=None, help="default: docs/PERFORMANCE.md")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point."""
+    argv = sys.argv[1:] if argv is None else argv
+    args = _parser().parse_args(argv)
+    if args.command == "run":
+        unknown = [p for p in args.profiles.split(",") if p and p not in PROFILES]
+        if unknown:
+            echo(f"unknown profile(s): {', '.join(unknown)}; known: {', '.join(PROFILES)}")
+            return 2
+        plan = Plan(
+            sizes=args.sizes,
+            profiles=tuple(PROFILES[p] for p in args.profiles.split(",") if p),
+            include_1m=args.include_1m,
+            concurrency=args.concurrency,
+            page_size=args.page_size,
+            time_box=args.time_box,
+            sweep=args.sweep,
+            sweep_repeats=args.sweep_repeats,
+            pin=not args.no_pin,
+            profile_stages=not args.no_stages,
+        )
+        command = shlex.join([".venv/bin/python", "-m", "benchmarks", *argv])
+        if args.clean:
+            for old in [*args.results.glob("*.json"), *args.results.glob("profile-*.txt")]:
+                old.unlink()
+        Runner(plan, args.results, echo).run(command)
+        return 0
+    from benchmarks.report import write_report
+
+    written = write_report(args.results, args.doc)
+    for path in written:
+        echo(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

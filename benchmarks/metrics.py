@@ -1,0 +1,46 @@
+"""From what a client saw and what the emulator counted to the figures the report shows."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+from benchmarks.outcome import ClientOutcome
+from benchmarks.plan import Profile
+
+
+def delta(before: dict[str, Any], after: dict[str, Any]) -> dict[str, float]:
+    """Counter differences between two `stats` answers of the emulator."""
+    return {key: after[key] - before[key] for key in after if isinstance(after[key], int | float)}
+
+
+def run_figures(
+    outcome: ClientOutcome, served: dict[str, float], profile: Profile
+) -> dict[str, Any]:
+    """One run's row: the client's own measurements plus the emulator's counts of what it served.
+
+    `allowed_share` is the accepted (non-429) requests over what the store's bucket admits in the
+    run's wall time: its burst plus `rate` per second. It cannot exceed 1, and 0.9 means the client
+    kept the store 90% busy from its first request to its last write.
+    """
+    requests = int(served["requests"])
+    limited = int(served["rate_limited"])
+    wall = outcome.wall_s
+    row: dict[str, Any] = asdict(outcome)
+    row.update(
+        served_requests=requests,
+        served_429=limited,
+        token_requests=int(served["token_requests"]),
+        emulator_cpu_s=round(served["cpu_s"], 3),
+        products_per_s=round(outcome.products / wall, 1) if wall > 0 else None,
+        requests_per_s=round(requests / wall, 2) if wall > 0 else None,
+        share_429=round(limited / requests, 4) if requests else 0.0,
+        cpu_s_per_10k=round(outcome.cpu_s / outcome.products * 10_000, 3)
+        if outcome.products
+        else None,
+        allowed_share=None,
+    )
+    if profile.rate is not None and wall > 0:
+        allowed = (profile.burst or 1) + profile.rate * wall
+        row["allowed_share"] = round((requests - limited) / allowed, 4)
+    return row

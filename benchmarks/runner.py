@@ -1,0 +1,243 @@
+"""Runs the plan: per case an emulator process, then syncd full, 1% change, syncd incremental,
+and the baseline, each client in a fresh process; then the concurrency sweep. Writes JSON."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from benchmarks.environment import load, machine
+from benchmarks.measure import cpu_count
+from benchmarks.metrics import delta, run_figures
+from benchmarks.plan import Plan, Profile, case_name, size_label
+from benchmarks.processes import ROOT, EmulatorProcess, run_client
+
+RESULTS = ROOT / "benchmarks" / "results"
+# A client run that takes longer than this has hung; no planned case comes close.
+CLIENT_TIMEOUT = 3600.0
+
+Say = Callable[[str], None]
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+class Runner:
+    """Executes a `Plan`, writing `<results>/<case>.json` per case and `sweep-*.json`."""
+
+    def __init__(self, plan: Plan, results: Path = RESULTS, say: Say = _quiet) -> None:
+        self.plan = plan
+        self.results = results
+        self.scratch = results / "tmp"
+        self.say = say
+        two_cpus = plan.pin and cpu_count() >= 2
+        # "One core": the client on CPU 0, the emulator on CPU 1.
+        self.client_cpu = 0 if two_cpus else None
+        self.emulator_cpu = 1 if two_cpus else None
+
+    def run(self, command: str) -> list[Path]:
+        """Every case, then the sweep; returns the files written."""
+        self.results.mkdir(parents=True, exist_ok=True)
+        self.scratch.mkdir(parents=True, exist_ok=True)
+        written: list[Path] = []
+        largest = max((n for n in self.plan.sizes if n <= 100_000), default=None)
+        for profile, size in self.plan.cases():
+            profile_stages = (
+                self.plan.profile_stages and profile.name == "nolimit" and size == largest
+            )
+            written.append(self._case(profile, size, command, profile_stages))
+        if self.plan.sweep:
+            written.append(self._sweep(command))
+        shutil.rmtree(self.scratch, ignore_errors=True)
+        return written
+
+    # -- one case --------------------------------------------------------------------------------
+
+    def _case(self, profile: Profile, size: int, command: str, profile_stages: bool) -> Path:
+        name = case_name(profile, size)
+        self.say(f"{name}: {profile.describe()}, {size} products")
+        plan = self.plan
+        boxed = profile.rate_limited
+        record: dict[str, Any] = {
+            "case": name,
+            "kind": "case",
+            "profile": _profile_json(profile),
+            "products": size,
+            "page_size": plan.page_size,
+            "concurrency": plan.concurrency,
+            "time_box_s": plan.time_box if boxed else None,
+            "command": command,
+            "machine": machine(ROOT),
+            "load_before": load(),
+            "client_cpu": self.client_cpu,
+            "emulator_cpu": self.emulator_cpu,
+            "runs": [],
+        }
+        runs: list[dict[str, Any]] = record["runs"]
+        with self._emulator(profile, size) as emu:
+            db = self._fresh_db(name)
+            full = self._syncd(emu, profile, db, "full", plan.concurrency, boxed)
+            runs.append(full)
+            if full["status"] == "succeeded":
+                changed = emu.mutate(max(1, math.floor(size * plan.change_share)))
+                record["changed"] = changed
+                runs.append(self._syncd(emu, profile, db, "incremental", plan.concurrency, boxed))
+            else:
+                record["incremental_skipped"] = (
+                    f"the full run ended {full['status']} (time box {plan.time_box:g} s)"
+                )
+            if plan.baseline:
+                runs.append(self._baseline(emu, profile, self._fresh_db(f"{name}-baseline"), boxed))
+            if profile_stages:
+                record["stages"] = self._stages(emu, profile, name)
+        record["load_after"] = load()
+        return self._write(name, record)
+
+    def _sweep(self, command: str) -> Path:
+        plan = self.plan
+        from benchmarks.plan import PROFILES
+
+        profile = PROFILES[plan.sweep_profile]
+        size = plan.sweep_size()
+        name = f"sweep-{profile.name}-{size_label(size)}"
+        self.say(f"{name}: syncd at concurrency {', '.join(map(str, plan.sweep))} vs the baseline")
+        record: dict[str, Any] = {
+            "case": name,
+            "kind": "sweep",
+            "profile": _profile_json(profile),
+            "products": size,
+            "page_size": plan.page_size,
+            "command": command,
+            "machine": machine(ROOT),
+            "load_before": load(),
+            "client_cpu": self.client_cpu,
+            "emulator_cpu": self.emulator_cpu,
+            "runs": [],
+        }
+        record["repeats"] = plan.sweep_repeats
+        with self._emulator(profile, size) as emu:
+            # A 10k-product run lasts about a second: the chart plots the median of a few.
+            for _ in range(plan.sweep_repeats):
+                for concurrency in plan.sweep:
+                    db = self._fresh_db(f"{name}-{concurrency}")
+                    row = self._syncd(emu, profile, db, "full", concurrency, False)
+                    record["runs"].append(row)
+            record["runs"].append(self._baseline(emu, profile, self._fresh_db(name), False))
+        record["load_after"] = load()
+        return self._write(name, record)
+
+    # -- clients ---------------------------------------------------------------------------------
+
+    def _emulator(self, profile: Profile, size: int) -> EmulatorProcess:
+        return EmulatorProcess(
+            size,
+            rate=profile.rate,
+            burst=profile.burst,
+            latency=profile.latency,
+            cpu=self.emulator_cpu,
+        )
+
+    def _common(self, emu: EmulatorProcess, db: Path, boxed: bool) -> list[str]:
+        args = ["--url", emu.url, "--token-url", emu.token_url, "--db", str(db)]
+        args += ["--page-size", str(self.plan.page_size)]
+        if boxed:
+            args += ["--time-box", str(self.plan.time_box)]
+        if self.client_cpu is not None:
+            args += ["--cpu", str(self.client_cpu)]
+        return args
+
+    def _syncd(
+        self,
+        emu: EmulatorProcess,
+        profile: Profile,
+        db: Path,
+        kind: str,
+        concurrency: int,
+        boxed: bool,
+        extra: tuple[str, ...] = (),
+    ) -> dict[str, Any]:
+        args = [*self._common(emu, db, boxed), "--kind", kind, "--concurrency", str(concurrency)]
+        if profile.rate is not None:
+            args += ["--rate-limit", str(profile.rate)]
+        before = emu.stats()
+        outcome = run_client("benchmarks.syncd_client", [*args, *extra], CLIENT_TIMEOUT)
+        row = run_figures(outcome, delta(before, emu.stats()), profile)
+        self.say(_line(row))
+        return row
+
+    def _baseline(
+        self, emu: EmulatorProcess, profile: Profile, db: Path, boxed: bool
+    ) -> dict[str, Any]:
+        before = emu.stats()
+        outcome = run_client("benchmarks.baseline", self._common(emu, db, boxed), CLIENT_TIMEOUT)
+        row = run_figures(outcome, delta(before, emu.stats()), profile)
+        self.say(_line(row))
+        return row
+
+    def _stages(self, emu: EmulatorProcess, profile: Profile, name: str) -> dict[str, Any]:
+        """One more full run under pyinstrument (slower, so not one of the measured runs)."""
+        text = self.results / f"profile-{name}.txt"
+        row = self._syncd(
+            emu,
+            profile,
+            self._fresh_db(f"{name}-profiled"),
+            "full",
+            self.plan.concurrency,
+            False,
+            ("--profile", str(text)),
+        )
+        return {
+            "profile_text": text.name,
+            "products": row["products"],
+            "wall_s": row["wall_s"],
+            "main_thread_cpu_s": row["main_thread_cpu_s"],
+            "sqlite_thread_cpu_s": row["other_threads_cpu_s"],
+            "main_thread_stages_s": row["stages"],
+        }
+
+    # -- files -----------------------------------------------------------------------------------
+
+    def _fresh_db(self, name: str) -> Path:
+        db = self.scratch / f"{name}.db"
+        for path in self.scratch.glob(f"{name}.db*"):
+            path.unlink()
+        return db
+
+    def _write(self, name: str, record: dict[str, Any]) -> Path:
+        path = self.results / f"{name}.json"
+        path.write_text(json.dumps(record, indent=2) + "\n")
+        self.say(f"  -> {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}")
+        return path
+
+
+def _profile_json(profile: Profile) -> dict[str, Any]:
+    return {
+        "name": profile.name,
+        "rate": profile.rate,
+        "burst": profile.burst,
+        "latency_s": profile.latency,
+        "description": profile.describe(),
+    }
+
+
+def _line(row: dict[str, Any]) -> str:
+    share = row["allowed_share"]
+    return (
+        f"  {row['tool']:<8} {row['kind']:<11} c={row['concurrency']:<2} {row['status']:<9} "
+        f"{row['products']:>8} products {row['wall_s']:>8.2f} s {row['products_per_s'] or 0:>9.0f}/s "
+        f"{row['served_requests']:>5} req {row['served_429']:>4} x429 "
+        f"{'' if share is None else f'{share:.0%} of allowed '}"
+        f"tokens {row['token_requests']} cpu/10k {row['cpu_s_per_10k'] or 0:.2f}s "
+        f"rss {row['peak_rss_mb']:.0f} MB"
+    )
+
+
+def echo(text: str) -> None:
+    """Progress lines on stderr."""
+    print(text, file=sys.stderr, flush=True)

@@ -1,0 +1,135 @@
+"""syncd as an operator runs it, in a process of its own: one full or incremental run, measured.
+
+    python -m benchmarks.syncd_client --url URL --token-url URL --db PATH --kind full
+        [--concurrency 8] [--page-size 100] [--rate-limit R] [--time-box S] [--cpu 0]
+        [--profile PATH]
+
+Prints a `ClientOutcome` as JSON on the last line of stdout; logs (warnings up) go to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from benchmarks.measure import Meter, peak_rss_mb, pin_to_cpu, thread_cpu_seconds
+from benchmarks.outcome import ClientOutcome, RunKind
+from benchmarks.stages import stage_seconds
+from syncd.config import AdobeCommerceSourceSettings, ImsAuthSettings, Settings, StoreSettings
+from syncd.daemon import Runtime
+from syncd.emulator import AdobeConfig
+from syncd.gcpolicy import tune_for_streaming
+from syncd.logging import configure_logging
+
+SOURCE = "bench"
+
+
+def settings(args: argparse.Namespace) -> Settings:
+    """One Adobe Commerce source on the emulator, configured as an operator would: the store's
+    documented rate limit (if any) as `rate_limit`, everything else at its default."""
+    creds = AdobeConfig()
+    source = AdobeCommerceSourceSettings(
+        name=SOURCE,
+        kind="adobe_commerce",
+        base_url=args.url,
+        page_size=args.page_size,
+        max_concurrency=args.concurrency,
+        rate_limit=args.rate_limit,
+        auth=ImsAuthSettings(
+            token_url=args.token_url,
+            client_id=creds.client_id,
+            client_secret=creds.client_secret,  # type: ignore[arg-type]
+            org_id=creds.org_id,
+        ),
+    )
+    return Settings(store=StoreSettings(path=args.db), sources=(source,))
+
+
+async def run(args: argparse.Namespace) -> ClientOutcome:
+    """One run of kind `args.kind`, cancelled after `args.time_box` seconds if given.
+
+    Wall and CPU time cover the run itself, from its first query to its last commit (what a
+    daemon spends per scheduled run): not the process start, opening the store, or closing it.
+    """
+    kind: RunKind = args.kind
+    boxed = False
+    async with Runtime(settings(args)) as runtime:
+        main_before, other_before = thread_cpu_seconds()
+        meter = Meter()
+        try:
+            async with asyncio.timeout(args.time_box):
+                await runtime.sync(SOURCE, kind)
+        except TimeoutError:
+            boxed = True  # the engine closed the run as `cancelled` with its counters
+        usage = meter.stop()
+        # Read while the SQLite thread is alive: it ends with the store.
+        main_cpu, other_cpu = thread_cpu_seconds()
+        (record,) = await runtime.store.runs(SOURCE, limit=1)
+        stored = await runtime.store.count_products(SOURCE)
+    t = record.totals
+    return ClientOutcome(
+        tool="syncd",
+        kind=kind,
+        status=record.status,
+        concurrency=args.concurrency,
+        wall_s=round(usage.wall_s, 4),
+        cpu_s=round(usage.cpu_s, 4),
+        peak_rss_mb=round(peak_rss_mb(), 1),
+        products=t.items_seen,
+        pages=t.pages,
+        requests=t.requests,
+        rate_limited=t.rate_limited,
+        stored=stored,
+        main_thread_cpu_s=round(main_cpu - main_before, 4),
+        other_threads_cpu_s=round(other_cpu - other_before, 4),
+        time_boxed=boxed,
+        error=record.error,
+    )
+
+
+def profiled(args: argparse.Namespace) -> ClientOutcome:
+    """`run` under pyinstrument: the text report goes to `args.profile`, stage seconds to the
+    outcome."""
+    from pyinstrument import Profiler
+
+    profiler = Profiler(interval=0.001, async_mode="disabled")
+    with profiler:
+        outcome = asyncio.run(run(args))
+    Path(args.profile).write_text(profiler.output_text(unicode=False, show_all=False))
+    root = profiler.last_session.root_frame() if profiler.last_session else None
+    stages = stage_seconds(root) if root is not None else {}
+    return replace(outcome, stages=stages)
+
+
+def parser() -> argparse.ArgumentParser:
+    """The client's command line."""
+    p = argparse.ArgumentParser(prog="python -m benchmarks.syncd_client")
+    p.add_argument("--url", required=True)
+    p.add_argument("--token-url", required=True)
+    p.add_argument("--db", type=Path, required=True)
+    p.add_argument("--kind", choices=("full", "incremental"), required=True)
+    p.add_argument("--concurrency", type=int, default=8)
+    p.add_argument("--page-size", type=int, default=100)
+    p.add_argument("--rate-limit", type=float, default=None)
+    p.add_argument("--time-box", type=float, default=None)
+    p.add_argument("--cpu", type=int, default=None)
+    p.add_argument("--profile", type=Path, default=None)
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Parse, pin, run, print the outcome."""
+    args: Any = parser().parse_args(argv)
+    pin_to_cpu(args.cpu)
+    tune_for_streaming()  # as the `syncd` console script does
+    configure_logging("warning", "json", sys.stderr)
+    outcome = profiled(args) if args.profile else asyncio.run(run(args))
+    print(outcome.to_json(), flush=True)
+
+
+if __name__ == "__main__":
+    main()

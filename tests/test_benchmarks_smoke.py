@@ -1,0 +1,183 @@
+"""The benchmark harness at a tiny size: it runs end to end and writes sane JSON and a report.
+
+No timings are asserted: benchmarks measure, tests only check that the harness works.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from benchmarks.floors import all_checks
+from benchmarks.metrics import run_figures
+from benchmarks.outcome import ClientOutcome
+from benchmarks.plan import PROFILES, Plan, Profile
+from benchmarks.report import write_report
+from benchmarks.runner import Runner
+from benchmarks.stages import OTHER, stage_seconds
+
+SIZE = 300
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One tiny case (no limit) and a two-point sweep, run once for the module."""
+    out = tmp_path_factory.mktemp("results")
+    plan = Plan(
+        sizes=(SIZE,),
+        profiles=(PROFILES["nolimit"],),
+        sweep=(1, 2),
+        sweep_repeats=1,
+        pin=False,
+        profile_stages=False,
+    )
+    Runner(plan, out).run("python -m benchmarks run --sizes 300")
+    return out
+
+
+@pytest.mark.timeout(120)
+def test_a_case_records_full_incremental_and_baseline(results: Path) -> None:
+    """The case file holds a full sync of every product, an incremental run of the 1% changed,
+    and the baseline, each with counts the emulator confirms."""
+    record = json.loads((results / "nolimit-300.json").read_text())
+    runs = {(r["tool"], r["kind"]): r for r in record["runs"]}
+    full, inc, base = (
+        runs["syncd", "full"],
+        runs["syncd", "incremental"],
+        runs["baseline", "full"],
+    )
+    assert record["changed"] == 3
+    assert full["status"] == "succeeded" and full["products"] == full["stored"] == SIZE
+    assert full["served_requests"] >= full["pages"] == 3
+    assert inc["status"] == "succeeded" and inc["products"] >= record["changed"]
+    assert base["products"] == base["stored"] == SIZE and base["served_requests"] == 3
+    assert (full["token_requests"], inc["token_requests"], base["token_requests"]) == (1, 0, 1)
+    for run in runs.values():
+        assert run["cpu_s"] > 0 and run["peak_rss_mb"] > 0 and run["served_429"] == 0
+        assert run["allowed_share"] is None  # no rate limit in this profile
+
+
+@pytest.mark.timeout(120)
+def test_the_sweep_runs_each_concurrency_and_the_baseline(results: Path) -> None:
+    """The sweep file has syncd at each concurrency asked for, plus the baseline at one."""
+    record = json.loads((results / "sweep-latency50-300.json").read_text())
+    assert [(r["tool"], r["concurrency"]) for r in record["runs"]] == [
+        ("syncd", 1),
+        ("syncd", 2),
+        ("baseline", 1),
+    ]
+    assert all(r["products"] == SIZE for r in record["runs"])
+
+
+@pytest.mark.timeout(120)
+def test_the_report_is_generated_from_the_json(results: Path, tmp_path: Path) -> None:
+    """The markdown shows every run's row and the floors; the chart exists with matplotlib."""
+    doc = tmp_path / "PERFORMANCE.md"
+    written = write_report(results, doc)
+    text = doc.read_text()
+    assert "## Floors" in text and "### nolimit-300" in text
+    assert "| syncd incremental (c=8) | succeeded |" in text
+    assert "| baseline full (c=1) | succeeded | 300 |" in text
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return
+    assert any(p.suffix == ".png" and p.stat().st_size > 0 for p in written)
+
+
+def _outcome(**changes: object) -> ClientOutcome:
+    fields: dict[str, object] = {
+        "tool": "syncd", "kind": "full", "status": "succeeded", "concurrency": 8,
+        "wall_s": 10.0, "cpu_s": 2.0, "peak_rss_mb": 60.0, "products": 10_000, "pages": 100,
+        "requests": 100, "rate_limited": 0, "stored": 10_000,
+    }  # fmt: skip
+    fields.update(changes)
+    return ClientOutcome(**fields)  # type: ignore[arg-type]
+
+
+def test_allowed_share_counts_only_accepted_requests_against_burst_plus_rate() -> None:
+    """% of allowed = accepted requests / (burst + rate x wall); 429s do not count as used."""
+    profile = Profile("rate20", rate=20.0, burst=20)
+    served = {"requests": 220, "rate_limited": 10, "token_requests": 1, "cpu_s": 0.5}
+    row = run_figures(_outcome(), served, profile)
+    assert row["allowed_share"] == round(210 / (20 + 20 * 10.0), 4)
+    assert row["share_429"] == round(10 / 220, 4)
+    assert row["cpu_s_per_10k"] == 2.0
+    assert run_figures(_outcome(), served, PROFILES["nolimit"])["allowed_share"] is None
+
+
+def test_floors_fail_when_the_figures_miss_them() -> None:
+    """A rate-limited run at 50% of the allowed rate, and a second token request, are not met."""
+    row = run_figures(
+        _outcome(),
+        {"requests": 110, "rate_limited": 5, "token_requests": 2, "cpu_s": 0.1},
+        Profile("rate20", rate=20.0, burst=20),
+    )
+    record = {
+        "case": "rate20-10k", "kind": "case", "products": 10_000, "page_size": 100,
+        "profile": {"name": "rate20", "rate": 20.0, "burst": 20, "latency_s": 0.0},
+        "runs": [row],
+    }  # fmt: skip
+    verdicts = {c.floor.split(":")[0]: c.ok for c in all_checks([record])}
+    assert verdicts["rate limit"] is False and verdicts["tokens"] is False
+
+
+class _Frame:
+    def __init__(self, function: str, time: float, children: list[_Frame], path: str = "") -> None:
+        self.function, self.time, self.children, self.file_path = function, time, children, path
+
+
+def test_stage_seconds_give_own_time_to_the_innermost_stage() -> None:
+    """make_record inside to_record counts as hashing; to_record's own time as mapping."""
+    tree = _Frame(
+        "run",
+        10.0,
+        [
+            _Frame("to_record", 4.0, [_Frame("make_record", 3.0, [])]),
+            _Frame("loads", 2.0, [], "/usr/lib/python3.11/json/__init__.py"),
+            _Frame("poll", 1.0, []),
+        ],
+    )
+    stages = stage_seconds(tree)
+    assert stages["hash + serialise"] == 3.0 and stages["map fields"] == 1.0
+    assert stages["parse JSON"] == 2.0 and stages[OTHER] == 3.0
+    assert sum(stages.values()) == 10.0
+
+
+def test_the_report_names_the_bounding_stage(results: Path, tmp_path: Path) -> None:
+    """With a profiled run in the results, the report names the stage with the most CPU."""
+    record = json.loads((results / "nolimit-300.json").read_text())
+    full = next(r for r in record["runs"] if r["tool"] == "syncd" and r["kind"] == "full")
+    full.update(main_thread_cpu_s=0.03, other_threads_cpu_s=0.012, products=300)
+    record["stages"] = {
+        "profile_text": "profile-nolimit-300.txt", "products": 300, "wall_s": 0.1,
+        "main_thread_cpu_s": 0.03, "sqlite_thread_cpu_s": 0.012,
+        "main_thread_stages_s": {"parse JSON": 0.02, "hash + serialise": 0.01, OTHER: 0.0,
+                                 "idle (waiting on network or SQLite)": 0.07},
+    }  # fmt: skip
+    staged = tmp_path / "results"
+    staged.mkdir()
+    (staged / "nolimit-300.json").write_text(json.dumps(record))
+    doc = tmp_path / "PERFORMANCE.md"
+    write_report(staged, doc)
+    text = doc.read_text()
+    assert "**Bounding stage: parse JSON** (48% of the CPU per product)" in text
+    assert "| SQLite upsert (aiosqlite thread CPU) | 40.0 | 29% |" in text
+
+
+def test_a_run_inside_the_stores_burst_is_not_judged_against_the_rate() -> None:
+    """100 requests against a burst of 100: the limit never applied, so the floor is n/a."""
+    row = run_figures(
+        _outcome(wall_s=1.0),
+        {"requests": 100, "rate_limited": 0, "token_requests": 1, "cpu_s": 0.1},
+        Profile("rate100", rate=100.0, burst=100),
+    )
+    record = {
+        "case": "rate100-10k", "kind": "case", "products": 10_000, "page_size": 100,
+        "profile": {"name": "rate100", "rate": 100.0, "burst": 100, "latency_s": 0.0},
+        "runs": [row],
+    }  # fmt: skip
+    (check,) = [c for c in all_checks([record]) if c.floor.startswith("rate limit")]
+    assert check.ok is None and check.measured.startswith("n/a: all 100 requests fit")

@@ -1,0 +1,60 @@
+"""Content hashes and payloads: stable, independent of key order, unchanged by the fast path."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from syncd.clock import FakeClock
+from syncd.emulator import AdobeConfig, Emulator, EmulatorConfig
+from syncd.sources.adobe_commerce import to_record
+from syncd.sources.base import canonical_json, content_hash
+
+
+def _stdlib_hash(item: Any) -> str:
+    """The definition: SHA-256 of sorted-key, compact, raw-UTF-8 JSON."""
+    text = json.dumps(item, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def test_a_known_item_keeps_its_hash() -> None:
+    """A pinned value: a change here would make every stored product look changed once."""
+    item = {"sku": "MH01", "price": 12.5, "name": "Hoodie é", "custom": [{"b": None, "a": True}]}
+    expected = "8cb6047ae87b1badb5ea8940c1132b18135d98548e6d5826f0d06f344733d014"
+    assert _stdlib_hash(item) == expected
+    assert content_hash(item) == expected
+
+
+def test_the_hash_ignores_key_order() -> None:
+    """The same content in another key order hashes the same; other content does not."""
+    a = {"sku": "X", "extension_attributes": {"qty": 1, "in_stock": True}, "price": 5}
+    b = {"price": 5, "extension_attributes": {"in_stock": True, "qty": 1}, "sku": "X"}
+    assert content_hash(a) == content_hash(b)
+    assert content_hash(a) != content_hash({**a, "price": 6})
+
+
+def test_emulated_products_hash_as_the_standard_library_defines() -> None:
+    """Magento-shaped products (untouched and mutated) give the definition's bytes exactly."""
+    emu = Emulator(EmulatorConfig(adobe=AdobeConfig(products=400)), FakeClock())
+    catalog = emu.adobe.catalog
+    for n, sku in enumerate(list(catalog.skus())[::40]):
+        catalog.update(sku, price=n + 0.99, name=f"Ünïcode “{n}” \\ / \n")
+    for product in catalog.snapshot().values():
+        record = to_record(product)
+        assert record.content_hash == _stdlib_hash(product)
+        assert json.loads(record.payload) == product
+
+
+def test_integers_beyond_64_bits_take_the_standard_path() -> None:
+    """orjson refuses them; the hash falls back to the definition instead of failing."""
+    item = {"sku": "BIG", "barcode": 2**70}
+    assert canonical_json(item) == '{"barcode":1180591620717411303424,"sku":"BIG"}'
+    assert content_hash(item) == _stdlib_hash(item)
+
+
+def test_the_payload_keeps_the_order_the_item_came_in() -> None:
+    """Stored as received (compact), while the hash stays independent of key order."""
+    record = to_record({"sku": "X", "price": 5, "extension_attributes": {"qty": 1, "a": None}})
+    assert record.payload == '{"sku":"X","price":5,"extension_attributes":{"qty":1,"a":null}}'
+    assert record.content_hash == to_record(json.loads(record.payload)).content_hash
