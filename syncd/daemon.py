@@ -17,11 +17,11 @@ from syncd.breaker import BreakerPolicy, SourceBreaker
 from syncd.clock import Clock, SystemClock
 from syncd.config import Settings, SourceSettings
 from syncd.errors import SourceBusyError, SyncdError
-from syncd.health import HealthServer
 from syncd.http import ClientPool, RetryBudget
 from syncd.logging import get_logger
-from syncd.monitor import Monitor
-from syncd.notify import Notifier
+from syncd.ops.health import HealthServer
+from syncd.ops.monitor import Monitor
+from syncd.ops.notify import Notifier
 from syncd.schedule import IntervalSchedule
 from syncd.scheduler import SourceScheduler
 from syncd.sources import Source, build_source

@@ -25,8 +25,8 @@ from syncd.config import (
 from syncd.daemon import Daemon, Runtime
 from syncd.emulator import AdobeConfig, Emulator, EmulatorConfig
 from syncd.errors import ConfigError
-from syncd.health import HealthServer, check, probe_url
-from syncd.staleness import judge, schedule_period, stale_limit
+from syncd.ops.health import HealthServer, check, probe_url
+from syncd.ops.staleness import judge, schedule_period, stale_limit
 from tests.conftest import ManualClock
 from tests.support import adobe_source, settings_for, until
 

@@ -16,7 +16,7 @@ from syncd.catalogue import (
     scan,
     scan_source,
 )
-from syncd.metrics import Metrics
+from syncd.ops.metrics import Metrics
 from syncd.store import RunTotals
 from syncd.sync import SyncResult
 
@@ -44,7 +44,7 @@ def test_the_scan_sees_direct_calls_helpers_and_both_levels() -> None:
     assert events["token.failed"].levels == ("error",)
     assert {"token.issued", "token.refreshed", "token.reused", "token.invalidated"} <= set(events)
     assert events["source.stale"].levels == ("warning",)
-    assert events["source.stale"].modules == ("syncd.monitor",)
+    assert events["source.stale"].modules == ("syncd.ops.monitor",)
 
 
 def test_scan_rules_on_a_small_module() -> None:

@@ -18,7 +18,7 @@ from structlog.testing import capture_logs
 from syncd import cli
 from syncd.daemon import Daemon, Runtime
 from syncd.emulator import AdobeConfig, Emulator, EmulatorConfig
-from syncd.notify import Notifier, socket_address, watchdog_interval
+from syncd.ops.notify import Notifier, socket_address, watchdog_interval
 from tests.conftest import ManualClock
 from tests.support import adobe_source, settings_for, until
 

@@ -11,7 +11,7 @@ from syncd.config import (
     Settings,
 )
 from syncd.daemon import Daemon, Runtime
-from syncd.notify import Notifier
+from syncd.ops.notify import Notifier
 
 
 async def run_daemon(args: argparse.Namespace, settings: Settings) -> int:

@@ -14,8 +14,8 @@ from syncd.commands.output import human_duration
 from syncd.config import (
     Settings,
 )
-from syncd.health import check, probe_url
-from syncd.staleness import assess, limits
+from syncd.ops.health import check, probe_url
+from syncd.ops.staleness import assess, limits
 from syncd.store import SqliteStore, TokenEvent
 from syncd.store.rows import iso
 

@@ -16,7 +16,7 @@ from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from prometheus_client.registry import Collector
 
 from syncd import __version__
-from syncd.staleness import SourceHealth
+from syncd.ops.staleness import SourceHealth
 from syncd.sync import SyncResult
 
 CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4

@@ -17,11 +17,11 @@ from typing import Any, Self
 from syncd.clock import Clock
 from syncd.config import Settings
 from syncd.errors import SyncdError
-from syncd.health import Check
 from syncd.logging import get_logger
-from syncd.metrics import CONTENT_TYPE, Metrics, StoreSnapshot
-from syncd.notify import Notifier
-from syncd.staleness import SourceHealth, assess, limits
+from syncd.ops.health import Check
+from syncd.ops.metrics import CONTENT_TYPE, Metrics, StoreSnapshot
+from syncd.ops.notify import Notifier
+from syncd.ops.staleness import SourceHealth, assess, limits
 from syncd.store import RunRecord, Store
 from syncd.sync import SyncResult
 
