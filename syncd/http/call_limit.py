@@ -141,6 +141,12 @@ class CallLimitThrottle:
         finally:
             self._wake()
 
+    def release(self) -> None:
+        """A call this throttle admitted was not sent: it no longer counts in the window."""
+        if self._flights.pop(_task(), None) is not None:
+            self._used = max(0, self._used - 1)
+        self._wake()
+
     # -- internals -------------------------------------------------------------------------
 
     def _admit_or_delay(self) -> float | None:

@@ -10,6 +10,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import aiohttp
+import structlog
 
 from syncd import codec
 from syncd.auth import AccessToken, TokenCache, TokenProvider
@@ -81,8 +82,10 @@ class SourceClient:
         auth: SourceAuth | None = None,
         headers: Mapping[str, str] | None = None,
         throttles: Sequence[Throttle] = (),
+        is_source: bool = True,
     ) -> None:
         self.name = name
+        self._is_source = is_source
         self.gate = PauseGate(clock)
         self._session = session
         self._clock = clock
@@ -141,7 +144,6 @@ class SourceClient:
                     method, url, params, data, json_body, merged, stats, expect_json, accept
                 )
             except _Transient as transient:
-                failures += 1
                 error = transient.error
                 if isinstance(error, RateLimitedError):
                     stats.rate_limited += 1
@@ -149,12 +151,17 @@ class SourceClient:
                     self.gate.pause(pause)
                     delay = 0.0  # the gate itself holds every worker for `pause`
                     log.warning(
-                        "http.rate_limited", source=self.name, url=url, retry_after=round(pause, 3)
+                        "http.rate_limited",
+                        source=self._about(),
+                        url=url,
+                        retry_after=round(pause, 3),
                     )
                     budget_left = self._policy.deadline - (self._clock.monotonic() - started)
                     if pause > budget_left:
                         raise error from None
                 else:
+                    # 429s are bounded by the deadline only: they say "later", not "broken".
+                    failures += 1
                     if failures >= self._policy.max_attempts:
                         raise error from None
                     if not stats.may_retry():
@@ -165,7 +172,7 @@ class SourceClient:
                         raise error from None
                     log.warning(
                         "http.retry_scheduled",
-                        source=self.name,
+                        source=self._about(),
                         url=url,
                         attempt=failures,
                         delay=round(delay, 3),
@@ -194,6 +201,14 @@ class SourceClient:
                 )
             return response
 
+    def _about(self) -> str | None:
+        """The source a log line is about: this client's own, or for a token endpoint's client
+        (shared by the sources of that endpoint) the source of the run it is working for."""
+        if self._is_source:
+            return self.name
+        bound = structlog.contextvars.get_contextvars().get("source")
+        return bound if isinstance(bound, str) else None
+
     async def _attempt(
         self,
         method: str,
@@ -207,16 +222,38 @@ class SourceClient:
         accept: frozenset[int],
     ) -> Response:
         async with self._semaphore:
-            for throttle in self._throttles:
-                await throttle.acquire()
+            await self._admit()
             answer: Response | None = None
             try:
-                await self.gate.wait()
                 answer = await self._send(method, url, params, data, json_body, headers, stats)
             finally:
                 for throttle in self._throttles:
                     throttle.observe(answer)
         return self._decode(method, url, answer, expect_json, accept)
+
+    async def _admit(self) -> None:
+        """Wait until every throttle admits this request while the source's gate is open.
+
+        A 429 may close the gate while a request waits in a throttle. Sending it when the gate
+        reopens would release every such request at once, just as the store's bucket has
+        refilled for the same pause: a burst that draws the next 429. So a request admitted while
+        the gate is closed gives its places back and queues again, behind the new pace.
+        """
+        while True:
+            await self.gate.wait()
+            admitted: list[Throttle] = []
+            try:
+                for throttle in self._throttles:
+                    await throttle.acquire()
+                    admitted.append(throttle)
+            except BaseException:
+                for throttle in admitted:
+                    throttle.release()
+                raise
+            if not self.gate.paused_for:
+                return
+            for throttle in admitted:
+                throttle.release()
 
     async def _send(
         self,
@@ -330,5 +367,19 @@ def _message(response: Response) -> str:
         for key in ("message", "error_description", "error", "details"):
             value = data.get(key)
             if isinstance(value, str) and value:
-                return value[:300]
+                return _fill_placeholders(value, data.get("parameters"))[:300]
     return response.body[:200].decode("utf-8", errors="replace")
+
+
+def _fill_placeholders(message: str, parameters: object) -> str:
+    """Magento's `message` names its values `%name` (or `%1`, `%2`), given in `parameters`."""
+    if isinstance(parameters, list):
+        named = {str(n): v for n, v in enumerate(parameters, start=1)}
+    elif isinstance(parameters, dict):
+        named = {str(k): v for k, v in parameters.items()}
+    else:
+        return message
+    # Longest names first, so that %10 is not read as %1 followed by "0".
+    for name in sorted(named, key=len, reverse=True):
+        message = message.replace(f"%{name}", str(named[name]))
+    return message

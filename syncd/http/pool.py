@@ -75,6 +75,7 @@ class ClientPool:
         auth: SourceAuth | None = None,
         headers: Mapping[str, str] | None = None,
         throttles: Sequence[Throttle] = (),
+        is_source: bool = True,
     ) -> SourceClient:
         """A client for one source, with its own limits, sharing the pool's connections.
 
@@ -98,6 +99,7 @@ class ClientPool:
             auth=auth,
             headers=headers,
             throttles=throttles,
+            is_source=is_source,
         )
 
     async def post_form(
@@ -117,6 +119,7 @@ class ClientPool:
                 max_concurrency=4,
                 request_timeout=30,
                 connect_timeout=10,
+                is_source=False,
             )
         response = await client.request(
             "POST",

@@ -1,13 +1,15 @@
 """Throttles: what decides when a source's next request may leave, told what every answer said.
 
 A `SourceClient` holds any number of them. Each attempt calls `acquire()` on every throttle (inside
-the source's concurrency limit) before it is sent, and `observe()` exactly once afterwards, with the
-answer or with None when there was none (timeout, reset), so a throttle that counts requests in
-flight never leaks a slot.
+the source's concurrency limit) before it is sent. Once admitted, exactly one of two calls follows:
+`observe()` after the request was sent, with the answer or with None when there was none (timeout,
+reset), or `release()` when it was not sent after all (a later throttle was cancelled, or a 429
+paused the source while it waited). So a throttle that counts requests in flight never leaks one.
 """
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from typing import Protocol
 
@@ -36,20 +38,28 @@ class Throttle(Protocol):
         """The answer to a request `acquire` let through (None: no answer arrived)."""
         ...
 
+    def release(self) -> None:
+        """The request `acquire` let through was not sent."""
+        ...
+
 
 class RateThrottle:
     """A fixed client-side rate: `rate` requests per second, at most `burst` back to back.
 
-    One request of a burst larger than 1 is held in reserve: sent at exactly the server's own
-    rate and burst, a request that reaches the server a little sooner after the first of a burst
-    than it left (the first one also paid for the connection) finds the server's bucket empty.
-    The reserve absorbs up to `1/rate` seconds of such jitter.
+    Part of a burst larger than 1 is held in reserve. Paced at exactly the server's own rate and
+    burst, a request that reaches the server sooner after the previous ones than it left them (they
+    paid for a connection, or waited for a busy event loop) finds the server's bucket empty. A
+    reserve of `r` requests absorbs `r / rate` seconds of such jitter: enough for JITTER seconds,
+    at least one request, and never the whole burst.
     """
+
+    JITTER = 0.05
 
     def __init__(self, rate: float, burst: int | None = None) -> None:
         self.rate = rate
         self.burst = burst or max(1, round(rate))
-        capacity = max(1, self.burst - 1)
+        reserve = min(self.burst - 1, max(1, math.ceil(rate * self.JITTER)))
+        capacity = max(1, self.burst - reserve)
         self._limiter = AsyncLimiter(capacity, capacity / rate)
 
     async def acquire(self) -> None:
@@ -58,6 +68,9 @@ class RateThrottle:
 
     def observe(self, response: Response | None) -> None:
         """A fixed rate ignores what the server says."""
+
+    def release(self) -> None:
+        """The slot stays spent (aiolimiter cannot give one back): the safe side."""
 
 
 class AdaptiveThrottle:
@@ -109,6 +122,12 @@ class AdaptiveThrottle:
         self._sent.append(sent)
         while self._sent and self._sent[0] < sent - _MEASURE_WINDOW:
             self._sent.popleft()
+
+    def release(self) -> None:
+        """An admitted request was not sent: no answer will come, and it sent nothing."""
+        self.observe(None)
+        if self._sent:
+            self._sent.pop()
 
     def observe(self, response: Response | None) -> None:
         """Cut the rate on a 429 sent under the current plan; hold slots for its `Retry-After`."""

@@ -1,0 +1,215 @@
+"""A source's pacing end to end on virtual time: SourceClient, its throttles and its pause gate
+against a simulated store with a token bucket (the emulator's), a little network jitter, and 429s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any
+
+import aiohttp
+import pytest
+from structlog.testing import capture_logs
+
+from syncd.config import HttpSettings
+from syncd.emulator.limits import TokenBucket
+from syncd.http import RateThrottle, RequestStats
+from syncd.http.adaptive import RateTuning
+from syncd.http.client import SourceClient
+from syncd.http.retry import RetryPolicy
+from syncd.http.throttle import AdaptiveThrottle, Throttle
+from tests.virtual_time import LoopClock, run_virtual
+
+
+@dataclass
+class _Answer:
+    status: int
+    headers: dict[str, str]
+    content_type: str = "application/json"
+
+    async def read(self) -> bytes:
+        return b'{"items": []}'
+
+
+@dataclass
+class Store:
+    """Answers through a token bucket; `refuse` lists arrivals (1-based) answered 429 regardless."""
+
+    rate: float
+    burst: int
+    clock: LoopClock
+    refuse: frozenset[int] = frozenset()
+    seed: int = 1
+    arrivals: list[tuple[float, int]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._bucket = TokenBucket(self.rate, self.burst, self.clock)
+        self._rng = random.Random(self.seed)
+
+    def request(self, method: str, url: str, **_: Any) -> _Exchange:
+        return _Exchange(self)
+
+    async def answer(self) -> _Answer:
+        await asyncio.sleep(self._rng.uniform(0.001, 0.006))  # on the way in
+        wait = self._bucket.take()
+        if len(self.arrivals) + 1 in self.refuse:
+            wait = wait or 0.05  # a stray 429: another client of the store spent the token
+        self.arrivals.append((self.clock.monotonic(), 200 if wait is None else 429))
+        await asyncio.sleep(0.02 + self._rng.uniform(0, 0.01))  # work and the way back
+        if wait is None:
+            return _Answer(200, {})
+        return _Answer(429, {"Retry-After": str(max(1, math.ceil(wait)))})
+
+    @property
+    def refused_at(self) -> list[float]:
+        return [at for at, status in self.arrivals if status == 429]
+
+    def accepted_share(self, wall: float) -> float:
+        """Accepted requests over what the bucket admits in `wall` seconds."""
+        accepted = sum(1 for _, status in self.arrivals if status == 200)
+        return accepted / (self.burst + self.rate * wall)
+
+
+class _Exchange:
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    async def __aenter__(self) -> _Answer:
+        return await self._store.answer()
+
+    async def __aexit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        return None
+
+
+def client_for(store: Store, throttles: Iterable[Throttle], concurrency: int = 8) -> SourceClient:
+    return SourceClient(
+        name="shop",
+        session=store,  # type: ignore[arg-type]
+        clock=store.clock,
+        rng=random.Random(2),
+        policy=RetryPolicy.from_settings(HttpSettings()),
+        max_concurrency=concurrency,
+        timeout=aiohttp.ClientTimeout(total=30),
+        throttles=list(throttles),
+    )
+
+
+def paced(store: Store, rate: float, burst: int) -> list[Throttle]:
+    """What `build_source` and the pool give a source configured with the store's limit."""
+    policy = RetryPolicy.from_settings(HttpSettings())
+    tuning = RateTuning.from_settings(HttpSettings())
+    return [AdaptiveThrottle("shop", store.clock, tuning, policy, rate), RateThrottle(rate, burst)]
+
+
+async def drain(client: SourceClient, requests: int, workers: int = 8) -> float:
+    """`requests` GETs by `workers` workers; returns the virtual seconds they took."""
+    loop = asyncio.get_running_loop()
+    stats = RequestStats()
+    todo = iter(range(requests))
+
+    async def worker() -> None:
+        for _ in todo:
+            await client.get_json("http://store.test/p", stats=stats)
+
+    start = loop.time()
+    await asyncio.gather(*(worker() for _ in range(workers)))
+    return loop.time() - start
+
+
+@pytest.mark.parametrize(("rate", "burst"), [(5, 5), (20, 20), (5, 2), (100, 10)])
+def test_at_the_store_limit_nothing_is_refused(rate: float, burst: int) -> None:
+    """Configured with the store's rate and burst, 300 requests draw no 429 and use the limit."""
+
+    async def main() -> tuple[Store, float]:
+        store = Store(rate, burst, LoopClock())
+        wall = await drain(client_for(store, paced(store, rate, burst)), 300)
+        return store, wall
+
+    store, wall = run_virtual(main())
+    assert store.refused_at == []
+    assert store.accepted_share(wall) >= 0.95
+
+
+@pytest.mark.parametrize(("rate", "burst"), [(5, 5), (20, 20), (5, 2)])
+def test_a_stray_429_costs_one_answer_and_holds_every_worker(rate: float, burst: int) -> None:
+    """One refused request: nothing reaches the store during its Retry-After, and the workers
+    that waited meanwhile do not leave together when it ends (which drew more 429s)."""
+
+    async def main() -> tuple[Store, float]:
+        store = Store(rate, burst, LoopClock(), refuse=frozenset({30}))
+        wall = await drain(client_for(store, paced(store, rate, burst)), 300)
+        return store, wall
+
+    with capture_logs() as logs:
+        store, wall = run_virtual(main())
+    (refused,) = store.refused_at
+    pause = next(e["retry_after"] for e in logs if e["event"] == "http.rate_limited")
+    during = [at for at, _ in store.arrivals if refused < at < refused + pause]
+    assert during == []
+    assert store.accepted_share(wall) >= 0.8
+    assert next(e["reason"] for e in logs if e["event"] == "http.rate_adjusted") == "rate_limited"
+
+
+def test_fixed_rate_paces_at_the_configured_rate() -> None:
+    """RateThrottle(10/s, burst 1): 51 requests take 5 s, whatever the concurrency."""
+
+    async def main() -> float:
+        store = Store(1000, 1000, LoopClock())
+        return await drain(client_for(store, [RateThrottle(10, 1)]), 51)
+
+    wall = run_virtual(main())
+    assert 5.0 <= wall <= 5.1
+
+
+def test_burst_above_one_keeps_a_reserve_for_jitter() -> None:
+    """Burst 10 at 100/s: 5 requests leave at once (50 ms of jitter's worth is held back)."""
+
+    async def main() -> Store:
+        store = Store(1000, 1000, LoopClock())
+        await drain(client_for(store, [RateThrottle(100, 10)], concurrency=20), 20, workers=20)
+        return store
+
+    store = run_virtual(main())
+    first = store.arrivals[0][0]
+    at_once = sum(1 for at, _ in store.arrivals if at - first < 0.007)
+    assert at_once == 5
+
+
+def test_cancelled_waiters_give_their_places_back() -> None:
+    """Attempts cancelled while waiting in a later throttle no longer count as in flight: after
+    the first cut, the next 429 (an answer at the new rate) cuts again. Counted as leaked, they
+    made it look like a late answer to the old flight, so the rate stayed too high."""
+
+    async def main() -> None:
+        store = Store(1000, 1000, LoopClock(), refuse=frozenset({2, 3}))
+        adaptive = AdaptiveThrottle(
+            "shop",
+            store.clock,
+            RateTuning.from_settings(HttpSettings()),
+            RetryPolicy.from_settings(HttpSettings()),
+            None,
+        )
+        client = client_for(store, [adaptive, RateThrottle(0.5, 1)], concurrency=10)
+        stats = RequestStats()
+        await client.get_json("http://store.test/p", stats=stats)  # spends the slow bucket
+        waiting = [
+            asyncio.ensure_future(client.get_json("http://store.test/p", stats=stats))
+            for _ in range(6)
+        ]
+        await asyncio.sleep(0.5)
+        for task in waiting:
+            task.cancel()
+        await asyncio.gather(*waiting, return_exceptions=True)
+        await client.get_json("http://store.test/p", stats=stats)  # 429, 429, then 200
+
+    with capture_logs() as logs:
+        run_virtual(main())
+    cuts = [e["reason"] for e in logs if e["event"] == "http.rate_adjusted"]
+    assert cuts[:2] == ["rate_limited", "rate_limited"]
