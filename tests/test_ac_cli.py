@@ -244,3 +244,55 @@ def test_current_names_are_aliases_and_the_redirect_is_kept_verbatim() -> None:
         "read_catalog",
         "prose",
     )
+
+
+class _Terminal(io.StringIO):
+    """Stdin as an operator's terminal: `isatty()` is true, reads give what was typed."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def _legacy_config(tmp_path: Path) -> Path:
+    auth = f'auth_scheme = "legacy"\napp_id = "{APP}"\napp_secret = "{SECRET}"'
+    return _write_config(tmp_path, "americommerce", auth)
+
+
+def test_ctrl_d_at_the_key_prompt_is_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """EOF at the hidden key prompt (getpass raises EOFError): exit 2 and one line, no traceback."""
+    prompts: list[str] = []
+
+    def eof(prompt: str, stream: object = None) -> str:
+        prompts.append(prompt)
+        raise EOFError
+
+    monkeypatch.setattr("getpass.getpass", eof)
+    monkeypatch.setattr("sys.stdin", _Terminal(""))
+    monkeypatch.setenv("SYNCD_AC_USERNAME", USER)
+    assert main(["--config", str(_legacy_config(tmp_path)), "auth", "ac"]) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert prompts == ["User API key (input hidden): "]
+    assert lines == [
+        "",  # the line the prompt was on, ended
+        "syncd: usage error: the desktop flow needs the user's API key: type it at the prompt, "
+        "set SYNCD_AC_USER_KEY, or pass it as line 2 of stdin",
+    ]
+
+
+def test_ctrl_d_at_the_username_prompt_asks_nothing_more(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """EOF at the username prompt: exit 2 naming the username, and the key is never prompted for."""
+
+    def unexpected(prompt: str, stream: object = None) -> str:
+        raise AssertionError("prompted for the key after the username was refused")
+
+    monkeypatch.setattr("getpass.getpass", unexpected)
+    monkeypatch.setattr("sys.stdin", _Terminal(""))
+    monkeypatch.delenv("SYNCD_AC_USERNAME", raising=False)
+    assert main(["--config", str(_legacy_config(tmp_path)), "auth", "ac"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("AmeriCommerce username: \n")
+    assert err.splitlines()[-1].startswith("syncd: usage error: the desktop flow needs a username")
