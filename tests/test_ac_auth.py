@@ -18,9 +18,9 @@ from syncd.auth.ac_wire import parse_expires
 from syncd.auth.americommerce import AmeriCommerceTokenProvider
 from syncd.clock import FakeClock
 from syncd.emulator import Fault
-from syncd.errors import AuthError, NeedsReauthError, ServerError
+from syncd.errors import AuthError, NeedsReauthError, ServerError, StoreError
 from syncd.http import ClientPool
-from syncd.store import SqliteStore
+from syncd.store import SqliteStore, TokenRecord
 from tests.ac_support import APP, FAST_HTTP, SECRET, ac_world, auth_settings
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
@@ -343,3 +343,47 @@ async def test_unusable_expires_is_logged_and_the_token_kept(clock: FakeClock) -
         token = await provider.obtain(_expired(clock))
     assert token.expires_at is None and token.is_fresh(clock.now(), 300)
     assert [(e["event"], e["source"]) for e in logs] == [("token.expiry_unknown", "shop")]
+
+
+@pytest.mark.parametrize("outage_writes", [1, 3])
+@pytest.mark.parametrize("scheme", ["legacy", "current"])
+async def test_a_locked_database_after_a_single_use_rotation_keeps_the_grant(
+    tmp_path: Path,
+    clock: FakeClock,
+    monkeypatch: pytest.MonkeyPatch,
+    scheme: str,
+    outage_writes: int,
+) -> None:
+    """The store rotated the refresh token but the write failed: the new pair is kept and saved
+    (on a retry, or at the next request once the database is free); nothing trades in the spent one."""
+    async with ac_world(
+        tmp_path / "a.db", clock, scheme=scheme, refresh_tokens="single_use"
+    ) as world:
+        provider = world.provider(auth_settings(auth_scheme=scheme))
+        await world.cache.install(provider, await world.web_grant(scheme), "ac")
+        clock.advance(3601)
+        real, failures = world.store.save_token, [0]
+
+        async def locked(key: str, token: TokenRecord, now: datetime) -> None:
+            if failures[0] < outage_writes:
+                failures[0] += 1
+                raise StoreError("cannot save a token: database is locked")
+            await real(key, token, now)
+
+        monkeypatch.setattr(world.store, "save_token", locked)
+        client = world.client(provider)
+        if outage_writes >= 3:  # every retry of the first request fails: the run fails
+            with pytest.raises(StoreError, match="could not be saved"):
+                await world.products(client)
+        assert (await world.products(client)).status == 200
+        assert world.refreshes() == 1
+        stored = await world.store.load_token(provider.cache_key)
+        live = world.emu.americommerce.oauth.refresh_tokens
+        assert stored is not None and stored.refresh_token is not None
+        assert not live[stored.refresh_token].used
+        clock.advance(3601)
+        assert (await world.products(client)).status == 200
+        assert world.refreshes() == 2
+        assert [
+            r.status for r in world.emu.americommerce.stats.requests_to("/api/oauth/refresh")
+        ] == [200, 200]

@@ -72,14 +72,24 @@ class AmeriCommerceTokenProvider:
         running `syncd auth` can create one. So does a refresh the store refuses (400/401/403).
         5xx and network failures surface as transport errors: the grant may still be good.
 
-        Rotation and crashes: the answer to a refresh may carry the only copy of a new refresh
-        token. `TokenCache` writes the access and refresh token as one row in one SQLite
-        transaction, shielded from cancellation, before anyone sends the new access token; so a
-        restart finds either the old pair or the new one, never a mix. A crash after the store
-        answered and before that commit loses the new pair: a reusable refresh token (current
-        edition) still works and the next run refreshes again; a single-use one is spent, the
-        next refresh is refused and the source is flagged `needs_reauth` (run `syncd auth`). No
-        client can close that window, as the store commits the rotation before it answers.
+        Rotation, failed writes and crashes. Once the store has answered a refresh, the old pair
+        may be dead: a single-use refresh token is spent, and a legacy refresh trades in the old
+        access token. What a failure costs at each moment:
+        1. Before the store commits the refresh: nothing; the persisted pair still works.
+        2. After it commits, before the answer is in memory (crash, kill, or an answer lost on the
+           way, whose retried POST is then refused): the new pair is lost. A reusable current-
+           scheme refresh token still works, so the next run refreshes again; a single-use one or
+           a legacy grant is refused, and the source is flagged `needs_reauth` (run `syncd auth`).
+           No client can close this window: the store commits the rotation before it answers.
+        3. Answer in memory, not yet committed to SQLite: `TokenCache` holds the pair as unsaved
+           and writes access and refresh token as one row in one transaction, shielded from
+           cancellation, retrying a failed write (`database is locked`) a bounded number of times.
+           Until that commit the new access token is not sent and no other refresh is made. If
+           every retry fails, the caller gets a StoreError (the run fails, the grant is not
+           flagged), and every later request, and the cache's exit, writes the pair first. A
+           crash or kill in this state costs what 2 does.
+        4. After the commit: a restart finds the new pair (SQLite keeps the old row or the new
+           one, never a mix) and uses it.
         """
         static = self._settings.static_token
         if static is not None:
