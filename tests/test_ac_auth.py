@@ -13,6 +13,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from syncd.auth import AccessToken, EndpointResponse, TokenCache, fingerprint
+from syncd.auth.ac_bootstrap import UserLogin
 from syncd.auth.ac_signatures import current_refresh_signature, legacy_refresh_signature
 from syncd.auth.ac_wire import parse_expires
 from syncd.auth.americommerce import AmeriCommerceTokenProvider
@@ -21,7 +22,7 @@ from syncd.emulator import Fault
 from syncd.errors import AuthError, NeedsReauthError, ServerError, StoreError
 from syncd.http import ClientPool
 from syncd.store import SqliteStore, TokenRecord
-from tests.ac_support import APP, FAST_HTTP, SECRET, ac_world, auth_settings
+from tests.ac_support import APP, FAST_HTTP, SECRET, USER, USER_KEY, ac_world, auth_settings
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -387,3 +388,26 @@ async def test_a_locked_database_after_a_single_use_rotation_keeps_the_grant(
         assert [
             r.status for r in world.emu.americommerce.stats.requests_to("/api/oauth/refresh")
         ] == [200, 200]
+
+
+@pytest.mark.parametrize("body_format", ["json", "form"])
+@pytest.mark.parametrize("scheme", ["legacy", "current"])
+async def test_syncd_posts_only_the_body_types_the_docs_allow(
+    tmp_path: Path, clock: FakeClock, scheme: str, body_format: str
+) -> None:
+    """The emulator answers 415 to anything but JSON or form: syncd's login, exchange and refresh
+    in either body_format get through it, and read the answer in the type they sent."""
+    async with ac_world(tmp_path / "a.db", clock, scheme=scheme) as world:
+        settings = auth_settings(auth_scheme=scheme, body_format=body_format)
+        if scheme == "legacy":
+            grant = await world.authorizer(settings).desktop(UserLogin(USER, USER_KEY))
+        else:
+            grant = await world.web_grant(scheme)
+        provider = world.provider(settings)
+        await world.cache.install(provider, grant, "ac")
+        clock.advance(3601)
+        assert (await world.products(world.client(provider))).status == 200
+        log = world.emu.americommerce.stats.log
+        oauth = [(r.path, r.status) for r in log if r.path.startswith("/api/oauth")]
+        assert ("/api/oauth/refresh", 200) in oauth
+        assert {status for _, status in oauth} <= {200, 302}, oauth  # never a 415
