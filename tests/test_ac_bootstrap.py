@@ -19,6 +19,8 @@ from syncd.clock import FakeClock
 from syncd.errors import AuthError, ConfigError
 from tests.ac_support import USER, USER_KEY, AcWorld, ac_world, auth_settings, browse, free_port
 
+MIXED_CASE_REDIRECT = "http://127.0.0.1:8765/CallBack"
+
 
 async def _web_flow(world: AcWorld, **settings: object) -> tuple[object, URL, int, str]:
     """Run the web flow with the test as the browser; returns (token or error, location, status, page)."""
@@ -36,11 +38,17 @@ async def _web_flow(world: AcWorld, **settings: object) -> tuple[object, URL, in
 
 @pytest.mark.parametrize("mode", ["prose", "summary"])
 async def test_legacy_desktop_flow_completes(tmp_path: Path, clock: FakeClock, mode: str) -> None:
-    """Desktop login then exchange, signed per desktop_signature = the store's reading; the token works."""
+    """Desktop login then exchange, signed per desktop_signature = the store's reading; the token works.
+
+    The redirect_url has upper case: the desktop exchange signs it as written (only the web one
+    lowercases it), so a lowercasing signature would be refused.
+    """
     async with ac_world(
         tmp_path / "a.db", clock, scheme="legacy", desktop_exchange_signature=mode
     ) as world:
-        settings = auth_settings(auth_scheme="legacy", desktop_signature=mode)
+        settings = auth_settings(
+            auth_scheme="legacy", desktop_signature=mode, redirect_url=MIXED_CASE_REDIRECT
+        )
         token = await world.authorizer(settings).desktop(UserLogin(USER, USER_KEY))
         assert token.expires_at == clock.now() + timedelta(seconds=3600)
         assert token.refresh_token in world.emu.americommerce.oauth.refresh_tokens
