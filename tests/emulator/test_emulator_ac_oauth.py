@@ -238,7 +238,8 @@ async def test_legacy_refresh_trades_the_access_token_in(
 async def test_current_refresh_modes(
     start: StartEmulator, session: aiohttp.ClientSession, mode: str
 ) -> None:
-    """Current refresh: {client_id, refresh_token, SHA256(secret+refresh_token+client_id)}; reuse per mode."""
+    """Current refresh: {client_id, refresh_token, SHA256(secret+refresh_token+client_id)}; reuse per mode;
+    a wrong signature is a 401 that spends nothing."""
     ac = await _caller(start, session, refresh_tokens=mode)
     refresh = (await ac.web_token())["refresh_token"]
     body = {
@@ -246,6 +247,13 @@ async def test_current_refresh_modes(
         "refresh_token": refresh,
         "signature": sha256_hex(SECRET + refresh + APP),
     }
+    for wrong in (
+        sha256_hex("not-the-secret" + refresh + APP),
+        sha256_hex(SECRET + APP + refresh),
+        sha256_hex(SECRET + refresh + APP + SCOPE),
+    ):
+        refused = await ac.post("/api/oauth/refresh", {**body, "signature": wrong})
+        assert (refused.status, refused.json()["details"]) == (401, "Invalid signature")
     first = await ac.post("/api/oauth/refresh", body)
     assert first.status == 200
     assert first.json()["refresh_token"] != refresh, "every refresh issues a new refresh token"
