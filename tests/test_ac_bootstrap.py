@@ -18,6 +18,7 @@ from syncd.auth.ac_callback import RedirectListener, loopback_target
 from syncd.clock import FakeClock
 from syncd.errors import AuthError, ConfigError
 from tests.ac_support import USER, USER_KEY, AcWorld, ac_world, auth_settings, browse, free_port
+from tests.conftest import ManualClock, settle
 
 MIXED_CASE_REDIRECT = "http://127.0.0.1:8765/CallBack"
 
@@ -100,9 +101,10 @@ async def test_current_scheme_has_no_desktop_flow(tmp_path: Path, clock: FakeClo
 @pytest.mark.parametrize("body_format", ["json", "form"])
 @pytest.mark.parametrize("scheme", ["legacy", "current"])
 async def test_web_flow_through_a_real_loopback_redirect(
-    tmp_path: Path, clock: FakeClock, scheme: str, body_format: str
+    tmp_path: Path, scheme: str, body_format: str
 ) -> None:
     """Authorise URL → store's 302 → our listener on the redirect URL → signed exchange → working token."""
+    clock = ManualClock()  # its sleep never ends by itself: the listener waits for the browser
     redirect = f"http://127.0.0.1:{free_port()}/Syncd/CallBack"  # the case survives until signing
     async with ac_world(tmp_path / "a.db", clock, scheme=scheme) as world:
         token, location, status, page = await _web_flow(
@@ -120,10 +122,9 @@ async def test_web_flow_through_a_real_loopback_redirect(
         assert set(authorize) == {*names, "scope"} and authorize[names[1]] == redirect
 
 
-async def test_web_flow_error_redirect_becomes_a_clear_message(
-    tmp_path: Path, clock: FakeClock
-) -> None:
+async def test_web_flow_error_redirect_becomes_a_clear_message(tmp_path: Path) -> None:
     """error/error_reason/error_description come back as one sentence; the browser is told too."""
+    clock = ManualClock()  # its sleep never ends by itself: the listener waits for the browser
     redirect = f"http://127.0.0.1:{free_port()}/cb"
     async with ac_world(tmp_path / "a.db", clock, deny_web_grant=True) as world:
         error, _, status, page = await _web_flow(world, redirect_url=redirect)
@@ -136,8 +137,9 @@ async def test_web_flow_error_redirect_becomes_a_clear_message(
         assert world.emu.americommerce.stats.requests_to("/api/oauth/access_token") == []
 
 
-async def test_web_exchange_refusal_is_explained(tmp_path: Path, clock: FakeClock) -> None:
+async def test_web_exchange_refusal_is_explained(tmp_path: Path) -> None:
     """A wrong app secret fails the exchange with the store's words and what to check."""
+    clock = ManualClock()  # its sleep never ends by itself: the listener waits for the browser
     redirect = f"http://127.0.0.1:{free_port()}/cb"
     async with ac_world(tmp_path / "a.db", clock) as world:
         error, _, status, _ = await _web_flow(
@@ -150,16 +152,34 @@ async def test_web_exchange_refusal_is_explained(tmp_path: Path, clock: FakeCloc
 
 
 async def test_web_flow_waits_a_bounded_time(tmp_path: Path, clock: FakeClock) -> None:
-    """No redirect within the limit: a clear error, and the port is released."""
+    """No redirect within the limit (on the injected clock, so no real wait): a clear error, and
+    the port is released."""
     port = free_port()
     async with ac_world(tmp_path / "a.db", clock) as world:
         authorizer = world.authorizer(auth_settings(redirect_url=f"http://127.0.0.1:{port}/cb"))
         urls: list[str] = []
-        with pytest.raises(AuthError, match=r"no redirect reached http://127\.0\.0\.1:\d+/cb"):
-            await authorizer.web(within=0.05, show=urls.append)
+        with pytest.raises(
+            AuthError, match=r"no redirect reached http://127\.0\.0\.1:\d+/cb within 300s"
+        ):
+            await authorizer.web(within=300, show=urls.append)
+        assert clock.slept == [300]
         assert urls and urls[0].startswith(world.emu.url + "/api/oauth?client_id=app-17&")
         async with RedirectListener(f"http://127.0.0.1:{port}/cb"):
             pass  # bindable again
+
+
+async def test_listener_times_out_on_its_clock_not_real_time() -> None:
+    """wait() gives up when the injected clock passes the limit, not before, and not on real time."""
+    clock = ManualClock()
+    async with RedirectListener(f"http://127.0.0.1:{free_port()}/cb", clock=clock) as listener:
+        waiting = asyncio.create_task(listener.wait(60))
+        await settle()
+        clock.advance(59)
+        await settle()
+        assert not waiting.done()
+        clock.advance(1)
+        with pytest.raises(AuthError, match=r"within 60s"):
+            await waiting
 
 
 async def test_listener_ignores_stray_requests(tmp_path: Path) -> None:

@@ -33,6 +33,7 @@ from tests.ac_support import (
     browse,
     free_port,
 )
+from tests.conftest import ManualClock
 from tests.support import until
 
 
@@ -127,9 +128,10 @@ async def test_missing_desktop_credentials_are_a_usage_error(
 
 
 async def test_current_scheme_auth_runs_the_web_flow(
-    tmp_path: Path, clock: FakeClock, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """`syncd auth` on a current-scheme source prints the URL and completes on the redirect."""
+    clock = ManualClock()  # its sleep never ends by itself: the listener waits for the browser
     redirect = f"http://127.0.0.1:{free_port()}/callback"
     config = EmulatorConfig(americommerce=ac_config(), seed=2)
     async with Emulator(config, clock=clock) as emu, aiohttp.ClientSession() as browser:
@@ -172,17 +174,30 @@ def test_static_token_source_is_authorised_without_a_flow(
 
 
 def test_web_flow_without_a_redirect_fails_with_one_line(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """No browser ever comes back: exit 1 and one clear line (the listener gives up in time)."""
+    """No browser ever comes back: exit 1 and one clear line once --timeout has passed (on a fake
+    clock: the five minutes pass at once)."""
+    clocks: list[FakeClock] = []
+
+    def fake_clock() -> FakeClock:
+        clocks.append(FakeClock())
+        return clocks[-1]
+
+    monkeypatch.setattr(commands, "SystemClock", fake_clock)
     auth = (
         f'app_id = "{APP}"\napp_secret = "{SECRET}"\n'
         f'redirect_uri = "http://127.0.0.1:{free_port()}/cb"'
     )
     config = _write_config(tmp_path, "americommerce", auth)
-    assert main(["--config", str(config), "auth", "ac", "--web", "--timeout", "0.05"]) == 1
+    assert main(["--config", str(config), "auth", "ac", "--web", "--timeout", "300"]) == 1
+    assert [c.slept for c in clocks] == [[300]]
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("syncd: error: no redirect reached http://127.0.0.1:")
+    assert err[-1].endswith(
+        " within 300s: open the authorisation URL in a browser logged in "
+        "to the store's admin console, then run 'syncd auth' again"
+    )
     assert SECRET not in "\n".join(err)
 
 

@@ -137,7 +137,7 @@ class AmeriCommerceAuthorizer:
         """Listen on `redirect_url`, `show` the authorise URL, wait `within` seconds for the redirect, exchange it."""
         s = self._settings
         secret = app_secret(s)
-        async with RedirectListener(s.redirect_url) as listener:
+        async with RedirectListener(s.redirect_url, clock=self._clock) as listener:
             show(self.authorize_url())
             callback = await listener.wait(within)
         signature = web_exchange_signature(secret, callback.code, s.app_id, s.scope, s.redirect_url)
