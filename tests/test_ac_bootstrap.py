@@ -6,6 +6,8 @@ The web flow goes through a real loopback redirect: the test is the operator's b
 from __future__ import annotations
 
 import asyncio
+import json
+from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
 
@@ -13,7 +15,8 @@ import aiohttp
 import pytest
 from yarl import URL
 
-from syncd.auth.ac_bootstrap import UserLogin, install_grant
+from syncd.auth import EndpointResponse
+from syncd.auth.ac_bootstrap import AmeriCommerceAuthorizer, UserLogin, install_grant
 from syncd.auth.ac_callback import RedirectListener, loopback_target
 from syncd.clock import FakeClock
 from syncd.errors import AuthError, ConfigError
@@ -251,3 +254,45 @@ async def test_installing_a_grant_clears_needs_reauth(tmp_path: Path, clock: Fak
         assert (await world.cache.current(provider)) == token
         (event,) = await world.store.token_events("ac")
         assert (event.event, event.fingerprint) == ("issued", token.fingerprint)
+
+
+class QueuedEndpoint:
+    """A token endpoint that answers each POST with the next (status, JSON body) of a script."""
+
+    def __init__(self, *answers: tuple[int, dict[str, object]]) -> None:
+        self.answers = list(answers)
+
+    async def post_form(
+        self, url: str, fields: Mapping[str, str], *, as_json: bool = False
+    ) -> EndpointResponse:
+        status, body = self.answers.pop(0)
+        return EndpointResponse(status, "application/json", json.dumps(body).encode())
+
+
+@pytest.mark.parametrize(
+    ("status", "details", "advised"),
+    [
+        (401, "Invalid signature", True),
+        (400, "Invalid signature", True),
+        (403, "Forbidden", True),
+        (400, "The signature does not match", True),
+        (400, "auth_id is required", False),
+        (404, "Not Found", False),
+    ],
+)
+async def test_the_signature_advice_follows_the_refusal_not_only_401(
+    clock: FakeClock, status: int, details: str, advised: bool
+) -> None:
+    """A store that refuses a signature with 400 or 403 gets the desktop_signature advice too;
+    a refusal that names another cause does not."""
+    endpoint = QueuedEndpoint(
+        (200, {"auth_id": "a1", "code": "c1"}),
+        (status, {"status_code": status, "message": "Refused", "details": details}),
+    )
+    settings = auth_settings(auth_scheme="legacy")
+    authorizer = AmeriCommerceAuthorizer(settings, "https://shop.example", endpoint, clock)
+    with pytest.raises(AuthError) as caught:
+        await authorizer.desktop(UserLogin(USER, USER_KEY))
+    message = str(caught.value)
+    assert f"(HTTP {status} Refused: {details})" in message
+    assert ("signature rejected: see option desktop_signature" in message) is advised

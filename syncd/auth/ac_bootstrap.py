@@ -158,7 +158,7 @@ class AmeriCommerceAuthorizer:
         what = f"the {flow} exchange at {self._base_url}{ACCESS_TOKEN_PATH}"
         if response.status != 200:
             reason = refusal(response, secrets)
-            hint = f": {advice}" if response.status == 401 else ""
+            hint = f": {advice}" if _may_be_the_signature(response.status, reason) else ""
             raise AuthError(f"the store refused {what} ({reason}){hint}", status=response.status)
         token, problem = read_grant(response, self._clock.now(), what=what)
         if problem is not None:
@@ -168,6 +168,18 @@ class AmeriCommerceAuthorizer:
     async def _post(self, path: str, fields: Mapping[str, str]) -> EndpointResponse:
         as_json = self._settings.body_format == "json"
         return await self._endpoint.post_form(self._base_url + path, fields, as_json=as_json)
+
+
+def _may_be_the_signature(status: int, reason: str) -> bool:
+    """Whether a refused exchange may be a refused signature, so the signing advice applies.
+
+    The docs give no status for it: the emulator answers 401, a store may answer 400 or 403. So
+    401 and 403 always count, a 400 when the store's words mention the signature; another 400
+    ("auth_id is required") says what is wrong by itself.
+    """
+    if "signature" in reason.lower():
+        return True
+    return status in (401, 403)
 
 
 async def install_grant(
