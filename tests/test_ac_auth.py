@@ -411,3 +411,22 @@ async def test_syncd_posts_only_the_body_types_the_docs_allow(
         oauth = [(r.path, r.status) for r in log if r.path.startswith("/api/oauth")]
         assert ("/api/oauth/refresh", 200) in oauth
         assert {status for _, status in oauth} <= {200, 302}, oauth  # never a 415
+
+
+async def test_sources_asking_for_different_scopes_keep_separate_grants(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    """Same store and app, another scope: another grant; `syncd auth` of one leaves the other's alone."""
+    async with ac_world(tmp_path / "a.db", clock) as world:
+        narrow = world.provider(auth_settings(scope="read_catalog"), source="a")
+        wide = world.provider(auth_settings(scope="read_catalog,read_orders"), source="b")
+        same = world.provider(auth_settings(scope="read_catalog"), source="c")
+        assert narrow.cache_key != wide.cache_key and narrow.cache_key == same.cache_key
+        first = AccessToken("grant-a", None, clock.now(), refresh_token="refresh-a")
+        second = AccessToken("grant-b", None, clock.now(), refresh_token="refresh-b")
+        await world.cache.install(narrow, first, "a")
+        await world.cache.install(wide, second, "b")
+        assert (await world.cache.get(narrow, "a")).value == "grant-a"
+        assert (await world.cache.get(same, "c")).value == "grant-a"
+        stored = await world.store.load_token(narrow.cache_key)
+        assert stored is not None and stored.access_token == "grant-a"

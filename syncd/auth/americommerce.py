@@ -47,12 +47,15 @@ class AmeriCommerceTokenProvider:
             static = fingerprint(settings.static_token.get_secret_value())
             identity = "\n".join((self._base_url, "static", static))
         else:
-            identity = "\n".join((self._base_url, settings.app_id, settings.auth_scheme))
+            # The scope is part of the grant: sources asking for different scopes need their own.
+            identity = "\n".join(
+                (self._base_url, settings.app_id, settings.auth_scheme, settings.scope)
+            )
         self._key = "americommerce:" + hashlib.sha256(identity.encode()).hexdigest()[:24]
 
     @property
     def cache_key(self) -> str:
-        """One grant per store and app (one entry per static token)."""
+        """One grant per store, app, scheme and scope (one entry per static token)."""
         return self._key
 
     @property
