@@ -15,7 +15,7 @@ from structlog.testing import capture_logs
 from syncd.auth import AccessToken, EndpointResponse, TokenCache, fingerprint
 from syncd.auth.ac_bootstrap import UserLogin
 from syncd.auth.ac_signatures import current_refresh_signature, legacy_refresh_signature
-from syncd.auth.ac_wire import parse_expires
+from syncd.auth.ac_wire import naive_zone, parse_expires
 from syncd.auth.americommerce import AmeriCommerceTokenProvider
 from syncd.clock import FakeClock
 from syncd.emulator import Fault
@@ -430,3 +430,20 @@ async def test_sources_asking_for_different_scopes_keep_separate_grants(
         assert (await world.cache.get(same, "c")).value == "grant-a"
         stored = await world.store.load_token(narrow.cache_key)
         assert stored is not None and stored.access_token == "grant-a"
+
+
+@pytest.mark.parametrize(("offset", "hour"), [(None, 3), (-300, 8), (120, 1)])
+async def test_an_expires_without_offset_is_read_in_naive_time_offset(
+    clock: FakeClock, offset: int | None, hour: int
+) -> None:
+    """`expires` with no UTC offset is in the source's naive_time_offset when set, else UTC
+    (the same setting that reads products' naive datetimes)."""
+    assert parse_expires("2026-01-01T03:00:00", NOW, naive_zone(offset)).at == datetime(
+        2026, 1, 1, hour, tzinfo=UTC
+    )
+    endpoint = ScriptedEndpoint(200, {"access_token": "new", "expires": "2026-01-01T03:30:00"})
+    provider = AmeriCommerceTokenProvider(
+        auth_settings(), "https://shop.example", endpoint, clock, naive_time_offset=offset
+    )
+    token = await provider.obtain(_expired(clock))
+    assert token.expires_at == datetime(2026, 1, 1, hour, 30, tzinfo=UTC)

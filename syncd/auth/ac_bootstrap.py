@@ -24,6 +24,7 @@ from syncd.auth.ac_wire import (
     AUTHORIZE_PATH,
     SchemeNames,
     app_secret,
+    naive_zone,
     read_grant,
     refusal,
 )
@@ -52,7 +53,10 @@ class UserLogin:
 
 
 class AmeriCommerceAuthorizer:
-    """Obtains a new grant from one store, by the legacy desktop flow or the web flow (both schemes)."""
+    """Obtains a new grant from one store, by the legacy desktop flow or the web flow (both schemes).
+
+    `naive_time_offset` is the source's setting of that name: the zone of an `expires` without one.
+    """
 
     def __init__(
         self,
@@ -60,12 +64,15 @@ class AmeriCommerceAuthorizer:
         base_url: str,
         endpoint: TokenEndpoint,
         clock: Clock,
+        *,
+        naive_time_offset: int | None = None,
     ) -> None:
         self._settings = settings
         self._base_url = base_url.rstrip("/")
         self._endpoint = endpoint
         self._clock = clock
         self._names = SchemeNames.of(settings)
+        self._naive = naive_zone(naive_time_offset)
 
     @property
     def has_desktop_flow(self) -> bool:
@@ -160,7 +167,9 @@ class AmeriCommerceAuthorizer:
             reason = refusal(response, secrets)
             hint = f": {advice}" if _may_be_the_signature(response.status, reason) else ""
             raise AuthError(f"the store refused {what} ({reason}){hint}", status=response.status)
-        token, problem = read_grant(response, self._clock.now(), what=what)
+        token, problem = read_grant(
+            response, self._clock.now(), what=what, naive_offset=self._naive
+        )
         if problem is not None:
             log.warning("token.expiry_unknown", detail=problem, flow=flow)
         return token

@@ -10,7 +10,14 @@ from __future__ import annotations
 import hashlib
 
 from syncd.auth.ac_signatures import current_refresh_signature, legacy_refresh_signature
-from syncd.auth.ac_wire import REFRESH_PATH, SchemeNames, app_secret, read_grant, refusal
+from syncd.auth.ac_wire import (
+    REFRESH_PATH,
+    SchemeNames,
+    app_secret,
+    naive_zone,
+    read_grant,
+    refusal,
+)
 from syncd.auth.provider import TokenEndpoint
 from syncd.auth.token import AccessToken, fingerprint
 from syncd.clock import Clock
@@ -26,7 +33,10 @@ _GRANT_REFUSED = frozenset({400, 401, 403})
 
 
 class AmeriCommerceTokenProvider:
-    """Hands out a store's access token: a static admin-console token, or an OAuth grant refreshed by signature."""
+    """Hands out a store's access token: a static admin-console token, or an OAuth grant refreshed by signature.
+
+    `naive_time_offset` is the source's setting of that name: the zone of an `expires` without one.
+    """
 
     def __init__(
         self,
@@ -36,12 +46,14 @@ class AmeriCommerceTokenProvider:
         clock: Clock,
         *,
         source: str | None = None,
+        naive_time_offset: int | None = None,
     ) -> None:
         self._settings = settings
         self._base_url = base_url.rstrip("/")
         self._endpoint = endpoint
         self._clock = clock
         self._source = source
+        self._naive = naive_zone(naive_time_offset)
         if settings.static_token is not None:
             # A different static token is a different credential: never hand out the old one.
             static = fingerprint(settings.static_token.get_secret_value())
@@ -136,6 +148,7 @@ class AmeriCommerceTokenProvider:
                 self._clock.now(),
                 what=f"the AmeriCommerce refresh at {url}",
                 keep_refresh=refresh_token,
+                naive_offset=self._naive,
             )
             if problem is not None:
                 log.warning(

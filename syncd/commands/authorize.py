@@ -57,12 +57,17 @@ async def authorize_source(
         SqliteStore(settings.store.path, busy_timeout=settings.store.busy_timeout) as store,
         ClientPool(settings.http, clock) as pool,
     ):
-        provider = AmeriCommerceTokenProvider(auth, base_url, pool, clock, source=name)
+        naive = source.naive_time_offset
+        provider = AmeriCommerceTokenProvider(
+            auth, base_url, pool, clock, source=name, naive_time_offset=naive
+        )
         if auth.static_token is not None:
             how = "static admin-console token (from the configuration; it does not expire)"
             token = await provider.obtain(None)
         else:
-            authorizer = AmeriCommerceAuthorizer(auth, base_url, pool, clock)
+            authorizer = AmeriCommerceAuthorizer(
+                auth, base_url, pool, clock, naive_time_offset=naive
+            )
             if login is not None:
                 how = f"{auth.auth_scheme} desktop flow, desktop_signature={auth.desktop_signature}"
                 token = await authorizer.desktop(login)
