@@ -114,17 +114,29 @@ async def test_desktop_credentials_from_the_environment(
 
 
 @pytest.mark.parametrize(
-    ("lines", "missing"), [("", "SYNCD_AC_USERNAME"), ("jane\n", "SYNCD_AC_USER_KEY")]
+    ("lines", "env", "missing"),
+    [
+        ("", {}, "set SYNCD_AC_USERNAME, or pass it as line 1 of stdin"),
+        ("jane\n", {}, "set SYNCD_AC_USER_KEY, or pass it as line 2 of stdin"),
+        ("", {"SYNCD_AC_USERNAME": "jane"}, "set SYNCD_AC_USER_KEY, or pass it as line 1 of stdin"),
+    ],
 )
 async def test_missing_desktop_credentials_are_a_usage_error(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], lines: str, missing: str
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    lines: str,
+    env: dict[str, str],
+    missing: str,
 ) -> None:
-    """No username or key: exit 2 with one line that says how to give it; nothing is contacted."""
+    """No username or key: exit 2 with one line that says how to give it (the key is stdin's
+    line 1 when the username comes from the environment); nothing is contacted."""
     settings = _settings(tmp_path / "a.db", "http://127.0.0.1:9", auth_scheme="legacy")
-    code = await commands.authorize_source(_args(), settings, stdin=io.StringIO(lines), env={})
+    code = await commands.authorize_source(_args(), settings, stdin=io.StringIO(lines), env=env)
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1
-    assert err.startswith("syncd: usage error: the desktop flow needs") and missing in err
+    assert err.startswith("syncd: usage error: the desktop flow needs") and err.endswith(
+        missing + "\n"
+    )
 
 
 async def test_current_scheme_auth_runs_the_web_flow(
@@ -292,7 +304,7 @@ def test_ctrl_d_at_the_key_prompt_is_a_usage_error(
     assert lines == [
         "",  # the line the prompt was on, ended
         "syncd: usage error: the desktop flow needs the user's API key: type it at the prompt, "
-        "set SYNCD_AC_USER_KEY, or pass it as line 2 of stdin",
+        "set SYNCD_AC_USER_KEY, or pass it as line 1 of stdin",  # the username came from env
     ]
 
 

@@ -87,6 +87,7 @@ def read_login(stdin: TextIO, env: Mapping[str, str]) -> tuple[UserLogin | None,
     interactive = stdin.isatty()
     where = "type it at the prompt, set {env}, or pass it as line {line} of stdin"
     username = env.get(ENV_AC_USERNAME, "").strip()
+    key_line = 1 if username else 2  # the key follows the username on stdin, if it is there
     if not username:
         if interactive:
             print("AmeriCommerce username: ", end="", file=sys.stderr, flush=True)
@@ -100,7 +101,7 @@ def read_login(stdin: TextIO, env: Mapping[str, str]) -> tuple[UserLogin | None,
         key = _hidden("User API key (input hidden): ") if interactive else _line(stdin, False)
     if not key:
         return None, "the desktop flow needs the user's API key: " + where.format(
-            env=ENV_AC_USER_KEY, line=2
+            env=ENV_AC_USER_KEY, line=key_line
         )
     return UserLogin(username, key), ""
 
