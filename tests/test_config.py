@@ -231,3 +231,19 @@ def test_a_blank_ims_secret_is_refused_even_from_the_environment(
     path = write(tmp_path, secret=f'client_secret = "{blank}"')
     with pytest.raises(ConfigError, match=r"auth\.client_secret: expected a non-empty secret$"):
         load_settings(path)
+
+
+def test_a_breaker_base_delay_above_its_max_is_one_config_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """breaker_base_delay = 7200 with the default breaker_max_delay (3600): check-config says so
+    in one line naming both fields, instead of the daemon failing at start with a ValueError."""
+    path = write(tmp_path)
+    path.write_text(path.read_text().replace("page_size = 200", "breaker_base_delay = 7200"))
+    assert main(["--config", str(path), "check-config"]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "syncd: config error: sources[0] (main-store): breaker_base_delay (7200) must not exceed "
+        "breaker_max_delay (3600): raise breaker_max_delay or lower breaker_base_delay"
+    ]
+    path.write_text(path.read_text().replace("7200", "7200\nbreaker_max_delay = 7200"))
+    assert main(["--config", str(path), "check-config"]) == 0

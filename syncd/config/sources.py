@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import (
     AliasChoices,
@@ -182,6 +182,17 @@ class _SourceBase(StrictModel):
         elif value < 1:
             raise ValueError("a multiple of the schedule period must be at least 1")
         return value
+
+    @model_validator(mode="after")
+    def _breaker_delays_ordered(self) -> Self:
+        # BreakerPolicy refuses this too, but only when the daemon starts: say it at check-config.
+        if self.breaker_base_delay > self.breaker_max_delay:
+            raise ValueError(
+                f"breaker_base_delay ({self.breaker_base_delay:g}) must not exceed "
+                f"breaker_max_delay ({self.breaker_max_delay:g}): raise breaker_max_delay or "
+                "lower breaker_base_delay"
+            )
+        return self
 
     @property
     def parsed_schedule(self) -> Schedule:
