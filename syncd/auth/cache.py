@@ -96,7 +96,7 @@ class TokenCache:
         tb: TracebackType | None,
     ) -> None:
         """One last write of each token whose save failed; the store must still be open."""
-        for key, entry in self._entries.items():
+        for key, entry in list(self._entries.items()):
             async with entry.lock:
                 unsaved = entry.unsaved
                 if unsaved is None:
