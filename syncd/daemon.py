@@ -55,7 +55,9 @@ class Runtime:
             self._pool = await stack.enter_async_context(
                 ClientPool(self.settings.http, self.clock, self._rng)
             )
-            self._cache = TokenCache(self._store, self.clock)
+            # Entered after the store: on the way out it saves any token it could not save before.
+            cache = await stack.enter_async_context(TokenCache(self._store, self.clock))
+            self._cache = cache
             abandoned = await self._store.fail_abandoned_runs(
                 self.clock.now(),
                 "the process running it stopped before it finished (crash or kill); "
@@ -65,9 +67,7 @@ class Runtime:
             if abandoned:
                 log.warning("sync.abandoned_runs", count=abandoned)
             for source in self.settings.sources:
-                self.sources[source.name] = build_source(
-                    source, self._pool, self._cache, self.clock
-                )
+                self.sources[source.name] = build_source(source, self._pool, cache, self.clock)
             self._stack = stack.pop_all()
         return self
 

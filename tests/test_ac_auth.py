@@ -13,15 +13,16 @@ import pytest
 from structlog.testing import capture_logs
 
 from syncd.auth import AccessToken, EndpointResponse, TokenCache, fingerprint
+from syncd.auth.ac_bootstrap import UserLogin
 from syncd.auth.ac_signatures import current_refresh_signature, legacy_refresh_signature
-from syncd.auth.ac_wire import parse_expires
+from syncd.auth.ac_wire import naive_zone, parse_expires
 from syncd.auth.americommerce import AmeriCommerceTokenProvider
 from syncd.clock import FakeClock
 from syncd.emulator import Fault
-from syncd.errors import AuthError, NeedsReauthError, ServerError
+from syncd.errors import AuthError, NeedsReauthError, ServerError, StoreError
 from syncd.http import ClientPool
-from syncd.store import SqliteStore
-from tests.ac_support import APP, FAST_HTTP, SECRET, ac_world, auth_settings
+from syncd.store import SqliteStore, TokenRecord
+from tests.ac_support import APP, FAST_HTTP, SECRET, USER, USER_KEY, ac_world, auth_settings
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -343,3 +344,106 @@ async def test_unusable_expires_is_logged_and_the_token_kept(clock: FakeClock) -
         token = await provider.obtain(_expired(clock))
     assert token.expires_at is None and token.is_fresh(clock.now(), 300)
     assert [(e["event"], e["source"]) for e in logs] == [("token.expiry_unknown", "shop")]
+
+
+@pytest.mark.parametrize("outage_writes", [1, 3])
+@pytest.mark.parametrize("scheme", ["legacy", "current"])
+async def test_a_locked_database_after_a_single_use_rotation_keeps_the_grant(
+    tmp_path: Path,
+    clock: FakeClock,
+    monkeypatch: pytest.MonkeyPatch,
+    scheme: str,
+    outage_writes: int,
+) -> None:
+    """The store rotated the refresh token but the write failed: the new pair is kept and saved
+    (on a retry, or at the next request once the database is free); nothing trades in the spent one."""
+    async with ac_world(
+        tmp_path / "a.db", clock, scheme=scheme, refresh_tokens="single_use"
+    ) as world:
+        provider = world.provider(auth_settings(auth_scheme=scheme))
+        await world.cache.install(provider, await world.web_grant(scheme), "ac")
+        clock.advance(3601)
+        real, failures = world.store.save_token, [0]
+
+        async def locked(key: str, token: TokenRecord, now: datetime) -> None:
+            if failures[0] < outage_writes:
+                failures[0] += 1
+                raise StoreError("cannot save a token: database is locked")
+            await real(key, token, now)
+
+        monkeypatch.setattr(world.store, "save_token", locked)
+        client = world.client(provider)
+        if outage_writes >= 3:  # every retry of the first request fails: the run fails
+            with pytest.raises(StoreError, match="could not be saved"):
+                await world.products(client)
+        assert (await world.products(client)).status == 200
+        assert world.refreshes() == 1
+        stored = await world.store.load_token(provider.cache_key)
+        live = world.emu.americommerce.oauth.refresh_tokens
+        assert stored is not None and stored.refresh_token is not None
+        assert not live[stored.refresh_token].used
+        clock.advance(3601)
+        assert (await world.products(client)).status == 200
+        assert world.refreshes() == 2
+        assert [
+            r.status for r in world.emu.americommerce.stats.requests_to("/api/oauth/refresh")
+        ] == [200, 200]
+
+
+@pytest.mark.parametrize("body_format", ["json", "form"])
+@pytest.mark.parametrize("scheme", ["legacy", "current"])
+async def test_syncd_posts_only_the_body_types_the_docs_allow(
+    tmp_path: Path, clock: FakeClock, scheme: str, body_format: str
+) -> None:
+    """The emulator answers 415 to anything but JSON or form: syncd's login, exchange and refresh
+    in either body_format get through it, and read the answer in the type they sent."""
+    async with ac_world(tmp_path / "a.db", clock, scheme=scheme) as world:
+        settings = auth_settings(auth_scheme=scheme, body_format=body_format)
+        if scheme == "legacy":
+            grant = await world.authorizer(settings).desktop(UserLogin(USER, USER_KEY))
+        else:
+            grant = await world.web_grant(scheme)
+        provider = world.provider(settings)
+        await world.cache.install(provider, grant, "ac")
+        clock.advance(3601)
+        assert (await world.products(world.client(provider))).status == 200
+        log = world.emu.americommerce.stats.log
+        oauth = [(r.path, r.status) for r in log if r.path.startswith("/api/oauth")]
+        assert ("/api/oauth/refresh", 200) in oauth
+        assert {status for _, status in oauth} <= {200, 302}, oauth  # never a 415
+
+
+async def test_sources_asking_for_different_scopes_keep_separate_grants(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    """Same store and app, another scope: another grant; `syncd auth` of one leaves the other's alone."""
+    async with ac_world(tmp_path / "a.db", clock) as world:
+        narrow = world.provider(auth_settings(scope="read_catalog"), source="a")
+        wide = world.provider(auth_settings(scope="read_catalog,read_orders"), source="b")
+        same = world.provider(auth_settings(scope="read_catalog"), source="c")
+        assert narrow.cache_key != wide.cache_key and narrow.cache_key == same.cache_key
+        first = AccessToken("grant-a", None, clock.now(), refresh_token="refresh-a")
+        second = AccessToken("grant-b", None, clock.now(), refresh_token="refresh-b")
+        await world.cache.install(narrow, first, "a")
+        await world.cache.install(wide, second, "b")
+        assert (await world.cache.get(narrow, "a")).value == "grant-a"
+        assert (await world.cache.get(same, "c")).value == "grant-a"
+        stored = await world.store.load_token(narrow.cache_key)
+        assert stored is not None and stored.access_token == "grant-a"
+
+
+@pytest.mark.parametrize(("offset", "hour"), [(None, 3), (-300, 8), (120, 1)])
+async def test_an_expires_without_offset_is_read_in_naive_time_offset(
+    clock: FakeClock, offset: int | None, hour: int
+) -> None:
+    """`expires` with no UTC offset is in the source's naive_time_offset when set, else UTC
+    (the same setting that reads products' naive datetimes)."""
+    assert parse_expires("2026-01-01T03:00:00", NOW, naive_zone(offset)).at == datetime(
+        2026, 1, 1, hour, tzinfo=UTC
+    )
+    endpoint = ScriptedEndpoint(200, {"access_token": "new", "expires": "2026-01-01T03:30:00"})
+    provider = AmeriCommerceTokenProvider(
+        auth_settings(), "https://shop.example", endpoint, clock, naive_time_offset=offset
+    )
+    token = await provider.obtain(_expired(clock))
+    assert token.expires_at == datetime(2026, 1, 1, hour, 30, tzinfo=UTC)

@@ -6,6 +6,8 @@ The web flow goes through a real loopback redirect: the test is the operator's b
 from __future__ import annotations
 
 import asyncio
+import json
+from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
 
@@ -13,11 +15,15 @@ import aiohttp
 import pytest
 from yarl import URL
 
-from syncd.auth.ac_bootstrap import UserLogin, install_grant
+from syncd.auth import EndpointResponse
+from syncd.auth.ac_bootstrap import AmeriCommerceAuthorizer, UserLogin, install_grant
 from syncd.auth.ac_callback import RedirectListener, loopback_target
 from syncd.clock import FakeClock
 from syncd.errors import AuthError, ConfigError
 from tests.ac_support import USER, USER_KEY, AcWorld, ac_world, auth_settings, browse, free_port
+from tests.conftest import ManualClock, settle
+
+MIXED_CASE_REDIRECT = "http://127.0.0.1:8765/CallBack"
 
 
 async def _web_flow(world: AcWorld, **settings: object) -> tuple[object, URL, int, str]:
@@ -36,11 +42,17 @@ async def _web_flow(world: AcWorld, **settings: object) -> tuple[object, URL, in
 
 @pytest.mark.parametrize("mode", ["prose", "summary"])
 async def test_legacy_desktop_flow_completes(tmp_path: Path, clock: FakeClock, mode: str) -> None:
-    """Desktop login then exchange, signed per desktop_signature = the store's reading; the token works."""
+    """Desktop login then exchange, signed per desktop_signature = the store's reading; the token works.
+
+    The redirect_url has upper case: the desktop exchange signs it as written (only the web one
+    lowercases it), so a lowercasing signature would be refused.
+    """
     async with ac_world(
         tmp_path / "a.db", clock, scheme="legacy", desktop_exchange_signature=mode
     ) as world:
-        settings = auth_settings(auth_scheme="legacy", desktop_signature=mode)
+        settings = auth_settings(
+            auth_scheme="legacy", desktop_signature=mode, redirect_url=MIXED_CASE_REDIRECT
+        )
         token = await world.authorizer(settings).desktop(UserLogin(USER, USER_KEY))
         assert token.expires_at == clock.now() + timedelta(seconds=3600)
         assert token.refresh_token in world.emu.americommerce.oauth.refresh_tokens
@@ -92,9 +104,10 @@ async def test_current_scheme_has_no_desktop_flow(tmp_path: Path, clock: FakeClo
 @pytest.mark.parametrize("body_format", ["json", "form"])
 @pytest.mark.parametrize("scheme", ["legacy", "current"])
 async def test_web_flow_through_a_real_loopback_redirect(
-    tmp_path: Path, clock: FakeClock, scheme: str, body_format: str
+    tmp_path: Path, scheme: str, body_format: str
 ) -> None:
     """Authorise URL → store's 302 → our listener on the redirect URL → signed exchange → working token."""
+    clock = ManualClock()  # its sleep never ends by itself: the listener waits for the browser
     redirect = f"http://127.0.0.1:{free_port()}/Syncd/CallBack"  # the case survives until signing
     async with ac_world(tmp_path / "a.db", clock, scheme=scheme) as world:
         token, location, status, page = await _web_flow(
@@ -112,10 +125,9 @@ async def test_web_flow_through_a_real_loopback_redirect(
         assert set(authorize) == {*names, "scope"} and authorize[names[1]] == redirect
 
 
-async def test_web_flow_error_redirect_becomes_a_clear_message(
-    tmp_path: Path, clock: FakeClock
-) -> None:
+async def test_web_flow_error_redirect_becomes_a_clear_message(tmp_path: Path) -> None:
     """error/error_reason/error_description come back as one sentence; the browser is told too."""
+    clock = ManualClock()  # its sleep never ends by itself: the listener waits for the browser
     redirect = f"http://127.0.0.1:{free_port()}/cb"
     async with ac_world(tmp_path / "a.db", clock, deny_web_grant=True) as world:
         error, _, status, page = await _web_flow(world, redirect_url=redirect)
@@ -128,8 +140,9 @@ async def test_web_flow_error_redirect_becomes_a_clear_message(
         assert world.emu.americommerce.stats.requests_to("/api/oauth/access_token") == []
 
 
-async def test_web_exchange_refusal_is_explained(tmp_path: Path, clock: FakeClock) -> None:
+async def test_web_exchange_refusal_is_explained(tmp_path: Path) -> None:
     """A wrong app secret fails the exchange with the store's words and what to check."""
+    clock = ManualClock()  # its sleep never ends by itself: the listener waits for the browser
     redirect = f"http://127.0.0.1:{free_port()}/cb"
     async with ac_world(tmp_path / "a.db", clock) as world:
         error, _, status, _ = await _web_flow(
@@ -142,16 +155,34 @@ async def test_web_exchange_refusal_is_explained(tmp_path: Path, clock: FakeCloc
 
 
 async def test_web_flow_waits_a_bounded_time(tmp_path: Path, clock: FakeClock) -> None:
-    """No redirect within the limit: a clear error, and the port is released."""
+    """No redirect within the limit (on the injected clock, so no real wait): a clear error, and
+    the port is released."""
     port = free_port()
     async with ac_world(tmp_path / "a.db", clock) as world:
         authorizer = world.authorizer(auth_settings(redirect_url=f"http://127.0.0.1:{port}/cb"))
         urls: list[str] = []
-        with pytest.raises(AuthError, match=r"no redirect reached http://127\.0\.0\.1:\d+/cb"):
-            await authorizer.web(within=0.05, show=urls.append)
+        with pytest.raises(
+            AuthError, match=r"no redirect reached http://127\.0\.0\.1:\d+/cb within 300s"
+        ):
+            await authorizer.web(within=300, show=urls.append)
+        assert clock.slept == [300]
         assert urls and urls[0].startswith(world.emu.url + "/api/oauth?client_id=app-17&")
         async with RedirectListener(f"http://127.0.0.1:{port}/cb"):
             pass  # bindable again
+
+
+async def test_listener_times_out_on_its_clock_not_real_time() -> None:
+    """wait() gives up when the injected clock passes the limit, not before, and not on real time."""
+    clock = ManualClock()
+    async with RedirectListener(f"http://127.0.0.1:{free_port()}/cb", clock=clock) as listener:
+        waiting = asyncio.create_task(listener.wait(60))
+        await settle()
+        clock.advance(59)
+        await settle()
+        assert not waiting.done()
+        clock.advance(1)
+        with pytest.raises(AuthError, match=r"within 60s"):
+            await waiting
 
 
 async def test_listener_ignores_stray_requests(tmp_path: Path) -> None:
@@ -223,3 +254,45 @@ async def test_installing_a_grant_clears_needs_reauth(tmp_path: Path, clock: Fak
         assert (await world.cache.current(provider)) == token
         (event,) = await world.store.token_events("ac")
         assert (event.event, event.fingerprint) == ("issued", token.fingerprint)
+
+
+class QueuedEndpoint:
+    """A token endpoint that answers each POST with the next (status, JSON body) of a script."""
+
+    def __init__(self, *answers: tuple[int, dict[str, object]]) -> None:
+        self.answers = list(answers)
+
+    async def post_form(
+        self, url: str, fields: Mapping[str, str], *, as_json: bool = False
+    ) -> EndpointResponse:
+        status, body = self.answers.pop(0)
+        return EndpointResponse(status, "application/json", json.dumps(body).encode())
+
+
+@pytest.mark.parametrize(
+    ("status", "details", "advised"),
+    [
+        (401, "Invalid signature", True),
+        (400, "Invalid signature", True),
+        (403, "Forbidden", True),
+        (400, "The signature does not match", True),
+        (400, "auth_id is required", False),
+        (404, "Not Found", False),
+    ],
+)
+async def test_the_signature_advice_follows_the_refusal_not_only_401(
+    clock: FakeClock, status: int, details: str, advised: bool
+) -> None:
+    """A store that refuses a signature with 400 or 403 gets the desktop_signature advice too;
+    a refusal that names another cause does not."""
+    endpoint = QueuedEndpoint(
+        (200, {"auth_id": "a1", "code": "c1"}),
+        (status, {"status_code": status, "message": "Refused", "details": details}),
+    )
+    settings = auth_settings(auth_scheme="legacy")
+    authorizer = AmeriCommerceAuthorizer(settings, "https://shop.example", endpoint, clock)
+    with pytest.raises(AuthError) as caught:
+        await authorizer.desktop(UserLogin(USER, USER_KEY))
+    message = str(caught.value)
+    assert f"(HTTP {status} Refused: {details})" in message
+    assert ("signature rejected: see option desktop_signature" in message) is advised

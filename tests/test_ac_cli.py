@@ -33,6 +33,7 @@ from tests.ac_support import (
     browse,
     free_port,
 )
+from tests.conftest import ManualClock
 from tests.support import until
 
 
@@ -113,23 +114,36 @@ async def test_desktop_credentials_from_the_environment(
 
 
 @pytest.mark.parametrize(
-    ("lines", "missing"), [("", "SYNCD_AC_USERNAME"), ("jane\n", "SYNCD_AC_USER_KEY")]
+    ("lines", "env", "missing"),
+    [
+        ("", {}, "set SYNCD_AC_USERNAME, or pass it as line 1 of stdin"),
+        ("jane\n", {}, "set SYNCD_AC_USER_KEY, or pass it as line 2 of stdin"),
+        ("", {"SYNCD_AC_USERNAME": "jane"}, "set SYNCD_AC_USER_KEY, or pass it as line 1 of stdin"),
+    ],
 )
 async def test_missing_desktop_credentials_are_a_usage_error(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], lines: str, missing: str
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    lines: str,
+    env: dict[str, str],
+    missing: str,
 ) -> None:
-    """No username or key: exit 2 with one line that says how to give it; nothing is contacted."""
+    """No username or key: exit 2 with one line that says how to give it (the key is stdin's
+    line 1 when the username comes from the environment); nothing is contacted."""
     settings = _settings(tmp_path / "a.db", "http://127.0.0.1:9", auth_scheme="legacy")
-    code = await commands.authorize_source(_args(), settings, stdin=io.StringIO(lines), env={})
+    code = await commands.authorize_source(_args(), settings, stdin=io.StringIO(lines), env=env)
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1
-    assert err.startswith("syncd: usage error: the desktop flow needs") and missing in err
+    assert err.startswith("syncd: usage error: the desktop flow needs") and err.endswith(
+        missing + "\n"
+    )
 
 
 async def test_current_scheme_auth_runs_the_web_flow(
-    tmp_path: Path, clock: FakeClock, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """`syncd auth` on a current-scheme source prints the URL and completes on the redirect."""
+    clock = ManualClock()  # its sleep never ends by itself: the listener waits for the browser
     redirect = f"http://127.0.0.1:{free_port()}/callback"
     config = EmulatorConfig(americommerce=ac_config(), seed=2)
     async with Emulator(config, clock=clock) as emu, aiohttp.ClientSession() as browser:
@@ -172,17 +186,30 @@ def test_static_token_source_is_authorised_without_a_flow(
 
 
 def test_web_flow_without_a_redirect_fails_with_one_line(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """No browser ever comes back: exit 1 and one clear line (the listener gives up in time)."""
+    """No browser ever comes back: exit 1 and one clear line once --timeout has passed (on a fake
+    clock: the five minutes pass at once)."""
+    clocks: list[FakeClock] = []
+
+    def fake_clock() -> FakeClock:
+        clocks.append(FakeClock())
+        return clocks[-1]
+
+    monkeypatch.setattr(commands, "SystemClock", fake_clock)
     auth = (
         f'app_id = "{APP}"\napp_secret = "{SECRET}"\n'
         f'redirect_uri = "http://127.0.0.1:{free_port()}/cb"'
     )
     config = _write_config(tmp_path, "americommerce", auth)
-    assert main(["--config", str(config), "auth", "ac", "--web", "--timeout", "0.05"]) == 1
+    assert main(["--config", str(config), "auth", "ac", "--web", "--timeout", "300"]) == 1
+    assert [c.slept for c in clocks] == [[300]]
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("syncd: error: no redirect reached http://127.0.0.1:")
+    assert err[-1].endswith(
+        " within 300s: open the authorisation URL in a browser logged in "
+        "to the store's admin console, then run 'syncd auth' again"
+    )
     assert SECRET not in "\n".join(err)
 
 
@@ -244,3 +271,55 @@ def test_current_names_are_aliases_and_the_redirect_is_kept_verbatim() -> None:
         "read_catalog",
         "prose",
     )
+
+
+class _Terminal(io.StringIO):
+    """Stdin as an operator's terminal: `isatty()` is true, reads give what was typed."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def _legacy_config(tmp_path: Path) -> Path:
+    auth = f'auth_scheme = "legacy"\napp_id = "{APP}"\napp_secret = "{SECRET}"'
+    return _write_config(tmp_path, "americommerce", auth)
+
+
+def test_ctrl_d_at_the_key_prompt_is_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """EOF at the hidden key prompt (getpass raises EOFError): exit 2 and one line, no traceback."""
+    prompts: list[str] = []
+
+    def eof(prompt: str, stream: object = None) -> str:
+        prompts.append(prompt)
+        raise EOFError
+
+    monkeypatch.setattr("getpass.getpass", eof)
+    monkeypatch.setattr("sys.stdin", _Terminal(""))
+    monkeypatch.setenv("SYNCD_AC_USERNAME", USER)
+    assert main(["--config", str(_legacy_config(tmp_path)), "auth", "ac"]) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert prompts == ["User API key (input hidden): "]
+    assert lines == [
+        "",  # the line the prompt was on, ended
+        "syncd: usage error: the desktop flow needs the user's API key: type it at the prompt, "
+        "set SYNCD_AC_USER_KEY, or pass it as line 1 of stdin",  # the username came from env
+    ]
+
+
+def test_ctrl_d_at_the_username_prompt_asks_nothing_more(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """EOF at the username prompt: exit 2 naming the username, and the key is never prompted for."""
+
+    def unexpected(prompt: str, stream: object = None) -> str:
+        raise AssertionError("prompted for the key after the username was refused")
+
+    monkeypatch.setattr("getpass.getpass", unexpected)
+    monkeypatch.setattr("sys.stdin", _Terminal(""))
+    monkeypatch.delenv("SYNCD_AC_USERNAME", raising=False)
+    assert main(["--config", str(_legacy_config(tmp_path)), "auth", "ac"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("AmeriCommerce username: \n")
+    assert err.splitlines()[-1].startswith("syncd: usage error: the desktop flow needs a username")

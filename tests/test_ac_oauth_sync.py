@@ -29,7 +29,10 @@ def oauth_source(emu: Emulator, **auth: Any) -> AmeriCommerceSourceSettings:
         base_url=emu.url,  # type: ignore[arg-type]
         page_size=10,
         max_concurrency=4,
-        auth=auth_settings(auth_scheme="legacy", **auth),
+        # Upper case in the URL: the desktop exchange must sign it as written, not lowercased.
+        auth=auth_settings(
+            auth_scheme="legacy", redirect_url="http://127.0.0.1:8765/CallBack", **auth
+        ),
     )
 
 

@@ -1,14 +1,13 @@
 """A rejected AmeriCommerce refresh parks that source alone; the daemon keeps syncing the others.
 
-The real AmeriCommerce adapter is written elsewhere, so a tiny in-test source reads one page through
-the real client, provider, token cache, engine and daemon.
+Everything is the real thing: the AmeriCommerce adapter, client, provider, token cache, engine,
+daemon and `syncd status`, against the emulator.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -16,95 +15,19 @@ import aiohttp
 import pytest
 from structlog.testing import capture_logs
 
-import syncd.daemon
-from syncd.auth import TokenCache
 from syncd.auth.ac_bootstrap import install_grant
 from syncd.auth.americommerce import AmeriCommerceTokenProvider
-from syncd.clock import Clock, FakeClock
+from syncd.clock import FakeClock
 from syncd.commands import status as commands
-from syncd.config import AmeriCommerceSourceSettings, SourceSettings
+from syncd.config import AmeriCommerceSourceSettings
 from syncd.daemon import Daemon, Runtime
 from syncd.emulator import AdobeConfig, Emulator, EmulatorConfig
-from syncd.http import ClientPool, RequestStats, SourceAuth, SourceClient
-from syncd.sources import Page, Source
-from syncd.sources.base import Cursor, make_record
 from tests.ac_support import ac_config, auth_settings, hand_grant
 from tests.support import adobe_source, settings_for
 
 
-class TinyAcSource:
-    """Just enough of an AmeriCommerce adapter: the first page of products, through the real client."""
-
-    def __init__(self, settings: AmeriCommerceSourceSettings, client: SourceClient) -> None:
-        self._settings = settings
-        self._client = client
-
-    @property
-    def name(self) -> str:
-        return self._settings.name
-
-    @property
-    def page_size(self) -> int:
-        return self._settings.page_size
-
-    async def _page(self, stats: RequestStats) -> Page:
-        answer = await self._client.get_json(
-            f"{self._settings.base_url}api/v1/products",
-            {"count": str(self.page_size)},
-            stats=stats,
-            headers={"Cache-Control": "no-cache"},
-        )
-        records = [
-            make_record(
-                p,
-                sku=p["item_number"],
-                id=p["id"],
-                name=p["item_name"],
-                price=p["price"],
-                status=None,
-                type_id=None,
-                updated_at=p["updated_at"],
-            )
-            for p in answer.data["products"]
-        ]
-        return Page(1, records, answer.data["total_count"], 1)
-
-    async def full_pages(
-        self, stats: RequestStats, skip: frozenset[int] = frozenset()
-    ) -> AsyncIterator[Page]:
-        yield await self._page(stats)
-
-    async def changed_pages(self, stats: RequestStats, cursor: Cursor) -> AsyncIterator[Page]:
-        yield await self._page(stats)
-
-
-@pytest.fixture
-def tiny_sources(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The daemon builds TinyAcSource for americommerce sources, the real adapters otherwise."""
-    real = syncd.daemon.build_source
-
-    def build(
-        settings: SourceSettings, pool: ClientPool, cache: TokenCache, clock: Clock
-    ) -> Source:
-        if not isinstance(settings, AmeriCommerceSourceSettings):
-            return real(settings, pool, cache, clock)
-        provider = AmeriCommerceTokenProvider(
-            settings.auth, str(settings.base_url), pool, clock, source=settings.name
-        )
-        client = pool.client(
-            name=settings.name,
-            max_concurrency=4,
-            request_timeout=10,
-            connect_timeout=5,
-            auth=SourceAuth(provider, cache, settings.name),
-        )
-        return TinyAcSource(settings, client)
-
-    monkeypatch.setattr(syncd.daemon, "build_source", build)
-
-
 async def test_a_rejected_refresh_parks_only_that_source(
-    tmp_path: Path, clock: FakeClock, tiny_sources: None, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, clock: FakeClock, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Refused refresh → run failed, source flagged and then skipped; the Adobe source keeps syncing;
     status tells the operator what to run; a new grant brings the source back."""
@@ -113,11 +36,11 @@ async def test_a_rejected_refresh_parks_only_that_source(
         ac = AmeriCommerceSourceSettings(
             name="ac",
             kind="americommerce",
-            base_url=emu.url,
+            base_url=emu.url,  # type: ignore[arg-type]
             page_size=20,
-            auth=auth_settings(),  # type: ignore[arg-type]
+            auth=auth_settings(),
         )
-        settings = settings_for(tmp_path / "d.db", adobe_source(emu, name="shop"), ac)  # type: ignore[arg-type]
+        settings = settings_for(tmp_path / "d.db", adobe_source(emu, name="shop"), ac)
         async with Runtime(settings, clock=clock) as runtime:
             provider = AmeriCommerceTokenProvider(
                 ac.auth, str(ac.base_url), runtime.pool, clock, source="ac"

@@ -180,3 +180,70 @@ def test_resilience_keys_are_read_and_bad_ones_named(tmp_path: Path) -> None:
     assert caught.value.problems == [
         "http.rate_decrease: 1.5 is invalid: Input should be less than 1"
     ]
+
+
+AC_SOURCE = """
+[store]
+path = "{db}"
+
+[[sources]]
+name = "ac"
+kind = "americommerce"
+base_url = "https://ac.example.com"
+
+[sources.auth]
+{auth}
+"""
+
+
+@pytest.mark.parametrize(
+    ("auth", "field"),
+    [
+        ('app_id = "12"\napp_secret = ""', "app_secret"),
+        ('app_id = "12"\napp_secret = "   "', "app_secret"),
+        ('static_token = ""', "static_token"),
+    ],
+)
+def test_a_blank_americommerce_secret_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], auth: str, field: str
+) -> None:
+    """An empty or all-space app_secret or static_token: exit 2, one line naming the field."""
+    path = tmp_path / "ac.toml"
+    path.write_text(AC_SOURCE.format(db=tmp_path / "x.db", auth=auth))
+    assert main(["--config", str(path), "check-config"]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"syncd: config error: sources[0] (ac).auth.{field}: expected a non-empty secret"
+    ]
+
+
+@pytest.mark.parametrize("blank", ["", " \t"])
+def test_a_blank_ims_secret_is_refused_even_from_the_environment(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, blank: str
+) -> None:
+    """An empty SYNCD_SECRET_* variable overrides the file's secret: refused, not `config ok`."""
+    monkeypatch.setenv(secret_env_name("main-store", "client_secret"), blank)
+    assert main(["--config", str(write(tmp_path)), "check-config"]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "syncd: config error: sources[0] (main-store).auth.client_secret: "
+        "expected a non-empty secret"
+    ]
+    monkeypatch.delenv(secret_env_name("main-store", "client_secret"))
+    path = write(tmp_path, secret=f'client_secret = "{blank}"')
+    with pytest.raises(ConfigError, match=r"auth\.client_secret: expected a non-empty secret$"):
+        load_settings(path)
+
+
+def test_a_breaker_base_delay_above_its_max_is_one_config_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """breaker_base_delay = 7200 with the default breaker_max_delay (3600): check-config says so
+    in one line naming both fields, instead of the daemon failing at start with a ValueError."""
+    path = write(tmp_path)
+    path.write_text(path.read_text().replace("page_size = 200", "breaker_base_delay = 7200"))
+    assert main(["--config", str(path), "check-config"]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "syncd: config error: sources[0] (main-store): breaker_base_delay (7200) must not exceed "
+        "breaker_max_delay (3600): raise breaker_max_delay or lower breaker_base_delay"
+    ]
+    path.write_text(path.read_text().replace("7200", "7200\nbreaker_max_delay = 7200"))
+    assert main(["--config", str(path), "check-config"]) == 0

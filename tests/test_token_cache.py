@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
 from structlog.testing import capture_logs
 
-from syncd.auth import AccessToken, TokenCache
+from syncd.auth import AccessToken, TokenCache, fingerprint
 from syncd.clock import FakeClock
-from syncd.errors import AuthError
-from syncd.store import SqliteStore
+from syncd.errors import AuthError, StoreError
+from syncd.store import SqliteStore, TokenRecord
 from tests.conftest import settle
 
 
@@ -238,3 +238,126 @@ async def test_callers_waiting_on_a_failed_request_share_its_error(
     # A caller arriving afterwards (the next run) asks again, and succeeds once it can.
     provider.fail_with = None
     assert (await cache.get(provider, "s")).value == "token-2"
+
+
+class RotatingProvider(CountingProvider):
+    """A credential whose every answer carries a new refresh token; records the one traded in."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        super().__init__(clock)
+        self.traded: list[str | None] = []
+
+    async def obtain(self, previous: AccessToken | None) -> AccessToken:
+        self.traded.append(previous.refresh_token if previous else None)
+        token = await super().obtain(previous)
+        return AccessToken(
+            token.value, token.expires_at, token.obtained_at, f"refresh-secret-{self.calls}"
+        )
+
+
+def fail_token_writes(monkeypatch: pytest.MonkeyPatch, store: SqliteStore) -> list[bool]:
+    """Make `store.save_token` fail as a locked database does while the returned flag list says so."""
+    real = store.save_token
+    locked = [True]
+
+    async def save_token(key: str, token: TokenRecord, now: datetime) -> None:
+        if locked[0]:
+            raise StoreError("cannot save a token: database is locked")
+        await real(key, token, now)
+
+    monkeypatch.setattr(store, "save_token", save_token)
+    return locked
+
+
+async def test_a_failed_write_is_retried_before_the_token_is_used(
+    store: SqliteStore, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One `database is locked`: the renewed token is written on a retry, then handed out; one request."""
+    provider = RotatingProvider(clock)
+    cache = TokenCache(store, clock, save_attempts=3, save_retry_delay=0.5)
+    locked = fail_token_writes(monkeypatch, store)
+    real_sleep = clock.sleep
+
+    async def unlock_while_waiting(seconds: float) -> None:
+        locked[0] = False
+        await real_sleep(seconds)
+
+    monkeypatch.setattr(clock, "sleep", unlock_while_waiting)
+    with capture_logs() as logs:
+        token = await cache.get(provider, "s")
+    assert (token.value, provider.calls, clock.slept) == ("token-1", 1, [0.5])
+    stored = await store.load_token(provider.cache_key)
+    assert stored is not None and (stored.access_token, stored.refresh_token) == (
+        "token-1",
+        "refresh-secret-1",
+    )
+    (failed,) = [e for e in logs if e["event"] == "token.persist_failed"]
+    assert (failed["fingerprint"], failed["attempt"], failed["attempts"]) == (
+        token.fingerprint,
+        1,
+        3,
+    )
+    assert failed["refresh_fingerprint"] == fingerprint("refresh-secret-1")
+    assert "token-1" not in repr(logs) and "refresh-secret" not in repr(logs)
+    (event,) = await store.token_events("s")
+    assert (event.event, event.detail) == ("issued", "saved after 1 failed write(s)")
+
+
+async def test_an_unsaved_rotation_is_kept_and_never_traded_in_twice(
+    store: SqliteStore, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Writes fail past every retry: the run gets a StoreError, the new pair stays in memory unused,
+    no second request is made, and the next get saves it; the next renewal trades in its refresh token."""
+    provider = RotatingProvider(clock)
+    cache = TokenCache(store, clock, save_attempts=2, save_retry_delay=0.1)
+    old = AccessToken("token-0", clock.now() + timedelta(hours=1), clock.now(), "refresh-secret-0")
+    await cache.install(provider, old, "s")
+    clock.advance(3600)
+    locked = fail_token_writes(monkeypatch, store)
+    waiters = [asyncio.create_task(cache.get(provider, "s")) for _ in range(10)]
+    outcomes = await asyncio.gather(*waiters, return_exceptions=True)
+    assert all(isinstance(o, StoreError) for o in outcomes)
+    assert "could not be saved" in str(outcomes[0]) and "database is locked" in str(outcomes[0])
+    assert provider.calls == 1
+    assert clock.slept == [0.1]  # one round of retries for the whole burst, not one per caller
+    pending = await cache.current(provider)
+    assert pending is not None and pending.refresh_token == "refresh-secret-1"
+    with pytest.raises(StoreError):
+        await cache.get(provider, "s")  # still locked: still not handed out, still no new request
+    assert not await cache.invalidate(provider, old, "s")  # a late 401 for the old token
+    assert provider.calls == 1
+    stored = await store.load_token(provider.cache_key)
+    assert stored is not None and stored.refresh_token == "refresh-secret-0"
+
+    locked[0] = False
+    assert (await cache.get(provider, "s")).value == "token-1"
+    stored = await store.load_token(provider.cache_key)
+    assert stored is not None and (stored.access_token, stored.refresh_token) == (
+        "token-1",
+        "refresh-secret-1",
+    )
+    clock.advance(3600)
+    assert (await cache.get(provider, "s")).value == "token-2"
+    assert provider.traded == ["refresh-secret-0", "refresh-secret-1"]
+
+
+async def test_leaving_the_cache_saves_an_unsaved_token_or_says_it_is_lost(
+    tmp_path: Path, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At shutdown an unsaved token gets one more write; if that fails too, `token.lost` says so."""
+    provider = RotatingProvider(clock)
+    for still_locked in (False, True):
+        async with SqliteStore(tmp_path / f"{still_locked}.db") as store:
+            locked = fail_token_writes(monkeypatch, store)
+            with capture_logs() as logs:
+                async with TokenCache(store, clock, save_attempts=1) as cache:
+                    with pytest.raises(StoreError):
+                        await cache.get(provider, "s")
+                    locked[0] = still_locked
+            stored = await store.load_token(provider.cache_key)
+        lost = [e for e in logs if e["event"] == "token.lost"]
+        if still_locked:
+            assert stored is None and [e["source"] for e in lost] == ["s"]
+        else:
+            assert stored is not None and stored.refresh_token == f"refresh-secret-{provider.calls}"
+            assert lost == []

@@ -24,6 +24,7 @@ from syncd.auth.ac_wire import (
     AUTHORIZE_PATH,
     SchemeNames,
     app_secret,
+    naive_zone,
     read_grant,
     refusal,
 )
@@ -52,7 +53,10 @@ class UserLogin:
 
 
 class AmeriCommerceAuthorizer:
-    """Obtains a new grant from one store, by the legacy desktop flow or the web flow (both schemes)."""
+    """Obtains a new grant from one store, by the legacy desktop flow or the web flow (both schemes).
+
+    `naive_time_offset` is the source's setting of that name: the zone of an `expires` without one.
+    """
 
     def __init__(
         self,
@@ -60,12 +64,15 @@ class AmeriCommerceAuthorizer:
         base_url: str,
         endpoint: TokenEndpoint,
         clock: Clock,
+        *,
+        naive_time_offset: int | None = None,
     ) -> None:
         self._settings = settings
         self._base_url = base_url.rstrip("/")
         self._endpoint = endpoint
         self._clock = clock
         self._names = SchemeNames.of(settings)
+        self._naive = naive_zone(naive_time_offset)
 
     @property
     def has_desktop_flow(self) -> bool:
@@ -137,7 +144,7 @@ class AmeriCommerceAuthorizer:
         """Listen on `redirect_url`, `show` the authorise URL, wait `within` seconds for the redirect, exchange it."""
         s = self._settings
         secret = app_secret(s)
-        async with RedirectListener(s.redirect_url) as listener:
+        async with RedirectListener(s.redirect_url, clock=self._clock) as listener:
             show(self.authorize_url())
             callback = await listener.wait(within)
         signature = web_exchange_signature(secret, callback.code, s.app_id, s.scope, s.redirect_url)
@@ -158,9 +165,11 @@ class AmeriCommerceAuthorizer:
         what = f"the {flow} exchange at {self._base_url}{ACCESS_TOKEN_PATH}"
         if response.status != 200:
             reason = refusal(response, secrets)
-            hint = f": {advice}" if response.status == 401 else ""
+            hint = f": {advice}" if _may_be_the_signature(response.status, reason) else ""
             raise AuthError(f"the store refused {what} ({reason}){hint}", status=response.status)
-        token, problem = read_grant(response, self._clock.now(), what=what)
+        token, problem = read_grant(
+            response, self._clock.now(), what=what, naive_offset=self._naive
+        )
         if problem is not None:
             log.warning("token.expiry_unknown", detail=problem, flow=flow)
         return token
@@ -168,6 +177,18 @@ class AmeriCommerceAuthorizer:
     async def _post(self, path: str, fields: Mapping[str, str]) -> EndpointResponse:
         as_json = self._settings.body_format == "json"
         return await self._endpoint.post_form(self._base_url + path, fields, as_json=as_json)
+
+
+def _may_be_the_signature(status: int, reason: str) -> bool:
+    """Whether a refused exchange may be a refused signature, so the signing advice applies.
+
+    The docs give no status for it: the emulator answers 401, a store may answer 400 or 403. So
+    401 and 403 always count, a 400 when the store's words mention the signature; another 400
+    ("auth_id is required") says what is wrong by itself.
+    """
+    if "signature" in reason.lower():
+        return True
+    return status in (401, 403)
 
 
 async def install_grant(

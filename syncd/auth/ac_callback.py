@@ -17,6 +17,7 @@ from urllib.parse import unquote, urlsplit
 
 from aiohttp import web
 
+from syncd.clock import Clock, SystemClock
 from syncd.errors import AuthError, ConfigError
 
 _LOOPBACK_NAMES = frozenset({"localhost"})
@@ -65,9 +66,12 @@ def _is_loopback(host: str) -> bool:
 class RedirectListener:
     """Listens on the redirect URL while entered; `wait()` returns the first callback that arrives."""
 
-    def __init__(self, redirect_url: str, *, shutdown_timeout: float = 2.0) -> None:
+    def __init__(
+        self, redirect_url: str, *, clock: Clock | None = None, shutdown_timeout: float = 2.0
+    ) -> None:
         host, port, path = loopback_target(redirect_url)
         self._url = redirect_url
+        self._clock = clock or SystemClock()
         self._target = _Target(host, port, path)
         self._shutdown_timeout = shutdown_timeout
         self._runner: web.AppRunner | None = None
@@ -112,17 +116,26 @@ class RedirectListener:
             result.exception()  # retrieved: a refusal nobody waited for is not an asyncio warning
 
     async def wait(self, within: float) -> Callback:
-        """The `auth_id`/`code` the store sent; AuthError for an `error` redirect or no redirect in time."""
-        if self._result is None or self._runner is None:
+        """The `auth_id`/`code` the store sent; AuthError for an `error` redirect or no redirect in time.
+
+        The time limit runs on the injected clock, so a test's fake clock decides when it is up.
+        """
+        result = self._result
+        if result is None or self._runner is None:
             raise RuntimeError("use 'async with RedirectListener(...)' before wait()")
-        try:
-            async with asyncio.timeout(within):
-                return await self._result
-        except TimeoutError:
+        if not result.done():
+            deadline = asyncio.ensure_future(self._clock.sleep(within))
+            try:
+                await asyncio.wait((result, deadline), return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                deadline.cancel()
+                await asyncio.gather(deadline, return_exceptions=True)
+        if not result.done():
             raise AuthError(
                 f"no redirect reached {self._url} within {within:g}s: open the authorisation URL "
                 "in a browser logged in to the store's admin console, then run 'syncd auth' again"
-            ) from None
+            )
+        return result.result()
 
     async def _handle(self, request: web.Request) -> web.Response:
         if request.path != self._target.path:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 from syncd.auth.provider import EndpointResponse
@@ -53,10 +53,18 @@ def app_secret(settings: AmeriCommerceAuthSettings) -> str:
     return settings.app_secret.get_secret_value()
 
 
-def parse_expires(value: Any, now: datetime) -> Expiry:
+def naive_zone(minutes: int | None) -> timezone | None:
+    """The zone of a source's `naive_time_offset` (minutes east of UTC), None if not configured."""
+    return None if minutes is None else timezone(timedelta(minutes=minutes))
+
+
+def parse_expires(value: Any, now: datetime, naive_offset: timezone | None = None) -> Expiry:
     """Read `expires`, whose type the docs leave open: an ISO-8601 date-time or a number of seconds.
 
-    A date-time without offset is taken as UTC. Missing means "no known expiry": the token is used
+    A date-time without offset is in the store's zone: `naive_offset` (the source's
+    `naive_time_offset`) if configured, else UTC. Unlike a product's `updated_at`, refused without
+    it because a wrong zone would silently move the watermark, a wrong guess here costs at most an
+    early refresh or one 401, so it is guessed. Missing means "no known expiry": the token is used
     until the store refuses it (401), which refreshes it. A value that cannot be read, or that is
     already past, is treated the same way and reported in `problem`, so that a store with a skewed
     clock or zone does not cause a refresh on every request.
@@ -77,7 +85,9 @@ def parse_expires(value: Any, now: datetime) -> Expiry:
                 moment = datetime.fromisoformat(text)
             except ValueError:
                 return Expiry(None, f"expires={text[:40]!r} is neither a date-time nor seconds")
-            at = moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+            if moment.tzinfo is None:
+                moment = moment.replace(tzinfo=naive_offset or UTC)
+            at = moment
             if at <= now:
                 return Expiry(
                     None, f"expires={text!r} is not in the future (now {now.isoformat()})"
@@ -91,7 +101,12 @@ def parse_expires(value: Any, now: datetime) -> Expiry:
 
 
 def read_grant(
-    response: EndpointResponse, now: datetime, *, what: str, keep_refresh: str | None = None
+    response: EndpointResponse,
+    now: datetime,
+    *,
+    what: str,
+    keep_refresh: str | None = None,
+    naive_offset: timezone | None = None,
 ) -> tuple[AccessToken, str | None]:
     """The token in a 200 answer to an exchange or refresh, and any doubt about its `expires`.
 
@@ -105,7 +120,7 @@ def read_grant(
     refresh = body.get("refresh_token")
     if not isinstance(refresh, str) or not refresh:
         refresh = keep_refresh
-    expiry = parse_expires(body.get("expires"), now)
+    expiry = parse_expires(body.get("expires"), now, naive_offset)
     return AccessToken(access, expiry.at, now, refresh_token=refresh), expiry.problem
 
 

@@ -10,7 +10,14 @@ from __future__ import annotations
 import hashlib
 
 from syncd.auth.ac_signatures import current_refresh_signature, legacy_refresh_signature
-from syncd.auth.ac_wire import REFRESH_PATH, SchemeNames, app_secret, read_grant, refusal
+from syncd.auth.ac_wire import (
+    REFRESH_PATH,
+    SchemeNames,
+    app_secret,
+    naive_zone,
+    read_grant,
+    refusal,
+)
 from syncd.auth.provider import TokenEndpoint
 from syncd.auth.token import AccessToken, fingerprint
 from syncd.clock import Clock
@@ -26,7 +33,10 @@ _GRANT_REFUSED = frozenset({400, 401, 403})
 
 
 class AmeriCommerceTokenProvider:
-    """Hands out a store's access token: a static admin-console token, or an OAuth grant refreshed by signature."""
+    """Hands out a store's access token: a static admin-console token, or an OAuth grant refreshed by signature.
+
+    `naive_time_offset` is the source's setting of that name: the zone of an `expires` without one.
+    """
 
     def __init__(
         self,
@@ -36,23 +46,28 @@ class AmeriCommerceTokenProvider:
         clock: Clock,
         *,
         source: str | None = None,
+        naive_time_offset: int | None = None,
     ) -> None:
         self._settings = settings
         self._base_url = base_url.rstrip("/")
         self._endpoint = endpoint
         self._clock = clock
         self._source = source
+        self._naive = naive_zone(naive_time_offset)
         if settings.static_token is not None:
             # A different static token is a different credential: never hand out the old one.
             static = fingerprint(settings.static_token.get_secret_value())
             identity = "\n".join((self._base_url, "static", static))
         else:
-            identity = "\n".join((self._base_url, settings.app_id, settings.auth_scheme))
+            # The scope is part of the grant: sources asking for different scopes need their own.
+            identity = "\n".join(
+                (self._base_url, settings.app_id, settings.auth_scheme, settings.scope)
+            )
         self._key = "americommerce:" + hashlib.sha256(identity.encode()).hexdigest()[:24]
 
     @property
     def cache_key(self) -> str:
-        """One grant per store and app (one entry per static token)."""
+        """One grant per store, app, scheme and scope (one entry per static token)."""
         return self._key
 
     @property
@@ -72,14 +87,24 @@ class AmeriCommerceTokenProvider:
         running `syncd auth` can create one. So does a refresh the store refuses (400/401/403).
         5xx and network failures surface as transport errors: the grant may still be good.
 
-        Rotation and crashes: the answer to a refresh may carry the only copy of a new refresh
-        token. `TokenCache` writes the access and refresh token as one row in one SQLite
-        transaction, shielded from cancellation, before anyone sends the new access token; so a
-        restart finds either the old pair or the new one, never a mix. A crash after the store
-        answered and before that commit loses the new pair: a reusable refresh token (current
-        edition) still works and the next run refreshes again; a single-use one is spent, the
-        next refresh is refused and the source is flagged `needs_reauth` (run `syncd auth`). No
-        client can close that window, as the store commits the rotation before it answers.
+        Rotation, failed writes and crashes. Once the store has answered a refresh, the old pair
+        may be dead: a single-use refresh token is spent, and a legacy refresh trades in the old
+        access token. What a failure costs at each moment:
+        1. Before the store commits the refresh: nothing; the persisted pair still works.
+        2. After it commits, before the answer is in memory (crash, kill, or an answer lost on the
+           way, whose retried POST is then refused): the new pair is lost. A reusable current-
+           scheme refresh token still works, so the next run refreshes again; a single-use one or
+           a legacy grant is refused, and the source is flagged `needs_reauth` (run `syncd auth`).
+           No client can close this window: the store commits the rotation before it answers.
+        3. Answer in memory, not yet committed to SQLite: `TokenCache` holds the pair as unsaved
+           and writes access and refresh token as one row in one transaction, shielded from
+           cancellation, retrying a failed write (`database is locked`) a bounded number of times.
+           Until that commit the new access token is not sent and no other refresh is made. If
+           every retry fails, the caller gets a StoreError (the run fails, the grant is not
+           flagged), and every later request, and the cache's exit, writes the pair first. A
+           crash or kill in this state costs what 2 does.
+        4. After the commit: a restart finds the new pair (SQLite keeps the old row or the new
+           one, never a mix) and uses it.
         """
         static = self._settings.static_token
         if static is not None:
@@ -123,6 +148,7 @@ class AmeriCommerceTokenProvider:
                 self._clock.now(),
                 what=f"the AmeriCommerce refresh at {url}",
                 keep_refresh=refresh_token,
+                naive_offset=self._naive,
             )
             if problem is not None:
                 log.warning(

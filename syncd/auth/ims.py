@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-from datetime import timedelta
+import math
+from datetime import datetime, timedelta
 
 from syncd.auth.provider import TokenEndpoint
 from syncd.auth.token import AccessToken
@@ -62,17 +63,11 @@ class ImsTokenProvider:
                 status=response.status,
             )
         access = body.get("access_token")
-        expires_in = body.get("expires_in")
         if not isinstance(access, str) or not access:
             raise AuthError(f"IMS token response from {url} has no access_token")
-        try:
-            lifetime = float(expires_in)  # type: ignore[arg-type]
-        except (TypeError, ValueError):
-            raise AuthError(
-                f"IMS token response from {url} has an invalid expires_in: {expires_in!r}"
-            ) from None
+        expires_in = body.get("expires_in")
         now = self._clock.now()
-        return AccessToken(access, now + timedelta(seconds=lifetime), now)
+        return AccessToken(access, _expiry(expires_in, now, url), now)
 
     def auth_headers(self, token: AccessToken) -> dict[str, str]:
         """The three headers the ACCS gateway requires."""
@@ -81,3 +76,24 @@ class ImsTokenProvider:
             "x-api-key": self._settings.client_id,
             "x-gw-ims-org-id": self._settings.org_id,
         }
+
+
+def _expiry(expires_in: object, now: datetime, url: str) -> datetime:
+    """When a token with `expires_in` (seconds, a number or numeric string) expires.
+
+    Anything but a finite, positive number of seconds is refused: 0 or less would mint a token
+    for every request, and infinity (JSON `1e999`) cannot be added to a date.
+    """
+    problem = f"IMS token response from {url} has an invalid expires_in: {repr(expires_in)[:40]}"
+    if isinstance(expires_in, bool) or not isinstance(expires_in, int | float | str):
+        raise AuthError(f"{problem} (expected a number of seconds)")
+    try:
+        lifetime = float(expires_in)
+    except ValueError:
+        raise AuthError(f"{problem} (expected a number of seconds)") from None
+    if not math.isfinite(lifetime) or lifetime <= 0:
+        raise AuthError(f"{problem} (expected a finite number of seconds above 0)")
+    try:
+        return now + timedelta(seconds=lifetime)
+    except OverflowError:
+        raise AuthError(f"{problem} (too far in the future to be a date)") from None

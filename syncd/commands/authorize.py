@@ -57,12 +57,17 @@ async def authorize_source(
         SqliteStore(settings.store.path, busy_timeout=settings.store.busy_timeout) as store,
         ClientPool(settings.http, clock) as pool,
     ):
-        provider = AmeriCommerceTokenProvider(auth, base_url, pool, clock, source=name)
+        naive = source.naive_time_offset
+        provider = AmeriCommerceTokenProvider(
+            auth, base_url, pool, clock, source=name, naive_time_offset=naive
+        )
         if auth.static_token is not None:
             how = "static admin-console token (from the configuration; it does not expire)"
             token = await provider.obtain(None)
         else:
-            authorizer = AmeriCommerceAuthorizer(auth, base_url, pool, clock)
+            authorizer = AmeriCommerceAuthorizer(
+                auth, base_url, pool, clock, naive_time_offset=naive
+            )
             if login is not None:
                 how = f"{auth.auth_scheme} desktop flow, desktop_signature={auth.desktop_signature}"
                 token = await authorizer.desktop(login)
@@ -75,29 +80,55 @@ async def authorize_source(
 
 
 def read_login(stdin: TextIO, env: Mapping[str, str]) -> tuple[UserLogin | None, str]:
-    """Username and user API key: from the environment, else prompted on a terminal, else stdin lines."""
+    """Username and user API key: from the environment, else prompted on a terminal, else stdin lines.
+
+    End of input (Ctrl-D at a prompt, a short stdin) counts as an empty answer: a usage error.
+    """
     interactive = stdin.isatty()
+    where = "type it at the prompt, set {env}, or pass it as line {line} of stdin"
     username = env.get(ENV_AC_USERNAME, "").strip()
+    key_line = 1 if username else 2  # the key follows the username on stdin, if it is there
     if not username:
         if interactive:
             print("AmeriCommerce username: ", end="", file=sys.stderr, flush=True)
-        username = stdin.readline().strip()
+        username = _line(stdin, interactive)
+        if not username:
+            return None, "the desktop flow needs a username: " + where.format(
+                env=ENV_AC_USERNAME, line=1
+            )
     key = env.get(ENV_AC_USER_KEY, "").strip()
     if not key:
-        if interactive:
-            key = getpass.getpass("User API key (input hidden): ", stream=sys.stderr).strip()
-        else:
-            key = stdin.readline().strip()
-    where = "type it at the prompt, set {env}, or pass it as line {line} of stdin"
-    if not username:
-        return None, "the desktop flow needs a username: " + where.format(
-            env=ENV_AC_USERNAME, line=1
-        )
+        key = _hidden("User API key (input hidden): ") if interactive else _line(stdin, False)
     if not key:
         return None, "the desktop flow needs the user's API key: " + where.format(
-            env=ENV_AC_USER_KEY, line=2
+            env=ENV_AC_USER_KEY, line=key_line
         )
     return UserLogin(username, key), ""
+
+
+def _line(stdin: TextIO, interactive: bool) -> str:
+    """One stripped line of `stdin`; "" at end of input."""
+    try:
+        raw = stdin.readline()
+    except EOFError:
+        raw = ""
+    if interactive and not raw:
+        _end_prompt_line()
+    return raw.strip()
+
+
+def _hidden(prompt: str) -> str:
+    """A value typed at a terminal without echo; "" if the operator ends input (Ctrl-D)."""
+    try:
+        return getpass.getpass(prompt, stream=sys.stderr).strip()
+    except EOFError:
+        _end_prompt_line()
+        return ""
+
+
+def _end_prompt_line() -> None:
+    # Ctrl-D leaves the cursor after the prompt: end that line before the error is printed.
+    print(file=sys.stderr)
 
 
 def _show_authorize_url(args: argparse.Namespace) -> Callable[[str], None]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import (
     AliasChoices,
@@ -24,6 +24,13 @@ from syncd.config.base import (
 from syncd.schedule import IntervalSchedule, Schedule, parse_schedule
 
 
+def non_blank_secret(value: SecretStr) -> SecretStr:
+    """`value` unless it is empty or only spaces (e.g. an empty SYNCD_SECRET_* variable)."""
+    if not value.get_secret_value().strip():
+        raise ValueError("expected a non-empty secret")
+    return value
+
+
 class ImsAuthSettings(StrictModel):
     """Adobe IMS OAuth Server-to-Server credentials (client_credentials grant)."""
 
@@ -35,6 +42,11 @@ class ImsAuthSettings(StrictModel):
     refresh_margin: float = Field(
         default=600.0, ge=0, description="refresh this many seconds early"
     )
+
+    @field_validator("client_secret")
+    @classmethod
+    def _secret_given(cls, value: SecretStr) -> SecretStr:
+        return non_blank_secret(value)
 
     @field_validator("scopes")
     @classmethod
@@ -81,6 +93,11 @@ class AmeriCommerceAuthSettings(StrictModel):
                         f"{legacy} and {current} are two names of one setting: give only one"
                     )
         return data
+
+    @field_validator("app_secret", "static_token")
+    @classmethod
+    def _secret_given(cls, value: SecretStr | None) -> SecretStr | None:
+        return None if value is None else non_blank_secret(value)
 
     @field_validator("redirect_url")
     @classmethod
@@ -165,6 +182,17 @@ class _SourceBase(StrictModel):
         elif value < 1:
             raise ValueError("a multiple of the schedule period must be at least 1")
         return value
+
+    @model_validator(mode="after")
+    def _breaker_delays_ordered(self) -> Self:
+        # BreakerPolicy refuses this too, but only when the daemon starts: say it at check-config.
+        if self.breaker_base_delay > self.breaker_max_delay:
+            raise ValueError(
+                f"breaker_base_delay ({self.breaker_base_delay:g}) must not exceed "
+                f"breaker_max_delay ({self.breaker_max_delay:g}): raise breaker_max_delay or "
+                "lower breaker_base_delay"
+            )
+        return self
 
     @property
     def parsed_schedule(self) -> Schedule:

@@ -5,7 +5,8 @@ desktop flow, refresh signed `SHA256(secret + access_token + refresh_token + app
 Current (docs/authentication.md, Cart.com edition): `client_id`/`redirect_uri`, no desktop flow,
 refresh signed `SHA256(secret + refresh_token + client_id)`; its web exchange keeps the legacy shape,
 `SHA256(secret + code + client_id + scope + redirect_uri.lower())` (step 5 of that page).
-Errors come back in the content type of the request, JSON or form-encoded.
+Bodies are JSON or form-encoded, the two types the docs allow (anything else is a 415), and
+errors come back in the content type of the request. Signatures must be exactly 64 hex digits.
 """
 
 from __future__ import annotations
@@ -29,6 +30,9 @@ from syncd.emulator.timefmt import store_format, to_ms
 
 TokenState = Literal["valid", "expired", "revoked", "unknown"]
 Encoding = Literal["json", "form"]
+_JSON = "application/json"
+_FORM = "application/x-www-form-urlencoded"
+_HEX = re.compile(r"[0-9a-fA-F]+")
 _REASONS = {
     400: "Bad Request",
     401: "Unauthorized",
@@ -46,6 +50,7 @@ class AcAccessToken:
     expires_at: datetime | None
     refresh_token: str | None
     active: bool = True
+    traded_in: bool = False  # a legacy refresh has exchanged it for a new one
 
 
 @dataclass(slots=True)
@@ -145,9 +150,12 @@ class AmeriCommerceOAuth:
 
     async def desktop(self, request: web.Request) -> web.Response:
         """Log a user in by signature over their user API key (legacy scheme only)."""
-        fields, encoding = await _read(request)
         if not self._legacy:
-            return _error(encoding, 404, "The desktop flow is not available.")
+            return _error(_encoding(request), 404, "The desktop flow is not available.")
+        read = await _read(request)
+        if isinstance(read, web.Response):
+            return read
+        fields, encoding = read
         missing = _missing(fields, "app_id", "scope", "redirect_url", "username", "signature")
         if missing:
             return _error(encoding, 400, f"{missing} is required")
@@ -169,7 +177,10 @@ class AmeriCommerceOAuth:
 
     async def access_token(self, request: web.Request) -> web.Response:
         """Trade a signed handshake for an access and a refresh token."""
-        fields, encoding = await _read(request)
+        read = await _read(request)
+        if isinstance(read, web.Response):
+            return read
+        fields, encoding = read
         missing = _missing(fields, self._id_field, "auth_id", "signature")
         if missing:
             return _error(encoding, 400, f"{missing} is required")
@@ -196,7 +207,10 @@ class AmeriCommerceOAuth:
 
     async def refresh(self, request: web.Request) -> web.Response:
         """A new access token (and refresh token) for a signed refresh request."""
-        fields, encoding = await _read(request)
+        read = await _read(request)
+        if isinstance(read, web.Response):
+            return read
+        fields, encoding = read
         cfg = self._config
         if self._legacy:
             missing = _missing(fields, "app_id", "access_token", "signature")
@@ -212,6 +226,10 @@ class AmeriCommerceOAuth:
             refresh_value = old.refresh_token if old is not None else None
             if refresh_value is None:
                 return _error(encoding, 401, "Invalid access_token")
+            if old is not None and old.traded_in:
+                # A legacy refresh trades the access token in: it cannot be traded twice, even
+                # when the refresh token behind it is reusable.
+                return _error(encoding, 401, "The access_token has already been refreshed")
             expected = sha256_hex(cfg.app_secret, fields["access_token"], refresh_value, cfg.app_id)
         else:
             refresh_value = fields["refresh_token"]
@@ -227,6 +245,7 @@ class AmeriCommerceOAuth:
             refresh.used = True
         if old is not None:
             old.active = False  # the legacy flow trades the old access token in
+            old.traded_in = True
         return _answer(encoding, self._issue(refresh.scope))
 
     # -- internals -----------------------------------------------------------------------------
@@ -262,18 +281,35 @@ class AmeriCommerceOAuth:
 
 
 def _same(expected: str, given: str) -> bool:
-    return hmac.compare_digest(expected, given.strip().lower())
+    # Hex digits carry no case (a .NET store's own digests are often upper case), so the case is
+    # ignored; anything else, surrounding spaces included, is not the hex string the docs ask for.
+    if len(given) != len(expected) or not _HEX.fullmatch(given):
+        return False
+    return hmac.compare_digest(expected, given.lower())
 
 
 def _missing(fields: dict[str, str], *names: str) -> str | None:
     return next((name for name in names if not fields.get(name)), None)
 
 
-async def _read(request: web.Request) -> tuple[dict[str, str], Encoding]:
-    """The body's fields and how to answer: JSON and form bodies are both accepted."""
-    if request.content_type == "application/x-www-form-urlencoded":
+def _encoding(request: web.Request) -> Encoding:
+    """How to answer `request`: form-encoded if it was, else JSON (the API's own format)."""
+    return "form" if request.content_type == _FORM else "json"
+
+
+async def _read(request: web.Request) -> tuple[dict[str, str], Encoding] | web.Response:
+    """The body's fields and how to answer, or a 415 for a type the docs do not allow.
+
+    The docs allow `application/json` and `application/x-www-form-urlencoded` only; a body with
+    another type, or none, is refused rather than guessed at.
+    """
+    if request.content_type == _FORM:
         form = await request.post()
         return {k: str(v) for k, v in form.items()}, "form"
+    if request.content_type != _JSON:
+        sent = request.headers.get("Content-Type")
+        what = f"media type {sent[:60]!r}" if sent else "a body without a Content-Type"
+        return _error("json", 415, f"The request's {what} is not supported: use {_JSON} or {_FORM}")
     raw = await request.read()
     try:
         data = json.loads(raw) if raw else {}

@@ -40,7 +40,12 @@ def build_source(
         return AdobeCommerceSource(settings, client)
     if isinstance(settings, AmeriCommerceSourceSettings):
         ac_provider = AmeriCommerceTokenProvider(
-            settings.auth, str(settings.base_url), pool, clock, source=settings.name
+            settings.auth,
+            str(settings.base_url),
+            pool,
+            clock,
+            source=settings.name,
+            naive_time_offset=settings.naive_time_offset,
         )
         # Last in the list: once it admits a request, the request is sent (no other await can
         # cancel it in between), so every slot it counts is released by `observe`.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta
 from urllib.parse import parse_qsl
 
@@ -89,11 +90,17 @@ async def test_current_web_flow(start: StartEmulator, session: aiohttp.ClientSes
         "/api/oauth/access_token", {"app_id": APP, "auth_id": auth_id, "signature": signature}
     )
     assert legacy_names.status == 400
+    for padded in (f" {signature}", f"{signature}\n", f"{signature[:-1]} "):
+        refused = await ac.post(
+            "/api/oauth/access_token",
+            {"client_id": APP, "auth_id": auth_id, "signature": padded},
+        )
+        assert (refused.status, refused.json()["details"]) == (401, "Invalid signature"), padded
     answer = await ac.post(
         "/api/oauth/access_token",
         {"client_id": APP, "auth_id": auth_id, "signature": signature.upper()},
     )
-    assert answer.status == 200, "signatures compare case-insensitively"
+    assert answer.status == 200, "hex digits carry no case; whitespace is refused above"
     assert (await ac.get("/api/v1/products?count=1", answer.json()["access_token"])).status == 200
 
 
@@ -202,13 +209,37 @@ async def test_legacy_refresh_trades_the_access_token_in(
     renewed = answer.json()
     assert renewed["access_token"] != access and renewed["refresh_token"] != refresh
     assert (await ac.get("/api/v1/products?count=1", renewed["access_token"])).status == 200
+    # Refresh tokens are reusable here, but the access token was traded in: not a second time.
+    again = await ac.post(
+        "/api/oauth/refresh",
+        {
+            "app_id": APP,
+            "access_token": access,
+            "signature": sha256_hex(SECRET + access + refresh + APP),
+        },
+    )
+    assert (again.status, again.json()["details"]) == (
+        401,
+        "The access_token has already been refreshed",
+    )
+    new_access, new_refresh = renewed["access_token"], renewed["refresh_token"]
+    chained = await ac.post(
+        "/api/oauth/refresh",
+        {
+            "app_id": APP,
+            "access_token": new_access,
+            "signature": sha256_hex(SECRET + new_access + new_refresh + APP),
+        },
+    )
+    assert chained.status == 200
 
 
 @pytest.mark.parametrize("mode", ["reusable", "single_use"])
 async def test_current_refresh_modes(
     start: StartEmulator, session: aiohttp.ClientSession, mode: str
 ) -> None:
-    """Current refresh: {client_id, refresh_token, SHA256(secret+refresh_token+client_id)}; reuse per mode."""
+    """Current refresh: {client_id, refresh_token, SHA256(secret+refresh_token+client_id)}; reuse per mode;
+    a wrong signature is a 401 that spends nothing."""
     ac = await _caller(start, session, refresh_tokens=mode)
     refresh = (await ac.web_token())["refresh_token"]
     body = {
@@ -216,6 +247,13 @@ async def test_current_refresh_modes(
         "refresh_token": refresh,
         "signature": sha256_hex(SECRET + refresh + APP),
     }
+    for wrong in (
+        sha256_hex("not-the-secret" + refresh + APP),
+        sha256_hex(SECRET + APP + refresh),
+        sha256_hex(SECRET + refresh + APP + SCOPE),
+    ):
+        refused = await ac.post("/api/oauth/refresh", {**body, "signature": wrong})
+        assert (refused.status, refused.json()["details"]) == (401, "Invalid signature")
     first = await ac.post("/api/oauth/refresh", body)
     assert first.status == 200
     assert first.json()["refresh_token"] != refresh, "every refresh issues a new refresh token"
@@ -298,3 +336,38 @@ async def test_static_and_no_expiry_tokens_do_not_expire(
     assert (await ac.get("/api/v1/products?count=1", lasting["access_token"])).status == 200
     ac.emu.americommerce.revoke_tokens(static_tokens=True)
     assert (await ac.get("/api/v1/products?count=1", "console-token")).status == 401
+
+
+@pytest.mark.parametrize("path", ["/api/oauth", "/api/oauth/access_token", "/api/oauth/refresh"])
+@pytest.mark.parametrize(
+    "content_type", ["text/plain", None, "multipart/form-data; boundary=x", "application/xml"]
+)
+async def test_only_json_and_form_bodies_are_read(
+    start: StartEmulator, session: aiohttp.ClientSession, path: str, content_type: str | None
+) -> None:
+    """The docs allow JSON or form bodies only: another type, or none, is a 415 in the API's JSON."""
+    ac = await _caller(start, session, scheme="legacy")
+    body = json.dumps({"app_id": APP, "auth_id": "a", "access_token": "t", "signature": "s"})
+    headers = {} if content_type is None else {"Content-Type": content_type}
+    async with session.post(
+        ac.emu.url + path, data=body.encode(), headers=headers, skip_auto_headers=["Content-Type"]
+    ) as response:
+        assert response.status == 415
+        assert response.content_type == "application/json"
+        answer = await response.json()
+    assert (answer["status_code"], answer["message"]) == (415, "Unsupported Media Type")
+    assert "application/json or application/x-www-form-urlencoded" in answer["details"]
+
+
+async def test_json_with_a_charset_is_json(
+    start: StartEmulator, session: aiohttp.ClientSession
+) -> None:
+    """`application/json; charset=utf-8` is still JSON: read, and answered in JSON."""
+    ac = await _caller(start, session)
+    async with session.post(
+        ac.emu.url + "/api/oauth/access_token",
+        data=json.dumps({"client_id": APP}).encode(),
+        headers={"Content-Type": "application/json; charset=utf-8"},
+    ) as response:
+        assert response.status == 400
+        assert (await response.json())["details"] == "auth_id is required"
