@@ -139,7 +139,9 @@ class SyncEngine:
             error: str | None = None
             try:
                 if kind == "full" or cursor is None:
-                    await self._full(source, run_id, state, started_at, http, tally, progress)
+                    await self._full(
+                        source, run_id, state, started_at, overlap, http, tally, progress
+                    )
                 else:
                     await self._incremental(source, cursor, http, tally, progress)
             except asyncio.CancelledError:
@@ -175,6 +177,7 @@ class SyncEngine:
         run_id: int,
         state: SourceState,
         started_at: datetime,
+        overlap: float,
         http: RequestStats,
         tally: _Tally,
         progress: ProgressCallback | None,
@@ -196,7 +199,7 @@ class SyncEngine:
                             "sync.catalog_changed",
                             total_before=total,
                             total_now=page.total_count,
-                            consequence="no tombstones this run; the next run is a full scan",
+                            consequence="verified by keyset listing before any tombstone",
                         )
                     total = page.total_count if total is None else total
                 done.add(page.number)
@@ -209,27 +212,58 @@ class SyncEngine:
                 )
                 if progress is not None:
                     progress(len(done), page.expected_pages, tally.seen)
-        # Offsets shift when products are deleted mid-scan, so a product may have gone unseen:
-        # only an unchanged catalog, or a keyset verification pass, proves absence.
+        # A deletion shifts every later offset page, so a product may have slid into a page
+        # already read. Only a catalog proven unchanged since the scan began, or a keyset
+        # verification pass, proves that a product the scan did not see is gone.
         scan_id = checkpoint.scan_id
-        if mutated and isinstance(source, VerifiableSource):
-            scan_id = await self._verify(source, checkpoint.scan_id, http, tally)
-            mutated = False
-        watermark = CLEAR if mutated else encode_cursor(Cursor(checkpoint.started))
+        watermark = encode_cursor(Cursor(checkpoint.started))
+        tombstone = isinstance(source, VerifiableSource)
+        if isinstance(source, VerifiableSource):
+            if not mutated:
+                since = checkpoint.started - timedelta(seconds=overlap)
+                mutated = await self._changed_since(source, since, total, http)
+            if mutated:
+                scan_id = await self._verify(source, run_id, scan_id, http, tally)
+        elif mutated:
+            watermark = CLEAR  # nothing can find what the shift hid: the next run is full
         deleted = await asyncio.shield(
             self._store.finish_full_scan(
-                source.name, scan_id, self._clock.now(),
-                tombstone=not mutated, watermark=watermark,
+                source.name, scan_id, self._clock.now(), tombstone=tombstone, watermark=watermark
             )
-        )  # fmt: skip
+        )
         tally.deleted += deleted
 
+    async def _changed_since(
+        self, source: VerifiableSource, since: datetime, total: int | None, http: RequestStats
+    ) -> bool:
+        """Whether the catalog may have changed under the scan although every page reported the
+        same `total_count`: one request for the total now and the newest product's `created_at`.
+
+        Ids only grow, so inserts land past every page and shift nothing; only a deletion does.
+        With no product created since the scan began, the total now is the scan's total minus
+        its deletions, so an equal total proves that none happened (T_now = T0 - D + I, I = 0).
+        """
+        probe = await source.probe(http, since)
+        if probe.total == total and not probe.created_since:
+            return False
+        log.warning(
+            "sync.catalog_changed",
+            total_before=total,
+            total_now=probe.total,
+            created_since=probe.created_since,
+            since=since.isoformat(),
+            consequence="verified by keyset listing before any tombstone",
+        )
+        return True
+
     async def _verify(
-        self, source: VerifiableSource, scan_id: int, http: RequestStats, tally: _Tally
+        self, source: VerifiableSource, run_id: int, scan_id: int, http: RequestStats, tally: _Tally
     ) -> int:
         """List every sku by id keyset (no deletion can shift it), fetch the ones the offset scan
         missed, and return the id of the verification scan whose marks decide tombstones."""
-        verify_id = -scan_id
+        # This run's own id: marks left by an earlier, interrupted verification of the same scan
+        # may name skus deleted since, and must not count.
+        verify_id = -run_id
         listed = fetched = 0
         async with _closing(source.list_skus(http)) as listing:
             async for skus in listing:

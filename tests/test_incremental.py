@@ -18,6 +18,8 @@ from syncd.sync import SyncResult
 from tests.support import adobe_source, query, settings_for, stored_products, until
 
 StartEmu = Callable[..., Awaitable[Emulator]]
+LISTING = "items[id,sku],total_count"
+GROUP0 = "searchCriteria[filter_groups][0][filters][0]"
 
 
 @pytest.fixture
@@ -40,6 +42,24 @@ async def sync(db: Path, emu: Emulator, kind: str | None = None, **source: objec
     source.setdefault("incremental_overlap", 0)
     async with Runtime(settings_for(db, adobe_source(emu, **source))) as runtime:  # type: ignore[arg-type]
         return await runtime.sync("shop", kind)  # type: ignore[arg-type]
+
+
+def tombstoned(db: Path) -> set[str]:
+    return {r[0] for r in query(db, "SELECT sku FROM products WHERE deleted_at IS NOT NULL")}
+
+
+def probes(emu: Emulator) -> list[int]:
+    """Positions (1-based) in the request log of the catalog probes (newest by created_at)."""
+    log = list(emu.adobe.stats.log)
+    return [
+        n
+        for n, r in enumerate(log, 1)
+        if r.query.get("searchCriteria[sortOrders][0][field]") == "created_at"
+    ]
+
+
+def listings(emu: Emulator) -> int:
+    return sum(r.query.get("fields") == LISTING for r in emu.adobe.stats.log)
 
 
 def watermark(db: Path) -> datetime:
@@ -163,7 +183,9 @@ async def test_failed_run_tombstones_nothing_and_the_next_resumes(
     emu.adobe.stats.reset()
     resumed = await sync(db, emu, "full")
     assert resumed.ok
-    assert emu.adobe.stats.requests == 1 + 30 - committed  # page 1 again for total_count
+    # Page 1 again for total_count, the pages not committed, and the probe.
+    assert emu.adobe.stats.requests == 1 + 30 - committed + 1
+    assert probes(emu) == [emu.adobe.stats.requests] and listings(emu) == 0
     assert resumed.totals.items_deleted == 4
     tombstoned = {r[0] for r in query(db, "SELECT sku FROM products WHERE deleted_at IS NOT NULL")}
     assert tombstoned == set(gone)
@@ -194,3 +216,173 @@ async def test_incremental_run_never_tombstones(tmp_path: Path, start_emu: Start
     result = await sync(db, emu)
     assert result.kind == "incremental" and result.totals.items_deleted == 0
     assert query(db, "SELECT count(*) FROM products WHERE deleted_at IS NOT NULL") == [(0,)]
+
+
+async def test_unchanged_catalog_full_run_costs_its_pages_and_one_probe(
+    tmp_path: Path, start_emu: StartEmu
+) -> None:
+    """Deletions between runs only: ceil(N/P) pages, then one probe (newest by created_at, one
+    trimmed item), no listing; exactly the deleted products are tombstoned."""
+    emu = await start_emu(products=300)
+    db = tmp_path / "s.db"
+    await sync(db, emu)
+    gone = list(emu.adobe.catalog.skus())[40:43]
+    for sku in gone:
+        emu.adobe.catalog.delete(sku)
+    emu.adobe.stats.reset()
+    result = await sync(db, emu, "full")
+    assert result.ok and result.totals.items_deleted == 3
+    assert emu.adobe.stats.requests == result.totals.requests == 30 + 1
+    assert probes(emu) == [31] and listings(emu) == 0
+    probe = emu.adobe.stats.log[-1].query
+    assert probe["searchCriteria[sortOrders][0][direction]"] == "DESC"
+    assert probe["searchCriteria[pageSize]"] == "1"
+    assert probe["fields"] == "items[id,sku,created_at],total_count"
+    assert tombstoned(db) == set(gone)
+    assert stored_products(db, "shop") == emu.adobe.catalog.snapshot()
+
+
+async def test_delete_plus_insert_during_a_full_scan_tombstones_exactly_the_deleted(
+    tmp_path: Path, start_emu: StartEmu
+) -> None:
+    """A deletion and an insertion mid-scan keep total_count the same while the deletion slides a
+    product into a page already read: the probe sees the new product, the keyset listing finds
+    the slid one, and only the deleted product is tombstoned."""
+    emu = await start_emu(products=300)
+    db = tmp_path / "s.db"
+    await sync(db, emu)
+    catalog = emu.adobe.catalog
+    skus = list(catalog.skus())
+
+    def churn() -> None:
+        catalog.delete(skus[0])  # page 1, already read: skus[20] slides from page 3 to page 2
+        catalog.insert(sku="NEW-1", name="new", price=1.0)
+
+    emu.adobe.stats.reset()
+    emu.adobe.before_request(3, churn)
+    result = await sync(db, emu, "full", max_concurrency=1)
+    assert result.ok, result.error
+    assert tombstoned(db) == {skus[0]} and result.totals.items_deleted == 1
+    assert stored_products(db, "shop") == catalog.snapshot()
+    # 30 pages (the last one, shifted, holds NEW-1), the probe, the listing (300 skus: 30 pages
+    # and an empty one), and one fetch for skus[20], which the shift hid.
+    assert probes(emu) == [31] and listings(emu) == 31
+    assert emu.adobe.stats.requests == 30 + 1 + 31 + 1
+    fetched = [
+        r.query[f"{GROUP0}[value]"]
+        for r in emu.adobe.stats.log
+        if r.query.get(f"{GROUP0}[field]") == "sku"
+    ]
+    assert fetched == [skus[20]]
+    second = await sync(db, emu)
+    assert second.kind == "incremental" and second.ok
+    assert stored_products(db, "shop") == catalog.snapshot()
+
+
+async def test_first_full_sync_with_churn_misses_nothing(
+    tmp_path: Path, start_emu: StartEmu
+) -> None:
+    """On an empty database the same churn would leave the slid product unread forever (no
+    incremental run reads an old updated_at): the verification fetches it."""
+    emu = await start_emu(products=300)
+    db = tmp_path / "s.db"
+    catalog = emu.adobe.catalog
+    skus = list(catalog.skus())
+
+    def churn() -> None:
+        catalog.delete(skus[0])
+        catalog.insert(sku="NEW-1", name="new", price=1.0)
+
+    emu.adobe.before_request(3, churn)
+    result = await sync(db, emu, max_concurrency=1)
+    assert result.kind == "full" and result.ok, result.error
+    assert stored_products(db, "shop") == catalog.snapshot()
+    assert tombstoned(db) == {skus[0]}  # stored from page 1 before it went
+
+
+async def test_a_product_inserted_and_deleted_again_during_the_scan_still_verifies(
+    tmp_path: Path, start_emu: StartEmu
+) -> None:
+    """Insert X and delete A, every page reports the same total, then X goes before the probe:
+    no product created since the scan began is left, but the total now is one short, so the
+    scan still verifies (a probe counting new products alone would conclude 'unchanged')."""
+    emu = await start_emu(products=300)
+    db = tmp_path / "s.db"
+    await sync(db, emu)
+    catalog = emu.adobe.catalog
+    skus = list(catalog.skus())
+
+    def churn() -> None:
+        catalog.delete(skus[5])
+        catalog.insert(sku="NEW-1", name="new", price=1.0)
+
+    emu.adobe.stats.reset()
+    emu.adobe.before_request(3, churn)
+    emu.adobe.before_request(31, lambda: catalog.delete("NEW-1"))  # right before the probe
+    result = await sync(db, emu, "full", max_concurrency=1)
+    assert result.ok, result.error
+    assert probes(emu) == [31] and listings(emu) > 0
+    # NEW-1 was read by the (shifted) last page, then deleted: it is gone, so tombstoned too.
+    assert tombstoned(db) == {skus[5], "NEW-1"}
+    assert stored_products(db, "shop") == catalog.snapshot()
+
+
+async def test_churn_between_a_failed_attempt_and_its_resume(
+    tmp_path: Path, start_emu: StartEmu
+) -> None:
+    """A deletion plus an insertion while the scan is interrupted: the resumed scan probes from
+    the scan's original start, verifies, and tombstones exactly the deleted product."""
+    emu = await start_emu(products=300)
+    db = tmp_path / "s.db"
+    await sync(db, emu)
+    catalog = emu.adobe.catalog
+    skus = list(catalog.skus())
+    emu.adobe.faults.add(Fault(kind="status", status=503, after=12, times=None))
+    partial = await sync(db, emu, "full", max_concurrency=1)
+    assert partial.status == "failed" and partial.totals.pages == 12
+    emu.adobe.faults.clear()
+    catalog.delete(skus[3])  # page 1, committed: skus[120] slides into committed page 12
+    catalog.insert(sku="NEW-X", name="new", price=1.0)
+    emu.adobe.stats.reset()
+    resumed = await sync(db, emu, "full")
+    assert resumed.ok, resumed.error
+    assert tombstoned(db) == {skus[3]}
+    assert stored_products(db, "shop") == catalog.snapshot()
+    # Page 1 again, the 18 pages left (the last one holds NEW-X), the probe, 31 listing pages,
+    # and skus[120], which slid into committed page 12.
+    assert emu.adobe.stats.requests == 1 + 18 + 1 + 31 + 1
+    fetched = [
+        r.query[f"{GROUP0}[value]"]
+        for r in emu.adobe.stats.log
+        if r.query.get(f"{GROUP0}[field]") == "sku"
+    ]
+    assert fetched == [skus[120]]
+
+
+async def test_an_interrupted_verification_leaves_no_marks_the_next_one_trusts(
+    tmp_path: Path, start_emu: StartEmu
+) -> None:
+    """The verification fails half-way; a product it had already listed is deleted; the resumed
+    scan verifies again, under its own marks, and tombstones that product too."""
+    emu = await start_emu(products=300)
+    db = tmp_path / "s.db"
+    await sync(db, emu)
+    catalog = emu.adobe.catalog
+    skus = list(catalog.skus())
+
+    def churn() -> None:
+        catalog.delete(skus[0])
+        catalog.insert(sku="NEW-1", name="new", price=1.0)
+
+    emu.adobe.before_request(3, churn)
+    # 30 pages, the probe, then 5 listing pages and the batch for skus[20] get through.
+    emu.adobe.faults.add(Fault(kind="status", status=503, after=30 + 1 + 6, times=None))
+    failed = await sync(db, emu, "full", max_concurrency=1)
+    assert failed.status == "failed" and listings(emu) >= 5
+    assert tombstoned(db) == set()
+    emu.adobe.faults.clear()
+    catalog.delete(skus[30])  # listed (and marked) by the failed verification
+    resumed = await sync(db, emu, "full")
+    assert resumed.ok, resumed.error
+    assert tombstoned(db) == {skus[0], skus[30]}
+    assert stored_products(db, "shop") == catalog.snapshot()

@@ -81,7 +81,8 @@ def product_requests(emu: Emulator) -> list[dict[str, str]]:
 async def test_full_sync_stores_every_product_once_as_received(
     tmp_path: Path, start_emu: StartEmu
 ) -> None:
-    """237 products in pages of 10: 24 requests, each page once, sorted by id, none past the end."""
+    """237 products in pages of 10: each page once, sorted by id, none past the end, then the
+    probe (the newest product by created_at): 25 requests."""
     emu = await start_emu(products=237)
     db = tmp_path / "s.db"
     result = await sync(db, emu)
@@ -90,11 +91,12 @@ async def test_full_sync_stores_every_product_once_as_received(
     assert query(db, "SELECT count(*), count(DISTINCT sku) FROM products") == [(237, 237)]
     t = result.totals
     assert (t.pages, t.items_seen, t.items_created, t.requests, t.rate_limited) == (
-        24, 237, 237, 24, 0
+        24, 237, 237, 25, 0
     )  # fmt: skip
-    asked = product_requests(emu)
+    *asked, probe = product_requests(emu)
     assert sorted(int(q["page"]) for q in asked) == list(range(1, 25))
     assert {(q["count"], q["sort"]) for q in asked} == {("10", "id")}
+    assert (probe["count"], probe["sort"]) == ("1", "-created_at")
     assert emu.americommerce.stats.cache_hits == 0
 
 
@@ -162,17 +164,18 @@ async def test_page_one_answering_404_fails_and_tombstones_nothing(
 
 
 async def test_store_at_its_call_limit_sees_no_429(tmp_path: Path, start_emu: StartEmu) -> None:
-    """5 calls per 10 s and 4 workers, on one fake clock: 20 pages take 4 windows and no 429."""
+    """5 calls per 10 s and 4 workers, on one fake clock: 20 pages and the probe take 5 windows
+    and no 429."""
     clock = LoopbackClock(datetime.now(UTC))
     emu = await start_emu(clock, products=200, call_limit=5)
     start = clock.monotonic()
     result = await sync(tmp_path / "s.db", emu, clock=clock)
     assert result.ok, result.error
     assert emu.americommerce.stats.rate_limited == 0 and result.totals.rate_limited == 0
-    assert result.totals.requests == 20
-    # 20 calls need 4 windows: the first starts with the run, each later one is waited for (one
+    assert result.totals.requests == 20 + 1
+    # 21 calls need 5 windows: the first starts with the run, each later one is waited for (one
     # more if a loaded machine keeps a request on the wire past the clock's jump).
-    assert 30 <= clock.monotonic() - start <= 40
+    assert 40 <= clock.monotonic() - start <= 50
     assert stored_products(tmp_path / "s.db", "shop") == emu.americommerce.catalog.snapshot()
 
 

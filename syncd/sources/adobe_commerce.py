@@ -12,7 +12,7 @@ from syncd.config import AdobeCommerceSourceSettings
 from syncd.errors import HttpStatusError, SourceError
 from syncd.http import RequestStats, SourceClient
 from syncd.logging import get_logger
-from syncd.sources.base import Cursor, Page, as_float, as_int, make_record
+from syncd.sources.base import CatalogProbe, Cursor, Page, as_float, as_int, make_record
 from syncd.sources.fanout import fetch_concurrently
 from syncd.store import ProductRecord
 
@@ -74,6 +74,17 @@ def listing_params(after_id: int, page_size: int) -> dict[str, str]:
         "searchCriteria[pageSize]": str(page_size),
         "searchCriteria[currentPage]": "1",
         "fields": "items[id,sku],total_count",
+    }
+
+
+def probe_params() -> dict[str, str]:
+    """The newest product by `created_at`, trimmed to id, sku and created_at, and `total_count`."""
+    return {
+        "searchCriteria[sortOrders][0][field]": "created_at",
+        "searchCriteria[sortOrders][0][direction]": "DESC",
+        "searchCriteria[pageSize]": "1",
+        "searchCriteria[currentPage]": "1",
+        "fields": "items[id,sku,created_at],total_count",
     }
 
 
@@ -266,6 +277,25 @@ class AdobeCommerceSource:
             if len(items) < size or not ids or ids[-1] is None:
                 return
             after = max(i for i in ids if i is not None)
+
+    async def probe(self, stats: RequestStats, since: datetime) -> CatalogProbe:
+        """`total_count` now, and whether the newest product (by `created_at`) is from `since`
+        on, compared in whole seconds as Magento stores them."""
+        response = await self._client.get_json(self._url, probe_params(), stats=stats)
+        data = response.data
+        items = data.get("items") if isinstance(data, dict) else None
+        total = as_int(data.get("total_count")) if isinstance(data, dict) else None
+        if not isinstance(items, list) or total is None:
+            raise SourceError(
+                f"source {self.name!r}: the catalog probe of {self._url} has no 'items' list "
+                "and integer total_count"
+            )
+        if not items:
+            return CatalogProbe(total, created_since=total > 0)
+        newest = items[0].get("created_at") if isinstance(items[0], dict) else None
+        created = parse_magento_time(newest if isinstance(newest, str) else None)
+        floor = since.astimezone(UTC).replace(microsecond=0)
+        return CatalogProbe(total, created_since=created is None or created >= floor)
 
     async def fetch_skus(self, stats: RequestStats, skus: Sequence[str]) -> list[ProductRecord]:
         """The full products for `skus`, a page-sized batch per request."""

@@ -72,9 +72,25 @@ class Source(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class CatalogProbe:
+    """The catalog as one small request sees it: `total` products now, and whether one of them
+    was created at or after the moment asked about (`created_since`; True when the store cannot
+    tell)."""
+
+    total: int
+    created_since: bool
+
+
 @runtime_checkable
 class VerifiableSource(Source, Protocol):
-    """A source that can list its skus cheaply in an order no deletion can shift (a keyset)."""
+    """A source that can list its skus cheaply in an order no deletion can shift (a keyset), and
+    tell in one request whether its catalog gained or lost products since a moment."""
+
+    async def probe(self, stats: RequestStats, since: datetime) -> CatalogProbe:
+        """`total_count` now and whether a product created at or after `since` exists, from the
+        newest product by `created_at` (one request, one trimmed item)."""
+        ...
 
     def list_skus(self, stats: RequestStats) -> AsyncIterator[list[str]]:
         """Every sku of the store, a page at a time, by id keyset, without payloads."""
