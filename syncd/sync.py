@@ -6,6 +6,7 @@ No scheduling here; the daemon and the CLI decide when to call `SyncEngine.run`.
 from __future__ import annotations
 
 import asyncio
+import traceback
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ from syncd.store.base import RunKind, RunStatus
 log = get_logger(__name__)
 
 T = TypeVar("T")
+MESSAGE_LIMIT = 200
 
 ProgressCallback = Callable[[int, int | None, int], None]
 """Called after each committed page with (pages done, pages expected or None, items seen)."""
@@ -74,6 +76,31 @@ class _Tally:
         )
 
 
+def internal_error(exc: BaseException) -> str:
+    """`exc` as a run's one-line error: its type, the first line of its message cut short (an
+    arbitrary message may carry anything, a whole answer included), and where it was raised."""
+    first = next(iter(str(exc).strip().splitlines()), "")
+    if len(first) > MESSAGE_LIMIT:
+        first = first[:MESSAGE_LIMIT] + "…"
+    text = f"internal error: {type(exc).__name__}" + (f": {first}" if first else "")
+    frames = stack_of(exc)
+    return f"{text} (at {frames[-1]})" if frames else text
+
+
+def stack_of(exc: BaseException, limit: int = 8) -> list[str]:
+    """The innermost `limit` frames of `exc` as 'syncd/module.py:123 in function' (no code, no
+    locals, no message: nothing a secret could ride on)."""
+    frames = traceback.extract_tb(exc.__traceback__)[-limit:]
+    return [f"{_short_path(f.filename)}:{f.lineno} in {f.name}" for f in frames]
+
+
+def _short_path(filename: str) -> str:
+    """From the last `syncd/` directory on (the package's own files), else the bare file name."""
+    path = filename.replace("\\", "/")
+    at = path.rfind("/syncd/")
+    return path[at + 1 :] if at >= 0 else path.rsplit("/", 1)[-1]
+
+
 @asynccontextmanager
 async def _closing(pages: AsyncIterator[T]) -> AsyncIterator[AsyncIterator[T]]:
     """Close a source's async generator as soon as the loop over it ends, however it ends."""
@@ -111,8 +138,9 @@ class SyncEngine:
     ) -> SyncResult:
         """One run of `source`: `full`, `incremental`, or (None) incremental when a watermark exists.
 
-        Source, transport and auth failures end the run as `failed` (recorded, not raised); a
-        store failure is raised after the run row is closed as far as the store allows. Once the
+        Source, transport and auth failures end the run as `failed` (recorded, not raised), and
+        so does any other exception ("internal error: Type: message", logged with its stack); a
+        failure to write the run's last row is raised. Once the
         run's retries exceed `retry_budget`, it stops as `failed`: pages already stored stay, and
         so does the checkpoint the next run resumes from.
         """
@@ -155,6 +183,16 @@ class SyncEngine:
                 )
             except SyncdError as exc:
                 status, error = "failed", str(exc)
+            except Exception as exc:
+                # A bug, or an answer nothing anticipated: the run must not read as succeeded,
+                # and the daemon (which expects SyncdError at most) must live on.
+                status, error = "failed", internal_error(exc)
+                log.error(
+                    "sync.internal_error",
+                    error=error,
+                    error_type=type(exc).__name__,
+                    stack=stack_of(exc),
+                )
             finally:
                 result = SyncResult(
                     run_id=run_id,

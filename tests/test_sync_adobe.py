@@ -5,16 +5,20 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
+from structlog.testing import capture_logs
 
 from syncd.clock import FakeClock
-from syncd.daemon import Runtime
-from syncd.emulator import AdobeConfig, Emulator, EmulatorConfig
+from syncd.daemon import Daemon, Runtime
+from syncd.emulator import AdobeConfig, Emulator, EmulatorConfig, Fault
 from syncd.logging import configure_logging
+from syncd.sources.adobe_commerce import AdobeCommerceSource
 from syncd.sync import SyncResult
 from tests.support import adobe_source, query, settings_for, stored_products, until
 
@@ -201,3 +205,100 @@ async def test_ims_error_body_surfaces_and_fails_the_run(
     (event,) = query(tmp_path / "s.db", "SELECT event, detail FROM token_events")
     assert event[0] == "failed" and "invalid_client" in event[1]
     assert emu.adobe.stats.requests == 0
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ('{"items": [null], "total_count": 40}', "item 0 is NoneType, not a JSON object"),
+        ('{"items": [{"sku": "A"}, 7], "total_count": 40}', "item 1 is int, not a JSON object"),
+        ('{"items": {"0": {}}, "total_count": 40}', "has no 'items' list"),
+        ("[]", "has no 'items' list"),
+        ('{"items": [], "total_count": "many"}', "has no integer total_count (got 'many')"),
+        ('{"items": [], "total_count": true}', "has no integer total_count (got True)"),
+        ('{"items": [{"id": 3}], "total_count": 40}', "a product without a sku"),
+    ],
+)
+async def test_a_malformed_answer_fails_the_run_clearly_and_loses_nothing(
+    tmp_path: Path, start_emu: StartEmu, body: str, expected: str
+) -> None:
+    """A 200 whose JSON has the wrong shape: the run is failed with one line naming the URL and
+    the page, the products stored before are untouched, and nothing is tombstoned."""
+    emu = await start_emu(products=40)
+    db = tmp_path / "s.db"
+    assert (await sync(db, emu)).ok
+    before = stored_products(db, "shop")
+    emu.adobe.faults.add(Fault("json", body=body, after=1))
+    result = await sync(db, emu, "full", max_concurrency=1)
+    assert result.status == "failed"
+    error = result.error or ""
+    assert expected in error and "\n" not in error, error
+    assert f"{emu.url}/rest/V1/products page 2" in error or "without a sku" in error
+    assert query(db, "SELECT status, error FROM sync_runs WHERE id = ?", result.run_id) == [
+        ("failed", error)
+    ]
+    assert stored_products(db, "shop") == before == emu.adobe.catalog.snapshot()
+    assert query(db, "SELECT count(*) FROM products WHERE deleted_at IS NOT NULL") == [(0,)]
+
+
+async def test_an_unexpected_exception_ends_the_run_failed_not_succeeded(
+    tmp_path: Path, start_emu: StartEmu, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Any exception besides syncd's own is recorded as a failed run ("internal error: ...",
+    one line, with where it was raised), logged with its stack, and the next run resumes."""
+    emu = await start_emu(products=40)
+    db = tmp_path / "s.db"
+
+    async def broken(self: AdobeCommerceSource, *args: Any) -> Any:
+        return {}.get("x").total  # type: ignore[attr-defined]
+
+    monkeypatch.setattr(AdobeCommerceSource, "probe", broken)
+    with capture_logs() as logs:
+        result = await sync(db, emu)
+    assert result.status == "failed" and result.kind == "full"
+    error = result.error or ""
+    assert re.fullmatch(
+        r"internal error: AttributeError: 'NoneType' object has no attribute 'total' "
+        r"\(at test_sync_adobe\.py:\d+ in broken\)",
+        error,
+    ), error
+    assert query(db, "SELECT status, error FROM sync_runs") == [("failed", error)]
+    internal = next(e for e in logs if e["event"] == "sync.internal_error")
+    assert internal["error_type"] == "AttributeError" and internal["log_level"] == "error"
+    assert internal["stack"][-1].endswith("in broken")
+    assert any(frame.startswith("syncd/sync.py:") for frame in internal["stack"])
+    finished = next(e for e in logs if e["event"] == "sync.finished")
+    assert (finished["status"], finished["log_level"]) == ("failed", "error")
+    # The pages were stored and stay; the next run resumes from the checkpoint.
+    assert len(stored_products(db, "shop")) == 40
+    monkeypatch.undo()
+    emu.adobe.stats.reset()
+    again = await sync(db, emu)
+    assert again.ok and again.kind == "full"
+    assert emu.adobe.stats.requests == 1 + 1  # page 1 again for total_count, then the probe
+    assert stored_products(db, "shop") == emu.adobe.catalog.snapshot()
+
+
+async def test_the_daemon_outlives_an_internal_error(
+    tmp_path: Path, start_emu: StartEmu, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run ending in an internal error is one failed result to the daemon: no crash, the
+    breaker counts it, and the source keeps its schedule."""
+    emu = await start_emu(products=20)
+
+    async def broken(self: AdobeCommerceSource, *args: Any) -> Any:
+        raise ZeroDivisionError("boom")
+
+    monkeypatch.setattr(AdobeCommerceSource, "probe", broken)
+    settings = settings_for(tmp_path / "d.db", adobe_source(emu, schedule="1h"))
+    with capture_logs() as logs:
+        async with Runtime(settings) as runtime, Daemon(runtime, handle_signals=False) as daemon:
+            await until(lambda: len(daemon.results) == 1)
+            await daemon.trigger("shop")
+            assert [r.status for r in daemon.results] == ["failed", "failed"]
+            assert daemon.next_run("shop") is not None
+    assert all(
+        r.error and r.error.startswith("internal error: ZeroDivisionError: boom")
+        for r in daemon.results
+    )
+    assert not [e for e in logs if e["event"] == "sync.crashed"]

@@ -297,3 +297,36 @@ def test_bad_americommerce_settings_name_the_field(tmp_path: Path) -> None:
     )
     assert any(p.startswith("sources[0] (shop).call_window: 0 is invalid") for p in problems)
     assert "secret-console-token" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ('{"total_count": 40, "products": [null]}', "product 0 is NoneType, not a JSON object"),
+        ('{"total_count": 40, "products": [{}, "x"]}', "product 1 is str, not a JSON object"),
+        ('{"total_count": 40, "products": {}}', "has no 'products' list"),
+        ('{"total_count": "lots", "products": []}', "has no integer total_count (got 'lots')"),
+        ('{"total_count": -1, "products": []}', "has no integer total_count (got -1)"),
+        ('{"total_count": 40, "products": [{"id": 3}]}', "without an item_number"),
+    ],
+)
+async def test_a_malformed_answer_fails_the_run_clearly_and_loses_nothing(
+    tmp_path: Path, start_emu: StartEmu, body: str, expected: str
+) -> None:
+    """A 200 whose JSON has the wrong shape: the run is failed with one line naming the URL and
+    the page, the products stored before are untouched, and nothing is tombstoned."""
+    emu = await start_emu(products=40)
+    db = tmp_path / "s.db"
+    assert (await sync(db, emu)).ok
+    before = stored_products(db, "shop")
+    emu.americommerce.faults.add(Fault("json", body=body, after=1))
+    result = await sync(db, emu, "full", max_concurrency=1)
+    assert result.status == "failed"
+    error = result.error or ""
+    assert expected in error and "\n" not in error, error
+    assert f"page 2 of {emu.url}/api/v1/products" in error or "item_number" in error
+    assert query(db, "SELECT status, error FROM sync_runs WHERE id = ?", result.run_id) == [
+        ("failed", error)
+    ]
+    assert stored_products(db, "shop") == before == emu.americommerce.catalog.snapshot()
+    assert query(db, "SELECT count(*) FROM products WHERE deleted_at IS NOT NULL") == [(0,)]

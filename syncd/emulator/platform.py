@@ -111,6 +111,8 @@ class PlatformEmulator:
             return response, response.status
         if fault.kind == "malformed":
             return garbage_response(), 200
+        if fault.kind == "json":
+            return web.Response(status=200, text=fault.body, content_type="application/json"), 200
         if fault.kind == "truncated":
             full = await handler(request)
             body = full.body if isinstance(full.body, bytes) else b""

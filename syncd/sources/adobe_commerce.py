@@ -178,13 +178,21 @@ class AdobeCommerceSource:
         return self._settings.page_size
 
     async def _fetch(
-        self, page: int, stats: RequestStats, params: dict[str, str] | None = None
+        self, page: int, stats: RequestStats, params: dict[str, str] | None = None, what: str = ""
     ) -> tuple[list[ProductRecord], int]:
+        items, total = await self._envelope(
+            params or full_params(page, self.page_size), stats, what or f"page {page}"
+        )
+        return [to_record(item) for item in items], total
+
+    async def _envelope(
+        self, params: dict[str, str], stats: RequestStats, what: str
+    ) -> tuple[list[dict[str, Any]], int]:
+        """The `items` (each a JSON object) and `total_count` of one search answer; anything else
+        is a SourceError naming the URL and which request it was."""
         size = self._settings.page_size
         try:
-            response = await self._client.get_json(
-                self._url, params or full_params(page, size), stats=stats
-            )
+            response = await self._client.get_json(self._url, params, stats=stats)
         except HttpStatusError as exc:
             if exc.status == 400 and "pageSize" in str(exc):
                 raise SourceError(
@@ -193,15 +201,22 @@ class AdobeCommerceSource:
                 ) from exc
             raise
         data = response.data
-        if not isinstance(data, dict) or not isinstance(data.get("items"), list):
+        where = f"source {self.name!r}: {self._url} {what}"
+        items = data.get("items") if isinstance(data, dict) else None
+        if not isinstance(items, list):
             raise SourceError(
-                f"source {self.name!r}: {self._url} page {page} has no 'items' list "
-                "(is base_url an Adobe Commerce REST endpoint?)"
+                f"{where} has no 'items' list (is base_url an Adobe Commerce REST endpoint?)"
             )
-        total = as_int(data.get("total_count"))
-        if total is None:
-            raise SourceError(f"source {self.name!r}: {self._url} page {page} has no total_count")
-        return [to_record(item) for item in data["items"]], total
+        raw_total = data.get("total_count")
+        total = None if isinstance(raw_total, bool) else as_int(raw_total)
+        if total is None or total < 0:
+            raise SourceError(f"{where} has no integer total_count (got {raw_total!r:.40})")
+        for n, item in enumerate(items):
+            if not isinstance(item, dict):
+                raise SourceError(
+                    f"{where}: item {n} is {type(item).__name__}, not a JSON object (a product)"
+                )
+        return items, total
 
     async def full_pages(
         self, stats: RequestStats, skip: frozenset[int] = frozenset()
@@ -249,7 +264,9 @@ class AdobeCommerceSource:
         number = 0
         while True:
             number += 1
-            records, total = await self._fetch(number, stats, changed_params(cursor, size))
+            records, total = await self._fetch(
+                number, stats, changed_params(cursor, size), f"keyset page {number}"
+            )
             expected = total if expected is None else expected
             seen.update(record.sku for record in records)
             following = next_cursor(cursor, records, size)
@@ -266,12 +283,7 @@ class AdobeCommerceSource:
         size = self._settings.page_size
         after = 0
         while True:
-            response = await self._client.get_json(
-                self._url, listing_params(after, size), stats=stats
-            )
-            items = response.data.get("items") if isinstance(response.data, dict) else None
-            if not isinstance(items, list):
-                raise SourceError(f"source {self.name!r}: the sku listing has no 'items' list")
+            items, _ = await self._envelope(listing_params(after, size), stats, "sku listing")
             ids = [as_int(item.get("id")) for item in items]
             yield [str(item["sku"]) for item in items if item.get("sku")]
             if len(items) < size or not ids or ids[-1] is None:
@@ -281,18 +293,10 @@ class AdobeCommerceSource:
     async def probe(self, stats: RequestStats, since: datetime) -> CatalogProbe:
         """`total_count` now, and whether the newest product (by `created_at`) is from `since`
         on, compared in whole seconds as Magento stores them."""
-        response = await self._client.get_json(self._url, probe_params(), stats=stats)
-        data = response.data
-        items = data.get("items") if isinstance(data, dict) else None
-        total = as_int(data.get("total_count")) if isinstance(data, dict) else None
-        if not isinstance(items, list) or total is None:
-            raise SourceError(
-                f"source {self.name!r}: the catalog probe of {self._url} has no 'items' list "
-                "and integer total_count"
-            )
+        items, total = await self._envelope(probe_params(), stats, "catalog probe")
         if not items:
             return CatalogProbe(total, created_since=total > 0)
-        newest = items[0].get("created_at") if isinstance(items[0], dict) else None
+        newest = items[0].get("created_at")
         created = parse_magento_time(newest if isinstance(newest, str) else None)
         floor = since.astimezone(UTC).replace(microsecond=0)
         return CatalogProbe(total, created_since=created is None or created >= floor)
@@ -304,11 +308,11 @@ class AdobeCommerceSource:
         batches = [plain[i : i + self.page_size] for i in range(0, len(plain), self.page_size)]
         records: list[ProductRecord] = []
         for batch in batches:
-            found, _ = await self._fetch(1, stats, skus_params(batch))
+            found, _ = await self._fetch(1, stats, skus_params(batch), "batch by sku")
             records.extend(found)
         for sku in (sku for sku in skus if "," in sku):
             params = skus_params([sku])
             params["searchCriteria[filter_groups][0][filters][0][condition_type]"] = "eq"
-            found, _ = await self._fetch(1, stats, params)
+            found, _ = await self._fetch(1, stats, params, "batch by sku")
             records.extend(found)
         return records

@@ -112,10 +112,19 @@ class AmeriCommerceSource:
                 f"source {self.name!r}: {what} of {self._url} has no 'products' list "
                 "(is base_url an AmeriCommerce store?)"
             )
-        if as_int(data.get("total_count")) is None:
+        raw_total = data.get("total_count")
+        total = None if isinstance(raw_total, bool) else as_int(raw_total)
+        if total is None or total < 0:
             raise SourceError(
-                f"source {self.name!r}: {what} of {self._url} has no integer total_count"
+                f"source {self.name!r}: {what} of {self._url} has no integer total_count "
+                f"(got {raw_total!r:.40})"
             )
+        for n, item in enumerate(data["products"]):
+            if not isinstance(item, dict):
+                raise SourceError(
+                    f"source {self.name!r}: {what} of {self._url}: product {n} is "
+                    f"{type(item).__name__}, not a JSON object"
+                )
         return data
 
     async def _list(
@@ -128,10 +137,6 @@ class AmeriCommerceSource:
         return [self._record(item) for item in data["products"]], int(data["total_count"])
 
     def _record(self, item: Any) -> ProductRecord:
-        if not isinstance(item, dict):
-            raise SourceError(
-                f"source {self.name!r}: a product that is not a JSON object: {item!r}"
-            )
         try:
             return to_record(item, self._naive)
         except ValueError as exc:
@@ -252,7 +257,7 @@ class AmeriCommerceSource:
         total, items = int(data["total_count"]), data["products"]
         if not items:
             return CatalogProbe(total, created_since=total > 0)
-        newest = items[0].get("created_at") if isinstance(items[0], dict) else None
+        newest = items[0].get("created_at")
         try:
             created = parse_ac_time(newest, self._naive) if isinstance(newest, str) else None
         except ValueError:
