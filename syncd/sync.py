@@ -29,6 +29,8 @@ log = get_logger(__name__)
 
 T = TypeVar("T")
 MESSAGE_LIMIT = 200
+CHECKPOINT_MAX_AGE = 6 * 3600.0
+"""Seconds after its start within which an interrupted full scan is resumed (the setting's default)."""
 
 ProgressCallback = Callable[[int, int | None, int], None]
 """Called after each committed page with (pages done, pages expected or None, items seen)."""
@@ -135,19 +137,28 @@ class SyncEngine:
         *,
         overlap: float = 120.0,
         retry_budget: RetryBudget | None = None,
+        checkpoint_max_age: float = CHECKPOINT_MAX_AGE,
     ) -> SyncResult:
-        """One run of `source`: `full`, `incremental`, or (None) incremental when a watermark exists.
+        """One run of `source`: `full`, `incremental`, or (None) the full scan an interrupted run
+        left unfinished, else incremental when a watermark exists, else full.
+
+        An unfinished scan is resumed if it started at most `checkpoint_max_age` seconds ago:
+        its committed pages are that old, and a change that does not bump `updated_at` made
+        since is seen only by a scan that reads them again. An older one starts over.
 
         Source, transport and auth failures end the run as `failed` (recorded, not raised), and
         so does any other exception ("internal error: Type: message", logged with its stack); a
-        failure to write the run's last row is raised. Once the
-        run's retries exceed `retry_budget`, it stops as `failed`: pages already stored stay, and
-        so does the checkpoint the next run resumes from.
+        failure to write the run's last row is raised. Once the run's retries exceed
+        `retry_budget`, it stops as `failed`: pages already stored stay, and so does the
+        checkpoint the next run resumes from.
         """
         state = await self._store.source_state(source.name)
         watermark = decode_cursor(state.watermark)
         if kind is None:
-            kind = "incremental" if watermark is not None else "full"
+            # An interrupted full scan is finished first; otherwise its checkpoint would wait
+            # for the next full slot while its committed pages grow stale.
+            unfinished = state.checkpoint is not None
+            kind = "full" if unfinished or watermark is None else "incremental"
         if kind == "incremental" and watermark is None:
             log.info("sync.full_required", source=source.name, reason="no watermark yet")
             kind = "full"
@@ -167,8 +178,9 @@ class SyncEngine:
             error: str | None = None
             try:
                 if kind == "full" or cursor is None:
+                    resumed = self._resumable(source, state, checkpoint_max_age)
                     await self._full(
-                        source, run_id, state, started_at, overlap, http, tally, progress
+                        source, run_id, resumed, started_at, overlap, http, tally, progress
                     )
                 else:
                     await self._incremental(source, cursor, http, tally, progress)
@@ -213,15 +225,15 @@ class SyncEngine:
         self,
         source: Source,
         run_id: int,
-        state: SourceState,
+        resumed: FullScanCheckpoint | None,
         started_at: datetime,
         overlap: float,
         http: RequestStats,
         tally: _Tally,
         progress: ProgressCallback | None,
     ) -> None:
-        checkpoint = FullScanCheckpoint.decode(state.checkpoint)
-        if checkpoint is None or checkpoint.page_size != source.page_size:
+        checkpoint = resumed
+        if checkpoint is None:
             checkpoint = FullScanCheckpoint(run_id, started_at, source.page_size, None, frozenset())
         else:
             log.info("sync.resumed", scan_id=checkpoint.scan_id, pages_done=len(checkpoint.done))
@@ -270,6 +282,30 @@ class SyncEngine:
             )
         )
         tally.deleted += deleted
+
+    def _resumable(
+        self, source: Source, state: SourceState, max_age: float
+    ) -> FullScanCheckpoint | None:
+        """The unfinished full scan a full run continues, or None if there is none it may use."""
+        checkpoint = FullScanCheckpoint.decode(state.checkpoint)
+        if checkpoint is None:
+            return None
+        age = (self._clock.now() - checkpoint.started).total_seconds()
+        reason = None
+        if checkpoint.page_size != source.page_size:
+            reason = f"page_size changed from {checkpoint.page_size} to {source.page_size}"
+        elif age > max_age:
+            reason = f"started {age:.0f} s ago, more than checkpoint_max_age ({max_age:.0f} s)"
+        if reason is None:
+            return checkpoint
+        log.info(
+            "sync.checkpoint_discarded",
+            scan_id=checkpoint.scan_id,
+            pages_done=len(checkpoint.done),
+            reason=reason,
+            consequence="a fresh full scan",
+        )
+        return None
 
     async def _changed_since(
         self, source: VerifiableSource, since: datetime, total: int | None, http: RequestStats

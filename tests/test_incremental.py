@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
+from structlog.testing import capture_logs
 
 from syncd.daemon import Runtime
 from syncd.emulator import AdobeConfig, Emulator, EmulatorConfig, Fault
@@ -386,3 +388,72 @@ async def test_an_interrupted_verification_leaves_no_marks_the_next_one_trusts(
     assert resumed.ok, resumed.error
     assert tombstoned(db) == {skus[0], skus[30]}
     assert stored_products(db, "shop") == catalog.snapshot()
+
+
+def age_checkpoint(db: Path, seconds: float) -> None:
+    """Move the stored checkpoint's scan start `seconds` into the past."""
+    (row,) = query(db, "SELECT checkpoint FROM source_state WHERE source='shop'")
+    checkpoint = json.loads(row[0])
+    started = datetime.fromisoformat(checkpoint["started"]) - timedelta(seconds=seconds)
+    checkpoint["started"] = started.isoformat()
+    with sqlite3.connect(db) as conn:
+        conn.execute(
+            "UPDATE source_state SET checkpoint = ? WHERE source='shop'", (json.dumps(checkpoint),)
+        )
+
+
+async def test_an_interrupted_full_run_is_resumed_by_the_next_scheduled_run(
+    tmp_path: Path, start_emu: StartEmu
+) -> None:
+    """A --full run fails at page 13 although a watermark exists: the next run without a kind
+    (the schedule's) is full, asks only the pages left, and the one after is incremental."""
+    emu = await start_emu(products=300)
+    db = tmp_path / "s.db"
+    await sync(db, emu)
+    emu.adobe.faults.add(Fault(kind="status", status=503, after=12, times=None))
+    partial = await sync(db, emu, "full", max_concurrency=1)
+    assert partial.status == "failed" and partial.totals.pages == 12
+    emu.adobe.faults.clear()
+    emu.adobe.stats.reset()
+    resumed = await sync(db, emu)
+    assert resumed.kind == "full" and resumed.ok, resumed.error
+    assert emu.adobe.stats.requests == 1 + 30 - 12 + 1  # page 1, the 18 left, the probe
+    assert query(db, "SELECT checkpoint FROM source_state") == [(None,)]
+    assert (await sync(db, emu)).kind == "incremental"
+
+
+@pytest.mark.parametrize(
+    ("max_age", "age", "resumed"),
+    [
+        (None, 6 * 3600 - 60, True),  # the default: 6 hours
+        (None, 6 * 3600 + 60, False),
+        (600.0, 540, True),
+        (600.0, 660, False),
+    ],
+)
+async def test_a_checkpoint_older_than_its_max_age_starts_the_scan_over(
+    tmp_path: Path, start_emu: StartEmu, max_age: float | None, age: float, resumed: bool
+) -> None:
+    """Committed pages older than checkpoint_max_age are not trusted: the next run scans from
+    page 1 (and sees a stock change on them that did not bump updated_at); a younger one resumes."""
+    emu = await start_emu(products=300)
+    db = tmp_path / "s.db"
+    options = {} if max_age is None else {"checkpoint_max_age": max_age}
+    await sync(db, emu, **options)
+    emu.adobe.faults.add(Fault(kind="status", status=503, after=12, times=None))
+    assert (await sync(db, emu, "full", max_concurrency=1, **options)).status == "failed"
+    emu.adobe.faults.clear()
+    age_checkpoint(db, age)
+    stock = list(emu.adobe.catalog.skus())[15]  # on page 2, committed
+    emu.adobe.catalog.update(stock, qty=0, is_in_stock=False, touch=False)
+    emu.adobe.stats.reset()
+    with capture_logs() as logs:
+        result = await sync(db, emu, **options)
+    assert result.kind == "full" and result.ok, result.error
+    discarded = [e for e in logs if e["event"] == "sync.checkpoint_discarded"]
+    if resumed:
+        assert emu.adobe.stats.requests == 1 + 18 + 1 and not discarded
+    else:
+        assert emu.adobe.stats.requests == 30 + 1
+        assert "more than checkpoint_max_age" in discarded[0]["reason"]
+        assert stored_products(db, "shop") == emu.adobe.catalog.snapshot()
