@@ -22,6 +22,7 @@ from tests.support import adobe_source, query, settings_for, stored_products, un
 StartEmu = Callable[..., Awaitable[Emulator]]
 LISTING = "items[id,sku],total_count"
 GROUP0 = "searchCriteria[filter_groups][0][filters][0]"
+GROUP1 = "searchCriteria[filter_groups][1][filters]"
 
 
 @pytest.fixture
@@ -79,7 +80,7 @@ async def mutate_when(emu: Emulator, after_requests: int, action: Callable[[], N
 async def test_incremental_requests_only_the_pages_that_hold_changes(
     tmp_path: Path, start_emu: StartEmu
 ) -> None:
-    """After N changes an incremental run costs about ceil(N / page_size) requests, and is exact."""
+    """After 25 changes an incremental run costs ceil(25 / page_size) requests, and is exact."""
     emu = await start_emu(products=600)
     db = tmp_path / "s.db"
     assert (await sync(db, emu)).kind == "full"
@@ -88,10 +89,11 @@ async def test_incremental_requests_only_the_pages_that_hold_changes(
         emu.adobe.catalog.update(sku, price=1.5)
     since = format_magento_time(watermark(db))
     in_window = sum(p["updated_at"] >= since for p in emu.adobe.catalog.snapshot().values())
+    assert in_window == 25  # the watermark is the full scan's start: only the changes are after it
     emu.adobe.stats.reset()
     result = await sync(db, emu)
     assert result.kind == "incremental" and result.ok
-    assert emu.adobe.stats.requests <= math.ceil(in_window / 10) + 2
+    assert emu.adobe.stats.requests == math.ceil(in_window / 10) == 3
     assert result.totals.items_updated == 25
     assert stored_products(db, "shop") == emu.adobe.catalog.snapshot()
 
@@ -103,8 +105,10 @@ async def test_many_changes_in_one_second_are_all_read(tmp_path: Path, start_emu
     await sync(db, emu)
     for sku in list(emu.adobe.catalog.skus())[:47]:
         emu.adobe.catalog.update(sku, name="renamed")
+    emu.adobe.stats.reset()
     result = await sync(db, emu)
     assert result.totals.items_updated == 47
+    assert emu.adobe.stats.requests == math.ceil(47 / 10)  # one keyset walks through the second
     assert stored_products(db, "shop") == emu.adobe.catalog.snapshot()
 
 
@@ -266,10 +270,10 @@ async def test_delete_plus_insert_during_a_full_scan_tombstones_exactly_the_dele
     assert result.ok, result.error
     assert tombstoned(db) == {skus[0]} and result.totals.items_deleted == 1
     assert stored_products(db, "shop") == catalog.snapshot()
-    # 30 pages (the last one, shifted, holds NEW-1), the probe, the listing (300 skus: 30 pages
-    # and an empty one), and one fetch for skus[20], which the shift hid.
-    assert probes(emu) == [31] and listings(emu) == 31
-    assert emu.adobe.stats.requests == 30 + 1 + 31 + 1
+    # 30 pages (the last one, shifted, holds NEW-1), the probe, the listing (300 skus: 30 pages,
+    # the last told by total_count), and one fetch for skus[20], which the shift hid.
+    assert probes(emu) == [31] and listings(emu) == 30
+    assert emu.adobe.stats.requests == 30 + 1 + 30 + 1
     fetched = [
         r.query[f"{GROUP0}[value]"]
         for r in emu.adobe.stats.log
@@ -350,9 +354,9 @@ async def test_churn_between_a_failed_attempt_and_its_resume(
     assert resumed.ok, resumed.error
     assert tombstoned(db) == {skus[3]}
     assert stored_products(db, "shop") == catalog.snapshot()
-    # Page 1 again, the 18 pages left (the last one holds NEW-X), the probe, 31 listing pages,
+    # Page 1 again, the 18 pages left (the last one holds NEW-X), the probe, 30 listing pages,
     # and skus[120], which slid into committed page 12.
-    assert emu.adobe.stats.requests == 1 + 18 + 1 + 31 + 1
+    assert emu.adobe.stats.requests == 1 + 18 + 1 + 30 + 1
     fetched = [
         r.query[f"{GROUP0}[value]"]
         for r in emu.adobe.stats.log
@@ -457,3 +461,78 @@ async def test_a_checkpoint_older_than_its_max_age_starts_the_scan_over(
         assert emu.adobe.stats.requests == 30 + 1
         assert "more than checkpoint_max_age" in discarded[0]["reason"]
         assert stored_products(db, "shop") == emu.adobe.catalog.snapshot()
+
+
+@pytest.mark.parametrize("per_second", [1, 5, 10])
+async def test_incremental_costs_exactly_the_pages_that_hold_the_changes(
+    tmp_path: Path, start_emu: StartEmu, per_second: int
+) -> None:
+    """100 changes, `per_second` of them in each second, pages of 10: exactly ceil(100/10)
+    requests, each a keyset strictly after the last product read (updated_at gteq T AND
+    (updated_at gt T OR entity_id gt ID)), so no second is read twice."""
+    emu = await start_emu(products=600)
+    db = tmp_path / "s.db"
+    await sync(db, emu)
+    since = watermark(db)
+    catalog = emu.adobe.catalog
+    changed = list(catalog.skus())[::6][:100]
+    for n, sku in enumerate(changed):
+        catalog.update(sku, price=1.5, updated_at=since + timedelta(seconds=5 + n // per_second))
+    stamp = format_magento_time(since)
+    assert sum(p["updated_at"] >= stamp for p in catalog.snapshot().values()) == 100
+    emu.adobe.stats.reset()
+    result = await sync(db, emu)
+    assert result.kind == "incremental" and result.ok, result.error
+    assert emu.adobe.stats.requests == result.totals.requests == 10
+    assert (result.totals.items_seen, result.totals.items_updated) == (100, 100)
+    assert stored_products(db, "shop") == catalog.snapshot()
+    first, *rest = [r.query for r in emu.adobe.stats.log]
+    assert (first[f"{GROUP0}[field]"], first[f"{GROUP0}[value]"]) == ("updated_at", stamp)
+    assert first[f"{GROUP0}[condition_type]"] == "gteq"
+    assert not any(key.startswith(GROUP1) for key in first)
+    order = sorted((catalog.get(sku) for sku in changed), key=lambda p: (p["updated_at"], p["id"]))
+    for k, asked in enumerate(rest, 1):
+        last = order[10 * k - 1]  # the last product of the page before
+        assert (asked[f"{GROUP0}[value]"], asked[f"{GROUP0}[condition_type]"]) == (
+            last["updated_at"], "gteq"
+        )  # fmt: skip
+        assert [asked[f"{GROUP1}[0][{key}]"] for key in ("field", "value", "condition_type")] == [
+            "updated_at", last["updated_at"], "gt"
+        ]  # fmt: skip
+        assert [asked[f"{GROUP1}[1][{key}]"] for key in ("field", "value", "condition_type")] == [
+            "entity_id", str(last["id"]), "gt"
+        ]  # fmt: skip
+        assert asked["searchCriteria[currentPage]"] == "1"
+        assert asked["searchCriteria[sortOrders][0][field]"] == "updated_at"
+        assert asked["searchCriteria[sortOrders][1][field]"] == "entity_id"
+
+
+async def test_incremental_with_nothing_changed_costs_one_request(
+    tmp_path: Path, start_emu: StartEmu
+) -> None:
+    """No product updated since the watermark: one request, which finds none."""
+    emu = await start_emu(products=600)
+    db = tmp_path / "s.db"
+    await sync(db, emu)
+    emu.adobe.stats.reset()
+    result = await sync(db, emu)
+    assert result.kind == "incremental" and result.ok
+    assert emu.adobe.stats.requests == result.totals.requests == 1
+    assert result.totals.items_seen == 0
+
+
+async def test_the_sku_listing_stops_on_total_count(tmp_path: Path, start_emu: StartEmu) -> None:
+    """300 products (a multiple of the page size) are listed in 30 requests, not 31: the last
+    page is told by total_count (products after the last id), not by a short or empty page."""
+    emu = await start_emu(products=300)
+    db = tmp_path / "s.db"
+    await sync(db, emu)
+    emu.adobe.stats.reset()
+    emu.adobe.before_request(3, lambda: emu.adobe.catalog.delete(next(emu.adobe.catalog.skus())))
+    emu.adobe.before_request(4, lambda: emu.adobe.catalog.insert(sku="NEW-1", price=1.0))
+    result = await sync(db, emu, "full", max_concurrency=1)
+    assert result.ok, result.error
+    assert listings(emu) == 30
+    listed = [r.query for r in emu.adobe.stats.log if r.query.get("fields") == LISTING]
+    assert [q[f"{GROUP0}[value]"] for q in listed[:3]] == ["0", "11", "21"]
+    assert {q[f"{GROUP0}[condition_type]"] for q in listed} == {"gt"}

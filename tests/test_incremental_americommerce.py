@@ -405,3 +405,17 @@ async def test_churn_between_a_failed_attempt_and_its_resume(
     # and skus[120] by id.
     assert fetched_by_id(emu) == ["eq:121"]
     assert emu.americommerce.stats.requests == 1 + 18 + 1 + 30 + 1
+
+
+async def test_incremental_with_nothing_changed_costs_one_request(
+    tmp_path: Path, start_emu: StartEmu
+) -> None:
+    """No product updated since the watermark: one request, which finds none."""
+    emu = await start_emu(products=600)
+    db = tmp_path / "s.db"
+    await sync(db, emu)
+    emu.americommerce.stats.reset()
+    result = await sync(db, emu)
+    assert result.kind == "incremental" and result.ok, result.error
+    assert emu.americommerce.stats.requests == result.totals.requests == 1
+    assert result.totals.items_seen == 0

@@ -49,7 +49,8 @@ class PlatformEmulator:
 
     def before_request(self, n: int, action: Callable[[], None]) -> None:
         """Run `action` just before the `n`-th API request from now (1: the next) is handled, so
-        a test can change the catalog at an exact point of a run instead of racing it."""
+        a test can change the catalog at an exact point of a run instead of racing it. Counted on
+        `stats.requests`: reset the stats before, not after."""
         if n < 1:
             raise ValueError("before_request needs n >= 1")
         self._before.append((self.stats.requests + n, action))

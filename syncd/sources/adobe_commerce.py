@@ -33,34 +33,42 @@ def full_params(page: int, page_size: int) -> dict[str, str]:
 
 
 def changed_params(cursor: Cursor, page_size: int) -> dict[str, str]:
-    """Keyset paging in (updated_at, entity_id) order from `cursor` (see `Cursor`)."""
+    """Keyset paging in (updated_at, entity_id) order, strictly after `cursor` (see `Cursor`).
+
+    After a product (T, ID) the filter is the keyset in conjunctive form, as searchCriteria
+    wants it: group 0 `updated_at gteq T` AND group 1 (`updated_at gt T` OR `entity_id gt ID`).
+    Filters in one group are ORed, groups ANDed, and Magento's filter processor ORs filters on
+    different fields within a group, so no product is read twice and none is skipped.
+    """
     when = format_magento_time(cursor.since)
     prefix = "searchCriteria[filter_groups]"
-    if cursor.after_id is not None:
-        # Filter groups AND together: this second, ids after the last one read.
-        return {
-            f"{prefix}[0][filters][0][field]": "updated_at",
-            f"{prefix}[0][filters][0][value]": when,
-            f"{prefix}[0][filters][0][condition_type]": "eq",
-            f"{prefix}[1][filters][0][field]": "entity_id",
-            f"{prefix}[1][filters][0][value]": str(cursor.after_id),
-            f"{prefix}[1][filters][0][condition_type]": "gt",
-            "searchCriteria[sortOrders][0][field]": "entity_id",
-            "searchCriteria[sortOrders][0][direction]": "ASC",
-            "searchCriteria[pageSize]": str(page_size),
-            "searchCriteria[currentPage]": "1",
-        }
-    return {
+    params = {
         f"{prefix}[0][filters][0][field]": "updated_at",
         f"{prefix}[0][filters][0][value]": when,
         f"{prefix}[0][filters][0][condition_type]": "gt" if cursor.exclusive else "gteq",
-        "searchCriteria[sortOrders][0][field]": "updated_at",
-        "searchCriteria[sortOrders][0][direction]": "ASC",
-        "searchCriteria[sortOrders][1][field]": "entity_id",
-        "searchCriteria[sortOrders][1][direction]": "ASC",
-        "searchCriteria[pageSize]": str(page_size),
-        "searchCriteria[currentPage]": str(cursor.offset + 1),
     }
+    if cursor.after_id is not None:
+        params.update(
+            {
+                f"{prefix}[1][filters][0][field]": "updated_at",
+                f"{prefix}[1][filters][0][value]": when,
+                f"{prefix}[1][filters][0][condition_type]": "gt",
+                f"{prefix}[1][filters][1][field]": "entity_id",
+                f"{prefix}[1][filters][1][value]": str(cursor.after_id),
+                f"{prefix}[1][filters][1][condition_type]": "gt",
+            }
+        )
+    params.update(
+        {
+            "searchCriteria[sortOrders][0][field]": "updated_at",
+            "searchCriteria[sortOrders][0][direction]": "ASC",
+            "searchCriteria[sortOrders][1][field]": "entity_id",
+            "searchCriteria[sortOrders][1][direction]": "ASC",
+            "searchCriteria[pageSize]": str(page_size),
+            "searchCriteria[currentPage]": str(cursor.offset + 1),
+        }
+    )
+    return params
 
 
 def listing_params(after_id: int, page_size: int) -> dict[str, str]:
@@ -116,27 +124,18 @@ def parse_magento_time(text: str | None) -> datetime | None:
         return None
 
 
-def next_cursor(cursor: Cursor, records: list[ProductRecord], page_size: int) -> Cursor:
-    """Where the keyset read continues after `records` (the page read at `cursor`).
-
-    Normally at the last item's second, inclusive: the products of that second are read again and
-    found unchanged by hash, which is cheap and covers same-second updates. A full page that never
-    leaves one second switches to an id keyset inside that second (offsets would skip products
-    whenever one of them is updated mid-read); when that second is exhausted, the read goes on
-    strictly after it.
-    """
+def next_cursor(cursor: Cursor, records: list[ProductRecord]) -> Cursor:
+    """Where the keyset read continues after `records` (the page read at `cursor`): strictly
+    after its last product in (updated_at, entity_id) order. Offsets are never used, so an
+    update in the middle of the read cannot shift a product out of view."""
     if not records:
-        return Cursor(cursor.since, exclusive=True) if cursor.after_id is not None else cursor
+        return cursor
     last = records[-1]
-    last_time = parse_magento_time(last.updated_at) or cursor.since
-    full = len(records) >= page_size
-    if cursor.after_id is not None:
-        if full and last.id is not None:
-            return Cursor(cursor.since, after_id=last.id)
-        return Cursor(cursor.since, exclusive=True)
-    if full and last.id is not None and parse_magento_time(records[0].updated_at) == last_time:
-        return Cursor(last_time, after_id=last.id)
-    return Cursor(last_time)
+    last_time = parse_magento_time(last.updated_at)
+    if last_time is None or last.id is None:
+        # Not a Magento product as documented; an inclusive restart at least misses nothing.
+        return Cursor(last_time or cursor.since)
+    return Cursor(last_time, after_id=last.id)
 
 
 def to_record(item: Mapping[str, Any]) -> ProductRecord:
@@ -254,9 +253,11 @@ class AdobeCommerceSource:
     async def changed_pages(self, stats: RequestStats, cursor: Cursor) -> AsyncIterator[Page]:
         """Products updated at or after `cursor.since`, one keyset page after the other.
 
-        The first answer's `total_count` is how many products match; once that many distinct ones
-        were read the read stops, saving the empty requests that would otherwise confirm the end.
-        Products changed meanwhile land after the cursor and are read by the next run.
+        Each answer's `total_count` counts the products after the cursor, so the page that holds
+        them all is the last one asked: `⌈C/P⌉` requests for `C` products (1 when none), even
+        where the store returns fewer items than asked. Once as many distinct products were read
+        as the first answer counted, the read stops too: products changed meanwhile land after
+        the cursor and are read by the next run.
         """
         size = self._settings.page_size
         expected: int | None = None
@@ -269,26 +270,33 @@ class AdobeCommerceSource:
             )
             expected = total if expected is None else expected
             seen.update(record.sku for record in records)
-            following = next_cursor(cursor, records, size)
+            following = next_cursor(cursor, records)
             yield Page(number, records, total, None, following)
-            inside_second = cursor.after_id is not None or following.after_id is not None
-            if len(seen) >= expected or (len(records) < size and not inside_second):
+            if total <= len(records) or len(seen) >= expected or following == cursor:
                 return
-            if following == cursor:
-                return  # nothing newer and nothing left in this second
             cursor = following
 
     async def list_skus(self, stats: RequestStats) -> AsyncIterator[list[str]]:
-        """Every sku, by `entity_id` keyset with payloads trimmed to id and sku (`fields`)."""
+        """Every sku, by `entity_id` keyset with payloads trimmed to id and sku (`fields`): `⌈N/P⌉`
+        requests (1 when empty), the last one told by `total_count`, not by a short page."""
         size = self._settings.page_size
         after = 0
         while True:
-            items, _ = await self._envelope(listing_params(after, size), stats, "sku listing")
+            items, remaining = await self._envelope(
+                listing_params(after, size), stats, "sku listing"
+            )
             ids = [as_int(item.get("id")) for item in items]
             yield [str(item["sku"]) for item in items if item.get("sku")]
-            if len(items) < size or not ids or ids[-1] is None:
+            # total_count counts the products after `after`: this page held the last of them.
+            if remaining <= len(items) or not ids or ids[-1] is None:
                 return
-            after = max(i for i in ids if i is not None)
+            last = max(i for i in ids if i is not None)
+            if last <= after:
+                raise SourceError(
+                    f"source {self.name!r}: the sku listing asked for entity_id gt {after} and "
+                    f"got ids up to {last}; the store ignored the filter, so it cannot advance"
+                )
+            after = last
 
     async def probe(self, stats: RequestStats, since: datetime) -> CatalogProbe:
         """`total_count` now, and whether the newest product (by `created_at`) is from `since`

@@ -18,9 +18,10 @@ class Cursor:
     """Where an incremental read stands, in (updated_at, id) order.
 
     By default: products updated at or after `since` (inclusive). `exclusive`: strictly after
-    `since`. `after_id`: still inside the second `since`, after that id (keyset within a second
-    shared by more products than fit a page). `offset`: pages to skip, for platforms that cannot
-    filter by id. A run always starts from a plain `Cursor(watermark - overlap)`.
+    `since`. `after_id`: after the product (`since`, `after_id`) in that order (Adobe Commerce
+    reads the rest in one keyset; AmeriCommerce finishes that millisecond first, then goes on
+    `exclusive`). `offset`: pages to skip, for platforms that cannot filter by id. A run always
+    starts from a plain `Cursor(watermark - overlap)`.
     """
 
     since: datetime
