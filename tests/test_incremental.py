@@ -7,7 +7,7 @@ import json
 import math
 import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -536,3 +536,109 @@ async def test_the_sku_listing_stops_on_total_count(tmp_path: Path, start_emu: S
     listed = [r.query for r in emu.adobe.stats.log if r.query.get("fields") == LISTING]
     assert [q[f"{GROUP0}[value]"] for q in listed[:3]] == ["0", "11", "21"]
     assert {q[f"{GROUP0}[condition_type]"] for q in listed} == {"gt"}
+
+
+async def test_the_overlap_rereads_changes_committed_behind_the_watermark(
+    tmp_path: Path, start_emu: StartEmu
+) -> None:
+    """A change stamped 20 s before the watermark (a late commit, a web node's clock behind) is
+    read by a run with incremental_overlap=30, which asks from watermark - 30 s; and a product
+    created inside the overlap before a full scan makes that scan verify."""
+    emu = await start_emu(products=300)
+    db = tmp_path / "s.db"
+    await sync(db, emu, incremental_overlap=30)
+    since = watermark(db)
+    catalog = emu.adobe.catalog
+    late = list(catalog.skus())[7]
+    catalog.update(late, price=2.5, updated_at=since - timedelta(seconds=20))
+    emu.adobe.stats.reset()
+    result = await sync(db, emu, incremental_overlap=30)
+    assert result.kind == "incremental" and result.totals.items_updated == 1
+    first = emu.adobe.stats.log[0].query
+    assert first[f"{GROUP0}[value]"] == format_magento_time(since - timedelta(seconds=30))
+    assert stored_products(db, "shop") == catalog.snapshot()
+    # The probe looks as far back: a product created 20 s before the scan began may have been
+    # committed during it, so the scan verifies.
+    emu.adobe.stats.reset()
+    start = datetime.now(UTC)
+    catalog.insert(sku="JUST-BEFORE", price=1.0, created_at=start - timedelta(seconds=20))
+    full = await sync(db, emu, "full", incremental_overlap=30)
+    assert full.ok and listings(emu) == math.ceil(301 / 10)
+    emu.adobe.stats.reset()  # without the overlap the same product is older than the scan
+    assert (await sync(db, emu, "full", incremental_overlap=0)).ok and listings(emu) == 0
+
+
+async def test_watermark_never_passes_an_uncommitted_page(
+    tmp_path: Path, start_emu: StartEmu
+) -> None:
+    """An incremental run failing on its third page leaves the watermark at the last product of
+    page two; the next run reads the rest and is exact."""
+    emu = await start_emu(products=200)
+    db = tmp_path / "s.db"
+    await sync(db, emu)
+    base = watermark(db)
+    catalog = emu.adobe.catalog
+    changed = list(catalog.skus())[:40]
+    for n, sku in enumerate(changed):
+        catalog.update(sku, price=4.0, updated_at=base + timedelta(seconds=1 + n))
+    emu.adobe.faults.add(Fault(kind="status", status=500, after=2, times=None))
+    failed = await sync(db, emu)
+    assert failed.status == "failed" and failed.totals.pages == 2
+    (row,) = query(db, "SELECT watermark FROM source_state WHERE source='shop'")
+    stored = json.loads(row[0])
+    last_of_page_two = catalog.get(changed[19])
+    assert (
+        format_magento_time(datetime.fromisoformat(stored["since"]))
+        == last_of_page_two["updated_at"]
+    )
+    assert stored["after_id"] == last_of_page_two["id"]
+    assert stored_products(db, "shop")[changed[20]] != catalog.get(changed[20])
+    emu.adobe.faults.clear()
+    assert (await sync(db, emu)).ok
+    assert stored_products(db, "shop") == catalog.snapshot()
+    assert format_magento_time(watermark(db)) == catalog.get(changed[-1])["updated_at"]
+
+
+async def test_a_stock_change_is_invisible_to_incremental_runs_and_found_by_the_next_full(
+    tmp_path: Path, start_emu: StartEmu
+) -> None:
+    """Magento does not bump updated_at on a stock change: an incremental run cannot see it, the
+    next full run finds it by content hash (one update, the rest unchanged)."""
+    emu = await start_emu(products=50)
+    db = tmp_path / "s.db"
+    await sync(db, emu)
+    catalog = emu.adobe.catalog
+    sku = list(catalog.skus())[9]
+    catalog.update(sku, qty=0, is_in_stock=False, touch=False)
+    incremental = await sync(db, emu)
+    assert incremental.kind == "incremental" and incremental.totals.items_updated == 0
+    assert stored_products(db, "shop")[sku] != catalog.get(sku)
+    full = await sync(db, emu, "full")
+    assert (full.totals.items_updated, full.totals.items_unchanged) == (1, 49)
+    assert stored_products(db, "shop") == catalog.snapshot()
+
+
+async def test_a_deletion_during_an_incremental_run(tmp_path: Path, start_emu: StartEmu) -> None:
+    """Changed products deleted before the read reaches them are simply not read, and nothing is
+    tombstoned; the run is otherwise exact, and the next full run tombstones exactly them."""
+    emu = await start_emu(products=600)  # none updated in the second the watermark falls in
+    db = tmp_path / "s.db"
+    await sync(db, emu)
+    catalog = emu.adobe.catalog
+    skus = list(catalog.skus())
+    since = watermark(db)
+    for n, sku in enumerate(skus[:60]):
+        catalog.update(sku, price=2.0, updated_at=since + timedelta(seconds=1 + n))
+    gone = skus[40:44]  # on keyset page 5, not read yet when they go
+    emu.adobe.stats.reset()
+    emu.adobe.before_request(2, lambda: [catalog.delete(sku) for sku in gone])
+    result = await sync(db, emu)
+    assert result.kind == "incremental" and result.ok, result.error
+    assert result.totals.items_deleted == 0 and tombstoned(db) == set()
+    assert emu.adobe.stats.requests == math.ceil(56 / 10)
+    live = stored_products(db, "shop")
+    assert {sku: live[sku] for sku in catalog.snapshot()} == catalog.snapshot()
+    assert set(live) - set(catalog.snapshot()) == set(gone)
+    full = await sync(db, emu, "full")
+    assert full.ok and full.totals.items_deleted == 4 and tombstoned(db) == set(gone)
+    assert stored_products(db, "shop") == catalog.snapshot()
