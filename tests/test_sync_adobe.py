@@ -18,7 +18,7 @@ from syncd.clock import FakeClock
 from syncd.daemon import Daemon, Runtime
 from syncd.emulator import AdobeConfig, Emulator, EmulatorConfig, Fault
 from syncd.logging import configure_logging
-from syncd.sources.adobe_commerce import AdobeCommerceSource
+from syncd.sources.adobe_commerce import AdobeCommerceSource, magento_message
 from syncd.sync import SyncResult
 from tests.support import adobe_source, query, settings_for, stored_products, until
 
@@ -302,3 +302,101 @@ async def test_the_daemon_outlives_an_internal_error(
         for r in daemon.results
     )
     assert not [e for e in logs if e["event"] == "sync.crashed"]
+
+
+async def test_a_page_size_over_the_store_limit_names_the_real_limit(
+    tmp_path: Path, start_emu: StartEmu
+) -> None:
+    """A store capping pageSize at 50 refuses 100: the run fails with Magento's message filled in
+    from its parameters and the limit to set, not a guessed 300; nothing is stored."""
+    emu = await start_emu(products=120, page_size_cap=50)
+    db = tmp_path / "s.db"
+    result = await sync(db, emu, page_size=100)
+    assert result.status == "failed"
+    assert result.error == (
+        "source 'shop': the store refused page_size=100 (Maximum SearchCriteria pageSize is 50); "
+        "set page_size to at most 50"
+    )
+    assert emu.adobe.stats.requests == 1  # a refusal is not retried
+    assert stored_products(db, "shop") == {}
+    assert (await sync(db, emu, page_size=50)).ok
+
+
+async def test_a_store_that_silently_caps_page_size_fails_the_full_run_clearly(
+    tmp_path: Path, start_emu: StartEmu
+) -> None:
+    """A store that serves 50 items when 100 are asked (no 400) would leave half of every page
+    unread: page 1 shows it, the run fails naming the limit, and what is stored stays."""
+    emu = await start_emu(products=300, page_size_cap=50, page_size_cap_silent=True)
+    db = tmp_path / "s.db"
+    assert (await sync(db, emu, page_size=50)).ok
+    before = stored_products(db, "shop")
+    emu.adobe.stats.reset()
+    result = await sync(db, emu, "full", page_size=100)
+    assert result.status == "failed"
+    assert result.error == (
+        "source 'shop': asked for page_size=100 but the store returned 50 of 300 products on "
+        "page 1; the store caps the page size (input limits), set page_size to at most 50"
+    )
+    assert emu.adobe.stats.requests == 1
+    assert stored_products(db, "shop") == before == emu.adobe.catalog.snapshot()
+    assert query(db, "SELECT count(*) FROM products WHERE deleted_at IS NOT NULL") == [(0,)]
+
+
+async def test_an_incremental_run_reads_everything_from_a_silently_capping_store(
+    tmp_path: Path, start_emu: StartEmu
+) -> None:
+    """The keyset read trusts total_count, not full pages: 120 changes asked 100 at a time from a
+    store that serves 50 are all read, in ceil(120 / 50) requests."""
+    emu = await start_emu(products=600, page_size_cap=50, page_size_cap_silent=True)
+    db = tmp_path / "s.db"
+    assert (await sync(db, emu, page_size=50, incremental_overlap=0)).ok
+    for sku in list(emu.adobe.catalog.skus())[::5]:
+        emu.adobe.catalog.update(sku, price=3.0)
+    emu.adobe.stats.reset()
+    result = await sync(db, emu, page_size=100, incremental_overlap=0)
+    assert result.kind == "incremental" and result.ok, result.error
+    assert result.totals.items_updated == 120 and emu.adobe.stats.requests == 3
+    assert stored_products(db, "shop") == emu.adobe.catalog.snapshot()
+
+
+async def test_another_400_is_one_clear_line_and_not_retried(
+    tmp_path: Path, start_emu: StartEmu
+) -> None:
+    """A 400 that is not about pageSize fails the run with Magento's message, at once."""
+    emu = await start_emu(products=20)
+    emu.adobe.faults.add(Fault("status", status=400))
+    result = await sync(tmp_path / "s.db", emu)
+    assert result.status == "failed"
+    assert result.error == (
+        f"GET {emu.url}/rest/V1/products was refused with HTTP 400: Service unavailable (HTTP 400)."
+    )
+    assert result.totals.requests == 1 and result.totals.retries == 0
+
+
+@pytest.mark.parametrize(
+    ("body", "text"),
+    [
+        (
+            {"message": "Maximum SearchCriteria pageSize is %max", "parameters": {"max": 50}},
+            "Maximum SearchCriteria pageSize is 50",
+        ),
+        (
+            {
+                "message": "%fieldName is %maxLength long",
+                "parameters": {"fieldName": "sku", "maxLength": 64},
+            },
+            "sku is 64 long",
+        ),
+        (
+            {"message": "Invalid attribute name: %1", "parameters": ["colour"]},
+            "Invalid attribute name: colour",
+        ),
+        ({"message": "%1 %10", "parameters": list("abcdefghij")}, "a j"),
+        ({"message": "plain\n  text"}, "plain text"),
+        (["not", "an", "object"], '["not", "an", "object"]'),
+    ],
+)
+def test_magento_messages_are_filled_in(body: Any, text: str) -> None:
+    """Magento's placeholders are filled from `parameters`, by name or by position."""
+    assert magento_message(body) == text

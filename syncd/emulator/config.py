@@ -72,6 +72,9 @@ class AdobeConfig:
     token_lifetime: int = 86399
     past_end: Literal["empty", "repeat"] = "empty"
     page_size_cap: int | None = None
+    # True: a pageSize above the cap is silently served as the cap (a store customised to clamp
+    # it) instead of Magento's 400.
+    page_size_cap_silent: bool = False
     # Magento's "Default Page Size" (input limits): applies only when page_size_cap is set.
     default_page_size: int = 20
     rate_limit: RateLimitConfig | None = None

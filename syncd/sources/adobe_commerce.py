@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import aclosing
@@ -9,7 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from syncd.config import AdobeCommerceSourceSettings
-from syncd.errors import HttpStatusError, SourceError
+from syncd.errors import HttpStatusError, SourceError, SyncdError
 from syncd.http import RequestStats, SourceClient
 from syncd.logging import get_logger
 from syncd.sources.base import CatalogProbe, Cursor, Page, as_float, as_int, make_record
@@ -20,6 +21,8 @@ log = get_logger(__name__)
 
 
 MAGENTO_TIME = "%Y-%m-%d %H:%M:%S"
+# Magento's input processor answers a refused searchCriteria with 400 and a JSON body.
+_REFUSED = frozenset({400})
 
 
 def full_params(page: int, page_size: int) -> dict[str, str]:
@@ -109,6 +112,23 @@ def skus_params(skus: Sequence[str]) -> dict[str, str]:
     }
 
 
+def magento_message(body: Any) -> str:
+    """Magento's error `message` with its placeholders filled from `parameters`, as its Phrase
+    renders them (`%max` by name, `%1` by position), cut to one short line."""
+    if not isinstance(body, dict) or not isinstance(body.get("message"), str):
+        return json.dumps(body)[:300] if body is not None else "no error message"
+    text: str = body["message"]
+    parameters = body.get("parameters")
+    if isinstance(parameters, dict):
+        named = sorted(parameters.items(), key=lambda item: -len(str(item[0])))
+        for name, value in named:  # longest first: %max must not eat %maxSize
+            text = text.replace(f"%{name}", str(value))
+    elif isinstance(parameters, list):
+        for position in range(len(parameters), 0, -1):  # %10 before %1
+            text = text.replace(f"%{position}", str(parameters[position - 1]))
+    return " ".join(text.split())[:300]
+
+
 def format_magento_time(moment: datetime) -> str:
     """Magento's `updated_at` form: 'YYYY-MM-DD HH:MM:SS', UTC."""
     return moment.astimezone(UTC).strftime(MAGENTO_TIME)
@@ -189,17 +209,10 @@ class AdobeCommerceSource:
     ) -> tuple[list[dict[str, Any]], int]:
         """The `items` (each a JSON object) and `total_count` of one search answer; anything else
         is a SourceError naming the URL and which request it was."""
-        size = self._settings.page_size
-        try:
-            response = await self._client.get_json(self._url, params, stats=stats)
-        except HttpStatusError as exc:
-            if exc.status == 400 and "pageSize" in str(exc):
-                raise SourceError(
-                    f"source {self.name!r}: the store refused page_size={size} ({exc}); "
-                    "set page_size to at most the store's limit (300 when input limits are on)"
-                ) from exc
-            raise
+        response = await self._client.get_json(self._url, params, stats=stats, accept=_REFUSED)
         data = response.data
+        if response.status == 400:
+            raise self._refused(data)
         where = f"source {self.name!r}: {self._url} {what}"
         items = data.get("items") if isinstance(data, dict) else None
         if not isinstance(items, list):
@@ -216,6 +229,21 @@ class AdobeCommerceSource:
                     f"{where}: item {n} is {type(item).__name__}, not a JSON object (a product)"
                 )
         return items, total
+
+    def _refused(self, body: Any) -> SyncdError:
+        """Magento's 400 as one line; over the store's pageSize limit, which page_size to set."""
+        message = magento_message(body)
+        if "pageSize" not in message:
+            return HttpStatusError(
+                f"GET {self._url} was refused with HTTP 400: {message}", url=self._url, status=400
+            )
+        parameters = body.get("parameters") if isinstance(body, dict) else None
+        limit = as_int(parameters.get("max")) if isinstance(parameters, dict) else None
+        most = f"at most {limit}" if limit is not None else "at most the limit it names"
+        return SourceError(
+            f"source {self.name!r}: the store refused page_size={self.page_size} ({message}); "
+            f"set page_size to {most}"
+        )
 
     async def full_pages(
         self, stats: RequestStats, skip: frozenset[int] = frozenset()

@@ -425,3 +425,15 @@ async def test_or_across_fields_in_one_group(adobe: AdobeCaller, emu: Emulator) 
     expected = [16, 17, 18, 19, 20] + [p["id"] for p in later]
     assert [i["id"] for i in body["items"]] == expected
     assert body["total_count"] == len(expected)
+
+
+async def test_a_silent_page_size_cap_clamps_instead_of_refusing(
+    start: StartEmulator, session: aiohttp.ClientSession
+) -> None:
+    """page_size_cap_silent: pageSize above the cap is served as the cap, offsets included, and
+    the echo says so; total_count stays the catalog's."""
+    emu = await start(adobe=AdobeConfig(products=120, page_size_cap=50, page_size_cap_silent=True))
+    caller = AdobeCaller(emu, session)
+    body = (await caller.get(criteria(page_size=100, page=2, sort=[("entity_id", "ASC")]))).json()
+    assert [i["id"] for i in body["items"]] == list(range(51, 101))
+    assert (body["total_count"], body["search_criteria"]["page_size"]) == (120, 50)
