@@ -249,7 +249,11 @@ class SyncEngine:
                             "sync.catalog_changed",
                             total_before=total,
                             total_now=page.total_count,
-                            consequence="verified by keyset listing before any tombstone",
+                            consequence=(
+                                "verified by keyset listing before any tombstone"
+                                if isinstance(source, VerifiableSource)
+                                else "no tombstones; the next run is a full scan"
+                            ),
                         )
                     total = page.total_count if total is None else total
                 done.add(page.number)
