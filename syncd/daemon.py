@@ -115,6 +115,7 @@ class Runtime:
             progress,
             overlap=settings.incremental_overlap,
             retry_budget=RetryBudget.from_settings(self.settings.http),
+            checkpoint_max_age=settings.checkpoint_max_age,
         )
 
 

@@ -6,6 +6,7 @@ No scheduling here; the daemon and the CLI decide when to call `SyncEngine.run`.
 from __future__ import annotations
 
 import asyncio
+import traceback
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -27,6 +28,9 @@ from syncd.store.base import RunKind, RunStatus
 log = get_logger(__name__)
 
 T = TypeVar("T")
+MESSAGE_LIMIT = 200
+CHECKPOINT_MAX_AGE = 6 * 3600.0
+"""Seconds after its start within which an interrupted full scan is resumed (the setting's default)."""
 
 ProgressCallback = Callable[[int, int | None, int], None]
 """Called after each committed page with (pages done, pages expected or None, items seen)."""
@@ -74,6 +78,31 @@ class _Tally:
         )
 
 
+def internal_error(exc: BaseException) -> str:
+    """`exc` as a run's one-line error: its type, the first line of its message cut short (an
+    arbitrary message may carry anything, a whole answer included), and where it was raised."""
+    first = next(iter(str(exc).strip().splitlines()), "")
+    if len(first) > MESSAGE_LIMIT:
+        first = first[:MESSAGE_LIMIT] + "…"
+    text = f"internal error: {type(exc).__name__}" + (f": {first}" if first else "")
+    frames = stack_of(exc)
+    return f"{text} (at {frames[-1]})" if frames else text
+
+
+def stack_of(exc: BaseException, limit: int = 8) -> list[str]:
+    """The innermost `limit` frames of `exc` as 'syncd/module.py:123 in function' (no code, no
+    locals, no message: nothing a secret could ride on)."""
+    frames = traceback.extract_tb(exc.__traceback__)[-limit:]
+    return [f"{_short_path(f.filename)}:{f.lineno} in {f.name}" for f in frames]
+
+
+def _short_path(filename: str) -> str:
+    """From the last `syncd/` directory on (the package's own files), else the bare file name."""
+    path = filename.replace("\\", "/")
+    at = path.rfind("/syncd/")
+    return path[at + 1 :] if at >= 0 else path.rsplit("/", 1)[-1]
+
+
 @asynccontextmanager
 async def _closing(pages: AsyncIterator[T]) -> AsyncIterator[AsyncIterator[T]]:
     """Close a source's async generator as soon as the loop over it ends, however it ends."""
@@ -108,18 +137,28 @@ class SyncEngine:
         *,
         overlap: float = 120.0,
         retry_budget: RetryBudget | None = None,
+        checkpoint_max_age: float = CHECKPOINT_MAX_AGE,
     ) -> SyncResult:
-        """One run of `source`: `full`, `incremental`, or (None) incremental when a watermark exists.
+        """One run of `source`: `full`, `incremental`, or (None) the full scan an interrupted run
+        left unfinished, else incremental when a watermark exists, else full.
 
-        Source, transport and auth failures end the run as `failed` (recorded, not raised); a
-        store failure is raised after the run row is closed as far as the store allows. Once the
-        run's retries exceed `retry_budget`, it stops as `failed`: pages already stored stay, and
-        so does the checkpoint the next run resumes from.
+        An unfinished scan is resumed if it started at most `checkpoint_max_age` seconds ago:
+        its committed pages are that old, and a change that does not bump `updated_at` made
+        since is seen only by a scan that reads them again. An older one starts over.
+
+        Source, transport and auth failures end the run as `failed` (recorded, not raised), and
+        so does any other exception ("internal error: Type: message", logged with its stack); a
+        failure to write the run's last row is raised. Once the run's retries exceed
+        `retry_budget`, it stops as `failed`: pages already stored stay, and so does the
+        checkpoint the next run resumes from.
         """
         state = await self._store.source_state(source.name)
         watermark = decode_cursor(state.watermark)
         if kind is None:
-            kind = "incremental" if watermark is not None else "full"
+            # An interrupted full scan is finished first; otherwise its checkpoint would wait
+            # for the next full slot while its committed pages grow stale.
+            unfinished = state.checkpoint is not None
+            kind = "full" if unfinished or watermark is None else "incremental"
         if kind == "incremental" and watermark is None:
             log.info("sync.full_required", source=source.name, reason="no watermark yet")
             kind = "full"
@@ -139,7 +178,10 @@ class SyncEngine:
             error: str | None = None
             try:
                 if kind == "full" or cursor is None:
-                    await self._full(source, run_id, state, started_at, http, tally, progress)
+                    resumed = self._resumable(source, state, checkpoint_max_age)
+                    await self._full(
+                        source, run_id, resumed, started_at, overlap, http, tally, progress
+                    )
                 else:
                     await self._incremental(source, cursor, http, tally, progress)
             except asyncio.CancelledError:
@@ -153,6 +195,16 @@ class SyncEngine:
                 )
             except SyncdError as exc:
                 status, error = "failed", str(exc)
+            except Exception as exc:
+                # A bug, or an answer nothing anticipated: the run must not read as succeeded,
+                # and the daemon (which expects SyncdError at most) must live on.
+                status, error = "failed", internal_error(exc)
+                log.error(
+                    "sync.internal_error",
+                    error=error,
+                    error_type=type(exc).__name__,
+                    stack=stack_of(exc),
+                )
             finally:
                 result = SyncResult(
                     run_id=run_id,
@@ -173,14 +225,15 @@ class SyncEngine:
         self,
         source: Source,
         run_id: int,
-        state: SourceState,
+        resumed: FullScanCheckpoint | None,
         started_at: datetime,
+        overlap: float,
         http: RequestStats,
         tally: _Tally,
         progress: ProgressCallback | None,
     ) -> None:
-        checkpoint = FullScanCheckpoint.decode(state.checkpoint)
-        if checkpoint is None or checkpoint.page_size != source.page_size:
+        checkpoint = resumed
+        if checkpoint is None:
             checkpoint = FullScanCheckpoint(run_id, started_at, source.page_size, None, frozenset())
         else:
             log.info("sync.resumed", scan_id=checkpoint.scan_id, pages_done=len(checkpoint.done))
@@ -196,7 +249,11 @@ class SyncEngine:
                             "sync.catalog_changed",
                             total_before=total,
                             total_now=page.total_count,
-                            consequence="no tombstones this run; the next run is a full scan",
+                            consequence=(
+                                "verified by keyset listing before any tombstone"
+                                if isinstance(source, VerifiableSource)
+                                else "no tombstones; the next run is a full scan"
+                            ),
                         )
                     total = page.total_count if total is None else total
                 done.add(page.number)
@@ -209,27 +266,82 @@ class SyncEngine:
                 )
                 if progress is not None:
                     progress(len(done), page.expected_pages, tally.seen)
-        # Offsets shift when products are deleted mid-scan, so a product may have gone unseen:
-        # only an unchanged catalog, or a keyset verification pass, proves absence.
+        # A deletion shifts every later offset page, so a product may have slid into a page
+        # already read. Only a catalog proven unchanged since the scan began, or a keyset
+        # verification pass, proves that a product the scan did not see is gone.
         scan_id = checkpoint.scan_id
-        if mutated and isinstance(source, VerifiableSource):
-            scan_id = await self._verify(source, checkpoint.scan_id, http, tally)
-            mutated = False
-        watermark = CLEAR if mutated else encode_cursor(Cursor(checkpoint.started))
+        watermark = encode_cursor(Cursor(checkpoint.started))
+        tombstone = isinstance(source, VerifiableSource)
+        if isinstance(source, VerifiableSource):
+            if not mutated:
+                since = checkpoint.started - timedelta(seconds=overlap)
+                mutated = await self._changed_since(source, since, total, http)
+            if mutated:
+                scan_id = await self._verify(source, run_id, scan_id, http, tally)
+        elif mutated:
+            watermark = CLEAR  # nothing can find what the shift hid: the next run is full
         deleted = await asyncio.shield(
             self._store.finish_full_scan(
-                source.name, scan_id, self._clock.now(),
-                tombstone=not mutated, watermark=watermark,
+                source.name, scan_id, self._clock.now(), tombstone=tombstone, watermark=watermark
             )
-        )  # fmt: skip
+        )
         tally.deleted += deleted
 
+    def _resumable(
+        self, source: Source, state: SourceState, max_age: float
+    ) -> FullScanCheckpoint | None:
+        """The unfinished full scan a full run continues, or None if there is none it may use."""
+        checkpoint = FullScanCheckpoint.decode(state.checkpoint)
+        if checkpoint is None:
+            return None
+        age = (self._clock.now() - checkpoint.started).total_seconds()
+        reason = None
+        if checkpoint.page_size != source.page_size:
+            reason = f"page_size changed from {checkpoint.page_size} to {source.page_size}"
+        elif age > max_age:
+            reason = f"started {age:.0f} s ago, more than checkpoint_max_age ({max_age:.0f} s)"
+        if reason is None:
+            return checkpoint
+        log.info(
+            "sync.checkpoint_discarded",
+            scan_id=checkpoint.scan_id,
+            pages_done=len(checkpoint.done),
+            reason=reason,
+            consequence="a fresh full scan",
+        )
+        return None
+
+    async def _changed_since(
+        self, source: VerifiableSource, since: datetime, total: int | None, http: RequestStats
+    ) -> bool:
+        """Whether the catalog may have changed under the scan although every page reported the
+        same `total_count`: one request for the total now and the newest product's `created_at`.
+
+        Ids only grow, so inserts land past every page and shift nothing; only a deletion does.
+        With no product created since the scan began, the total now is the scan's total minus
+        its deletions, so an equal total proves that none happened (T_now = T0 - D + I, I = 0).
+        """
+        probe = await source.probe(http, since)
+        if probe.total == total and not probe.created_since:
+            return False
+        log.warning(
+            "sync.catalog_changed",
+            total_before=total,
+            total_now=probe.total,
+            created_since=probe.created_since,
+            since=since.isoformat(),
+            consequence="verified by keyset listing before any tombstone",
+        )
+        return True
+
     async def _verify(
-        self, source: VerifiableSource, scan_id: int, http: RequestStats, tally: _Tally
+        self, source: VerifiableSource, run_id: int, scan_id: int, http: RequestStats, tally: _Tally
     ) -> int:
         """List every sku by id keyset (no deletion can shift it), fetch the ones the offset scan
         missed, and return the id of the verification scan whose marks decide tombstones."""
-        verify_id = -scan_id
+        # This run's own id: marks left by an earlier, interrupted verification of the same scan
+        # may name skus deleted since, and must not count.
+        verify_id = -run_id
         listed = fetched = 0
         async with _closing(source.list_skus(http)) as listing:
             async for skus in listing:

@@ -18,7 +18,7 @@ def test_demo_syncs_in_full_then_reads_only_the_changed_products(
     assert main(["--log-level", "warning", "demo", "--products", "500", "--db", str(db)]) == 0
     first = capsys.readouterr().out
     assert "succeeded" in first and "(full run #1)" in first
-    assert "500 seen: 500 new" in first and "requests   5 (0 retries" in first
+    assert "500 seen: 500 new" in first and "requests   6 (0 retries" in first  # 5 pages, probe
 
     assert main(["--log-level", "warning", "demo", "--products", "500", "--db", str(db)]) == 0
     captured = capsys.readouterr()

@@ -51,6 +51,24 @@ def watermark(db: Path) -> datetime:
     return datetime.fromisoformat(json.loads(row[0])["since"])
 
 
+def probes(emu: Emulator) -> list[int]:
+    """Positions (1-based) in the request log of the catalog probes (sort=-created_at)."""
+    log = emu.americommerce.stats.requests_to(PRODUCTS)
+    return [n for n, r in enumerate(log, 1) if r.query.get("sort") == "-created_at"]
+
+
+def listings(emu: Emulator) -> int:
+    return sum(r.query.get("fields") == LISTING for r in emu.americommerce.stats.log)
+
+
+def fetched_by_id(emu: Emulator) -> list[str]:
+    return [
+        r.query["id"]
+        for r in emu.americommerce.stats.log
+        if r.query.get("id", "").startswith("eq:")
+    ]
+
+
 def tombstoned(db: Path) -> set[str]:
     return {r[0] for r in query(db, "SELECT sku FROM products WHERE deleted_at IS NOT NULL")}
 
@@ -201,8 +219,10 @@ async def test_failed_run_tombstones_nothing_and_the_next_resumes(
     emu.americommerce.stats.reset()
     resumed = await sync(db, emu, "full")
     assert resumed.ok, resumed.error
-    # Page 1 again for total_count (the same as when the scan began: no verification needed).
-    assert emu.americommerce.stats.requests == 1 + 30 - committed
+    # Page 1 again for total_count, the pages not committed, and the probe, which finds the
+    # catalog as the scan found it: no verification needed.
+    assert emu.americommerce.stats.requests == 1 + 30 - committed + 1
+    assert probes(emu) == [emu.americommerce.stats.requests] and listings(emu) == 0
     assert resumed.totals.items_deleted == 4
     assert tombstoned(db) == set(gone)
     assert stored_products(db, "shop") == emu.americommerce.catalog.snapshot()
@@ -211,7 +231,8 @@ async def test_failed_run_tombstones_nothing_and_the_next_resumes(
 async def test_complete_full_run_tombstones_exactly_the_deleted(
     tmp_path: Path, start_emu: StartEmu
 ) -> None:
-    """Between runs 3 products go: the next full run tombstones those 3, with no listing needed."""
+    """Between runs 3 products go: the next full run tombstones those 3; its pages and one
+    probe (newest by created_at, one trimmed product) prove it, with no listing."""
     emu = await start_emu(products=95)
     db = tmp_path / "s.db"
     await sync(db, emu)
@@ -222,7 +243,12 @@ async def test_complete_full_run_tombstones_exactly_the_deleted(
     result = await sync(db, emu, "full")
     assert result.ok and result.totals.items_deleted == 3
     assert tombstoned(db) == set(gone)
-    assert emu.americommerce.stats.requests == 10  # ceil(92 / 10) pages, no listing
+    assert emu.americommerce.stats.requests == 10 + 1  # ceil(92 / 10) pages and the probe
+    assert probes(emu) == [11] and listings(emu) == 0
+    probe = emu.americommerce.stats.log[-1].query
+    assert probe == {
+        "page": "1", "count": "1", "sort": "-created_at", "fields": "id,item_number,created_at"
+    }  # fmt: skip
 
 
 async def test_reappearing_product_is_revived(tmp_path: Path, start_emu: StartEmu) -> None:
@@ -273,3 +299,123 @@ async def test_watermark_never_passes_an_uncommitted_page(
     assert (await sync(db, emu)).ok
     assert stored_products(db, "shop") == catalog.snapshot()
     assert watermark(db) == datetime.fromisoformat(catalog.get(changed[-1])["updated_at"])
+
+
+async def test_delete_plus_insert_during_a_full_scan_tombstones_exactly_the_deleted(
+    tmp_path: Path, start_emu: StartEmu
+) -> None:
+    """A deletion and an insertion mid-scan keep total_count the same while the deletion slides a
+    product into a page already read: the probe sees the new product, the keyset listing finds
+    the slid one, and only the deleted product is tombstoned."""
+    emu = await start_emu(products=300)
+    db = tmp_path / "s.db"
+    await sync(db, emu)
+    catalog = emu.americommerce.catalog
+    skus = list(catalog.skus())
+
+    def churn() -> None:
+        catalog.delete(skus[0])  # page 1, already read: skus[20] slides from page 3 to page 2
+        catalog.insert(item_number="NEW-1", item_name="new", price=1.0)
+
+    emu.americommerce.stats.reset()
+    emu.americommerce.before_request(3, churn)
+    result = await sync(db, emu, "full", max_concurrency=1)
+    assert result.ok, result.error
+    assert tombstoned(db) == {skus[0]} and result.totals.items_deleted == 1
+    assert stored_products(db, "shop") == catalog.snapshot()
+    # 30 pages (the last one, shifted, holds NEW-1), the probe, 30 listing pages (stopped by
+    # total_count), and skus[20] by id.
+    assert probes(emu) == [31] and listings(emu) == 30
+    assert fetched_by_id(emu) == ["eq:21"]
+    assert emu.americommerce.stats.requests == 30 + 1 + 30 + 1
+    second = await sync(db, emu)
+    assert second.kind == "incremental" and second.ok
+    assert stored_products(db, "shop") == catalog.snapshot()
+
+
+async def test_first_full_sync_with_churn_misses_nothing(
+    tmp_path: Path, start_emu: StartEmu
+) -> None:
+    """On an empty database the same churn would leave the slid product unread forever (no
+    incremental run reads an old updated_at): the verification fetches it."""
+    emu = await start_emu(products=300)
+    db = tmp_path / "s.db"
+    catalog = emu.americommerce.catalog
+    skus = list(catalog.skus())
+
+    def churn() -> None:
+        catalog.delete(skus[0])
+        catalog.insert(item_number="NEW-1", item_name="new", price=1.0)
+
+    emu.americommerce.before_request(3, churn)
+    result = await sync(db, emu, max_concurrency=1)
+    assert result.kind == "full" and result.ok, result.error
+    assert stored_products(db, "shop") == catalog.snapshot()
+    assert tombstoned(db) == {skus[0]}  # stored from page 1 before it went
+
+
+async def test_a_product_inserted_and_deleted_again_during_the_scan_still_verifies(
+    tmp_path: Path, start_emu: StartEmu
+) -> None:
+    """Insert X and delete A, every page reports the same total, then X goes before the probe:
+    no product created since the scan began is left, but the total is one short, so the scan
+    still verifies; X, read by the last page and gone since, is tombstoned too."""
+    emu = await start_emu(products=300)
+    db = tmp_path / "s.db"
+    await sync(db, emu)
+    catalog = emu.americommerce.catalog
+    skus = list(catalog.skus())
+
+    def churn() -> None:
+        catalog.delete(skus[5])
+        catalog.insert(item_number="NEW-1", item_name="new", price=1.0)
+
+    emu.americommerce.stats.reset()
+    emu.americommerce.before_request(3, churn)
+    emu.americommerce.before_request(31, lambda: catalog.delete("NEW-1"))  # before the probe
+    result = await sync(db, emu, "full", max_concurrency=1)
+    assert result.ok, result.error
+    assert probes(emu) == [31] and listings(emu) > 0
+    assert tombstoned(db) == {skus[5], "NEW-1"}
+    assert stored_products(db, "shop") == catalog.snapshot()
+
+
+async def test_churn_between_a_failed_attempt_and_its_resume(
+    tmp_path: Path, start_emu: StartEmu
+) -> None:
+    """A deletion plus an insertion while the scan is interrupted: the resumed scan probes from
+    the scan's original start, verifies, and tombstones exactly the deleted product."""
+    emu = await start_emu(products=300)
+    db = tmp_path / "s.db"
+    await sync(db, emu)
+    catalog = emu.americommerce.catalog
+    skus = list(catalog.skus())
+    emu.americommerce.faults.add(Fault(kind="status", status=503, after=12, times=None))
+    partial = await sync(db, emu, "full", max_concurrency=1)
+    assert partial.status == "failed" and partial.totals.pages == 12
+    emu.americommerce.faults.clear()
+    catalog.delete(skus[3])  # page 1, committed: skus[120] slides into committed page 12
+    catalog.insert(item_number="NEW-X", item_name="new", price=1.0)
+    emu.americommerce.stats.reset()
+    resumed = await sync(db, emu, "full")
+    assert resumed.ok, resumed.error
+    assert tombstoned(db) == {skus[3]}
+    assert stored_products(db, "shop") == catalog.snapshot()
+    # Page 1 again, the 18 pages left (the last one holds NEW-X), the probe, 30 listing pages,
+    # and skus[120] by id.
+    assert fetched_by_id(emu) == ["eq:121"]
+    assert emu.americommerce.stats.requests == 1 + 18 + 1 + 30 + 1
+
+
+async def test_incremental_with_nothing_changed_costs_one_request(
+    tmp_path: Path, start_emu: StartEmu
+) -> None:
+    """No product updated since the watermark: one request, which finds none."""
+    emu = await start_emu(products=600)
+    db = tmp_path / "s.db"
+    await sync(db, emu)
+    emu.americommerce.stats.reset()
+    result = await sync(db, emu)
+    assert result.kind == "incremental" and result.ok, result.error
+    assert emu.americommerce.stats.requests == result.totals.requests == 1
+    assert result.totals.items_seen == 0

@@ -89,9 +89,9 @@ async def test_sigkill_mid_sync_is_detected_and_the_next_run_resumes(
     assert result.ok and result.kind == "full"
     (killed,) = query(db, "SELECT status, error FROM sync_runs WHERE id = 1")
     assert killed[0] == "failed" and "crash or kill" in killed[1]
-    # Page 1 again, then only the pages not committed before the kill (syncd's own count: a
-    # request the killed process had on the wire may still be counted by the emulator).
-    assert result.totals.requests == 1 + 200 - stored_before // 10
+    # Page 1 again, only the pages not committed before the kill, and the probe (syncd's own
+    # count: a request the killed process had on the wire may still be counted by the emulator).
+    assert result.totals.requests == 1 + 200 - stored_before // 10 + 1
     assert slow_emu.americommerce.stats.requests < 200 - 30
     assert stored_products(db, "shop") == slow_emu.americommerce.catalog.snapshot()
     assert query(db, "SELECT count(*) FROM products WHERE deleted_at IS NOT NULL") == [(0,)]

@@ -5,16 +5,20 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
+from structlog.testing import capture_logs
 
 from syncd.clock import FakeClock
-from syncd.daemon import Runtime
-from syncd.emulator import AdobeConfig, Emulator, EmulatorConfig
+from syncd.daemon import Daemon, Runtime
+from syncd.emulator import AdobeConfig, Emulator, EmulatorConfig, Fault
 from syncd.logging import configure_logging
+from syncd.sources.adobe_commerce import AdobeCommerceSource, magento_message
 from syncd.sync import SyncResult
 from tests.support import adobe_source, query, settings_for, stored_products, until
 
@@ -54,7 +58,8 @@ async def test_full_sync_stores_every_product_once_as_received(
         (237, 237)
     ]
     t = result.totals
-    assert (t.pages, t.items_seen, t.items_created, t.requests) == (24, 237, 237, 24)
+    # 24 pages, then the probe (the newest product by created_at: the catalog did not change).
+    assert (t.pages, t.items_seen, t.items_created, t.requests) == (24, 237, 237, 25)
     assert emu.adobe.stats.token_requests == 1
 
 
@@ -105,6 +110,7 @@ async def test_correct_against_both_past_the_end_behaviours(
     pages = sorted(
         int(r.query["searchCriteria[currentPage]"])
         for r in emu.adobe.stats.requests_to("/rest/V1/products")
+        if r.query["searchCriteria[pageSize]"] == "10"
     )
     assert pages == list(range(1, 11))  # never past the last page
 
@@ -159,7 +165,7 @@ async def test_json_logs_are_bound_to_source_and_run(tmp_path: Path, start_emu: 
         result.run_id,
         "info",
     )
-    assert (finished["items_seen"], finished["requests"]) == (12, 2)
+    assert (finished["items_seen"], finished["requests"]) == (12, 2 + 1)  # pages, the probe
     issued = next(e for e in lines if e["event"] == "token.issued")
     assert issued["run_id"] == result.run_id and issued["fingerprint"].startswith("sha256:")
     text = stream.getvalue()
@@ -199,3 +205,198 @@ async def test_ims_error_body_surfaces_and_fails_the_run(
     (event,) = query(tmp_path / "s.db", "SELECT event, detail FROM token_events")
     assert event[0] == "failed" and "invalid_client" in event[1]
     assert emu.adobe.stats.requests == 0
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ('{"items": [null], "total_count": 40}', "item 0 is NoneType, not a JSON object"),
+        ('{"items": [{"sku": "A"}, 7], "total_count": 40}', "item 1 is int, not a JSON object"),
+        ('{"items": {"0": {}}, "total_count": 40}', "has no 'items' list"),
+        ("[]", "has no 'items' list"),
+        ('{"items": [], "total_count": "many"}', "has no integer total_count (got 'many')"),
+        ('{"items": [], "total_count": true}', "has no integer total_count (got True)"),
+        ('{"items": [{"id": 3}], "total_count": 40}', "a product without a sku"),
+    ],
+)
+async def test_a_malformed_answer_fails_the_run_clearly_and_loses_nothing(
+    tmp_path: Path, start_emu: StartEmu, body: str, expected: str
+) -> None:
+    """A 200 whose JSON has the wrong shape: the run is failed with one line naming the URL and
+    the page, the products stored before are untouched, and nothing is tombstoned."""
+    emu = await start_emu(products=40)
+    db = tmp_path / "s.db"
+    assert (await sync(db, emu)).ok
+    before = stored_products(db, "shop")
+    emu.adobe.faults.add(Fault("json", body=body, after=1))
+    result = await sync(db, emu, "full", max_concurrency=1)
+    assert result.status == "failed"
+    error = result.error or ""
+    assert expected in error and "\n" not in error, error
+    assert f"{emu.url}/rest/V1/products page 2" in error or "without a sku" in error
+    assert query(db, "SELECT status, error FROM sync_runs WHERE id = ?", result.run_id) == [
+        ("failed", error)
+    ]
+    assert stored_products(db, "shop") == before == emu.adobe.catalog.snapshot()
+    assert query(db, "SELECT count(*) FROM products WHERE deleted_at IS NOT NULL") == [(0,)]
+
+
+async def test_an_unexpected_exception_ends_the_run_failed_not_succeeded(
+    tmp_path: Path, start_emu: StartEmu, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Any exception besides syncd's own is recorded as a failed run ("internal error: ...",
+    one line, with where it was raised), logged with its stack, and the next run resumes."""
+    emu = await start_emu(products=40)
+    db = tmp_path / "s.db"
+
+    async def broken(self: AdobeCommerceSource, *args: Any) -> Any:
+        return {}.get("x").total  # type: ignore[attr-defined]
+
+    monkeypatch.setattr(AdobeCommerceSource, "probe", broken)
+    with capture_logs() as logs:
+        result = await sync(db, emu)
+    assert result.status == "failed" and result.kind == "full"
+    error = result.error or ""
+    assert re.fullmatch(
+        r"internal error: AttributeError: 'NoneType' object has no attribute 'total' "
+        r"\(at test_sync_adobe\.py:\d+ in broken\)",
+        error,
+    ), error
+    assert query(db, "SELECT status, error FROM sync_runs") == [("failed", error)]
+    internal = next(e for e in logs if e["event"] == "sync.internal_error")
+    assert internal["error_type"] == "AttributeError" and internal["log_level"] == "error"
+    assert internal["stack"][-1].endswith("in broken")
+    assert any(frame.startswith("syncd/sync.py:") for frame in internal["stack"])
+    finished = next(e for e in logs if e["event"] == "sync.finished")
+    assert (finished["status"], finished["log_level"]) == ("failed", "error")
+    # The pages were stored and stay; the next run resumes from the checkpoint.
+    assert len(stored_products(db, "shop")) == 40
+    monkeypatch.undo()
+    emu.adobe.stats.reset()
+    again = await sync(db, emu)
+    assert again.ok and again.kind == "full"
+    assert emu.adobe.stats.requests == 1 + 1  # page 1 again for total_count, then the probe
+    assert stored_products(db, "shop") == emu.adobe.catalog.snapshot()
+
+
+async def test_the_daemon_outlives_an_internal_error(
+    tmp_path: Path, start_emu: StartEmu, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run ending in an internal error is one failed result to the daemon: no crash, the
+    breaker counts it, and the source keeps its schedule."""
+    emu = await start_emu(products=20)
+
+    async def broken(self: AdobeCommerceSource, *args: Any) -> Any:
+        raise ZeroDivisionError("boom")
+
+    monkeypatch.setattr(AdobeCommerceSource, "probe", broken)
+    settings = settings_for(tmp_path / "d.db", adobe_source(emu, schedule="1h"))
+    with capture_logs() as logs:
+        async with Runtime(settings) as runtime, Daemon(runtime, handle_signals=False) as daemon:
+            await until(lambda: len(daemon.results) == 1)
+            await daemon.trigger("shop")
+            assert [r.status for r in daemon.results] == ["failed", "failed"]
+            assert daemon.next_run("shop") is not None
+    assert all(
+        r.error and r.error.startswith("internal error: ZeroDivisionError: boom")
+        for r in daemon.results
+    )
+    assert not [e for e in logs if e["event"] == "sync.crashed"]
+
+
+async def test_a_page_size_over_the_store_limit_names_the_real_limit(
+    tmp_path: Path, start_emu: StartEmu
+) -> None:
+    """A store capping pageSize at 50 refuses 100: the run fails with Magento's message filled in
+    from its parameters and the limit to set, not a guessed 300; nothing is stored."""
+    emu = await start_emu(products=120, page_size_cap=50)
+    db = tmp_path / "s.db"
+    result = await sync(db, emu, page_size=100)
+    assert result.status == "failed"
+    assert result.error == (
+        "source 'shop': the store refused page_size=100 (Maximum SearchCriteria pageSize is 50); "
+        "set page_size to at most 50"
+    )
+    assert emu.adobe.stats.requests == 1  # a refusal is not retried
+    assert stored_products(db, "shop") == {}
+    assert (await sync(db, emu, page_size=50)).ok
+
+
+async def test_a_store_that_silently_caps_page_size_fails_the_full_run_clearly(
+    tmp_path: Path, start_emu: StartEmu
+) -> None:
+    """A store that serves 50 items when 100 are asked (no 400) would leave half of every page
+    unread: page 1 shows it, the run fails naming the limit, and what is stored stays."""
+    emu = await start_emu(products=300, page_size_cap=50, page_size_cap_silent=True)
+    db = tmp_path / "s.db"
+    assert (await sync(db, emu, page_size=50)).ok
+    before = stored_products(db, "shop")
+    emu.adobe.stats.reset()
+    result = await sync(db, emu, "full", page_size=100)
+    assert result.status == "failed"
+    assert result.error == (
+        "source 'shop': asked for page_size=100 but the store returned 50 of 300 products on "
+        "page 1; the store caps the page size (input limits), set page_size to at most 50"
+    )
+    assert emu.adobe.stats.requests == 1
+    assert stored_products(db, "shop") == before == emu.adobe.catalog.snapshot()
+    assert query(db, "SELECT count(*) FROM products WHERE deleted_at IS NOT NULL") == [(0,)]
+
+
+async def test_an_incremental_run_reads_everything_from_a_silently_capping_store(
+    tmp_path: Path, start_emu: StartEmu
+) -> None:
+    """The keyset read trusts total_count, not full pages: 120 changes asked 100 at a time from a
+    store that serves 50 are all read, in ceil(120 / 50) requests."""
+    emu = await start_emu(products=600, page_size_cap=50, page_size_cap_silent=True)
+    db = tmp_path / "s.db"
+    assert (await sync(db, emu, page_size=50, incremental_overlap=0)).ok
+    for sku in list(emu.adobe.catalog.skus())[::5]:
+        emu.adobe.catalog.update(sku, price=3.0)
+    emu.adobe.stats.reset()
+    result = await sync(db, emu, page_size=100, incremental_overlap=0)
+    assert result.kind == "incremental" and result.ok, result.error
+    assert result.totals.items_updated == 120 and emu.adobe.stats.requests == 3
+    assert stored_products(db, "shop") == emu.adobe.catalog.snapshot()
+
+
+async def test_another_400_is_one_clear_line_and_not_retried(
+    tmp_path: Path, start_emu: StartEmu
+) -> None:
+    """A 400 that is not about pageSize fails the run with Magento's message, at once."""
+    emu = await start_emu(products=20)
+    emu.adobe.faults.add(Fault("status", status=400))
+    result = await sync(tmp_path / "s.db", emu)
+    assert result.status == "failed"
+    assert result.error == (
+        f"GET {emu.url}/rest/V1/products was refused with HTTP 400: Service unavailable (HTTP 400)."
+    )
+    assert result.totals.requests == 1 and result.totals.retries == 0
+
+
+@pytest.mark.parametrize(
+    ("body", "text"),
+    [
+        (
+            {"message": "Maximum SearchCriteria pageSize is %max", "parameters": {"max": 50}},
+            "Maximum SearchCriteria pageSize is 50",
+        ),
+        (
+            {
+                "message": "%fieldName is %maxLength long",
+                "parameters": {"fieldName": "sku", "maxLength": 64},
+            },
+            "sku is 64 long",
+        ),
+        (
+            {"message": "Invalid attribute name: %1", "parameters": ["colour"]},
+            "Invalid attribute name: colour",
+        ),
+        ({"message": "%1 %10", "parameters": list("abcdefghij")}, "a j"),
+        ({"message": "plain\n  text"}, "plain text"),
+        (["not", "an", "object"], '["not", "an", "object"]'),
+    ],
+)
+def test_magento_messages_are_filled_in(body: Any, text: str) -> None:
+    """Magento's placeholders are filled from `parameters`, by name or by position."""
+    assert magento_message(body) == text

@@ -81,7 +81,8 @@ def product_requests(emu: Emulator) -> list[dict[str, str]]:
 async def test_full_sync_stores_every_product_once_as_received(
     tmp_path: Path, start_emu: StartEmu
 ) -> None:
-    """237 products in pages of 10: 24 requests, each page once, sorted by id, none past the end."""
+    """237 products in pages of 10: each page once, sorted by id, none past the end, then the
+    probe (the newest product by created_at): 25 requests."""
     emu = await start_emu(products=237)
     db = tmp_path / "s.db"
     result = await sync(db, emu)
@@ -90,11 +91,12 @@ async def test_full_sync_stores_every_product_once_as_received(
     assert query(db, "SELECT count(*), count(DISTINCT sku) FROM products") == [(237, 237)]
     t = result.totals
     assert (t.pages, t.items_seen, t.items_created, t.requests, t.rate_limited) == (
-        24, 237, 237, 24, 0
+        24, 237, 237, 25, 0
     )  # fmt: skip
-    asked = product_requests(emu)
+    *asked, probe = product_requests(emu)
     assert sorted(int(q["page"]) for q in asked) == list(range(1, 25))
     assert {(q["count"], q["sort"]) for q in asked} == {("10", "id")}
+    assert (probe["count"], probe["sort"]) == ("1", "-created_at")
     assert emu.americommerce.stats.cache_hits == 0
 
 
@@ -162,17 +164,18 @@ async def test_page_one_answering_404_fails_and_tombstones_nothing(
 
 
 async def test_store_at_its_call_limit_sees_no_429(tmp_path: Path, start_emu: StartEmu) -> None:
-    """5 calls per 10 s and 4 workers, on one fake clock: 20 pages take 4 windows and no 429."""
+    """5 calls per 10 s and 4 workers, on one fake clock: 20 pages and the probe take 5 windows
+    and no 429."""
     clock = LoopbackClock(datetime.now(UTC))
     emu = await start_emu(clock, products=200, call_limit=5)
     start = clock.monotonic()
     result = await sync(tmp_path / "s.db", emu, clock=clock)
     assert result.ok, result.error
     assert emu.americommerce.stats.rate_limited == 0 and result.totals.rate_limited == 0
-    assert result.totals.requests == 20
-    # 20 calls need 4 windows: the first starts with the run, each later one is waited for (one
+    assert result.totals.requests == 20 + 1
+    # 21 calls need 5 windows: the first starts with the run, each later one is waited for (one
     # more if a loaded machine keeps a request on the wire past the clock's jump).
-    assert 30 <= clock.monotonic() - start <= 40
+    assert 40 <= clock.monotonic() - start <= 50
     assert stored_products(tmp_path / "s.db", "shop") == emu.americommerce.catalog.snapshot()
 
 
@@ -294,3 +297,36 @@ def test_bad_americommerce_settings_name_the_field(tmp_path: Path) -> None:
     )
     assert any(p.startswith("sources[0] (shop).call_window: 0 is invalid") for p in problems)
     assert "secret-console-token" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ('{"total_count": 40, "products": [null]}', "product 0 is NoneType, not a JSON object"),
+        ('{"total_count": 40, "products": [{}, "x"]}', "product 1 is str, not a JSON object"),
+        ('{"total_count": 40, "products": {}}', "has no 'products' list"),
+        ('{"total_count": "lots", "products": []}', "has no integer total_count (got 'lots')"),
+        ('{"total_count": -1, "products": []}', "has no integer total_count (got -1)"),
+        ('{"total_count": 40, "products": [{"id": 3}]}', "without an item_number"),
+    ],
+)
+async def test_a_malformed_answer_fails_the_run_clearly_and_loses_nothing(
+    tmp_path: Path, start_emu: StartEmu, body: str, expected: str
+) -> None:
+    """A 200 whose JSON has the wrong shape: the run is failed with one line naming the URL and
+    the page, the products stored before are untouched, and nothing is tombstoned."""
+    emu = await start_emu(products=40)
+    db = tmp_path / "s.db"
+    assert (await sync(db, emu)).ok
+    before = stored_products(db, "shop")
+    emu.americommerce.faults.add(Fault("json", body=body, after=1))
+    result = await sync(db, emu, "full", max_concurrency=1)
+    assert result.status == "failed"
+    error = result.error or ""
+    assert expected in error and "\n" not in error, error
+    assert f"page 2 of {emu.url}/api/v1/products" in error or "item_number" in error
+    assert query(db, "SELECT status, error FROM sync_runs WHERE id = ?", result.run_id) == [
+        ("failed", error)
+    ]
+    assert stored_products(db, "shop") == before == emu.americommerce.catalog.snapshot()
+    assert query(db, "SELECT count(*) FROM products WHERE deleted_at IS NOT NULL") == [(0,)]

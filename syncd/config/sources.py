@@ -133,6 +133,11 @@ class _SourceBase(StrictModel):
     incremental_overlap: float = Field(
         default=120.0, ge=0, description="seconds re-read before the watermark (skew, same-second)"
     )
+    checkpoint_max_age: float = Field(
+        default=21600.0,
+        gt=0,
+        description="seconds after its start within which an interrupted full scan is resumed",
+    )
     rate_limit: float | None = Field(
         default=None, gt=0, description="requests per second, None = off"
     )

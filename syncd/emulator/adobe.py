@@ -159,15 +159,18 @@ class AdobeEmulator(PlatformEmulator):
             )
         except CriteriaError as error:
             return json_response(400, error.body)
-        size = criteria.page_size
-        if cfg.page_size_cap is not None and size is not None and size > cfg.page_size_cap:
-            return json_response(
-                400,
-                {
-                    "message": "Maximum SearchCriteria pageSize is %max",
-                    "parameters": {"max": cfg.page_size_cap},
-                },
-            )
+        size, cap = criteria.page_size, cfg.page_size_cap
+        if cap is not None and size is not None and size > cap:
+            if not cfg.page_size_cap_silent:
+                return json_response(
+                    400,
+                    {
+                        "message": "Maximum SearchCriteria pageSize is %max",
+                        "parameters": {"max": cap},
+                    },
+                )
+            # Clamped before paging, so offsets are counted in pages of the cap too.
+            size = criteria.page_size = criteria.echo["page_size"] = cap
         rng = random.Random(self._order_rng.getrandbits(64))
         selection = select(
             self.catalog,

@@ -2,7 +2,8 @@
 
 Columns live in arrays indexed by slot (slot = entity id - 1); everything else a product shows is
 derived from the seed and its id unless a mutation overrode it, so a million products cost little.
-Indexes by updated_at and by sku are built on first use and kept up to date by every mutation.
+Indexes by updated_at, by created_at and by sku are built on first use and kept up to date by every
+mutation.
 """
 
 from __future__ import annotations
@@ -98,6 +99,7 @@ class Catalog:
             raise ValueError("generated skus collide; the product model must make them unique")
         self._alive = array("q", range(count))
         self._updated_index: list[int] | None = None
+        self._created_index: list[int] | None = None
         self._sku_index: list[str] | None = None
         self.revision = 0
 
@@ -128,6 +130,8 @@ class Catalog:
         self._alive.append(slot)
         if self._updated_index is not None:
             bisect.insort(self._updated_index, (updated << _SLOT_BITS) | slot)
+        if self._created_index is not None:
+            bisect.insort(self._created_index, (created << _SLOT_BITS) | slot)
         if self._sku_index is not None:
             bisect.insort(self._sku_index, sku, key=_sku_key)
         self.revision += 1
@@ -159,6 +163,9 @@ class Catalog:
         if self._updated_index is not None:
             key = (self._updated[slot] << _SLOT_BITS) | slot
             del self._updated_index[bisect.bisect_left(self._updated_index, key)]
+        if self._created_index is not None:
+            key = (self._created[slot] << _SLOT_BITS) | slot
+            del self._created_index[bisect.bisect_left(self._created_index, key)]
         if self._sku_index is not None:
             index = self._sku_index
             at = bisect.bisect_left(index, _sku_key(sku), key=_sku_key)
@@ -240,6 +247,13 @@ class Catalog:
             self._updated_index = sorted((updated[s] << _SLOT_BITS) | s for s in self._alive)
         return self._updated_index
 
+    def created_index(self) -> list[int]:
+        """Sorted keys `created_ms << 32 | slot` (built on first use; created_at never changes)."""
+        if self._created_index is None:
+            created = self._created
+            self._created_index = sorted((created[s] << _SLOT_BITS) | s for s in self._alive)
+        return self._created_index
+
     def sku_index(self) -> list[str]:
         """Skus in collation order (built on first use)."""
         if self._sku_index is None:
@@ -278,17 +292,17 @@ class Catalog:
 
 
 def slot_of_key(key: int) -> int:
-    """The slot half of an updated-index key."""
+    """The slot half of an updated- or created-index key."""
     return key & _SLOT_MASK
 
 
 def ms_of_key(key: int) -> int:
-    """The updated_at half of an updated-index key."""
+    """The time half (updated_at or created_at) of an index key."""
     return key >> _SLOT_BITS
 
 
 def key_bounds(ms: int) -> tuple[int, int]:
-    """The smallest and largest updated-index keys carrying `ms`."""
+    """The smallest and largest index keys carrying `ms`."""
     return ms << _SLOT_BITS, (ms << _SLOT_BITS) | _SLOT_MASK
 
 

@@ -6,7 +6,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
-FaultKind = Literal["status", "html", "slow", "truncated", "malformed", "disconnect", "reset"]
+FaultKind = Literal[
+    "status", "html", "slow", "truncated", "malformed", "json", "disconnect", "reset"
+]
 FaultTarget = Literal["api", "token"]
 RetryAfterFormat = Literal["seconds", "http-date"]
 
@@ -28,6 +30,7 @@ class Fault:
     """One injected failure, matched against requests to `target` (the API or the token endpoint).
 
     `disconnect` closes the connection without an answer; `reset` aborts it with a TCP RST.
+    `json` answers 200 with `body` (valid JSON of the wrong shape: a broken proxy or store).
     `reused_only` matches only requests that arrive on a kept-alive connection which has already
     served one (the keep-alive race). `duration` keeps the fault armed for that many seconds of
     the emulator's clock (an outage), whatever `times` says.
@@ -42,6 +45,7 @@ class Fault:
     delay: float = 0.0
     reused_only: bool = False
     duration: float | None = None
+    body: str = ""
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.probability <= 1.0:
@@ -52,6 +56,8 @@ class Fault:
             raise ValueError("Fault.after and Fault.delay cannot be negative")
         if self.duration is not None and self.duration <= 0:
             raise ValueError("Fault.duration must be positive or None (no time limit)")
+        if self.kind == "json" and not self.body:
+            raise ValueError("Fault('json') needs the body to answer with")
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +72,9 @@ class AdobeConfig:
     token_lifetime: int = 86399
     past_end: Literal["empty", "repeat"] = "empty"
     page_size_cap: int | None = None
+    # True: a pageSize above the cap is silently served as the cap (a store customised to clamp
+    # it) instead of Magento's 400.
+    page_size_cap_silent: bool = False
     # Magento's "Default Page Size" (input limits): applies only when page_size_cap is set.
     default_page_size: int = 20
     rate_limit: RateLimitConfig | None = None

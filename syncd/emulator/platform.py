@@ -37,6 +37,7 @@ class PlatformEmulator:
         self._served: weakref.WeakKeyDictionary[asyncio.BaseTransport, int] = (
             weakref.WeakKeyDictionary()
         )
+        self._before: list[tuple[int, Callable[[], None]]] = []
 
     def routes(self) -> list[web.RouteDef]:
         """The routes this platform serves."""
@@ -46,6 +47,14 @@ class PlatformEmulator:
         """The platform's own JSON error for an injected `status` fault."""
         raise NotImplementedError
 
+    def before_request(self, n: int, action: Callable[[], None]) -> None:
+        """Run `action` just before the `n`-th API request from now (1: the next) is handled, so
+        a test can change the catalog at an exact point of a run instead of racing it. Counted on
+        `stats.requests`: reset the stats before, not after."""
+        if n < 1:
+            raise ValueError("before_request needs n >= 1")
+        self._before.append((self.stats.requests + n, action))
+
     def wrap(self, target: FaultTarget, handler: Handler) -> Handler:
         """`handler` behind latency, counters, the request log and fault injection."""
 
@@ -54,6 +63,7 @@ class PlatformEmulator:
                 await asyncio.sleep(self._latency)
             if target == "api":
                 self.stats.requests += 1
+                self._run_before(self.stats.requests)
             else:
                 self.stats.token_requests += 1
             fault = self.faults.draw(target, reused=self._count_on_connection(request) > 1)
@@ -69,6 +79,12 @@ class PlatformEmulator:
             return response
 
         return serve
+
+    def _run_before(self, number: int) -> None:
+        due = [action for at, action in self._before if at == number]
+        self._before = [(at, action) for at, action in self._before if at > number]
+        for action in due:
+            action()
 
     def _count_on_connection(self, request: web.Request) -> int:
         """How many requests this request's connection has carried, this one included."""
@@ -96,6 +112,8 @@ class PlatformEmulator:
             return response, response.status
         if fault.kind == "malformed":
             return garbage_response(), 200
+        if fault.kind == "json":
+            return web.Response(status=200, text=fault.body, content_type="application/json"), 200
         if fault.kind == "truncated":
             full = await handler(request)
             body = full.body if isinstance(full.body, bytes) else b""

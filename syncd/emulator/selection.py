@@ -20,6 +20,7 @@ from syncd.emulator.catalog import Catalog, key_bounds, ms_of_key, slot_of_key
 from syncd.emulator.predicates import Getter, Predicate
 
 UNIQUE_FIELDS = frozenset({"entity_id", "sku"})
+_TIME_FIELDS = ("updated_at", "created_at")
 _RANGE_OPS = frozenset({"eq", "gt", "gteq", "lt", "lteq"})
 _CHUNK = 37
 
@@ -166,7 +167,7 @@ def select(
         # An id keyset inside one second (`updated_at eq` AND `entity_id gt`): the updated index
         # holds that second's products in id order, so read those instead of every later id.
         index = catalog.updated_index()
-        lo, hi, residual = _updated_range(index, residual)
+        lo, hi, residual = _time_range(index, residual, "updated_at")
         matches = _filter(index, lo, hi, slot_of_key, residual)
         if sort[0].descending:
             matches.reverse()
@@ -176,9 +177,9 @@ def select(
         seq: Sequence[int] | Sequence[str] = catalog.alive
         decode: Callable[[Any], int] = _identity
         tie: Callable[[Any], Hashable] | None = None
-    elif driving == "updated_at":
-        index = catalog.updated_index()
-        lo, hi, residual = _updated_range(index, residual)
+    elif driving in _TIME_FIELDS:
+        index = catalog.updated_index() if driving == "updated_at" else catalog.created_index()
+        lo, hi, residual = _time_range(index, residual, driving)
         seq, decode = index, slot_of_key
         tie = ms_of_key
     elif driving == "sku":
@@ -189,8 +190,8 @@ def select(
 
     descending = bool(sort) and sort[0].descending
     realized = driving is not None and _realized(driving, sort)
-    if realized and sort and len(sort) > 1 and driving == "updated_at":
-        tie = None  # updated_at then entity_id in the same direction: the index order is total
+    if realized and sort and len(sort) > 1 and driving in _TIME_FIELDS:
+        tie = None  # a time then entity_id in the same direction: the index order is total
     if not sort:
         tie = None
     if realized and not residual:
@@ -200,7 +201,8 @@ def select(
         if realized:
             if descending:
                 matches.reverse()
-            slot_tie = None if tie is None else (lambda s: catalog.updated_ms(s))
+            times = catalog.updated_ms if driving == "updated_at" else catalog.created_ms
+            slot_tie = None if tie is None else times
             base = _List(matches, slot_tie)
         else:
             base = _sorted(matches, sort, getters)
@@ -224,7 +226,7 @@ def _slot_decoder(catalog: Catalog) -> Callable[[Any], int]:
 def _driving(clauses: list[list[Predicate]], sort: list[SortKey]) -> str | None:
     if sort:
         first = sort[0].field
-        return first if first in ("entity_id", "updated_at", "sku") else None
+        return first if first in ("entity_id", "sku", *_TIME_FIELDS) else None
     bounded = any(
         len(c) == 1 and c[0].field == "updated_at" and c[0].op in _RANGE_OPS for c in clauses
     )
@@ -241,7 +243,7 @@ def _realized(driving: str, sort: list[SortKey]) -> bool:
         return True
     second = sort[1]
     return (
-        driving == "updated_at"
+        driving in _TIME_FIELDS
         and second.field == "entity_id"
         and second.descending == sort[0].descending
     )
@@ -277,10 +279,10 @@ def _entity_range(
     return lo, max(lo, hi), rest
 
 
-def _updated_range(
-    index: list[int], clauses: list[list[Predicate]]
+def _time_range(
+    index: list[int], clauses: list[list[Predicate]], field: str
 ) -> tuple[int, int, list[list[Predicate]]]:
-    bounds, rest = _take_bounds(clauses, "updated_at")
+    bounds, rest = _take_bounds(clauses, field)
     lo, hi = 0, len(index)
     for p in bounds:
         first, last = key_bounds(int(p.value))

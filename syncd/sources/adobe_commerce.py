@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import aclosing
@@ -9,10 +10,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from syncd.config import AdobeCommerceSourceSettings
-from syncd.errors import HttpStatusError, SourceError
+from syncd.errors import HttpStatusError, SourceError, SyncdError
 from syncd.http import RequestStats, SourceClient
 from syncd.logging import get_logger
-from syncd.sources.base import Cursor, Page, as_float, as_int, make_record
+from syncd.sources.base import CatalogProbe, Cursor, Page, as_float, as_int, make_record
 from syncd.sources.fanout import fetch_concurrently
 from syncd.store import ProductRecord
 
@@ -20,6 +21,8 @@ log = get_logger(__name__)
 
 
 MAGENTO_TIME = "%Y-%m-%d %H:%M:%S"
+# Magento's input processor answers a refused searchCriteria with 400 and a JSON body.
+_REFUSED = frozenset({400})
 
 
 def full_params(page: int, page_size: int) -> dict[str, str]:
@@ -33,34 +36,42 @@ def full_params(page: int, page_size: int) -> dict[str, str]:
 
 
 def changed_params(cursor: Cursor, page_size: int) -> dict[str, str]:
-    """Keyset paging in (updated_at, entity_id) order from `cursor` (see `Cursor`)."""
+    """Keyset paging in (updated_at, entity_id) order, strictly after `cursor` (see `Cursor`).
+
+    After a product (T, ID) the filter is the keyset in conjunctive form, as searchCriteria
+    wants it: group 0 `updated_at gteq T` AND group 1 (`updated_at gt T` OR `entity_id gt ID`).
+    Filters in one group are ORed, groups ANDed, and Magento's filter processor ORs filters on
+    different fields within a group, so no product is read twice and none is skipped.
+    """
     when = format_magento_time(cursor.since)
     prefix = "searchCriteria[filter_groups]"
-    if cursor.after_id is not None:
-        # Filter groups AND together: this second, ids after the last one read.
-        return {
-            f"{prefix}[0][filters][0][field]": "updated_at",
-            f"{prefix}[0][filters][0][value]": when,
-            f"{prefix}[0][filters][0][condition_type]": "eq",
-            f"{prefix}[1][filters][0][field]": "entity_id",
-            f"{prefix}[1][filters][0][value]": str(cursor.after_id),
-            f"{prefix}[1][filters][0][condition_type]": "gt",
-            "searchCriteria[sortOrders][0][field]": "entity_id",
-            "searchCriteria[sortOrders][0][direction]": "ASC",
-            "searchCriteria[pageSize]": str(page_size),
-            "searchCriteria[currentPage]": "1",
-        }
-    return {
+    params = {
         f"{prefix}[0][filters][0][field]": "updated_at",
         f"{prefix}[0][filters][0][value]": when,
         f"{prefix}[0][filters][0][condition_type]": "gt" if cursor.exclusive else "gteq",
-        "searchCriteria[sortOrders][0][field]": "updated_at",
-        "searchCriteria[sortOrders][0][direction]": "ASC",
-        "searchCriteria[sortOrders][1][field]": "entity_id",
-        "searchCriteria[sortOrders][1][direction]": "ASC",
-        "searchCriteria[pageSize]": str(page_size),
-        "searchCriteria[currentPage]": str(cursor.offset + 1),
     }
+    if cursor.after_id is not None:
+        params.update(
+            {
+                f"{prefix}[1][filters][0][field]": "updated_at",
+                f"{prefix}[1][filters][0][value]": when,
+                f"{prefix}[1][filters][0][condition_type]": "gt",
+                f"{prefix}[1][filters][1][field]": "entity_id",
+                f"{prefix}[1][filters][1][value]": str(cursor.after_id),
+                f"{prefix}[1][filters][1][condition_type]": "gt",
+            }
+        )
+    params.update(
+        {
+            "searchCriteria[sortOrders][0][field]": "updated_at",
+            "searchCriteria[sortOrders][0][direction]": "ASC",
+            "searchCriteria[sortOrders][1][field]": "entity_id",
+            "searchCriteria[sortOrders][1][direction]": "ASC",
+            "searchCriteria[pageSize]": str(page_size),
+            "searchCriteria[currentPage]": str(cursor.offset + 1),
+        }
+    )
+    return params
 
 
 def listing_params(after_id: int, page_size: int) -> dict[str, str]:
@@ -77,6 +88,17 @@ def listing_params(after_id: int, page_size: int) -> dict[str, str]:
     }
 
 
+def probe_params() -> dict[str, str]:
+    """The newest product by `created_at`, trimmed to id, sku and created_at, and `total_count`."""
+    return {
+        "searchCriteria[sortOrders][0][field]": "created_at",
+        "searchCriteria[sortOrders][0][direction]": "DESC",
+        "searchCriteria[pageSize]": "1",
+        "searchCriteria[currentPage]": "1",
+        "fields": "items[id,sku,created_at],total_count",
+    }
+
+
 def skus_params(skus: Sequence[str]) -> dict[str, str]:
     """The products whose sku is one of `skus` (Magento's `in` takes a comma-separated list)."""
     return {
@@ -88,6 +110,23 @@ def skus_params(skus: Sequence[str]) -> dict[str, str]:
         "searchCriteria[pageSize]": str(len(skus)),
         "searchCriteria[currentPage]": "1",
     }
+
+
+def magento_message(body: Any) -> str:
+    """Magento's error `message` with its placeholders filled from `parameters`, as its Phrase
+    renders them (`%max` by name, `%1` by position), cut to one short line."""
+    if not isinstance(body, dict) or not isinstance(body.get("message"), str):
+        return json.dumps(body)[:300] if body is not None else "no error message"
+    text: str = body["message"]
+    parameters = body.get("parameters")
+    if isinstance(parameters, dict):
+        named = sorted(parameters.items(), key=lambda item: -len(str(item[0])))
+        for name, value in named:  # longest first: %max must not eat %maxSize
+            text = text.replace(f"%{name}", str(value))
+    elif isinstance(parameters, list):
+        for position in range(len(parameters), 0, -1):  # %10 before %1
+            text = text.replace(f"%{position}", str(parameters[position - 1]))
+    return " ".join(text.split())[:300]
 
 
 def format_magento_time(moment: datetime) -> str:
@@ -105,27 +144,18 @@ def parse_magento_time(text: str | None) -> datetime | None:
         return None
 
 
-def next_cursor(cursor: Cursor, records: list[ProductRecord], page_size: int) -> Cursor:
-    """Where the keyset read continues after `records` (the page read at `cursor`).
-
-    Normally at the last item's second, inclusive: the products of that second are read again and
-    found unchanged by hash, which is cheap and covers same-second updates. A full page that never
-    leaves one second switches to an id keyset inside that second (offsets would skip products
-    whenever one of them is updated mid-read); when that second is exhausted, the read goes on
-    strictly after it.
-    """
+def next_cursor(cursor: Cursor, records: list[ProductRecord]) -> Cursor:
+    """Where the keyset read continues after `records` (the page read at `cursor`): strictly
+    after its last product in (updated_at, entity_id) order. Offsets are never used, so an
+    update in the middle of the read cannot shift a product out of view."""
     if not records:
-        return Cursor(cursor.since, exclusive=True) if cursor.after_id is not None else cursor
+        return cursor
     last = records[-1]
-    last_time = parse_magento_time(last.updated_at) or cursor.since
-    full = len(records) >= page_size
-    if cursor.after_id is not None:
-        if full and last.id is not None:
-            return Cursor(cursor.since, after_id=last.id)
-        return Cursor(cursor.since, exclusive=True)
-    if full and last.id is not None and parse_magento_time(records[0].updated_at) == last_time:
-        return Cursor(last_time, after_id=last.id)
-    return Cursor(last_time)
+    last_time = parse_magento_time(last.updated_at)
+    if last_time is None or last.id is None:
+        # Not a Magento product as documented; an inclusive restart at least misses nothing.
+        return Cursor(last_time or cursor.since)
+    return Cursor(last_time, after_id=last.id)
 
 
 def to_record(item: Mapping[str, Any]) -> ProductRecord:
@@ -167,30 +197,53 @@ class AdobeCommerceSource:
         return self._settings.page_size
 
     async def _fetch(
-        self, page: int, stats: RequestStats, params: dict[str, str] | None = None
+        self, page: int, stats: RequestStats, params: dict[str, str] | None = None, what: str = ""
     ) -> tuple[list[ProductRecord], int]:
-        size = self._settings.page_size
-        try:
-            response = await self._client.get_json(
-                self._url, params or full_params(page, size), stats=stats
-            )
-        except HttpStatusError as exc:
-            if exc.status == 400 and "pageSize" in str(exc):
-                raise SourceError(
-                    f"source {self.name!r}: the store refused page_size={size} ({exc}); "
-                    "set page_size to at most the store's limit (300 when input limits are on)"
-                ) from exc
-            raise
+        items, total = await self._envelope(
+            params or full_params(page, self.page_size), stats, what or f"page {page}"
+        )
+        return [to_record(item) for item in items], total
+
+    async def _envelope(
+        self, params: dict[str, str], stats: RequestStats, what: str
+    ) -> tuple[list[dict[str, Any]], int]:
+        """The `items` (each a JSON object) and `total_count` of one search answer; anything else
+        is a SourceError naming the URL and which request it was."""
+        response = await self._client.get_json(self._url, params, stats=stats, accept=_REFUSED)
         data = response.data
-        if not isinstance(data, dict) or not isinstance(data.get("items"), list):
+        if response.status == 400:
+            raise self._refused(data)
+        where = f"source {self.name!r}: {self._url} {what}"
+        items = data.get("items") if isinstance(data, dict) else None
+        if not isinstance(items, list):
             raise SourceError(
-                f"source {self.name!r}: {self._url} page {page} has no 'items' list "
-                "(is base_url an Adobe Commerce REST endpoint?)"
+                f"{where} has no 'items' list (is base_url an Adobe Commerce REST endpoint?)"
             )
-        total = as_int(data.get("total_count"))
-        if total is None:
-            raise SourceError(f"source {self.name!r}: {self._url} page {page} has no total_count")
-        return [to_record(item) for item in data["items"]], total
+        raw_total = data.get("total_count")
+        total = None if isinstance(raw_total, bool) else as_int(raw_total)
+        if total is None or total < 0:
+            raise SourceError(f"{where} has no integer total_count (got {raw_total!r:.40})")
+        for n, item in enumerate(items):
+            if not isinstance(item, dict):
+                raise SourceError(
+                    f"{where}: item {n} is {type(item).__name__}, not a JSON object (a product)"
+                )
+        return items, total
+
+    def _refused(self, body: Any) -> SyncdError:
+        """Magento's 400 as one line; over the store's pageSize limit, which page_size to set."""
+        message = magento_message(body)
+        if "pageSize" not in message:
+            return HttpStatusError(
+                f"GET {self._url} was refused with HTTP 400: {message}", url=self._url, status=400
+            )
+        parameters = body.get("parameters") if isinstance(body, dict) else None
+        limit = as_int(parameters.get("max")) if isinstance(parameters, dict) else None
+        most = f"at most {limit}" if limit is not None else "at most the limit it names"
+        return SourceError(
+            f"source {self.name!r}: the store refused page_size={self.page_size} ({message}); "
+            f"set page_size to {most}"
+        )
 
     async def full_pages(
         self, stats: RequestStats, skip: frozenset[int] = frozenset()
@@ -228,9 +281,11 @@ class AdobeCommerceSource:
     async def changed_pages(self, stats: RequestStats, cursor: Cursor) -> AsyncIterator[Page]:
         """Products updated at or after `cursor.since`, one keyset page after the other.
 
-        The first answer's `total_count` is how many products match; once that many distinct ones
-        were read the read stops, saving the empty requests that would otherwise confirm the end.
-        Products changed meanwhile land after the cursor and are read by the next run.
+        Each answer's `total_count` counts the products after the cursor, so the page that holds
+        them all is the last one asked: `⌈C/P⌉` requests for `C` products (1 when none), even
+        where the store returns fewer items than asked. Once as many distinct products were read
+        as the first answer counted, the read stops too: products changed meanwhile land after
+        the cursor and are read by the next run.
         """
         size = self._settings.page_size
         expected: int | None = None
@@ -238,34 +293,49 @@ class AdobeCommerceSource:
         number = 0
         while True:
             number += 1
-            records, total = await self._fetch(number, stats, changed_params(cursor, size))
+            records, total = await self._fetch(
+                number, stats, changed_params(cursor, size), f"keyset page {number}"
+            )
             expected = total if expected is None else expected
             seen.update(record.sku for record in records)
-            following = next_cursor(cursor, records, size)
+            following = next_cursor(cursor, records)
             yield Page(number, records, total, None, following)
-            inside_second = cursor.after_id is not None or following.after_id is not None
-            if len(seen) >= expected or (len(records) < size and not inside_second):
+            if total <= len(records) or len(seen) >= expected or following == cursor:
                 return
-            if following == cursor:
-                return  # nothing newer and nothing left in this second
             cursor = following
 
     async def list_skus(self, stats: RequestStats) -> AsyncIterator[list[str]]:
-        """Every sku, by `entity_id` keyset with payloads trimmed to id and sku (`fields`)."""
+        """Every sku, by `entity_id` keyset with payloads trimmed to id and sku (`fields`): `⌈N/P⌉`
+        requests (1 when empty), the last one told by `total_count`, not by a short page."""
         size = self._settings.page_size
         after = 0
         while True:
-            response = await self._client.get_json(
-                self._url, listing_params(after, size), stats=stats
+            items, remaining = await self._envelope(
+                listing_params(after, size), stats, "sku listing"
             )
-            items = response.data.get("items") if isinstance(response.data, dict) else None
-            if not isinstance(items, list):
-                raise SourceError(f"source {self.name!r}: the sku listing has no 'items' list")
             ids = [as_int(item.get("id")) for item in items]
             yield [str(item["sku"]) for item in items if item.get("sku")]
-            if len(items) < size or not ids or ids[-1] is None:
+            # total_count counts the products after `after`: this page held the last of them.
+            if remaining <= len(items) or not ids or ids[-1] is None:
                 return
-            after = max(i for i in ids if i is not None)
+            last = max(i for i in ids if i is not None)
+            if last <= after:
+                raise SourceError(
+                    f"source {self.name!r}: the sku listing asked for entity_id gt {after} and "
+                    f"got ids up to {last}; the store ignored the filter, so it cannot advance"
+                )
+            after = last
+
+    async def probe(self, stats: RequestStats, since: datetime) -> CatalogProbe:
+        """`total_count` now, and whether the newest product (by `created_at`) is from `since`
+        on, compared in whole seconds as Magento stores them."""
+        items, total = await self._envelope(probe_params(), stats, "catalog probe")
+        if not items:
+            return CatalogProbe(total, created_since=total > 0)
+        newest = items[0].get("created_at")
+        created = parse_magento_time(newest if isinstance(newest, str) else None)
+        floor = since.astimezone(UTC).replace(microsecond=0)
+        return CatalogProbe(total, created_since=created is None or created >= floor)
 
     async def fetch_skus(self, stats: RequestStats, skus: Sequence[str]) -> list[ProductRecord]:
         """The full products for `skus`, a page-sized batch per request."""
@@ -274,11 +344,11 @@ class AdobeCommerceSource:
         batches = [plain[i : i + self.page_size] for i in range(0, len(plain), self.page_size)]
         records: list[ProductRecord] = []
         for batch in batches:
-            found, _ = await self._fetch(1, stats, skus_params(batch))
+            found, _ = await self._fetch(1, stats, skus_params(batch), "batch by sku")
             records.extend(found)
         for sku in (sku for sku in skus if "," in sku):
             params = skus_params([sku])
             params["searchCriteria[filter_groups][0][filters][0][condition_type]"] = "eq"
-            found, _ = await self._fetch(1, stats, params)
+            found, _ = await self._fetch(1, stats, params, "batch by sku")
             records.extend(found)
         return records

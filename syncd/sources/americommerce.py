@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import aclosing
-from datetime import timedelta, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from syncd.config import AmeriCommerceSourceSettings
@@ -27,8 +27,9 @@ from syncd.sources.americommerce_query import (
     listing_params,
     next_cursor,
     parse_ac_time,
+    probe_params,
 )
-from syncd.sources.base import Cursor, Page, as_float, as_int, make_record
+from syncd.sources.base import CatalogProbe, Cursor, Page, as_float, as_int, make_record
 from syncd.sources.fanout import fetch_concurrently
 from syncd.store import ProductRecord
 
@@ -111,10 +112,19 @@ class AmeriCommerceSource:
                 f"source {self.name!r}: {what} of {self._url} has no 'products' list "
                 "(is base_url an AmeriCommerce store?)"
             )
-        if as_int(data.get("total_count")) is None:
+        raw_total = data.get("total_count")
+        total = None if isinstance(raw_total, bool) else as_int(raw_total)
+        if total is None or total < 0:
             raise SourceError(
-                f"source {self.name!r}: {what} of {self._url} has no integer total_count"
+                f"source {self.name!r}: {what} of {self._url} has no integer total_count "
+                f"(got {raw_total!r:.40})"
             )
+        for n, item in enumerate(data["products"]):
+            if not isinstance(item, dict):
+                raise SourceError(
+                    f"source {self.name!r}: {what} of {self._url}: product {n} is "
+                    f"{type(item).__name__}, not a JSON object"
+                )
         return data
 
     async def _list(
@@ -127,10 +137,6 @@ class AmeriCommerceSource:
         return [self._record(item) for item in data["products"]], int(data["total_count"])
 
     def _record(self, item: Any) -> ProductRecord:
-        if not isinstance(item, dict):
-            raise SourceError(
-                f"source {self.name!r}: a product that is not a JSON object: {item!r}"
-            )
         try:
             return to_record(item, self._naive)
         except ValueError as exc:
@@ -238,6 +244,26 @@ class AmeriCommerceSource:
                 "with an integer id and a non-empty item_number"
             )
         return sku, ident
+
+    async def probe(self, stats: RequestStats, since: datetime) -> CatalogProbe:
+        """`total_count` now, and whether the newest product (`sort=-created_at`) is from `since`
+        on, compared in whole milliseconds as the store keeps them."""
+        data = await self._get(probe_params(), stats, "the catalog probe")
+        if data is None:
+            raise SourceError(
+                f"source {self.name!r}: the catalog probe of {self._url} answered 404 for page "
+                "1; nothing is concluded from it: check base_url"
+            )
+        total, items = int(data["total_count"]), data["products"]
+        if not items:
+            return CatalogProbe(total, created_since=total > 0)
+        newest = items[0].get("created_at")
+        try:
+            created = parse_ac_time(newest, self._naive) if isinstance(newest, str) else None
+        except ValueError:
+            created = None
+        floor = since - timedelta(microseconds=since.microsecond % 1000)
+        return CatalogProbe(total, created_since=created is None or created >= floor)
 
     async def fetch_skus(self, stats: RequestStats, skus: Sequence[str]) -> list[ProductRecord]:
         """The full products for `skus`: by id when the last listing page gave it (`id=eq:a OR

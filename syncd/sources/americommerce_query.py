@@ -15,6 +15,7 @@ from syncd.sources.base import Cursor
 from syncd.store import ProductRecord
 
 LISTING_FIELDS = "id,item_number"
+PROBE_FIELDS = "id,item_number,created_at"
 
 
 def format_ac_time(moment: datetime) -> str:
@@ -80,6 +81,11 @@ def listing_params(after_id: int, count: int) -> dict[str, str]:
         "id": f"gt:{after_id}",
         "fields": LISTING_FIELDS,
     }
+
+
+def probe_params() -> dict[str, str]:
+    """The newest product by `created_at` (descending), trimmed by `fields`, and `total_count`."""
+    return {"page": "1", "count": "1", "sort": "-created_at", "fields": PROBE_FIELDS}
 
 
 def any_of(field: str, values: Sequence[str]) -> dict[str, str]:

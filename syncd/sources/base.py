@@ -18,9 +18,10 @@ class Cursor:
     """Where an incremental read stands, in (updated_at, id) order.
 
     By default: products updated at or after `since` (inclusive). `exclusive`: strictly after
-    `since`. `after_id`: still inside the second `since`, after that id (keyset within a second
-    shared by more products than fit a page). `offset`: pages to skip, for platforms that cannot
-    filter by id. A run always starts from a plain `Cursor(watermark - overlap)`.
+    `since`. `after_id`: after the product (`since`, `after_id`) in that order (Adobe Commerce
+    reads the rest in one keyset; AmeriCommerce finishes that millisecond first, then goes on
+    `exclusive`). `offset`: pages to skip, for platforms that cannot filter by id. A run always
+    starts from a plain `Cursor(watermark - overlap)`.
     """
 
     since: datetime
@@ -72,9 +73,25 @@ class Source(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class CatalogProbe:
+    """The catalog as one small request sees it: `total` products now, and whether one of them
+    was created at or after the moment asked about (`created_since`; True when the store cannot
+    tell)."""
+
+    total: int
+    created_since: bool
+
+
 @runtime_checkable
 class VerifiableSource(Source, Protocol):
-    """A source that can list its skus cheaply in an order no deletion can shift (a keyset)."""
+    """A source that can list its skus cheaply in an order no deletion can shift (a keyset), and
+    tell in one request whether its catalog gained or lost products since a moment."""
+
+    async def probe(self, stats: RequestStats, since: datetime) -> CatalogProbe:
+        """`total_count` now and whether a product created at or after `since` exists, from the
+        newest product by `created_at` (one request, one trimmed item)."""
+        ...
 
     def list_skus(self, stats: RequestStats) -> AsyncIterator[list[str]]:
         """Every sku of the store, a page at a time, by id keyset, without payloads."""

@@ -229,3 +229,22 @@ async def test_touch_false_keeps_updated_at(ac: AcCaller, emu: Emulator, clock: 
     assert datetime.fromisoformat(catalog.get(sku)["updated_at"]) == clock.now()
     newest = (await ac.get("/api/v1/products?count=1&sort=-updated_at", TOKEN, **_fresh())).json()
     assert newest["products"][0]["item_number"] == sku
+
+
+async def test_newest_by_created_at(ac: AcCaller, emu: Emulator, clock: FakeClock) -> None:
+    """sort=-created_at&count=1 with fields: the newest product and the whole catalog's count;
+    created_at=gte: selects products created from that moment."""
+    catalog = emu.americommerce.catalog
+    probe = "/api/v1/products?page=1&count=1&sort=-created_at&fields=id,item_number,created_at"
+    newest = max(catalog.snapshot().values(), key=lambda p: datetime.fromisoformat(p["created_at"]))
+    body = (await ac.get(probe, TOKEN, **_fresh())).json()
+    assert body["total_count"] == 250
+    assert body["products"] == [{k: newest[k] for k in ("id", "item_number", "created_at")}]
+    clock.advance(5)
+    fresh = catalog.insert(item_name="Fresh", price=1.0)
+    catalog.delete(next(catalog.skus()))
+    body = (await ac.get(probe, TOKEN, **_fresh())).json()
+    assert (body["total_count"], body["products"][0]["item_number"]) == (250, fresh)
+    since = quote(clock.now().isoformat())
+    got = (await ac.get(f"/api/v1/products?created_at=gte:{since}", TOKEN, **_fresh())).json()
+    assert [p["item_number"] for p in got["products"]] == [fresh]

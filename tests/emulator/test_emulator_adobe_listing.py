@@ -366,3 +366,74 @@ async def test_id_keyset_inside_one_second(
     )  # fmt: skip
     assert [i["id"] for i in body["items"]] == expected
     assert body["total_count"] == len(expected) > 0
+
+
+async def test_created_at_order_and_filter(
+    adobe: AdobeCaller, emu: Emulator, clock: FakeClock
+) -> None:
+    """sortOrders on created_at DESC puts the newest product first, with total_count, whatever
+    was inserted or deleted; created_at gteq selects the products created from that second."""
+    catalog = emu.adobe.catalog
+    probe = criteria(
+        page_size=1, page=1, sort=[("created_at", "DESC")],
+        fields="items[id,sku,created_at],total_count",
+    )  # fmt: skip
+    snapshot = catalog.snapshot().values()
+    newest = max(snapshot, key=lambda p: p["created_at"])
+    body = (await adobe.get(probe)).json()
+    assert body["total_count"] == 300
+    assert body["items"][0]["created_at"] == newest["created_at"]
+    assert list(body["items"][0]) == ["id", "sku", "created_at"]
+    clock.advance(5)
+    fresh = catalog.insert(name="Fresh", price=1.0)
+    catalog.delete(next(catalog.skus()))
+    body = (await adobe.get(probe)).json()
+    assert (body["total_count"], body["items"][0]["sku"]) == (300, fresh)
+    catalog.delete(fresh)
+    body = (await adobe.get(probe)).json()
+    assert body["total_count"] == 299 and body["items"][0]["sku"] != fresh
+    since = clock.now().astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+    later = catalog.insert(name="Later", price=1.0)
+    created = criteria(groups=[[("created_at", since, "gteq")]], sort=[("entity_id", "ASC")])
+    assert [i["sku"] for i in (await adobe.get(created)).json()["items"]] == [later]
+
+
+async def test_or_across_fields_in_one_group(adobe: AdobeCaller, emu: Emulator) -> None:
+    """A keyset in CNF: group A (updated_at gteq T) AND group B (updated_at gt T OR entity_id
+    gt ID): filters on different fields in one group are ORed, as Magento's FilterProcessor does."""
+    catalog = emu.adobe.catalog
+    moment = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
+    skus = list(catalog.skus())
+    for sku in skus[10:20]:
+        catalog.update(sku, updated_at=moment)
+    for sku in skus[20:23]:
+        catalog.update(sku, updated_at=moment + timedelta(seconds=1))
+    stamp = "2026-03-01 12:00:00"
+    params = criteria(
+        page_size=100,
+        sort=[("updated_at", "ASC"), ("entity_id", "ASC")],
+        groups=[
+            [("updated_at", stamp, "gteq")],
+            [("updated_at", stamp, "gt"), ("entity_id", "15", "gt")],
+        ],
+    )
+    body = (await adobe.get(params)).json()
+    later = sorted(
+        (p for p in catalog.snapshot().values() if p["updated_at"] > stamp),
+        key=lambda p: (p["updated_at"], p["id"]),
+    )
+    expected = [16, 17, 18, 19, 20] + [p["id"] for p in later]
+    assert [i["id"] for i in body["items"]] == expected
+    assert body["total_count"] == len(expected)
+
+
+async def test_a_silent_page_size_cap_clamps_instead_of_refusing(
+    start: StartEmulator, session: aiohttp.ClientSession
+) -> None:
+    """page_size_cap_silent: pageSize above the cap is served as the cap, offsets included, and
+    the echo says so; total_count stays the catalog's."""
+    emu = await start(adobe=AdobeConfig(products=120, page_size_cap=50, page_size_cap_silent=True))
+    caller = AdobeCaller(emu, session)
+    body = (await caller.get(criteria(page_size=100, page=2, sort=[("entity_id", "ASC")]))).json()
+    assert [i["id"] for i in body["items"]] == list(range(51, 101))
+    assert (body["total_count"], body["search_criteria"]["page_size"]) == (120, 50)

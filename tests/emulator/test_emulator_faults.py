@@ -202,3 +202,15 @@ async def test_duration_fault_is_an_outage_in_emulator_time(
     clock.advance(1)
     assert (await caller.token_answer()).status == 200
     assert len(emu.adobe.faults) == 0
+
+
+async def test_json_fault_answers_its_body_with_200(target: tuple[PlatformEmulator, Call]) -> None:
+    """A json fault answers 200 with the given (wrongly shaped) JSON body, once."""
+    platform, call = target
+    platform.faults.add(Fault("json", body='{"items": [null], "total_count": 1}'))
+    answer = await call()
+    assert answer.status == 200 and answer.json() == {"items": [None], "total_count": 1}
+    assert answer.headers["Content-Type"].startswith("application/json")
+    assert (await call()).json() != answer.json()
+    with pytest.raises(ValueError, match="needs the body"):
+        Fault("json")

@@ -92,3 +92,25 @@ async def test_ac_count_cap_and_filtered_next_page(
         ids += [p["id"] for p in body["products"]]
         url = body.get("next_page")
     assert ids == list(range(30, 10, -1))
+
+
+async def test_before_request_runs_at_that_exact_request(
+    session: aiohttp.ClientSession, clock: FakeClock
+) -> None:
+    """An action scheduled before the 2nd API request runs once, just before it is served."""
+    config = EmulatorConfig(adobe=AdobeConfig(products=5), seed=1)
+    async with Emulator(config, clock=clock) as emu:
+        caller = AdobeCaller(emu, session)
+        headers = await caller.headers()
+        seen: list[int] = []
+        emu.adobe.before_request(2, lambda: seen.append(emu.adobe.stats.requests))
+        emu.adobe.before_request(
+            2, lambda: emu.adobe.catalog.delete(next(emu.adobe.catalog.skus()))
+        )
+        totals = [
+            (await caller.get(criteria(page_size=1), headers)).json()["total_count"]
+            for _ in range(3)
+        ]
+        assert totals == [5, 4, 4] and seen == [2]
+        with pytest.raises(ValueError, match="n >= 1"):
+            emu.adobe.before_request(0, lambda: None)

@@ -18,7 +18,7 @@ async def test_bursts_of_server_errors_are_retried(lab: FaultLab) -> None:
     with capture_logs() as logs:
         result = await lab.sync()
     assert result.ok, result.error
-    assert (result.totals.retries, result.totals.requests) == (9, 39)
+    assert (result.totals.retries, result.totals.requests) == (9, 39 + 1)  # + the catalog probe
     scheduled = [e for e in logs if e["event"] == "http.retry_scheduled"]
     assert len(scheduled) == 9
     assert {e["reason"].split("answered ")[1][:8] for e in scheduled} == {
@@ -60,8 +60,9 @@ async def test_a_server_error_storm_spends_the_retry_budget_and_the_next_run_res
     emu.adobe.faults.clear()
     resumed = await lab.sync()
     assert resumed.ok, resumed.error
-    # Page 1 again (for total_count), then only the pages the failed run had not stored.
-    assert resumed.totals.requests == 1 + (30 - len(checkpoint.done - {1}) - 1)
+    # Page 1 again (for total_count), then only the pages the failed run had not stored, then
+    # the catalog probe.
+    assert resumed.totals.requests == 1 + (30 - len(checkpoint.done - {1}) - 1) + 1
     assert lab.intact(stored)
     check = lab.check()
     assert check.exact, check
