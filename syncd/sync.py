@@ -16,6 +16,7 @@ from typing import TypeVar
 import structlog
 
 from syncd.clock import Clock
+from syncd.config.sources import CHECKPOINT_MAX_AGE
 from syncd.errors import NeedsReauthError, SyncdError
 from syncd.http import RequestStats, RetryBudget
 from syncd.logging import get_logger
@@ -29,8 +30,6 @@ log = get_logger(__name__)
 
 T = TypeVar("T")
 MESSAGE_LIMIT = 200
-CHECKPOINT_MAX_AGE = 6 * 3600.0
-"""Seconds after its start within which an interrupted full scan is resumed (the setting's default)."""
 
 ProgressCallback = Callable[[int, int | None, int], None]
 """Called after each committed page with (pages done, pages expected or None, items seen)."""

@@ -23,6 +23,9 @@ from syncd.config.base import (
 )
 from syncd.schedule import IntervalSchedule, Schedule, parse_schedule
 
+# An interrupted full scan older than this starts over: its early pages would be stale.
+CHECKPOINT_MAX_AGE = 6 * 3600.0
+
 
 def non_blank_secret(value: SecretStr) -> SecretStr:
     """`value` unless it is empty or only spaces (e.g. an empty SYNCD_SECRET_* variable)."""
@@ -134,7 +137,7 @@ class _SourceBase(StrictModel):
         default=120.0, ge=0, description="seconds re-read before the watermark (skew, same-second)"
     )
     checkpoint_max_age: float = Field(
-        default=21600.0,
+        default=CHECKPOINT_MAX_AGE,
         gt=0,
         description="seconds after its start within which an interrupted full scan is resumed",
     )

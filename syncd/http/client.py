@@ -25,7 +25,7 @@ from syncd.errors import (
     TransportError,
 )
 from syncd.http.gate import PauseGate
-from syncd.http.response import Response
+from syncd.http.response import Response, fill_placeholders
 from syncd.http.retry import RetryPolicy, parse_retry_after
 from syncd.http.stats import RequestStats
 from syncd.http.throttle import Throttle
@@ -326,6 +326,8 @@ class SourceClient:
             try:
                 decoded = codec.loads(response.body)
             except ValueError:
+                if not 200 <= status < 300:
+                    return response  # a refusal the caller reads by its status: not transient
                 raise _Transient(
                     ResponseError(
                         f"{method} {url} answered HTTP {status} with {_describe_body(response)}, "
@@ -367,19 +369,5 @@ def _message(response: Response) -> str:
         for key in ("message", "error_description", "error", "details"):
             value = data.get(key)
             if isinstance(value, str) and value:
-                return _fill_placeholders(value, data.get("parameters"))[:300]
+                return fill_placeholders(value, data.get("parameters"))[:300]
     return response.body[:200].decode("utf-8", errors="replace")
-
-
-def _fill_placeholders(message: str, parameters: object) -> str:
-    """Magento's `message` names its values `%name` (or `%1`, `%2`), given in `parameters`."""
-    if isinstance(parameters, list):
-        named = {str(n): v for n, v in enumerate(parameters, start=1)}
-    elif isinstance(parameters, dict):
-        named = {str(k): v for k, v in parameters.items()}
-    else:
-        return message
-    # Longest names first, so that %10 is not read as %1 followed by "0".
-    for name in sorted(named, key=len, reverse=True):
-        message = message.replace(f"%{name}", str(named[name]))
-    return message

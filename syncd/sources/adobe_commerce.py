@@ -11,7 +11,7 @@ from typing import Any
 
 from syncd.config import AdobeCommerceSourceSettings
 from syncd.errors import HttpStatusError, SourceError, SyncdError
-from syncd.http import RequestStats, SourceClient
+from syncd.http import RequestStats, SourceClient, fill_placeholders
 from syncd.logging import get_logger
 from syncd.sources.base import CatalogProbe, Cursor, Page, as_float, as_int, make_record
 from syncd.sources.fanout import fetch_concurrently
@@ -117,15 +117,7 @@ def magento_message(body: Any) -> str:
     renders them (`%max` by name, `%1` by position), cut to one short line."""
     if not isinstance(body, dict) or not isinstance(body.get("message"), str):
         return json.dumps(body)[:300] if body is not None else "no error message"
-    text: str = body["message"]
-    parameters = body.get("parameters")
-    if isinstance(parameters, dict):
-        named = sorted(parameters.items(), key=lambda item: -len(str(item[0])))
-        for name, value in named:  # longest first: %max must not eat %maxSize
-            text = text.replace(f"%{name}", str(value))
-    elif isinstance(parameters, list):
-        for position in range(len(parameters), 0, -1):  # %10 before %1
-            text = text.replace(f"%{position}", str(parameters[position - 1]))
+    text = fill_placeholders(body["message"], body.get("parameters"))
     return " ".join(text.split())[:300]
 
 
