@@ -25,7 +25,7 @@ from syncd.ops.notify import Notifier
 from syncd.schedule import IntervalSchedule
 from syncd.scheduler import SourceScheduler
 from syncd.sources import Source, build_source
-from syncd.store import SqliteStore
+from syncd.store import SourceLocks, SqliteStore
 from syncd.store.base import RunKind
 from syncd.sync import ProgressCallback, SyncEngine, SyncResult
 
@@ -45,6 +45,9 @@ class Runtime:
         self._store: SqliteStore | None = None
         self._pool: ClientPool | None = None
         self._cache: TokenCache | None = None
+        self._locks = SourceLocks.beside(settings.store.path)
+        self.owner = ""
+        """Who this runtime's runs belong to, as recorded on them (set when it opens)."""
         self.sources: dict[str, Source] = {}
 
     async def __aenter__(self) -> Self:
@@ -56,14 +59,13 @@ class Runtime:
                 ClientPool(self.settings.http, self.clock, self._rng)
             )
             self._cache = TokenCache(self._store, self.clock)
-            abandoned = await self._store.fail_abandoned_runs(
-                self.clock.now(),
-                "the process running it stopped before it finished (crash or kill); "
-                "the next run resumes from its last committed page",
-                owner_is_alive,
-            )
-            if abandoned:
-                log.warning("sync.abandoned_runs", count=abandoned)
+            self.owner = process_owner(self.clock.now())
+            for name in await self._store.running_sources():
+                # A free lock: nobody runs the source, so its `running` rows were abandoned.
+                # Held while closing them, so that no new run of it can start in between.
+                async with self._locks.try_hold(name, self.owner) as free:
+                    if free:
+                        await self._close_abandoned(name)
             for source in self.settings.sources:
                 self.sources[source.name] = build_source(
                     source, self._pool, self._cache, self.clock
@@ -101,44 +103,47 @@ class Runtime:
         return self._cache
 
     def engine(self) -> SyncEngine:
-        """A sync engine on this runtime's store and clock, owning its runs as this process."""
-        return SyncEngine(self.store, self.clock, owner=process_owner(), is_alive=owner_is_alive)
+        """A sync engine on this runtime's store and clock, recording its runs as `owner`.
+
+        It takes no run lock: run through `sync()`, which holds the source's lock around it.
+        """
+        # No liveness predicate: the run lock, held by `sync()`, is what keeps two runs apart.
+        return SyncEngine(self.store, self.clock, owner=self.owner)
 
     async def sync(
         self, name: str, kind: RunKind | None = None, progress: ProgressCallback | None = None
     ) -> SyncResult:
-        """One run of source `name` with its configured options."""
+        """One run of source `name` with its configured options, holding the source's run lock
+        (SourceBusyError, naming the holder, while another process or runtime runs it)."""
         settings = self.settings.source(name)
-        return await self.engine().run(
-            self.sources[name],
-            kind,
-            progress,
-            overlap=settings.incremental_overlap,
-            retry_budget=RetryBudget.from_settings(self.settings.http),
-        )
+        async with self._locks.hold(name, self.owner):
+            # A process that died since this runtime opened left its row `running`: close it.
+            await self._close_abandoned(name)
+            return await self.engine().run(
+                self.sources[name],
+                kind,
+                progress,
+                overlap=settings.incremental_overlap,
+                retry_budget=RetryBudget.from_settings(self.settings.http),
+            )
+
+    async def _close_abandoned(self, name: str) -> None:
+        """Fail every `running` row of `name`; only while holding its run lock."""
+        count = await self.store.fail_abandoned_runs(self.clock.now(), ABANDONED, source=name)
+        if count:
+            log.warning("sync.abandoned_runs", source=name, count=count)
 
 
-def process_owner() -> str:
-    """`host:pid`, recorded on each run so another process can tell whether its owner is alive."""
-    return f"{socket.gethostname()}:{os.getpid()}"
+ABANDONED = (
+    "the process running it stopped before it finished (crash or kill); "
+    "the next run resumes from its last committed page"
+)
 
 
-def owner_is_alive(owner: str | None) -> bool:
-    """True if `owner` (host:pid) is a live process on this host (or on another host: unknowable)."""
-    if not owner or ":" not in owner:
-        return False
-    host, _, pid = owner.rpartition(":")
-    if host != socket.gethostname():
-        return True
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    except ValueError:
-        return False
-    return True
+def process_owner(started: datetime) -> str:
+    """`host:pid:start`, recorded on each run for operators: the pid alone repeats (a container's
+    syncd is always PID 1), the start time does not. Liveness is the run lock, never this."""
+    return f"{socket.gethostname()}:{os.getpid()}:{started.strftime('%Y%m%dT%H%M%SZ')}"
 
 
 class Daemon:

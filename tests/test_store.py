@@ -82,6 +82,19 @@ async def test_abandoned_runs_are_marked_failed(store: SqliteStore) -> None:
     assert (run.id, run.status, run.error) == (run_id, "failed", "process died")
 
 
+async def test_abandoned_runs_of_one_source_leave_the_others_running(store: SqliteStore) -> None:
+    """With `source`, only that source's running rows are closed; running_sources lists the rest."""
+    await store.start_run("a", "full", T0, "host:1")
+    await store.start_run("b", "full", T0, "host:1")
+    await store.start_run("b", "incremental", T0, "host:2")
+    assert await store.running_sources() == ["a", "b"]
+    assert await store.fail_abandoned_runs(T0, "gone", source="b") == 2
+    assert await store.running_sources() == ["a"]
+    assert [(r.source, r.status) for r in await store.runs()] == [
+        ("b", "failed"), ("b", "failed"), ("a", "running"),
+    ]  # fmt: skip
+
+
 async def test_tokens_round_trip_and_replace(store: SqliteStore) -> None:
     """A saved token loads back with its expiry; saving again replaces it."""
     await store.save_token("k", TokenRecord("tok-1", T0 + timedelta(hours=1), None, T0), T0)

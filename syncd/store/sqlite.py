@@ -279,13 +279,18 @@ class SqliteStore:
             )  # fmt: skip
 
     async def fail_abandoned_runs(
-        self, now: datetime, reason: str, is_alive: Callable[[str | None], bool] | None = None
+        self,
+        now: datetime,
+        reason: str,
+        is_alive: Callable[[str | None], bool] | None = None,
+        *,
+        source: str | None = None,
     ) -> int:
-        """Mark `running` runs whose owner is not alive (all, if no predicate) as `failed`."""
+        """Mark `running` runs (of `source` only, if given) whose owner is not alive (all, if no
+        predicate) as `failed`; return how many."""
+        clause, params = where(status="running", source=source)
         async with self._transaction("close abandoned runs") as db:
-            async with db.execute(
-                "SELECT id, owner FROM sync_runs WHERE status = 'running'"
-            ) as cursor:
+            async with db.execute(f"SELECT id, owner FROM sync_runs {clause}", params) as cursor:
                 rows = list(await cursor.fetchall())
             dead = [
                 (iso(now), reason, r[0]) for r in rows if is_alive is None or not is_alive(r[1])
@@ -294,6 +299,13 @@ class SqliteStore:
                 "UPDATE sync_runs SET status='failed', finished_at=?, error=? WHERE id=?", dead
             )
             return len(dead)
+
+    async def running_sources(self) -> list[str]:
+        """The sources that have a run still marked `running`, sorted."""
+        rows = await self._read(
+            "SELECT DISTINCT source FROM sync_runs WHERE status = 'running' ORDER BY source"
+        )
+        return [str(row[0]) for row in rows]
 
     async def last_runs(self) -> list[RunRecord]:
         """The most recent run of each source."""
