@@ -289,6 +289,9 @@ class SqliteStore:
         """Mark `running` runs (of `source` only, if given) whose owner is not alive (all, if no
         predicate) as `failed`; return how many."""
         clause, params = where(status="running", source=source)
+        # Read first: the common case (nothing to close, before every run) takes no write lock.
+        if not await self._read(f"SELECT 1 FROM sync_runs {clause} LIMIT 1", params):
+            return 0
         async with self._transaction("close abandoned runs") as db:
             async with db.execute(f"SELECT id, owner FROM sync_runs {clause}", params) as cursor:
                 rows = list(await cursor.fetchall())
