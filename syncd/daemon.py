@@ -179,6 +179,7 @@ class Daemon:
             s.name: SourceBreaker(BreakerPolicy.from_settings(s)) for s in self._settings.sources
         }
         self._jobs: dict[str, list[str]] = {}
+        self._job_tasks: set[asyncio.Task[object]] = set()
 
     async def __aenter__(self) -> Self:
         async with AsyncExitStack() as stack:
@@ -214,16 +215,10 @@ class Daemon:
         name = source.name
 
         async def job() -> None:
-            try:
-                await self.trigger(name, None)
-            finally:
-                await self.monitor.after_run()
+            await self._job(name, None)
 
         async def full_job() -> None:
-            try:
-                await self.trigger(name, "full")
-            finally:
-                await self.monitor.after_run()
+            await self._job(name, "full")
 
         # Interval schedules sync once right away; cron schedules wait for their first slot.
         schedule = source.parsed_schedule
@@ -237,6 +232,20 @@ class Daemon:
         log.info(
             "daemon.scheduled", source=name, schedule=str(schedule), full_schedule=str(full or "-")
         )
+
+    async def _job(self, name: str, kind: RunKind | None) -> None:
+        """The body of a scheduled job; tracked, so that the drain lets it end on its own."""
+        task = asyncio.current_task()
+        if task is not None:
+            self._job_tasks.add(task)
+        try:
+            await self.trigger(name, kind)
+        finally:
+            try:
+                await self.monitor.after_run()
+            finally:
+                if task is not None:
+                    self._job_tasks.discard(task)
 
     async def trigger(self, name: str, kind: RunKind | None = None) -> None:
         """Run source `name` now as its scheduled jobs do: skipped while a run of it is going,
@@ -253,6 +262,11 @@ class Daemon:
             self._active[name] = task
             try:
                 result = await asyncio.shield(task)
+            except asyncio.CancelledError:
+                if not task.cancelled():
+                    raise  # this caller was cancelled; the run itself goes on
+                # The drain cancelled the run past the grace; the engine recorded it `cancelled`.
+                return
             except SourceBusyError as exc:
                 log.warning("sync.skipped", source=name, reason="busy", detail=str(exc))
             except SyncdError as exc:
@@ -332,7 +346,9 @@ class Daemon:
         self._stopping.set()
         self.monitor.stopping(sum(not t.done() for t in self._active.values()))
         self._remove_signal_handlers()
-        self._scheduler.shutdown()
+        # Stop firing jobs but leave the running ones alone: shutting APScheduler down now would
+        # cancel them, skip their bookkeeping and log each one as a job error with a traceback.
+        self._scheduler.pause()
         running = [t for t in self._active.values() if not t.done()]
         grace = self._settings.shutdown_grace
         pending: set[asyncio.Task[SyncResult | None]] = set()
@@ -343,6 +359,10 @@ class Daemon:
                 task.cancel()
             if pending:
                 await asyncio.gather(*pending, return_exceptions=True)
+        # Their runs are over: the jobs only feed the breaker and the monitor before returning.
+        if self._job_tasks:
+            await asyncio.wait(set(self._job_tasks))
+        self._scheduler.shutdown()
         log.info(
             "daemon.stopped",
             runs=len(self.results),
