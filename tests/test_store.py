@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import stat
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -179,3 +181,27 @@ async def test_a_source_cannot_be_synced_by_two_live_processes(store: SqliteStor
         await store.start_run("s", "full", T0, "host:2", lambda owner: True)
     assert await store.start_run("other", "full", T0, "host:2", lambda owner: True)
     assert await store.start_run("s", "full", T0, "host:2", lambda owner: False)
+
+
+async def test_a_new_database_and_its_wal_files_are_private(tmp_path: Path) -> None:
+    """The file holds bearer tokens: created 0600 whatever the umask, and so are -wal and -shm."""
+    path = tmp_path / "new.db"
+    previous = os.umask(0o022)
+    try:
+        async with SqliteStore(path) as opened:
+            await opened.save_token("k", TokenRecord("tok", None, None, T0), T0)
+            modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in tmp_path.glob("new.db*")}
+    finally:
+        os.umask(previous)
+    assert modes == {"new.db": 0o600, "new.db-wal": 0o600, "new.db-shm": 0o600}
+
+
+async def test_an_existing_database_keeps_its_mode(tmp_path: Path) -> None:
+    """An operator who made the file group-readable on purpose is not overruled."""
+    path = tmp_path / "old.db"
+    async with SqliteStore(path):
+        pass
+    path.chmod(0o640)
+    async with SqliteStore(path) as opened:
+        assert await opened.count_products("s") == 0
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640

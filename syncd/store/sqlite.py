@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -63,6 +64,7 @@ class SqliteStore:
         try:
             if self._path.parent != Path():
                 self._path.parent.mkdir(parents=True, exist_ok=True)
+            _create_private(self._path)
             self._db = await aiosqlite.connect(
                 self._path, timeout=self._busy_timeout, isolation_level=None
             )
@@ -428,3 +430,17 @@ class SqliteStore:
                 "updated_at=excluded.updated_at",
                 (source, reason is not None, reason, iso(now)),
             )
+
+
+def _create_private(path: Path) -> None:
+    """Create an empty database file readable by its owner only, if there is none yet.
+
+    It holds bearer tokens. SQLite would create it with the umask's mode (often 0644), and it
+    gives the -wal and -shm files the mode of the database file, so this covers all three.
+    An existing file keeps the mode its operator chose.
+    """
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    except FileExistsError:
+        return
+    os.close(fd)
