@@ -15,6 +15,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from structlog.testing import capture_logs
 
+from syncd.catalogue import scan
 from syncd.config import (
     AdobeCommerceSourceSettings,
     HealthSettings,
@@ -26,6 +27,7 @@ from syncd.daemon import Daemon, Runtime
 from syncd.emulator import AdobeConfig, Emulator, EmulatorConfig
 from syncd.errors import ConfigError
 from syncd.ops.health import HealthServer, check, probe_url
+from syncd.ops.metrics import TOKEN_EVENTS, Metrics, StoreSnapshot
 from syncd.ops.staleness import judge, schedule_period, stale_limit
 from tests.conftest import ManualClock
 from tests.support import adobe_source, settings_for, until
@@ -143,9 +145,9 @@ async def test_metrics_counters_move_after_a_sync(
     old, new = samples(before), samples(after)
     assert old[("syncd_requests_total", shop)] == 0
     assert (
-        "syncd_runs_total",
-        (("kind", "full"), ("source", "shop"), ("status", "succeeded")),
-    ) not in old
+        old[("syncd_runs_total", (("kind", "full"), ("source", "shop"), ("status", "succeeded")))]
+        == 0
+    )
     assert (
         new[("syncd_runs_total", (("kind", "full"), ("source", "shop"), ("status", "succeeded")))]
         == 1
@@ -160,6 +162,42 @@ async def test_metrics_counters_move_after_a_sync(
         clock.now().timestamp(), abs=1
     )
     assert "client_secret" not in after and emu.adobe.config.client_secret not in after
+
+
+def test_every_alerted_series_exists_at_zero_before_its_first_event() -> None:
+    """increase() misses a series born at 1: runs by kind x status and token events start at 0;
+    no `_created` series doubles the count."""
+    metrics = Metrics()
+    metrics.declare(["shop"])
+    metrics.update(StoreSnapshot(token_events={("shop", "issued"): 2, ("gone", "failed"): 1}))
+    exposed = samples(metrics.render().decode())
+    runs = {
+        (dict(labels)["kind"], dict(labels)["status"]): value
+        for (name, labels), value in exposed.items()
+        if name == "syncd_runs_total"
+    }
+    assert runs == {
+        (kind, status): 0.0
+        for kind in ("full", "incremental")
+        for status in ("succeeded", "failed", "cancelled")
+    }
+    tokens = {
+        (dict(labels)["source"], dict(labels)["event"]): value
+        for (name, labels), value in exposed.items()
+        if name == "syncd_token_events_total"
+    }
+    assert tokens == {
+        **{("shop", e): 0.0 for e in ("issued", "reused", "refreshed", "invalidated", "failed")},
+        ("shop", "issued"): 2.0,
+        ("gone", "failed"): 1.0,
+    }
+    assert not [name for name, _ in exposed if name.endswith("_created")]
+
+
+def test_the_declared_token_events_are_the_ones_the_cache_records() -> None:
+    """A new token event in the cache must get its zero series too."""
+    recorded = {e.name.removeprefix("token.") for e in scan() if "syncd.auth.cache" in e.modules}
+    assert recorded == set(TOKEN_EVENTS)
 
 
 def test_non_loopback_listen_address_needs_allow_remote() -> None:
