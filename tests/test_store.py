@@ -190,7 +190,8 @@ async def test_a_new_database_and_its_wal_files_are_private(tmp_path: Path) -> N
     try:
         async with SqliteStore(path) as opened:
             await opened.save_token("k", TokenRecord("tok", None, None, T0), T0)
-            modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in tmp_path.glob("new.db*")}
+            files = ("new.db", "new.db-wal", "new.db-shm")
+            modes = {name: stat.S_IMODE(os.stat(tmp_path / name).st_mode) for name in files}
     finally:
         os.umask(previous)
     assert modes == {"new.db": 0o600, "new.db-wal": 0o600, "new.db-shm": 0o600}
