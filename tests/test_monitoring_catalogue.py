@@ -3,6 +3,7 @@ events and its rules real metrics."""
 
 from __future__ import annotations
 
+import ast
 import json
 import re
 import shutil
@@ -17,6 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from syncd.catalogue import (
     DOC,
+    PACKAGE,
     UNDESCRIBED,
     Emission,
     descriptions,
@@ -172,6 +174,35 @@ def finished(status: str = "succeeded", latencies: tuple[float, ...] = (0.1,)) -
 
 def selects(pipeline: Pipeline, record: dict[str, Any]) -> bool:
     return pipeline.run(record)[0]
+
+
+def skip_reasons() -> set[str]:
+    """Every literal `reason=` a `sync.skipped` line is logged with, read from the source."""
+    reasons: set[str] = set()
+    for path in PACKAGE.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if (
+                isinstance(node, ast.Call)
+                and node.args
+                and isinstance(node.args[0], ast.Constant)
+                and node.args[0].value == "sync.skipped"
+            ):
+                reasons.update(
+                    k.value.value
+                    for k in node.keywords
+                    if k.arg == "reason" and isinstance(k.value, ast.Constant)
+                )
+    return reasons
+
+
+def test_every_skip_reason_is_described_and_the_reauth_one_exists() -> None:
+    """The catalogue names each reason a skip can have; the re-auth alert's is a real one."""
+    reasons = skip_reasons()
+    assert {"already_running", "busy", "needs_reauth"} <= reasons
+    meaning = descriptions(doc())["sync.skipped"]
+    assert reasons <= set(re.findall(r"`([a-z_]+)`", meaning))
+    wanted = {v for _, _, v in only("SyncdNeedsReauth").filters[0].comparisons}
+    assert "needs_reauth" in wanted and "needs_reauth" in reasons
 
 
 def test_the_reauth_alert_pages_for_needs_reauth_only() -> None:
