@@ -141,8 +141,8 @@ ABANDONED = (
 
 
 def process_owner(started: datetime) -> str:
-    """`host:pid:start`, recorded on each run for operators: the pid alone repeats (a container's
-    syncd is always PID 1), the start time does not. Liveness is the run lock, never this."""
+    """`host:pid:start`, recorded on each run for operators: pids repeat (a restarted container
+    numbers its processes the same way), start times do not. Liveness is the run lock, never this."""
     return f"{socket.gethostname()}:{os.getpid()}:{started.strftime('%Y%m%dT%H%M%SZ')}"
 
 

@@ -2,8 +2,8 @@
 
 Whoever runs a source holds its lock for the whole run, and the kernel drops the lock when that
 process ends in any way, SIGKILL and the OOM killer included. So a `running` row whose source lock
-can be taken was abandoned, and a held lock is a live run. No pid or hostname guesswork: in a
-container syncd is PID 1 after every restart, and a new container has a new hostname.
+can be taken was abandoned, and a held lock is a live run. No pid or hostname guesswork: a
+restarted container gives syncd the same pid again, and a new container has a new hostname.
 
 `flock` locks belong to an open file, not to a process, so two holders in one process conflict
 just as two processes do. They hold between all processes of one host that open the same file,

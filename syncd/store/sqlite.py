@@ -233,7 +233,7 @@ class SqliteStore:
         owner: str | None = None,
         is_alive: Callable[[str | None], bool] | None = None,
     ) -> int:
-        """Open a `running` row owned by `owner` (host:pid) and return its id.
+        """Open a `running` row owned by `owner` (shown to operators) and return its id.
 
         With `is_alive`, refuse (SourceBusyError) while another live owner runs the same source;
         the check and the insert share one write transaction, so two processes cannot both pass.
