@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import UTC, datetime
@@ -130,6 +131,7 @@ async def test_a_stop_during_a_run_drains_it_without_a_scheduler_traceback(
     assert finished["status"] == status
     assert after_runs == [1]
     assert query(tmp_path / "g.db", "SELECT status FROM sync_runs") == [(status,)]
-    scheduler_errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
-    assert scheduler_errors == []
-    assert not [r for r in caplog.records if r.exc_info]
+    # (The emulator's own server may log the dropped connection of a cancelled request.)
+    scheduler = [r for r in caplog.records if r.name.startswith("apscheduler")]
+    assert [r.getMessage() for r in scheduler if r.levelno >= logging.WARNING or r.exc_info] == []
+    assert not [e for e in logs if e["event"] == "sync.crashed"]
