@@ -218,12 +218,19 @@ async def test_metrics_counters_move_after_a_sync(
 
 async def test_retries_and_429s_are_counted(tmp_path: Path, emu: Emulator) -> None:
     """One injected 429 and one 503: syncd_rate_limited_total 1, syncd_retries_total 2."""
-    http = HttpSettings(max_attempts=3, backoff_base=0.001, backoff_cap=0.01, max_retry_after=0.01)
+    http = HttpSettings(
+        max_attempts=3,
+        backoff_base=0.001,
+        backoff_cap=0.01,
+        max_retry_after=0.01,
+        adaptive_rate=False,
+    )
     source = adobe_source(emu, schedule=NEVER, max_concurrency=1)
     settings = with_health(settings_for(tmp_path / "s.db", source, http=http))
     emu.adobe.faults.add(Fault("status", status=429, after=1))
     emu.adobe.faults.add(Fault("status", status=503, after=2))
-    # Real time, with pauses capped at 10 ms: a 429 pauses on the runtime's clock.
+    # Real time, with pauses capped at 10 ms (a 429 pauses on the runtime's clock), and no
+    # adaptive rate cut, which would pace the rest of this tiny run at the rate floor.
     async with Runtime(settings) as runtime, Daemon(runtime, handle_signals=False) as daemon:
         _, before = await get(daemon, "/metrics")
         result = await daemon.run_once("shop")
