@@ -25,7 +25,7 @@ from syncd.ops.notify import Notifier
 from syncd.schedule import IntervalSchedule
 from syncd.scheduler import SourceScheduler
 from syncd.sources import Source, build_source
-from syncd.store import SqliteStore
+from syncd.store import SourceLocks, SqliteStore
 from syncd.store.base import RunKind
 from syncd.sync import ProgressCallback, SyncEngine, SyncResult
 
@@ -45,6 +45,9 @@ class Runtime:
         self._store: SqliteStore | None = None
         self._pool: ClientPool | None = None
         self._cache: TokenCache | None = None
+        self._locks = SourceLocks.beside(settings.store.path)
+        self.owner = ""
+        """Who this runtime's runs belong to, as recorded on them (set when it opens)."""
         self.sources: dict[str, Source] = {}
 
     async def __aenter__(self) -> Self:
@@ -58,14 +61,13 @@ class Runtime:
             # Entered after the store: on the way out it saves any token it could not save before.
             cache = await stack.enter_async_context(TokenCache(self._store, self.clock))
             self._cache = cache
-            abandoned = await self._store.fail_abandoned_runs(
-                self.clock.now(),
-                "the process running it stopped before it finished (crash or kill); "
-                "the next run resumes from its last committed page",
-                owner_is_alive,
-            )
-            if abandoned:
-                log.warning("sync.abandoned_runs", count=abandoned)
+            self.owner = process_owner(self.clock.now())
+            for name in await self._store.running_sources():
+                # A free lock: nobody runs the source, so its `running` rows were abandoned.
+                # Held while closing them, so that no new run of it can start in between.
+                async with self._locks.try_hold(name, self.owner) as free:
+                    if free:
+                        await self._close_abandoned(name)
             for source in self.settings.sources:
                 self.sources[source.name] = build_source(source, self._pool, cache, self.clock)
             self._stack = stack.pop_all()
@@ -101,45 +103,48 @@ class Runtime:
         return self._cache
 
     def engine(self) -> SyncEngine:
-        """A sync engine on this runtime's store and clock, owning its runs as this process."""
-        return SyncEngine(self.store, self.clock, owner=process_owner(), is_alive=owner_is_alive)
+        """A sync engine on this runtime's store and clock, recording its runs as `owner`.
+
+        It takes no run lock: run through `sync()`, which holds the source's lock around it.
+        """
+        # No liveness predicate: the run lock, held by `sync()`, is what keeps two runs apart.
+        return SyncEngine(self.store, self.clock, owner=self.owner)
 
     async def sync(
         self, name: str, kind: RunKind | None = None, progress: ProgressCallback | None = None
     ) -> SyncResult:
-        """One run of source `name` with its configured options."""
+        """One run of source `name` with its configured options, holding the source's run lock
+        (SourceBusyError, naming the holder, while another process or runtime runs it)."""
         settings = self.settings.source(name)
-        return await self.engine().run(
-            self.sources[name],
-            kind,
-            progress,
-            overlap=settings.incremental_overlap,
-            retry_budget=RetryBudget.from_settings(self.settings.http),
-            checkpoint_max_age=settings.checkpoint_max_age,
-        )
+        async with self._locks.hold(name, self.owner):
+            # A process that died since this runtime opened left its row `running`: close it.
+            await self._close_abandoned(name)
+            return await self.engine().run(
+                self.sources[name],
+                kind,
+                progress,
+                overlap=settings.incremental_overlap,
+                retry_budget=RetryBudget.from_settings(self.settings.http),
+                checkpoint_max_age=settings.checkpoint_max_age,
+            )
+
+    async def _close_abandoned(self, name: str) -> None:
+        """Fail every `running` row of `name`; only while holding its run lock."""
+        count = await self.store.fail_abandoned_runs(self.clock.now(), ABANDONED, source=name)
+        if count:
+            log.warning("sync.abandoned_runs", source=name, count=count)
 
 
-def process_owner() -> str:
-    """`host:pid`, recorded on each run so another process can tell whether its owner is alive."""
-    return f"{socket.gethostname()}:{os.getpid()}"
+ABANDONED = (
+    "the process running it stopped before it finished (crash or kill); "
+    "the next run resumes from its last committed page"
+)
 
 
-def owner_is_alive(owner: str | None) -> bool:
-    """True if `owner` (host:pid) is a live process on this host (or on another host: unknowable)."""
-    if not owner or ":" not in owner:
-        return False
-    host, _, pid = owner.rpartition(":")
-    if host != socket.gethostname():
-        return True
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    except ValueError:
-        return False
-    return True
+def process_owner(started: datetime) -> str:
+    """`host:pid:start`, recorded on each run for operators: pids repeat (a restarted container
+    numbers its processes the same way), start times do not. Liveness is the run lock, never this."""
+    return f"{socket.gethostname()}:{os.getpid()}:{started.strftime('%Y%m%dT%H%M%SZ')}"
 
 
 class Daemon:
@@ -175,6 +180,7 @@ class Daemon:
             s.name: SourceBreaker(BreakerPolicy.from_settings(s)) for s in self._settings.sources
         }
         self._jobs: dict[str, list[str]] = {}
+        self._job_tasks: set[asyncio.Task[object]] = set()
 
     async def __aenter__(self) -> Self:
         async with AsyncExitStack() as stack:
@@ -210,16 +216,10 @@ class Daemon:
         name = source.name
 
         async def job() -> None:
-            try:
-                await self.trigger(name, None)
-            finally:
-                await self.monitor.after_run()
+            await self._job(name, None)
 
         async def full_job() -> None:
-            try:
-                await self.trigger(name, "full")
-            finally:
-                await self.monitor.after_run()
+            await self._job(name, "full")
 
         # Interval schedules sync once right away; cron schedules wait for their first slot.
         schedule = source.parsed_schedule
@@ -233,6 +233,20 @@ class Daemon:
         log.info(
             "daemon.scheduled", source=name, schedule=str(schedule), full_schedule=str(full or "-")
         )
+
+    async def _job(self, name: str, kind: RunKind | None) -> None:
+        """The body of a scheduled job; tracked, so that the drain lets it end on its own."""
+        task = asyncio.current_task()
+        if task is not None:
+            self._job_tasks.add(task)
+        try:
+            await self.trigger(name, kind)
+        finally:
+            try:
+                await self.monitor.after_run()
+            finally:
+                if task is not None:
+                    self._job_tasks.discard(task)
 
     async def trigger(self, name: str, kind: RunKind | None = None) -> None:
         """Run source `name` now as its scheduled jobs do: skipped while a run of it is going,
@@ -249,6 +263,11 @@ class Daemon:
             self._active[name] = task
             try:
                 result = await asyncio.shield(task)
+            except asyncio.CancelledError:
+                if not task.cancelled():
+                    raise  # this caller was cancelled; the run itself goes on
+                # The drain cancelled the run past the grace; the engine recorded it `cancelled`.
+                return
             except SourceBusyError as exc:
                 log.warning("sync.skipped", source=name, reason="busy", detail=str(exc))
             except SyncdError as exc:
@@ -328,7 +347,9 @@ class Daemon:
         self._stopping.set()
         self.monitor.stopping(sum(not t.done() for t in self._active.values()))
         self._remove_signal_handlers()
-        self._scheduler.shutdown()
+        # Stop firing jobs but leave the running ones alone: shutting APScheduler down now would
+        # cancel them, skip their bookkeeping and log each one as a job error with a traceback.
+        self._scheduler.pause()
         running = [t for t in self._active.values() if not t.done()]
         grace = self._settings.shutdown_grace
         pending: set[asyncio.Task[SyncResult | None]] = set()
@@ -339,6 +360,10 @@ class Daemon:
                 task.cancel()
             if pending:
                 await asyncio.gather(*pending, return_exceptions=True)
+        # Their runs are over: the jobs only feed the breaker and the monitor before returning.
+        if self._job_tasks:
+            await asyncio.wait(set(self._job_tasks))
+        self._scheduler.shutdown()
         log.info(
             "daemon.stopped",
             runs=len(self.results),

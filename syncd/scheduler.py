@@ -58,6 +58,11 @@ class SourceScheduler:
         """Start firing jobs on the running event loop."""
         self._scheduler.start()
 
+    def pause(self) -> None:
+        """Stop firing jobs, leaving running ones alone (`shutdown()` would cancel them)."""
+        if self._scheduler.running and not self._stopped:
+            self._scheduler.pause()
+
     def shutdown(self) -> None:
         """Stop firing jobs (idempotent); running jobs are the caller's to drain."""
         # APScheduler's asyncio flavour stops on the next loop iteration, so `running` stays true

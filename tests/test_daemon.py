@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import UTC, datetime
@@ -102,3 +103,35 @@ async def test_a_source_never_runs_twice_at_once(tmp_path: Path) -> None:
         assert [r.ok for r in d.results] == [True]
         runs = query(tmp_path / "o.db", "SELECT count(*) FROM sync_runs")
         assert runs == [(1,)]
+
+
+@pytest.mark.parametrize(("grace", "status"), [(10.0, "succeeded"), (0.0, "cancelled")])
+async def test_a_stop_during_a_run_drains_it_without_a_scheduler_traceback(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, grace: float, status: str
+) -> None:
+    """Stop mid-run: the run finishes within the grace or is cancelled, its job ends normally
+    (breaker and monitor bookkeeping run) and APScheduler logs no 'raised an exception'."""
+    config = EmulatorConfig(adobe=AdobeConfig(products=300, latency=0.01))
+    async with Emulator(config) as emu:
+        source = adobe_source(emu, schedule="1h", max_concurrency=2)
+        settings = settings_for(tmp_path / "g.db", source, http=FAST, shutdown_grace=grace)
+        with capture_logs() as logs:
+            async with Runtime(settings) as runtime, Daemon(runtime, handle_signals=False) as d:
+                after_runs: list[int] = []
+                original = d.monitor.after_run
+
+                async def counted() -> None:
+                    after_runs.append(1)
+                    await original()
+
+                d.monitor.after_run = counted  # type: ignore[method-assign]
+                await until(lambda: any(e["event"] == "sync.started" for e in logs))
+                d.stop()
+    (finished,) = [e for e in logs if e["event"] == "sync.finished"]
+    assert finished["status"] == status
+    assert after_runs == [1]
+    assert query(tmp_path / "g.db", "SELECT status FROM sync_runs") == [(status,)]
+    # (The emulator's own server may log the dropped connection of a cancelled request.)
+    scheduler = [r for r in caplog.records if r.name.startswith("apscheduler")]
+    assert [r.getMessage() for r in scheduler if r.levelno >= logging.WARNING or r.exc_info] == []
+    assert not [e for e in logs if e["event"] == "sync.crashed"]

@@ -2,31 +2,34 @@
 
 from __future__ import annotations
 
-import asyncio
 import socket
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from structlog.testing import capture_logs
 
+from syncd.catalogue import scan
 from syncd.config import (
     AdobeCommerceSourceSettings,
     HealthSettings,
+    HttpSettings,
     ImsAuthSettings,
     Settings,
     load_settings,
 )
 from syncd.daemon import Daemon, Runtime
-from syncd.emulator import AdobeConfig, Emulator, EmulatorConfig
+from syncd.emulator import AdobeConfig, Emulator, EmulatorConfig, Fault
 from syncd.errors import ConfigError
 from syncd.ops.health import HealthServer, check, probe_url
+from syncd.ops.metrics import TOKEN_EVENTS, Metrics, StoreSnapshot
 from syncd.ops.staleness import judge, schedule_period, stale_limit
+from syncd.store.base import TokenEventKind
 from tests.conftest import ManualClock
 from tests.support import adobe_source, settings_for, until
 
@@ -88,6 +91,33 @@ async def test_healthz_answers_while_the_loop_runs(
     assert body["alive"] is True and body["scheduler"] == "running" and body["stopping"] is False
 
 
+async def test_healthz_fails_once_the_scheduler_has_stopped(
+    tmp_path: Path, emu: Emulator, clock: ManualClock
+) -> None:
+    """A scheduler that stopped while the daemon is not stopping is a dead daemon: 503."""
+    settings = with_health(settings_for(tmp_path / "s.db", adobe_source(emu, schedule=NEVER)))
+    async with running(settings, clock) as daemon:
+        assert (await get(daemon, "/healthz"))[0] == 200
+        daemon._scheduler.shutdown()  # what a crashed APScheduler looks like from outside
+        status, body = await get(daemon, "/healthz")
+    assert status == 503
+    assert (body["alive"], body["scheduler"], body["stopping"]) == (False, "stopped", False)
+
+
+async def test_the_listener_is_off_unless_enabled(
+    tmp_path: Path, emu: Emulator, clock: ManualClock
+) -> None:
+    """Nothing listens by default; enabled, it listens on 127.0.0.1:9464 unless told otherwise."""
+    assert Settings().health.enabled is False
+    defaults = HealthSettings()
+    assert (defaults.host, defaults.port, defaults.allow_remote) == ("127.0.0.1", 9464, False)
+    settings = settings_for(tmp_path / "s.db", adobe_source(emu, schedule=NEVER))
+    with capture_logs() as logs:
+        async with running(settings, clock) as daemon:
+            assert daemon.health is None
+    assert not [e for e in logs if e["event"] == "health.listening"]
+
+
 async def test_readyz_turns_unready_while_a_source_needs_reauth(
     tmp_path: Path, emu: Emulator, clock: ManualClock
 ) -> None:
@@ -101,32 +131,57 @@ async def test_readyz_turns_unready_while_a_source_needs_reauth(
         assert status == 503 and body["ready"] is False and body["store"] == "ok"
         (shop,) = body["sources"]
         assert shop["needs_reauth"] is True and "syncd auth shop" in shop["reasons"][0]
+        _, metrics = await get(daemon, "/metrics")
+        assert samples(metrics)[("syncd_source_needs_reauth", (("source", "shop"),))] == 1.0
         await store.set_needs_reauth("shop", None, clock.now())
         assert (await get(daemon, "/readyz"))[0] == 200
+        _, metrics = await get(daemon, "/metrics")
+        assert samples(metrics)[("syncd_source_needs_reauth", (("source", "shop"),))] == 0.0
+
+
+async def next_check(daemon: Daemon, clock: ManualClock, seconds: float) -> None:
+    """Advance fake time by `seconds` and wait until the periodic staleness check has run."""
+    done = daemon.monitor.checks
+    clock.advance(seconds)
+    await until(lambda: daemon.monitor.checks > done)
 
 
 async def test_a_source_past_its_limit_is_stale_everywhere(
     tmp_path: Path, emu: Emulator, clock: ManualClock
 ) -> None:
-    """2 x 1h without a success: /readyz 503, `source.stale` logged once, the gauge at 1."""
+    """2 x 1h without a success: /readyz 503, the gauge at 1, `source.stale` logged once, again
+    an hour later, and `source.fresh` once a run succeeds."""
     source = adobe_source(emu, schedule="1h", stale_after=2)
     settings = with_health(settings_for(tmp_path / "s.db", source))
+
+    def logged(event: str) -> list[dict[str, Any]]:
+        return [e for e in logs if e["event"] == event]
+
     with capture_logs() as logs:
         async with running(settings, clock) as daemon:
-            await until(lambda: bool(daemon.results))
+            await until(lambda: bool(daemon.results) and daemon.monitor.checks >= 1)
             assert (await get(daemon, "/readyz"))[0] == 200
-            clock.advance(2 * 3600 + 1)  # also wakes the periodic staleness check
-            await until(lambda: any(e["event"] == "source.stale" for e in logs))
+            await next_check(daemon, clock, 2 * 3600 + 1)
+            (stale,) = logged("source.stale")
             status, body = await get(daemon, "/readyz")
             _, metrics = await get(daemon, "/metrics")
-            clock.advance(60)  # the next check: still stale, no repeated event within the hour
-            await asyncio.sleep(0)
+            await next_check(daemon, clock, 60)  # still stale: no repeat within the hour
+            assert len(logged("source.stale")) == 1
+            await next_check(daemon, clock, 3600)  # the hourly reminder
+            assert len(logged("source.stale")) == 2
+            result = await daemon.run_once("shop")
+            assert result is not None and result.ok
+            await next_check(daemon, clock, 60)
+            (fresh,) = logged("source.fresh")
+            await next_check(daemon, clock, 60)
+            assert len(logged("source.fresh")) == 1 and len(logged("source.stale")) == 2
     assert status == 503
     (shop,) = body["sources"]
     assert shop["stale"] is True and shop["age_s"] > 7200 and shop["stale_limit_s"] == 7200
     assert samples(metrics)[("syncd_source_stale", (("source", "shop"),))] == 1.0
-    stale = [e for e in logs if e["event"] == "source.stale"]
-    assert len(stale) == 1 and stale[0]["limit_s"] == 7200 and stale[0]["log_level"] == "warning"
+    assert stale["limit_s"] == 7200 and stale["log_level"] == "warning"
+    assert stale["age_s"] > 7200 and stale["source"] == "shop"
+    assert fresh["source"] == "shop" and fresh["last_success_at"] is not None
 
 
 async def test_metrics_counters_move_after_a_sync(
@@ -143,9 +198,9 @@ async def test_metrics_counters_move_after_a_sync(
     old, new = samples(before), samples(after)
     assert old[("syncd_requests_total", shop)] == 0
     assert (
-        "syncd_runs_total",
-        (("kind", "full"), ("source", "shop"), ("status", "succeeded")),
-    ) not in old
+        old[("syncd_runs_total", (("kind", "full"), ("source", "shop"), ("status", "succeeded")))]
+        == 0
+    )
     assert (
         new[("syncd_runs_total", (("kind", "full"), ("source", "shop"), ("status", "succeeded")))]
         == 1
@@ -160,6 +215,74 @@ async def test_metrics_counters_move_after_a_sync(
         clock.now().timestamp(), abs=1
     )
     assert "client_secret" not in after and emu.adobe.config.client_secret not in after
+
+
+async def test_retries_and_429s_are_counted(tmp_path: Path, emu: Emulator) -> None:
+    """One injected 429 and one 503: syncd_rate_limited_total 1, syncd_retries_total 2."""
+    http = HttpSettings(
+        max_attempts=3,
+        backoff_base=0.001,
+        backoff_cap=0.01,
+        max_retry_after=0.01,
+        adaptive_rate=False,
+    )
+    source = adobe_source(emu, schedule=NEVER, max_concurrency=1)
+    settings = with_health(settings_for(tmp_path / "s.db", source, http=http))
+    emu.adobe.faults.add(Fault("status", status=429, after=1))
+    emu.adobe.faults.add(Fault("status", status=503, after=2))
+    # Real time, with pauses capped at 10 ms (a 429 pauses on the runtime's clock), and no
+    # adaptive rate cut, which would pace the rest of this tiny run at the rate floor.
+    async with Runtime(settings) as runtime, Daemon(runtime, handle_signals=False) as daemon:
+        _, before = await get(daemon, "/metrics")
+        result = await daemon.run_once("shop")
+        _, after = await get(daemon, "/metrics")
+    assert result is not None and result.ok and emu.adobe.stats.faults_injected == 2
+    shop = (("source", "shop"),)
+    old, new = samples(before), samples(after)
+    assert old[("syncd_rate_limited_total", shop)] == old[("syncd_retries_total", shop)] == 0
+    assert (result.totals.rate_limited, result.totals.retries) == (1, 2)
+    assert new[("syncd_rate_limited_total", shop)] == 1
+    assert new[("syncd_retries_total", shop)] == 2
+
+
+def test_every_alerted_series_exists_at_zero_before_its_first_event() -> None:
+    """increase() misses a series born at 1: runs by kind x status and token events start at 0;
+    no `_created` series doubles the count."""
+    metrics = Metrics()
+    metrics.declare(["shop"])
+    metrics.update(StoreSnapshot(token_events={("shop", "issued"): 2, ("gone", "failed"): 1}))
+    exposed = samples(metrics.render().decode())
+    runs = {
+        (dict(labels)["kind"], dict(labels)["status"]): value
+        for (name, labels), value in exposed.items()
+        if name == "syncd_runs_total"
+    }
+    assert runs == {
+        (kind, status): 0.0
+        for kind in ("full", "incremental")
+        for status in ("succeeded", "failed", "cancelled")
+    }
+    tokens = {
+        (dict(labels)["source"], dict(labels)["event"]): value
+        for (name, labels), value in exposed.items()
+        if name == "syncd_token_events_total"
+    }
+    assert tokens == {
+        **{("shop", e): 0.0 for e in ("issued", "reused", "refreshed", "invalidated", "failed")},
+        ("shop", "issued"): 2.0,
+        ("gone", "failed"): 1.0,
+    }
+    assert not [name for name, _ in exposed if name.endswith("_created")]
+
+
+def test_the_declared_token_events_are_the_ones_the_cache_records() -> None:
+    """Every kind of token_events row gets its zero series (the cache's `_event` only takes a
+    TokenEventKind, so mypy keeps new kinds in this list); the cache logs each of them."""
+    assert set(TOKEN_EVENTS) == set(get_args(TokenEventKind))
+    logged = {e.name.removeprefix("token.") for e in scan() if "syncd.auth.cache" in e.modules}
+    assert set(TOKEN_EVENTS) <= logged
+    # The rest are log-only: a token that could not be written has no row to write it in.
+    assert logged - set(TOKEN_EVENTS) == {"persist_failed", "lost"}
 
 
 def test_non_loopback_listen_address_needs_allow_remote() -> None:

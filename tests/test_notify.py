@@ -8,7 +8,7 @@ import signal
 import socket
 import sys
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -23,6 +23,7 @@ from tests.conftest import ManualClock
 from tests.support import adobe_source, settings_for, until
 
 pytestmark = pytest.mark.timeout(30)
+NEVER = "0 0 1 1 *"  # a cron slot a test never reaches: no run starts unless the test asks
 
 
 class FakeSystemd:
@@ -155,7 +156,7 @@ async def test_daemon_sends_ready_status_watchdog_stopping_in_order(
     async with Runtime(settings, clock) as runtime:
         async with Daemon(runtime, handle_signals=False, notifier=notifier) as daemon:
             first = systemd.messages()[0]
-            assert first["READY"] == "1" and first["STATUS"].startswith("shop ")
+            assert first == {"READY": "1", "STATUS": "shop never run"}
             await until(lambda: bool(daemon.results))
             await until(lambda: any("succeeded" in m.get("STATUS", "") for m in systemd.messages()))
             pings = systemd.states().count("WATCHDOG")
@@ -168,6 +169,66 @@ async def test_daemon_sends_ready_status_watchdog_stopping_in_order(
     assert status.startswith("shop succeeded 20")
     assert systemd.received[-1] == {"STOPPING": "1", "STATUS": "stopping"}
     assert len(keys) == notifier.sent
+
+
+class Recording(Notifier):
+    """A notifier that also takes a snapshot of the daemon at each message it sends."""
+
+    def __init__(self, notify_socket: str, watchdog: float | None = None) -> None:
+        super().__init__(notify_socket, watchdog)
+        self.snapshot: Callable[[], object] = lambda: None
+        self.seen: list[tuple[dict[str, str], object]] = []
+
+    def send(self, **fields: str) -> bool:
+        self.seen.append((fields, self.snapshot()))
+        return super().send(**fields)
+
+    def at(self, key: str) -> object:
+        """The snapshot taken when the first message announcing `key` was sent."""
+        return next(snap for fields, snap in self.seen if key in fields)
+
+
+async def test_ready_is_sent_only_once_every_job_is_scheduled(
+    systemd: FakeSystemd, tmp_path: Path, emu: Emulator
+) -> None:
+    """At the moment READY=1 leaves, both jobs of the source exist and the scheduler runs."""
+    source = adobe_source(emu, schedule=NEVER, full_schedule="0 3 * * *")
+    notifier = Recording(str(tmp_path / "notify"))
+    async with Runtime(settings_for(tmp_path / "r.db", source)) as runtime:
+        daemon = Daemon(runtime, handle_signals=False, notifier=notifier)
+        notifier.snapshot = lambda: (
+            daemon.next_run("shop") is not None,
+            daemon.next_run("shop:full") is not None,
+            daemon.monitor.liveness().ok,
+        )
+        async with daemon:
+            assert systemd.states() == ["READY"]
+    assert notifier.at("READY") == (True, True, True)
+
+
+async def test_stopping_is_sent_before_the_drain_of_a_running_sync(
+    systemd: FakeSystemd, tmp_path: Path
+) -> None:
+    """Stopped mid-run: STOPPING=1 (saying one run drains) leaves before that run's
+    sync.finished, which is logged afterwards as cancelled."""
+    config = EmulatorConfig(adobe=AdobeConfig(products=300, latency=0.01), seed=7)
+    async with Emulator(config) as slow:
+        source = adobe_source(slow, schedule="1h", max_concurrency=2)
+        settings = settings_for(tmp_path / "d.db", source, shutdown_grace=0.0)
+        notifier = Recording(str(tmp_path / "notify"))
+        with capture_logs() as logs:
+            async with Runtime(settings) as runtime:
+                daemon = Daemon(runtime, handle_signals=False, notifier=notifier)
+                notifier.snapshot = lambda: [e["event"] for e in logs]
+                async with daemon:
+                    await until(lambda: any(e["event"] == "sync.started" for e in logs))
+                    daemon.stop()
+    at_stopping = notifier.at("STOPPING")
+    assert isinstance(at_stopping, list)
+    assert "sync.started" in at_stopping and "sync.finished" not in at_stopping
+    assert systemd.messages()[-1] == {"STOPPING": "1", "STATUS": "stopping: draining 1 run(s)"}
+    (finished,) = [e for e in logs if e["event"] == "sync.finished"]
+    assert finished["status"] == "cancelled"
 
 
 def free_port() -> int:
@@ -223,6 +284,12 @@ org_id = "{adobe.org_id}"
         args = ["--config", str(config), "healthcheck"]
         assert await asyncio.to_thread(cli.main, args) == 0
         assert await asyncio.to_thread(cli.main, [*args, "--ready"]) == 0
+        # A hung event loop (here: a stopped process) answers nothing: unhealthy, not a hang.
+        proc.send_signal(signal.SIGSTOP)
+        try:
+            assert await asyncio.to_thread(cli.main, [*args, "--timeout", "0.3"]) == 1
+        finally:
+            proc.send_signal(signal.SIGCONT)
         proc.send_signal(signal.SIGTERM)
         async with asyncio.timeout(10):
             _, stderr = await proc.communicate()

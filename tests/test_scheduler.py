@@ -1,11 +1,15 @@
-"""The APScheduler 3 adapter: jobs are scheduled (not paused), and can be moved."""
+"""The APScheduler 3 adapter: jobs are scheduled (not paused), can be moved, coalesce their
+missed runs and never run twice at once."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 from syncd.schedule import parse_schedule
 from syncd.scheduler import SourceScheduler
+from tests.conftest import settle
+from tests.support import until
 
 
 async def job() -> None:
@@ -40,4 +44,49 @@ async def test_a_first_run_and_a_reschedule_are_honoured() -> None:
         scheduler.reschedule_in("job", later)
         assert scheduler.next_run("job") == later
     finally:
+        scheduler.shutdown()
+
+
+async def test_missed_runs_are_coalesced_into_one() -> None:
+    """Five slots missed (all within the misfire grace) make one run, not five."""
+    calls: list[datetime] = []
+
+    async def count() -> None:
+        calls.append(datetime.now(UTC))
+
+    scheduler = SourceScheduler()
+    first = datetime.now(UTC) - timedelta(minutes=4, seconds=30)
+    scheduler.add("job", parse_schedule("1m"), count, first)
+    scheduler.start()
+    try:
+        await until(lambda: len(calls) >= 1)
+        await settle()
+        assert len(calls) == 1
+        upcoming = scheduler.next_run("job")
+        assert upcoming is not None and upcoming > datetime.now(UTC)
+    finally:
+        scheduler.shutdown()
+
+
+async def test_a_job_still_running_is_not_started_again() -> None:
+    """A slot that comes while the job's previous run goes on is skipped, not run alongside."""
+    running: list[int] = []
+    release = asyncio.Event()
+
+    async def slow() -> None:
+        running.append(1)
+        await release.wait()
+
+    scheduler = SourceScheduler()
+    scheduler.add("job", parse_schedule("1h"), slow, datetime.now(UTC))
+    scheduler.start()
+    try:
+        await until(lambda: len(running) == 1)
+        due = datetime.now(UTC)
+        scheduler.reschedule_in("job", due)  # the next slot is now, while the first run goes on
+        await until(lambda: (scheduler.next_run("job") or due) > due)  # the slot was processed
+        await settle()
+        assert len(running) == 1
+    finally:
+        release.set()
         scheduler.shutdown()

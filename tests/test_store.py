@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import stat
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -80,6 +82,19 @@ async def test_abandoned_runs_are_marked_failed(store: SqliteStore) -> None:
     assert await store.fail_abandoned_runs(T0, "process died") == 1
     (run,) = await store.runs("s")
     assert (run.id, run.status, run.error) == (run_id, "failed", "process died")
+
+
+async def test_abandoned_runs_of_one_source_leave_the_others_running(store: SqliteStore) -> None:
+    """With `source`, only that source's running rows are closed; running_sources lists the rest."""
+    await store.start_run("a", "full", T0, "host:1")
+    await store.start_run("b", "full", T0, "host:1")
+    await store.start_run("b", "incremental", T0, "host:2")
+    assert await store.running_sources() == ["a", "b"]
+    assert await store.fail_abandoned_runs(T0, "gone", source="b") == 2
+    assert await store.running_sources() == ["a"]
+    assert [(r.source, r.status) for r in await store.runs()] == [
+        ("b", "failed"), ("b", "failed"), ("a", "running"),
+    ]  # fmt: skip
 
 
 async def test_tokens_round_trip_and_replace(store: SqliteStore) -> None:
@@ -166,3 +181,28 @@ async def test_a_source_cannot_be_synced_by_two_live_processes(store: SqliteStor
         await store.start_run("s", "full", T0, "host:2", lambda owner: True)
     assert await store.start_run("other", "full", T0, "host:2", lambda owner: True)
     assert await store.start_run("s", "full", T0, "host:2", lambda owner: False)
+
+
+async def test_a_new_database_and_its_wal_files_are_private(tmp_path: Path) -> None:
+    """The file holds bearer tokens: created 0600 whatever the umask, and so are -wal and -shm."""
+    path = tmp_path / "new.db"
+    previous = os.umask(0o022)
+    try:
+        async with SqliteStore(path) as opened:
+            await opened.save_token("k", TokenRecord("tok", None, None, T0), T0)
+            files = ("new.db", "new.db-wal", "new.db-shm")
+            modes = {name: stat.S_IMODE(os.stat(tmp_path / name).st_mode) for name in files}
+    finally:
+        os.umask(previous)
+    assert modes == {"new.db": 0o600, "new.db-wal": 0o600, "new.db-shm": 0o600}
+
+
+async def test_an_existing_database_keeps_its_mode(tmp_path: Path) -> None:
+    """An operator who made the file group-readable on purpose is not overruled."""
+    path = tmp_path / "old.db"
+    async with SqliteStore(path):
+        pass
+    path.chmod(0o640)
+    async with SqliteStore(path) as opened:
+        assert await opened.count_products("s") == 0
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640

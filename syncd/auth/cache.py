@@ -22,6 +22,7 @@ from syncd.clock import Clock
 from syncd.errors import StoreError, SyncdError
 from syncd.logging import get_logger
 from syncd.store import Store, TokenEvent, TokenRecord
+from syncd.store.base import TokenEventKind
 
 log = get_logger(__name__)
 
@@ -268,7 +269,7 @@ class TokenCache:
     async def _event(
         self,
         source: str,
-        event: str,
+        event: TokenEventKind,
         token: AccessToken | None,
         detail: str | None,
         *,

@@ -9,14 +9,23 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import get_args
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from prometheus_client.registry import Collector
 
 from syncd import __version__
 from syncd.ops.staleness import SourceHealth
+from syncd.store.base import RunKind, RunStatus, TokenEventKind
 from syncd.sync import SyncResult
 
 CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
@@ -24,6 +33,11 @@ CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
 
 LATENCY_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 RUN_BUCKETS = (1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0)
+RUN_KINDS: tuple[str, ...] = get_args(RunKind)
+RUN_OUTCOMES = tuple(s for s in get_args(RunStatus) if s != "running")
+"""The statuses a finished run can have: each (source, kind, status) series exists from the start."""
+TOKEN_EVENTS: tuple[TokenEventKind, ...] = get_args(TokenEventKind)
+"""The events the token cache records (tests check this against the code)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +54,7 @@ class _SnapshotCollector(Collector):
 
     def __init__(self) -> None:
         self.snapshot = StoreSnapshot()
+        self.sources: tuple[str, ...] = ()
 
     def collect(self) -> Iterator[Metric]:
         snap = self.snapshot
@@ -48,7 +63,12 @@ class _SnapshotCollector(Collector):
             "Token events recorded in the database (issued, refreshed, reused, invalidated, failed).",
             labels=["source", "event"],
         )
-        for (source, event), count in sorted(snap.token_events.items()):
+        # A zero before the first event: increase() cannot see a series that starts at 1.
+        counts: dict[tuple[str, str], int] = {
+            (source, event): 0 for source in self.sources for event in TOKEN_EVENTS
+        }
+        counts.update(snap.token_events)
+        for (source, event), count in sorted(counts.items()):
             tokens.add_metric([source, event], count)
         last = GaugeMetricFamily(
             "syncd_last_success_timestamp_seconds",
@@ -86,6 +106,9 @@ class Metrics:
     """The daemon's metrics: feed it finished runs and store snapshots, scrape it with `render()`."""
 
     def __init__(self) -> None:
+        # Without this every counter and histogram also exports a `_created` series: twice the
+        # series for nothing syncd's alerts use. The switch is the library's, process-wide.
+        disable_created_metrics()  # type: ignore[no-untyped-call]  # untyped in prometheus_client
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.runs = Counter(
@@ -125,12 +148,18 @@ class Metrics:
         r.register(self._snapshot)
 
     def declare(self, sources: Iterable[str]) -> None:
-        """Export zeroes for every source from the start, so rates and alerts see no gaps."""
-        for source in sources:
+        """Export zeroes for every source from the start, so rates and alerts see no gaps:
+        `increase()` misses the first failure of a series that appears already at 1."""
+        names = tuple(sources)
+        for source in names:
             for counter in (self.pages, self.requests, self.retries, self.rate_limited):
                 counter.labels(source)
             for outcome in ("created", "updated", "unchanged", "deleted"):
                 self.items.labels(source, outcome)
+            for kind in RUN_KINDS:
+                for status in RUN_OUTCOMES:
+                    self.runs.labels(source, kind, status)
+        self._snapshot.sources = names
 
     def observe(self, result: SyncResult) -> None:
         """Count one finished run."""

@@ -60,6 +60,8 @@ class Monitor:
         self._started: datetime | None = None
         self._started_mono = 0.0
         self._stopping = False
+        self.checks = 0
+        """Staleness checks completed (so that a test can wait for the next one)."""
         self._tasks: list[asyncio.Task[None]] = []
         self._stack = AsyncExitStack()
 
@@ -170,6 +172,7 @@ class Monitor:
             elif not h.stale and logged is not None:
                 del self._stale_logged[h.source]
                 log.info("source.fresh", source=h.source, last_success_at=_iso(h.last_success_at))
+        self.checks += 1
         return report
 
     async def _check_periodically(self) -> None:

@@ -12,6 +12,7 @@ from syncd.store.base import (
     TokenRecord,
     UpsertCounts,
 )
+from syncd.store.locks import SourceLocks
 from syncd.store.sqlite import SqliteStore
 
 __all__ = [
@@ -20,6 +21,7 @@ __all__ = [
     "ProductRecord",
     "RunRecord",
     "RunTotals",
+    "SourceLocks",
     "SourceState",
     "SqliteStore",
     "Store",

@@ -9,6 +9,7 @@ from typing import Literal, Protocol
 
 RunKind = Literal["full", "incremental"]
 RunStatus = Literal["running", "succeeded", "failed", "cancelled"]
+TokenEventKind = Literal["issued", "reused", "refreshed", "invalidated", "failed"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,9 +183,19 @@ class Store(Protocol):
         ...
 
     async def fail_abandoned_runs(
-        self, now: datetime, reason: str, is_alive: Callable[[str | None], bool] | None = None
+        self,
+        now: datetime,
+        reason: str,
+        is_alive: Callable[[str | None], bool] | None = None,
+        *,
+        source: str | None = None,
     ) -> int:
-        """Mark `running` runs whose owner is not alive (all, if no predicate) as `failed`."""
+        """Mark `running` runs (of `source` only, if given) whose owner is not alive (all, if no
+        predicate) as `failed`; return how many."""
+        ...
+
+    async def running_sources(self) -> list[str]:
+        """The sources that have a run still marked `running`, sorted."""
         ...
 
     async def last_runs(self) -> list[RunRecord]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -63,6 +64,7 @@ class SqliteStore:
         try:
             if self._path.parent != Path():
                 self._path.parent.mkdir(parents=True, exist_ok=True)
+            _create_private(self._path)
             self._db = await aiosqlite.connect(
                 self._path, timeout=self._busy_timeout, isolation_level=None
             )
@@ -231,7 +233,7 @@ class SqliteStore:
         owner: str | None = None,
         is_alive: Callable[[str | None], bool] | None = None,
     ) -> int:
-        """Open a `running` row owned by `owner` (host:pid) and return its id.
+        """Open a `running` row owned by `owner` (shown to operators) and return its id.
 
         With `is_alive`, refuse (SourceBusyError) while another live owner runs the same source;
         the check and the insert share one write transaction, so two processes cannot both pass.
@@ -279,13 +281,21 @@ class SqliteStore:
             )  # fmt: skip
 
     async def fail_abandoned_runs(
-        self, now: datetime, reason: str, is_alive: Callable[[str | None], bool] | None = None
+        self,
+        now: datetime,
+        reason: str,
+        is_alive: Callable[[str | None], bool] | None = None,
+        *,
+        source: str | None = None,
     ) -> int:
-        """Mark `running` runs whose owner is not alive (all, if no predicate) as `failed`."""
+        """Mark `running` runs (of `source` only, if given) whose owner is not alive (all, if no
+        predicate) as `failed`; return how many."""
+        clause, params = where(status="running", source=source)
+        # Read first: the common case (nothing to close, before every run) takes no write lock.
+        if not await self._read(f"SELECT 1 FROM sync_runs {clause} LIMIT 1", params):
+            return 0
         async with self._transaction("close abandoned runs") as db:
-            async with db.execute(
-                "SELECT id, owner FROM sync_runs WHERE status = 'running'"
-            ) as cursor:
+            async with db.execute(f"SELECT id, owner FROM sync_runs {clause}", params) as cursor:
                 rows = list(await cursor.fetchall())
             dead = [
                 (iso(now), reason, r[0]) for r in rows if is_alive is None or not is_alive(r[1])
@@ -294,6 +304,13 @@ class SqliteStore:
                 "UPDATE sync_runs SET status='failed', finished_at=?, error=? WHERE id=?", dead
             )
             return len(dead)
+
+    async def running_sources(self) -> list[str]:
+        """The sources that have a run still marked `running`, sorted."""
+        rows = await self._read(
+            "SELECT DISTINCT source FROM sync_runs WHERE status = 'running' ORDER BY source"
+        )
+        return [str(row[0]) for row in rows]
 
     async def last_runs(self) -> list[RunRecord]:
         """The most recent run of each source."""
@@ -413,3 +430,17 @@ class SqliteStore:
                 "updated_at=excluded.updated_at",
                 (source, reason is not None, reason, iso(now)),
             )
+
+
+def _create_private(path: Path) -> None:
+    """Create an empty database file readable by its owner only, if there is none yet.
+
+    It holds bearer tokens. SQLite would create it with the umask's mode (often 0644), and it
+    gives the -wal and -shm files the mode of the database file, so this covers all three.
+    An existing file keeps the mode its operator chose.
+    """
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    except FileExistsError:
+        return
+    os.close(fd)

@@ -1,0 +1,251 @@
+"""The deployment files keep what the daemon relies on: the unit's directives, the image's user,
+volume, health check, init and stop signal, and stop timeouts longer than the drain."""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from syncd.config import Settings
+from syncd.ops.notify import watchdog_interval
+
+ROOT = Path(__file__).resolve().parent.parent
+DEPLOY = ROOT / "deploy"
+DOCKER_STOP_TIMEOUT = 10.0
+"""What `docker stop` (and `docker run` without --stop-timeout) waits before SIGKILL."""
+MARGIN = 2.0
+"""After the grace the drain still cancels, closes its run rows and exits: leave it this long."""
+SECRET_FIELDS = ("client_secret", "app_secret", "static_token")
+
+
+def seconds(text: str) -> float:
+    """A systemd ("45s", "5min", "1min 30s", "90") or Go ("1m30s") duration in seconds."""
+    units = {"us": 1e-6, "ms": 1e-3, "": 1.0, "s": 1.0, "sec": 1.0, "m": 60.0, "min": 60.0}
+    units |= {"h": 3600.0, "hr": 3600.0}
+    parts = re.findall(r"(\d+(?:\.\d+)?)\s*([a-z]*)", text.strip())
+    assert parts and "".join(n + u for n, u in parts) == re.sub(r"\s", "", text), text
+    return sum(float(number) * units[unit] for number, unit in parts)
+
+
+def unit() -> dict[str, dict[str, list[str]]]:
+    """deploy/syncd.service: section -> key -> every value given (keys may repeat)."""
+    sections: dict[str, dict[str, list[str]]] = {}
+    current: dict[str, list[str]] = {}
+    for raw in (DEPLOY / "syncd.service").read_text(encoding="utf-8").splitlines():
+        line = raw.strip()
+        if not line or line[0] in "#;":
+            continue
+        assert not line.endswith("\\"), "continuation lines are not expected in the unit"
+        if line.startswith("["):
+            current = sections.setdefault(line.strip("[]"), {})
+            continue
+        key, _, value = line.partition("=")
+        current.setdefault(key, []).append(value)
+    return sections
+
+
+def service() -> dict[str, list[str]]:
+    return unit()["Service"]
+
+
+def one(key: str) -> str:
+    """The single value of a [Service] directive (fails if it is missing or repeated)."""
+    values = service().get(key, [])
+    assert len(values) == 1, f"syncd.service: {key}= given {len(values)} times, want once"
+    return values[0]
+
+
+def unit_environment() -> dict[str, str]:
+    return dict(
+        word.split("=", 1)
+        for value in service().get("Environment", [])
+        for word in shlex.split(value)
+    )
+
+
+def dockerfile() -> list[list[tuple[str, str]]]:
+    """The Dockerfile's stages, each a list of (INSTRUCTION, arguments), continuations joined."""
+    text = (ROOT / "Dockerfile").read_text(encoding="utf-8")
+    lines = [line for line in text.splitlines() if not line.lstrip().startswith("#")]
+    joined = re.sub(r"\\\n", " ", "\n".join(lines))
+    stages: list[list[tuple[str, str]]] = []
+    for line in joined.splitlines():
+        if not line.strip():
+            continue
+        instruction, _, args = line.strip().partition(" ")
+        if instruction.upper() == "FROM":
+            stages.append([])
+        stages[-1].append((instruction.upper(), args.strip()))
+    return stages
+
+
+def runtime_stage() -> dict[str, list[str]]:
+    """The final stage's instructions: INSTRUCTION -> every argument string."""
+    found: dict[str, list[str]] = {}
+    for instruction, args in dockerfile()[-1]:
+        found.setdefault(instruction, []).append(args)
+    return found
+
+
+def image_environment() -> dict[str, str]:
+    env: dict[str, str] = {}
+    for args in runtime_stage().get("ENV", []):
+        env.update(word.split("=", 1) for word in shlex.split(args))
+    return env
+
+
+def compose_service() -> dict[str, Any]:
+    document = yaml.safe_load((DEPLOY / "compose.yaml").read_text(encoding="utf-8"))
+    service: dict[str, Any] = document["services"]["syncd"]
+    return service
+
+
+def default_grace() -> float:
+    return Settings().shutdown_grace
+
+
+def test_the_unit_keeps_every_directive_the_daemon_relies_on() -> None:
+    """Notify + watchdog, restarts that stop at config errors, the sandbox and the credentials."""
+    assert one("Type") == "notify" and one("NotifyAccess") == "main"
+    assert one("ExecStart").split()[-1] == "run"
+    assert one("Restart") == "on-failure"
+    assert "2" in one("RestartPreventExitStatus").split()
+    assert seconds(one("WatchdogSec")) > 0
+    assert one("KillSignal") == "SIGTERM"
+    assert (one("DynamicUser"), one("User")) == ("yes", "syncd")
+    assert one("StateDirectory") == "syncd" and one("UMask") == "0077"
+    assert (one("ProtectSystem"), one("NoNewPrivileges"), one("PrivateTmp")) == (
+        "strict",
+        "yes",
+        "yes",
+    )
+    # AF_UNIX for NOTIFY_SOCKET, AF_INET/AF_INET6 for the stores and the listener; nothing else.
+    assert set(one("RestrictAddressFamilies").split()) == {"AF_UNIX", "AF_INET", "AF_INET6"}
+    credentials = service().get("LoadCredential", [])
+    assert credentials
+    for credential in credentials:
+        name, _, path = credential.partition(":")
+        source, _, field = name.rpartition(".")
+        assert re.fullmatch(r"[a-z0-9][a-z0-9_-]*", source) and field in SECRET_FIELDS, credential
+        assert path.startswith("/etc/syncd/credentials/"), credential
+    store = Path(unit_environment()["SYNCD_STORE__PATH"])
+    assert store.parent == Path("/var/lib") / one("StateDirectory")
+    assert unit()["Install"]["WantedBy"] == ["multi-user.target"]
+
+
+def test_the_unit_waits_longer_than_the_drain_and_is_pinged_in_time() -> None:
+    """TimeoutStopSec outlasts shutdown_grace; the watchdog is pinged well within WatchdogSec."""
+    grace = float(unit_environment().get("SYNCD_SHUTDOWN_GRACE", default_grace()))
+    assert seconds(one("TimeoutStopSec")) >= grace + MARGIN
+    watchdog = seconds(one("WatchdogSec"))
+    interval = watchdog_interval({"WATCHDOG_USEC": str(int(watchdog * 1_000_000))}, pid=1)
+    assert interval is not None and interval <= watchdog / 2
+
+
+def test_syncdctl_runs_commands_as_the_unit_does() -> None:
+    """Same dynamic user, user name and state directory, or its files would be root's."""
+    script = (DEPLOY / "syncdctl").read_text(encoding="utf-8")
+    for key in ("DynamicUser", "User", "StateDirectory"):
+        assert f"--property={key}={one(key)}" in script, key
+    assert f"--working-directory={one('WorkingDirectory')}" in script
+
+
+def test_the_image_is_multi_stage_non_root_with_a_state_volume_and_a_real_health_check() -> None:
+    """Slim runtime stage, a numeric non-root user, /var/lib/syncd a volume, HEALTHCHECK asking
+    the daemon (its listener on), SIGTERM as the stop signal."""
+    stages = dockerfile()
+    assert len(stages) >= 2 and "slim" in stages[-1][0][1]
+    final = runtime_stage()
+    (user,) = final["USER"]
+    assert user.split(":")[0] not in ("root", "0") and user.split(":")[0].isdigit()
+    env = image_environment()
+    (volume,) = final["VOLUME"]
+    assert json.loads(volume) == [str(Path(env["SYNCD_STORE__PATH"]).parent)]
+    (health,) = final["HEALTHCHECK"]
+    options, _, command = health.partition("CMD")
+    argv = json.loads(command)
+    assert argv[:2] == ["syncd", "healthcheck"]
+    timeout = dict(re.findall(r"--([a-z-]+)=(\S+)", options))["timeout"]
+    assert seconds(timeout) > float(argv[argv.index("--timeout") + 1])
+    assert env["SYNCD_HEALTH__ENABLED"] == "true"
+    assert final["STOPSIGNAL"] == ["SIGTERM"]
+
+
+def test_the_image_runs_syncd_under_an_init() -> None:
+    """PID 1 ignores signals it has no handler for: tini (pinned, from Debian) forwards them."""
+    final = runtime_stage()
+    (entrypoint,) = final["ENTRYPOINT"]
+    assert json.loads(entrypoint) == ["/usr/bin/tini", "--", "syncd"]
+    assert final["CMD"] == ['["run"]']
+    installs = [a for a in final["RUN"] if "apt-get install" in a]
+    assert installs and re.search(r"\btini=\S+", installs[0])
+
+
+def test_the_image_drains_within_a_plain_docker_stop(monkeypatch: pytest.MonkeyPatch) -> None:
+    """docker stop waits 10 s: the image's grace (which the daemon really reads) ends before."""
+    grace = image_environment()["SYNCD_SHUTDOWN_GRACE"]
+    assert float(grace) + MARGIN <= DOCKER_STOP_TIMEOUT
+    monkeypatch.setenv("SYNCD_SHUTDOWN_GRACE", grace)
+    assert Settings().shutdown_grace == float(grace)
+
+
+def test_compose_gives_the_drain_longer_than_its_grace() -> None:
+    """stop_grace_period outlasts the grace compose sets; the state, config and secrets are
+    where the image looks; the container is locked down; no second init."""
+    svc = compose_service()
+    image = image_environment()
+    # Compose raises the image's grace (sized for a plain docker stop) and its own timeout.
+    grace = float(svc["environment"]["SYNCD_SHUTDOWN_GRACE"])
+    assert grace > float(image["SYNCD_SHUTDOWN_GRACE"])
+    assert seconds(svc["stop_grace_period"]) >= grace + MARGIN
+    assert svc["stop_signal"] == "SIGTERM"
+    assert "init" not in svc, "the image's entry point is tini already"
+    volumes = svc["volumes"]
+    assert f"state:{Path(image['SYNCD_STORE__PATH']).parent}" in volumes
+    assert any(v.endswith(f":{image['SYNCD_CONFIG']}:ro") for v in volumes)
+    document = yaml.safe_load((DEPLOY / "compose.yaml").read_text(encoding="utf-8"))
+    assert set(svc["secrets"]) <= set(document["secrets"]) and svc["secrets"]
+    assert svc["read_only"] is True and svc["cap_drop"] == ["ALL"]
+    assert "no-new-privileges:true" in svc["security_opt"]
+
+
+def docker_runs() -> list[str]:
+    """Every `docker run` command in deploy/README.md and the Dockerfile's header."""
+    texts = [
+        (DEPLOY / "README.md").read_text(encoding="utf-8"),
+        "\n".join(
+            line.lstrip("# ")
+            for line in (ROOT / "Dockerfile").read_text(encoding="utf-8").splitlines()
+            if line.startswith("#")
+        ),
+    ]
+    commands = []
+    for text in texts:
+        joined = re.sub(r"\\\n\s*", " ", text)
+        commands += [line.strip() for line in joined.splitlines() if "docker run " in line]
+    return commands
+
+
+def test_documented_docker_runs_keep_the_grace_inside_the_stop_timeout() -> None:
+    """A command that raises SYNCD_SHUTDOWN_GRACE raises --stop-timeout above it; none adds
+    --init (the image has one)."""
+    commands = docker_runs()
+    assert len(commands) >= 3
+    image_grace = float(image_environment()["SYNCD_SHUTDOWN_GRACE"])
+    for command in commands:
+        words = command[command.index("docker run") :].split()
+        grace = next(
+            (float(w.split("=", 1)[1]) for w in words if w.startswith("SYNCD_SHUTDOWN_GRACE=")),
+            image_grace,
+        )
+        timeout = DOCKER_STOP_TIMEOUT
+        if "--stop-timeout" in words:
+            timeout = float(words[words.index("--stop-timeout") + 1])
+        assert grace + MARGIN <= timeout, command
+        assert "--init" not in words, command
