@@ -30,8 +30,10 @@ class Profile:
 
 
 def _limited(rate: int) -> Profile:
-    # The emulator's token bucket: `rate` per second, bursts of one second's worth (as `syncd emulator`).
-    return Profile(f"rate{rate}", rate=float(rate), burst=rate)
+    # The store's token bucket holds a tenth of a second of requests (at least 2): the limit binds
+    # from the first moments of every run (a one-second burst would hold a whole 100-request run at
+    # R = 100, which then measures nothing), and little burst is the harder case for 429s.
+    return Profile(f"rate{rate}", rate=float(rate), burst=max(2, rate // 10))
 
 
 PROFILES: dict[str, Profile] = {

@@ -19,8 +19,12 @@ METHOD = """
   the same database; then the baseline reads the whole catalog into its own empty database. The
   generated catalog's last edit is an hour old, so an incremental run's window holds exactly the
   changed products.
+- **Rate-limited stores** answer through a token bucket of `R` requests per second holding a
+  tenth of a second of them (at least 2): the limit binds from the start of every run, and with
+  so little burst any request that arrives early is answered 429 (429 + `Retry-After`, the
+  seconds until a token is back, at least 1).
 - **syncd is configured as an operator would** for a store whose limit is documented:
-  `rate_limit = R` (the store's rate, `rate_burst` left at its default), `max_concurrency = 8`,
+  `rate_limit = R` and `rate_burst` = the store's burst, `max_concurrency = 8`,
   `page_size = 100`, every other setting at its default.
 - **The baseline** is the client the S2S integration guide describes, ported faithfully: one token
   manager caching the IMS token until `expires_in`, sequential `currentPage` paging, sleep
@@ -34,15 +38,11 @@ METHOD = """
   A boxed run is cancelled at the deadline and its counts are those committed until then.
 - **Tokens** are counted by the emulator: a cold run (empty database) asks once whatever its
   concurrency; the incremental run reuses the token the full run persisted.
-- **A run whose requests all fit the store's burst** (10,000 products at R = 100: 100 requests
-  against a burst of 100) is never rate-limited, so the rate floor is marked n/a there; its
-  throughput is the CPU bound measured without a limit.
-- **Rate-limited runs vary from run to run.** The client's bucket paces at exactly the store's
-  rate, so timing jitter occasionally gets one request answered 429; in some runs that starts a
-  cascade of 429s at R = 5 or 20 (the client's bucket refills during the 429 pause
-  while the store's does, and both bursts meet when it ends; the fix belongs to the HTTP client's
-  throttle, issue 5).
-  The tables are one run: rerun to see the spread.
+- **A run whose requests all fit the store's burst** would never be rate-limited, so the rate
+  floor would be marked n/a for it; with the bursts above no planned case is one.
+- **Rate-limited runs vary from run to run**: a request delayed on its way (a busy event loop, a
+  connection being opened) can reach the store right behind the next one and find its bucket
+  empty. The tables are one run: rerun to see the spread.
 - Timings on a shared machine are noisy: compare CPU seconds per 10k products across runs, and
   rerun on a quiet machine for final figures.
 """
@@ -55,15 +55,12 @@ product on one core (see "What bounds a full sync"), not by the store's limit, a
 reaches moves with the CPU left to it by other work on the machine.
 """,
     "rate limit, 429s": """
-The 429s come in cascades, from the HTTP client: its bucket (`rate_limit = R`, burst R) paces at
-exactly the store's rate, so one request arriving a moment early (timing jitter) is answered 429
-and every worker pauses for `Retry-After`. During that pause the client's bucket refills as the
-store's does, and workers keep taking its tokens and queue at the pause; when it ends they leave
-together with the bucket's fresh burst, more than the store's bucket holds, so the excess is
-answered 429 and the cycle repeats. Runs where the first 429 never happens stay near 100% with
-none, so the result varies from run to run. The fix belongs to the client's throttle (issue 5, in
-progress): a 429 should empty the client's bucket for the pause (the throttle sees every answer
-through `observe`), or the rate should adapt below the store's.
+A 429 holds every worker of the source for its `Retry-After`, cuts the source's rate by
+`rate_decrease` and wins it back by `rate_recovery_step` every `rate_recovery_interval` seconds:
+one stray 429 costs the pause plus a few seconds below the limit, which a short run cannot make
+up. Requests that were waiting for their turn during the pause queue again behind the new pace
+(tests/test_pacing.py pins that a stray 429 draws no second one), so a run that misses this floor
+had several requests arrive early: look at the 429 column and the machine's load for that run.
 """,
     "latency": """
 With 50 ms per response and 8 requests in flight the store allows 16,000 products/s, so syncd is

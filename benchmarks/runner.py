@@ -165,6 +165,8 @@ class Runner:
         args = [*self._common(emu, db, boxed), "--kind", kind, "--concurrency", str(concurrency)]
         if profile.rate is not None:
             args += ["--rate-limit", str(profile.rate)]
+            if profile.burst is not None:
+                args += ["--rate-burst", str(profile.burst)]
         before = emu.stats()
         outcome = run_client("benchmarks.syncd_client", [*args, *extra], CLIENT_TIMEOUT)
         row = run_figures(outcome, delta(before, emu.stats()), profile)

@@ -1,7 +1,8 @@
 """syncd as an operator runs it, in a process of its own: one full or incremental run, measured.
 
     python -m benchmarks.syncd_client --url URL --token-url URL --db PATH --kind full
-        [--concurrency 8] [--page-size 100] [--rate-limit R] [--time-box S] [--cpu 0]
+        [--concurrency 8] [--page-size 100] [--rate-limit R --rate-burst B] [--time-box S]
+        [--cpu 0]
         [--profile PATH]
 
 Prints a `ClientOutcome` as JSON on the last line of stdout; logs (warnings up) go to stderr.
@@ -30,7 +31,8 @@ SOURCE = "bench"
 
 def settings(args: argparse.Namespace) -> Settings:
     """One Adobe Commerce source on the emulator, configured as an operator would: the store's
-    documented rate limit (if any) as `rate_limit`, everything else at its default."""
+    documented rate limit (if any) as `rate_limit` and `rate_burst`, everything else at its
+    default."""
     creds = AdobeConfig()
     source = AdobeCommerceSourceSettings(
         name=SOURCE,
@@ -39,6 +41,7 @@ def settings(args: argparse.Namespace) -> Settings:
         page_size=args.page_size,
         max_concurrency=args.concurrency,
         rate_limit=args.rate_limit,
+        rate_burst=args.rate_burst,
         auth=ImsAuthSettings(
             token_url=args.token_url,
             client_id=creds.client_id,
@@ -115,6 +118,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--concurrency", type=int, default=8)
     p.add_argument("--page-size", type=int, default=100)
     p.add_argument("--rate-limit", type=float, default=None)
+    p.add_argument("--rate-burst", type=int, default=None)
     p.add_argument("--time-box", type=float, default=None)
     p.add_argument("--cpu", type=int, default=None)
     p.add_argument("--profile", type=Path, default=None)
