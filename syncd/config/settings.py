@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import (
     Field,
+    field_validator,
     model_validator,
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
@@ -23,6 +24,13 @@ class StoreSettings(StrictModel):
     busy_timeout: float = Field(
         default=5.0, gt=0, description="seconds to wait for a locked database"
     )
+
+    @field_validator("path")
+    @classmethod
+    def _not_a_directory(cls, path: Path) -> Path:
+        if path.is_dir():
+            raise ValueError("is a directory: expected the path of the SQLite database file")
+        return path
 
 
 class HttpSettings(StrictModel):
