@@ -193,3 +193,17 @@ def test_cli_reports_an_undecodable_config_in_one_line(
         f"syncd: config error: config file '{path}' is not UTF-8 text (line 1): "
         "expected a TOML file\n"
     )
+
+
+@pytest.mark.parametrize("value", ["", "  "])
+def test_an_empty_secret_variable_is_refused_not_masking_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    """SYNCD_SECRET_* set but blank (an unset ${VAR} in compose) is named instead of silently used."""
+    monkeypatch.setenv(SECRET_ENV, value)
+    problems = problems_of(write(tmp_path))
+    assert problems == [
+        f"{SECRET_ENV}: is set but empty: expected the secret, or unset it to use the secrets "
+        "directory or the config file"
+    ]
+    assert "toml-secret" not in str(problems)

@@ -4,7 +4,9 @@ Secrets of a source (e.g. `client_secret`) are looked up, first match wins, in:
   1. the environment variable `SYNCD_SECRET_<SOURCE>_<FIELD>` (source name upper-cased, `-` as `_`);
   2. the file `<dir>/<source>.<field>` in `secrets_dir`, then in systemd's `$CREDENTIALS_DIRECTORY`;
   3. the value written in the TOML file.
-A secret file that is empty is refused rather than skipped.
+A secret variable or file that is set but empty is refused rather than skipped: it is almost always
+an unset `${VAR}` interpolated by a shell or compose file, and falling through to another value would
+hide that.
 Bad settings become one `ConfigError` line per field: its path, its value (never a secret's), and
 what was expected.
 """
@@ -97,6 +99,12 @@ def _resolve_secrets(raw: dict[str, Any], env: Mapping[str, str]) -> list[str]:
         for field in SECRET_FIELDS:
             variable = secret_env_name(source["name"], field)
             value = env.get(variable)
+            if value is not None and not value.strip():
+                problems.append(
+                    f"{variable}: is set but empty: expected the secret, or unset it to use "
+                    "the secrets directory or the config file"
+                )
+                continue
             for directory in dirs:
                 if value is not None:
                     break
