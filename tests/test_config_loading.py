@@ -207,3 +207,91 @@ def test_an_empty_secret_variable_is_refused_not_masking_the_file(
         "directory or the config file"
     ]
     assert "toml-secret" not in str(problems)
+
+
+SECOND = """
+[[sources]]
+name = "second"
+kind = "adobe_commerce"
+base_url = "https://second.example.com"
+page_size = 20
+[sources.auth]
+client_id = "cid2"
+client_secret = "s2"
+org_id = "ORG2@AdobeOrg"
+"""
+
+
+def test_one_source_key_is_overridden_by_index(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SYNCD_SOURCES__<i>__<KEY> (nested with __) changes entry i and keeps the rest of the file."""
+    path = write(tmp_path, extra="page_size = 200")
+    path.write_text(path.read_text() + SECOND)
+    monkeypatch.setenv("SYNCD_SOURCES__1__PAGE_SIZE", "50")
+    monkeypatch.setenv("SYNCD_SOURCES__0__AUTH__CLIENT_ID", "cid-from-env")
+    first, second = load_settings(path).sources
+    assert (first.name, first.page_size, first.auth.client_id) == (  # type: ignore[union-attr]
+        "main-store", 200, "cid-from-env"
+    )  # fmt: skip
+    assert (second.name, second.page_size, str(second.base_url)) == (
+        "second", 50, "https://second.example.com/"
+    )  # fmt: skip
+    assert second.auth.client_id == "cid2"  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("variable", "expected"),
+    [
+        (
+            "SYNCD_SOURCES__1__PAGE_SIZE",
+            "SYNCD_SOURCES__1__PAGE_SIZE: there is no sources[1] (1 [[sources]] entries in the "
+            "config file): an index override changes an existing entry, it cannot add one",
+        ),
+        (
+            "SYNCD_SOURCES__MAIN__PAGE_SIZE",
+            "SYNCD_SOURCES__MAIN__PAGE_SIZE: expected SYNCD_SOURCES__<index>__<KEY> with the "
+            "index of a [[sources]] entry (0 for the first), or SYNCD_SOURCES as a JSON list",
+        ),
+        ("SYNCD_SOURCES__00__PAGE_SIZE", "SYNCD_SOURCES__00__PAGE_SIZE: expected SYNCD_SOURCES__"),
+        ("SYNCD_SOURCES__0", "SYNCD_SOURCES__0: expected SYNCD_SOURCES__<index>__<KEY>"),
+    ],
+)
+def test_a_source_override_that_names_no_entry_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, variable: str, expected: str
+) -> None:
+    """An index override must point at an existing entry; the line names the variable."""
+    monkeypatch.setenv(variable, "50")
+    (problem,) = problems_of(write(tmp_path))
+    assert problem.startswith(expected)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "expected"),
+    [
+        (
+            "SYNCD_SOURCES__0__PAGE_SIZE",
+            "5000",
+            "sources[0] (main-store).page_size (from SYNCD_SOURCES__0__PAGE_SIZE): '5000' is "
+            "invalid: Input should be less than or equal to 1000",
+        ),
+        (
+            "SYNCD_HTTP__MAX_ATTEMPTS",
+            "0",
+            "http.max_attempts (from SYNCD_HTTP__MAX_ATTEMPTS): '0' is invalid: Input should be "
+            "greater than or equal to 1",
+        ),
+        (
+            "SYNCD_HTTP",
+            '{"max_attempts": 0}',
+            "http.max_attempts (from SYNCD_HTTP): 0 is invalid: Input should be greater than or "
+            "equal to 1",
+        ),
+    ],
+)
+def test_a_bad_value_from_the_environment_names_its_variable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, variable: str, value: str, expected: str
+) -> None:
+    """The operator is told which variable to fix, not only which field."""
+    monkeypatch.setenv(variable, value)
+    assert problems_of(write(tmp_path)) == [expected]

@@ -6,9 +6,10 @@ Secrets of a source (e.g. `client_secret`) are looked up, first match wins, in:
   3. the value written in the TOML file.
 A secret variable or file that is set but empty is refused rather than skipped: it is almost always
 an unset `${VAR}` interpolated by a shell or compose file, and falling through to another value would
-hide that.
-Bad settings become one `ConfigError` line per field: its path, its value (never a secret's), and
-what was expected.
+hide that. One `[[sources]]` entry's key can be overridden by index with
+`SYNCD_SOURCES__<index>__<KEY>` (nested with `__`); `SYNCD_SOURCES` as a JSON list replaces them all.
+Bad settings become one `ConfigError` line per field: its path, its value (never a secret's), the
+environment variable it came from if any, and what was expected.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from syncd.config.settings import Settings
 from syncd.errors import ConfigError
 
 ENV_PREFIX = "SYNCD_"
+_SOURCES_PREFIX = "SYNCD_SOURCES__"
 
 
 def secret_env_name(source: str, field: str) -> str:
@@ -151,7 +153,39 @@ def _check_json_env(env: Mapping[str, str]) -> list[str]:
     return problems
 
 
-def _describe(error: Mapping[str, Any], raw: Mapping[str, Any]) -> str:
+def _source_overrides(raw: Mapping[str, Any], env: Mapping[str, str]) -> list[str]:
+    """Problems with `SYNCD_SOURCES__<index>__<KEY>` variables (index of an existing entry)."""
+    sources = raw.get("sources")
+    count = len(sources) if isinstance(sources, list) else 0
+    problems = []
+    for upper, variable in sorted(_env_lookup(env).items()):
+        if not upper.startswith(_SOURCES_PREFIX):
+            continue
+        index, _, key = upper.removeprefix(_SOURCES_PREFIX).partition("__")
+        if not index.isdigit() or str(int(index)) != index or not key:
+            problems.append(
+                f"{variable}: expected SYNCD_SOURCES__<index>__<KEY> with the index of a "
+                "[[sources]] entry (0 for the first), or SYNCD_SOURCES as a JSON list"
+            )
+        elif int(index) >= count:
+            problems.append(
+                f"{variable}: there is no sources[{index}] ({count} [[sources]] entries in the "
+                "config file): an index override changes an existing entry, it cannot add one"
+            )
+    return problems
+
+
+def _env_origin(loc: list[Any], env: Mapping[str, str]) -> str | None:
+    """The environment variable that set the value at `loc`, or one of its parents."""
+    names = _env_lookup(env)
+    for end in range(len(loc), 0, -1):
+        candidate = ENV_PREFIX + "__".join(str(part).upper() for part in loc[:end])
+        if candidate in names:
+            return names[candidate]
+    return None
+
+
+def _describe(error: Mapping[str, Any], raw: Mapping[str, Any], env: Mapping[str, str]) -> str:
     loc = list(error["loc"])
     # Discriminated unions insert the tag ("adobe_commerce") into the path; it is noise to a user.
     if len(loc) > 2 and loc[0] == "sources" and loc[2] in ("adobe_commerce", "americommerce"):
@@ -164,6 +198,9 @@ def _describe(error: Mapping[str, Any], raw: Mapping[str, Any]) -> str:
             name = sources[loc[1]].get("name")
             if isinstance(name, str):
                 path = path.replace(f"sources[{loc[1]}]", f"sources[{loc[1]}] ({name})", 1)
+    origin = _env_origin(loc, env)
+    if origin is not None:
+        path = f"{path} (from {origin})"
     message = str(error["msg"]).removeprefix("Value error, ")
     value = error.get("input")
     secret = any(str(item) in SECRET_FIELDS for item in loc)
@@ -181,19 +218,27 @@ def _describe(error: Mapping[str, Any], raw: Mapping[str, Any]) -> str:
     return f"{path}: {message}"
 
 
+def _indexed(raw: dict[str, Any]) -> dict[str, Any]:
+    """`raw` with its sources keyed by index, so SYNCD_SOURCES__<i>__* variables merge into them."""
+    sources = raw.get("sources")
+    if not isinstance(sources, list):
+        return raw
+    return {**raw, "sources": {str(i): source for i, source in enumerate(sources)}}
+
+
 def load_settings(path: Path | None) -> Settings:
     """Read the TOML file at `path` (or `$SYNCD_CONFIG`), apply env overrides and secrets; ConfigError if bad."""
     env = os.environ
     if path is None and env.get("SYNCD_CONFIG"):
         path = Path(env["SYNCD_CONFIG"])
     raw = _read_config(path) if path is not None else {}
-    problems = _check_json_env(env) + _resolve_secrets(raw, env)
+    problems = _check_json_env(env) + _source_overrides(raw, env) + _resolve_secrets(raw, env)
     if problems:
         raise ConfigError(problems)
     try:
-        return Settings(**raw)
+        return Settings(**_indexed(raw))
     except ValidationError as exc:
-        raise ConfigError([_describe(e, raw) for e in exc.errors()]) from None
+        raise ConfigError([_describe(e, raw, env) for e in exc.errors()]) from None
     except SettingsError as exc:
         # A value pydantic-settings could not decode; its message names the field, never the value.
         raise ConfigError([f"environment: {exc}"]) from None

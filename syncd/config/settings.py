@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import (
     Field,
@@ -119,6 +119,15 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # The TOML file arrives as init arguments; environment variables must win over it.
         return (env_settings, init_settings)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _sources_by_index(cls, data: Any) -> Any:
+        # The loader keys [[sources]] by index so SYNCD_SOURCES__<i>__<KEY> merges into entry i.
+        sources = data.get("sources") if isinstance(data, dict) else None
+        if isinstance(sources, dict) and sources and all(str(k).isdigit() for k in sources):
+            return {**data, "sources": [sources[k] for k in sorted(sources, key=int)]}
+        return data
 
     @model_validator(mode="after")
     def _unique_names(self) -> Settings:
