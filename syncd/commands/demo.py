@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
+import os
 import random
 import sys
 from datetime import UTC, datetime
@@ -105,7 +108,20 @@ async def serve_emulator(port: int, products: int, rate_limit: float | None) -> 
 
     limit = RateLimitConfig(rate=rate_limit, burst=max(1, int(rate_limit))) if rate_limit else None
     config = EmulatorConfig(adobe=AdobeConfig(products=products, rate_limit=limit))
-    async with Emulator(config, port=port) as emu:
+    async with contextlib.AsyncExitStack() as stack:
+        try:
+            emu = await stack.enter_async_context(Emulator(config, port=port))
+        except OSError as exc:
+            reason = os.strerror(exc.errno) if exc.errno else str(exc)
+            hint = (
+                "; pick another --port (0 picks a free one)"
+                if exc.errno == errno.EADDRINUSE
+                else ""
+            )
+            print(
+                f"syncd: error: cannot listen on 127.0.0.1:{port}: {reason}{hint}", file=sys.stderr
+            )
+            return 1
         a = emu.adobe.config
         print(f"emulator listening on {emu.url}", file=sys.stderr)
         print(f"  IMS token URL   {emu.ims_token_url}", file=sys.stderr)
