@@ -78,6 +78,13 @@ def _parser() -> argparse.ArgumentParser:
     events = commands.add_parser("events", help="token events (issued, refreshed, failed...)")
     events.add_argument("source", nargs="?", help="only this source")
     events.add_argument("--since", help="ISO-8601 date/time or an age such as 30m, 6h, 2d")
+    events.add_argument(
+        "--event",
+        action="append",
+        metavar="KIND",
+        help="only these kinds: issued, reused, refreshed, invalidated, failed "
+        "(repeat it or separate with commas)",
+    )
     events.add_argument("--limit", type=int, default=20, help="at most this many (default 20)")
     events.add_argument("--json", action="store_true", help="machine-readable output")
     health = commands.add_parser(

@@ -194,3 +194,41 @@ def test_render_table_cuts_the_last_column_to_the_terminal() -> None:
     """Only the free-text last column is cut, with an ellipsis, when a width is given."""
     table = render_table(["A", "NOTE"], [["x", "a long explanation"]], width=12)
     assert table.splitlines() == ["A  NOTE", "x  a long e…"]
+
+
+async def test_store_filters_token_events_by_kind(tmp_path: Path) -> None:
+    """`event` keeps one kind or several, combined with the source and since filters."""
+    async with SqliteStore(tmp_path / "e.db") as store:
+        for source, ago, kind in (
+            ("shop", 40, "issued"), ("shop", 30, "invalidated"), ("shop", 20, "refreshed"),
+            ("ac", 10, "failed"), ("shop", 5, "failed"),
+        ):  # fmt: skip
+            await store.add_token_event(TokenEvent(source, NOW - timedelta(minutes=ago), kind))
+        assert [e.event for e in await store.token_events(event="failed")] == ["failed", "failed"]
+        both = await store.token_events("shop", event=["issued", "refreshed"])
+        assert [e.event for e in both] == ["refreshed", "issued"]
+        recent = await store.token_events("shop", NOW - timedelta(minutes=25), event=("failed",))
+        assert [(e.source, e.event) for e in recent] == [("shop", "failed")]
+        assert await store.token_events(event=[]) == []
+
+
+def test_events_filter_by_kind(config: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--event keeps the named kinds: repeated, comma-separated, with SOURCE; unknown ones exit 2."""
+
+    def kinds(*args: str) -> list[tuple[str, str]]:
+        return [
+            (e["source"], e["event"]) for e in as_json(config, capsys, "events", *args)["events"]
+        ]
+
+    assert kinds("--event", "failed") == [("ac", "failed")]
+    assert kinds("--event", "issued", "--event", "failed") == [("ac", "failed"), ("shop", "issued")]
+    assert kinds("--event", "issued,failed", "shop") == [("shop", "issued")]
+    assert kinds("--event", "refreshed") == []
+    code, out, _ = run(config, capsys, "events", "--event", "refreshed")
+    assert code == 0 and out.strip() == "no token events match"
+    code, out, err = run(config, capsys, "events", "--event", "issued,expired")
+    assert code == 2 and out == ""
+    assert err == (
+        "syncd: error: --event: 'expired' is invalid: expected one or more of issued, reused, "
+        "refreshed, invalidated, failed (repeat --event or separate with commas)\n"
+    )

@@ -19,6 +19,8 @@ from syncd.store import RunRecord, SqliteStore, TokenEvent
 from syncd.store.rows import iso
 
 EXIT_USAGE = 2
+TOKEN_EVENT_KINDS = ("issued", "reused", "refreshed", "invalidated", "failed")
+"""What `token_events.event` holds (written by the token cache)."""
 _AGE = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
@@ -37,6 +39,21 @@ def parse_since(text: str, now: datetime) -> datetime:
         ) from None
     # The store compares ISO text in UTC: an offset must be folded in, not carried along.
     return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def parse_event_kinds(values: Sequence[str] | None) -> list[str] | None:
+    """The kinds given as repeated and/or comma-separated `--event` values; None if none given."""
+    if not values:
+        return None
+    kinds = [kind.strip() for value in values for kind in value.split(",") if kind.strip()]
+    unknown = [kind for kind in kinds if kind not in TOKEN_EVENT_KINDS]
+    if unknown or not kinds:
+        shown = ",".join(values)
+        raise ValueError(
+            f"--event: {unknown[0] if unknown else shown!r} is invalid: expected one or more of "
+            f"{', '.join(TOKEN_EVENT_KINDS)} (repeat --event or separate with commas)"
+        )
+    return list(dict.fromkeys(kinds))
 
 
 def render_table(
@@ -110,14 +127,15 @@ async def show_runs(
 async def show_events(
     args: argparse.Namespace, settings: Settings, clock: Clock | None = None
 ) -> int:
-    """`syncd events [SOURCE] [--since] [--limit] [--json]`: token events, newest first."""
+    """`syncd events [SOURCE] [--since] [--event KIND] [--limit] [--json]`: token events, newest first."""
     try:
         since = _filters(args, clock or SystemClock())
+        kinds = parse_event_kinds(args.event)
     except ValueError as exc:
         print(f"syncd: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     async with SqliteStore(settings.store.path, busy_timeout=settings.store.busy_timeout) as store:
-        events = await store.token_events(args.source, since, args.limit)
+        events = await store.token_events(args.source, since, args.limit, event=kinds)
     if args.json:
         print(json.dumps({"events": [event_json(e) for e in events]}, indent=2))
         return 0
