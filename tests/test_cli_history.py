@@ -232,3 +232,27 @@ def test_events_filter_by_kind(config: Path, capsys: pytest.CaptureFixture[str])
         "syncd: error: --event: 'expired' is invalid: expected one or more of issued, reused, "
         "refreshed, invalidated, failed (repeat --event or separate with commas)\n"
     )
+
+
+def test_status_token_expiry_is_the_latest_grants(
+    config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """token_expires_at is the newest issued/refreshed/reused expiry, however many failures follow."""
+    shop, ac = as_json(config, capsys, "status")["sources"]
+    assert shop["token_expires_at"] == NOW.isoformat() and ac["token_expires_at"] is None
+    later = NOW + timedelta(hours=24)
+
+    async def refresh_then_fail(db: Path) -> None:
+        async with SqliteStore(db) as store:
+            await store.add_token_event(
+                TokenEvent("shop", NOW - timedelta(minutes=2), "refreshed", later, "sha256:fe")
+            )
+            for _ in range(25):
+                await store.add_token_event(TokenEvent("shop", NOW, "invalidated", later, "x"))
+
+    asyncio.run(refresh_then_fail(config.parent / "syncd.db"))
+    shop, _ = as_json(config, capsys, "status")["sources"]
+    assert shop["token_expires_at"] == later.isoformat()
+    code, out, _ = run(config, capsys, "status")
+    assert code == 0 and f"token expires: {later.isoformat()}" in out
+    assert "token expires: no token yet" in out.split("ac (adobe_commerce)")[1]
