@@ -1,8 +1,12 @@
-"""`syncd sync SOURCE` end to end against the emulator: exit codes and what it prints."""
+"""`syncd sync SOURCE` end to end against the emulator: exit codes, the progress bar and readable
+logs on a terminal, plain output elsewhere."""
 
 from __future__ import annotations
 
 import asyncio
+import io
+import json
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -31,6 +35,14 @@ token_url = "{token_url}"
 client_id = "{client_id}"
 org_id = "{org_id}"
 """
+ANSI = re.compile(r"\x1b\[[0-9;]*[mK]")
+
+
+class Terminal(io.StringIO):
+    """A captured stream that says it is a terminal."""
+
+    def isatty(self) -> bool:
+        return True
 
 
 @pytest.fixture
@@ -121,3 +133,44 @@ async def test_an_unknown_source_or_a_bad_config_exits_2(
         "greater than or equal to 1\n"
     )
     assert emulator.adobe.stats.requests == 0
+
+
+async def test_on_a_terminal_a_progress_bar_and_readable_logs(
+    config: Path, emulator: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """stderr a terminal: the bar redraws in place to 3/3 pages and ends its line; log lines are
+    console text that start on a line of their own, never appended to the bar."""
+    terminal = Terminal()
+    monkeypatch.setattr("sys.stderr", terminal)
+    monkeypatch.setattr("sys.stdout", io.StringIO())
+    assert await syncd("--config", str(config), "sync", "shop") == 0
+    raw = terminal.getvalue()
+    bars = re.findall(r"\r\x1b\[K(shop \[[#-]{30}\] \d/3 pages, \d+ products)(\n?)", raw)
+    assert [text.split("] ")[1] for text, _ in bars] == [
+        "1/3 pages, 10 products", "2/3 pages, 20 products", "3/3 pages, 30 products",
+    ]  # fmt: skip
+    assert [end for _, end in bars] == ["", "", "\n"]
+    (finished,) = [line for line in ANSI.sub("", raw).split("\n") if "sync.finished" in line]
+    assert re.match(r"^\r\d{4}-\d\d-\d\dT[^ ]+Z \[info +\] sync\.finished ", finished)
+    assert "items_seen=30" in finished and "source=shop" in finished
+    with pytest.raises(json.JSONDecodeError):
+        json.loads(finished)
+
+
+def test_the_progress_bar_is_silent_off_a_terminal_and_closes_its_line() -> None:
+    """A pipe gets nothing; without a known page count, close() leaves the last state on its line."""
+    from syncd.commands.output import ProgressBar
+
+    pipe = io.StringIO()
+    bar = ProgressBar(pipe, "shop")
+    bar(1, 3, 10)
+    bar.close()
+    assert pipe.getvalue() == ""
+    terminal = Terminal()
+    bar = ProgressBar(terminal, "shop")
+    bar(1, None, 10)
+    bar(2, None, 15)
+    terminal.write("\r\x1b[Ka log line that erased the bar\n")
+    bar.close()
+    bar.close()
+    assert terminal.getvalue().split("\n")[1:] == ["\r\x1b[Kshop 2 pages, 15 products", ""]
