@@ -121,6 +121,11 @@ def test_runs_table_lines_up(config: Path, capsys: pytest.CaptureFixture[str]) -
         (("runs", "--since", "yesterday"), "--since: 'yesterday' is invalid: expected an ISO-8601"),
         (("events", "--since", "5x"), "--since: '5x' is invalid"),
         (("runs", "--limit", "0"), "--limit: 0 is invalid: expected 1 or more"),
+        (("events", "--since", "99999999d"), "--since: '99999999d' is invalid: expected an age"),
+        (
+            ("runs", "--since", f"{10**30}w"),
+            "is invalid: expected an age that ends after the year 1",
+        ),
     ],
 )
 def test_bad_filters_are_one_line_and_exit_2(
@@ -256,3 +261,9 @@ def test_status_token_expiry_is_the_latest_grants(
     code, out, _ = run(config, capsys, "status")
     assert code == 0 and f"token expires: {later.isoformat()}" in out
     assert "token expires: no token yet" in out.split("ac (adobe_commerce)")[1]
+
+
+def test_a_huge_limit_means_everything(config: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A --limit beyond SQLite's 64-bit integers lists every row instead of failing."""
+    assert len(as_json(config, capsys, "runs", "--limit", str(10**20))["runs"]) == 3
+    assert len(as_json(config, capsys, "events", "--limit", str(2**63))["events"]) == 2
