@@ -152,7 +152,11 @@ def _path(text: str) -> Path:
 
 def _file(text: str) -> Path:
     path = _path(text)
-    if path.is_dir():
+    try:
+        is_dir = path.is_dir()
+    except OSError:  # unreadable parents: the store says so when it opens
+        is_dir = False
+    if is_dir:
         raise argparse.ArgumentTypeError(f"{text!r} is a directory: expected a file path")
     return path
 

@@ -295,3 +295,25 @@ def test_a_bad_value_from_the_environment_names_its_variable(
     """The operator is told which variable to fix, not only which field."""
     monkeypatch.setenv(variable, value)
     assert problems_of(write(tmp_path)) == [expected]
+
+
+def test_an_unreadable_secret_file_is_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Permission denied on a secret file (the suite may run as root, so the OS is faked)."""
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    target = secrets / "main-store.client_secret"
+    target.write_text("hunter2")
+    real = Path.read_text
+
+    def read_text(self: Path, *args: object, **kwargs: object) -> str:
+        if self == target:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Path, "read_text", read_text)
+    monkeypatch.setenv("SYNCD_SECRETS_DIR", str(secrets))
+    assert problems_of(write(tmp_path)) == [
+        f"secret file '{target}' cannot be read: Permission denied"
+    ]

@@ -25,7 +25,7 @@ from typing import Any, get_origin
 from pydantic import BaseModel, ValidationError
 from pydantic_settings import SettingsError
 
-from syncd.config.base import SECRET_FIELDS
+from syncd.config.base import SECRET_FIELDS, SOURCE_NAME
 from syncd.config.settings import Settings
 from syncd.errors import ConfigError
 
@@ -69,7 +69,12 @@ def _secret_dirs(raw: Mapping[str, Any], env: Mapping[str, str]) -> tuple[list[P
     for name, value in named:
         if not isinstance(value, str) or not value:
             continue  # a non-string secrets_dir is reported by validation
-        if Path(value).is_dir():
+        try:
+            is_dir = Path(value).is_dir()
+        except OSError as exc:
+            problems.append(f"{name}: {value!r} cannot be read: {exc.strerror}")
+            continue
+        if is_dir:
             dirs.append(Path(value))
         else:
             problems.append(f"{name}: {value!r} is not a directory: expected the secrets directory")
@@ -77,9 +82,14 @@ def _secret_dirs(raw: Mapping[str, Any], env: Mapping[str, str]) -> tuple[list[P
 
 
 def _read_secret_file(path: Path) -> tuple[str | None, str | None]:
-    """(secret, None), or (None, a problem line) that names the file but never its content."""
+    """(secret, None), (None, None) if there is no such file, or (None, a problem line) that names
+    the file but never its content."""
     try:
         value = path.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        return None, None
+    except IsADirectoryError:
+        return None, f"secret file {str(path)!r} is not a regular file"
     except UnicodeDecodeError:
         return None, f"secret file {str(path)!r} is not UTF-8 text"
     except OSError as exc:
@@ -93,7 +103,8 @@ def _resolve_secrets(raw: dict[str, Any], env: Mapping[str, str]) -> list[str]:
     """Put each source's secrets from env or files into `raw`; the problems found, one per line."""
     dirs, problems = _secret_dirs(raw, env)
     for source in raw.get("sources") or []:
-        if not isinstance(source, dict) or not isinstance(source.get("name"), str):
+        # An invalid name is reported by validation; it must not become a path ("../x") here.
+        if not isinstance(source, dict) or not SOURCE_NAME.match(str(source.get("name"))):
             continue
         auth = source.setdefault("auth", {})
         if not isinstance(auth, dict):
@@ -110,14 +121,10 @@ def _resolve_secrets(raw: dict[str, Any], env: Mapping[str, str]) -> list[str]:
             for directory in dirs:
                 if value is not None:
                     break
-                path = directory / f"{source['name']}.{field}"
-                if path.exists() and not path.is_file():
-                    problems.append(f"secret file {str(path)!r} is not a regular file")
-                elif path.exists():
-                    value, problem = _read_secret_file(path)
-                    if problem:
-                        problems.append(problem)
-                        break
+                value, problem = _read_secret_file(directory / f"{source['name']}.{field}")
+                if problem:
+                    problems.append(problem)
+                    break
             if value is not None:
                 auth[field] = value
     return problems

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any, Literal
 
@@ -28,8 +29,9 @@ class StoreSettings(StrictModel):
     @field_validator("path")
     @classmethod
     def _not_a_directory(cls, path: Path) -> Path:
-        if path.is_dir():
-            raise ValueError("is a directory: expected the path of the SQLite database file")
+        with contextlib.suppress(OSError):  # unreadable parents: the store says so when it opens
+            if path.is_dir():
+                raise ValueError("is a directory: expected the path of the SQLite database file")
         return path
 
 
