@@ -219,7 +219,7 @@ def _secret_values(settings: Settings | None) -> set[str]:
             value = getattr(source.auth, name)
             if isinstance(value, SecretStr):
                 values.add(value.get_secret_value())
-    # Replacing a one- to three-character "secret" would garble every message and hide nothing.
+    # Values under 4 characters are left out: replacing them everywhere would garble every line.
     return {v for v in values if len(v.strip()) >= 4}
 
 
