@@ -1,16 +1,22 @@
 """The `syncd` command: parse arguments, configure logging, run one thing, exit with a clear code.
 
 Exit codes: 0 success, 1 a run or command failed, 2 invalid configuration or usage, 130 interrupted.
+Every failure is one line on stderr; an unexpected exception is reported as an internal error, with
+its traceback only at `--log-level debug`.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
-from collections.abc import Callable, Coroutine, Sequence
+import traceback
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
+
+from pydantic import SecretStr
 
 from syncd import __version__
 from syncd.config import Settings, load_settings
@@ -19,16 +25,25 @@ from syncd.gcpolicy import tune_for_streaming
 from syncd.logging import configure_logging, get_logger
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_INTERRUPTED = 0, 1, 2, 130
+STANDALONE = frozenset({"demo", "emulator"})
+"""Commands that build their own settings and never read the configuration."""
 
 log = get_logger(__name__)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (the full usage is one `--help` away)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_CONFIG, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="syncd", description="Keep a local SQLite copy of commerce product catalogs fresh."
     )
     parser.add_argument("--version", action="version", version=f"syncd {__version__}")
-    parser.add_argument("--config", type=Path, help="TOML config file (default: $SYNCD_CONFIG)")
+    parser.add_argument("--config", type=_path, help="TOML config file (default: $SYNCD_CONFIG)")
     parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     parser.add_argument("--log-format", choices=["auto", "json", "console"])
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -63,23 +78,37 @@ def _parser() -> argparse.ArgumentParser:
     events = commands.add_parser("events", help="token events (issued, refreshed, failed...)")
     events.add_argument("source", nargs="?", help="only this source")
     events.add_argument("--since", help="ISO-8601 date/time or an age such as 30m, 6h, 2d")
+    events.add_argument(
+        "--event",
+        action="append",
+        metavar="KIND",
+        help="only these kinds: issued, reused, refreshed, invalidated, failed "
+        "(repeat it or separate with commas)",
+    )
     events.add_argument("--limit", type=int, default=20, help="at most this many (default 20)")
     events.add_argument("--json", action="store_true", help="machine-readable output")
     health = commands.add_parser(
         "healthcheck", help="ask the running daemon's health listener; exit 0 if healthy"
     )
     health.add_argument("--ready", action="store_true", help="ask /readyz instead of /healthz")
-    health.add_argument("--timeout", type=float, default=5.0, help="seconds (default 5)")
+    health.add_argument("--timeout", type=_positive, default=5.0, help="seconds (default 5)")
 
     demo = commands.add_parser("demo", help="sync the bundled emulator into a local SQLite file")
-    demo.add_argument("--products", type=int, default=3000, help="catalog size (default 3000)")
-    demo.add_argument("--db", type=Path, default=Path("syncd-demo.db"), help="SQLite file")
+    demo.add_argument("--products", type=_count, default=3000, help="catalog size (default 3000)")
+    demo.add_argument("--db", type=_file, default=Path("syncd-demo.db"), help="SQLite file")
 
     emulator = commands.add_parser("emulator", help="serve the platform emulator on loopback")
-    emulator.add_argument("--port", type=int, default=8780)
-    emulator.add_argument("--products", type=int, default=3000)
-    emulator.add_argument("--rate-limit", type=float, help="Adobe requests per second (429 above)")
+    emulator.add_argument("--port", type=_port, default=8780, help="0 picks a free port")
+    emulator.add_argument("--products", type=_count, default=3000)
+    emulator.add_argument("--rate-limit", type=_rate, help="Adobe requests per second (429 above)")
     return parser
+
+
+def _number(text: str, kind: type[int] | type[float], expected: str) -> float:
+    try:
+        return kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is invalid: expected {expected}") from None
 
 
 def _positive(text: str) -> float:
@@ -87,9 +116,49 @@ def _positive(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not value > 0:
+    if not 0 < value < float("inf"):
         raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds")
     return value
+
+
+def _rate(text: str) -> float:
+    value = _number(text, float, "a positive number of requests per second")
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is invalid: expected a positive number of requests per second"
+        )
+    return value
+
+
+def _count(text: str) -> int:
+    value = int(_number(text, int, "a whole number, 0 or more"))
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is invalid: expected a whole number, 0 or more")
+    return value
+
+
+def _port(text: str) -> int:
+    value = int(_number(text, int, "a TCP port, 0-65535"))
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is invalid: expected a TCP port, 0-65535")
+    return value
+
+
+def _path(text: str) -> Path:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("'' is invalid: expected a file path")
+    return Path(text)
+
+
+def _file(text: str) -> Path:
+    path = _path(text)
+    try:
+        is_dir = path.is_dir()
+    except OSError:  # unreadable parents: the store says so when it opens
+        is_dir = False
+    if is_dir:
+        raise argparse.ArgumentTypeError(f"{text!r} is a directory: expected a file path")
+    return path
 
 
 def console() -> int:
@@ -102,18 +171,68 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `syncd` console script."""
     args = _parser().parse_args(argv)
     configure_logging(args.log_level or "info", args.log_format or "auto")
+    settings: Settings | None = None
     try:
-        return _dispatch(args)
-    except ConfigError as exc:
-        for problem in exc.problems:
-            print(f"syncd: config error: {problem}", file=sys.stderr)
-        return EXIT_CONFIG
-    except SyncdError as exc:
-        print(f"syncd: error: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+        if args.command not in STANDALONE:
+            settings = _settings(args)
+        return _dispatch(args, settings)
     except KeyboardInterrupt:
         print("syncd: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except Exception as exc:
+        return _report(exc, _secret_values(settings))
+
+
+def _report(exc: BaseException, secrets: Iterable[str]) -> int:
+    """Print why the command failed, one line (or one per config problem); return the exit code."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]  # a TaskGroup wraps the one error that stopped it
+    if isinstance(exc, ConfigError):
+        for problem in exc.problems:
+            print(f"syncd: config error: {_line(problem, secrets)}", file=sys.stderr)
+        return EXIT_CONFIG
+    if isinstance(exc, SyncdError):
+        print(f"syncd: error: {_line(str(exc), secrets)}", file=sys.stderr)
+        return EXIT_FAILED
+    if isinstance(exc, OSError) and exc.strerror:
+        # The environment refused (permissions, disk full, address in use): not a bug to report.
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"syncd: error: {_line(exc.strerror + where, secrets)}", file=sys.stderr)
+        return EXIT_FAILED
+    # Not "log.exception": a debugging aid for whoever asked for debug, not a monitored event.
+    details = "".join(traceback.format_exception(exc))
+    log.debug("traceback of the internal error", traceback=_scrub(details, secrets))
+    what = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    print(
+        f"syncd: internal error: {_line(what, secrets)}; please report it "
+        "(run with --log-level debug for the traceback)",
+        file=sys.stderr,
+    )
+    return EXIT_FAILED
+
+
+def _secret_values(settings: Settings | None) -> set[str]:
+    """Every secret the process may hold, so that no error message can echo one."""
+    values = {v for k, v in os.environ.items() if k.upper().startswith("SYNCD_SECRET_")}
+    for source in settings.sources if settings else ():
+        for name in type(source.auth).model_fields:
+            value = getattr(source.auth, name)
+            if isinstance(value, SecretStr):
+                values.add(value.get_secret_value())
+    # Values under 4 characters are left out: replacing them everywhere would garble every line.
+    return {v for v in values if len(v.strip()) >= 4}
+
+
+def _scrub(text: str, secrets: Iterable[str]) -> str:
+    """`text` with every known secret replaced."""
+    for secret in sorted(secrets, key=len, reverse=True):
+        text = text.replace(secret, "[redacted]")
+    return text
+
+
+def _line(text: str, secrets: Iterable[str]) -> str:
+    """`text` scrubbed and folded onto one line."""
+    return " ".join(_scrub(text, secrets).split())
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -123,7 +242,7 @@ def _settings(args: argparse.Namespace) -> Settings:
     return settings
 
 
-def _dispatch(args: argparse.Namespace) -> int:
+def _dispatch(args: argparse.Namespace, settings: Settings | None) -> int:
     from syncd.commands import authorize, demo, history, running, status
 
     handlers: dict[str, Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, int]]] = {
@@ -140,7 +259,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         return asyncio.run(demo.demo(args.products, args.db))
     if args.command == "emulator":
         return asyncio.run(demo.serve_emulator(args.port, args.products, args.rate_limit))
-    settings = _settings(args)
+    if settings is None:
+        raise RuntimeError(
+            f"{args.command!r} needs settings; only {sorted(STANDALONE)} run without"
+        )
     return asyncio.run(handlers[args.command](args, settings))
 
 

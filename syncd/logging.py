@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import MutableMapping
-from typing import Any, Literal, TextIO
+from typing import Any, Literal, TextIO, cast
 
 import structlog
 
@@ -23,6 +23,8 @@ _SENSITIVE = frozenset(
         "authorization",
     }
 )
+ERASE_LINE = "\r\x1b[K"
+"""Column 0, clear the line: a console log line replaces a progress bar instead of trailing it."""
 _LEVELS = {
     "debug": logging.DEBUG,
     "info": logging.INFO,
@@ -38,6 +40,11 @@ def redact_secrets(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableM
     return event
 
 
+def _erase_line_first(_: Any, __: str, line: structlog.typing.EventDict) -> str:
+    # Runs after the renderer, so what it receives is the rendered line, not an event dict.
+    return ERASE_LINE + cast(str, line)
+
+
 def configure_logging(
     level: str = "info",
     fmt: Literal["auto", "json", "console"] = "auto",
@@ -50,6 +57,10 @@ def configure_logging(
         structlog.processors.JSONRenderer()
         if use_json
         else structlog.dev.ConsoleRenderer(colors=stream.isatty())
+    )
+    # On a terminal a progress bar may be drawn, unterminated, on the line a log line starts on.
+    finish: list[structlog.typing.Processor] = (
+        [_erase_line_first] if stream.isatty() and not use_json else []
     )
     shared: list[structlog.typing.Processor] = [
         structlog.contextvars.merge_contextvars,
@@ -66,6 +77,7 @@ def configure_logging(
                 structlog.stdlib.ProcessorFormatter.remove_processors_meta,
                 structlog.processors.format_exc_info,
                 renderer,
+                *finish,
             ],
         )
     )
@@ -79,6 +91,7 @@ def configure_logging(
             *shared,
             structlog.processors.format_exc_info,
             renderer,
+            *finish,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS[level]),
         logger_factory=structlog.PrintLoggerFactory(file=stream),

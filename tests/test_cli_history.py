@@ -121,6 +121,11 @@ def test_runs_table_lines_up(config: Path, capsys: pytest.CaptureFixture[str]) -
         (("runs", "--since", "yesterday"), "--since: 'yesterday' is invalid: expected an ISO-8601"),
         (("events", "--since", "5x"), "--since: '5x' is invalid"),
         (("runs", "--limit", "0"), "--limit: 0 is invalid: expected 1 or more"),
+        (("events", "--since", "99999999d"), "--since: '99999999d' is invalid: expected an age"),
+        (
+            ("runs", "--since", f"{10**30}w"),
+            "is invalid: expected an age that ends after the year 1",
+        ),
     ],
 )
 def test_bad_filters_are_one_line_and_exit_2(
@@ -194,3 +199,71 @@ def test_render_table_cuts_the_last_column_to_the_terminal() -> None:
     """Only the free-text last column is cut, with an ellipsis, when a width is given."""
     table = render_table(["A", "NOTE"], [["x", "a long explanation"]], width=12)
     assert table.splitlines() == ["A  NOTE", "x  a long e…"]
+
+
+async def test_store_filters_token_events_by_kind(tmp_path: Path) -> None:
+    """`event` keeps one kind or several, combined with the source and since filters."""
+    async with SqliteStore(tmp_path / "e.db") as store:
+        for source, ago, kind in (
+            ("shop", 40, "issued"), ("shop", 30, "invalidated"), ("shop", 20, "refreshed"),
+            ("ac", 10, "failed"), ("shop", 5, "failed"),
+        ):  # fmt: skip
+            await store.add_token_event(TokenEvent(source, NOW - timedelta(minutes=ago), kind))
+        assert [e.event for e in await store.token_events(event="failed")] == ["failed", "failed"]
+        both = await store.token_events("shop", event=["issued", "refreshed"])
+        assert [e.event for e in both] == ["refreshed", "issued"]
+        recent = await store.token_events("shop", NOW - timedelta(minutes=25), event=("failed",))
+        assert [(e.source, e.event) for e in recent] == [("shop", "failed")]
+        assert await store.token_events(event=[]) == []
+
+
+def test_events_filter_by_kind(config: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--event keeps the named kinds: repeated, comma-separated, with SOURCE; unknown ones exit 2."""
+
+    def kinds(*args: str) -> list[tuple[str, str]]:
+        return [
+            (e["source"], e["event"]) for e in as_json(config, capsys, "events", *args)["events"]
+        ]
+
+    assert kinds("--event", "failed") == [("ac", "failed")]
+    assert kinds("--event", "issued", "--event", "failed") == [("ac", "failed"), ("shop", "issued")]
+    assert kinds("--event", "issued,failed", "shop") == [("shop", "issued")]
+    assert kinds("--event", "refreshed") == []
+    code, out, _ = run(config, capsys, "events", "--event", "refreshed")
+    assert code == 0 and out.strip() == "no token events match"
+    code, out, err = run(config, capsys, "events", "--event", "issued,expired")
+    assert code == 2 and out == ""
+    assert err == (
+        "syncd: error: --event: 'expired' is invalid: expected one or more of issued, reused, "
+        "refreshed, invalidated, failed (repeat --event or separate with commas)\n"
+    )
+
+
+def test_status_token_expiry_is_the_latest_grants(
+    config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """token_expires_at is the newest issued/refreshed/reused expiry, however many failures follow."""
+    shop, ac = as_json(config, capsys, "status")["sources"]
+    assert shop["token_expires_at"] == NOW.isoformat() and ac["token_expires_at"] is None
+    later = NOW + timedelta(hours=24)
+
+    async def refresh_then_fail(db: Path) -> None:
+        async with SqliteStore(db) as store:
+            await store.add_token_event(
+                TokenEvent("shop", NOW - timedelta(minutes=2), "refreshed", later, "sha256:fe")
+            )
+            for _ in range(25):
+                await store.add_token_event(TokenEvent("shop", NOW, "invalidated", later, "x"))
+
+    asyncio.run(refresh_then_fail(config.parent / "syncd.db"))
+    shop, _ = as_json(config, capsys, "status")["sources"]
+    assert shop["token_expires_at"] == later.isoformat()
+    code, out, _ = run(config, capsys, "status")
+    assert code == 0 and f"token expires: {later.isoformat()}" in out
+    assert "token expires: no token yet" in out.split("ac (adobe_commerce)")[1]
+
+
+def test_a_huge_limit_means_everything(config: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A --limit beyond SQLite's 64-bit integers lists every row instead of failing."""
+    assert len(as_json(config, capsys, "runs", "--limit", str(10**20))["runs"]) == 3
+    assert len(as_json(config, capsys, "events", "--limit", str(2**63))["events"]) == 2

@@ -31,3 +31,17 @@ def test_demo_syncs_in_full_then_reads_only_the_changed_products(
         ("full", "succeeded"),
         ("incremental", "succeeded"),
     ]
+
+
+def test_demo_ignores_the_shells_syncd_settings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A production SYNCD_STORE__PATH in the shell must not send demo rows into that database."""
+    production = tmp_path / "production.db"
+    monkeypatch.setenv("SYNCD_STORE__PATH", str(production))
+    monkeypatch.setenv("SYNCD_HTTP__MAX_ATTEMPTS", "not a number")
+    db = tmp_path / "demo.db"
+    assert main(["--log-level", "warning", "demo", "--products", "30", "--db", str(db)]) == 0
+    assert f"30 products in {db}" in capsys.readouterr().out
+    assert not production.exists()
+    assert query(db, "SELECT count(*) FROM products") == [(30,)]

@@ -23,6 +23,20 @@ def test_retry_after_http_date() -> None:
     assert parse_retry_after("Sun, 01 Mar 2026 12:00:30 GMT", NOW) == 30.0
 
 
+@pytest.mark.parametrize(
+    "value",
+    [
+        "Sun, 01 Mar 2026 12:00:30 GMT",  # IMF-fixdate
+        "Sunday, 01-Mar-26 12:00:30 GMT",  # obsolete RFC 850
+        "Sun Mar  1 12:00:30 2026",  # asctime: no zone, GMT by definition
+        "Sun, 01 Mar 2026 12:00:30 -0000",  # "-0000": GMT of unknown origin (RFC 5322)
+    ],
+)
+def test_retry_after_every_http_date_form_is_gmt(value: str) -> None:
+    """RFC 9110 asks for all three HTTP-date forms; a zoneless one is GMT, not ignored."""
+    assert parse_retry_after(value, NOW) == 30.0
+
+
 def test_retry_after_date_in_the_past_means_now() -> None:
     """A date already passed means no wait, never a negative one."""
     assert parse_retry_after("Sun, 01 Mar 2026 11:00:00 GMT", NOW) == 0.0

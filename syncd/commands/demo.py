@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
+import os
 import random
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 
 from syncd.commands.output import ProgressBar, print_result
 from syncd.config import (
@@ -25,6 +30,22 @@ if TYPE_CHECKING:
 DEMO_CATALOG_UNTIL = datetime(2026, 1, 1, tzinfo=UTC)
 """The demo catalog's history ends here in every process, so a second demo run sees the same
 catalog plus the products it changes itself, and shows what an incremental run costs."""
+
+
+class DemoSettings(Settings):
+    """The demo's settings are exactly what it passes: a shell's SYNCD_* variables (perhaps a
+    production one's SYNCD_STORE__PATH) must not redirect the demo into another database."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings,)
 
 
 def change_products(catalog: Catalog, count: int, rng: random.Random) -> int:
@@ -47,7 +68,7 @@ async def demo(products: int, db: Path) -> int:
     config = EmulatorConfig(adobe=AdobeConfig(products=products), catalog_until=DEMO_CATALOG_UNTIL)
     async with Emulator(config) as emu:
         adobe = emu.adobe.config
-        settings = Settings(
+        settings = DemoSettings(
             store=StoreSettings(path=db),
             sources=(
                 AdobeCommerceSourceSettings(
@@ -105,7 +126,20 @@ async def serve_emulator(port: int, products: int, rate_limit: float | None) -> 
 
     limit = RateLimitConfig(rate=rate_limit, burst=max(1, int(rate_limit))) if rate_limit else None
     config = EmulatorConfig(adobe=AdobeConfig(products=products, rate_limit=limit))
-    async with Emulator(config, port=port) as emu:
+    async with contextlib.AsyncExitStack() as stack:
+        try:
+            emu = await stack.enter_async_context(Emulator(config, port=port))
+        except OSError as exc:
+            reason = os.strerror(exc.errno) if exc.errno else str(exc)
+            hint = (
+                "; pick another --port (0 picks a free one)"
+                if exc.errno == errno.EADDRINUSE
+                else ""
+            )
+            print(
+                f"syncd: error: cannot listen on 127.0.0.1:{port}: {reason}{hint}", file=sys.stderr
+            )
+            return 1
         a = emu.adobe.config
         print(f"emulator listening on {emu.url}", file=sys.stderr)
         print(f"  IMS token URL   {emu.ims_token_url}", file=sys.stderr)

@@ -19,15 +19,21 @@ from syncd.store import RunRecord, SqliteStore, TokenEvent
 from syncd.store.rows import iso
 
 EXIT_USAGE = 2
+TOKEN_EVENT_KINDS = ("issued", "reused", "refreshed", "invalidated", "failed")
+"""What `token_events.event` holds (written by the token cache)."""
 _AGE = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_SQLITE_MAX = 2**63 - 1
 
 
 def parse_since(text: str, now: datetime) -> datetime:
     """`30m`, `6h`, `2d`, `1w` ago, or an ISO-8601 date/time (UTC unless it says otherwise)."""
     match = _AGE.match(text)
     if match:
-        return now - timedelta(seconds=int(match.group(1)) * _UNITS[match.group(2)])
+        try:
+            return now - timedelta(seconds=int(match.group(1)) * _UNITS[match.group(2)])
+        except OverflowError:
+            raise ValueError("expected an age that ends after the year 1") from None
     try:
         moment = datetime.fromisoformat(text.strip())
     except ValueError:
@@ -37,6 +43,21 @@ def parse_since(text: str, now: datetime) -> datetime:
         ) from None
     # The store compares ISO text in UTC: an offset must be folded in, not carried along.
     return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def parse_event_kinds(values: Sequence[str] | None) -> list[str] | None:
+    """The kinds given as repeated and/or comma-separated `--event` values; None if none given."""
+    if not values:
+        return None
+    kinds = [kind.strip() for value in values for kind in value.split(",") if kind.strip()]
+    unknown = [kind for kind in kinds if kind not in TOKEN_EVENT_KINDS]
+    if unknown or not kinds:
+        shown = ",".join(values)
+        raise ValueError(
+            f"--event: {unknown[0] if unknown else shown!r} is invalid: expected one or more of "
+            f"{', '.join(TOKEN_EVENT_KINDS)} (repeat --event or separate with commas)"
+        )
+    return list(dict.fromkeys(kinds))
 
 
 def render_table(
@@ -88,12 +109,12 @@ async def show_runs(
 ) -> int:
     """`syncd runs [SOURCE] [--since] [--status] [--limit] [--json]`: newest first."""
     try:
-        since = _filters(args, clock or SystemClock())
+        since, limit = _filters(args, clock or SystemClock())
     except ValueError as exc:
         print(f"syncd: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     async with SqliteStore(settings.store.path, busy_timeout=settings.store.busy_timeout) as store:
-        runs = await store.runs(args.source, args.status, since, args.limit)
+        runs = await store.runs(args.source, args.status, since, limit)
     if args.json:
         print(json.dumps({"runs": [run_json(r) for r in runs]}, indent=2))
         return 0
@@ -110,14 +131,15 @@ async def show_runs(
 async def show_events(
     args: argparse.Namespace, settings: Settings, clock: Clock | None = None
 ) -> int:
-    """`syncd events [SOURCE] [--since] [--limit] [--json]`: token events, newest first."""
+    """`syncd events [SOURCE] [--since] [--event KIND] [--limit] [--json]`: token events, newest first."""
     try:
-        since = _filters(args, clock or SystemClock())
+        since, limit = _filters(args, clock or SystemClock())
+        kinds = parse_event_kinds(args.event)
     except ValueError as exc:
         print(f"syncd: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     async with SqliteStore(settings.store.path, busy_timeout=settings.store.busy_timeout) as store:
-        events = await store.token_events(args.source, since, args.limit)
+        events = await store.token_events(args.source, since, limit, event=kinds)
     if args.json:
         print(json.dumps({"events": [event_json(e) for e in events]}, indent=2))
         return 0
@@ -142,14 +164,16 @@ def _event_row(e: TokenEvent) -> list[str]:
     return [iso(e.at) or "", e.source, e.event, expires, e.fingerprint or "-", e.detail or ""]
 
 
-def _filters(args: argparse.Namespace, clock: Clock) -> datetime | None:
-    """The parsed --since (None if absent); ValueError naming the option if an option is bad."""
+def _filters(args: argparse.Namespace, clock: Clock) -> tuple[datetime | None, int]:
+    """The parsed --since (None if absent) and --limit; ValueError naming the option if one is bad."""
     if args.limit < 1:
         raise ValueError(f"--limit: {args.limit} is invalid: expected 1 or more")
+    # SQLite integers are 64-bit; a larger limit means the same thing: everything.
+    limit = min(args.limit, _SQLITE_MAX)
     if args.since is None:
-        return None
+        return None, limit
     try:
-        return parse_since(args.since, clock.now())
+        return parse_since(args.since, clock.now()), limit
     except ValueError as exc:
         raise ValueError(f"--since: {args.since!r} is invalid: {exc}") from None
 

@@ -4,34 +4,46 @@ from __future__ import annotations
 
 from typing import Any, TextIO
 
+from syncd.logging import ERASE_LINE
 from syncd.sync import SyncResult
 
 
 class ProgressBar:
-    """A one-line progress bar on a terminal; silent elsewhere (logs say enough there)."""
+    """A one-line progress bar on a terminal; silent elsewhere (logs say enough there).
+
+    A console log line erases the bar (see `syncd.logging`); the next page draws it again below.
+    """
 
     def __init__(self, stream: TextIO, label: str) -> None:
         self._stream = stream
         self._label = label
         self._enabled = stream.isatty()
+        self._text = ""
+        self._ended = False
 
     def __call__(self, pages: int, expected: int | None, items: int) -> None:
-        if not self._enabled:
+        if not self._enabled or self._ended:
             return
         if expected:
             width = 30
             filled = min(width, round(width * pages / expected))
             bar = "#" * filled + "-" * (width - filled)
-            text = f"\r{self._label} [{bar}] {pages}/{expected} pages, {items} products"
+            self._text = f"{self._label} [{bar}] {pages}/{expected} pages, {items} products"
         else:
-            text = f"\r{self._label} {pages} pages, {items} products"
-        self._stream.write(text)
+            self._text = f"{self._label} {pages} pages, {items} products"
+        self._stream.write(ERASE_LINE + self._text)
+        if expected and pages >= expected:
+            # Complete: end the line now so the run's last log lines start on their own.
+            self._stream.write("\n")
+            self._ended = True
         self._stream.flush()
 
     def close(self) -> None:
-        """End the bar's line."""
-        if self._enabled:
-            self._stream.write("\n")
+        """Leave the last state of the bar on its own line (a log line may have erased it)."""
+        if self._enabled and self._text and not self._ended:
+            self._stream.write(ERASE_LINE + self._text + "\n")
+            self._stream.flush()
+        self._ended = True
 
 
 def print_result(result: SyncResult, out: TextIO, extra: dict[str, Any] | None = None) -> None:

@@ -37,8 +37,8 @@ async def show_status(args: argparse.Namespace, settings: Settings) -> int:
         for source in settings.sources:
             run = last.get(source.name)
             state = await store.source_state(source.name)
-            events = await store.token_events(source.name, limit=20)
-            grant = next((e for e in events if e.event in TOKEN_GRANTS), None)
+            grants = await store.token_events(source.name, limit=1, event=TOKEN_GRANTS)
+            grant = grants[0] if grants else None
             h = health.get(source.name)
             expiry[source.name] = _expiry_text(grant)
             rows.append(

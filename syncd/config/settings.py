@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import (
     Field,
+    field_validator,
     model_validator,
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
@@ -23,6 +25,14 @@ class StoreSettings(StrictModel):
     busy_timeout: float = Field(
         default=5.0, gt=0, description="seconds to wait for a locked database"
     )
+
+    @field_validator("path")
+    @classmethod
+    def _not_a_directory(cls, path: Path) -> Path:
+        with contextlib.suppress(OSError):  # unreadable parents: the store says so when it opens
+            if path.is_dir():
+                raise ValueError("is a directory: expected the path of the SQLite database file")
+        return path
 
 
 class HttpSettings(StrictModel):
@@ -111,6 +121,15 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # The TOML file arrives as init arguments; environment variables must win over it.
         return (env_settings, init_settings)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _sources_by_index(cls, data: Any) -> Any:
+        # The loader keys [[sources]] by index so SYNCD_SOURCES__<i>__<KEY> merges into entry i.
+        sources = data.get("sources") if isinstance(data, dict) else None
+        if isinstance(sources, dict) and sources and all(str(k).isdigit() for k in sources):
+            return {**data, "sources": [sources[k] for k in sorted(sources, key=int)]}
+        return data
 
     @model_validator(mode="after")
     def _unique_names(self) -> Settings:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
 from syncd.config import HttpSettings
@@ -71,7 +71,10 @@ class RetryBudget:
 
 
 def parse_retry_after(value: str | None, now: datetime) -> float | None:
-    """Seconds to wait from a `Retry-After` header: delta-seconds or an HTTP-date (RFC 9110 10.2.3)."""
+    """Seconds to wait from a `Retry-After` header: delta-seconds or an HTTP-date (RFC 9110 10.2.3).
+
+    All three HTTP-date forms are accepted: IMF-fixdate, obsolete RFC 850 and asctime.
+    """
     if value is None:
         return None
     text = value.strip()
@@ -84,5 +87,6 @@ def parse_retry_after(value: str | None, now: datetime) -> float | None:
     except (TypeError, ValueError, IndexError):
         return None
     if when.tzinfo is None:
-        return None
+        # asctime and "-0000" dates carry no zone; every HTTP-date is GMT (RFC 9110 5.6.7).
+        when = when.replace(tzinfo=UTC)
     return max(0.0, (when - now).total_seconds())
