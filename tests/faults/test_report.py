@@ -14,7 +14,8 @@ from tests.faults.scenarios import SCENARIOS
 def result(scenario: str, **figures: Any) -> dict[str, Any]:
     base: dict[str, Any] = {
         "scenario": scenario,
-        "runs": ["failed", "succeeded"],
+        "faults": ["every API answer: HTTP 503", "every token revoked"],
+        "runs": ["succeeded", "failed (HTTP 503)", "succeeded"],
         "requests": 12,
         "retries": 3,
         "rate_limited": 1,
@@ -39,7 +40,8 @@ def test_one_row_per_scenario_in_order_with_the_measured_figures() -> None:
     rows = table_rows(render(list(reversed(results)), suite_seconds=12.3))
     assert [row[0] for row in rows] == [f"`{s.id}`" for s in SCENARIOS]
     assert [int(row[3]) for row in rows] == list(range(len(SCENARIOS)))
-    assert rows[0][2] == "failed → succeeded"
+    assert rows[0][1] == "every API answer: HTTP 503; every token revoked"
+    assert rows[0][2] == "succeeded → failed (HTTP 503) → succeeded"
 
 
 def test_a_missing_scenario_refuses_the_report() -> None:
