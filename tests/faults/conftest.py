@@ -19,6 +19,13 @@ from structlog.testing import capture_logs
 from tests.faults.lab import FaultLab, LabClock, ScenarioResult
 
 RESULTS_ENV = "SYNCD_FAULT_RESULTS"
+AFTER_THE_SCENARIOS = "test_this_session_reproduces_the_committed_rows"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The comparison of this session's rows with the committed report runs after every scenario."""
+    last = [item for item in items if item.name == AFTER_THE_SCENARIOS]
+    items[:] = [item for item in items if item.name != AFTER_THE_SCENARIOS] + last
 
 
 @pytest.fixture(scope="session")
