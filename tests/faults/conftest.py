@@ -14,11 +14,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from structlog.testing import capture_logs
 
-from syncd.clock import FakeClock, SystemClock
-from tests.faults.lab import FaultLab, ScenarioResult
+from tests.faults.lab import FaultLab, LabClock, ScenarioResult
 
 RESULTS_ENV = "SYNCD_FAULT_RESULTS"
+AFTER_THE_SCENARIOS = "test_this_session_reproduces_the_committed_rows"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The comparison of this session's rows with the committed report runs after every scenario."""
+    last = [item for item in items if item.name == AFTER_THE_SCENARIOS]
+    items[:] = [item for item in items if item.name != AFTER_THE_SCENARIOS] + last
 
 
 @pytest.fixture(scope="session")
@@ -34,22 +41,17 @@ def fault_results() -> Iterator[list[ScenarioResult]]:
 
 
 @pytest.fixture
-def fake_clock() -> FakeClock:
-    """A fake clock at the real time: APScheduler (real time) fires runs planned on it."""
-    return FakeClock(datetime.now(UTC))
+def lab_clock() -> LabClock:
+    """Virtual time from the real time on: APScheduler (real time) fires the start-up runs at once."""
+    return LabClock(datetime.now(UTC))
 
 
 @pytest.fixture
 async def lab(
-    tmp_path: Path, fake_clock: FakeClock, fault_results: list[ScenarioResult]
+    tmp_path: Path, lab_clock: LabClock, fault_results: list[ScenarioResult]
 ) -> AsyncIterator[FaultLab]:
-    """A lab on the fake clock, shared by the emulator and syncd."""
-    async with AsyncExitStack() as stack:
-        yield FaultLab(tmp_path, stack, fake_clock, fault_results)
-
-
-@pytest.fixture
-async def real_lab(tmp_path: Path, fault_results: list[ScenarioResult]) -> AsyncIterator[FaultLab]:
-    """A lab on the system clock, for what APScheduler must time for real (backoffs of runs)."""
-    async with AsyncExitStack() as stack:
-        yield FaultLab(tmp_path, stack, SystemClock(), fault_results)
+    """A lab on the virtual clock, shared by the emulator and syncd; every log event captured."""
+    with capture_logs(processors=[lab_clock.stamp]) as logs:
+        async with AsyncExitStack() as stack:
+            stack.push_async_callback(lab_clock.close)  # last: the daemon may still sleep
+            yield FaultLab(tmp_path, stack, lab_clock, fault_results, logs)

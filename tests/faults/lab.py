@@ -1,50 +1,226 @@
-"""The fault lab: an emulator, a runtime (or a daemon) on one database, and the checks every
-scenario makes on the data afterwards: nothing lost, nothing duplicated, previous data intact."""
+"""The fault lab: an emulator, a daemon on one database, and the checks every scenario makes.
+
+Every scenario starts from a good first sync (the daemon's start-up run), changes the catalog a
+little, injects its fault, runs the source the way the daemon's jobs do (`Daemon.trigger`), and
+checks the run, the data (nothing lost, nothing duplicated, what was stored before intact) and the
+daemon (alive, the source still scheduled). What the lab did and saw becomes the scenario's row in
+docs/RELIABILITY.md: nothing in a row is typed by the test.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import heapq
 import random
+import re
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
 from contextlib import AsyncExitStack
 from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from syncd.clock import Clock
 from syncd.config import AdobeCommerceSourceSettings, HttpSettings, Settings, StoreSettings
 from syncd.daemon import Daemon, Runtime
-from syncd.emulator import AdobeConfig, Emulator, EmulatorConfig
+from syncd.emulator import AdobeConfig, Emulator, EmulatorConfig, Fault
 from syncd.http import RequestStats
-from syncd.sync import ProgressCallback, SyncResult
+from syncd.store.base import RunKind
+from syncd.sync import SyncResult
 from tests.faults.scenarios import SCENARIO_IDS
 from tests.support import adobe_source, stored_products, until
 
-# Realistic retry timing: every sleep is on the lab's fake clock, so it costs no wall time.
+# Realistic retry timing: every wait is on the lab's virtual clock, so it costs no wall time.
 LAB_HTTP = HttpSettings(max_attempts=6, backoff_base=0.5, backoff_cap=30.0)
+# Long enough that the scheduler never fires on its own during a test after the start-up run:
+# later runs are triggered, exactly as the daemon's jobs trigger them.
+LAB_SCHEDULE = "1h"
+
+Event = MutableMapping[str, Any]
+# Seconds between the churn before a fault and the faulted run (more than the default overlap).
+CHURN_AGE = 600.0
+
+
+class LabClock:
+    """Virtual time: a sleep ends when the lab's time reaches its deadline, and the time jumps to
+    the next deadline only once the lab has gone quiet.
+
+    A `FakeClock` moves the moment anyone starts sleeping, so while one worker waits out a 429
+    every other worker's requests are stamped as if they had waited too: a shared pause and one
+    worker's own pause would look the same. Here the time stands still while anything else is
+    going on (`activity()` changes, a task starts to sleep) for `grace` seconds of real time: so
+    what does not wait really happens "at once", and each wait costs about `grace` of wall time.
+
+    The daemon's periodic loops (the monitor's staleness check, a watchdog) would keep the time
+    jumping a minute at a time whenever the lab is quiet: they are parked until the daemon
+    cancels them (staleness is tested in tests/test_monitoring_catalogue.py).
+    """
+
+    PARKED_TASKS = frozenset({"staleness-check", "watchdog"})
+
+    def __init__(self, start: datetime, grace: float = 0.002) -> None:
+        self._now = start
+        self._mono = 1000.0
+        self.grace = grace
+        self.activity: Callable[[], tuple[int, int]] = lambda: (0, 0)
+        self.parked: list[str] = []
+        self.waits = 0
+        self._sleepers: list[tuple[float, int, asyncio.Future[None]]] = []
+        self._driver: asyncio.Task[None] | None = None
+
+    def now(self) -> datetime:
+        return self._now
+
+    def monotonic(self) -> float:
+        return self._mono
+
+    def advance(self, seconds: float) -> None:
+        """Move the time forward by `seconds` (an outage is over, a token expires)."""
+        self._now += timedelta(seconds=seconds)
+        self._mono += seconds
+        self._wake()
+
+    async def sleep(self, seconds: float) -> None:
+        task = asyncio.current_task()
+        if task is not None and task.get_name() in self.PARKED_TASKS:
+            self.parked.append(task.get_name())
+            await asyncio.Event().wait()  # cancelled when the daemon closes its monitor
+        if seconds <= 0:
+            await asyncio.sleep(0)
+            return
+        self.waits += 1
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._sleepers, (self._mono + seconds, self.waits, future))
+        if self._driver is None or self._driver.done():
+            self._driver = asyncio.create_task(self._drive(), name="lab-clock")
+        await future
+
+    async def close(self) -> None:
+        """Stop the driver (the lab is over)."""
+        if self._driver is not None:
+            self._driver.cancel()
+            await asyncio.gather(self._driver, return_exceptions=True)
+
+    async def _drive(self) -> None:
+        while self._pending():
+            quiet = (self.activity(), self.waits)
+            await asyncio.sleep(self.grace)  # real time: whatever can run without waiting, runs
+            if (self.activity(), self.waits) != quiet or not self._pending():
+                continue
+            deadline = self._sleepers[0][0]
+            if deadline > self._mono:
+                self.advance(deadline - self._mono)
+            else:
+                self._wake()
+
+    def _pending(self) -> bool:
+        while self._sleepers and self._sleepers[0][2].done():  # cancelled sleeps
+            heapq.heappop(self._sleepers)
+        return bool(self._sleepers)
+
+    def _wake(self) -> None:
+        while self._sleepers and self._sleepers[0][0] <= self._mono:
+            future = heapq.heappop(self._sleepers)[2]
+            if not future.done():
+                future.set_result(None)
+
+    def stamp(self, _: Any, __: str, event: Event) -> Event:
+        """A structlog processor: when the event was logged, on the lab's time (`at`) and in the
+        emulators' request logs (`served`: how many requests they had logged by then)."""
+        event["at"] = self.monotonic()
+        event["served"] = self.activity()[1]
+        return event
 
 
 @dataclass(frozen=True, slots=True)
 class DataCheck:
-    """The database against the emulator's catalog."""
+    """The database against what it should hold, at one moment of a scenario."""
 
-    lost: int  # in the catalog, but not stored, or stored with another payload
+    lost: int  # should be stored, but is not, or is stored with another payload
     duplicated: int  # a sku or a product id stored twice
     unexpected: int  # stored and live, but not in the catalog
     tombstoned: int  # marked deleted
 
     @property
     def exact(self) -> bool:
-        """The store holds the catalog, all of it, once."""
+        """Nothing lost, duplicated, unexpected or tombstoned."""
         return self == DataCheck(0, 0, 0, 0)
+
+
+# The error classes of the report's Runs column, tried in order on a failed run's error text.
+ERROR_CLASSES: tuple[tuple[str, str], ...] = (
+    (r"retry budget exhausted", "retry budget"),
+    (r"timed out after", "timeout"),
+    (r"invalid_client", "invalid_client"),
+    (r"malformed or truncated JSON", "bad JSON body"),
+    (r"an HTML page", "HTML page"),
+    (r"database or disk is full", "disk full"),
+    (r"readonly database", "read-only database"),
+    (r"refused with HTTP 401", "HTTP 401"),
+    (r"answered HTTP (\d{3})", r"HTTP \1"),
+    (r"Connection reset|ServerDisconnected", "connection lost"),
+)
+
+
+def error_class(error: str) -> str:
+    """A short name for what an error says went wrong (the text itself if none matches)."""
+    for pattern, name in ERROR_CLASSES:
+        found = re.search(pattern, error)
+        if found:
+            return found.expand(name)
+    return error[:60]
+
+
+def describe(fault: Fault) -> str:
+    """What an emulator `Fault` does, in words, from its fields."""
+    what = {
+        "status": f"HTTP {fault.status}",
+        "html": f"an HTML {fault.status} page",
+        "slow": f"{fault.delay * 1000:.0f} ms late",
+        "truncated": "cut half way",
+        "malformed": "HTTP 200, a body that is not JSON",
+        "disconnect": "connection closed unanswered",
+        "reset": "connection reset (RST)",
+    }[fault.kind]
+    target = "API" if fault.target == "api" else "token endpoint"
+    if fault.probability < 1:
+        share = f"{fault.probability:.0%} of the {target} answers"
+        if fault.times is not None:
+            share += f" ({fault.times} at most)"
+    elif fault.times is not None:
+        share = f"{fault.times} {target} answer{'s' if fault.times > 1 else ''}"
+    else:
+        share = f"every {target} answer"
+    if fault.after:
+        share += f" after the first {fault.after}"
+    if fault.reused_only:
+        share += " on reused keep-alive connections"
+    limit = f" for {fault.duration:g} s" if fault.duration is not None else ""
+    return f"{share}: {what}{limit}"
+
+
+@dataclass(frozen=True, slots=True)
+class RunRecord:
+    """One run of a source, as the daemon ran it (a crash has no `SyncResult`)."""
+
+    source: str
+    status: str
+    error: str | None
+    result: SyncResult | None
+
+    def label(self, with_source: bool) -> str:
+        """`failed (timeout)`, or `sick: failed (HTTP 500)` when several sources run."""
+        text = self.status if self.error is None else f"{self.status} ({error_class(self.error)})"
+        return f"{self.source}: {text}" if with_source else text
 
 
 @dataclass(frozen=True, slots=True)
 class ScenarioResult:
-    """What one scenario measured; one row of the reliability report."""
+    """What one scenario did and measured; one row of the reliability report."""
 
     scenario: str
+    faults: list[str]
     runs: list[str]
     requests: int
     retries: int
@@ -61,20 +237,51 @@ class ScenarioResult:
         return asdict(self)
 
 
+@dataclass(frozen=True, slots=True)
+class _Counters:
+    token_requests: int
+    faults_injected: int
+
+    @classmethod
+    def of(cls, emulators: list[Emulator]) -> _Counters:
+        stats = [e.adobe.stats for e in emulators]
+        return cls(sum(s.token_requests for s in stats), sum(s.faults_injected for s in stats))
+
+
 @dataclass
 class FaultLab:
-    """Builds one scenario's world on an `AsyncExitStack`; closed when the test ends."""
+    """Builds one scenario's world on an `AsyncExitStack`; closed when the test ends.
+
+    `logs` holds every structlog event of the test, stamped by `LabClock.stamp`.
+    """
 
     tmp_path: Path
     stack: AsyncExitStack
-    clock: Clock
+    clock: LabClock
     sink: list[ScenarioResult]
+    logs: list[Event]
     emulators: list[Emulator] = field(default_factory=list)
-    results: list[SyncResult] = field(default_factory=list)
+    runs: list[RunRecord] = field(default_factory=list)
+    checks: list[DataCheck] = field(default_factory=list)
+    faults: list[str] = field(default_factory=list)
     direct: list[RequestStats] = field(default_factory=list)
-    daemons: list[Daemon] = field(default_factory=list)
+    bursts: list[str] = field(default_factory=list)
     runtime: Runtime | None = None
+    daemon: Daemon | None = None
+    opened_at: datetime | None = None
+    liveness: dict[str, Any] | None = None
     started: float = field(default_factory=time.perf_counter)
+    _baseline_runs: int = 0
+    _baseline: _Counters | None = None
+
+    def __post_init__(self) -> None:
+        # What the clock watches to tell a quiet lab: log events, and requests logged.
+        self.clock.activity = lambda: (
+            len(self.logs),
+            sum(len(e.adobe.stats.log) for e in self.emulators),
+        )
+
+    # -- the world ------------------------------------------------------------------------------
 
     @property
     def db(self) -> Path:
@@ -96,15 +303,23 @@ class FaultLab:
     def source(
         self, name: str = "shop", emu: Emulator | None = None, **overrides: Any
     ) -> AdobeCommerceSourceSettings:
-        """A source on `emu` (the first emulator): 10 products a page, 4 workers, every second."""
-        fields: dict[str, Any] = {"page_size": 10, "max_concurrency": 4, "schedule": "1s"}
+        """A source on `emu` (the first emulator): 10 products a page, 4 workers, hourly."""
+        fields: dict[str, Any] = {"page_size": 10, "max_concurrency": 4, "schedule": LAB_SCHEDULE}
         fields.update(overrides)
         return adobe_source(emu or self.emu, name, **fields)
+
+    def _sources(self) -> list[tuple[str, Emulator]]:
+        assert self.runtime is not None, "open() the lab first"
+        by_url = {e.url: e for e in self.emulators}
+        return [
+            (s.name, by_url[str(s.base_url).rstrip("/")]) for s in self.runtime.settings.sources
+        ]
 
     async def open(
         self, *sources: AdobeCommerceSourceSettings, http: HttpSettings = LAB_HTTP
     ) -> Runtime:
-        """The runtime every run of the scenario shares, like one daemon process."""
+        """The runtime and a daemon on it; returns after the daemon's start-up runs, each one a
+        good first sync (checked: every table equals its catalog)."""
         settings = Settings(
             store=StoreSettings(path=self.db),
             sources=sources or (self.source(),),
@@ -114,87 +329,242 @@ class FaultLab:
         self.runtime = await self.stack.enter_async_context(
             Runtime(settings, clock=self.clock, rng=random.Random(5))
         )
+        self.opened_at = self.clock.now()
+        self.daemon = await self.stack.enter_async_context(
+            Daemon(self.runtime, handle_signals=False)
+        )
+        daemon = self.daemon
+        await until(lambda: len(daemon.results) + len(self.crashes()) >= len(settings.sources))
+        self.runs.extend(RunRecord(r.source, r.status, r.error, r) for r in daemon.results)
+        self.runs.extend(
+            RunRecord(e["source"], "crashed", e["error"], None) for e in self.crashes()
+        )
+        # Else the monitor's staleness loop (renamed?) would run the lab's clock forward.
+        await until(lambda: "staleness-check" in self.clock.parked)
+        for run in self.runs:
+            assert run.status == "succeeded", f"the good first sync failed: {run}"
+        for name, emu in self._sources():
+            check = self.check(name, emu)
+            assert check.exact, f"the good first sync of {name!r}: {check}"
+        self._baseline_runs = len(self.runs)
+        self._baseline = _Counters.of(self.emulators)
         return self.runtime
 
-    async def sync(
-        self, name: str = "shop", kind: str | None = None, progress: ProgressCallback | None = None
-    ) -> SyncResult:
-        """One run now, recorded."""
-        assert self.runtime is not None, "open() the lab's runtime first"
-        result = await self.runtime.sync(name, kind, progress)  # type: ignore[arg-type]
-        self.results.append(result)
-        return result
+    def crashes(self, since: int = 0) -> list[Event]:
+        """The runs the daemon logged as crashed (the store refused them: no `SyncResult`)."""
+        return self.events("sync.crashed", since)
 
-    async def daemon(self) -> Daemon:
-        """A daemon on the lab's runtime, without signal handlers; drained when the test ends."""
-        assert self.runtime is not None, "open() the lab's runtime first"
-        daemon = await self.stack.enter_async_context(Daemon(self.runtime, handle_signals=False))
-        self.daemons.append(daemon)
-        return daemon
+    # -- runs -----------------------------------------------------------------------------------
 
-    async def until(self, predicate: Callable[[], bool], limit: float = 10.0) -> None:
-        """Wait (bounded) for the daemon's scheduler to make `predicate` true."""
-        await until(predicate, limit)
+    async def run(self, name: str = "shop", kind: RunKind | None = None) -> RunRecord:
+        """Run source `name` now as its jobs do (`Daemon.trigger`: its breaker sees the outcome)."""
+        daemon = self.daemon
+        assert daemon is not None, "open() the lab first"
+        results, seen = len(daemon.results), len(self.logs)
+        # The start-up job lets go of its source a loop iteration after its result is in.
+        for _ in range(100):
+            await daemon.trigger(name, kind)
+            if len(daemon.results) > results:
+                result = daemon.results[-1]
+                record = RunRecord(result.source, result.status, result.error, result)
+                break
+            new = self.logs[seen:]
+            crash = [e for e in new if e["event"] == "sync.crashed" and e["source"] == name]
+            if crash:
+                record = RunRecord(name, "crashed", crash[-1]["error"], None)
+                break
+            skipped = [e for e in new if e["event"] == "sync.skipped" and e["source"] == name]
+            assert skipped and skipped[-1]["reason"] == "already_running", (
+                f"the daemon did not run {name!r}: {skipped}"
+            )
+            await asyncio.sleep(0)
+        else:
+            raise AssertionError(f"{name!r} stayed busy")
+        self.runs.append(record)
+        return record
+
+    async def sync(self, name: str = "shop", kind: RunKind | None = None) -> SyncResult:
+        """`run`, for a run that must end with a result (of any status), not a crash."""
+        record = await self.run(name, kind)
+        assert record.result is not None, f"the run of {name!r} crashed: {record.error}"
+        return record.result
+
+    def events(self, event: str, since: int = 0) -> list[Event]:
+        """The logged events named `event` (from index `since` of `logs`)."""
+        return [e for e in self.logs[since:] if e["event"] == event]
+
+    # -- faults, recorded for the report ----------------------------------------------------------
+
+    def _emu(self, emu: Emulator | None) -> Emulator:
+        return emu or self.emu
+
+    def _note(self, text: str, emu: Emulator | None) -> None:
+        if len(self.emulators) > 1:
+            name = next(n for n, e in self._sources() if e is self._emu(emu))
+            text = f"{name}: {text}"
+        self.faults.append(text)
+
+    def inject(self, *faults: Fault, emu: Emulator | None = None) -> None:
+        """Arm `faults` on the emulator (the first one)."""
+        for fault in faults:
+            self._emu(emu).adobe.faults.add(fault)
+            self._note(describe(fault), emu)
+
+    def heal(self, emu: Emulator | None = None) -> None:
+        """Disarm every fault of the emulator: the API is well again."""
+        self._emu(emu).adobe.faults.clear()
+
+    def revoke_tokens(self, when: str = "", emu: Emulator | None = None) -> None:
+        """Every token issued so far stops working (the API answers 401)."""
+        self._emu(emu).adobe.revoke_tokens()
+        self._note(f"every token revoked{when}", emu)
+
+    def disable_client(self, disabled: bool = True, emu: Emulator | None = None) -> None:
+        """The token endpoint refuses (or accepts again) the client: `invalid_client`."""
+        self._emu(emu).adobe.set_client_disabled(disabled)
+        if disabled:
+            self._note("the client disabled at the token endpoint (invalid_client)", emu)
+
+    def note(self, text: str) -> None:
+        """A fault the emulator cannot inject (the database, the clock), as the test made it."""
+        self.faults.append(text)
+
+    def change_catalog(
+        self, emu: Emulator | None = None, every: int = 20, add: int = 1
+    ) -> set[str]:
+        """A little churn before the fault, so that the faulted run has something to write:
+        every `every`-th product repriced, `add` products added. Returns the skus changed.
+
+        The churn is dated `CHURN_AGE` seconds before the faulted run, as a store's edits between
+        two scheduled runs are: a product created within a full scan's overlap window would make
+        it verify the catalog, which is not what these scenarios are about."""
+        catalog = self._emu(emu).adobe.catalog
+        changed = set(list(catalog.skus())[::every])
+        for sku in changed:
+            catalog.update(sku, price=round(random.Random(sku).uniform(1, 99), 2))
+        changed.update(catalog.insert(name=f"Added {n}", price=5.0) for n in range(add))
+        self.clock.advance(CHURN_AGE)
+        return changed
+
+    # -- the data -------------------------------------------------------------------------------
 
     def stored(self, name: str = "shop") -> dict[str, dict[str, Any]]:
         """sku -> payload of the live products of `name`."""
         return stored_products(self.db, name)
 
-    def check(self, name: str = "shop", emu: Emulator | None = None) -> DataCheck:
-        """Compare the stored products of `name` with the catalog of `emu` (the first one)."""
-        catalog = (emu or self.emu).adobe.catalog.snapshot()
-        stored = self.stored(name)
+    def _rows(self, name: str) -> tuple[int, int]:
         with sqlite3.connect(self.db) as conn:
             rows, skus, ids, distinct_ids, tombstoned = conn.execute(
                 "SELECT count(*), count(DISTINCT sku), count(id), count(DISTINCT id), "
                 "count(deleted_at) FROM products WHERE source = ?",
                 (name,),
             ).fetchone()
-        lost = sum(1 for sku, item in catalog.items() if stored.get(sku) != item)
+        return (rows - skus) + (ids - distinct_ids), tombstoned
+
+    def check(self, name: str = "shop", emu: Emulator | None = None) -> DataCheck:
+        """The stored products of `name` against the catalog of `emu` (the first one)."""
+        catalog = self._emu(emu).adobe.catalog.snapshot()
+        stored = self.stored(name)
+        duplicated, tombstoned = self._rows(name)
         return DataCheck(
-            lost=lost,
-            duplicated=(rows - skus) + (ids - distinct_ids),
+            lost=sum(1 for sku, item in catalog.items() if stored.get(sku) != item),
+            duplicated=duplicated,
             unexpected=len(stored.keys() - catalog.keys()),
             tombstoned=tombstoned,
         )
 
-    def intact(self, before: dict[str, dict[str, Any]], name: str = "shop") -> bool:
-        """Every product stored before is still stored, live, with the same payload."""
+    def verify(self, name: str = "shop", emu: Emulator | None = None) -> DataCheck:
+        """`check` after a run that succeeded; counted in the report."""
+        check = self.check(name, emu)
+        self.checks.append(check)
+        return check
+
+    def unharmed(
+        self, before: dict[str, dict[str, Any]], name: str = "shop", emu: Emulator | None = None
+    ) -> DataCheck:
+        """After a failed run, against what was stored `before` it; counted in the report.
+
+        Lost: a product stored before that is gone, tombstoned, or neither as it was nor as the
+        catalog has it now (a page the run committed). Unexpected: any other row that is not the
+        catalog's. A failed run tombstones nothing and stores nothing twice.
+        """
+        catalog = self._emu(emu).adobe.catalog.snapshot()
         after = self.stored(name)
-        return all(after.get(sku) == item for sku, item in before.items())
+        duplicated, tombstoned = self._rows(name)
+        check = DataCheck(
+            lost=sum(
+                1 for sku, was in before.items() if after.get(sku) not in (was, catalog.get(sku))
+            ),
+            duplicated=duplicated,
+            unexpected=sum(
+                1 for sku in after.keys() - before.keys() if after[sku] != catalog.get(sku)
+            ),
+            tombstoned=tombstoned,
+        )
+        self.checks.append(check)
+        return check
 
     def integrity(self) -> str:
         """SQLite's own verdict on the file ("ok" when sound)."""
         with sqlite3.connect(self.db) as conn:
             return str(conn.execute("PRAGMA integrity_check").fetchone()[0])
 
-    def record(
-        self, scenario: str, outcome: str, check: DataCheck, *, crashed: int = 0
-    ) -> ScenarioResult:
-        """Add this scenario's figures to the session's results.
+    # -- the daemon, and the end of a scenario ------------------------------------------------------
 
-        `crashed` counts daemon runs that the store refused before a run row existed (they have
-        no `SyncResult`); they are listed between the direct runs and the daemon's.
-        """
+    def assert_alive(self) -> None:
+        """The daemon answers its liveness probe with its scheduler running, and every source has
+        a next run later than the start-up run (its job is still there, re-armed)."""
+        daemon = self.daemon
+        assert daemon is not None and self.opened_at is not None, "open() the lab first"
+        probe = daemon.monitor.liveness()
+        assert probe.ok and probe.detail["scheduler"] == "running", probe
+        for name, _ in self._sources():
+            next_run = daemon.next_run(name)
+            assert next_run is not None, f"{name!r} is no longer scheduled"
+            assert next_run > self.opened_at, (name, next_run, self.opened_at)
+        self.liveness = probe.detail
+
+    async def finish(self, scenario: str) -> ScenarioResult:
+        """End the scenario: the daemon is alive and schedules every source, one more run of each
+        succeeds, and every table equals its catalog. Then the scenario's row, for the report."""
+        self.assert_alive()
+        for name, emu in self._sources():
+            later = await self.sync(name)
+            assert later.ok, f"the run after the scenario: {later.error}"
+            check = self.verify(name, emu)
+            assert check.exact, (name, check)
+        return self._record(scenario)
+
+    def _record(self, scenario: str) -> ScenarioResult:
         assert scenario in SCENARIO_IDS, f"{scenario!r} is not listed in scenarios.py"
-        daemon_runs = [r for d in self.daemons for r in d.results]
-        runs = [*self.results, *daemon_runs]
-        totals = [r.totals for r in runs]
-        stats = self.direct
-        several = len({r.source for r in runs}) > 1
-        statuses = [f"{r.source}: {r.status}" if several else r.status for r in self.results]
-        statuses += ["crashed (store refused the run)"] * crashed
-        statuses += [f"{r.source}: {r.status}" if several else r.status for r in daemon_runs]
+        assert self._baseline is not None and self.liveness is not None
+        several = len(self._sources()) > 1
+        after = self.runs[self._baseline_runs :]
+        totals = [r.result.totals for r in after if r.result is not None]
+        counters = _Counters.of(self.emulators)
+        runs = [r.label(several) for r in self.runs]
+        runs[self._baseline_runs : self._baseline_runs] = self.bursts
+        failed = sum(r.status != "succeeded" for r in after)
+        intact = all(c.exact for c in self.checks)
+        if failed:
+            outcome = f"{failed} run{'s' if failed > 1 else ''} failed, then recovered"
+        else:
+            outcome = "every run succeeded"
+        outcome += "; data intact" if intact else "; DATA NOT INTACT"
+        if self.liveness["alive"] and self.liveness["scheduler"] == "running":
+            outcome += "; daemon alive and scheduling"
         result = ScenarioResult(
             scenario=scenario,
-            runs=statuses,
-            requests=sum(t.requests for t in totals) + sum(s.requests for s in stats),
-            retries=sum(t.retries for t in totals) + sum(s.retries for s in stats),
-            rate_limited=sum(t.rate_limited for t in totals) + sum(s.rate_limited for s in stats),
-            token_requests=sum(e.adobe.stats.token_requests for e in self.emulators),
-            faults_injected=sum(e.adobe.stats.faults_injected for e in self.emulators),
-            lost=check.lost,
-            duplicated=check.duplicated,
+            faults=list(self.faults),
+            runs=runs,
+            requests=sum(t.requests for t in totals) + sum(s.requests for s in self.direct),
+            retries=sum(t.retries for t in totals) + sum(s.retries for s in self.direct),
+            rate_limited=sum(t.rate_limited for t in totals)
+            + sum(s.rate_limited for s in self.direct),
+            token_requests=counters.token_requests - self._baseline.token_requests,
+            faults_injected=counters.faults_injected - self._baseline.faults_injected,
+            lost=sum(c.lost for c in self.checks),
+            duplicated=max(c.duplicated for c in self.checks),
             outcome=outcome,
             wall_seconds=round(time.perf_counter() - self.started, 2),
         )

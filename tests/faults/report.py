@@ -1,9 +1,12 @@
 """docs/RELIABILITY.md from the fault suite's own results: one row per scenario, nothing typed in.
 
-    python -m tests.faults.report --run          # run tests/faults, then write the report
-    python -m tests.faults.report results.json   # write it from a results file already made
+    python -m tests.faults.report --run          # run tests/faults, write the report and results
+    python -m tests.faults.report results.json   # write the report from a results file
 
-The report is refused (exit 1) while a scenario has no result, has two, or the suite failed.
+`--run` also stores what it rendered in tests/faults/results.json; tests/faults/test_report.py
+checks that the committed report is exactly what those results render to, and that a full run of
+the fault suite still produces the same rows (see `drift`). The report is refused (exit 1) while a
+scenario has no result, has two, or the suite failed.
 """
 
 from __future__ import annotations
@@ -23,7 +26,11 @@ from tests.faults.scenarios import SCENARIO_IDS, SCENARIOS
 
 ROOT = Path(__file__).resolve().parents[2]
 REPORT = ROOT / "docs" / "RELIABILITY.md"
+RESULTS = Path(__file__).with_name("results.json")
 RESULTS_ENV = "SYNCD_FAULT_RESULTS"
+# What a scenario's row must say on every run. The counts can move by a few between runs (a busy
+# machine makes an extra answer late, aiohttp retries a dropped connection by itself or not).
+STABLE = ("faults", "runs", "lost", "duplicated", "outcome")
 COLUMNS = (
     "Scenario",
     "Fault injected",
@@ -32,7 +39,7 @@ COLUMNS = (
     "Retries",
     "429s",
     "Token requests",
-    "Faults injected",
+    "Answers faulted",
     "Lost",
     "Duplicated",
     "Outcome",
@@ -61,8 +68,8 @@ def render(results: Sequence[dict[str, Any]], suite_seconds: float | None = None
         r = by_id[scenario.id]
         cells = (
             f"`{scenario.id}`",
-            scenario.fault,
-            " → ".join(r["runs"]) or "no run (direct requests)",
+            "; ".join(r["faults"]),
+            " → ".join(r["runs"]),
             r["requests"],
             r["retries"],
             r["rate_limited"],
@@ -82,28 +89,71 @@ def render(results: Sequence[dict[str, Any]], suite_seconds: float | None = None
             "suite (`tests/faults/`) records while it runs; do not edit by hand. Each scenario runs",
             "syncd's real engine, client pool and SQLite store against the loopback emulator with",
             "the fault injected, then compares the database with the emulator's catalog.",
+            "`tests/faults/test_report.py` checks that this file is what `tests/faults/results.json`",
+            "renders to, and that a full run of the suite reproduces every row's faults, runs, lost,",
+            "duplicated and outcome (the counts can move by a few between runs: a busy machine makes",
+            "an extra answer late, aiohttp retries a dropped connection by itself or not).",
             *(["", took] if took else []),
             "",
-            "- **Runs**: the status of each sync run of the scenario, in order (the daemon's runs",
-            "  included).",
-            "- **Requests / Retries / 429s**: counted by syncd's client over those runs (a request is",
-            "  one attempt on the wire; aiohttp's own silent retry on a dropped keep-alive connection",
-            "  is not one).",
-            "- **Token requests / Faults injected**: counted by the emulator.",
-            "- **Lost**: catalog products missing from the database, or stored with another payload,",
-            "  after the scenario's last run. **Duplicated**: a sku or a product id stored twice.",
-            "  After a failed run, each scenario also checks that what was stored before is intact.",
+            "Every scenario starts from a good first sync (the daemon's start-up run), changes",
+            "the catalog a little, injects its fault, runs the source as the daemon's jobs do",
+            "(`Daemon.trigger`), and ends with the daemon checked alive and still scheduling, one",
+            "more run that succeeds, and every table equal to its catalog. Waits (backoff,",
+            "`Retry-After`, outages, breaker delays) are on a virtual clock: they cost no wall",
+            "time. Every cell below is what the lab did or measured; nothing is typed in.",
+            "",
+            "- **Fault injected**: the faults as the lab armed them (the emulator's `Fault`s, in",
+            "  words), or what it did to the tokens, the database or the clock.",
+            "- **Runs**: every run of the scenario in order, the good first sync first, with the",
+            "  class of the error a failed run ended with (from its error text); a `burst` is 200",
+            "  requests sent directly through the source's client.",
+            "- **Requests / Retries / 429s**: counted by syncd's client over the runs after the",
+            "  good first sync (a request is one attempt on the wire; aiohttp's own silent retry",
+            "  on a dropped keep-alive connection is not one).",
+            "- **Token requests / Answers faulted**: counted by the emulator after the good first",
+            "  sync; an answer is faulted when the emulator's fault injector changed it.",
+            "- **Lost**: summed over every check the scenario made: after a failed run, products",
+            "  stored before it that are gone or neither as they were nor as the catalog has them",
+            "  now; after a run that succeeded (the last one included), catalog products missing",
+            "  or stored with another payload. **Duplicated**: the most rows of one sku or product",
+            "  id stored more than once, at any check.",
+            "- **Outcome**: from the runs and the checks: whether a run failed and the next",
+            "  recovered, whether every check found the data intact, and the daemon's liveness",
+            "  probe at the end.",
             "",
             "| " + " | ".join(COLUMNS) + " |",
             "|" + "|".join("---" for _ in COLUMNS) + "|",
             *rows,
             "",
-            "What each scenario expects:",
+            "What each scenario asserts besides (from `tests/faults/scenarios.py`):",
             "",
-            *(f"- `{s.id}`: {s.expected}." for s in SCENARIOS),
+            *(f"- `{s.id}`: {s.asserts}." for s in SCENARIOS),
             "",
         ]
     )
+
+
+def load(path: Path) -> tuple[list[dict[str, Any]], float | None]:
+    """Results and the suite's wall time from a results file: a list of results (as the suite
+    writes it), or `{"suite_seconds": ..., "scenarios": [...]}` (as `--run` stores it)."""
+    data = json.loads(path.read_text(encoding="utf-8"))
+    if isinstance(data, list):
+        return data, None
+    return data["scenarios"], data.get("suite_seconds")
+
+
+def drift(fresh: Sequence[dict[str, Any]], committed: Sequence[dict[str, Any]]) -> list[str]:
+    """Where fresh results differ from the committed ones in what every run must reproduce."""
+    before = {r["scenario"]: r for r in committed}
+    now = {r["scenario"]: r for r in fresh}
+    changes = [f"{s}: not in the committed results" for s in sorted(now.keys() - before.keys())]
+    changes += [f"{s}: no fresh result" for s in sorted(before.keys() - now.keys())]
+    for scenario in sorted(now.keys() & before.keys()):
+        for key in STABLE:
+            if now[scenario][key] != before[scenario][key]:
+                was, new = before[scenario][key], now[scenario][key]
+                changes.append(f"{scenario}: {key} was {was!r}, now {new!r}")
+    return changes
 
 
 def run_suite(results: Path) -> float:
@@ -126,6 +176,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("results", nargs="?", type=Path, help="a results file to render")
     parser.add_argument("--run", action="store_true", help="run the fault suite first")
     parser.add_argument("--out", type=Path, default=REPORT)
+    parser.add_argument(
+        "--results-out", type=Path, default=RESULTS, help="where --run stores its results"
+    )
     args = parser.parse_args(argv)
     if args.run == (args.results is not None):
         parser.error("give either --run or a results file")
@@ -133,17 +186,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.run:
             with tempfile.TemporaryDirectory() as scratch:
                 path = Path(scratch) / "results.json"
-                seconds: float | None = run_suite(path)
-                results = json.loads(path.read_text(encoding="utf-8"))
+                seconds: float | None = round(run_suite(path), 1)
+                results, _ = load(path)
         else:
-            seconds = None
-            results = json.loads(args.results.read_text(encoding="utf-8"))
+            results, seconds = load(args.results)
         text = render(results, seconds)
-    except (ReportError, OSError, ValueError) as exc:
+    except (ReportError, OSError, ValueError, KeyError) as exc:
         print(f"report: {exc}", file=sys.stderr)
         return 1
     args.out.write_text(text, encoding="utf-8")
     print(f"wrote {args.out} ({len(SCENARIOS)} scenarios)")
+    if args.run:
+        stored = {"suite_seconds": seconds, "scenarios": results}
+        args.results_out.write_text(json.dumps(stored, indent=2) + "\n", encoding="utf-8")
+        print(f"wrote {args.results_out}")
     return 0
 
 

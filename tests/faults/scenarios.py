@@ -1,7 +1,8 @@
-"""The fault-injection scenarios, in report order: id, what is injected, what must happen.
+"""The fault-injection scenarios, in report order: an id, and what the scenario asserts.
 
-Every test in `tests/faults/` records its figures under one of these ids; the reliability report
-has exactly one row per entry, and refuses to render while one of them has no results.
+Every test in `tests/faults/` records its row under one of these ids; the reliability report has
+exactly one row per entry, and refuses to render while one of them has no results. What a row
+says was injected, run and measured comes from the lab (tests/faults/lab.py), never from here.
 """
 
 from __future__ import annotations
@@ -11,98 +12,93 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True, slots=True)
 class Scenario:
-    """One row of docs/RELIABILITY.md."""
+    """One row of docs/RELIABILITY.md: its id and what its test asserts beyond every scenario's
+    common checks (a good first sync before the fault; after it, what was stored is intact, the
+    daemon is alive and scheduling, a later run succeeds and the table equals the catalog)."""
 
     id: str
-    fault: str
-    expected: str
+    asserts: str
 
 
 SCENARIOS: tuple[Scenario, ...] = (
     Scenario(
         "rate-limit-storm",
-        "30% of API answers are 429 with Retry-After: 1",
-        "run succeeds; every worker pauses; the rate is cut and logged",
+        "no request reaches the API within Retry-After of a 429, from any worker; one rate cut "
+        "per flight of requests, and the cut rate holds; once the storm is over the rate climbs "
+        "back until the source runs unpaced; the run succeeds",
     ),
-    Scenario(
-        "server-error-bursts",
-        "three bursts of three 500/502/503 answers",
-        "run succeeds after backed-off retries",
-    ),
+    Scenario("server-error-bursts", "nine backed-off retries, nothing else; the run succeeds"),
     Scenario(
         "server-error-storm",
-        "every answer after the 8th is a 503",
-        "retry budget stops the run as failed; next run resumes from the checkpoint",
+        "the retry budget stops the run as failed, naming the budget and the last error; the "
+        "next full run resumes from the checkpoint and asks only for the missing pages",
     ),
     Scenario(
         "slow-responses",
-        "25% of answers 400 ms late against a 100 ms timeout, then every answer late",
-        "run succeeds; then fails naming the timeout; data intact",
+        "each late answer costs one retry and the run succeeds; when every answer is late, the "
+        "run fails after max_attempts naming the URL and the timeout",
     ),
     Scenario(
         "truncated-json",
-        "20% of answers cut half way, then every answer cut",
-        "run succeeds; then fails naming the truncated body; data intact",
+        "each bad body costs one retry that names it; when every body is bad, the run fails "
+        "in one line naming the URL and the truncated body",
     ),
     Scenario(
         "malformed-json",
-        "20% of answers are 200 with a body that is not JSON",
-        "run succeeds after retries that name the bad body",
+        "each bad body costs one retry that names it; when every body is bad, the run fails "
+        "in one line naming the URL and the malformed body",
     ),
     Scenario(
         "html-error-pages",
-        "20% of answers are a proxy's 502 HTML page",
-        "run succeeds after retries that name the HTML page",
+        "each HTML page costs one retry that names it; when every answer is one, the run "
+        "fails in one line naming the URL and the HTML page",
     ),
     Scenario(
         "connection-faults",
-        "TCP resets, and disconnects of 30% of requests on reused keep-alive connections",
-        "run succeeds; resets reach syncd's retry, keep-alive races are retried",
+        "a reset aiohttp cannot absorb reaches syncd's retry; keep-alive races are retried by "
+        "aiohttp or syncd; the run succeeds",
     ),
     Scenario(
         "token-endpoint-blip",
-        "token endpoint answers 503 for 2 s",
-        "the token request is retried through the outage; run succeeds",
+        "the token request backs off on the clock through the outage; the run succeeds",
     ),
     Scenario(
         "token-endpoint-outage",
-        "token endpoint answers 503 for an hour",
-        "run fails naming the endpoint; daemon keeps scheduling; next run succeeds",
+        "max_attempts token requests, then the run fails naming the endpoint and its answer; "
+        "once the outage is over the next run gets a token and succeeds",
     ),
     Scenario(
         "token-revoked-mid-run",
-        "every token revoked after the 3rd page (API answers 401)",
-        "exactly one refresh; run succeeds",
+        "the 401s cause exactly one invalidation and one new token; the run succeeds",
     ),
     Scenario(
         "invalid-client",
-        "token revoked and the client disabled: IMS answers invalid_client",
-        "one token request, no retry loop; run fails clearly; next run succeeds once re-enabled",
+        "one token request and one API request, no retry loop; the run fails with IMS's "
+        "error and no secret; once the client is enabled the next run succeeds",
     ),
     Scenario(
         "token-burst-expired",
-        "200 concurrent requests while the shared token has expired",
-        "exactly one token refresh; every answer correct",
+        "exactly one token refresh serves all 200 requests; every answer correct",
     ),
     Scenario(
         "token-burst-rejected",
-        "200 concurrent requests carrying a token the API now rejects (401)",
-        "exactly one invalidation and one refresh; every answer correct",
+        "all the 401s cause one invalidation and one refresh; every request answered",
     ),
     Scenario(
         "sqlite-disk-full",
-        "the database cannot grow (SQLITE_FULL) part way through a full sync",
-        "run fails naming the write; no corruption; next run resumes and completes",
+        "the run fails naming the write; no page worker left behind; SQLite finds no "
+        "corruption, every row is whole; the next full run skips the committed pages",
     ),
     Scenario(
         "sqlite-read-only",
-        "the database refuses every write (SQLITE_READONLY) while the daemon runs",
-        "run fails in one log line; daemon keeps scheduling; next run succeeds",
+        "the daemon logs one sync.crashed line (no traceback) naming the refused write; once "
+        "writable the next run succeeds",
     ),
     Scenario(
         "sick-source-breaker",
-        "one of two sources answers 500 to everything",
-        "sick source backed off and recovers on its own; the other source is untouched",
+        "two failed runs open the breaker: the sick source's next run moves out by the backoff "
+        "(logged), nothing reaches its API meanwhile, the other source keeps its schedule and "
+        "succeeds; the delayed run succeeds and closes the breaker",
     ),
 )
 

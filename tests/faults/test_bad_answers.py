@@ -9,49 +9,53 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from structlog.testing import capture_logs
 
 from syncd.emulator import Fault
 from tests.faults.lab import FaultLab
 
 
-async def baseline(lab: FaultLab, **source: Any) -> dict[str, dict[str, Any]]:
-    """A clean first sync, then the catalog changes (so a later run has something to write)."""
-    emu = await lab.start_emulator(products=200)
+async def good_first_sync(lab: FaultLab, **source: Any) -> None:
+    """The daemon's first sync of 200 products, then a little churn for the faulted runs."""
+    await lab.start_emulator(products=200)
     await lab.open(lab.source(**source))
-    first = await lab.sync()
-    assert first.ok, first.error
-    for sku in list(emu.adobe.catalog.skus())[::20]:
-        emu.adobe.catalog.update(sku, price=1.0)
-    return lab.stored()
+    lab.change_catalog()
 
 
 async def test_answers_slower_than_the_timeout(lab: FaultLab) -> None:
-    """25% of answers come 400 ms late against a 100 ms timeout: retried; then all late: failed."""
-    before = await baseline(lab, request_timeout=0.1)
+    """25% of answers (5 at most) 400 ms late against a 100 ms timeout: retried; then all late:
+    the run fails naming the timeout, the stored products stay as they were; healed, it syncs."""
+    # Real delays, short and configurable: the timeout is aiohttp's own, on the real clock.
+    await good_first_sync(lab, request_timeout=0.1)
     emu = lab.emu
-    emu.adobe.faults.add(Fault("slow", delay=0.4, probability=0.25, times=None))
-    with capture_logs() as logs:
-        result = await lab.sync(kind="full")
+    # Five at most: no page can be late max_attempts (6) times in a row.
+    lab.inject(Fault("slow", delay=0.4, probability=0.25, times=5))
+    seen = len(lab.logs)
+    result = await lab.sync(kind="full")
     assert result.ok, result.error
-    timeouts = [e for e in logs if "timed out after 0.1s" in e.get("reason", "")]
+    retried = lab.events("http.retry_scheduled", seen)
+    timeouts = [e for e in retried if "timed out after 0.1s" in e["reason"]]
     # Every late answer cost a retry (a busy machine may add a late one of its own).
-    assert result.totals.retries == len(timeouts) >= emu.adobe.stats.faults_injected > 0
-    check = lab.check()
+    assert result.totals.retries == len(timeouts) == len(retried)
+    assert len(timeouts) >= emu.adobe.stats.faults_injected > 0
+    check = lab.verify()
     assert check.exact, check
     good = lab.stored()
-    assert good != before  # the run stored the catalog's changes
 
-    emu.adobe.faults.clear()
-    emu.adobe.faults.add(Fault("slow", delay=0.4, times=None))
-    emu.adobe.catalog.update(next(emu.adobe.catalog.skus()), price=2.0)
+    lab.heal()
+    lab.inject(Fault("slow", delay=0.4, times=None))
+    lab.change_catalog()
     failed = await lab.sync(kind="full")
     assert failed.status == "failed"
     assert failed.error == f"GET {emu.url}/rest/V1/products timed out after 0.1s"
     assert failed.totals.requests == 6  # page 1, max_attempts times, and not one more
     assert lab.stored() == good  # the previous good data, untouched
-    assert lab.check().lost == 1  # only the change made meanwhile, for the next run
-    lab.record("slow-responses", "succeeded; all slow: failed (timeout), data intact", check)
+    check = lab.unharmed(good)
+    assert check.exact, check
+
+    lab.heal()
+    recovered = await lab.sync(kind="full")
+    assert recovered.ok, recovered.error
+    await lab.finish("slow-responses")
 
 
 @pytest.mark.parametrize(
@@ -65,26 +69,33 @@ async def test_answers_slower_than_the_timeout(lab: FaultLab) -> None:
 async def test_unusable_bodies_are_retried_then_reported(
     lab: FaultLab, kind: str, scenario: str, reason: str
 ) -> None:
-    """20% bad bodies: retried, each retry names the bad body; all bad: the run fails naming it."""
-    before = await baseline(lab)
+    """20% bad bodies: retried, each retry names the bad body; all bad: the run fails naming it,
+    the stored products stay as they were; healed, the next run syncs."""
+    await good_first_sync(lab)
     emu = lab.emu
-    emu.adobe.faults.add(Fault(kind, status=502, probability=0.2, times=None))  # type: ignore[arg-type]
-    with capture_logs() as logs:
-        result = await lab.sync(kind="full")
+    lab.inject(Fault(kind, status=502, probability=0.2, times=None))  # type: ignore[arg-type]
+    seen = len(lab.logs)
+    result = await lab.sync(kind="full")
     assert result.ok, result.error
-    named = [e for e in logs if e["event"] == "http.retry_scheduled" and reason in e["reason"]]
+    named = [e for e in lab.events("http.retry_scheduled", seen) if reason in e["reason"]]
     assert result.totals.retries == len(named) == emu.adobe.stats.faults_injected > 0
-    check = lab.check()
+    check = lab.verify()
     assert check.exact, check
     good = lab.stored()
-    assert good != before
 
-    emu.adobe.faults.clear()
-    emu.adobe.faults.add(Fault(kind, status=502, times=None))  # type: ignore[arg-type]
+    lab.heal()
+    lab.inject(Fault(kind, status=502, times=None))  # type: ignore[arg-type]
+    lab.change_catalog()
     failed = await lab.sync(kind="full")
     assert failed.status == "failed"
     error = failed.error or ""
     assert error.startswith(f"GET {emu.url}/rest/V1/products ") and reason in error
     assert "\n" not in error
-    assert lab.stored() == good and lab.check().exact
-    lab.record(scenario, f"succeeded; all {kind}: failed naming the body, data intact", check)
+    assert lab.stored() == good
+    check = lab.unharmed(good)
+    assert check.exact, check
+
+    lab.heal()
+    recovered = await lab.sync(kind="full")
+    assert recovered.ok, recovered.error
+    await lab.finish(scenario)

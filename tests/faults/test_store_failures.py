@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import asyncio
 
-from structlog.testing import capture_logs
-
 from syncd.progress import FullScanCheckpoint
 from syncd.store import SqliteStore
 from tests.faults.lab import FaultLab
+
+PRODUCTS, ADDED = 300, 200
 
 
 async def pragma(store: SqliteStore, statement: str) -> int:
@@ -23,14 +23,19 @@ async def pragma(store: SqliteStore, statement: str) -> int:
 
 
 async def test_a_full_disk_mid_run_fails_cleanly_and_the_next_run_resumes(lab: FaultLab) -> None:
-    """The file cannot grow past ~25 more pages: the run fails naming the write, every stored
-    product is whole, SQLite finds no corruption, and the next run resumes to completion."""
-    emu = await lab.start_emulator(products=300)
+    """200 new products, and room for ~25 more database pages: the run fails naming the write,
+    what was stored before is intact, every row is whole, SQLite finds no corruption, and once
+    there is room the next full run resumes to completion."""
+    emu = await lab.start_emulator(products=PRODUCTS)
     runtime = await lab.open()
     store = runtime.store
+    before = lab.stored()
+    lab.change_catalog(add=ADDED)
     used = await pragma(store, "PRAGMA page_count")
-    await pragma(store, f"PRAGMA max_page_count = {used + 25}")
-    failed = await lab.sync()
+    room = 25
+    await pragma(store, f"PRAGMA max_page_count = {used + room}")
+    lab.note(f"the database may grow by {room} pages only (SQLITE_FULL)")
+    failed = await lab.sync(kind="full")
     assert failed.status == "failed"
     # The run's page workers stopped with it: none is left fetching in the background.
     assert not [t for t in asyncio.all_tasks() if t.get_name() == "shop-page-worker"]
@@ -38,54 +43,52 @@ async def test_a_full_disk_mid_run_fails_cleanly_and_the_next_run_resumes(lab: F
     assert failed.error.startswith("cannot store 10 products of 'shop': ")
     assert failed.error.endswith("database or disk is full")
     assert lab.integrity() == "ok"
-    stored = lab.stored()
-    catalog = emu.adobe.catalog.snapshot()
-    assert 0 < len(stored) < len(catalog)
-    assert all(catalog[sku] == item for sku, item in stored.items())  # whole pages, no torn rows
+    check = lab.unharmed(before)  # whole rows: as before, or as the catalog has them now
+    assert check.exact, check
+    stored, catalog = lab.stored(), emu.adobe.catalog.snapshot()
+    added = stored.keys() - before.keys()
+    assert 0 < len(added) < ADDED  # part way
     state = await store.source_state("shop")
     checkpoint = FullScanCheckpoint.decode(state.checkpoint)
-    assert checkpoint is not None and len(checkpoint.done) * 10 == len(stored)
+    assert checkpoint is not None and checkpoint.done
+    committed = sum(min(10, len(catalog) - 10 * (page - 1)) for page in checkpoint.done)
 
     await pragma(store, "PRAGMA max_page_count = 1073741823")  # space freed
-    resumed = await lab.sync()
+    resumed = await lab.sync(kind="full")
     assert resumed.ok, resumed.error
-    assert resumed.totals.items_seen == len(catalog) - len(stored)  # committed pages skipped
+    assert resumed.totals.items_seen == len(catalog) - committed  # committed pages skipped
     assert lab.integrity() == "ok"
-    check = lab.check()
+    check = lab.verify()
     assert check.exact, check
-    lab.record("sqlite-disk-full", "failed (disk full) → resumed, succeeded", check)
+    await lab.finish("sqlite-disk-full")
 
 
 async def test_a_read_only_database_fails_the_run_in_one_line_and_the_daemon_carries_on(
     lab: FaultLab,
 ) -> None:
-    """Writes refused while the daemon runs: one `sync.crashed` line (no traceback), the data as
-    it was, the schedule kept; writable again, the next scheduled run succeeds."""
-    emu = await lab.start_emulator(products=200)
+    """Writes refused: the daemon logs one `sync.crashed` line (no traceback), the data stays as
+    it was, the schedule is kept; writable again, the next run succeeds."""
+    await lab.start_emulator(products=200)
     runtime = await lab.open()
-    assert (await lab.sync()).ok
     good = lab.stored()
-    for sku in list(emu.adobe.catalog.skus())[::10]:
-        emu.adobe.catalog.update(sku, price=3.0)
+    lab.change_catalog(every=10)
     await pragma(runtime.store, "PRAGMA query_only = ON")
-    with capture_logs() as logs:
-        daemon = await lab.daemon()
-        await lab.until(lambda: any(e["event"] == "sync.crashed" for e in logs))
-        crashed = next(e for e in logs if e["event"] == "sync.crashed")
-        assert crashed["error"].startswith("cannot start a run of 'shop': ")
-        assert crashed["error"].endswith("attempt to write a readonly database")
-        assert crashed["log_level"] == "error" and "exc_info" not in crashed
-        assert lab.stored() == good and lab.integrity() == "ok"
-        assert daemon.next_run("shop") is not None
-
-        await pragma(runtime.store, "PRAGMA query_only = OFF")
-        await lab.until(lambda: len(daemon.results) >= 1)
-    assert daemon.results[0].ok, daemon.results[0].error
-    check = lab.check()
+    lab.note("the database refuses every write (SQLITE_READONLY)")
+    seen = len(lab.logs)
+    refused = await lab.run()
+    assert refused.status == "crashed" and refused.result is None
+    crashed = lab.crashes(seen)
+    assert len(crashed) == 1
+    assert crashed[0]["error"].startswith("cannot start a run of 'shop': ")
+    assert crashed[0]["error"].endswith("attempt to write a readonly database")
+    assert crashed[0]["log_level"] == "error" and "exc_info" not in crashed[0]
+    assert lab.stored() == good and lab.integrity() == "ok"
+    check = lab.unharmed(good)
     assert check.exact, check
-    crashes = sum(e["event"] == "sync.crashed" for e in logs)
-    assert crashes == 1
-    lab.record(
-        "sqlite-read-only", "refused (read-only) → next scheduled run succeeded", check,
-        crashed=crashes,
-    )  # fmt: skip
+    lab.assert_alive()
+
+    await pragma(runtime.store, "PRAGMA query_only = OFF")
+    recovered = await lab.sync()
+    assert recovered.ok, recovered.error
+    assert len(lab.crashes(seen)) == 1
+    await lab.finish("sqlite-read-only")

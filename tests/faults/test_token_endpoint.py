@@ -1,4 +1,7 @@
-"""The token endpoint misbehaving: a short outage, a long one, and a client it refuses for good."""
+"""The token endpoint misbehaving: a short outage, a long one, and a client it refuses for good.
+
+Each starts when the daemon needs a new token: every token it holds has been revoked.
+"""
 
 from __future__ import annotations
 
@@ -15,15 +18,23 @@ async def test_a_short_outage_is_retried_through(lab: FaultLab) -> None:
     """503 for 2 s: the token request backs off (on the clock) until IMS answers again."""
     emu = await lab.start_emulator(products=100)
     await lab.open()
-    emu.adobe.faults.add(Fault("status", target="token", status=503, times=None, duration=2.0))
+    before = lab.stored()
+    changed = lab.change_catalog()
+    tokens, faulted = emu.adobe.stats.token_requests, emu.adobe.stats.faults_injected
+    lab.revoke_tokens()
+    lab.inject(Fault("status", target="token", status=503, times=None, duration=2.0))
+    started = lab.clock.monotonic()
     result = await lab.sync()
     assert result.ok, result.error
-    assert emu.adobe.stats.token_requests > 1
-    assert emu.adobe.stats.faults_injected == emu.adobe.stats.token_requests - 1
-    assert token_events(lab) == ["issued"]
-    check = lab.check()
+    asked = emu.adobe.stats.token_requests - tokens
+    assert asked > 1 and emu.adobe.stats.faults_injected - faulted == asked - 1
+    assert lab.clock.monotonic() - started >= 2.0  # it waited the outage out, on the clock
+    assert token_events(lab) == ["issued", "invalidated", "refreshed"]
+    stored = lab.stored()
+    assert all(stored[sku] == item for sku, item in before.items() if sku not in changed)
+    check = lab.verify()
     assert check.exact, check
-    lab.record("token-endpoint-blip", "succeeded", check)
+    await lab.finish("token-endpoint-blip")
 
 
 async def test_a_long_outage_fails_the_run_and_the_daemon_carries_on(lab: FaultLab) -> None:
@@ -31,26 +42,25 @@ async def test_a_long_outage_fails_the_run_and_the_daemon_carries_on(lab: FaultL
     products stay as they were, the daemon keeps its schedule, and once IMS is back it syncs."""
     emu = await lab.start_emulator(products=100)
     await lab.open()
-    assert (await lab.sync()).ok
     good = lab.stored()
-    emu.adobe.revoke_tokens()
-    emu.adobe.faults.add(Fault("status", target="token", status=503, times=None, duration=3600))
-    daemon = await lab.daemon()
-    await lab.until(lambda: len(daemon.results) >= 1)
-    failed = daemon.results[0]
+    lab.change_catalog()
+    tokens = emu.adobe.stats.token_requests
+    lab.revoke_tokens()
+    lab.inject(Fault("status", target="token", status=503, times=None, duration=3600))
+    failed = await lab.sync()
     assert failed.status == "failed"
     assert failed.error == (f"POST {emu.ims_token_url} answered HTTP 503: temporarily unavailable")
-    assert emu.adobe.stats.token_requests == 1 + 6  # first run, then max_attempts in the outage
+    assert emu.adobe.stats.token_requests - tokens == 6  # max_attempts in the outage
     assert lab.stored() == good
-    assert daemon.next_run("shop") is not None
-
-    lab.clock.advance(3600)  # type: ignore[attr-defined]  # the outage is over
-    await lab.until(lambda: len(daemon.results) >= 2)
-    assert daemon.results[1].ok, daemon.results[1].error
-    assert token_events(lab)[-3:] == ["invalidated", "failed", "refreshed"]
-    check = lab.check()
+    check = lab.unharmed(good)
     assert check.exact, check
-    lab.record("token-endpoint-outage", "failed (token endpoint 503) → next run succeeded", check)
+    lab.assert_alive()
+
+    lab.clock.advance(3600)  # the outage is over
+    recovered = await lab.sync()
+    assert recovered.ok, recovered.error
+    assert token_events(lab)[-3:] == ["invalidated", "failed", "refreshed"]
+    await lab.finish("token-endpoint-outage")
 
 
 async def test_invalid_client_fails_once_without_a_retry_loop(lab: FaultLab) -> None:
@@ -58,14 +68,12 @@ async def test_invalid_client_fails_once_without_a_retry_loop(lab: FaultLab) -> 
     daemon keeps scheduling and syncs again once the client is enabled."""
     emu = await lab.start_emulator(products=100)
     await lab.open(lab.source(max_concurrency=8))
-    assert (await lab.sync()).ok
     good = lab.stored()
+    lab.change_catalog()
     api_before, tokens_before = emu.adobe.stats.requests, emu.adobe.stats.token_requests
-    emu.adobe.revoke_tokens()
-    emu.adobe.set_client_disabled(True)
-    daemon = await lab.daemon()
-    await lab.until(lambda: len(daemon.results) >= 1)
-    failed = daemon.results[0]
+    lab.revoke_tokens()
+    lab.disable_client()
+    failed = await lab.sync()
     assert failed.status == "failed"
     assert failed.error == (
         f"IMS token request to {emu.ims_token_url} refused with HTTP 400: "
@@ -75,11 +83,12 @@ async def test_invalid_client_fails_once_without_a_retry_loop(lab: FaultLab) -> 
     stats = emu.adobe.stats
     assert (stats.requests - api_before, stats.token_requests - tokens_before) == (1, 1)
     assert lab.stored() == good
-
-    emu.adobe.set_client_disabled(False)
-    await lab.until(lambda: len(daemon.results) >= 2)
-    assert daemon.results[1].ok, daemon.results[1].error
-    assert emu.adobe.stats.token_requests == tokens_before + 2
-    check = lab.check()
+    check = lab.unharmed(good)
     assert check.exact, check
-    lab.record("invalid-client", "failed (invalid_client, 1 token request) → succeeded", check)
+    lab.assert_alive()
+
+    lab.disable_client(False)
+    recovered = await lab.sync()
+    assert recovered.ok, recovered.error
+    assert emu.adobe.stats.token_requests == tokens_before + 2
+    await lab.finish("invalid-client")

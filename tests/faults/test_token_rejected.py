@@ -19,27 +19,41 @@ def token_events(lab: FaultLab) -> list[str]:
     return [row[0] for row in query(lab.db, "SELECT event FROM token_events ORDER BY id")]
 
 
+async def revoke_after(lab: FaultLab, requests: int) -> int:
+    """Revoke every token once the API has answered `requests` more requests; how many it had."""
+    stats = lab.emu.adobe.stats
+    target = stats.requests + requests
+    while stats.requests < target:  # noqa: ASYNC110 - a counter the emulator bumps on this loop
+        await asyncio.sleep(0)
+    lab.revoke_tokens(f" once {requests} API requests of the run were answered")
+    return stats.requests
+
+
 async def test_a_token_revoked_mid_run_is_refreshed_once(lab: FaultLab) -> None:
-    """Revoked after the 3rd page: the 401s cause exactly one new token, and the run completes."""
+    """Revoked after 3 requests: the 401s cause exactly one new token, the run completes."""
     emu = await lab.start_emulator(products=300)
     await lab.open(lab.source(max_concurrency=8))
-
-    def revoke_after_third_page(pages: int, expected: int | None, items: int) -> None:
-        if pages == 3:
-            emu.adobe.revoke_tokens()
-
-    result = await lab.sync(progress=revoke_after_third_page)
+    before = lab.stored()
+    changed = lab.change_catalog()
+    tokens, sent = emu.adobe.stats.token_requests, emu.adobe.stats.requests
+    revoker = asyncio.create_task(revoke_after(lab, 3))
+    result = await lab.sync(kind="full")
+    revoked_at = await revoker
     assert result.ok, result.error
+    assert revoked_at - sent < result.totals.requests  # revoked in the middle of the run
     assert emu.adobe.stats.unauthorized >= 1
-    assert emu.adobe.stats.token_requests == 2
+    assert emu.adobe.stats.token_requests - tokens == 1
     assert token_events(lab) == ["issued", "invalidated", "refreshed"]
-    check = lab.check()
+    stored = lab.stored()
+    assert all(stored[sku] == item for sku, item in before.items() if sku not in changed)
+    check = lab.verify()
     assert check.exact, check
-    lab.record("token-revoked-mid-run", "succeeded, one refresh", check)
+    await lab.finish("token-revoked-mid-run")
 
 
-async def burst(lab: FaultLab) -> list[dict[str, Any]]:
-    """200 requests at once, pages 1..200, each on its own worker, sharing the source's token."""
+async def burst(lab: FaultLab) -> DataCheck:
+    """200 requests at once, pages 1..200, each on its own worker, sharing the source's token;
+    the answers against the catalog: every product exactly once, as the catalog renders it."""
     runtime = lab.runtime
     assert runtime is not None
     settings = runtime.settings.source("shop")
@@ -57,51 +71,58 @@ async def burst(lab: FaultLab) -> list[dict[str, Any]]:
     answers = await asyncio.gather(
         *(client.get_json(url, full_params(page, 10), stats=stats) for page in range(1, BURST + 1))
     )
-    return [item for answer in answers for item in answer.data["items"]]
-
-
-def check_burst(lab: FaultLab, items: list[dict[str, Any]]) -> DataCheck:
-    """The answers against the catalog: every product exactly once, as the catalog renders it."""
+    items: list[dict[str, Any]] = [item for a in answers for item in a.data["items"]]
     catalog = lab.emu.adobe.catalog.snapshot()
     answered = {item["sku"]: item for item in items}
-    return DataCheck(
+    check = DataCheck(
         lost=sum(1 for sku, item in catalog.items() if answered.get(sku) != item),
         duplicated=len(items) - len(answered),
         unexpected=len(answered.keys() - catalog.keys()),
         tombstoned=0,
     )
+    lab.checks.append(check)
+    complete = sum(len(a.data["items"]) == 10 for a in answers)
+    lab.bursts.append(f"burst: {complete}/{BURST} requests answered in full")
+    return check
 
 
 async def test_a_burst_on_an_expired_token_refreshes_it_once(lab: FaultLab) -> None:
-    """200 concurrent requests find the shared token expired: one token request serves them all."""
+    """200 concurrent requests find the shared token expired: one token request serves them all;
+    the stored products are untouched, and the daemon's next run uses the new token."""
     emu = await lab.start_emulator(products=10 * BURST, token_lifetime=600)
-    runtime = await lab.open(lab.source(), http=BURST_HTTP)
-    provider = ImsTokenProvider(runtime.settings.source("shop").auth, runtime.pool, lab.clock)  # type: ignore[arg-type]
-    await runtime.cache.get(provider, "shop")
-    lab.clock.advance(601)  # type: ignore[attr-defined]
-    check = check_burst(lab, await burst(lab))
+    await lab.open(lab.source(page_size=100), http=BURST_HTTP)  # a quick first sync
+    before = lab.stored()
+    lab.clock.advance(601)
+    lab.note("the shared token expired (the clock moved 601 s past a 600 s token)")
+    check = await burst(lab)
     assert check.exact, check
     assert emu.adobe.stats.token_requests == 2
     assert emu.adobe.stats.expired_token_requests == 0 and emu.adobe.stats.unauthorized == 0
     assert token_events(lab) == ["issued", "refreshed"]
     stats = lab.direct[0]
     assert (stats.requests, stats.retries) == (BURST, 0)
-    lab.record("token-burst-expired", "200/200 answered, one refresh", check)
+    check = lab.unharmed(before)
+    assert check.exact, check
+    await lab.finish("token-burst-expired")
+    assert emu.adobe.stats.token_requests == 2
 
 
 async def test_a_burst_on_a_rejected_token_invalidates_and_refreshes_once(lab: FaultLab) -> None:
     """200 concurrent requests carry a token the API has revoked: all their 401s cause one
-    invalidation and one new token, and every request is answered."""
+    invalidation and one new token, every request is answered, the stored products untouched."""
     emu = await lab.start_emulator(products=10 * BURST)
-    runtime = await lab.open(lab.source(), http=BURST_HTTP)
-    provider = ImsTokenProvider(runtime.settings.source("shop").auth, runtime.pool, lab.clock)  # type: ignore[arg-type]
-    await runtime.cache.get(provider, "shop")
-    emu.adobe.revoke_tokens()
-    check = check_burst(lab, await burst(lab))
+    await lab.open(lab.source(page_size=100), http=BURST_HTTP)  # a quick first sync
+    before = lab.stored()
+    unauthorized = emu.adobe.stats.unauthorized
+    lab.revoke_tokens()
+    check = await burst(lab)
     assert check.exact, check
     assert emu.adobe.stats.token_requests == 2
-    assert emu.adobe.stats.unauthorized >= 1
+    rejected = emu.adobe.stats.unauthorized - unauthorized
+    assert rejected >= 1
     assert token_events(lab) == ["issued", "invalidated", "refreshed"]
     stats = lab.direct[0]
-    assert stats.requests == BURST + emu.adobe.stats.unauthorized and stats.retries == 0
-    lab.record("token-burst-rejected", "200/200 answered, one invalidation, one refresh", check)
+    assert stats.requests == BURST + rejected and stats.retries == 0
+    check = lab.unharmed(before)
+    assert check.exact, check
+    await lab.finish("token-burst-rejected")

@@ -1,0 +1,39 @@
+"""The lab's virtual clock: waits end in deadline order; the time stands still while the lab is busy."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+
+from tests.faults.lab import LabClock
+
+
+async def test_time_jumps_from_deadline_to_deadline_only_once_the_lab_is_quiet() -> None:
+    """Sleepers wake in deadline order at their deadline; while a task keeps the lab busy (here:
+    logging, as a worker does) the time stands still, however long the others sleep."""
+    clock = LabClock(datetime(2026, 1, 1, tzinfo=UTC))
+    logged: list[int] = []
+    clock.activity = lambda: (len(logged), 0)
+    start = clock.monotonic()
+    woke: list[tuple[str, float]] = []
+
+    async def sleeper(name: str, seconds: float) -> None:
+        await clock.sleep(seconds)
+        woke.append((name, clock.monotonic() - start))
+
+    async def busy() -> float:
+        seen = clock.monotonic()
+        for n in range(200):  # a worker in the middle of something, never waiting
+            logged.append(n)
+            await asyncio.sleep(0)
+            assert clock.monotonic() == seen
+        return seen
+
+    try:
+        tasks = [asyncio.create_task(sleeper("late", 2.5)), asyncio.create_task(sleeper("soon", 1))]
+        assert await busy() == start
+        await asyncio.gather(*tasks)
+    finally:
+        await clock.close()
+    assert woke == [("soon", 1.0), ("late", 2.5)]
+    assert clock.monotonic() - start == 2.5
