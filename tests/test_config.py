@@ -220,12 +220,13 @@ def test_a_blank_americommerce_secret_is_refused(
 def test_a_blank_ims_secret_is_refused_even_from_the_environment(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, blank: str
 ) -> None:
-    """An empty SYNCD_SECRET_* variable overrides the file's secret: refused, not `config ok`."""
+    """An empty SYNCD_SECRET_* variable is refused by name (it would mask the file's secret), and
+    a blank secret in the file is refused too: never `config ok`."""
     monkeypatch.setenv(secret_env_name("main-store", "client_secret"), blank)
     assert main(["--config", str(write(tmp_path)), "check-config"]) == 2
     assert capsys.readouterr().err.splitlines() == [
-        "syncd: config error: sources[0] (main-store).auth.client_secret: "
-        "expected a non-empty secret"
+        "syncd: config error: SYNCD_SECRET_MAIN_STORE_CLIENT_SECRET: is set but empty: expected "
+        "the secret, or unset it to use the secrets directory or the config file"
     ]
     monkeypatch.delenv(secret_env_name("main-store", "client_secret"))
     path = write(tmp_path, secret=f'client_secret = "{blank}"')
