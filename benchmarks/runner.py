@@ -207,8 +207,11 @@ class Runner:
 
     def _fresh_db(self, name: str) -> Path:
         db = self.scratch / f"{name}.db"
-        for path in self.scratch.glob(f"{name}.db*"):
-            path.unlink()
+        for path in self.scratch.glob(f"{name}.db*"):  # with -wal, -shm and the -locks folder
+            if path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
         return db
 
     def _write(self, name: str, record: dict[str, Any]) -> Path:
