@@ -21,6 +21,7 @@ from syncd.config import HttpSettings
 from syncd.errors import (
     AuthError,
     HttpStatusError,
+    RateLimitedError,
     ResponseError,
     RetryBudgetExhaustedError,
     ServerError,
@@ -411,3 +412,17 @@ def test_latency_summary_of_a_run() -> None:
     for ms in [*range(10, 200, 10), 1000]:
         stats.observe(ms / 1000)
     assert stats.latency_summary() == {"p50_ms": 110.0, "p95_ms": 1000.0, "max_ms": 1000.0}
+
+
+async def test_retry_after_zero_is_not_a_hot_loop(
+    pool: ClientPool, clock: FakeClock, http_mock: aioresponses
+) -> None:
+    """A store answering 429 with `Retry-After: 0` forever: the pauses still grow (1, 2, 4, 8 s,
+    capped), and the request gives up at the retry deadline after a few dozen tries, not
+    thousands."""
+    client, stats = make_client(pool), RequestStats()
+    http_mock.get(PATTERN, status=429, headers={"Retry-After": "0"}, repeat=True)
+    with pytest.raises(RateLimitedError):
+        await client.get_json(URL, stats=stats)
+    assert 30 <= stats.requests <= 45
+    assert clock.slept[:5] == [1.0, 2.0, 4.0, 8.0, 8.0]

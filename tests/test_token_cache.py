@@ -13,7 +13,8 @@ from syncd.auth import AccessToken, TokenCache, fingerprint
 from syncd.clock import FakeClock
 from syncd.errors import AuthError, StoreError
 from syncd.store import SqliteStore, TokenRecord
-from tests.conftest import settle
+from tests.conftest import ManualClock, settle
+from tests.support import until
 
 
 class CountingProvider:
@@ -361,3 +362,67 @@ async def test_leaving_the_cache_saves_an_unsaved_token_or_says_it_is_lost(
         else:
             assert stored is not None and stored.refresh_token == f"refresh-secret-{provider.calls}"
             assert lost == []
+
+
+async def test_leaving_the_cache_waits_for_a_renewal_whose_caller_was_cancelled(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    """A shutdown cancels the run waiting on a renewal; the cache's exit lets the renewal end and
+    save its token before the store closes (else a rotated refresh token was lost unlogged)."""
+    provider = CountingProvider(clock)
+    provider.gate.clear()
+    async with SqliteStore(tmp_path / "s.db") as store:
+        cache = TokenCache(store, clock)
+        async with cache:
+            caller = asyncio.create_task(cache.get(provider, "s"))
+            await until(lambda: provider.calls == 1)
+            caller.cancel()
+            await asyncio.gather(caller, return_exceptions=True)
+            leaving = asyncio.create_task(cache.__aexit__(None, None, None))
+            await settle()
+            assert not leaving.done()  # waiting for the renewal on the wire
+            provider.gate.set()
+            await leaving
+        stored = await store.load_token(provider.cache_key)
+        assert stored is not None and stored.access_token == "token-1"
+        assert [e.event for e in await store.token_events("s")] == ["issued"]
+
+
+async def test_a_renewal_still_unanswered_at_the_exit_deadline_is_reported_lost(
+    store: SqliteStore, clock: FakeClock
+) -> None:
+    """exit_wait 0: the unanswered renewal is cancelled and `token.lost` names its source."""
+    provider = CountingProvider(clock)
+    provider.gate.clear()
+    with capture_logs() as logs:
+        async with TokenCache(store, clock, exit_wait=0) as cache:
+            caller = asyncio.create_task(cache.get(provider, "shop"))
+            await until(lambda: provider.calls == 1)
+            caller.cancel()
+            await asyncio.gather(caller, return_exceptions=True)
+    assert [e["source"] for e in logs if e["event"] == "token.lost"] == ["shop"]
+    assert await store.load_token(provider.cache_key) is None
+
+
+async def test_a_caller_after_a_cancelled_one_joins_the_renewal_instead_of_saving_beside_it(
+    store: SqliteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The renewal's first write failed and it waits to retry when its caller is cancelled: the
+    next caller waits for that renewal; one save succeeds and one `issued` event is recorded."""
+    clock = ManualClock()
+    provider = RotatingProvider(clock)
+    cache = TokenCache(store, clock, save_attempts=3, save_retry_delay=1.0)
+    locked = fail_token_writes(monkeypatch, store)
+    first = asyncio.create_task(cache.get(provider, "s"))
+    await until(lambda: clock.slept == [1.0])  # the renewal waits to retry its write
+    first.cancel()
+    await asyncio.gather(first, return_exceptions=True)
+    locked[0] = False
+    second = asyncio.create_task(cache.get(provider, "s"))
+    renewal = cache._entries[provider.cache_key].renewal
+    assert renewal is not None
+    clock.advance(1.0)
+    assert (await second).value == "token-1"
+    await asyncio.gather(renewal, return_exceptions=True)
+    assert provider.calls == 1
+    assert [e.event for e in await store.token_events("s")] == ["issued"]

@@ -44,6 +44,7 @@ class _Entry:
     unsaved: _Unsaved | None = None
     loaded: bool = False
     renewal: asyncio.Task[AccessToken] | None = None
+    renewing_for: str = ""  # the source whose caller started `renewal`
     # Token requests and saves of an unsaved token begun; a caller that waited on the lock while
     # this moved shares `failure` instead of trying again itself.
     rounds: int = 0
@@ -68,7 +69,9 @@ class TokenCache:
     """Hands out valid tokens per credential; at most one token request is in flight per credential.
 
     `save_attempts` writes (`save_retry_delay` seconds apart) are tried to save a renewed token
-    before its caller is told the database failed; every later `get` tries as many again.
+    before its caller is told the database failed; every later `get` tries as many again. On exit
+    the cache waits up to `exit_wait` seconds for renewals still on the wire (their callers may
+    have been cancelled by a shutdown), then saves what it holds unsaved.
     """
 
     def __init__(
@@ -78,13 +81,17 @@ class TokenCache:
         *,
         save_attempts: int = 3,
         save_retry_delay: float = 1.0,
+        exit_wait: float = 5.0,
     ) -> None:
-        if save_attempts < 1 or save_retry_delay < 0:
-            raise ValueError("TokenCache needs save_attempts >= 1 and save_retry_delay >= 0")
+        if save_attempts < 1 or save_retry_delay < 0 or exit_wait < 0:
+            raise ValueError(
+                "TokenCache needs save_attempts >= 1, save_retry_delay >= 0 and exit_wait >= 0"
+            )
         self._store = store
         self._clock = clock
         self._save_attempts = save_attempts
         self._save_retry_delay = save_retry_delay
+        self._exit_wait = exit_wait
         self._entries: dict[str, _Entry] = {}
 
     async def __aenter__(self) -> Self:
@@ -96,7 +103,26 @@ class TokenCache:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        """One last write of each token whose save failed; the store must still be open."""
+        """Let renewals in flight end, then one last write of each token whose save failed; the
+        store must still be open."""
+        pending = {
+            entry.renewal: entry
+            for entry in self._entries.values()
+            if entry.renewal is not None and not entry.renewal.done()
+        }
+        if pending:
+            _, late = await asyncio.wait(pending, timeout=self._exit_wait)
+            for task in late:
+                task.cancel()
+                log.error(
+                    "token.lost",
+                    source=pending[task].renewing_for,
+                    fingerprint=None,
+                    consequence="the process stops while a token request is unanswered: if the "
+                    "store rotates single-use refresh tokens, the next refresh may be refused and "
+                    "the source then needs 'syncd auth'",
+                )
+            await asyncio.gather(*late, return_exceptions=True)
         for key, entry in list(self._entries.items()):
             async with entry.lock:
                 unsaved = entry.unsaved
@@ -134,6 +160,10 @@ class TokenCache:
             if entry.rounds != rounds_before and entry.failure is not None:
                 # The request we waited for failed: share its answer instead of asking again.
                 raise entry.failure
+            if entry.renewal is not None and not entry.renewal.done():
+                # Its caller was cancelled, but it runs on (it may be saving a rotated token):
+                # its answer is ours too, and a second save or request beside it would be wrong.
+                return await asyncio.shield(entry.renewal)
             if entry.unsaved is not None:
                 # Saved before anything else: its refresh token may be the only live one.
                 token = await self._save_unsaved(provider.cache_key, entry, entry.unsaved)
@@ -154,6 +184,7 @@ class TokenCache:
                 renewal = asyncio.create_task(self._renew(provider, entry, token, source))
                 renewal.add_done_callback(_retrieve)
                 entry.renewal = renewal
+                entry.renewing_for = source
             # Shielded: once a refresh is on the wire its answer may hold the only copy of a rotated
             # refresh token; a cancelled caller must not drop it before it is persisted.
             return await asyncio.shield(renewal)

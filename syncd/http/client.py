@@ -131,6 +131,7 @@ class SourceClient:
     ) -> Response:
         """Send with retries: 429 pauses every worker, 5xx and network faults back off, 401 refreshes once."""
         failures = 0
+        refusals = 0  # 429s answered to this request
         reauthed = False
         started = self._clock.monotonic()
         while True:
@@ -147,7 +148,8 @@ class SourceClient:
                 error = transient.error
                 if isinstance(error, RateLimitedError):
                     stats.rate_limited += 1
-                    pause = self._policy.rate_limit_pause(error.retry_after)
+                    refusals += 1
+                    pause = self._policy.rate_limit_pause(error.retry_after, refusals)
                     self.gate.pause(pause)
                     delay = 0.0  # the gate itself holds every worker for `pause`
                     log.warning(

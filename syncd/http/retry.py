@@ -38,11 +38,18 @@ class RetryPolicy:
         ceiling = min(self.cap, self.base * 2 ** max(0, failures - 1))
         return rng.uniform(0, ceiling)
 
-    def rate_limit_pause(self, retry_after: float | None) -> float:
-        """The pause after a 429: the server's `Retry-After` if given, capped, else the default."""
+    def rate_limit_pause(self, retry_after: float | None, in_a_row: int = 1) -> float:
+        """The pause after a 429: the server's `Retry-After` if given, capped, else the default;
+        never shorter than the backoff for `in_a_row` 429s answered to the same request.
+
+        The floor is what keeps a store that says `Retry-After: 0` (or a date already past) from
+        being asked again at once, over and over, until the deadline: without it one request
+        could send thousands.
+        """
+        floor = min(self.cap, self.base * 2.0 ** max(0, in_a_row - 1))
         if retry_after is None:
-            return self.default_retry_after
-        return min(max(0.0, retry_after), self.max_retry_after)
+            return max(self.default_retry_after, floor)
+        return min(max(floor, retry_after), self.max_retry_after)
 
 
 @dataclass(frozen=True, slots=True)
