@@ -26,8 +26,8 @@ COPY --from=build /opt/syncd /opt/syncd
 # SYNCD_HEALTH__ALLOW_REMOTE=true and publish the port.
 # Secrets are files /run/secrets/<source>.<field> (compose or swarm secrets); SYNCD_SECRETS_DIR
 # is where to look for them, not a secret.
-# SYNCD_SHUTDOWN_GRACE=8: a plain `docker stop` waits 10 s before SIGKILL, so the drain must end
-# before that. It overrides shutdown_grace in the file: to give runs longer, set the variable
+# SYNCD_SHUTDOWN_GRACE=5: a plain `docker stop` waits 10 s before SIGKILL; after the drain the
+# cancelled runs' last rows and the token cache's last save may each wait on the database. It overrides shutdown_grace in the file: to give runs longer, set the variable
 # and a stop timeout above it together (deploy/compose.yaml: 30 s and 45 s).
 # hadolint ignore=DL3064
 ENV PATH="/opt/syncd/bin:${PATH}" \
@@ -36,7 +36,7 @@ ENV PATH="/opt/syncd/bin:${PATH}" \
     SYNCD_SECRETS_DIR=/run/secrets \
     SYNCD_LOG_FORMAT=json \
     SYNCD_HEALTH__ENABLED=true \
-    SYNCD_SHUTDOWN_GRACE=8 \
+    SYNCD_SHUTDOWN_GRACE=5 \
     PYTHONUNBUFFERED=1
 VOLUME ["/var/lib/syncd"]
 USER 10001:10001

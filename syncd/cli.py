@@ -14,7 +14,7 @@ import sys
 import traceback
 from collections.abc import Callable, Coroutine, Iterable, Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, get_args
 
 from pydantic import SecretStr
 
@@ -23,6 +23,7 @@ from syncd.config import Settings, load_settings
 from syncd.errors import ConfigError, SyncdError
 from syncd.gcpolicy import tune_for_streaming
 from syncd.logging import configure_logging, get_logger
+from syncd.store.base import TokenEventKind
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_INTERRUPTED = 0, 1, 2, 130
 STANDALONE = frozenset({"demo", "emulator"})
@@ -82,7 +83,7 @@ def _parser() -> argparse.ArgumentParser:
         "--event",
         action="append",
         metavar="KIND",
-        help="only these kinds: issued, reused, refreshed, invalidated, failed "
+        help=f"only these kinds: {', '.join(get_args(TokenEventKind))} "
         "(repeat it or separate with commas)",
     )
     events.add_argument("--limit", type=int, default=20, help="at most this many (default 20)")

@@ -45,7 +45,7 @@ class Runtime:
         self._store: SqliteStore | None = None
         self._pool: ClientPool | None = None
         self._cache: TokenCache | None = None
-        self._locks = SourceLocks.beside(settings.store.path)
+        self._run_locks = SourceLocks.beside(settings.store.path)
         self.owner = ""
         """Who this runtime's runs belong to, as recorded on them (set when it opens)."""
         self.sources: dict[str, Source] = {}
@@ -65,7 +65,7 @@ class Runtime:
             for name in await self._store.running_sources():
                 # A free lock: nobody runs the source, so its `running` rows were abandoned.
                 # Held while closing them, so that no new run of it can start in between.
-                async with self._locks.try_hold(name, self.owner) as free:
+                async with self._run_locks.try_hold(name, self.owner) as free:
                     if free:
                         await self._close_abandoned(name)
             for source in self.settings.sources:
@@ -102,12 +102,9 @@ class Runtime:
             raise RuntimeError("Runtime is not open; use it inside 'async with Runtime(...)'")
         return self._cache
 
-    def engine(self) -> SyncEngine:
-        """A sync engine on this runtime's store and clock, recording its runs as `owner`.
-
-        It takes no run lock: run through `sync()`, which holds the source's lock around it.
-        """
-        # No liveness predicate: the run lock, held by `sync()`, is what keeps two runs apart.
+    def _engine(self) -> SyncEngine:
+        """A sync engine on this runtime's store and clock, recording its runs as `owner`; only
+        for `sync()`, which holds the source's run lock around it."""
         return SyncEngine(self.store, self.clock, owner=self.owner)
 
     async def sync(
@@ -116,10 +113,10 @@ class Runtime:
         """One run of source `name` with its configured options, holding the source's run lock
         (SourceBusyError, naming the holder, while another process or runtime runs it)."""
         settings = self.settings.source(name)
-        async with self._locks.hold(name, self.owner):
+        async with self._run_locks.hold(name, self.owner):
             # A process that died since this runtime opened left its row `running`: close it.
             await self._close_abandoned(name)
-            return await self.engine().run(
+            return await self._engine().run(
                 self.sources[name],
                 kind,
                 progress,

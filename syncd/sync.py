@@ -6,6 +6,7 @@ No scheduling here; the daemon and the CLI decide when to call `SyncEngine.run`.
 from __future__ import annotations
 
 import asyncio
+import re
 import traceback
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -30,6 +31,11 @@ log = get_logger(__name__)
 
 T = TypeVar("T")
 MESSAGE_LIMIT = 200
+# Failed full runs in a row after which a scheduled run stops resuming their scan (see
+# `SyncEngine._resumes_keep_failing`).
+RESUME_ATTEMPTS = 3
+# 24 or more token characters in a row: bearer tokens, JWTs, hex digests, API keys.
+_OPAQUE = re.compile(r"[A-Za-z0-9_.~+=-]{24,}")
 
 ProgressCallback = Callable[[int, int | None, int], None]
 """Called after each committed page with (pages done, pages expected or None, items seen)."""
@@ -79,8 +85,9 @@ class _Tally:
 
 def internal_error(exc: BaseException) -> str:
     """`exc` as a run's one-line error: its type, the first line of its message cut short (an
-    arbitrary message may carry anything, a whole answer included), and where it was raised."""
-    first = next(iter(str(exc).strip().splitlines()), "")
+    arbitrary message may carry anything, a whole answer included) with every long opaque string
+    masked (what a token or a secret looks like), and where it was raised."""
+    first = _OPAQUE.sub("[masked]", next(iter(str(exc).strip().splitlines()), ""))
     if len(first) > MESSAGE_LIMIT:
         first = first[:MESSAGE_LIMIT] + "…"
     text = f"internal error: {type(exc).__name__}" + (f": {first}" if first else "")
@@ -121,12 +128,10 @@ class SyncEngine:
         store: Store,
         clock: Clock,
         owner: str | None = None,
-        is_alive: Callable[[str | None], bool] | None = None,
     ) -> None:
         self._store = store
         self._clock = clock
         self._owner = owner
-        self._is_alive = is_alive
 
     async def run(
         self,
@@ -157,6 +162,8 @@ class SyncEngine:
             # An interrupted full scan is finished first; otherwise its checkpoint would wait
             # for the next full slot while its committed pages grow stale.
             unfinished = state.checkpoint is not None
+            if unfinished and watermark is not None and await self._resumes_keep_failing(source):
+                unfinished = False
             kind = "full" if unfinished or watermark is None else "incremental"
         if kind == "incremental" and watermark is None:
             log.info("sync.full_required", source=source.name, reason="no watermark yet")
@@ -166,9 +173,7 @@ class SyncEngine:
         cursor = Cursor(watermark.since - timedelta(seconds=overlap)) if watermark else None
         started = self._clock.monotonic()
         started_at = self._clock.now()
-        run_id = await self._store.start_run(
-            source.name, kind, started_at, self._owner, self._is_alive
-        )
+        run_id = await self._store.start_run(source.name, kind, started_at, self._owner)
         http = RequestStats(budget=retry_budget)
         tally = _Tally()
         with structlog.contextvars.bound_contextvars(source=source.name, run_id=run_id):
@@ -285,6 +290,25 @@ class SyncEngine:
             )
         )
         tally.deleted += deleted
+
+    async def _resumes_keep_failing(self, source: Source) -> bool:
+        """True when the last RESUME_ATTEMPTS runs were all failed full runs: the scan keeps
+        breaking (a page that always fails, an API that is down), and resuming it again would
+        also stop the incremental runs that keep the rest of the catalog fresh. Scheduled runs
+        are then incremental; a `--full` or `full_schedule` run still resumes the scan."""
+        runs = await self._store.runs(source.name, limit=RESUME_ATTEMPTS)
+        failing = len(runs) == RESUME_ATTEMPTS and all(
+            r.kind == "full" and r.status == "failed" for r in runs
+        )
+        if failing:
+            log.warning(
+                "sync.resume_deferred",
+                source=source.name,
+                failed_runs=RESUME_ATTEMPTS,
+                last_error=runs[0].error,
+                consequence="an incremental run now; the next full run resumes the scan",
+            )
+        return failing
 
     def _resumable(
         self, source: Source, state: SourceState, max_age: float

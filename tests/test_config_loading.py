@@ -317,3 +317,19 @@ def test_an_unreadable_secret_file_is_named(
     assert problems_of(write(tmp_path)) == [
         f"secret file '{target}' cannot be read: Permission denied"
     ]
+
+
+def test_a_malformed_auth_value_is_not_echoed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`auth` given as one string (say a pasted `client_secret=...`): the line names the field and
+    what was expected, never the value, which may be a secret."""
+    path = tmp_path / "syncd.toml"
+    path.write_text(
+        f'[store]\npath = "{tmp_path / "x.db"}"\n\n[[sources]]\nname = "main-store"\n'
+        'kind = "adobe_commerce"\nbase_url = "https://shop.example.com"\n'
+        'auth = "client_secret=SuperSecretValue123"\n'
+    )
+    assert main(["--config", str(path), "check-config"]) == 2
+    err = capsys.readouterr().err
+    assert "sources[0] (main-store).auth" in err and "SuperSecretValue123" not in err

@@ -19,8 +19,9 @@ ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
 DOCKER_STOP_TIMEOUT = 10.0
 """What `docker stop` (and `docker run` without --stop-timeout) waits before SIGKILL."""
-MARGIN = 2.0
-"""After the grace the drain still cancels, closes its run rows and exits: leave it this long."""
+MARGIN = 5.0
+"""After the grace the drain still cancels, closes its run rows (which may wait on a locked
+database) and lets the token cache save: leave it this long."""
 SECRET_FIELDS = ("client_secret", "app_secret", "static_token")
 
 

@@ -426,6 +426,34 @@ async def test_an_interrupted_full_run_is_resumed_by_the_next_scheduled_run(
     assert (await sync(db, emu)).kind == "incremental"
 
 
+async def test_a_scan_that_keeps_failing_stops_holding_back_incremental_runs(
+    tmp_path: Path, start_emu: StartEmu
+) -> None:
+    """A page that fails every time: after three failed full runs in a row, scheduled runs are
+    incremental again (logged sync.resume_deferred) and read the changes; a --full run still
+    resumes the scan, and once the page heals it finishes it."""
+    emu = await start_emu(products=300)
+    db = tmp_path / "s.db"
+    await sync(db, emu)
+    emu.adobe.faults.add(Fault(kind="status", status=503, after=12, times=None))
+    assert (await sync(db, emu, "full", max_concurrency=1)).status == "failed"
+    for _ in range(2):  # the schedule resumes it, and it fails again
+        again = await sync(db, emu, max_concurrency=1)
+        assert (again.kind, again.status) == ("full", "failed")
+    emu.adobe.faults.clear()
+    changed = next(iter(emu.adobe.catalog.skus()))
+    emu.adobe.catalog.update(changed, price=1.25)
+    with capture_logs() as logs:
+        deferred = await sync(db, emu)
+    assert (deferred.kind, deferred.ok) == ("incremental", True)
+    assert [e["failed_runs"] for e in logs if e["event"] == "sync.resume_deferred"] == [3]
+    assert stored_products(db, "shop")[changed]["price"] == 1.25
+    assert query(db, "SELECT checkpoint IS NOT NULL FROM source_state") == [(1,)]
+    finished = await sync(db, emu, "full")
+    assert finished.ok and finished.totals.pages < 30  # resumed, not started over
+    assert query(db, "SELECT checkpoint FROM source_state") == [(None,)]
+
+
 @pytest.mark.parametrize(
     ("max_age", "age", "resumed"),
     [

@@ -56,12 +56,13 @@ def test_rate_limit_pause_defaults_and_caps() -> None:
     assert policy.rate_limit_pause(2) == 2
 
 
-def test_rate_limit_pause_has_a_floor_that_grows_with_429s_in_a_row() -> None:
-    """`Retry-After: 0` (or a date already past) still waits: base, then doubling, capped."""
-    policy = RetryPolicy(base=0.5, cap=8.0)
+def test_retry_after_now_backs_off_with_the_429s_in_a_row() -> None:
+    """`Retry-After: 0` (or a date already past) still waits: base, then doubling, capped; a
+    positive Retry-After is what the server asked for, however many 429s came before."""
+    policy = RetryPolicy(base=0.5, cap=8.0, default_retry_after=5)
     assert [policy.rate_limit_pause(0, n) for n in (1, 2, 3, 6, 9)] == [0.5, 1.0, 2.0, 8.0, 8.0]
-    assert policy.rate_limit_pause(5, 1) == 5  # the server's longer wait wins
-    assert policy.rate_limit_pause(None, 6) == 8.0  # so does the floor over a shorter default
+    assert [policy.rate_limit_pause(1, n) for n in (1, 5)] == [1, 1]
+    assert policy.rate_limit_pause(None, 6) == 5
 
 
 def test_backoff_is_full_jitter_within_an_exponential_cap() -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from syncd.errors import SourceBusyError, StoreError
+from syncd.errors import StoreError
 from syncd.sources.base import make_record
 from syncd.store import ProductRecord, RunTotals, SqliteStore, TokenEvent, TokenRecord
 from syncd.store.schema import SCHEMA_VERSION
@@ -172,15 +172,6 @@ async def test_write_failure_is_a_store_error_and_keeps_data(tmp_path: Path) -> 
         blocker.rollback()
         blocker.close()
         assert await store.count_products("s") == 1
-
-
-async def test_a_source_cannot_be_synced_by_two_live_processes(store: SqliteStore) -> None:
-    """A second process is refused while the first owner lives, and allowed once it is dead."""
-    await store.start_run("s", "full", T0, "host:1")
-    with pytest.raises(SourceBusyError, match="being synced by host:1"):
-        await store.start_run("s", "full", T0, "host:2", lambda owner: True)
-    assert await store.start_run("other", "full", T0, "host:2", lambda owner: True)
-    assert await store.start_run("s", "full", T0, "host:2", lambda owner: False)
 
 
 async def test_a_new_database_and_its_wal_files_are_private(tmp_path: Path) -> None:

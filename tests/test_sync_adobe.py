@@ -19,7 +19,7 @@ from syncd.daemon import Daemon, Runtime
 from syncd.emulator import AdobeConfig, Emulator, EmulatorConfig, Fault
 from syncd.logging import configure_logging
 from syncd.sources.adobe_commerce import AdobeCommerceSource, magento_message
-from syncd.sync import SyncResult
+from syncd.sync import SyncResult, internal_error
 from tests.support import adobe_source, query, settings_for, stored_products, until
 
 StartEmu = Callable[..., Awaitable[Emulator]]
@@ -239,6 +239,18 @@ async def test_a_malformed_answer_fails_the_run_clearly_and_loses_nothing(
     ]
     assert stored_products(db, "shop") == before == emu.adobe.catalog.snapshot()
     assert query(db, "SELECT count(*) FROM products WHERE deleted_at IS NOT NULL") == [(0,)]
+
+
+def test_an_internal_error_masks_what_looks_like_a_token() -> None:
+    """An arbitrary exception's message may hold a header or a body: long opaque strings (tokens,
+    keys, digests) are masked in the run's error; the rest of the message stays readable."""
+    token = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl"
+    try:
+        raise KeyError(f"Authorization: Bearer {token} for sku WH-0001")
+    except KeyError as exc:
+        error = internal_error(exc)
+    assert token not in error and "[masked]" in error
+    assert error.startswith("internal error: KeyError: 'Authorization: Bearer [masked] for sku")
 
 
 async def test_an_unexpected_exception_ends_the_run_failed_not_succeeded(

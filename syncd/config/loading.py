@@ -210,7 +210,8 @@ def _describe(error: Mapping[str, Any], raw: Mapping[str, Any], env: Mapping[str
         path = f"{path} (from {origin})"
     message = str(error["msg"]).removeprefix("Value error, ")
     value = error.get("input")
-    secret = any(str(item) in SECRET_FIELDS for item in loc)
+    # Anything under `auth` may hold a secret (a whole table given as one string, say).
+    secret = any(str(item) in SECRET_FIELDS or item == "auth" for item in loc)
     ctx = error.get("ctx") or {}
     if error["type"] == "missing":
         return f"{path}: is required"

@@ -39,17 +39,17 @@ class RetryPolicy:
         return rng.uniform(0, ceiling)
 
     def rate_limit_pause(self, retry_after: float | None, in_a_row: int = 1) -> float:
-        """The pause after a 429: the server's `Retry-After` if given, capped, else the default;
-        never shorter than the backoff for `in_a_row` 429s answered to the same request.
+        """The pause after a 429: the server's `Retry-After` if given, capped, else the default.
 
-        The floor is what keeps a store that says `Retry-After: 0` (or a date already past) from
-        being asked again at once, over and over, until the deadline: without it one request
-        could send thousands.
+        A `Retry-After` shorter than `base` (0, or a date already past: "now") is replaced by the
+        backoff for the `in_a_row` 429s answered to the same request: taken literally, a store
+        that keeps saying "now" would get thousands of requests before the deadline.
         """
-        floor = min(self.cap, self.base * 2.0 ** max(0, in_a_row - 1))
         if retry_after is None:
-            return max(self.default_retry_after, floor)
-        return min(max(floor, retry_after), self.max_retry_after)
+            return self.default_retry_after
+        if retry_after >= self.base:
+            return min(retry_after, self.max_retry_after)
+        return min(self.cap, self.base * 2.0 ** max(0, in_a_row - 1))
 
 
 @dataclass(frozen=True, slots=True)

@@ -47,8 +47,8 @@ def build_source(
             source=settings.name,
             naive_time_offset=settings.naive_time_offset,
         )
-        # Last in the list: once it admits a request, the request is sent (no other await can
-        # cancel it in between), so every slot it counts is released by `observe`.
+        # Last in the list: the store's count is the strictest, so a request waits for it only
+        # once every other throttle has admitted it (the client releases it if it is not sent).
         throttles.append(
             CallLimitThrottle(
                 clock, window=settings.call_window, reserve=settings.call_limit_reserve

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal, Protocol
@@ -166,9 +166,9 @@ class Store(Protocol):
         kind: RunKind,
         now: datetime,
         owner: str | None = None,
-        is_alive: Callable[[str | None], bool] | None = None,
     ) -> int:
-        """Open a `running` row owned by `owner`; SourceBusyError if a live owner runs `source`."""
+        """Open a `running` row owned by `owner` (shown to operators); the caller holds the
+        source's run lock."""
         ...
 
     async def finish_run(
@@ -186,12 +186,11 @@ class Store(Protocol):
         self,
         now: datetime,
         reason: str,
-        is_alive: Callable[[str | None], bool] | None = None,
         *,
         source: str | None = None,
     ) -> int:
-        """Mark `running` runs (of `source` only, if given) whose owner is not alive (all, if no
-        predicate) as `failed`; return how many."""
+        """Mark `running` runs (of `source` only, if given) as `failed`; return how many. Only
+        for a caller holding their sources' run locks: nobody else can be running them."""
         ...
 
     async def running_sources(self) -> list[str]:

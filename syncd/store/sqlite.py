@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import os
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
 from pathlib import Path
@@ -15,7 +15,7 @@ from typing import Any, Self, cast
 
 import aiosqlite
 
-from syncd.errors import SourceBusyError, StoreError
+from syncd.errors import StoreError
 from syncd.store.base import (
     CLEAR,
     PageCommit,
@@ -231,25 +231,10 @@ class SqliteStore:
         kind: RunKind,
         now: datetime,
         owner: str | None = None,
-        is_alive: Callable[[str | None], bool] | None = None,
     ) -> int:
-        """Open a `running` row owned by `owner` (shown to operators) and return its id.
-
-        With `is_alive`, refuse (SourceBusyError) while another live owner runs the same source;
-        the check and the insert share one write transaction, so two processes cannot both pass.
-        """
+        """Open a `running` row owned by `owner` (shown to operators) and return its id; the
+        caller holds the source's run lock (store/locks.py), which is what keeps runs apart."""
         async with self._transaction(f"start a run of {source!r}") as db:
-            if is_alive is not None:
-                async with db.execute(
-                    "SELECT id, owner FROM sync_runs WHERE source = ? AND status = 'running'",
-                    (source,),
-                ) as rows:
-                    for run_id, other in await rows.fetchall():
-                        if other != owner and is_alive(other):
-                            raise SourceBusyError(
-                                f"source {source!r} is being synced by {other} (run {run_id}); "
-                                "wait for it to finish"
-                            )
             cursor = await db.execute(
                 "INSERT INTO sync_runs (source, kind, started_at, status, owner) "
                 "VALUES (?,?,?,'running',?)",
@@ -284,22 +269,19 @@ class SqliteStore:
         self,
         now: datetime,
         reason: str,
-        is_alive: Callable[[str | None], bool] | None = None,
         *,
         source: str | None = None,
     ) -> int:
-        """Mark `running` runs (of `source` only, if given) whose owner is not alive (all, if no
-        predicate) as `failed`; return how many."""
+        """Mark `running` runs (of `source` only, if given) as `failed`; return how many. Only
+        for a caller holding their sources' run locks: nobody else can be running them."""
         clause, params = where(status="running", source=source)
         # Read first: the common case (nothing to close, before every run) takes no write lock.
         if not await self._read(f"SELECT 1 FROM sync_runs {clause} LIMIT 1", params):
             return 0
         async with self._transaction("close abandoned runs") as db:
-            async with db.execute(f"SELECT id, owner FROM sync_runs {clause}", params) as cursor:
+            async with db.execute(f"SELECT id FROM sync_runs {clause}", params) as cursor:
                 rows = list(await cursor.fetchall())
-            dead = [
-                (iso(now), reason, r[0]) for r in rows if is_alive is None or not is_alive(r[1])
-            ]
+            dead = [(iso(now), reason, r[0]) for r in rows]
             await db.executemany(
                 "UPDATE sync_runs SET status='failed', finished_at=?, error=? WHERE id=?", dead
             )
