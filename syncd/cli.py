@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import os
 import sys
 import traceback
 from collections.abc import Callable, Coroutine, Iterable, Sequence
 from pathlib import Path
-from typing import Any, NoReturn, get_args
+from typing import Any, NoReturn, TypeVar
 
 from pydantic import SecretStr
 
@@ -23,9 +24,10 @@ from syncd.config import Settings, load_settings
 from syncd.errors import ConfigError, SyncdError
 from syncd.gcpolicy import tune_for_streaming
 from syncd.logging import configure_logging, get_logger
-from syncd.store.base import TokenEventKind
+from syncd.store.base import TOKEN_EVENT_KINDS
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_INTERRUPTED = 0, 1, 2, 130
+T = TypeVar("T", int, float)
 STANDALONE = frozenset({"demo", "emulator"})
 """Commands that build their own settings and never read the configuration."""
 
@@ -83,7 +85,7 @@ def _parser() -> argparse.ArgumentParser:
         "--event",
         action="append",
         metavar="KIND",
-        help=f"only these kinds: {', '.join(get_args(TokenEventKind))} "
+        help=f"only these kinds: {', '.join(TOKEN_EVENT_KINDS)} "
         "(repeat it or separate with commas)",
     )
     events.add_argument("--limit", type=int, default=20, help="at most this many (default 20)")
@@ -105,11 +107,15 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _number(text: str, kind: type[int] | type[float], expected: str) -> float:
+def _checked(text: str, kind: Callable[[str], T], ok: Callable[[T], bool], expected: str) -> T:
+    """`text` as `kind` if `ok` holds for it; one argparse line saying what was expected if not."""
     try:
-        return kind(text)
+        value = kind(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is invalid: expected {expected}") from None
+    if not ok(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is invalid: expected {expected}")
+    return value
 
 
 def _positive(text: str) -> float:
@@ -123,26 +129,17 @@ def _positive(text: str) -> float:
 
 
 def _rate(text: str) -> float:
-    value = _number(text, float, "a positive number of requests per second")
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is invalid: expected a positive number of requests per second"
-        )
-    return value
+    return _checked(
+        text, float, lambda v: 0 < v < math.inf, "a positive number of requests per second"
+    )
 
 
 def _count(text: str) -> int:
-    value = int(_number(text, int, "a whole number, 0 or more"))
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is invalid: expected a whole number, 0 or more")
-    return value
+    return _checked(text, int, lambda v: v >= 0, "a whole number, 0 or more")
 
 
 def _port(text: str) -> int:
-    value = int(_number(text, int, "a TCP port, 0-65535"))
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"{text!r} is invalid: expected a TCP port, 0-65535")
-    return value
+    return _checked(text, int, lambda v: 0 <= v <= 65535, "a TCP port, 0-65535")
 
 
 def _path(text: str) -> Path:

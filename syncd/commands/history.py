@@ -11,17 +11,15 @@ import sys
 from collections.abc import Sequence
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
-from typing import Any, TextIO, get_args
+from typing import Any, TextIO
 
 from syncd.clock import Clock, SystemClock
 from syncd.config import Settings
 from syncd.store import RunRecord, SqliteStore, TokenEvent
-from syncd.store.base import TokenEventKind
+from syncd.store.base import TOKEN_EVENT_KINDS
 from syncd.store.rows import iso
 
 EXIT_USAGE = 2
-TOKEN_EVENT_KINDS: tuple[str, ...] = get_args(TokenEventKind)
-"""What `token_events.event` holds (written by the token cache)."""
 _AGE = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _SQLITE_MAX = 2**63 - 1

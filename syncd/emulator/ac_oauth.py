@@ -25,7 +25,7 @@ from aiohttp import web
 
 from syncd.clock import Clock
 from syncd.emulator.config import AmeriCommerceConfig
-from syncd.emulator.responses import form_response, json_response
+from syncd.emulator.responses import dumps, form_response, json_response
 from syncd.emulator.timefmt import store_format, to_ms
 
 TokenState = Literal["valid", "expired", "revoked", "unknown"]
@@ -152,10 +152,7 @@ class AmeriCommerceOAuth:
         """Log a user in by signature over their user API key (legacy scheme only)."""
         if not self._legacy:
             return _error(_encoding(request), 404, "The desktop flow is not available.")
-        read = await _read(request)
-        if isinstance(read, web.Response):
-            return read
-        fields, encoding = read
+        fields, encoding = await _read(request)
         missing = _missing(fields, "app_id", "scope", "redirect_url", "username", "signature")
         if missing:
             return _error(encoding, 400, f"{missing} is required")
@@ -177,10 +174,7 @@ class AmeriCommerceOAuth:
 
     async def access_token(self, request: web.Request) -> web.Response:
         """Trade a signed handshake for an access and a refresh token."""
-        read = await _read(request)
-        if isinstance(read, web.Response):
-            return read
-        fields, encoding = read
+        fields, encoding = await _read(request)
         missing = _missing(fields, self._id_field, "auth_id", "signature")
         if missing:
             return _error(encoding, 400, f"{missing} is required")
@@ -207,10 +201,7 @@ class AmeriCommerceOAuth:
 
     async def refresh(self, request: web.Request) -> web.Response:
         """A new access token (and refresh token) for a signed refresh request."""
-        read = await _read(request)
-        if isinstance(read, web.Response):
-            return read
-        fields, encoding = read
+        fields, encoding = await _read(request)
         cfg = self._config
         if self._legacy:
             missing = _missing(fields, "app_id", "access_token", "signature")
@@ -297,8 +288,8 @@ def _encoding(request: web.Request) -> Encoding:
     return "form" if request.content_type == _FORM else "json"
 
 
-async def _read(request: web.Request) -> tuple[dict[str, str], Encoding] | web.Response:
-    """The body's fields and how to answer, or a 415 for a type the docs do not allow.
+async def _read(request: web.Request) -> tuple[dict[str, str], Encoding]:
+    """The body's fields and how to answer; a 415 (raised) for a type the docs do not allow.
 
     The docs allow `application/json` and `application/x-www-form-urlencoded` only; a body with
     another type, or none, is refused rather than guessed at.
@@ -309,7 +300,10 @@ async def _read(request: web.Request) -> tuple[dict[str, str], Encoding] | web.R
     if request.content_type != _JSON:
         sent = request.headers.get("Content-Type")
         what = f"media type {sent[:60]!r}" if sent else "a body without a Content-Type"
-        return _error("json", 415, f"The request's {what} is not supported: use {_JSON} or {_FORM}")
+        details = f"The request's {what} is not supported: use {_JSON} or {_FORM}"
+        raise web.HTTPUnsupportedMediaType(
+            text=dumps(_error_body(415, details)).decode(), content_type=_JSON
+        )
     raw = await request.read()
     try:
         data = json.loads(raw) if raw else {}
@@ -326,8 +320,13 @@ def _answer(encoding: Encoding, body: dict[str, Any]) -> web.Response:
     return json_response(200, body)
 
 
+def _error_body(status: int, details: str) -> dict[str, Any]:
+    """The API's error shape: `{status_code, message, details}`."""
+    return {"status_code": status, "message": _REASONS.get(status, "Error"), "details": details}
+
+
 def _error(encoding: Encoding, status: int, details: str) -> web.Response:
-    body = {"status_code": status, "message": _REASONS.get(status, "Error"), "details": details}
+    body = _error_body(status, details)
     if encoding == "form":
         return form_response(status, body)
     return json_response(status, body)

@@ -3,7 +3,7 @@
 from syncd.http.adaptive import AdaptiveRate, RateTuning
 from syncd.http.client import SourceAuth, SourceClient
 from syncd.http.pool import ClientPool
-from syncd.http.response import Response, fill_placeholders
+from syncd.http.response import Response, error_text
 from syncd.http.retry import RetryBudget, RetryPolicy, parse_retry_after
 from syncd.http.stats import RequestStats
 from syncd.http.throttle import AdaptiveThrottle, RateThrottle, Throttle
@@ -21,6 +21,6 @@ __all__ = [
     "SourceAuth",
     "SourceClient",
     "Throttle",
-    "fill_placeholders",
+    "error_text",
     "parse_retry_after",
 ]

@@ -25,7 +25,7 @@ from syncd.errors import (
     TransportError,
 )
 from syncd.http.gate import PauseGate
-from syncd.http.response import Response, fill_placeholders
+from syncd.http.response import Response, error_text
 from syncd.http.retry import RetryPolicy, parse_retry_after
 from syncd.http.stats import RequestStats
 from syncd.http.throttle import Throttle
@@ -367,9 +367,7 @@ def _message(response: Response) -> str:
         data = json.loads(response.body)
     except ValueError:
         return _describe_body(response)
-    if isinstance(data, dict):
-        for key in ("message", "error_description", "error", "details"):
-            value = data.get(key)
-            if isinstance(value, str) and value:
-                return fill_placeholders(value, data.get("parameters"))[:300]
+    text = error_text(data)
+    if text is not None:
+        return text[:300]
     return response.body[:200].decode("utf-8", errors="replace")

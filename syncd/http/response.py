@@ -30,3 +30,20 @@ def fill_placeholders(message: str, parameters: object) -> str:
     for name in sorted(named, key=len, reverse=True):
         message = message.replace(f"%{name}", str(named[name]))
     return message
+
+
+ERROR_TEXT_KEYS = ("message", "error_description", "error", "details")
+"""Where the platforms put their error text: Magento `message`, IMS `error_description` and
+`error`, AmeriCommerce `details`."""
+
+
+def error_text(data: object) -> str | None:
+    """The platform's own error text in a decoded error body, placeholders filled, on one line;
+    None if the body has none."""
+    if not isinstance(data, dict):
+        return None
+    for key in ERROR_TEXT_KEYS:
+        value = data.get(key)
+        if isinstance(value, str) and value:
+            return " ".join(fill_placeholders(value, data.get("parameters")).split())
+    return None

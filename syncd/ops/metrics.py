@@ -25,7 +25,7 @@ from prometheus_client.registry import Collector
 
 from syncd import __version__
 from syncd.ops.staleness import SourceHealth
-from syncd.store.base import RunKind, RunStatus, TokenEventKind
+from syncd.store.base import TOKEN_EVENT_KINDS, RunKind, RunStatus
 from syncd.sync import SyncResult
 
 CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
@@ -36,7 +36,7 @@ RUN_BUCKETS = (1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0)
 RUN_KINDS: tuple[str, ...] = get_args(RunKind)
 RUN_OUTCOMES = tuple(s for s in get_args(RunStatus) if s != "running")
 """The statuses a finished run can have: each (source, kind, status) series exists from the start."""
-TOKEN_EVENTS: tuple[TokenEventKind, ...] = get_args(TokenEventKind)
+TOKEN_EVENTS = TOKEN_EVENT_KINDS
 """The events the token cache records (tests check this against the code)."""
 
 

@@ -11,9 +11,17 @@ from typing import Any
 
 from syncd.config import AdobeCommerceSourceSettings
 from syncd.errors import HttpStatusError, SourceError, SyncdError
-from syncd.http import RequestStats, SourceClient, fill_placeholders
+from syncd.http import RequestStats, SourceClient, error_text
 from syncd.logging import get_logger
-from syncd.sources.base import CatalogProbe, Cursor, Page, as_float, as_int, make_record
+from syncd.sources.base import (
+    CatalogProbe,
+    Cursor,
+    Page,
+    as_float,
+    as_int,
+    checked_envelope,
+    make_record,
+)
 from syncd.sources.fanout import fetch_concurrently
 from syncd.store import ProductRecord
 
@@ -115,10 +123,10 @@ def skus_params(skus: Sequence[str]) -> dict[str, str]:
 def magento_message(body: Any) -> str:
     """Magento's error `message` with its placeholders filled from `parameters`, as its Phrase
     renders them (`%max` by name, `%1` by position), cut to one short line."""
-    if not isinstance(body, dict) or not isinstance(body.get("message"), str):
+    text = error_text(body)
+    if text is None:
         return json.dumps(body)[:300] if body is not None else "no error message"
-    text = fill_placeholders(body["message"], body.get("parameters"))
-    return " ".join(text.split())[:300]
+    return text[:300]
 
 
 def format_magento_time(moment: datetime) -> str:
@@ -211,16 +219,7 @@ class AdobeCommerceSource:
             raise SourceError(
                 f"{where} has no 'items' list (is base_url an Adobe Commerce REST endpoint?)"
             )
-        raw_total = data.get("total_count")
-        total = None if isinstance(raw_total, bool) else as_int(raw_total)
-        if total is None or total < 0:
-            raise SourceError(f"{where} has no integer total_count (got {raw_total!r:.40})")
-        for n, item in enumerate(items):
-            if not isinstance(item, dict):
-                raise SourceError(
-                    f"{where}: item {n} is {type(item).__name__}, not a JSON object (a product)"
-                )
-        return items, total
+        return items, checked_envelope(items, data.get("total_count"), where, "item")
 
     def _refused(self, body: Any) -> SyncdError:
         """Magento's 400 as one line; over the store's pageSize limit, which page_size to set."""
@@ -322,12 +321,10 @@ class AdobeCommerceSource:
         """`total_count` now, and whether the newest product (by `created_at`) is from `since`
         on, compared in whole seconds as Magento stores them."""
         items, total = await self._envelope(probe_params(), stats, "catalog probe")
-        if not items:
-            return CatalogProbe(total, created_since=total > 0)
-        newest = items[0].get("created_at")
+        newest = items[0].get("created_at") if items else None
         created = parse_magento_time(newest if isinstance(newest, str) else None)
         floor = since.astimezone(UTC).replace(microsecond=0)
-        return CatalogProbe(total, created_since=created is None or created >= floor)
+        return CatalogProbe.of(total, created, floor, empty=not items)
 
     async def fetch_skus(self, stats: RequestStats, skus: Sequence[str]) -> list[ProductRecord]:
         """The full products for `skus`, a page-sized batch per request."""

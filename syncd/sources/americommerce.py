@@ -29,7 +29,15 @@ from syncd.sources.americommerce_query import (
     parse_ac_time,
     probe_params,
 )
-from syncd.sources.base import CatalogProbe, Cursor, Page, as_float, as_int, make_record
+from syncd.sources.base import (
+    CatalogProbe,
+    Cursor,
+    Page,
+    as_float,
+    as_int,
+    checked_envelope,
+    make_record,
+)
 from syncd.sources.fanout import fetch_concurrently
 from syncd.store import ProductRecord
 
@@ -112,19 +120,8 @@ class AmeriCommerceSource:
                 f"source {self.name!r}: {what} of {self._url} has no 'products' list "
                 "(is base_url an AmeriCommerce store?)"
             )
-        raw_total = data.get("total_count")
-        total = None if isinstance(raw_total, bool) else as_int(raw_total)
-        if total is None or total < 0:
-            raise SourceError(
-                f"source {self.name!r}: {what} of {self._url} has no integer total_count "
-                f"(got {raw_total!r:.40})"
-            )
-        for n, item in enumerate(data["products"]):
-            if not isinstance(item, dict):
-                raise SourceError(
-                    f"source {self.name!r}: {what} of {self._url}: product {n} is "
-                    f"{type(item).__name__}, not a JSON object"
-                )
+        where = f"source {self.name!r}: {what} of {self._url}"
+        checked_envelope(data["products"], data.get("total_count"), where, "product")
         return data
 
     async def _list(
@@ -255,15 +252,13 @@ class AmeriCommerceSource:
                 "1; nothing is concluded from it: check base_url"
             )
         total, items = int(data["total_count"]), data["products"]
-        if not items:
-            return CatalogProbe(total, created_since=total > 0)
-        newest = items[0].get("created_at")
+        newest = items[0].get("created_at") if items else None
         try:
             created = parse_ac_time(newest, self._naive) if isinstance(newest, str) else None
         except ValueError:
             created = None
         floor = since - timedelta(microseconds=since.microsecond % 1000)
-        return CatalogProbe(total, created_since=created is None or created >= floor)
+        return CatalogProbe.of(total, created, floor, empty=not items)
 
     async def fetch_skus(self, stats: RequestStats, skus: Sequence[str]) -> list[ProductRecord]:
         """The full products for `skus`: by id when the last listing page gave it (`id=eq:a OR

@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
 from syncd.codec import canonical, compact
+from syncd.errors import SourceError
 from syncd.http.stats import RequestStats
 from syncd.store import ProductRecord
 
@@ -82,6 +83,17 @@ class CatalogProbe:
     total: int
     created_since: bool
 
+    @classmethod
+    def of(
+        cls, total: int, newest: datetime | None, floor: datetime, *, empty: bool
+    ) -> CatalogProbe:
+        """What a probe answer says: `newest` is the newest product's `created_at` (None if it
+        had none the source could read, which counts as new), `floor` the moment asked about at
+        the store's resolution; an `empty` answer with products in it cannot tell either."""
+        if empty:
+            return cls(total, created_since=total > 0)
+        return cls(total, created_since=newest is None or newest >= floor)
+
 
 @runtime_checkable
 class VerifiableSource(Source, Protocol):
@@ -137,6 +149,18 @@ def make_record(
         payload=compact(item),
         content_hash=content_hash(item),
     )
+
+
+def checked_envelope(items: list[Any], raw_total: Any, where: str, noun: str) -> int:
+    """`total_count` of a list answer, after checking it is a whole number of 0 or more and that
+    every item is a JSON object; SourceError starting with `where` (URL and request) otherwise."""
+    total = None if isinstance(raw_total, bool) else as_int(raw_total)
+    if total is None or total < 0:
+        raise SourceError(f"{where} has no integer total_count (got {raw_total!r:.40})")
+    for n, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise SourceError(f"{where}: {noun} {n} is {type(item).__name__}, not a JSON object")
+    return total
 
 
 def as_int(value: Any) -> int | None:

@@ -5,11 +5,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal, Protocol
+from typing import Literal, Protocol, get_args
 
 RunKind = Literal["full", "incremental"]
 RunStatus = Literal["running", "succeeded", "failed", "cancelled"]
 TokenEventKind = Literal["issued", "reused", "refreshed", "invalidated", "failed"]
+TOKEN_EVENT_KINDS: tuple[TokenEventKind, ...] = get_args(TokenEventKind)
+"""What `token_events.event` holds (written by the token cache), in one place for the CLI and
+the metrics."""
 
 
 @dataclass(frozen=True, slots=True)

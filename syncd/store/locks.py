@@ -47,16 +47,13 @@ class SourceLocks:
     @asynccontextmanager
     async def hold(self, source: str, owner: str) -> AsyncIterator[None]:
         """Hold the lock of `source` for the block; SourceBusyError naming the holder if taken."""
-        fd = self._acquire(source, owner)
-        if fd is None:
-            holder = self.holder(source) or "another process"
-            raise SourceBusyError(
-                f"source {source!r} is being synced by {holder}; wait for it to finish"
-            )
-        try:
+        async with self.try_hold(source, owner) as held:
+            if not held:
+                holder = self.holder(source) or "another process"
+                raise SourceBusyError(
+                    f"source {source!r} is being synced by {holder}; wait for it to finish"
+                )
             yield
-        finally:
-            os.close(fd)
 
     @asynccontextmanager
     async def try_hold(self, source: str, owner: str) -> AsyncIterator[bool]:

@@ -112,7 +112,8 @@ async def set_progress(
 
 
 def where(**conditions: Any) -> tuple[str, list[Any]]:
-    """A WHERE clause over the non-None conditions: equality, or `>=` for a datetime (since)."""
+    """A WHERE clause over the non-None conditions: equality, `>=` for a datetime (since), or
+    `IN` for a list or tuple (any of those values)."""
     clauses: list[str] = []
     params: list[Any] = []
     for column, value in conditions.items():
@@ -121,6 +122,9 @@ def where(**conditions: Any) -> tuple[str, list[Any]]:
         if isinstance(value, datetime):
             clauses.append(f"{column} >= ?")
             params.append(iso(value))
+        elif isinstance(value, list | tuple):
+            clauses.append(f"{column} IN ({', '.join('?' * len(value))})")
+            params.extend(value)
         else:
             clauses.append(f"{column} = ?")
             params.append(value)

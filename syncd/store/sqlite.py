@@ -338,12 +338,8 @@ class SqliteStore:
         event: str | Sequence[str] | None = None,
     ) -> list[TokenEvent]:
         """Token events, newest first, filtered; `event` keeps only that kind (or those kinds)."""
-        clause, params = where(source=source, at=since)
-        if event is not None:
-            kinds = [event] if isinstance(event, str) else list(event)
-            test = f"event IN ({', '.join('?' * len(kinds))})"
-            clause = f"{clause} AND {test}" if clause else f"WHERE {test}"
-            params = [*params, *kinds]
+        kinds = None if event is None else [event] if isinstance(event, str) else list(event)
+        clause, params = where(source=source, at=since, event=kinds)
         rows = await self._read(
             "SELECT source, at, event, expires_at, fingerprint, detail FROM token_events "
             f"{clause} ORDER BY id DESC LIMIT ?",

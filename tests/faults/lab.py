@@ -18,10 +18,11 @@ import time
 from collections.abc import Callable, MutableMapping
 from contextlib import AsyncExitStack
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from syncd.clock import FakeClock
 from syncd.config import AdobeCommerceSourceSettings, HttpSettings, Settings, StoreSettings
 from syncd.daemon import Daemon, Runtime
 from syncd.emulator import AdobeConfig, Emulator, EmulatorConfig, Fault
@@ -42,7 +43,7 @@ Event = MutableMapping[str, Any]
 CHURN_AGE = 600.0
 
 
-class LabClock:
+class LabClock(FakeClock):
     """Virtual time: a sleep ends when the lab's time reaches its deadline, and the time jumps to
     the next deadline only once the lab has gone quiet.
 
@@ -60,8 +61,7 @@ class LabClock:
     PARKED_TASKS = frozenset({"staleness-check", "watchdog"})
 
     def __init__(self, start: datetime, grace: float = 0.002) -> None:
-        self._now = start
-        self._mono = 1000.0
+        super().__init__(start)
         self.grace = grace
         self.activity: Callable[[], tuple[int, int]] = lambda: (0, 0)
         self.parked: list[str] = []
@@ -69,16 +69,9 @@ class LabClock:
         self._sleepers: list[tuple[float, int, asyncio.Future[None]]] = []
         self._driver: asyncio.Task[None] | None = None
 
-    def now(self) -> datetime:
-        return self._now
-
-    def monotonic(self) -> float:
-        return self._mono
-
     def advance(self, seconds: float) -> None:
         """Move the time forward by `seconds` (an outage is over, a token expires)."""
-        self._now += timedelta(seconds=seconds)
-        self._mono += seconds
+        super().advance(seconds)
         self._wake()
 
     async def sleep(self, seconds: float) -> None:
@@ -91,7 +84,7 @@ class LabClock:
             return
         self.waits += 1
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        heapq.heappush(self._sleepers, (self._mono + seconds, self.waits, future))
+        heapq.heappush(self._sleepers, (self.monotonic() + seconds, self.waits, future))
         if self._driver is None or self._driver.done():
             self._driver = asyncio.create_task(self._drive(), name="lab-clock")
         await future
@@ -109,8 +102,8 @@ class LabClock:
             if (self.activity(), self.waits) != quiet or not self._pending():
                 continue
             deadline = self._sleepers[0][0]
-            if deadline > self._mono:
-                self.advance(deadline - self._mono)
+            if deadline > self.monotonic():
+                self.advance(deadline - self.monotonic())
             else:
                 self._wake()
 
@@ -120,7 +113,7 @@ class LabClock:
         return bool(self._sleepers)
 
     def _wake(self) -> None:
-        while self._sleepers and self._sleepers[0][0] <= self._mono:
+        while self._sleepers and self._sleepers[0][0] <= self.monotonic():
             future = heapq.heappop(self._sleepers)[2]
             if not future.done():
                 future.set_result(None)
