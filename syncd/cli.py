@@ -29,7 +29,7 @@ from syncd.store.base import TOKEN_EVENT_KINDS
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_INTERRUPTED = 0, 1, 2, 130
 T = TypeVar("T", int, float)
-STANDALONE = frozenset({"demo", "emulator"})
+STANDALONE = frozenset({"demo", "emulator", "config-schema"})
 """Commands that build their own settings and never read the configuration."""
 
 log = get_logger(__name__)
@@ -102,6 +102,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     health.add_argument("--ready", action="store_true", help="ask /readyz instead of /healthz")
     health.add_argument("--timeout", type=_positive, default=5.0, help="seconds (default 5)")
+
+    commands.add_parser(
+        "config-schema", help="print the JSON Schema of the config file (for editors)"
+    )
 
     demo = commands.add_parser("demo", help="sync the bundled emulator into a local SQLite file")
     demo.add_argument("--products", type=_count, default=3000, help="catalog size (default 3000)")
@@ -268,6 +272,11 @@ def _dispatch(args: argparse.Namespace, settings: Settings | None) -> int:
         "runs": history.show_runs,
         "events": history.show_events,
     }
+    if args.command == "config-schema":
+        from syncd.config.schema import config_schema_text
+
+        sys.stdout.write(config_schema_text())
+        return EXIT_OK
     if args.command == "demo":
         return asyncio.run(demo.demo(args.products, args.db))
     if args.command == "emulator":
