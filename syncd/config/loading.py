@@ -325,7 +325,7 @@ def load_settings(
             if not newly:
                 unset = [
                     _unset_secret(i, str(raw["sources"][i].get("name")), field).problem
-                    for i, fields in missing.items()
+                    for i, fields in sorted(missing.items())
                     if secrets_of == "all" or str(raw["sources"][i].get("name")) in secrets_of
                     for field in fields
                 ]
