@@ -44,7 +44,7 @@ ADOBE_MISSING = (
     "sources[0] (adobe).auth.client_secret: is required: set SYNCD_SECRET_ADOBE_CLIENT_SECRET, "
     "a file adobe.client_secret in the secrets directory, or auth.client_secret in the config file"
 )
-AC_TOKEN = "ac-static-token-do-not-log"  # noqa: S105 - a test credential
+AC_TOKEN = "ac-static-token-do-not-log"
 
 
 @pytest.fixture(autouse=True)
@@ -149,7 +149,9 @@ async def test_sync_of_one_source_needs_only_its_secrets(
 ) -> None:
     """The Adobe source's secret is unset: the AmeriCommerce source syncs (exit 0) and the Adobe
     one is refused before any request (exit 2, the line naming its variable)."""
-    config = EmulatorConfig(americommerce=AmeriCommerceConfig(products=20, static_tokens=(AC_TOKEN,)))
+    config = EmulatorConfig(
+        americommerce=AmeriCommerceConfig(products=20, static_tokens=(AC_TOKEN,))
+    )
     async with Emulator(config) as emu:
         path = write(tmp_path, emu.url, f'static_token = "{AC_TOKEN}"')
         assert await asyncio.to_thread(main, ["--config", str(path), "sync", "ac"]) == 0

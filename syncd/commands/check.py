@@ -185,7 +185,9 @@ async def check_source(
     except ConfigError as exc:
         return CheckResult(name, "config", "; ".join(exc.problems))
     except SyncdError as exc:
-        return CheckResult(name, "failed", f"{_one_line(exc)}; {advice(exc, settings)}")
+        what, todo = _one_line(exc), advice(exc, settings)
+        # A refused grant's message already names the command to run.
+        return CheckResult(name, "failed", what if todo in what else f"{what}; {todo}")
     facts = [
         await _token_fact(store, name, started, clock.now()),
         f"{total} products",
