@@ -90,7 +90,7 @@ async def test_a_stored_americommerce_grant_is_confirmed(
         capsys.readouterr()
         assert await check_sources(_args("ac"), settings, clock=clock) == 0
     out = capsys.readouterr().out
-    assert re.fullmatch(r"ac: ok: token (reused|cached) \(expires in 59m\), 15 products, .*\n", out)
+    assert re.fullmatch(r"ac: ok: token (reused|cached) \(expires in 1h\), 15 products, .*\n", out)
     assert SECRET not in out and USER_KEY not in out
 
 
