@@ -13,17 +13,20 @@ from syncd.sync import _short_path
 @pytest.mark.parametrize(
     ("filename", "expected"),
     [
-        ("/tmp/x/syncd/syncd/sync.py", "syncd/sync.py"),
-        ("/tmp/x/syncd/syncd/http/client.py", "syncd/http/client.py"),
-        ("/tmp/x/syncd/tests/test_sync_adobe.py", "test_sync_adobe.py"),
-        ("/tmp/x/syncd/.venv/lib/python3.11/site-packages/aiohttp/client.py", "client.py"),
-        ("/tmp/x/syncd/syncd-tools/syncd/x.py", "x.py"),
+        ("/home/runner/work/syncd/syncd/sync.py", "syncd/sync.py"),
+        ("/home/runner/work/syncd/syncd/http/client.py", "syncd/http/client.py"),
+        ("/home/runner/work/syncd/tests/test_sync_adobe.py", "test_sync_adobe.py"),
+        (
+            "/home/runner/work/syncd/.venv/lib/python3.11/site-packages/aiohttp/client.py",
+            "client.py",
+        ),
+        ("/home/runner/work/syncd/syncd-tools/syncd/x.py", "x.py"),
         ("C:\\ci\\syncd\\syncd\\sync.py", "sync.py"),
     ],
 )
 def test_a_checkout_named_syncd(filename: str, expected: str) -> None:
-    """The package lives in /tmp/x/syncd/syncd: only its own files keep a `syncd/` path."""
-    assert _short_path(filename, root="/tmp/x/syncd") == expected
+    """The package lives in /home/runner/work/syncd/syncd (GitHub Actions): only its own files keep a `syncd/` path."""
+    assert _short_path(filename, root="/home/runner/work/syncd") == expected
 
 
 def test_the_real_package_files() -> None:
