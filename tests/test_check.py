@@ -24,6 +24,7 @@ from syncd.config import Settings
 from syncd.emulator import AdobeConfig, Emulator, EmulatorConfig
 from syncd.errors import ConfigError
 from syncd.http.response import Response
+from syncd.store import SqliteStore
 from tests.ac_support import SECRET, USER, USER_KEY, ac_config, auth_settings
 from tests.support import ac_source, adobe_source, settings_for
 
@@ -209,3 +210,18 @@ def test_rate_limit_headers_are_picked_by_name() -> None:
     recorder.observe(Response(200, headers, "application/json", b"{}"))
     recorder.observe(None)  # no answer: the last one's headers stay
     assert recorder.headers["RateLimit-Remaining"] == "7"
+
+
+async def test_a_source_waiting_for_reauth_is_not_sent_anything(
+    tmp_path: Path, clock: FakeClock, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """needs_reauth in the store: the line says why and what to run; no request leaves."""
+    async with _emulator(clock) as emu:
+        settings = settings_for(tmp_path / "s.db", ac_source(emu, name="ac"))
+        async with SqliteStore(tmp_path / "s.db") as store:
+            await store.set_needs_reauth("ac", "the grant was revoked", clock.now())
+        assert await check_sources(_args(), settings, clock=clock) == 1
+        assert emu.americommerce.stats.requests == 0
+    assert capsys.readouterr().out == (
+        "ac: FAILED: needs re-authorisation (the grant was revoked): run 'syncd auth ac'\n"
+    )

@@ -208,7 +208,9 @@ async def _one_product(source: Source, stats: RequestStats, now: datetime) -> in
     except StopAsyncIteration:
         return 0
     finally:
-        await pages.aclose()  # type: ignore[attr-defined]
+        aclose = getattr(pages, "aclose", None)
+        if aclose is not None:
+            await aclose()
     return page.total_count if page.total_count is not None else len(page.records)
 
 
