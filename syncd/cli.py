@@ -21,6 +21,7 @@ from pydantic import SecretStr
 
 from syncd import __version__
 from syncd.config import Settings, load_settings
+from syncd.config.readiness import MissingSecret
 from syncd.errors import ConfigError, SyncdError
 from syncd.gcpolicy import tune_for_streaming
 from syncd.logging import configure_logging, get_logger
@@ -28,7 +29,7 @@ from syncd.store.base import TOKEN_EVENT_KINDS
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_INTERRUPTED = 0, 1, 2, 130
 T = TypeVar("T", int, float)
-STANDALONE = frozenset({"demo", "emulator"})
+STANDALONE = frozenset({"demo", "emulator", "config-schema"})
 """Commands that build their own settings and never read the configuration."""
 
 log = get_logger(__name__)
@@ -57,7 +58,13 @@ def _parser() -> argparse.ArgumentParser:
     sync.add_argument("--full", action="store_true", help="force a full run")
     status = commands.add_parser("status", help="last run, counts and token expiry per source")
     status.add_argument("--json", action="store_true", help="machine-readable output")
-    commands.add_parser("check-config", help="validate the configuration and exit")
+    commands.add_parser(
+        "check-config", help="validate the configuration as 'run' would, offline, and exit"
+    )
+    check = commands.add_parser(
+        "check", help="online check: a token, one product and the rate limits of each source"
+    )
+    check.add_argument("source", nargs="?", help="only this source")
     auth = commands.add_parser(
         "auth", help="authorise an AmeriCommerce source (desktop flow, or --web)"
     )
@@ -96,6 +103,10 @@ def _parser() -> argparse.ArgumentParser:
     health.add_argument("--ready", action="store_true", help="ask /readyz instead of /healthz")
     health.add_argument("--timeout", type=_positive, default=5.0, help="seconds (default 5)")
 
+    commands.add_parser(
+        "config-schema", help="print the JSON Schema of the config file (for editors)"
+    )
+
     demo = commands.add_parser("demo", help="sync the bundled emulator into a local SQLite file")
     demo.add_argument("--products", type=_count, default=3000, help="catalog size (default 3000)")
     demo.add_argument("--db", type=_file, default=Path("syncd-demo.db"), help="SQLite file")
@@ -104,6 +115,12 @@ def _parser() -> argparse.ArgumentParser:
     emulator.add_argument("--port", type=_port, default=8780, help="0 picks a free port")
     emulator.add_argument("--products", type=_count, default=3000)
     emulator.add_argument("--rate-limit", type=_rate, help="Adobe requests per second (429 above)")
+    emulator.add_argument(
+        "--write-config",
+        type=_file,
+        metavar="FILE",
+        help="write a config with one source per platform, pointing at this emulator",
+    )
     return parser
 
 
@@ -215,7 +232,7 @@ def _secret_values(settings: Settings | None) -> set[str]:
     for source in settings.sources if settings else ():
         for name in type(source.auth).model_fields:
             value = getattr(source.auth, name)
-            if isinstance(value, SecretStr):
+            if isinstance(value, SecretStr) and not isinstance(value, MissingSecret):
                 values.add(value.get_secret_value())
     # Values under 4 characters are left out: replacing them everywhere would garble every line.
     return {v for v in values if len(v.strip()) >= 4}
@@ -234,29 +251,40 @@ def _line(text: str, secrets: Iterable[str]) -> str:
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    settings = load_settings(args.config)
+    # No secret is needed to read the config: each command asks for those of the sources it uses.
+    settings = load_settings(args.config, secrets_of=())
     if args.log_level is None and args.log_format is None:
         configure_logging(settings.log_level, settings.log_format)
     return settings
 
 
 def _dispatch(args: argparse.Namespace, settings: Settings | None) -> int:
-    from syncd.commands import authorize, demo, history, running, status
+    from syncd.commands import authorize, check, demo, emulator, history, running, status
 
     handlers: dict[str, Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, int]]] = {
         "run": running.run_daemon,
         "sync": running.sync_now,
         "check-config": running.check_config,
+        "check": check.check_sources,
         "status": status.show_status,
         "healthcheck": status.healthcheck,
         "auth": authorize.authorize_source,
         "runs": history.show_runs,
         "events": history.show_events,
     }
+    if args.command == "config-schema":
+        from syncd.config.schema import config_schema_text
+
+        sys.stdout.write(config_schema_text())
+        return EXIT_OK
     if args.command == "demo":
         return asyncio.run(demo.demo(args.products, args.db))
     if args.command == "emulator":
-        return asyncio.run(demo.serve_emulator(args.port, args.products, args.rate_limit))
+        return asyncio.run(
+            emulator.serve_emulator(
+                args.port, args.products, args.rate_limit, config_file=args.write_config
+            )
+        )
     if settings is None:
         raise RuntimeError(
             f"{args.command!r} needs settings; only {sorted(STANDALONE)} run without"

@@ -6,6 +6,7 @@ No scheduling here; the daemon and the CLI decide when to call `SyncEngine.run`.
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import traceback
 from collections.abc import AsyncIterator, Callable
@@ -102,11 +103,18 @@ def stack_of(exc: BaseException, limit: int = 8) -> list[str]:
     return [f"{_short_path(f.filename)}:{f.lineno} in {f.name}" for f in frames]
 
 
-def _short_path(filename: str) -> str:
-    """From the last `syncd/` directory on (the package's own files), else the bare file name."""
+_PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+"""The directory that holds the `syncd` package (a checkout, or site-packages)."""
+
+
+def _short_path(filename: str, root: str = _PACKAGE_ROOT) -> str:
+    """`syncd/...` for the package's own files (relative to `root`, where the package really
+    is, so a checkout folder that is itself named `syncd` changes nothing), else the bare name."""
     path = filename.replace("\\", "/")
-    at = path.rfind("/syncd/")
-    return path[at + 1 :] if at >= 0 else path.rsplit("/", 1)[-1]
+    package = root.replace("\\", "/").rstrip("/") + "/syncd/"
+    if path.startswith(package):
+        return path[len(package) - len("syncd/") :]
+    return path.rsplit("/", 1)[-1]
 
 
 @asynccontextmanager

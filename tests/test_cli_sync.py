@@ -145,11 +145,16 @@ async def test_on_a_terminal_a_progress_bar_and_readable_logs(
     monkeypatch.setattr("sys.stdout", io.StringIO())
     assert await syncd("--config", str(config), "sync", "shop") == 0
     raw = terminal.getvalue()
-    bars = re.findall(r"\r\x1b\[K(shop \[[#-]{30}\] \d/3 pages, \d+ products)(\n?)", raw)
-    assert [text.split("] ")[1] for text, _ in bars] == [
+    bars = re.findall(
+        r"\r\x1b\[K(shop \[[#-]{30}\] \d/3 pages, \d+ products)"
+        r"((?:, [\d,]+ products/s)?, \d+:\d\d elapsed(?:, ETA \d+:\d\d)?)(\n?)",
+        raw,
+    )
+    assert [text.split("] ")[1] for text, _, _ in bars] == [
         "1/3 pages, 10 products", "2/3 pages, 20 products", "3/3 pages, 30 products",
     ]  # fmt: skip
-    assert [end for _, end in bars] == ["", "", "\n"]
+    assert [end for _, _, end in bars] == ["", "", "\n"]
+    assert ["ETA" in timing for _, timing, _ in bars] == [True, True, False]
     (finished,) = [line for line in ANSI.sub("", raw).split("\n") if "sync.finished" in line]
     assert re.match(r"^\r\d{4}-\d\d-\d\dT[^ ]+Z \[info +\] sync\.finished ", finished)
     assert "items_seen=30" in finished and "source=shop" in finished
@@ -167,10 +172,37 @@ def test_the_progress_bar_is_silent_off_a_terminal_and_closes_its_line() -> None
     bar.close()
     assert pipe.getvalue() == ""
     terminal = Terminal()
-    bar = ProgressBar(terminal, "shop")
+    now = [100.0]
+    bar = ProgressBar(terminal, "shop", monotonic=lambda: now[0])
     bar(1, None, 10)
+    now[0] += 3
     bar(2, None, 15)
     terminal.write("\r\x1b[Ka log line that erased the bar\n")
     bar.close()
     bar.close()
-    assert terminal.getvalue().split("\n")[1:] == ["\r\x1b[Kshop 2 pages, 15 products", ""]
+    assert terminal.getvalue().split("\n")[1:] == [
+        "\r\x1b[Kshop 2 pages, 15 products, 5 products/s, 0:03 elapsed",
+        "",
+    ]
+
+
+def test_the_progress_bar_shows_rate_elapsed_time_and_eta() -> None:
+    """With a known page count: products/s, elapsed time and the time left at the pace so far;
+    no ETA once the last page is in."""
+    from syncd.commands.output import ProgressBar
+
+    terminal = Terminal()
+    now = [0.0]
+    bar = ProgressBar(terminal, "shop", monotonic=lambda: now[0])
+    now[0] = 0.0
+    bar(0, 40, 0)
+    now[0] = 50.0
+    bar(10, 40, 1000)
+    now[0] = 4000.0
+    bar(40, 40, 4000)
+    lines = [line.rsplit("] ", 1)[1] for line in terminal.getvalue().split("\r\x1b[K")[1:]]
+    assert lines == [
+        "0/40 pages, 0 products, 0:00 elapsed",
+        "10/40 pages, 1000 products, 20 products/s, 0:50 elapsed, ETA 2:30",
+        "40/40 pages, 4000 products, 1 products/s, 1:06:40 elapsed\n",
+    ]

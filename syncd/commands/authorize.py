@@ -17,6 +17,7 @@ from syncd.config import (
     AmeriCommerceSourceSettings,
     Settings,
 )
+from syncd.config.readiness import require_secrets
 from syncd.http import ClientPool
 from syncd.store import SqliteStore
 
@@ -45,6 +46,7 @@ async def authorize_source(
             f"source {source.name!r} is {source.kind}: only americommerce sources have an "
             "authorisation step (IMS credentials are used as configured)"
         )
+    require_secrets(settings, [source.name])
     auth, name, base_url = source.auth, source.name, str(source.base_url)
     clock = clock or SystemClock()
     web = args.web or auth.auth_scheme != "legacy"

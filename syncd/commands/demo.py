@@ -1,11 +1,7 @@
-"""`syncd demo` and `syncd emulator`: the bundled emulator, synced or served alone."""
+"""`syncd demo`: the bundled emulator, synced into a local SQLite file."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import errno
-import os
 import random
 import sys
 from datetime import UTC, datetime
@@ -118,32 +114,3 @@ async def demo(products: int, db: Path) -> int:
             },
         )
     return 0 if result.ok else 1
-
-
-async def serve_emulator(port: int, products: int, rate_limit: float | None) -> int:
-    """`syncd emulator`: serve the emulator on 127.0.0.1 until interrupted."""
-    from syncd.emulator import AdobeConfig, Emulator, EmulatorConfig, RateLimitConfig
-
-    limit = RateLimitConfig(rate=rate_limit, burst=max(1, int(rate_limit))) if rate_limit else None
-    config = EmulatorConfig(adobe=AdobeConfig(products=products, rate_limit=limit))
-    async with contextlib.AsyncExitStack() as stack:
-        try:
-            emu = await stack.enter_async_context(Emulator(config, port=port))
-        except OSError as exc:
-            reason = os.strerror(exc.errno) if exc.errno else str(exc)
-            hint = (
-                "; pick another --port (0 picks a free one)"
-                if exc.errno == errno.EADDRINUSE
-                else ""
-            )
-            print(
-                f"syncd: error: cannot listen on 127.0.0.1:{port}: {reason}{hint}", file=sys.stderr
-            )
-            return 1
-        a = emu.adobe.config
-        print(f"emulator listening on {emu.url}", file=sys.stderr)
-        print(f"  IMS token URL   {emu.ims_token_url}", file=sys.stderr)
-        print(f"  Adobe client    {a.client_id} / org {a.org_id}", file=sys.stderr)
-        print(f"  AmeriCommerce   {emu.url}/api/v1/products", file=sys.stderr)
-        await asyncio.Event().wait()
-    return 0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import Any, TextIO
 
 from syncd.logging import ERASE_LINE
@@ -12,11 +14,17 @@ class ProgressBar:
     """A one-line progress bar on a terminal; silent elsewhere (logs say enough there).
 
     A console log line erases the bar (see `syncd.logging`); the next page draws it again below.
+    Besides pages and products it shows the rate in products/s, the elapsed time and, when the
+    page count is known, an estimate of the time left (from the pages done so far).
     """
 
-    def __init__(self, stream: TextIO, label: str) -> None:
+    def __init__(
+        self, stream: TextIO, label: str, monotonic: Callable[[], float] = time.monotonic
+    ) -> None:
         self._stream = stream
         self._label = label
+        self._monotonic = monotonic
+        self._started = monotonic()
         self._enabled = stream.isatty()
         self._text = ""
         self._ended = False
@@ -24,13 +32,20 @@ class ProgressBar:
     def __call__(self, pages: int, expected: int | None, items: int) -> None:
         if not self._enabled or self._ended:
             return
+        elapsed = max(0.0, self._monotonic() - self._started)
+        timing = f"{items / elapsed:,.0f} products/s, " if elapsed > 0 else ""
+        timing += f"{clock_time(elapsed)} elapsed"
         if expected:
             width = 30
             filled = min(width, round(width * pages / expected))
             bar = "#" * filled + "-" * (width - filled)
-            self._text = f"{self._label} [{bar}] {pages}/{expected} pages, {items} products"
+            if 0 < pages < expected:
+                timing += f", ETA {clock_time(elapsed / pages * (expected - pages))}"
+            self._text = (
+                f"{self._label} [{bar}] {pages}/{expected} pages, {items} products, {timing}"
+            )
         else:
-            self._text = f"{self._label} {pages} pages, {items} products"
+            self._text = f"{self._label} {pages} pages, {items} products, {timing}"
         self._stream.write(ERASE_LINE + self._text)
         if expected and pages >= expected:
             # Complete: end the line now so the run's last log lines start on their own.
@@ -69,6 +84,13 @@ def print_result(result: SyncResult, out: TextIO, extra: dict[str, Any] | None =
     if result.error:
         lines.append(f"  error      {result.error}")
     print("\n".join(lines), file=out)
+
+
+def clock_time(seconds: float) -> str:
+    """`m:ss`, or `h:mm:ss` from an hour on (rounded to the second)."""
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
 def human_duration(seconds: float) -> str:

@@ -10,16 +10,14 @@ from syncd.commands.output import ProgressBar, print_result
 from syncd.config import (
     Settings,
 )
+from syncd.config.readiness import require_runnable, require_secrets
 from syncd.daemon import Daemon, Runtime
 from syncd.ops.notify import Notifier
 
 
 async def run_daemon(args: argparse.Namespace, settings: Settings) -> int:
     """`syncd run`: schedule every source until SIGTERM/SIGINT."""
-    if not settings.sources:
-        print("syncd: config error: sources: at least one [[sources]] entry is required",
-              file=sys.stderr)  # fmt: skip
-        return 2
+    require_runnable(settings)
     notifier = Notifier.from_environ(os.environ)
     async with Runtime(settings) as runtime, Daemon(runtime, notifier=notifier) as daemon:
         await daemon.wait()
@@ -28,7 +26,7 @@ async def run_daemon(args: argparse.Namespace, settings: Settings) -> int:
 
 async def sync_now(args: argparse.Namespace, settings: Settings) -> int:
     """`syncd sync SOURCE`: one run now; exit 0 on success."""
-    settings.source(args.source)
+    require_secrets(settings, [args.source])
     async with Runtime(settings) as runtime:
         state = await runtime.store.source_state(args.source)
         if state.needs_reauth:
@@ -48,7 +46,8 @@ async def sync_now(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def check_config(args: argparse.Namespace, settings: Settings) -> int:
-    """`syncd check-config`: settings already validated; say what was found."""
+    """`syncd check-config`: what `run` would refuse (one line each, exit 2), or what was found."""
+    require_runnable(settings)
     print(f"config ok: {len(settings.sources)} source(s), store {settings.store.path}")
     for source in settings.sources:
         print(f"  {source.name}: {source.kind} {source.base_url} {source.parsed_schedule}")

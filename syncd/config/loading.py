@@ -10,6 +10,10 @@ hide that. One `[[sources]]` entry's key can be overridden by index with
 `SYNCD_SOURCES__<index>__<KEY>` (nested with `__`); `SYNCD_SOURCES` as a JSON list replaces them all.
 Bad settings become one `ConfigError` line per field: its path, its value (never a secret's), the
 environment variable it came from if any, and what was expected.
+
+A secret found nowhere is not an error here unless asked for (`secrets_of`): the source gets a
+`MissingSecret`, which says where to set it when a command needs it (see `readiness`), so
+read-only commands run without credentials.
 """
 
 from __future__ import annotations
@@ -20,17 +24,20 @@ import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, get_origin
+from typing import Any, Literal, get_origin
 
 from pydantic import BaseModel, ValidationError
 from pydantic_settings import SettingsError
 
 from syncd.config.base import SECRET_FIELDS, SOURCE_NAME
+from syncd.config.readiness import MissingSecret, secret_problems
 from syncd.config.settings import Settings
 from syncd.errors import ConfigError
 
 ENV_PREFIX = "SYNCD_"
 _SOURCES_PREFIX = "SYNCD_SOURCES__"
+# Stands in for an unset secret while the rest of the source is validated; never kept or sent.
+_PLACEHOLDER = "0" * 32
 
 
 def secret_env_name(source: str, field: str) -> str:
@@ -234,8 +241,69 @@ def _indexed(raw: dict[str, Any]) -> dict[str, Any]:
     return {**raw, "sources": {str(i): source for i, source in enumerate(sources)}}
 
 
-def load_settings(path: Path | None) -> Settings:
-    """Read the TOML file at `path` (or `$SYNCD_CONFIG`), apply env overrides and secrets; ConfigError if bad."""
+def _unset_secret(index: int, name: str, field: str) -> MissingSecret:
+    return MissingSecret(
+        f"sources[{index}] ({name}).auth.{field}: is required: set {secret_env_name(name, field)}, "
+        f"a file {name}.{field} in the secrets directory, or auth.{field} in the config file"
+    )
+
+
+def _implied_secrets(raw: Mapping[str, Any]) -> dict[int, list[str]]:
+    """Secrets that validation cannot name as missing: an AmeriCommerce source with an app id,
+    and neither its secret nor a static token, lacks the app secret."""
+    found: dict[int, list[str]] = {}
+    sources = raw.get("sources")
+    for index, source in enumerate(sources if isinstance(sources, list) else []):
+        if not isinstance(source, dict) or source.get("kind") != "americommerce":
+            continue
+        auth = source.get("auth")
+        if not isinstance(auth, dict):
+            continue
+        has_id = bool(auth.get("app_id") or auth.get("client_id"))
+        if has_id and "static_token" not in auth and "app_secret" not in auth:
+            found[index] = ["app_secret"]
+    return found
+
+
+def _missing_in(errors: list[Any], raw: Mapping[str, Any]) -> dict[int, list[str]]:
+    """The secrets that `errors` say are missing, by index of a `[[sources]]` entry in `raw`."""
+    sources = raw.get("sources")
+    count = len(sources) if isinstance(sources, list) else 0
+    found: dict[int, list[str]] = {}
+    for error in errors:
+        loc = list(error["loc"])
+        if (
+            error["type"] == "missing"
+            and len(loc) > 3
+            and loc[0] == "sources"
+            and isinstance(loc[1], int)
+            and loc[1] < count
+            and "auth" in loc
+            and loc[-1] in SECRET_FIELDS
+        ):
+            found.setdefault(loc[1], []).append(str(loc[-1]))
+    return found
+
+
+def _with_missing(settings: Settings, missing: Mapping[int, list[str]]) -> Settings:
+    """`settings` with each placeholder named in `missing` replaced by a `MissingSecret`."""
+    sources = list(settings.sources)
+    for index, fields in missing.items():
+        source = sources[index]
+        unset = {field: _unset_secret(index, source.name, field) for field in fields}
+        auth = source.auth.model_copy(update=unset)
+        sources[index] = source.model_copy(update={"auth": auth})
+    return settings.model_copy(update={"sources": tuple(sources)})
+
+
+def load_settings(
+    path: Path | None, *, secrets_of: Literal["all"] | tuple[str, ...] = "all"
+) -> Settings:
+    """Read the TOML file at `path` (or `$SYNCD_CONFIG`), apply env overrides and secrets; ConfigError if bad.
+
+    `secrets_of`: the sources whose secrets must all be set ("all": every source); any other
+    source's unset secret is a `MissingSecret`.
+    """
     env = os.environ
     if path is None and env.get("SYNCD_CONFIG"):
         path = Path(env["SYNCD_CONFIG"])
@@ -243,10 +311,32 @@ def load_settings(path: Path | None) -> Settings:
     problems = _check_json_env(env) + _source_overrides(raw, env) + _resolve_secrets(raw, env)
     if problems:
         raise ConfigError(problems)
-    try:
-        return Settings(**_indexed(raw))
-    except ValidationError as exc:
-        raise ConfigError([_describe(e, raw, env) for e in exc.errors()]) from None
-    except SettingsError as exc:
-        # A value pydantic-settings could not decode; its message names the field, never the value.
-        raise ConfigError([f"environment: {exc}"]) from None
+    missing = _implied_secrets(raw)
+    for attempt in range(2):
+        for index, fields in missing.items():
+            for field in fields:
+                raw["sources"][index]["auth"][field] = _PLACEHOLDER
+        try:
+            settings = _with_missing(Settings(**_indexed(raw)), missing)
+            break
+        except ValidationError as exc:
+            errors = exc.errors()
+            newly = _missing_in(errors, raw) if attempt == 0 else {}
+            if not newly:
+                unset = [
+                    _unset_secret(i, str(raw["sources"][i].get("name")), field).problem
+                    for i, fields in sorted(missing.items())
+                    if secrets_of == "all" or str(raw["sources"][i].get("name")) in secrets_of
+                    for field in fields
+                ]
+                raise ConfigError(unset + [_describe(e, raw, env) for e in errors]) from None
+            for index, fields in newly.items():
+                missing.setdefault(index, []).extend(fields)
+        except SettingsError as exc:
+            # A value pydantic-settings could not decode; its message names the field, never the value.
+            raise ConfigError([f"environment: {exc}"]) from None
+    needed = [s.name for s in settings.sources] if secrets_of == "all" else secrets_of
+    unset_needed = secret_problems(settings, needed)
+    if unset_needed:
+        raise ConfigError(unset_needed)
+    return settings
