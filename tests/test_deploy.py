@@ -3,7 +3,9 @@ volume, health check, init and stop signal, and stop timeouts longer than the dr
 
 from __future__ import annotations
 
+import fnmatch
 import json
+import os
 import re
 import shlex
 from pathlib import Path
@@ -13,6 +15,7 @@ import pytest
 import yaml
 
 from syncd.config import Settings
+from syncd.config.loading import CREDENTIAL_PREFIX, load_settings
 from syncd.ops.notify import watchdog_interval
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -22,7 +25,6 @@ DOCKER_STOP_TIMEOUT = 10.0
 MARGIN = 5.0
 """After the grace the drain still cancels, closes its run rows (which may wait on a locked
 database) and lets the token cache save: leave it this long."""
-SECRET_FIELDS = ("client_secret", "app_secret", "static_token")
 
 
 def seconds(text: str) -> float:
@@ -101,6 +103,20 @@ def image_environment() -> dict[str, str]:
     return env
 
 
+def image_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, config: str = "") -> Settings:
+    """What the daemon in the image reads: its defaults file under an operator's `config`."""
+    for name in list(os.environ):
+        if name.upper().startswith("SYNCD_"):
+            monkeypatch.delenv(name)
+    env = image_environment()
+    defaults = ROOT / "deploy" / Path(env["SYNCD_CONFIG_DEFAULTS"]).name
+    monkeypatch.setenv("SYNCD_CONFIG_DEFAULTS", str(defaults))
+    path = tmp_path / "syncd.toml"
+    # /run/secrets exists in a container given secrets only, not here.
+    path.write_text(f"secrets_dir = {str(tmp_path)!r}\n{config}", encoding="utf-8")
+    return load_settings(path)
+
+
 def compose_service() -> dict[str, Any]:
     document = yaml.safe_load((DEPLOY / "compose.yaml").read_text(encoding="utf-8"))
     service: dict[str, Any] = document["services"]["syncd"]
@@ -128,13 +144,9 @@ def test_the_unit_keeps_every_directive_the_daemon_relies_on() -> None:
     )
     # AF_UNIX for NOTIFY_SOCKET, AF_INET/AF_INET6 for the stores and the listener; nothing else.
     assert set(one("RestrictAddressFamilies").split()) == {"AF_UNIX", "AF_INET", "AF_INET6"}
-    credentials = service().get("LoadCredential", [])
-    assert credentials
-    for credential in credentials:
-        name, _, path = credential.partition(":")
-        source, _, field = name.rpartition(".")
-        assert re.fullmatch(r"[a-z0-9][a-z0-9_-]*", source) and field in SECRET_FIELDS, credential
-        assert path.startswith("/etc/syncd/credentials/"), credential
+    # One line for the whole directory: files arrive as syncd_<file>, which the loader reads.
+    (credential,) = service().get("LoadCredential", [])
+    assert credential == f"{CREDENTIAL_PREFIX.rstrip('_')}:/etc/syncd/credentials"
     store = Path(unit_environment()["SYNCD_STORE__PATH"])
     assert store.parent == Path("/var/lib") / one("StateDirectory")
     assert unit()["Install"]["WantedBy"] == ["multi-user.target"]
@@ -157,25 +169,53 @@ def test_syncdctl_runs_commands_as_the_unit_does() -> None:
     assert f"--working-directory={one('WorkingDirectory')}" in script
 
 
-def test_the_image_is_multi_stage_non_root_with_a_state_volume_and_a_real_health_check() -> None:
-    """Slim runtime stage, a numeric non-root user, /var/lib/syncd a volume, HEALTHCHECK asking
+def test_the_image_is_multi_stage_non_root_with_a_state_volume_and_a_real_health_check(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Slim runtime stage, a numeric non-root user, the store on the volume, HEALTHCHECK asking
     the daemon (its listener on), SIGTERM as the stop signal."""
     stages = dockerfile()
     assert len(stages) >= 2 and "slim" in stages[-1][0][1]
     final = runtime_stage()
     (user,) = final["USER"]
     assert user.split(":")[0] not in ("root", "0") and user.split(":")[0].isdigit()
-    env = image_environment()
+    settings = image_settings(monkeypatch, tmp_path)
     (volume,) = final["VOLUME"]
-    assert json.loads(volume) == [str(Path(env["SYNCD_STORE__PATH"]).parent)]
+    assert json.loads(volume) == [str(Path(settings.store.path).parent)]
     (health,) = final["HEALTHCHECK"]
     options, _, command = health.partition("CMD")
     argv = json.loads(command)
     assert argv[:2] == ["syncd", "healthcheck"]
     timeout = dict(re.findall(r"--([a-z-]+)=(\S+)", options))["timeout"]
     assert seconds(timeout) > float(argv[argv.index("--timeout") + 1])
-    assert env["SYNCD_HEALTH__ENABLED"] == "true"
+    assert settings.health.enabled is True
     assert final["STOPSIGNAL"] == ["SIGTERM"]
+
+
+def test_the_image_sets_no_setting_through_the_environment() -> None:
+    """An ENV SYNCD_<setting> would silently override the operator's syncd.toml: the image's
+    settings are defaults in a file, and only where files are is in the environment."""
+    env = image_environment()
+    settings = {name for name in env if name.startswith("SYNCD_")}
+    assert settings == {"SYNCD_CONFIG", "SYNCD_CONFIG_DEFAULTS"}
+    copies = [a.split() for a in runtime_stage()["COPY"] if not a.startswith("--from")]
+    assert [
+        f"deploy/{Path(env['SYNCD_CONFIG_DEFAULTS']).name}",
+        env["SYNCD_CONFIG_DEFAULTS"],
+    ] in copies
+
+
+def test_the_operators_file_wins_over_the_image_defaults(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """shutdown_grace and the store path written in syncd.toml are the ones the daemon reads."""
+    default = image_settings(monkeypatch, tmp_path)
+    chosen = image_settings(
+        monkeypatch, tmp_path, 'shutdown_grace = 20\n[store]\npath = "/data/x.db"\n'
+    )
+    assert default.shutdown_grace == 5 and chosen.shutdown_grace == 20
+    assert str(chosen.store.path) == "/data/x.db"
+    assert chosen.health.enabled is True, "a table the file sets in part keeps the other defaults"
 
 
 def test_the_image_runs_syncd_under_an_init() -> None:
@@ -188,28 +228,29 @@ def test_the_image_runs_syncd_under_an_init() -> None:
     assert installs and re.search(r"\btini=\S+", installs[0])
 
 
-def test_the_image_drains_within_a_plain_docker_stop(monkeypatch: pytest.MonkeyPatch) -> None:
-    """docker stop waits 10 s: the image's grace (which the daemon really reads) ends before."""
-    grace = image_environment()["SYNCD_SHUTDOWN_GRACE"]
-    assert float(grace) + MARGIN <= DOCKER_STOP_TIMEOUT
-    monkeypatch.setenv("SYNCD_SHUTDOWN_GRACE", grace)
-    assert Settings().shutdown_grace == float(grace)
+def test_the_image_drains_within_a_plain_docker_stop(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """docker stop waits 10 s: the image's default grace (which the daemon really reads) ends before."""
+    grace = image_settings(monkeypatch, tmp_path).shutdown_grace
+    assert grace + MARGIN <= DOCKER_STOP_TIMEOUT
 
 
-def test_compose_gives_the_drain_longer_than_its_grace() -> None:
-    """stop_grace_period outlasts the grace compose sets; the state, config and secrets are
-    where the image looks; the container is locked down; no second init."""
+def test_compose_gives_the_drain_room_for_a_raised_grace(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """stop_grace_period outlasts the grace a syncd.toml may set (30 s, the daemon's own
+    default); the state, config and secrets are where the image looks; the container is locked
+    down; no second init; no setting through the environment."""
     svc = compose_service()
-    image = image_environment()
-    # Compose raises the image's grace (sized for a plain docker stop) and its own timeout.
-    grace = float(svc["environment"]["SYNCD_SHUTDOWN_GRACE"])
-    assert grace > float(image["SYNCD_SHUTDOWN_GRACE"])
-    assert seconds(svc["stop_grace_period"]) >= grace + MARGIN
+    settings = image_settings(monkeypatch, tmp_path)
+    assert seconds(svc["stop_grace_period"]) >= Settings().shutdown_grace + MARGIN
     assert svc["stop_signal"] == "SIGTERM"
     assert "init" not in svc, "the image's entry point is tini already"
+    assert not any(str(k).startswith("SYNCD_") for k in svc.get("environment", {}))
     volumes = svc["volumes"]
-    assert f"state:{Path(image['SYNCD_STORE__PATH']).parent}" in volumes
-    assert any(v.endswith(f":{image['SYNCD_CONFIG']}:ro") for v in volumes)
+    assert f"state:{Path(settings.store.path).parent}" in volumes
+    assert any(v.endswith(f":{image_environment()['SYNCD_CONFIG']}:ro") for v in volumes)
     document = yaml.safe_load((DEPLOY / "compose.yaml").read_text(encoding="utf-8"))
     assert set(svc["secrets"]) <= set(document["secrets"]) and svc["secrets"]
     assert svc["read_only"] is True and svc["cap_drop"] == ["ALL"]
@@ -233,20 +274,49 @@ def docker_runs() -> list[str]:
     return commands
 
 
-def test_documented_docker_runs_keep_the_grace_inside_the_stop_timeout() -> None:
-    """A command that raises SYNCD_SHUTDOWN_GRACE raises --stop-timeout above it; none adds
-    --init (the image has one)."""
+def test_documented_docker_runs_set_no_setting_and_add_no_init() -> None:
+    """No documented command overrides syncd.toml with -e SYNCD_<setting>; a raised stop timeout
+    leaves room for the daemon's own default grace; none adds --init (the image has one)."""
     commands = docker_runs()
     assert len(commands) >= 3
-    image_grace = float(image_environment()["SYNCD_SHUTDOWN_GRACE"])
     for command in commands:
         words = command[command.index("docker run") :].split()
-        grace = next(
-            (float(w.split("=", 1)[1]) for w in words if w.startswith("SYNCD_SHUTDOWN_GRACE=")),
-            image_grace,
-        )
-        timeout = DOCKER_STOP_TIMEOUT
+        assert not [w for w in words if w.startswith("SYNCD_")], command
         if "--stop-timeout" in words:
             timeout = float(words[words.index("--stop-timeout") + 1])
-        assert grace + MARGIN <= timeout, command
+            assert Settings().shutdown_grace + MARGIN <= timeout, command
         assert "--init" not in words, command
+
+
+def ignored(path: str) -> bool:
+    """Whether .dockerignore keeps `path` out of the build context (last matching line wins)."""
+    result = False
+    for raw in (ROOT / ".dockerignore").read_text(encoding="utf-8").splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        negated = line.startswith("!")
+        pattern = line.lstrip("!").rstrip("/").removeprefix("**/")
+        parts = path.split("/")
+        prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+        candidates = prefixes + (parts if line.lstrip("!").startswith("**/") else [])
+        if any(fnmatch.fnmatchcase(c, pattern) for c in candidates):
+            result = not negated
+    return result
+
+
+def test_the_build_context_holds_what_the_image_copies_and_nothing_heavy() -> None:
+    """Every COPY source is in the context; the venv, databases, git history and caches are not."""
+    sources = [
+        word
+        for stage in dockerfile()
+        for instruction, args in stage
+        if instruction == "COPY" and not args.startswith("--from")
+        for word in args.split()[:-1]
+    ]
+    assert sources
+    for source in sources:
+        assert not ignored(source.rstrip("/")), source
+        assert not ignored(f"{source.rstrip('/')}/__init__.py") or "." in source, source
+    for heavy in (".venv/bin/python", "syncd-demo.db", ".git/HEAD", "syncd/__pycache__/x.pyc"):
+        assert ignored(heavy), heavy

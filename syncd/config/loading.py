@@ -2,11 +2,13 @@
 
 Secrets of a source (e.g. `client_secret`) are looked up, first match wins, in:
   1. the environment variable `SYNCD_SECRET_<SOURCE>_<FIELD>` (source name upper-cased, `-` as `_`);
-  2. the file `<dir>/<source>.<field>` in `secrets_dir`, then in systemd's `$CREDENTIALS_DIRECTORY`;
+  2. the file `<dir>/<source>.<field>` in `secrets_dir`, then in systemd's `$CREDENTIALS_DIRECTORY`
+     (also as `syncd_<source>.<field>`: what `LoadCredential=syncd:<directory>` names each file);
   3. the value written in the TOML file.
 A secret variable or file that is set but empty is refused rather than skipped: it is almost always
 an unset `${VAR}` interpolated by a shell or compose file, and falling through to another value would
-hide that. One `[[sources]]` entry's key can be overridden by index with
+hide that. `$SYNCD_CONFIG_DEFAULTS` names a TOML file whose settings apply where the config file is
+silent (the container image's paths and grace live there, so the operator's file always wins). One `[[sources]]` entry's key can be overridden by index with
 `SYNCD_SOURCES__<index>__<KEY>` (nested with `__`); `SYNCD_SOURCES` as a JSON list replaces them all.
 Bad settings become one `ConfigError` line per field: its path, its value (never a secret's), the
 environment variable it came from if any, and what was expected.
@@ -35,6 +37,9 @@ from syncd.config.settings import Settings
 from syncd.errors import ConfigError
 
 ENV_PREFIX = "SYNCD_"
+CREDENTIAL_PREFIX = "syncd_"
+"""systemd's `LoadCredential=syncd:/etc/syncd/credentials` loads each file of that directory as
+`syncd_<file>`: one unit line for any number of sources."""
 _SOURCES_PREFIX = "SYNCD_SOURCES__"
 # Stands in for an unset secret while the rest of the source is validated; never kept or sent.
 _PLACEHOLDER = "0" * 32
@@ -128,7 +133,11 @@ def _resolve_secrets(raw: dict[str, Any], env: Mapping[str, str]) -> list[str]:
             for directory in dirs:
                 if value is not None:
                     break
-                value, problem = _read_secret_file(directory / f"{source['name']}.{field}")
+                for prefix in ("", CREDENTIAL_PREFIX):
+                    file = directory / f"{prefix}{source['name']}.{field}"
+                    value, problem = _read_secret_file(file)
+                    if problem or value is not None:
+                        break
                 if problem:
                     problems.append(problem)
                     break
@@ -241,6 +250,18 @@ def _indexed(raw: dict[str, Any]) -> dict[str, Any]:
     return {**raw, "sources": {str(i): source for i, source in enumerate(sources)}}
 
 
+def _layered(defaults: Mapping[str, Any], raw: Mapping[str, Any]) -> dict[str, Any]:
+    """`raw` over `defaults`, table by table: a key the config file sets wins, lists are replaced."""
+    merged = dict(defaults)
+    for key, value in raw.items():
+        below = merged.get(key)
+        if isinstance(value, Mapping) and isinstance(below, Mapping):
+            merged[key] = _layered(below, value)
+        else:
+            merged[key] = value
+    return merged
+
+
 def _unset_secret(index: int, name: str, field: str) -> MissingSecret:
     return MissingSecret(
         f"sources[{index}] ({name}).auth.{field}: is required: set {secret_env_name(name, field)}, "
@@ -308,6 +329,8 @@ def load_settings(
     if path is None and env.get("SYNCD_CONFIG"):
         path = Path(env["SYNCD_CONFIG"])
     raw = _read_config(path) if path is not None else {}
+    if env.get("SYNCD_CONFIG_DEFAULTS"):
+        raw = _layered(_read_config(Path(env["SYNCD_CONFIG_DEFAULTS"])), raw)
     problems = _check_json_env(env) + _source_overrides(raw, env) + _resolve_secrets(raw, env)
     if problems:
         raise ConfigError(problems)
