@@ -318,11 +318,13 @@ class SourceClient:
         cap = self._max_body_size
         announced = parse_content_length(raw.headers.get("Content-Length"))
         if announced is not None and announced > cap:
+            raw.close()  # the connection, with the body still on it, cannot be reused
             raise _body_too_large(method, url, cap, f"announces {announced} bytes")
         body = bytearray()
         async for chunk in raw.content.iter_chunked(_CHUNK):
             body += chunk
             if len(body) > cap:
+                raw.close()
                 raise _body_too_large(method, url, cap, "went on past it")
         return bytes(body)
 
