@@ -319,13 +319,13 @@ class SourceClient:
         announced = parse_content_length(raw.headers.get("Content-Length"))
         if announced is not None and announced > cap:
             raw.close()  # the connection, with the body still on it, cannot be reused
-            raise _body_too_large(method, url, cap, f"announces {announced} bytes")
+            raise _body_too_large(method, url, cap, f"Content-Length {announced}")
         body = bytearray()
         async for chunk in raw.content.iter_chunked(_CHUNK):
             body += chunk
             if len(body) > cap:
                 raw.close()
-                raise _body_too_large(method, url, cap, "went on past it")
+                raise _body_too_large(method, url, cap, "streamed past it")
         return bytes(body)
 
     def _decode(
@@ -410,8 +410,8 @@ def parse_content_length(value: str | None) -> int | None:
 
 def _body_too_large(method: str, url: str, cap: int, how: str) -> ResponseError:
     return ResponseError(
-        f"{method} {url} answered a body over max_body_size ({cap} bytes): it {how}, so it was "
-        "not read; raise max_body_size if the store's answers are really this large",
+        f"{method} {url} answered a body over max_body_size ({cap} bytes; {how}): not read "
+        "further; raise max_body_size if the store's answers are really this large",
         url=url,
     )
 
