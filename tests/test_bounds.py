@@ -6,7 +6,9 @@ clear, non-retried error (or, for a header, "absent"), never an internal error o
 
 from __future__ import annotations
 
+import gzip
 import random
+import tracemalloc
 from collections.abc import AsyncIterator
 from contextlib import aclosing
 from datetime import timedelta
@@ -212,11 +214,15 @@ async def test_a_believed_huge_catalog_is_fetched_page_by_page(
 # -- JSON nesting ------------------------------------------------------------------------------
 
 
-async def serve_once(status: int, body: bytes) -> web.AppRunner:
+async def serve_once(
+    status: int, body: bytes, headers: dict[str, str] | None = None
+) -> web.AppRunner:
     """A loopback server answering every GET with `status` and `body` (JSON)."""
 
     async def answer(request: web.Request) -> web.Response:
-        return web.Response(status=status, body=body, content_type="application/json")
+        return web.Response(
+            status=status, body=body, content_type="application/json", headers=headers
+        )
 
     app = web.Application()
     app.router.add_get("/{tail:.*}", answer)
@@ -249,6 +255,28 @@ async def test_a_json_bomb_is_a_clear_error(
                 await client.get_json(url, stats=stats)
         assert str(caught.value).startswith(f"GET {url} ") and message in str(caught.value)
         assert stats.requests == 1
+    finally:
+        await runner.cleanup()
+
+
+async def test_a_compressed_bomb_is_capped_on_its_decompressed_size(clock: FakeClock) -> None:
+    """64 MiB of JSON gzipped to about 64 KiB: the cap counts decompressed bytes, and reading
+    stops there (a few MiB allocated at the peak, not 64)."""
+    bomb = gzip.compress(b'{"items":[],"total_count":0,"x":"' + b" " * (64 * MIB) + b'"}')
+    runner = await serve_once(200, bomb, {"Content-Encoding": "gzip"})
+    try:
+        host, port = runner.addresses[0][:2]
+        url = f"http://{host}:{port}/rest/V1/products"
+        async with ClientPool(HttpSettings(max_body_size=MIB), clock) as pool:
+            client = pool.client(name="s", max_concurrency=1, request_timeout=5, connect_timeout=5)
+            tracemalloc.start()
+            try:
+                with pytest.raises(ResponseError, match=r"over max_body_size \(1048576 bytes; s"):
+                    await client.get_json(url, stats=RequestStats())
+                _, peak = tracemalloc.get_traced_memory()
+            finally:
+                tracemalloc.stop()
+        assert len(bomb) < MIB and peak < 16 * MIB
     finally:
         await runner.cleanup()
 
