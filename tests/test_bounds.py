@@ -129,8 +129,8 @@ async def test_a_streamed_runaway_body_fails_the_run_without_reading_it(tmp_path
     db = tmp_path / "s.db"
     async with Emulator(EmulatorConfig(adobe=AdobeConfig(products=30), seed=3)) as emu:
         emu.adobe.faults.add(Fault("oversized", size=256 * MIB, times=None))
-        source = adobe_source(emu, max_body_size=MIB)
-        async with Runtime(settings_for(db, source)) as runtime:
+        http = HttpSettings(max_attempts=3, backoff_base=0.001, max_body_size=MIB)
+        async with Runtime(settings_for(db, adobe_source(emu), http=http)) as runtime:
             result = await runtime.sync("shop")
         assert result.status == "failed"
         assert (

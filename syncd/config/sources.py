@@ -151,9 +151,6 @@ class _SourceBase(StrictModel):
         'or than a duration such as "26h"',
     )
     enabled: bool = True
-    max_body_size: int | None = Field(
-        default=None, ge=1024, description="bytes of one response body; None: [http] max_body_size"
-    )
     max_catalog_size: int = Field(
         default=10_000_000,
         ge=1,

@@ -76,7 +76,6 @@ class ClientPool:
         headers: Mapping[str, str] | None = None,
         throttles: Sequence[Throttle] = (),
         is_source: bool = True,
-        max_body_size: int | None = None,
     ) -> SourceClient:
         """A client for one source, with its own limits, sharing the pool's connections.
 
@@ -101,7 +100,7 @@ class ClientPool:
             headers=headers,
             throttles=throttles,
             is_source=is_source,
-            max_body_size=max_body_size or self._settings.max_body_size,
+            max_body_size=self._settings.max_body_size,
         )
 
     async def post_form(

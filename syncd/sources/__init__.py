@@ -25,7 +25,6 @@ def build_source(
         "max_concurrency": settings.max_concurrency,
         "request_timeout": settings.request_timeout,
         "connect_timeout": settings.connect_timeout,
-        "max_body_size": settings.max_body_size,
     }
     throttles: list[Throttle] = []
     if settings.rate_limit is not None:

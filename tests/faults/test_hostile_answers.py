@@ -16,7 +16,7 @@ import pytest
 
 from syncd.emulator import Fault
 from tests.elsewhere import Elsewhere
-from tests.faults.lab import FaultLab
+from tests.faults.lab import LAB_HTTP, FaultLab
 
 MIB = 1024 * 1024
 # A faulted run that is refused at once takes well under a second; this bounds a loop.
@@ -110,7 +110,7 @@ async def test_a_runaway_body_is_not_read_past_the_cap(lab: FaultLab) -> None:
     read no further than the cap (measured: the run allocates a few MiB at most), one clear
     error, not retried; nothing is lost."""
     emu = await lab.start_emulator(products=200)
-    await lab.open(lab.source(max_body_size=MIB))
+    await lab.open(http=LAB_HTTP.model_copy(update={"max_body_size": MIB}))
     good = lab.stored()
     lab.change_catalog()
     arm(lab, Fault("oversized", size=256 * MIB, times=None), "every API answer: a 256 MiB body")
