@@ -19,13 +19,25 @@ from typing import Any
 import orjson
 
 
+class NestingError(ValueError):
+    """JSON nested deeper than the parsers allow (orjson: 1024 levels; `json`: the stack)."""
+
+
+_TOO_DEEP = "nested deeper than syncd reads (about 1000 levels)"
+
+
 def loads(body: bytes) -> Any:
     """`json.loads(body)` (but for integers beyond 64 bits), about twice as fast on product
-    pages; ValueError if `body` is not JSON."""
+    pages; ValueError if `body` is not JSON, NestingError if it is nested too deeply."""
     try:
         return orjson.loads(body)
-    except orjson.JSONDecodeError:
+    except orjson.JSONDecodeError as exc:
+        if "depth limit" in str(exc):
+            raise NestingError(_TOO_DEEP) from None
+    try:
         return json.loads(body)  # more lenient: NaN, lone surrogates, UTF-16 and UTF-32
+    except RecursionError:
+        raise NestingError(_TOO_DEEP) from None
 
 
 def compact(item: Mapping[str, Any]) -> str:
@@ -34,7 +46,7 @@ def compact(item: Mapping[str, Any]) -> str:
     try:
         return orjson.dumps(item).decode()
     except TypeError:
-        return json.dumps(item, separators=(",", ":"), ensure_ascii=False)
+        return _dumps(item, sort_keys=False)
 
 
 def canonical(item: Mapping[str, Any]) -> str:
@@ -43,4 +55,13 @@ def canonical(item: Mapping[str, Any]) -> str:
     try:
         return orjson.dumps(item, option=orjson.OPT_SORT_KEYS).decode()
     except TypeError:
-        return json.dumps(item, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        return _dumps(item, sort_keys=True)
+
+
+def _dumps(item: Mapping[str, Any], *, sort_keys: bool) -> str:
+    """`json.dumps` for what orjson refuses (big integers, over 254 levels of nesting);
+    NestingError where the stack runs out."""
+    try:
+        return json.dumps(item, sort_keys=sort_keys, separators=(",", ":"), ensure_ascii=False)
+    except RecursionError:
+        raise NestingError(_TOO_DEEP) from None

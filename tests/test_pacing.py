@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import math
 import random
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
@@ -32,8 +32,12 @@ class _Answer:
     headers: dict[str, str]
     content_type: str = "application/json"
 
-    async def read(self) -> bytes:
-        return b'{"items": []}'
+    @property
+    def content(self) -> _Answer:
+        return self  # the client reads the body in chunks from `content`
+
+    async def iter_chunked(self, size: int) -> AsyncIterator[bytes]:
+        yield b'{"items": []}'
 
 
 @dataclass

@@ -26,7 +26,7 @@ class EndpointResponse:
             return dict(parse_qsl(text))
         try:
             data = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested too deeply to read
             return {}
         return data if isinstance(data, dict) else {}
 

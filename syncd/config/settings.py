@@ -70,6 +70,11 @@ class HttpSettings(StrictModel):
     retry_budget_min: int = Field(
         default=10, ge=0, description="retries every run may spend whatever its size"
     )
+    max_body_size: int = Field(
+        default=32 * 1024 * 1024,
+        ge=1024,
+        description="bytes of one response body read at most; a larger one fails the request",
+    )
 
 
 class HealthSettings(StrictModel):

@@ -151,6 +151,11 @@ class _SourceBase(StrictModel):
         'or than a duration such as "26h"',
     )
     enabled: bool = True
+    max_catalog_size: int = Field(
+        default=10_000_000,
+        ge=1,
+        description="the largest total_count believed; a larger one fails the run",
+    )
     breaker_threshold: int = Field(
         default=3, ge=1, description="consecutive failed runs before the source is backed off"
     )

@@ -7,7 +7,18 @@ from datetime import datetime
 from typing import Literal
 
 FaultKind = Literal[
-    "status", "html", "slow", "truncated", "malformed", "json", "disconnect", "reset"
+    "status",
+    "html",
+    "slow",
+    "truncated",
+    "malformed",
+    "json",
+    "disconnect",
+    "reset",
+    "redirect",
+    "oversized",
+    "huge_total",
+    "nested",
 ]
 FaultTarget = Literal["api", "token"]
 RetryAfterFormat = Literal["seconds", "http-date"]
@@ -34,6 +45,13 @@ class Fault:
     `reused_only` matches only requests that arrive on a kept-alive connection which has already
     served one (the keep-alive race). `duration` keeps the fault armed for that many seconds of
     the emulator's clock (an outage), whatever `times` says.
+
+    Hostile answers (see `emulator.hostile`): `redirect` answers `status` (a 3xx) with a Location
+    on the origin `location` (same path and query: a load balancer sending clients elsewhere);
+    `oversized` answers 200 with a JSON body of `size` bytes, streamed without a Content-Length;
+    `huge_total` serves the real answer with its `total_count` replaced by `total`; `nested`
+    answers 200 with arrays nested `depth` levels deep. A `status` fault with `retry_after` sends
+    that text as its `Retry-After` (e.g. "²": digits to `str.isdigit`, not to `int`).
     """
 
     kind: FaultKind
@@ -46,6 +64,11 @@ class Fault:
     reused_only: bool = False
     duration: float | None = None
     body: str = ""
+    location: str = ""
+    size: int = 64 * 1024 * 1024
+    total: int = 10**12
+    depth: int = 100_000
+    retry_after: str | None = None
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.probability <= 1.0:
@@ -58,6 +81,10 @@ class Fault:
             raise ValueError("Fault.duration must be positive or None (no time limit)")
         if self.kind == "json" and not self.body:
             raise ValueError("Fault('json') needs the body to answer with")
+        if self.kind == "redirect" and not (300 <= self.status < 400 and self.location):
+            raise ValueError("Fault('redirect') needs a 3xx status and the location's origin")
+        if self.size < 1 or self.total < 0 or self.depth < 1:
+            raise ValueError("Fault.size and Fault.depth must be >= 1, Fault.total >= 0")
 
 
 @dataclass(frozen=True, slots=True)

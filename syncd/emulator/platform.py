@@ -14,10 +14,12 @@ from aiohttp import web
 from syncd.clock import Clock
 from syncd.emulator.config import Fault, FaultTarget
 from syncd.emulator.faults import FaultInjector
+from syncd.emulator.hostile import HOSTILE_KINDS, hostile_response
 from syncd.emulator.responses import garbage_response, html_error_page
 from syncd.emulator.stats import Stats
 
 Handler = Callable[[web.Request], Awaitable[web.Response]]
+Served = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def seeded(seed: int, purpose: str) -> random.Random:
@@ -55,10 +57,10 @@ class PlatformEmulator:
             raise ValueError("before_request needs n >= 1")
         self._before.append((self.stats.requests + n, action))
 
-    def wrap(self, target: FaultTarget, handler: Handler) -> Handler:
+    def wrap(self, target: FaultTarget, handler: Handler) -> Served:
         """`handler` behind latency, counters, the request log and fault injection."""
 
-        async def serve(request: web.Request) -> web.Response:
+        async def serve(request: web.Request) -> web.StreamResponse:
             if self._latency > 0:
                 await asyncio.sleep(self._latency)
             if target == "api":
@@ -67,6 +69,7 @@ class PlatformEmulator:
             else:
                 self.stats.token_requests += 1
             fault = self.faults.draw(target, reused=self._count_on_connection(request) > 1)
+            response: web.StreamResponse
             if fault is None:
                 response = await handler(request)
                 status = response.status
@@ -97,14 +100,19 @@ class PlatformEmulator:
 
     async def _inject(
         self, fault: Fault, target: FaultTarget, request: web.Request, handler: Handler
-    ) -> tuple[web.Response, int]:
+    ) -> tuple[web.StreamResponse, int]:
+        if fault.kind in HOSTILE_KINDS:
+            hostile = await hostile_response(fault, request, handler)
+            return hostile, hostile.status
         if fault.kind == "slow":
             await asyncio.sleep(fault.delay)
             response = await handler(request)
             return response, response.status
         if fault.kind == "status":
             response = self.error_response(target, fault.status)
-            if fault.status in (429, 503) and "Retry-After" not in response.headers:
+            if fault.retry_after is not None:
+                response.headers["Retry-After"] = fault.retry_after
+            elif fault.status in (429, 503) and "Retry-After" not in response.headers:
                 response.headers["Retry-After"] = "1"
             return response, response.status
         if fault.kind == "html":

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 from syncd.clock import Clock
 from syncd.http.response import Response
-from syncd.http.retry import parse_retry_after
+from syncd.http.retry import ascii_int, parse_retry_after
 
 CALL_LIMIT_HEADER = "X-AC-Call-Limit"
 
@@ -38,11 +38,11 @@ def parse_call_limit(value: str | None) -> tuple[int, int] | None:
     """`"7/10"` -> (7, 10); None for an absent or malformed header (or a max below 1)."""
     if not value:
         return None
-    used, sep, limit = value.strip().partition("/")
-    used, limit = used.strip(), limit.strip()
-    if not sep or not used.isdigit() or not limit.isdigit() or int(limit) < 1:
+    used_text, sep, limit_text = value.strip().partition("/")
+    used, limit = ascii_int(used_text), ascii_int(limit_text)
+    if not sep or used is None or limit is None or limit < 1:
         return None
-    return int(used), int(limit)
+    return used, limit
 
 
 @dataclass(frozen=True, slots=True)

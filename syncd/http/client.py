@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
+from urllib.parse import urljoin, urlsplit
 
 import aiohttp
 import structlog
@@ -22,11 +22,12 @@ from syncd.errors import (
     ResponseError,
     RetryBudgetExhaustedError,
     ServerError,
+    SourceError,
     TransportError,
 )
 from syncd.http.gate import PauseGate
 from syncd.http.response import Response, error_text
-from syncd.http.retry import RetryPolicy, parse_retry_after
+from syncd.http.retry import RetryPolicy, ascii_int, parse_retry_after
 from syncd.http.stats import RequestStats
 from syncd.http.throttle import Throttle
 from syncd.logging import get_logger
@@ -40,6 +41,8 @@ _TRANSIENT = (
     aiohttp.ClientPayloadError,
     TimeoutError,
 )
+_CHUNK = 64 * 1024
+DEFAULT_MAX_BODY_SIZE = 32 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,8 +86,10 @@ class SourceClient:
         headers: Mapping[str, str] | None = None,
         throttles: Sequence[Throttle] = (),
         is_source: bool = True,
+        max_body_size: int = DEFAULT_MAX_BODY_SIZE,
     ) -> None:
         self.name = name
+        self._max_body_size = max_body_size
         self._is_source = is_source
         self.gate = PauseGate(clock)
         self._session = session
@@ -134,14 +139,11 @@ class SourceClient:
         refusals = 0  # 429s answered to this request
         reauthed = False
         started = self._clock.monotonic()
+        merged = {**self._headers, **(headers or {})}
         while True:
             await self.gate.wait()
-            token = await self._auth.token() if self._auth else None
-            merged = {**self._headers, **(headers or {})}
-            if token is not None and self._auth is not None:
-                merged.update(self._auth.provider.auth_headers(token))
             try:
-                response = await self._attempt(
+                response, token = await self._attempt(
                     method, url, params, data, json_body, merged, stats, expect_json, accept
                 )
             except _Transient as transient:
@@ -222,16 +224,28 @@ class SourceClient:
         stats: RequestStats,
         expect_json: bool,
         accept: frozenset[int],
-    ) -> Response:
+    ) -> tuple[Response, AccessToken | None]:
+        """One attempt, and the token it carried. The token is taken once the request has its
+        slot and every throttle's admission: one taken before a call-limit wait could expire
+        while the request queues, and would be refused (twice, with the one taken after a 401)."""
         async with self._semaphore:
             await self._admit()
+            try:
+                token = await self._auth.token() if self._auth else None
+            except BaseException:
+                for throttle in self._throttles:
+                    throttle.release()
+                raise
+            sent = dict(headers)
+            if token is not None and self._auth is not None:
+                sent.update(self._auth.provider.auth_headers(token))
             answer: Response | None = None
             try:
-                answer = await self._send(method, url, params, data, json_body, headers, stats)
+                answer = await self._send(method, url, params, data, json_body, sent, stats)
             finally:
                 for throttle in self._throttles:
                     throttle.observe(answer)
-        return self._decode(method, url, answer, expect_json, accept)
+        return self._decode(method, url, answer, expect_json, accept), token
 
     async def _admit(self) -> None:
         """Wait until every throttle admits this request while the source's gate is open.
@@ -278,8 +292,11 @@ class SourceClient:
                 json=json_body,
                 headers=headers,
                 timeout=self._timeout,
+                # A redirect is refused in `_decode`: followed, it would carry the credentials
+                # (a token endpoint's form, X-AC-Auth-Token, x-api-key) to another host.
+                allow_redirects=False,
             ) as raw:
-                body = await raw.read()
+                body = await self._read_capped(method, url, raw)
                 return Response(raw.status, raw.headers, raw.content_type, body)
         except TimeoutError as exc:
             raise _Transient(
@@ -296,6 +313,21 @@ class SourceClient:
         finally:
             stats.observe(self._clock.monotonic() - sent)
 
+    async def _read_capped(self, method: str, url: str, raw: aiohttp.ClientResponse) -> bytes:
+        """The body, read in chunks and never past `max_body_size` (decompressed bytes count)."""
+        cap = self._max_body_size
+        announced = parse_content_length(raw.headers.get("Content-Length"))
+        if announced is not None and announced > cap:
+            raw.close()  # the connection, with the body still on it, cannot be reused
+            raise _body_too_large(method, url, cap, f"Content-Length {announced}")
+        body = bytearray()
+        async for chunk in raw.content.iter_chunked(_CHUNK):
+            body += chunk
+            if len(body) > cap:
+                raw.close()
+                raise _body_too_large(method, url, cap, "streamed past it")
+        return bytes(body)
+
     def _decode(
         self,
         method: str,
@@ -306,6 +338,15 @@ class SourceClient:
     ) -> Response:
         """Classify an answer: 429 and 5xx are transient, JSON is parsed where it is expected."""
         status = response.status
+        if 300 <= status < 400:
+            raise TransportError(
+                f"{method} {url} answered HTTP {status}, a redirect to "
+                f"{redirect_origin(url, response.headers.get('Location'))}: not followed, so "
+                "credentials go only where they are configured; configure the final address "
+                "if the move is genuine",
+                url=url,
+                status=status,
+            )
         if status == 429:
             retry_after = parse_retry_after(response.headers.get("Retry-After"), self._clock.now())
             raise _Transient(
@@ -327,6 +368,10 @@ class SourceClient:
         if expect_json and (200 <= status < 300 or status in accept):
             try:
                 decoded = codec.loads(response.body)
+            except codec.NestingError as exc:
+                raise SourceError(
+                    f"{method} {url} answered HTTP {status} with JSON {exc}; refused"
+                ) from None
             except ValueError:
                 if not 200 <= status < 300:
                     return response  # a refusal the caller reads by its status: not transient
@@ -340,6 +385,35 @@ class SourceClient:
                 ) from None
             return replace(response, data=decoded)
         return response
+
+
+def redirect_origin(url: str, location: str | None) -> str:
+    """Where a redirect points, as `scheme://host[:port]` only: a Location's path and query may
+    carry anything (a token, a signature), so they are never repeated."""
+    if not location:
+        return "nowhere (no Location header)"
+    try:
+        target = urlsplit(urljoin(url, location.strip()))
+        host, port = target.hostname, target.port
+    except ValueError:
+        return "an unreadable Location"
+    if not host or target.scheme not in ("http", "https"):
+        return "an unreadable Location"
+    shown = f"[{host}]" if ":" in host else host
+    return f"{target.scheme}://{shown}" + (f":{port}" if port is not None else "")
+
+
+def parse_content_length(value: str | None) -> int | None:
+    """`Content-Length` as bytes; None when absent or not plain ASCII digits (treated as absent)."""
+    return ascii_int(value)
+
+
+def _body_too_large(method: str, url: str, cap: int, how: str) -> ResponseError:
+    return ResponseError(
+        f"{method} {url} answered a body over max_body_size ({cap} bytes; {how}): not read "
+        "further; raise max_body_size if the store's answers are really this large",
+        url=url,
+    )
 
 
 def _budget_spent(stats: RequestStats, error: TransportError) -> RetryBudgetExhaustedError:
@@ -364,7 +438,7 @@ def _describe_body(response: Response) -> str:
 def _message(response: Response) -> str:
     """The platform's own error text (Magento `message`, IMS `error_description`, ...), shortened."""
     try:
-        data = json.loads(response.body)
+        data = codec.loads(response.body)
     except ValueError:
         return _describe_body(response)
     text = error_text(data)

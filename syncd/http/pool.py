@@ -100,6 +100,7 @@ class ClientPool:
             headers=headers,
             throttles=throttles,
             is_source=is_source,
+            max_body_size=self._settings.max_body_size,
         )
 
     async def post_form(

@@ -87,13 +87,35 @@ def parse_retry_after(value: str | None, now: datetime) -> float | None:
     text = value.strip()
     if not text:
         return None
+    seconds = ascii_int(text)
+    if seconds is not None:
+        return float(seconds)
     if text.isdigit():
-        return float(text)
+        return None  # digits, but not ASCII ones (a superscript two): unreadable, so absent
     try:
         when = parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError):
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
     if when.tzinfo is None:
         # asctime and "-0000" dates carry no zone; every HTTP-date is GMT (RFC 9110 5.6.7).
         when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - now).total_seconds())
+    try:
+        return max(0.0, (when - now).total_seconds())
+    except OverflowError:
+        return None
+
+
+# More digits than any header value means (10**18 seconds, bytes or calls); also keeps `int()`
+# far from CPython's 4300-digit conversion limit, which raises ValueError.
+_MAX_DIGITS = 18
+
+
+def ascii_int(value: str | None) -> int | None:
+    """A header's whole number: ASCII digits only (`str.isdigit` also takes superscripts, which
+    `int` refuses, and other scripts' digits), surrounding spaces allowed; None otherwise."""
+    if value is None:
+        return None
+    text = value.strip()
+    if not text or len(text) > _MAX_DIGITS or not (text.isascii() and text.isdigit()):
+        return None
+    return int(text)

@@ -19,6 +19,7 @@ from syncd.sources.base import (
     Page,
     as_float,
     as_int,
+    believable_total,
     checked_envelope,
     make_record,
 )
@@ -219,7 +220,9 @@ class AdobeCommerceSource:
             raise SourceError(
                 f"{where} has no 'items' list (is base_url an Adobe Commerce REST endpoint?)"
             )
-        return items, checked_envelope(items, data.get("total_count"), where, "item")
+        total = checked_envelope(items, data.get("total_count"), where, "item")
+        most = self._settings.max_catalog_size
+        return items, believable_total(total, most, self.name, f"{self._url} {what}")
 
     def _refused(self, body: Any) -> SyncdError:
         """Magento's 400 as one line; over the store's pageSize limit, which page_size to set."""
@@ -260,8 +263,8 @@ class AdobeCommerceSource:
             found, count = await self._fetch(number, stats)
             return Page(number, found, count, math.ceil(count / size))
 
-        todo = [n for n in range(2, page_count + 1) if n not in skip]
-        if todo:
+        todo = (n for n in range(2, page_count + 1) if n not in skip)
+        if page_count > 1:
             # Closed on exit, so a consumer that stops early stops the page workers too.
             async with aclosing(
                 fetch_concurrently(todo, fetch, self._settings.max_concurrency, self.name)

@@ -35,6 +35,7 @@ from syncd.sources.base import (
     Page,
     as_float,
     as_int,
+    believable_total,
     checked_envelope,
     make_record,
 )
@@ -121,7 +122,9 @@ class AmeriCommerceSource:
                 "(is base_url an AmeriCommerce store?)"
             )
         where = f"source {self.name!r}: {what} of {self._url}"
-        checked_envelope(data["products"], data.get("total_count"), where, "product")
+        total = checked_envelope(data["products"], data.get("total_count"), where, "product")
+        most = self._settings.max_catalog_size
+        believable_total(total, most, self.name, f"{what} of {self._url}")
         return data
 
     async def _list(
@@ -174,8 +177,8 @@ class AmeriCommerceSource:
                 return Page(number, [], (number - 1) * size, page_count)
             return Page(number, got[0], got[1], page_count)
 
-        todo = [n for n in range(2, page_count + 1) if n not in skip]
-        if todo:
+        todo = (n for n in range(2, page_count + 1) if n not in skip)
+        if page_count > 1:
             # Closed on exit, so a consumer that stops early stops the page workers too.
             async with aclosing(
                 fetch_concurrently(todo, fetch, self._settings.max_concurrency, self.name)

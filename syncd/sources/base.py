@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
-from syncd.codec import canonical, compact
+from syncd.codec import NestingError, canonical, compact
 from syncd.errors import SourceError
 from syncd.http.stats import RequestStats
 from syncd.store import ProductRecord
@@ -138,6 +138,10 @@ def make_record(
 ) -> ProductRecord:
     """A store record whose payload is the item as received (re-serialised compactly, keys in the
     order they came), hashed over its canonical form so key order never counts as a change."""
+    try:
+        payload, digest = compact(item), content_hash(item)
+    except NestingError as exc:
+        raise SourceError(f"product {sku!r}: its JSON is {exc}") from None
     return ProductRecord(
         sku=sku,
         id=id,
@@ -146,8 +150,8 @@ def make_record(
         status=status,
         type_id=type_id,
         updated_at=updated_at,
-        payload=compact(item),
-        content_hash=content_hash(item),
+        payload=payload,
+        content_hash=digest,
     )
 
 
@@ -163,14 +167,34 @@ def checked_envelope(items: list[Any], raw_total: Any, where: str, noun: str) ->
     return total
 
 
+_MAX_DIGITS = 30
+
+
+def believable_total(total: int, most: int, source: str, where: str) -> int:
+    """`total` if at most `most` (the source's `max_catalog_size`); else a SourceError, so that a
+    runaway `total_count` never becomes millions of page requests (or of page numbers)."""
+    if total > most:
+        raise SourceError(
+            f"source {source!r}: total_count {total} is above max_catalog_size ({most}), "
+            f"answered by {where}; no further page is fetched: raise max_catalog_size if the "
+            "catalog is really this large"
+        )
+    return total
+
+
 def as_int(value: Any) -> int | None:
     """`value` as an int if it is one (or a numeric string), else None."""
     if isinstance(value, bool):
         return int(value)
     if isinstance(value, int):
         return value
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        return int(value)
+    if isinstance(value, str):
+        digits = value.strip()
+        digits = digits.removeprefix("-")
+        # ASCII digits only ("²".isdigit() is true, and int() refuses it), and not so many
+        # that int() refuses them either (CPython's 4300-digit limit).
+        if digits.isascii() and digits.isdigit() and len(digits) <= _MAX_DIGITS:
+            return int(value)
     return None
 
 

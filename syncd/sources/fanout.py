@@ -3,29 +3,29 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Iterator
 
 from syncd.sources.base import Page
 
 
 async def fetch_concurrently(
-    numbers: list[int], fetch: Callable[[int], Awaitable[Page]], workers: int, name: str
+    numbers: Iterable[int], fetch: Callable[[int], Awaitable[Page]], workers: int, name: str
 ) -> AsyncGenerator[Page, None]:
-    """Pages `numbers` fetched by up to `workers` tasks; the first error is re-raised here.
+    """Pages `numbers` fetched by `workers` tasks; the first error is re-raised here.
 
-    The queue towards the consumer is bounded, so a slow consumer (the store) holds fetching back
-    and memory stays flat whatever the catalog size. Leaving the iteration cancels the workers.
+    `numbers` is drawn lazily, one number per request (a `range` is never expanded), and the
+    queue towards the consumer is bounded, so a slow consumer (the store) holds fetching back and
+    memory stays flat whatever the catalog size. Leaving the iteration cancels the workers.
     """
-    todo: asyncio.Queue[int] = asyncio.Queue()
-    for number in numbers:
-        todo.put_nowait(number)
-    count = max(1, min(workers, len(numbers)))
+    todo: Iterator[int] = iter(numbers)
+    count = max(1, workers)
     done: asyncio.Queue[Page | BaseException | None] = asyncio.Queue(maxsize=count * 2)
 
     async def worker() -> None:
         try:
-            while not todo.empty():
-                await done.put(await fetch(todo.get_nowait()))
+            # One shared iterator: `next` runs between awaits, so no number is taken twice.
+            for number in todo:
+                await done.put(await fetch(number))
         except Exception as exc:  # handed to the consumer, which re-raises it
             await done.put(exc)
         # Not in `finally`: once cancelled, no consumer reads it, and a full queue would block

@@ -151,6 +151,9 @@ ERROR_CLASSES: tuple[tuple[str, str], ...] = (
     (r"database or disk is full", "disk full"),
     (r"readonly database", "read-only database"),
     (r"refused with HTTP 401", "HTTP 401"),
+    (r"answered HTTP (3\d\d), a redirect", r"redirect \1"),
+    (r"over max_body_size", "body over max_body_size"),
+    (r"above max_catalog_size", "total_count above max_catalog_size"),
     (r"answered HTTP (\d{3})", r"HTTP \1"),
     (r"Connection reset|ServerDisconnected", "connection lost"),
 )

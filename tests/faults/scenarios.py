@@ -100,6 +100,26 @@ SCENARIOS: tuple[Scenario, ...] = (
         "(logged), nothing reaches its API meanwhile, the other source keeps its schedule and "
         "succeeds; the delayed run succeeds and closes the breaker",
     ),
+    Scenario(
+        "token-endpoint-redirect",
+        "one token request, not retried; the run fails naming the 307 and the other origin "
+        "only; the other origin received nothing; no log line carries the client secret",
+    ),
+    Scenario(
+        "api-redirect",
+        "one API request, not retried; the run fails naming the 302 and the other origin only; "
+        "the other origin received nothing and nothing of its answer is stored",
+    ),
+    Scenario(
+        "oversized-body",
+        "the body is read no further than max_body_size (under 16 MiB allocated at the peak); "
+        "one request, not retried; the run fails naming the URL and the cap",
+    ),
+    Scenario(
+        "huge-total-count",
+        "one request: the run fails on page 1 naming total_count and max_catalog_size, before "
+        "any further page (or page number) is made",
+    ),
 )
 
 SCENARIO_IDS = frozenset(s.id for s in SCENARIOS)
