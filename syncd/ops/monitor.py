@@ -203,6 +203,7 @@ class Monitor:
         if self._stopping:
             return Check(False, {"ready": False, "reason": "stopping"})
         try:
+            await self._store.check_file()  # a deleted or replaced file still answers every read
             report = await self._assess()
         except SyncdError as exc:
             return Check(False, {"ready": False, "store": f"error: {exc}", "sources": []})

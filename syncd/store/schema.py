@@ -6,7 +6,6 @@ The tables are a contract operators query: add columns and tables in new migrati
 from __future__ import annotations
 
 
-
 def _iso_ms(column: str) -> str:
     """SQL: `column` as `2025-12-05T00:22:02.000Z` if it reads as a date (SQLite's date functions
     take naive, `Z` and `+HH:MM` forms and convert to UTC), else unchanged (NULL stays NULL)."""
@@ -103,7 +102,9 @@ MIGRATIONS: tuple[str, ...] = (
     # times to the second. One UPDATE per table (a product row is rewritten once); text that is
     # no date is left as it is.
     "\n".join(
-        f"UPDATE {table} SET " + ", ".join(f"{column} = {_iso_ms(column)}" for column in columns) + ";"
+        f"UPDATE {table} SET "
+        + ", ".join(f"{column} = {_iso_ms(column)}" for column in columns)
+        + ";"
         for table, columns in (
             ("products", ("updated_at", "first_seen_at", "last_synced_at", "deleted_at")),
             ("sync_runs", ("started_at", "finished_at")),

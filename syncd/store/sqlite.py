@@ -75,7 +75,7 @@ class SqliteStore:
             )
             opened = os.stat(self._path)
             self._identity = (opened.st_dev, opened.st_ino)
-            await self._db.execute("PRAGMA journal_mode=WAL")
+            await self._enable_wal()
             await self._db.execute("PRAGMA synchronous=NORMAL")
             # Checkpoint the WAL every ~40 MB instead of every 4 MB: a full scan writes a few
             # hundred MB, and each checkpoint's fsync stalls the page pipeline (fewer, larger
@@ -102,8 +102,25 @@ class SqliteStore:
     async def _close(self) -> None:
         self._closed = True
         if self._db is not None:
+            if self._identity != (0, 0) and self._file_change() is not None:
+                await self._detach_wal()
             db, self._db = self._db, None
             await db.close()
+
+    async def _enable_wal(self) -> None:
+        """WAL mode, retried while another connection holds the file: the switch takes an
+        exclusive lock without waiting for it (SQLite calls no busy handler there), so two
+        processes starting on a fresh file would see 'database is locked'."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._busy_timeout
+        while True:
+            try:
+                await self._conn.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or loop.time() >= deadline:
+                    raise
+            await asyncio.sleep(0.01)
 
     async def _migrate(self) -> None:
         """Bring the schema to SCHEMA_VERSION. The version is read again under the write lock:
@@ -135,11 +152,12 @@ class SqliteStore:
             row = await cursor.fetchone()
         return int(row[0]) if row else 0
 
-    def check_file(self) -> None:
+    async def check_file(self) -> None:
         """StoreError if the database file is no longer the one this store opened: deleted, or
         replaced by another file (a restore, a `mv`). SQLite would go on writing to the open,
         unlinked file, and everything written from then on would be lost at the next start.
-        Logs `store.file_changed` the first time; checked before every write transaction."""
+        Checked before every write transaction; the first time, logs `store.file_changed` and
+        detaches the old database's WAL from the path."""
         change = self._file_change()
         if change is None:
             return
@@ -149,8 +167,16 @@ class SqliteStore:
         )
         if not self._file_reported:
             self._file_reported = True
+            await self._detach_wal()
             log.error("store.file_changed", path=str(self._path), change=change, error=message)
         raise StoreError(message)
+
+    async def _detach_wal(self) -> None:
+        """Empty the `-wal` file beside the path into the old (unlinked) database. SQLite does
+        not delete the WAL of a database that was unlinked or renamed, and whoever opens the
+        file now at the path would replay the old database's pages onto it."""
+        with contextlib.suppress(sqlite3.Error):
+            await self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def _file_change(self) -> str | None:
         """What happened to the file at the store's path, or None if it is the one opened."""
@@ -180,7 +206,7 @@ class SqliteStore:
         """One serialized write transaction; sqlite errors become StoreError naming `what`."""
         db = self._conn
         async with self._lock:
-            self.check_file()
+            await self.check_file()
             try:
                 await db.execute("BEGIN IMMEDIATE")
             except sqlite3.Error as exc:
@@ -225,6 +251,16 @@ class SqliteStore:
                 )
             if commit.checkpoint is not None or commit.watermark is not None:
                 await set_progress(db, source, now, commit.checkpoint, commit.watermark)
+            if commit.run is not None:
+                r = commit.run
+                await db.execute(
+                    "UPDATE sync_runs SET pages = pages + 1, items_seen = items_seen + ?, "
+                    "items_created = items_created + ?, items_updated = items_updated + ?, "
+                    "items_unchanged = items_unchanged + ?, requests = ?, retries = ?, "
+                    "rate_limited = ? WHERE id = ? AND status = 'running'",
+                    (len(records), counts.created, counts.updated, counts.unchanged,
+                     r.requests, r.retries, r.rate_limited, r.run_id),
+                )  # fmt: skip
         return counts
 
     async def unseen(self, source: str, scan_id: int, skus: Sequence[str]) -> list[str]:
