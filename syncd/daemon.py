@@ -354,7 +354,7 @@ class Daemon:
             log.info("daemon.draining", runs=len(running), grace_s=grace)
             _, pending = await asyncio.wait(running, timeout=grace)
             for task in pending:
-                task.cancel()
+                task.cancel("the daemon was stopped during the run")
             if pending:
                 await asyncio.gather(*pending, return_exceptions=True)
         # Their runs are over: the jobs only feed the breaker and the monitor before returning.

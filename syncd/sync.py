@@ -199,8 +199,10 @@ class SyncEngine:
                     )
                 else:
                     await self._incremental(source, cursor, http, tally, progress)
-            except asyncio.CancelledError:
-                status, error = "cancelled", "the daemon was stopped during the run"
+            except asyncio.CancelledError as exc:
+                # The canceller says why (`task.cancel(reason)`): a daemon's drain, a signal.
+                reason = exc.args[0] if exc.args and isinstance(exc.args[0], str) else None
+                status, error = "cancelled", reason or "the run was stopped before it finished"
                 raise
             except NeedsReauthError as exc:
                 status, error = "failed", str(exc)
