@@ -45,8 +45,8 @@ async def sync_now(args: argparse.Namespace, settings: Settings) -> int:
         bar = ProgressBar(sys.stderr, args.source)
         with _cancelled_by(signal.SIGTERM) as received:
             try:
-                kind = "full" if args.full else None
-                result = await runtime.sync(args.source, kind, progress=bar)
+                full = "full" if args.full else None
+                result = await runtime.sync(args.source, full, progress=bar)
             except asyncio.CancelledError:
                 if not received:
                     raise
