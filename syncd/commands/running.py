@@ -16,6 +16,7 @@ from syncd.config import (
 )
 from syncd.daemon import Daemon, Runtime
 from syncd.ops.notify import Notifier
+from syncd.store.base import RunKind
 
 
 async def run_daemon(args: argparse.Namespace, settings: Settings) -> int:
@@ -45,8 +46,8 @@ async def sync_now(args: argparse.Namespace, settings: Settings) -> int:
         bar = ProgressBar(sys.stderr, args.source)
         with _cancelled_by(signal.SIGTERM) as received:
             try:
-                full = "full" if args.full else None
-                result = await runtime.sync(args.source, full, progress=bar)
+                kind: RunKind | None = "full" if args.full else None
+                result = await runtime.sync(args.source, kind, progress=bar)
             except asyncio.CancelledError:
                 if not received:
                     raise
