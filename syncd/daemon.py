@@ -157,7 +157,7 @@ class Daemon:
         self._runtime = runtime
         self._settings = runtime.settings
         self._handle_signals = handle_signals
-        self._scheduler = SourceScheduler()
+        self._scheduler = SourceScheduler(clock=runtime.clock)
         self._stopping = asyncio.Event()
         self._active: dict[str, asyncio.Task[SyncResult | None]] = {}
         self._locks: dict[str, asyncio.Lock] = {}
@@ -171,6 +171,7 @@ class Daemon:
             self.results,
             lambda: self._scheduler.running,
             notifier,
+            overdue=self._scheduler.overdue,
         )
         self.health: HealthServer | None = None
         self._breakers = {
