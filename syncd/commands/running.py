@@ -78,7 +78,12 @@ def _cancelled_by(sig: signal.Signals) -> Iterator[list[signal.Signals]]:
             received.append(sig)
             task.cancel(f"syncd sync was stopped by {sig.name} during the run")
 
-    loop.add_signal_handler(sig, cancel)
+    try:
+        loop.add_signal_handler(sig, cancel)
+    except (RuntimeError, ValueError):
+        # Not the main thread (an embedding caller): signals are delivered elsewhere anyway.
+        yield received
+        return
     try:
         yield received
     finally:
