@@ -6,12 +6,11 @@ No scheduling here; the daemon and the CLI decide when to call `SyncEngine.run`.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import re
 import traceback
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TypeVar
 
@@ -413,7 +412,7 @@ class SyncEngine:
     async def _commit(self, source: str, page: Page, tally: _Tally, commit: PageCommit) -> None:
         http = tally.http  # the run's row shows its progress page by page (`syncd status`)
         live = RunProgress(tally.run_id, http.requests, http.retries, http.rate_limited)
-        commit = dataclasses.replace(commit, run=live)
+        commit = replace(commit, run=live)
         write = asyncio.ensure_future(
             self._store.commit_page(source, page.records, self._clock.now(), commit)
         )
