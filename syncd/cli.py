@@ -1,6 +1,7 @@
 """The `syncd` command: parse arguments, configure logging, run one thing, exit with a clear code.
 
-Exit codes: 0 success, 1 a run or command failed, 2 invalid configuration or usage, 130 interrupted.
+Exit codes: 0 success, 1 a run or command failed, 2 invalid configuration or usage, 130 interrupted
+(SIGINT), 143 terminated (SIGTERM, `sync`: its run is recorded `cancelled`).
 Every failure is one line on stderr; an unexpected exception is reported as an internal error, with
 its traceback only at `--log-level debug`.
 """

@@ -157,7 +157,7 @@ class Daemon:
         self._runtime = runtime
         self._settings = runtime.settings
         self._handle_signals = handle_signals
-        self._scheduler = SourceScheduler()
+        self._scheduler = SourceScheduler(clock=runtime.clock)
         self._stopping = asyncio.Event()
         self._active: dict[str, asyncio.Task[SyncResult | None]] = {}
         self._locks: dict[str, asyncio.Lock] = {}
@@ -171,6 +171,7 @@ class Daemon:
             self.results,
             lambda: self._scheduler.running,
             notifier,
+            overdue=self._scheduler.overdue,
         )
         self.health: HealthServer | None = None
         self._breakers = {
@@ -354,7 +355,7 @@ class Daemon:
             log.info("daemon.draining", runs=len(running), grace_s=grace)
             _, pending = await asyncio.wait(running, timeout=grace)
             for task in pending:
-                task.cancel()
+                task.cancel("the daemon was stopped during the run")
             if pending:
                 await asyncio.gather(*pending, return_exceptions=True)
         # Their runs are over: the jobs only feed the breaker and the monitor before returning.

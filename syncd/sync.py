@@ -11,7 +11,7 @@ import re
 import traceback
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TypeVar
 
@@ -25,7 +25,15 @@ from syncd.logging import get_logger
 from syncd.progress import FullScanCheckpoint, decode_cursor, encode_cursor
 from syncd.sources import Page, Source
 from syncd.sources.base import Cursor, VerifiableSource
-from syncd.store import CLEAR, PageCommit, RunTotals, SourceState, Store, UpsertCounts
+from syncd.store import (
+    CLEAR,
+    PageCommit,
+    RunProgress,
+    RunTotals,
+    SourceState,
+    Store,
+    UpsertCounts,
+)
 from syncd.store.base import RunKind, RunStatus
 
 log = get_logger(__name__)
@@ -65,6 +73,8 @@ class SyncResult:
 
 @dataclass(slots=True)
 class _Tally:
+    run_id: int
+    http: RequestStats
     pages: int = 0
     seen: int = 0
     deleted: int = 0
@@ -183,7 +193,7 @@ class SyncEngine:
         started_at = self._clock.now()
         run_id = await self._store.start_run(source.name, kind, started_at, self._owner)
         http = RequestStats(budget=retry_budget)
-        tally = _Tally()
+        tally = _Tally(run_id, http)
         with structlog.contextvars.bound_contextvars(source=source.name, run_id=run_id):
             log.info("sync.started", kind=kind)
             status: RunStatus = "succeeded"
@@ -196,8 +206,10 @@ class SyncEngine:
                     )
                 else:
                     await self._incremental(source, cursor, http, tally, progress)
-            except asyncio.CancelledError:
-                status, error = "cancelled", "the daemon was stopped during the run"
+            except asyncio.CancelledError as exc:
+                # The canceller says why (`task.cancel(reason)`): a daemon's drain, a signal.
+                reason = exc.args[0] if exc.args and isinstance(exc.args[0], str) else None
+                status, error = "cancelled", reason or "the run was stopped before it finished"
                 raise
             except NeedsReauthError as exc:
                 status, error = "failed", str(exc)
@@ -406,6 +418,9 @@ class SyncEngine:
                     progress(tally.pages, None, tally.seen)
 
     async def _commit(self, source: str, page: Page, tally: _Tally, commit: PageCommit) -> None:
+        http = tally.http  # the run's row shows its progress page by page (`syncd status`)
+        live = RunProgress(tally.run_id, http.requests, http.retries, http.rate_limited)
+        commit = replace(commit, run=live)
         write = asyncio.ensure_future(
             self._store.commit_page(source, page.records, self._clock.now(), commit)
         )

@@ -173,7 +173,8 @@ def test_status_json_shape_staleness_and_actions(
     assert (
         shop["last_run"]["status"] == "failed" and shop["last_run"]["error"] == "GET /x: HTTP 500"
     )
-    finished = (NOW - timedelta(hours=3) + timedelta(seconds=60)).isoformat().replace("+00:00", "Z")
+    finished = (NOW - timedelta(hours=3) + timedelta(seconds=60)).isoformat(timespec="milliseconds")
+    finished = finished.replace("+00:00", "Z")
     assert shop["last_success_at"] == finished
     assert shop["stale"] is True and shop["stale_limit_s"] == 2700
     # The age counts from the document's own clock, not from when this module was imported.

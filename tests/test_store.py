@@ -50,7 +50,7 @@ async def test_unchanged_product_is_not_rewritten(store: SqliteStore, tmp_path: 
         .fetchall()
     )
     assert rows == [
-        ("2026-01-01T00:00:00Z", "2026-01-03T00:00:00Z", 1.0, product("p1", 1.0).payload)
+        ("2026-01-01T00:00:00.000Z", "2026-01-03T00:00:00.000Z", 1.0, product("p1", 1.0).payload)
     ]
 
 

@@ -81,7 +81,8 @@ async def test_columns_are_extracted(tmp_path: Path, start_emu: StartEmu) -> Non
             item["price"],
             item["status"],
             item["type_id"],
-            item["updated_at"],
+            # Magento's 'YYYY-MM-DD HH:MM:SS' (UTC), stored in syncd's one time form
+            item["updated_at"].replace(" ", "T") + ".000Z",
         )
     ]
 

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
+import signal
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from syncd.commands.output import ProgressBar, print_result
 from syncd.config import (
@@ -13,6 +17,7 @@ from syncd.config import (
 from syncd.config.readiness import require_runnable, require_secrets
 from syncd.daemon import Daemon, Runtime
 from syncd.ops.notify import Notifier
+from syncd.store.base import RunKind
 
 
 async def run_daemon(args: argparse.Namespace, settings: Settings) -> int:
@@ -37,12 +42,50 @@ async def sync_now(args: argparse.Namespace, settings: Settings) -> int:
             )
             return 1
         bar = ProgressBar(sys.stderr, args.source)
-        try:
-            result = await runtime.sync(args.source, "full" if args.full else None, progress=bar)
-        finally:
-            bar.close()
+        with _cancelled_by(signal.SIGTERM) as received:
+            try:
+                kind: RunKind | None = "full" if args.full else None
+                result = await runtime.sync(args.source, kind, progress=bar)
+            except asyncio.CancelledError:
+                if not received:
+                    raise
+                current = asyncio.current_task()
+                if current is not None:
+                    current.uncancel()
+                bar.close()
+                print(f"syncd: terminated ({received[0].name}); the run is recorded as cancelled",
+                      file=sys.stderr)  # fmt: skip
+                return 128 + received[0].value
+            finally:
+                bar.close()
     print_result(result, sys.stdout)
     return 0 if result.ok else 1
+
+
+@contextmanager
+def _cancelled_by(sig: signal.Signals) -> Iterator[list[signal.Signals]]:
+    """While the block runs, `sig` cancels the current task as Ctrl-C does, with a reason the
+    run records (not the default action: that ends the process with the run left `running`);
+    yields the list the received signal is put in."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    received: list[signal.Signals] = []
+
+    def cancel() -> None:
+        if task is not None and not received:  # a second signal must not cut the final write
+            received.append(sig)
+            task.cancel(f"syncd sync was stopped by {sig.name} during the run")
+
+    try:
+        loop.add_signal_handler(sig, cancel)
+    except (RuntimeError, ValueError):
+        # Not the main thread (an embedding caller): signals are delivered elsewhere anyway.
+        yield received
+        return
+    try:
+        yield received
+    finally:
+        loop.remove_signal_handler(sig)
 
 
 async def check_config(args: argparse.Namespace, settings: Settings) -> int:

@@ -35,7 +35,8 @@ class Monitor:
     """Turns the daemon's runs and the store's state into notifications, metrics and log events.
 
     `results` is the daemon's list of finished runs; each one is counted exactly once.
-    `scheduling` says whether the scheduler is running.
+    `scheduling` says whether the scheduler is running; `overdue` which jobs it has failed to
+    fire for more than their period (job id -> seconds late).
     """
 
     def __init__(
@@ -46,12 +47,14 @@ class Monitor:
         results: list[SyncResult],
         scheduling: Callable[[], bool],
         notifier: Notifier | None = None,
+        overdue: Callable[[], dict[str, float]] | None = None,
     ) -> None:
         self._settings = settings
         self._store = store
         self._clock = clock
         self._results = results
         self._scheduling = scheduling
+        self._overdue = overdue or dict
         self.notifier = notifier or Notifier()
         self.exported = Metrics()
         self._observed = 0
@@ -188,11 +191,14 @@ class Monitor:
     # -- probes -----------------------------------------------------------------------------------
 
     def liveness(self) -> Check:
-        """Alive while the loop answers and the scheduler runs (or the daemon is draining)."""
+        """Alive while the loop answers and the scheduler runs without a job overdue by more than
+        its period (or the daemon is draining)."""
         scheduling = self._scheduling()
+        overdue = self._overdue() if scheduling and not self._stopping else {}
         detail = {
-            "alive": scheduling or self._stopping,
-            "scheduler": "running" if scheduling else "stopped",
+            "alive": (scheduling and not overdue) or self._stopping,
+            "scheduler": "overdue" if overdue else "running" if scheduling else "stopped",
+            "overdue_s": overdue,
             "stopping": self._stopping,
             "uptime_s": round(self._clock.monotonic() - self._started_mono, 3),
         }
@@ -203,6 +209,7 @@ class Monitor:
         if self._stopping:
             return Check(False, {"ready": False, "reason": "stopping"})
         try:
+            await self._store.check_file()  # a deleted or replaced file still answers every read
             report = await self._assess()
         except SyncdError as exc:
             return Check(False, {"ready": False, "store": f"error: {exc}", "sources": []})

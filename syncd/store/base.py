@@ -113,16 +113,29 @@ class SourceState:
 
 
 @dataclass(frozen=True, slots=True)
+class RunProgress:
+    """A running run's live counters, written with each of its pages: the page and its items
+    are added to the run's row, the request counters (the run's so far) replace the row's."""
+
+    run_id: int
+    requests: int = 0
+    retries: int = 0
+    rate_limited: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class PageCommit:
     """What is written with one page, in the same transaction as its products.
 
     `scan_id` marks the skus as seen by that full scan; `checkpoint` / `watermark` replace the
-    source's stored values when not None (use `CLEAR` to erase one).
+    source's stored values when not None (use `CLEAR` to erase one); `run` updates the counters
+    of the run that read the page, so that `syncd status` shows its progress.
     """
 
     scan_id: int | None = None
     checkpoint: str | None = None
     watermark: str | None = None
+    run: RunProgress | None = None
 
 
 CLEAR = ""
@@ -246,4 +259,9 @@ class Store(Protocol):
 
     async def set_needs_reauth(self, source: str, reason: str | None, now: datetime) -> None:
         """Flag (reason given) or clear (None) the operator action `syncd auth` for `source`."""
+        ...
+
+    async def check_file(self) -> None:
+        """StoreError if the storage written to is no longer the one opened (a database file
+        deleted or replaced since); cheap enough for every probe."""
         ...

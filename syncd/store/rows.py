@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import aiosqlite
@@ -27,8 +27,25 @@ RUN_COLUMNS = (
 
 
 def iso(moment: datetime | None) -> str | None:
-    """ISO-8601 UTC text as stored in every time column."""
-    return None if moment is None else moment.isoformat(timespec="seconds").replace("+00:00", "Z")
+    """ISO-8601 UTC text with milliseconds, as stored in every time column
+    (`2025-12-05T00:22:02.000Z`): one width, so that text order is time order."""
+    if moment is None:
+        return None
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC)
+    return moment.replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
+
+
+def stored_time(text: str | None) -> str | None:
+    """A platform's timestamp as stored: `iso` form, a naive one (Magento's `YYYY-MM-DD
+    HH:MM:SS`) read as UTC. Text that is no timestamp is kept as received, never dropped."""
+    if text is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        return text
+    return iso(moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC))
 
 
 def parse_iso(text: str | None) -> datetime | None:
@@ -64,13 +81,13 @@ async def upsert(
         previous = known.get(sku)
         if previous is None:
             inserts.append(
-                (source, sku, r.id, r.name, r.price, r.status, r.type_id, r.updated_at,
+                (source, sku, r.id, r.name, r.price, r.status, r.type_id, stored_time(r.updated_at),
                  r.payload, r.content_hash, stamp, stamp)
             )  # fmt: skip
         elif previous[0] != r.content_hash or previous[1] is not None:
             # Changed, or tombstoned and now back: rewrite (which also revives it).
             updates.append(
-                (r.id, r.name, r.price, r.status, r.type_id, r.updated_at, r.payload,
+                (r.id, r.name, r.price, r.status, r.type_id, stored_time(r.updated_at), r.payload,
                  r.content_hash, stamp, source, sku)
             )  # fmt: skip
         else:

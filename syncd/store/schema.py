@@ -5,6 +5,15 @@ The tables are a contract operators query: add columns and tables in new migrati
 
 from __future__ import annotations
 
+
+def _iso_ms(column: str) -> str:
+    """SQL: `column` as `2025-12-05T00:22:02.000Z` if it reads as a date (SQLite's date functions
+    take naive, `Z` and `+HH:MM` forms and convert to UTC), else unchanged (NULL stays NULL)."""
+    form = f"strftime('%Y-%m-%dT%H:%M:%fZ', {column})"
+    date = "'[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]*'"
+    return f"CASE WHEN {column} GLOB {date} AND {form} IS NOT NULL THEN {form} ELSE {column} END"
+
+
 MIGRATIONS: tuple[str, ...] = (
     # 1: products, runs, token events, persisted tokens, per-source state. `products` keeps its
     # rowid: rows carry kilobytes of payload, which WITHOUT ROWID tables store 4x slower.
@@ -88,6 +97,22 @@ MIGRATIONS: tuple[str, ...] = (
     ) WITHOUT ROWID;
     ALTER TABLE sync_runs ADD COLUMN owner TEXT;
     """,
+    # 3: every stored time in one form, ISO-8601 UTC with milliseconds (`...T00:22:02.000Z`):
+    # Adobe's `updated_at` was stored as Magento sends it (`2025-12-05 00:22:02`), syncd's own
+    # times to the second. One UPDATE per table (a product row is rewritten once); text that is
+    # no date is left as it is.
+    "\n".join(
+        f"UPDATE {table} SET "
+        + ", ".join(f"{column} = {_iso_ms(column)}" for column in columns)
+        + ";"
+        for table, columns in (
+            ("products", ("updated_at", "first_seen_at", "last_synced_at", "deleted_at")),
+            ("sync_runs", ("started_at", "finished_at")),
+            ("token_events", ("at", "expires_at")),
+            ("tokens", ("expires_at", "issued_at", "updated_at")),
+            ("source_state", ("updated_at",)),
+        )
+    ),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

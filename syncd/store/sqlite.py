@@ -16,6 +16,7 @@ from typing import Any, Self, cast
 import aiosqlite
 
 from syncd.errors import StoreError
+from syncd.logging import get_logger
 from syncd.store.base import (
     CLEAR,
     PageCommit,
@@ -42,6 +43,8 @@ from syncd.store.rows import (
 )
 from syncd.store.schema import MIGRATIONS, SCHEMA_VERSION, statements
 
+log = get_logger(__name__)
+
 
 class SqliteStore:
     """The daemon's database; use as `async with SqliteStore(path) as store:`."""
@@ -52,6 +55,8 @@ class SqliteStore:
         self._db: aiosqlite.Connection | None = None
         self._lock = asyncio.Lock()
         self._closed = False
+        self._identity = (0, 0)
+        self._file_reported = False
 
     @property
     def path(self) -> Path:
@@ -68,7 +73,9 @@ class SqliteStore:
             self._db = await aiosqlite.connect(
                 self._path, timeout=self._busy_timeout, isolation_level=None
             )
-            await self._db.execute("PRAGMA journal_mode=WAL")
+            opened = os.stat(self._path)
+            self._identity = (opened.st_dev, opened.st_ino)
+            await self._enable_wal()
             await self._db.execute("PRAGMA synchronous=NORMAL")
             # Checkpoint the WAL every ~40 MB instead of every 4 MB: a full scan writes a few
             # hundred MB, and each checkpoint's fsync stalls the page pipeline (fewer, larger
@@ -95,29 +102,96 @@ class SqliteStore:
     async def _close(self) -> None:
         self._closed = True
         if self._db is not None:
+            if self._identity != (0, 0) and self._file_change() is not None:
+                await self._detach_wal()
             db, self._db = self._db, None
             await db.close()
 
-    async def _migrate(self) -> None:
-        db = self._conn
-        async with db.execute("PRAGMA user_version") as cursor:
-            row = await cursor.fetchone()
-        version = int(row[0]) if row else 0
-        if version > SCHEMA_VERSION:
-            raise StoreError(
-                f"database {str(self._path)!r} has schema {version}, newer than this syncd "
-                f"({SCHEMA_VERSION}); upgrade syncd"
-            )
-        for number in range(version + 1, SCHEMA_VERSION + 1):
-            await db.execute("BEGIN IMMEDIATE")
+    async def _enable_wal(self) -> None:
+        """WAL mode, retried while another connection holds the file: the switch takes an
+        exclusive lock without waiting for it (SQLite calls no busy handler there), so two
+        processes starting on a fresh file would see 'database is locked'."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._busy_timeout
+        while True:
             try:
+                await self._conn.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or loop.time() >= deadline:
+                    raise
+            await asyncio.sleep(0.01)
+
+    async def _migrate(self) -> None:
+        """Bring the schema to SCHEMA_VERSION. The version is read again under the write lock:
+        two processes starting on a fresh file both see version 0, and only the first to take
+        the lock may create the tables."""
+        db = self._conn
+        if await self._schema_version() == SCHEMA_VERSION:
+            return  # the usual start: no write lock taken
+        await db.execute("BEGIN IMMEDIATE")
+        try:
+            version = await self._schema_version()
+            if version > SCHEMA_VERSION:
+                raise StoreError(
+                    f"database {str(self._path)!r} has schema {version}, newer than this syncd "
+                    f"({SCHEMA_VERSION}); upgrade syncd"
+                )
+            for number in range(version + 1, SCHEMA_VERSION + 1):
                 for statement in statements(MIGRATIONS[number - 1]):
                     await db.execute(statement)
                 await db.execute(f"PRAGMA user_version = {number}")
-                await db.execute("COMMIT")
-            except BaseException:
+            await db.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
                 await db.execute("ROLLBACK")
-                raise
+            raise
+
+    async def _schema_version(self) -> int:
+        async with self._conn.execute("PRAGMA user_version") as cursor:
+            row = await cursor.fetchone()
+        return int(row[0]) if row else 0
+
+    async def check_file(self) -> None:
+        """StoreError if the database file is no longer the one this store opened: deleted, or
+        replaced by another file (a restore, a `mv`). SQLite would go on writing to the open,
+        unlinked file, and everything written from then on would be lost at the next start.
+        Checked before every write transaction; the first time, logs `store.file_changed` and
+        detaches the old database's WAL from the path."""
+        change = self._file_change()
+        if change is None:
+            return
+        message = (
+            f"database {str(self._path)!r} {change} since syncd opened it; nothing is written "
+            "to it any more: restart syncd to open the file now at that path"
+        )
+        if not self._file_reported:
+            self._file_reported = True
+            await self._detach_wal()
+            log.error("store.file_changed", path=str(self._path), change=change, error=message)
+        raise StoreError(message)
+
+    async def _detach_wal(self) -> None:
+        """Empty the `-wal` file beside the path into the old (unlinked) database. SQLite does
+        not delete the WAL of a database that was unlinked or renamed, and whoever opens the
+        file now at the path would replay the old database's pages onto it."""
+        with contextlib.suppress(sqlite3.Error):
+            await self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    def _file_change(self) -> str | None:
+        """What happened to the file at the store's path, or None if it is the one opened."""
+        try:
+            now = os.stat(self._path)
+        except FileNotFoundError:
+            return "was deleted"
+        except OSError as exc:
+            return f"cannot be checked ({exc.strerror})"
+        if (now.st_dev, now.st_ino) != self._identity:
+            return (
+                f"was replaced by another file (device {self._identity[0]} inode "
+                f"{self._identity[1]}, now device {now.st_dev} inode {now.st_ino})"
+            )
+        return None
 
     @property
     def _conn(self) -> aiosqlite.Connection:
@@ -132,6 +206,7 @@ class SqliteStore:
         """One serialized write transaction; sqlite errors become StoreError naming `what`."""
         db = self._conn
         async with self._lock:
+            await self.check_file()
             try:
                 await db.execute("BEGIN IMMEDIATE")
             except sqlite3.Error as exc:
@@ -176,6 +251,16 @@ class SqliteStore:
                 )
             if commit.checkpoint is not None or commit.watermark is not None:
                 await set_progress(db, source, now, commit.checkpoint, commit.watermark)
+            if commit.run is not None:
+                r = commit.run
+                await db.execute(
+                    "UPDATE sync_runs SET pages = pages + 1, items_seen = items_seen + ?, "
+                    "items_created = items_created + ?, items_updated = items_updated + ?, "
+                    "items_unchanged = items_unchanged + ?, requests = ?, retries = ?, "
+                    "rate_limited = ? WHERE id = ? AND status = 'running'",
+                    (len(records), counts.created, counts.updated, counts.unchanged,
+                     r.requests, r.retries, r.rate_limited, r.run_id),
+                )  # fmt: skip
         return counts
 
     async def unseen(self, source: str, scan_id: int, skus: Sequence[str]) -> list[str]:

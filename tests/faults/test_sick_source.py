@@ -6,9 +6,14 @@ would run it, and then runs it as its job would.
 
 from __future__ import annotations
 
+import asyncio
+from datetime import UTC, datetime
+
 from syncd.config import HttpSettings
 from syncd.emulator import Fault
+from syncd.schedule import parse_schedule
 from tests.faults.lab import FaultLab
+from tests.support import until
 
 FAST = HttpSettings(max_attempts=2, backoff_base=0.001, backoff_cap=0.01)
 BACKOFF = 7200.0  # longer than the hourly schedule: the breaker must move the sick job out
@@ -43,6 +48,11 @@ async def test_a_sick_source_is_backed_off_and_recovers_while_the_other_runs_on(
     assert (await lab.sync("sick")).status == "failed"
     assert (await lab.sync("well")).ok
     assert not lab.events("source.backoff", seen)  # one failure is below the threshold
+    # The sick job's slot comes (on APScheduler's clock, the real one) while the scheduler is
+    # held: released after the breaker has acted, it fires the job unless the breaker moved it.
+    scheduler = daemon._scheduler
+    scheduler.pause()
+    scheduler.reschedule_in("sick", datetime.now(UTC))
     assert (await lab.sync("sick")).status == "failed"
     [backoff] = lab.events("source.backoff", seen)
     assert (backoff["source"], backoff["failures"], backoff["delay_s"]) == ("sick", 2, BACKOFF)
@@ -55,6 +65,16 @@ async def test_a_sick_source_is_backed_off_and_recovers_while_the_other_runs_on(
     assert check.exact, check
 
     asked = sick_emu.adobe.stats.requests
+    scheduler.resume()
+    passed = asyncio.Event()
+
+    async def probe() -> None:
+        passed.set()
+
+    # A job due now: once it has run, the scheduler has been over its jobs since the release.
+    scheduler.add("probe", parse_schedule("1h"), probe, datetime.now(UTC))
+    await until(passed.is_set)
+    assert daemon.next_run("sick") == next_run  # not fired: a fired job's next run moves on
     assert (await lab.sync("well")).ok
     assert lab.verify("well", well_emu).exact
     assert sick_emu.adobe.stats.requests == asked  # nothing reached the sick API meanwhile
