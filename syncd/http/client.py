@@ -13,7 +13,7 @@ import aiohttp
 import structlog
 
 from syncd import codec
-from syncd.auth import AccessToken, TokenCache, TokenProvider
+from syncd.auth import AccessToken, RequestSigner, TokenCache, TokenProvider
 from syncd.clock import Clock
 from syncd.errors import (
     AuthError,
@@ -53,6 +53,15 @@ class SourceAuth:
     async def token(self) -> AccessToken:
         """A token fresh enough to send."""
         return await self.cache.get(self.provider, self.source)
+
+    def headers(
+        self, token: AccessToken, method: str, url: str, params: Mapping[str, str] | None
+    ) -> dict[str, str]:
+        """The headers that authenticate this request: signed per request where the provider
+        signs (OAuth 1.0a), the token's own headers otherwise."""
+        if isinstance(self.provider, RequestSigner):
+            return self.provider.request_headers(token, method, url, params)
+        return self.provider.auth_headers(token)
 
     async def reject(self, token: AccessToken) -> None:
         """Report a 401 for `token`."""
@@ -139,7 +148,7 @@ class SourceClient:
             token = await self._auth.token() if self._auth else None
             merged = {**self._headers, **(headers or {})}
             if token is not None and self._auth is not None:
-                merged.update(self._auth.provider.auth_headers(token))
+                merged.update(self._auth.headers(token, method, url, params))
             try:
                 response = await self._attempt(
                     method, url, params, data, json_body, merged, stats, expect_json, accept
