@@ -79,9 +79,7 @@ class IntegrationOAuth1Provider:
         self._clock = clock
         self._nonce = nonce or (lambda: secrets.token_hex(16))
         self._fingerprint = fingerprint(settings.access_token.get_secret_value())
-        self._key = _cache_key(
-            "magento-oauth1", base_url, settings.consumer_key, self._fingerprint
-        )
+        self._key = _cache_key("magento-oauth1", base_url, settings.consumer_key, self._fingerprint)
 
     @property
     def cache_key(self) -> str:

@@ -131,9 +131,7 @@ class AdobeEmulator(PlatformEmulator):
                     403, {"error_code": "403000", "message": "Api Key is required"}
                 )
             if api_key != self.config.client_id:
-                return json_response(
-                    403, {"error_code": "403003", "message": "Api Key is invalid"}
-                )
+                return json_response(403, {"error_code": "403003", "message": "Api Key is invalid"})
         if self._bucket is not None:
             wait = self._bucket.take()
             if wait is not None:

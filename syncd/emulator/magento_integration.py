@@ -67,7 +67,11 @@ class IntegrationAuth:
     def oauth(self, request: web.Request, header: str) -> web.Response | None:
         """None if `request` carries a valid OAuth 1.0a signature of the integration."""
         try:
-            params = dict(utils.parse_authorization_header(header))
+            # The header's values are percent-encoded (RFC 5849 3.5.1); oauthlib leaves them so.
+            params = {
+                utils.unescape(k): utils.unescape(v)
+                for k, v in utils.parse_authorization_header(header)
+            }
         except ValueError:
             params = {}
         params = {k: v for k, v in params.items() if k.startswith("oauth_")}
@@ -117,12 +121,10 @@ class IntegrationAuth:
         self.nonces.add(nonce)
         return None
 
-    def _signature_holds(
-        self, request: web.Request, header: str, given: str, verify: Any
-    ) -> bool:
+    def _signature_holds(self, request: web.Request, header: str, given: str, verify: Any) -> bool:
         try:
             collected = signature.collect_parameters(
-                uri_query=request.query_string,
+                uri_query=request.rel_url.raw_query_string,
                 headers={"Authorization": header},
                 exclude_oauth_signature=True,
             )
@@ -147,7 +149,10 @@ def _refuse(status: int, message: str, parameters: list[Any] | None = None) -> w
 def _missing(names: list[str]) -> web.Response:
     """Magento's aggregated `OauthInputException`: one error as the message, several listed."""
     errors = [
-        {"message": '"%fieldName" is required. Enter and try again.', "parameters": {"fieldName": n}}
+        {
+            "message": '"%fieldName" is required. Enter and try again.',
+            "parameters": {"fieldName": n},
+        }
         for n in names
     ]
     if len(errors) == 1:

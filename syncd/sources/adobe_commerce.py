@@ -224,9 +224,7 @@ class AdobeCommerceSource:
         """The `items` (each a JSON object) and `total_count` of one search answer; anything else
         is a SourceError naming the URL and which request it was."""
         try:
-            response = await self._client.get_json(
-                self._url, params, stats=stats, accept=_REFUSED
-            )
+            response = await self._client.get_json(self._url, params, stats=stats, accept=_REFUSED)
         except AuthError as error:
             hint = _REFUSED_CREDENTIAL_HINTS.get(self._settings.auth.kind)
             if hint is None or error.status != 401 or isinstance(error, NeedsReauthError):
