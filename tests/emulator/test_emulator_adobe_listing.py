@@ -311,7 +311,10 @@ async def test_single_product_and_store_codes(adobe: AdobeCaller, emu: Emulator)
     assert (await adobe.get(criteria(page_size=1), path="/rest/all/V1/products")).status == 200
     # Magento leaves an unknown store code in the path, and no route matches that path.
     unknown = await adobe.get(criteria(page_size=1), path="/rest/nowhere/V1/products")
-    assert (unknown.status, unknown.json()) == (404, {"message": "Request does not match any route."})
+    assert (unknown.status, unknown.json()) == (
+        404,
+        {"message": "Request does not match any route."},
+    )
 
 
 async def test_mutations_between_requests(
