@@ -4,6 +4,7 @@ the emulator on loopback (real engine, client, token cache and store)."""
 from __future__ import annotations
 
 import io
+import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ import pytest
 
 from syncd.config import AdobeCommerceSourceSettings
 from syncd.daemon import Runtime
-from syncd.emulator import AdobeConfig, Emulator, EmulatorConfig
+from syncd.emulator import AdobeConfig, Emulator, EmulatorConfig, Fault
 from syncd.logging import configure_logging
 from syncd.sync import SyncResult
 from tests.support import settings_for, stored_products
@@ -167,3 +168,34 @@ async def test_store_without_the_store_code_fails_saying_so(
     assert result.error is not None
     assert "/rest/fr/V1/products" in result.error and "404" in result.error
     assert "Request does not match any route." in result.error
+
+
+async def test_each_attempt_is_signed_afresh(tmp_path: Path, start_emu: StartEmu) -> None:
+    """A retried request gets a new nonce (a replayed one would be refused), so a 503 costs one
+    retry and nothing else."""
+    emu = await start_emu(products=25)
+    emu.adobe.faults.add(Fault("status", status=503, after=1))
+    result = await sync(tmp_path / "s.db", source_for(emu, auth_for(emu, "oauth1")))
+    assert result.ok, result.error
+    assert result.totals.retries == 1
+    assert emu.adobe.stats.unauthorized == 0
+    assert len(emu.adobe.integration.nonces) == emu.adobe.integration.signed
+
+
+@pytest.mark.parametrize("kind", ["bearer", "oauth1"])
+async def test_the_database_holds_no_integration_secret(
+    tmp_path: Path, start_emu: StartEmu, kind: str
+) -> None:
+    """The token cache persists a fingerprint of an integration's token, never the token."""
+    emu = await start_emu(products=3)
+    db = tmp_path / "s.db"
+    assert (await sync(db, source_for(emu, auth_for(emu, kind)))).ok
+    cfg = emu.adobe.config
+    dump = "\n".join(sqlite3.connect(db).iterdump())
+    assert "sha256:" in dump  # the fingerprint is there
+    for secret in (
+        cfg.integration_access_token,
+        cfg.integration_consumer_secret,
+        cfg.integration_access_token_secret,
+    ):
+        assert secret not in dump
