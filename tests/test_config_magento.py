@@ -184,3 +184,37 @@ def test_store_code_shapes_magento_accepts() -> None:
             {**base, "auth": auth, "store_code": code}
         )
         assert source.rest_prefix == f"https://x.example/rest/{code}"
+
+
+EXAMPLE = Path(__file__).parent.parent / "config" / "syncd.example.toml"
+
+
+@pytest.mark.parametrize("kind", ["bearer", "oauth1"])
+def test_the_example_configs_magento_source_loads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    """The example file loads, and so does its commented Magento source with either auth table."""
+    text = EXAMPLE.read_text(encoding="utf-8")
+    start = text.index('# [[sources]]\n# name = "magento-store"')
+    block = text[start : text.index("\n\n", start)]
+    lines = [line.removeprefix("#").removeprefix(" ") for line in block.splitlines()]
+    tables = [i for i, line in enumerate(lines) if line.startswith("[sources.auth]")]
+    assert len(tables) == 2
+    chosen = lines[: tables[0]] + (
+        lines[tables[0] : tables[1]] if kind == "bearer" else lines[tables[1] :]
+    )
+    monkeypatch.setenv("SYNCD_SECRET_MAIN_STORE_CLIENT_SECRET", "s")
+    for field in ("consumer_secret", "access_token", "access_token_secret"):
+        monkeypatch.setenv(f"SYNCD_SECRET_MAGENTO_STORE_{field.upper()}", f"v-{field}")
+    if kind == "bearer":
+        monkeypatch.delenv("SYNCD_SECRET_MAGENTO_STORE_CONSUMER_SECRET")
+        monkeypatch.delenv("SYNCD_SECRET_MAGENTO_STORE_ACCESS_TOKEN_SECRET")
+    path = tmp_path / "syncd.toml"
+    text = text.replace('path = "syncd.db"', f'path = "{tmp_path / "x.db"}"', 1)
+    path.write_text(text + "\n" + "\n".join(chosen) + "\n")
+    settings = load_settings(path)
+    magento = settings.source("magento-store")
+    assert isinstance(magento, AdobeCommerceSourceSettings)
+    assert magento.auth.kind == kind and magento.store_code == "default"
+    main = settings.source("main-store")
+    assert isinstance(main, AdobeCommerceSourceSettings) and main.auth.kind == "ims"
