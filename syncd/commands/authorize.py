@@ -43,7 +43,7 @@ async def authorize_source(
     if not isinstance(source, AmeriCommerceSourceSettings):
         return _usage(
             f"source {source.name!r} is {source.kind}: only americommerce sources have an "
-            "authorisation step (IMS credentials are used as configured)"
+            "authorisation step (IMS or integration credentials are used as configured)"
         )
     auth, name, base_url = source.auth, source.name, str(source.base_url)
     clock = clock or SystemClock()

@@ -82,6 +82,11 @@ class AdobeEmulator(PlatformEmulator):
         """Make the token endpoint refuse the configured credentials with `invalid_client`."""
         self.ims.client_disabled = disabled
 
+    def set_integration_revoked(self, revoked: bool) -> None:
+        """Revoke the integration's access token (re-authorised or deactivated in the admin):
+        bearer calls become guests' (401), signed ones "Access token has been revoked" (401)."""
+        self.integration.revoked = revoked
+
     def routes(self) -> list[web.RouteDef]:
         """IMS and the product endpoints (with and without a store code)."""
         listing = self.wrap("api", self._list)

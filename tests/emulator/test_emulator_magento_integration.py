@@ -264,3 +264,16 @@ def test_settings_carry_no_secret_in_repr() -> None:
     text = repr(settings)
     assert "CONSUMER-SECRET" not in text and "ACCESS-TOKEN" not in text
     assert "TOKEN-SECRET" not in text
+
+
+async def test_a_revoked_integration_token_is_refused_both_ways(
+    emu: Emulator, session: aiohttp.ClientSession, clock: FakeClock
+) -> None:
+    """Revoked: the bearer call is a guest's 401, the signed one names the revocation."""
+    emu.adobe.set_integration_revoked(True)
+    token = emu.config.adobe.integration_access_token
+    assert (await bearer_get(emu, session, token)).json() == UNAUTHORIZED
+    signed = await signed_get(emu, session, clock, criteria(page_size=1))
+    assert (signed.status, signed.json()) == (401, {"message": "Access token has been revoked"})
+    emu.adobe.set_integration_revoked(False)
+    assert (await bearer_get(emu, session, token)).status == 200
