@@ -32,7 +32,6 @@ from syncd.emulator.search_criteria import CriteriaError, parse_criteria
 from syncd.emulator.selection import select
 from syncd.emulator.timefmt import magento_format, retry_after
 
-_UNAUTHORIZED = UNAUTHORIZED
 _GATEWAY_INVALID_TOKEN = {"error_code": "401013", "message": "Oauth token is not valid"}
 _NO_SUCH_PRODUCT = {
     "message": "The product that was requested doesn't exist. Verify the product and try again."
@@ -157,7 +156,7 @@ class AdobeEmulator(PlatformEmulator):
                 self.stats.unauthorized += 1
             return refused
         if state != "valid" or request.headers.get("x-gw-ims-org-id") != self.config.org_id:
-            return self._unauthorized(state, _UNAUTHORIZED)
+            return self._unauthorized(state, UNAUTHORIZED)
         return None
 
     def _unauthorized(self, state: str, body: dict[str, Any]) -> web.Response:
