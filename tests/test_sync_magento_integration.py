@@ -6,11 +6,13 @@ from __future__ import annotations
 import io
 import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from syncd.clock import FakeClock
 from syncd.config import AdobeCommerceSourceSettings
 from syncd.daemon import Runtime
 from syncd.emulator import AdobeConfig, Emulator, EmulatorConfig, Fault
@@ -199,3 +201,18 @@ async def test_the_database_holds_no_integration_secret(
         cfg.integration_access_token_secret,
     ):
         assert secret not in dump
+
+
+async def test_a_clock_far_ahead_of_the_stores_is_named(
+    tmp_path: Path, start_emu: StartEmu
+) -> None:
+    """Signed with a clock 11 minutes ahead, the request is Magento's timestamp 400: the run
+    fails saying which clock to fix."""
+    emu = await start_emu(products=3)
+    ahead = FakeClock(datetime.now(UTC) + timedelta(minutes=11))
+    settings = settings_for(tmp_path / "s.db", source_for(emu, auth_for(emu, "oauth1")))
+    async with Runtime(settings, clock=ahead) as runtime:
+        result = await runtime.sync("shop", "full")
+    assert not result.ok and result.error is not None
+    assert "Incorrect timestamp value in the oauth_timestamp parameter" in result.error
+    assert "clock is more than 10 minutes ahead" in result.error

@@ -244,6 +244,9 @@ class AdobeCommerceSource:
     def _refused(self, body: Any) -> SyncdError:
         """Magento's 400 as one line; over the store's pageSize limit, which page_size to set."""
         message = magento_message(body)
+        if "oauth_timestamp" in message:
+            # Magento refuses an OAuth timestamp more than 600 s ahead of its own clock.
+            message += " (this host's clock is more than 10 minutes ahead of the store's: sync it)"
         if "pageSize" not in message:
             return HttpStatusError(
                 f"GET {self._url} was refused with HTTP 400: {message}", url=self._url, status=400
