@@ -120,12 +120,13 @@ def test_oauth1_secrets_come_from_secret_files(tmp_path: Path) -> None:
 
 def test_missing_oauth1_secrets_are_one_line_each_naming_the_field(tmp_path: Path) -> None:
     """The auth kind's tag is not part of the path a user reads."""
-    problems = problems_of(write(tmp_path, OAUTH1))
-    assert sorted(problems) == [
-        "sources[0] (shop).auth.access_token: is required",
-        "sources[0] (shop).auth.access_token_secret: is required",
-        "sources[0] (shop).auth.consumer_secret: is required",
-    ]
+    problems = sorted(problems_of(write(tmp_path, OAUTH1)))
+    assert len(problems) == 3
+    for problem, field in zip(
+        problems, ("access_token", "access_token_secret", "consumer_secret"), strict=True
+    ):
+        # What follows "is required" (where to put the secret) is the loader's to say.
+        assert problem.startswith(f"sources[0] (shop).auth.{field}: is required"), problem
 
 
 @pytest.mark.parametrize(
