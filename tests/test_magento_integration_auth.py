@@ -9,6 +9,7 @@ from urllib.parse import urlencode
 import pytest
 from oauthlib.common import Request
 from oauthlib.oauth1.rfc5849 import signature, utils
+from pydantic import SecretStr
 
 from syncd.auth.magento_integration import IntegrationBearerProvider, IntegrationOAuth1Provider
 from syncd.clock import FakeClock
@@ -93,3 +94,6 @@ async def test_integration_tokens_never_expire_and_cache_no_secret() -> None:
     signer = IntegrationOAuth1Provider(oauth1(), URL, clock)
     assert (await signer.obtain(None)).expires_at is None
     assert signer.cache_key not in (bearer.cache_key, other.cache_key)
+    rotated = oauth1().model_copy(update={"consumer_secret": SecretStr("rotated")})
+    assert IntegrationOAuth1Provider(rotated, URL, clock).cache_key != signer.cache_key
+    assert IntegrationOAuth1Provider(oauth1(), URL, clock).cache_key == signer.cache_key

@@ -79,7 +79,16 @@ class IntegrationOAuth1Provider:
         self._clock = clock
         self._nonce = nonce or (lambda: secrets.token_hex(16))
         self._fingerprint = fingerprint(settings.access_token.get_secret_value())
-        self._key = _cache_key("magento-oauth1", base_url, settings.consumer_key, self._fingerprint)
+        # Any of the four differing is another credential, so another entry (refusals of one
+        # must not invalidate the other's).
+        self._key = _cache_key(
+            "magento-oauth1",
+            base_url,
+            settings.consumer_key,
+            self._fingerprint,
+            fingerprint(settings.consumer_secret.get_secret_value()),
+            fingerprint(settings.access_token_secret.get_secret_value()),
+        )
 
     @property
     def cache_key(self) -> str:
