@@ -86,6 +86,9 @@ def configure_logging(
     root.setLevel(_LEVELS[level])
     # APScheduler announces every job execution at INFO; syncd logs its own sync.* events.
     logging.getLogger("apscheduler").setLevel(max(logging.WARNING, _LEVELS[level]))
+    # oauthlib logs each OAuth 1.0a signature's parameters and base string (the access token in
+    # them) at DEBUG: --log-level debug must not print a Magento integration's credentials.
+    logging.getLogger("oauthlib").setLevel(max(logging.INFO, _LEVELS[level]))
     structlog.configure(
         processors=[
             *shared,

@@ -25,7 +25,7 @@ class ImsTokenProvider:
                 str(settings.token_url),
                 settings.client_id,
                 settings.org_id,
-                ",".join(settings.scopes),
+                ",".join(settings.requested_scopes),
             )
         )
         self._key = "ims:" + hashlib.sha256(identity.encode()).hexdigest()[:24]
@@ -50,7 +50,7 @@ class ImsTokenProvider:
                 "grant_type": "client_credentials",
                 "client_id": s.client_id,
                 "client_secret": s.client_secret.get_secret_value(),
-                "scope": ",".join(s.scopes),
+                "scope": ",".join(s.requested_scopes),
             },
         )
         body = response.fields()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 from urllib.parse import parse_qsl
 
 from syncd.auth.token import AccessToken
@@ -60,4 +60,20 @@ class TokenProvider(Protocol):
 
     def auth_headers(self, token: AccessToken) -> dict[str, str]:
         """The headers that authenticate an API request with `token`."""
+        ...
+
+
+@runtime_checkable
+class RequestSigner(Protocol):
+    """A provider whose credential covers the request itself (OAuth 1.0a): the client asks it
+    for each request's headers instead of calling `auth_headers`."""
+
+    def request_headers(
+        self,
+        token: AccessToken,
+        method: str,
+        url: str,
+        params: Mapping[str, str] | None = None,
+    ) -> dict[str, str]:
+        """The headers that authenticate `method url?params` with `token`."""
         ...

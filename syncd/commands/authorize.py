@@ -44,7 +44,7 @@ async def authorize_source(
     if not isinstance(source, AmeriCommerceSourceSettings):
         return _usage(
             f"source {source.name!r} is {source.kind}: only americommerce sources have an "
-            "authorisation step (IMS credentials are used as configured)"
+            "authorisation step (IMS or integration credentials are used as configured)"
         )
     require_secrets(settings, [source.name])
     auth, name, base_url = source.auth, source.name, str(source.base_url)

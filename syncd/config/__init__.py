@@ -14,6 +14,8 @@ from syncd.config.sources import (
     AmeriCommerceAuthSettings,
     AmeriCommerceSourceSettings,
     ImsAuthSettings,
+    IntegrationBearerAuthSettings,
+    IntegrationOAuth1AuthSettings,
     SourceSettings,
 )
 
@@ -28,6 +30,8 @@ __all__ = [
     "HealthSettings",
     "HttpSettings",
     "ImsAuthSettings",
+    "IntegrationBearerAuthSettings",
+    "IntegrationOAuth1AuthSettings",
     "Settings",
     "SourceSettings",
     "StoreSettings",

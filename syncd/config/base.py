@@ -27,7 +27,14 @@ DEFAULT_IMS_SCOPES = (
 ACCS_SCOPE = "commerce.accs"
 
 
-SECRET_FIELDS = ("client_secret", "app_secret", "static_token")
+SECRET_FIELDS = (
+    "client_secret",
+    "app_secret",
+    "static_token",
+    "consumer_secret",
+    "access_token",
+    "access_token_secret",
+)
 
 
 SOURCE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")

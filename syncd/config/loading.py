@@ -208,11 +208,17 @@ def _env_origin(loc: list[Any], env: Mapping[str, str]) -> str | None:
     return None
 
 
+_AUTH_TAGS = ("ims", "bearer", "oauth1")
+
+
 def _describe(error: Mapping[str, Any], raw: Mapping[str, Any], env: Mapping[str, str]) -> str:
     loc = list(error["loc"])
     # Discriminated unions insert the tag ("adobe_commerce") into the path; it is noise to a user.
     if len(loc) > 2 and loc[0] == "sources" and loc[2] in ("adobe_commerce", "americommerce"):
         del loc[2]
+    # So does the tag of an Adobe source's auth table ("oauth1" in sources[0].auth.oauth1.x).
+    if len(loc) > 3 and loc[0] == "sources" and loc[2] == "auth" and loc[3] in _AUTH_TAGS:
+        del loc[3]
     parts = [f"[{item}]" if isinstance(item, int) else f".{item}" for item in loc]
     path = "".join(parts).lstrip(".") or "config"
     if loc[:1] == ["sources"] and len(loc) > 1 and isinstance(loc[1], int):

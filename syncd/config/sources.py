@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal, Self
 
@@ -10,6 +11,7 @@ from pydantic import (
     AnyHttpUrl,
     Field,
     SecretStr,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -34,9 +36,20 @@ def non_blank_secret(value: SecretStr) -> SecretStr:
     return value
 
 
-class ImsAuthSettings(StrictModel):
-    """Adobe IMS OAuth Server-to-Server credentials (client_credentials grant)."""
+# Magento's own rule for a store code (Store\Model\Validation\StoreCodeValidator).
+STORE_CODE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,31}$")
 
+
+class ImsAuthSettings(StrictModel):
+    """Adobe IMS OAuth Server-to-Server credentials (client_credentials grant).
+
+    `flavour = "accs"` (the default, and what every config without one meant) is Adobe Commerce as
+    a Cloud Service, whose APIs need the `commerce.accs` scope; `"paas"` is Adobe Commerce on cloud
+    infrastructure or on premises with Adobe IMS, where that scope is not required.
+    """
+
+    kind: Literal["ims"] = "ims"
+    flavour: Literal["accs", "paas"] = "accs"
     token_url: AnyHttpUrl = AnyHttpUrl(IMS_TOKEN_URL)
     client_id: str = Field(min_length=1)
     client_secret: SecretStr
@@ -53,12 +66,66 @@ class ImsAuthSettings(StrictModel):
 
     @field_validator("scopes")
     @classmethod
-    def _needs_accs(cls, scopes: tuple[str, ...]) -> tuple[str, ...]:
-        if ACCS_SCOPE not in scopes:
+    def _needs_accs(cls, scopes: tuple[str, ...], info: ValidationInfo) -> tuple[str, ...]:
+        # `flavour` is declared before `scopes`, so it is validated (or missing) by now.
+        if info.data.get("flavour", "accs") == "accs" and ACCS_SCOPE not in scopes:
             raise ValueError(
-                f"must include {ACCS_SCOPE!r}, which Adobe Commerce (ACCS) APIs require"
+                f"must include {ACCS_SCOPE!r}, which Adobe Commerce as a Cloud Service (ACCS) "
+                'APIs require (for a PaaS or on-premises store with IMS, set flavour = "paas")'
             )
         return scopes
+
+    @property
+    def requested_scopes(self) -> tuple[str, ...]:
+        """The scopes asked for: the configured ones; a PaaS store left at the default list does
+        not ask for the ACCS-only scope, which IMS may refuse to a non-ACCS project."""
+        if self.flavour == "paas" and "scopes" not in self.model_fields_set:
+            return tuple(s for s in self.scopes if s != ACCS_SCOPE)
+        return self.scopes
+
+
+class IntegrationBearerAuthSettings(StrictModel):
+    """A Magento integration's access token sent as `Authorization: Bearer` (Magento 2.4.4+ with
+    "Allow OAuth Access Tokens to be used as standalone Bearer tokens" enabled). It never expires."""
+
+    kind: Literal["bearer"]
+    access_token: SecretStr
+
+    @field_validator("access_token")
+    @classmethod
+    def _secret_given(cls, value: SecretStr) -> SecretStr:
+        return non_blank_secret(value)
+
+
+class IntegrationOAuth1AuthSettings(StrictModel):
+    """A Magento integration's four credentials: every request is signed with OAuth 1.0a."""
+
+    kind: Literal["oauth1"]
+    consumer_key: str = Field(min_length=1)
+    consumer_secret: SecretStr
+    access_token: SecretStr
+    access_token_secret: SecretStr
+    signature_method: Literal["HMAC-SHA256", "HMAC-SHA1"] = Field(
+        default="HMAC-SHA256", description="Magento's default is HMAC-SHA256"
+    )
+
+    @field_validator("consumer_secret", "access_token", "access_token_secret")
+    @classmethod
+    def _secret_given(cls, value: SecretStr) -> SecretStr:
+        return non_blank_secret(value)
+
+    @field_validator("consumer_key")
+    @classmethod
+    def _no_padding(cls, value: str) -> str:
+        if value != value.strip():
+            raise ValueError("expected no surrounding spaces (it is part of every signature)")
+        return value
+
+
+AdobeAuthSettings = Annotated[
+    ImsAuthSettings | IntegrationBearerAuthSettings | IntegrationOAuth1AuthSettings,
+    Field(discriminator="kind"),
+]
 
 
 class AmeriCommerceAuthSettings(StrictModel):
@@ -219,10 +286,42 @@ class _SourceBase(StrictModel):
 
 
 class AdobeCommerceSourceSettings(_SourceBase):
-    """An Adobe Commerce (Magento 2 REST) store behind Adobe IMS."""
+    """An Adobe Commerce / Magento 2 REST store: ACCS behind Adobe IMS, or any Magento 2 store
+    with an integration's credentials (bearer token or OAuth 1.0a signing).
+
+    An `auth` table without `kind` is IMS, which was the only kind before the others existed.
+    """
 
     kind: Literal["adobe_commerce"]
-    auth: ImsAuthSettings
+    auth: AdobeAuthSettings
+    store_code: str | None = Field(
+        default=None, description="the store view code in /rest/<code>/V1/...; none = default"
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _ims_by_default(cls, data: Any) -> Any:
+        if isinstance(data, Mapping):
+            auth = data.get("auth")
+            if isinstance(auth, Mapping) and "kind" not in auth:
+                return {**data, "auth": {**auth, "kind": "ims"}}
+        return data
+
+    @field_validator("store_code")
+    @classmethod
+    def _store_code_shape(cls, value: str | None) -> str | None:
+        if value is not None and not STORE_CODE.match(value):
+            raise ValueError(
+                "expected a Magento store code: a letter, then letters, digits or '_' "
+                "(at most 32), e.g. 'default'"
+            )
+        return value
+
+    @property
+    def rest_prefix(self) -> str:
+        """`<base_url>/rest` or `<base_url>/rest/<store_code>`: where `/V1/...` paths start."""
+        base = str(self.base_url).rstrip("/") + "/rest"
+        return f"{base}/{self.store_code}" if self.store_code else base
 
 
 class AmeriCommerceSourceSettings(_SourceBase):

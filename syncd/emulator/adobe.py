@@ -1,7 +1,11 @@
-"""Adobe Commerce (ACCS) behind the Adobe I/O gateway: IMS tokens and `GET /rest/V1/products`.
+"""Adobe Commerce: ACCS behind the Adobe I/O gateway (IMS tokens), or a Magento 2 store reached
+directly with an integration's credentials, both serving `GET /rest[/<store>]/V1/products`.
 
-Checks run in the gateway's order: api key (403 from the gateway), throttle (429), bearer token and
-org (401 from Magento), then the search criteria (400 from Magento's input processor).
+One emulator plays both. A request is the direct store's when it is signed with OAuth 1.0a, or
+carries a bearer token without `x-api-key` that is not an IMS token; every other request went
+through the gateway. Gateway checks first: api key (403), throttle (429), and with the gateway's
+error style its own token check (401013). Then Magento's: the store code (an unknown one leaves
+the path unrouted, 404), the credential (401, or OAuth's 400s), the search criteria (400).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from syncd.emulator.config import AdobeConfig, FaultTarget
 from syncd.emulator.fields import FieldTree, parse_fields, project
 from syncd.emulator.ims import ImsService, IssuedToken
 from syncd.emulator.limits import TokenBucket
+from syncd.emulator.magento_integration import UNAUTHORIZED, IntegrationAuth
 from syncd.emulator.platform import PlatformEmulator, seeded
 from syncd.emulator.predicates import FieldKind, Getter, getter
 from syncd.emulator.responses import dumps, json_response
@@ -27,15 +32,12 @@ from syncd.emulator.search_criteria import CriteriaError, parse_criteria
 from syncd.emulator.selection import select
 from syncd.emulator.timefmt import magento_format, retry_after
 
-_UNAUTHORIZED = {
-    "message": "The consumer isn't authorized to access %resources.",
-    "parameters": {"resources": "Magento_Catalog::products"},
-}
 _GATEWAY_INVALID_TOKEN = {"error_code": "401013", "message": "Oauth token is not valid"}
 _NO_SUCH_PRODUCT = {
     "message": "The product that was requested doesn't exist. Verify the product and try again."
 }
-_STORE_CODES = frozenset({"default", "all"})
+# Webapi\Controller\PathProcessor keeps an unknown store code in the path, which no route matches.
+_NO_ROUTE = {"message": "Request does not match any route."}
 # Item keys the catalog can render without building the whole product.
 _CHEAP_ITEM_KEYS = ("id", "sku", "created_at", "updated_at")
 
@@ -61,6 +63,7 @@ class AdobeEmulator(PlatformEmulator):
             catalog_until,
         )
         self.ims = ImsService(config, clock, seeded(seed, "adobe:tokens"))
+        self.integration = IntegrationAuth(config, clock)
         limit = config.rate_limit
         self._bucket = TokenBucket(limit.rate, limit.burst, clock) if limit else None
         self._order_rng = seeded(seed, "adobe:order")
@@ -77,6 +80,11 @@ class AdobeEmulator(PlatformEmulator):
     def set_client_disabled(self, disabled: bool) -> None:
         """Make the token endpoint refuse the configured credentials with `invalid_client`."""
         self.ims.client_disabled = disabled
+
+    def set_integration_revoked(self, revoked: bool) -> None:
+        """Revoke the integration's access token (re-authorised or deactivated in the admin):
+        bearer calls become guests' (401), signed ones "Access token has been revoked" (401)."""
+        self.integration.revoked = revoked
 
     def routes(self) -> list[web.RouteDef]:
         """IMS and the product endpoints (with and without a store code)."""
@@ -112,34 +120,50 @@ class AdobeEmulator(PlatformEmulator):
         )
 
     def _gate(self, request: web.Request) -> web.Response | None:
-        """Everything in front of Magento itself; None when the request may proceed."""
-        store = request.match_info.get("store")
-        api_key = request.headers.get("x-api-key")
-        if not api_key:
-            return json_response(403, {"error_code": "403000", "message": "Api Key is required"})
-        if api_key != self.config.client_id:
-            return json_response(403, {"error_code": "403003", "message": "Api Key is invalid"})
+        """Everything in front of the catalog; None when the request may proceed."""
+        scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+        scheme, value = scheme.lower(), value.strip()
+        direct = scheme == "oauth" or (
+            scheme == "bearer"
+            and "x-api-key" not in request.headers
+            and value not in self.ims.tokens
+        )
+        if not direct:
+            api_key = request.headers.get("x-api-key")
+            if not api_key:
+                return json_response(
+                    403, {"error_code": "403000", "message": "Api Key is required"}
+                )
+            if api_key != self.config.client_id:
+                return json_response(403, {"error_code": "403003", "message": "Api Key is invalid"})
         if self._bucket is not None:
             wait = self._bucket.take()
             if wait is not None:
                 return self._throttled(wait)
-        scheme, _, value = request.headers.get("Authorization", "").partition(" ")
-        state = self.ims.state(value.strip()) if scheme.lower() == "bearer" else "unknown"
-        org_ok = request.headers.get("x-gw-ims-org-id") == self.config.org_id
-        if state != "valid" or not org_ok:
-            if state == "expired":
-                self.stats.expired_token_requests += 1
-            self.stats.unauthorized += 1
-            gateway = self.config.auth_error_style == "gateway" and state != "valid"
-            return json_response(401, _GATEWAY_INVALID_TOKEN if gateway else _UNAUTHORIZED)
-        if store is not None and store not in _STORE_CODES:
-            return json_response(
-                400,
-                {
-                    "message": "The store that was requested wasn't found. Verify the store and try again."
-                },
+        state = self.ims.state(value) if scheme == "bearer" else "unknown"
+        if not direct and self.config.auth_error_style == "gateway" and state != "valid":
+            return self._unauthorized(state, _GATEWAY_INVALID_TOKEN)
+        store = request.match_info.get("store")
+        if store is not None and store != "all" and store not in self.config.store_codes:
+            return json_response(404, _NO_ROUTE)
+        if direct:
+            refused = (
+                self.integration.oauth(request, request.headers["Authorization"])
+                if scheme == "oauth"
+                else self.integration.bearer(value)
             )
+            if refused is not None:
+                self.stats.unauthorized += 1
+            return refused
+        if state != "valid" or request.headers.get("x-gw-ims-org-id") != self.config.org_id:
+            return self._unauthorized(state, UNAUTHORIZED)
         return None
+
+    def _unauthorized(self, state: str, body: dict[str, Any]) -> web.Response:
+        if state == "expired":
+            self.stats.expired_token_requests += 1
+        self.stats.unauthorized += 1
+        return json_response(401, body)
 
     # -- the product endpoints -----------------------------------------------------------------
 

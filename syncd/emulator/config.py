@@ -111,6 +111,17 @@ class AdobeConfig:
     unstable_ties: bool = True
     # "magento": token failures answer Magento's 401; "gateway": the Adobe I/O gateway's 401013.
     auth_error_style: Literal["magento", "gateway"] = "magento"
+    # A Magento integration (System > Extensions > Integrations) of an Open Source, on-premises
+    # or PaaS store, reached without the gateway: its access token works as a bearer token when
+    # `integration_bearer` (2.4.4+ "standalone bearer tokens") is on, and all four sign OAuth 1.0a.
+    # Magento's keys, tokens and secrets are 32 characters.
+    integration_consumer_key: str = "syncdemulatorconsumerkey00000000"
+    integration_consumer_secret: str = "syncdemulatorconsumersecret00000"  # noqa: S105 - fake
+    integration_access_token: str = "syncdemulatoraccesstoken00000000"  # noqa: S105 - fake
+    integration_access_token_secret: str = "syncdemulatortokensecret00000000"  # noqa: S105 - fake
+    integration_bearer: bool = True
+    # Store view codes served as /rest/<code>/V1/...; `all` is always there too, as in Magento.
+    store_codes: tuple[str, ...] = ("default",)
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,7 @@ import aiohttp
 import structlog
 
 from syncd import codec
-from syncd.auth import AccessToken, TokenCache, TokenProvider
+from syncd.auth import AccessToken, RequestSigner, TokenCache, TokenProvider
 from syncd.clock import Clock
 from syncd.errors import (
     AuthError,
@@ -56,6 +56,15 @@ class SourceAuth:
     async def token(self) -> AccessToken:
         """A token fresh enough to send."""
         return await self.cache.get(self.provider, self.source)
+
+    def headers(
+        self, token: AccessToken, method: str, url: str, params: Mapping[str, str] | None
+    ) -> dict[str, str]:
+        """The headers that authenticate this request: signed per request where the provider
+        signs (OAuth 1.0a), the token's own headers otherwise."""
+        if isinstance(self.provider, RequestSigner):
+            return self.provider.request_headers(token, method, url, params)
+        return self.provider.auth_headers(token)
 
     async def reject(self, token: AccessToken) -> None:
         """Report a 401 for `token`."""
@@ -238,7 +247,7 @@ class SourceClient:
                 raise
             sent = dict(headers)
             if token is not None and self._auth is not None:
-                sent.update(self._auth.provider.auth_headers(token))
+                sent.update(self._auth.headers(token, method, url, params))
             answer: Response | None = None
             try:
                 answer = await self._send(method, url, params, data, json_body, sent, stats)

@@ -5,15 +5,30 @@ from __future__ import annotations
 from syncd.auth import TokenCache
 from syncd.auth.americommerce import AmeriCommerceTokenProvider
 from syncd.auth.ims import ImsTokenProvider
+from syncd.auth.magento_integration import IntegrationBearerProvider, IntegrationOAuth1Provider
+from syncd.auth.provider import TokenProvider
 from syncd.clock import Clock
-from syncd.config import AdobeCommerceSourceSettings, AmeriCommerceSourceSettings, SourceSettings
+from syncd.config import (
+    AdobeCommerceSourceSettings,
+    AmeriCommerceSourceSettings,
+    ImsAuthSettings,
+    IntegrationBearerAuthSettings,
+    SourceSettings,
+)
 from syncd.http import ClientPool, RateThrottle, SourceAuth, Throttle
 from syncd.http.call_limit import CallLimitThrottle
 from syncd.sources.adobe_commerce import AdobeCommerceSource
 from syncd.sources.americommerce import AmeriCommerceSource
 from syncd.sources.base import Page, Source
 
-__all__ = ["AdobeCommerceSource", "AmeriCommerceSource", "Page", "Source", "build_source"]
+__all__ = [
+    "AdobeCommerceSource",
+    "AmeriCommerceSource",
+    "Page",
+    "Source",
+    "adobe_provider",
+    "build_source",
+]
 
 
 def build_source(
@@ -30,7 +45,7 @@ def build_source(
     if settings.rate_limit is not None:
         throttles.append(RateThrottle(settings.rate_limit, settings.rate_burst))
     if isinstance(settings, AdobeCommerceSourceSettings):
-        provider = ImsTokenProvider(settings.auth, pool, clock)
+        provider = adobe_provider(settings, pool, clock)
         client = pool.client(
             **common,  # type: ignore[arg-type]
             auth=SourceAuth(provider, cache, settings.name),
@@ -63,3 +78,16 @@ def build_source(
         )
         return AmeriCommerceSource(settings, ac_client)
     raise NotImplementedError(f"source kind {settings.kind!r} is not supported yet")
+
+
+def adobe_provider(
+    settings: AdobeCommerceSourceSettings, pool: ClientPool, clock: Clock
+) -> TokenProvider:
+    """The token provider of an Adobe Commerce source's `auth.kind`: IMS, or an integration's
+    bearer token or OAuth 1.0a signature."""
+    auth = settings.auth
+    if isinstance(auth, ImsAuthSettings):
+        return ImsTokenProvider(auth, pool, clock)
+    if isinstance(auth, IntegrationBearerAuthSettings):
+        return IntegrationBearerProvider(auth, str(settings.base_url), clock)
+    return IntegrationOAuth1Provider(auth, str(settings.base_url), clock)

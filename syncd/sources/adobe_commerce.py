@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from syncd.config import AdobeCommerceSourceSettings
-from syncd.errors import HttpStatusError, SourceError, SyncdError
+from syncd.errors import AuthError, HttpStatusError, NeedsReauthError, SourceError, SyncdError
 from syncd.http import RequestStats, SourceClient, error_text
 from syncd.logging import get_logger
 from syncd.sources.base import (
@@ -32,6 +32,20 @@ log = get_logger(__name__)
 MAGENTO_TIME = "%Y-%m-%d %H:%M:%S"
 # Magento's input processor answers a refused searchCriteria with 400 and a JSON body.
 _REFUSED = frozenset({400})
+# What to check when the store refuses an integration's credential (IMS errors speak for themselves).
+_REFUSED_CREDENTIAL_HINTS = {
+    "bearer": (
+        "check auth.access_token (the integration's Access Token); a store before 2.4.4, or one "
+        "where Stores > Configuration > Services > OAuth > Consumer Settings > 'Allow OAuth "
+        "Access Tokens to be used as standalone Bearer tokens' is No, refuses it as a bearer "
+        'token: enable that, or set auth.kind = "oauth1" with the integration\'s four credentials'
+    ),
+    "oauth1": (
+        "check auth.consumer_key, consumer_secret, access_token and access_token_secret against "
+        "the integration (System > Extensions > Integrations), that it is active with access to "
+        "Magento_Catalog::products, and that base_url is the URL the store sees (it is signed)"
+    ),
+}
 
 
 def full_params(page: int, page_size: int) -> dict[str, str]:
@@ -185,7 +199,7 @@ class AdobeCommerceSource:
     def __init__(self, settings: AdobeCommerceSourceSettings, client: SourceClient) -> None:
         self._settings = settings
         self._client = client
-        self._url = str(settings.base_url).rstrip("/") + "/rest/V1/products"
+        self._url = settings.rest_prefix + "/V1/products"
 
     @property
     def name(self) -> str:
@@ -210,7 +224,13 @@ class AdobeCommerceSource:
     ) -> tuple[list[dict[str, Any]], int]:
         """The `items` (each a JSON object) and `total_count` of one search answer; anything else
         is a SourceError naming the URL and which request it was."""
-        response = await self._client.get_json(self._url, params, stats=stats, accept=_REFUSED)
+        try:
+            response = await self._client.get_json(self._url, params, stats=stats, accept=_REFUSED)
+        except AuthError as error:
+            hint = _REFUSED_CREDENTIAL_HINTS.get(self._settings.auth.kind)
+            if hint is None or error.status != 401 or isinstance(error, NeedsReauthError):
+                raise
+            raise AuthError(f"{error}; {hint}", source=error.source, status=401) from None
         data = response.data
         if response.status == 400:
             raise self._refused(data)
@@ -227,6 +247,9 @@ class AdobeCommerceSource:
     def _refused(self, body: Any) -> SyncdError:
         """Magento's 400 as one line; over the store's pageSize limit, which page_size to set."""
         message = magento_message(body)
+        if "oauth_timestamp" in message:
+            # Magento refuses an OAuth timestamp more than 600 s ahead of its own clock.
+            message += " (this host's clock is more than 10 minutes ahead of the store's: sync it)"
         if "pageSize" not in message:
             return HttpStatusError(
                 f"GET {self._url} was refused with HTTP 400: {message}", url=self._url, status=400
