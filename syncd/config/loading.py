@@ -28,6 +28,7 @@ from pydantic_settings import SettingsError
 from syncd.config.base import SECRET_FIELDS, SOURCE_NAME
 from syncd.config.settings import Settings
 from syncd.errors import ConfigError
+from syncd.redaction import Redactor
 
 ENV_PREFIX = "SYNCD_"
 _SOURCES_PREFIX = "SYNCD_SOURCES__"
@@ -128,6 +129,22 @@ def _resolve_secrets(raw: dict[str, Any], env: Mapping[str, str]) -> list[str]:
             if value is not None:
                 auth[field] = value
     return problems
+
+
+def _secret_variables(env: Mapping[str, str]) -> list[str]:
+    """The values of every `SYNCD_SECRET_*` variable, whether a configured source reads it or not."""
+    return [value for name, value in env.items() if name.upper().startswith("SYNCD_SECRET_")]
+
+
+def _raw_secrets(raw: Mapping[str, Any]) -> list[str]:
+    """The secret fields' values as written (or resolved from env and files), before validation."""
+    sources = raw.get("sources")
+    values: list[str] = []
+    for source in sources if isinstance(sources, list) else ():
+        auth = source.get("auth") if isinstance(source, dict) else None
+        if isinstance(auth, dict):
+            values.extend(v for k, v in auth.items() if k in SECRET_FIELDS and isinstance(v, str))
+    return values
 
 
 def _env_lookup(env: Mapping[str, str]) -> dict[str, str]:
@@ -234,17 +251,24 @@ def _indexed(raw: dict[str, Any]) -> dict[str, Any]:
     return {**raw, "sources": {str(i): source for i, source in enumerate(sources)}}
 
 
-def load_settings(path: Path | None) -> Settings:
-    """Read the TOML file at `path` (or `$SYNCD_CONFIG`), apply env overrides and secrets; ConfigError if bad."""
+def load_settings(path: Path | None, redactor: Redactor | None = None) -> Settings:
+    """Read the TOML file at `path` (or `$SYNCD_CONFIG`), apply env overrides and secrets; ConfigError if bad.
+
+    Every secret found is registered with `redactor` (which the settings then carry) before
+    anything is validated, so that not even a config error can echo one.
+    """
     env = os.environ
+    redactor = redactor or Redactor()
+    redactor.register(*_secret_variables(env), pin=True)
     if path is None and env.get("SYNCD_CONFIG"):
         path = Path(env["SYNCD_CONFIG"])
     raw = _read_config(path) if path is not None else {}
     problems = _check_json_env(env) + _source_overrides(raw, env) + _resolve_secrets(raw, env)
+    redactor.register(*_raw_secrets(raw), pin=True)
     if problems:
         raise ConfigError(problems)
     try:
-        return Settings(**_indexed(raw))
+        return Settings(**_indexed(raw)).use_redactor(redactor)
     except ValidationError as exc:
         raise ConfigError([_describe(e, raw, env) for e in exc.errors()]) from None
     except SettingsError as exc:

@@ -46,6 +46,7 @@ def build_source(
             clock,
             source=settings.name,
             naive_time_offset=settings.naive_time_offset,
+            redactor=cache.redactor,
         )
         # Last in the list: the store's count is the strictest, so a request waits for it only
         # once every other throttle has admitted it (the client releases it if it is not sent).

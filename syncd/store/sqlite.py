@@ -16,6 +16,7 @@ from typing import Any, Self, cast
 import aiosqlite
 
 from syncd.errors import StoreError
+from syncd.redaction import Redactor
 from syncd.store.base import (
     CLEAR,
     PageCommit,
@@ -44,10 +45,17 @@ from syncd.store.schema import MIGRATIONS, SCHEMA_VERSION, statements
 
 
 class SqliteStore:
-    """The daemon's database; use as `async with SqliteStore(path) as store:`."""
+    """The daemon's database; use as `async with SqliteStore(path) as store:`.
 
-    def __init__(self, path: Path | str, *, busy_timeout: float = 5.0) -> None:
+    Every free text it writes (a run's error, a token event's detail, a re-authorisation reason)
+    passes through `redactor` first; credentials (`tokens`) and catalog data are stored as given.
+    """
+
+    def __init__(
+        self, path: Path | str, *, busy_timeout: float = 5.0, redactor: Redactor | None = None
+    ) -> None:
         self._path = Path(path)
+        self._redactor = redactor or Redactor()
         self._busy_timeout = busy_timeout
         self._db: aiosqlite.Connection | None = None
         self._lock = asyncio.Lock()
@@ -118,6 +126,10 @@ class SqliteStore:
             except BaseException:
                 await db.execute("ROLLBACK")
                 raise
+
+    def _text(self, text: str | None) -> str | None:
+        """Free text as it may be stored: with every registered secret redacted."""
+        return None if text is None else self._redactor.redact(text)
 
     @property
     def _conn(self) -> aiosqlite.Connection:
@@ -262,7 +274,7 @@ class SqliteStore:
                 "retries=?, rate_limited=?, error=? WHERE id=?",
                 (iso(now), status, t.pages, t.items_seen, t.items_created, t.items_updated,
                  t.items_unchanged, t.items_deleted, t.requests, t.retries, t.rate_limited,
-                 error, run_id),
+                 self._text(error), run_id),
             )  # fmt: skip
 
     async def fail_abandoned_runs(
@@ -281,7 +293,7 @@ class SqliteStore:
         async with self._transaction("close abandoned runs") as db:
             async with db.execute(f"SELECT id FROM sync_runs {clause}", params) as cursor:
                 rows = list(await cursor.fetchall())
-            dead = [(iso(now), reason, r[0]) for r in rows]
+            dead = [(iso(now), self._text(reason), r[0]) for r in rows]
             await db.executemany(
                 "UPDATE sync_runs SET status='failed', finished_at=?, error=? WHERE id=?", dead
             )
@@ -326,7 +338,7 @@ class SqliteStore:
                 "INSERT INTO token_events (source, at, event, expires_at, fingerprint, detail) "
                 "VALUES (?,?,?,?,?,?)",
                 (event.source, iso(event.at), event.event, iso(event.expires_at),
-                 event.fingerprint, event.detail),
+                 event.fingerprint, self._text(event.detail)),
             )  # fmt: skip
 
     async def token_events(
@@ -416,7 +428,7 @@ class SqliteStore:
                 "VALUES (?,?,?,?) ON CONFLICT (source) DO UPDATE SET "
                 "needs_reauth=excluded.needs_reauth, reauth_reason=excluded.reauth_reason, "
                 "updated_at=excluded.updated_at",
-                (source, reason is not None, reason, iso(now)),
+                (source, reason is not None, self._text(reason), iso(now)),
             )
 
 
