@@ -95,6 +95,7 @@ class Redactor:
     def __init__(self) -> None:
         # spelling -> replacement; pinned ones (configuration) are never dropped.
         self._pinned: dict[str, str] = {}
+        self._pinned_raw: dict[str, str] = {}
         self._recent: OrderedDict[str, dict[str, str]] = OrderedDict()
         self._short: set[str] = set()
         self._long: list[tuple[str, str]] | None = None
@@ -119,6 +120,7 @@ class Redactor:
             if pin:
                 if not forms.keys() <= self._pinned.keys():
                     self._pinned.update(forms)
+                    self._pinned_raw[secret] = mark
                     self._long = None
                 continue
             if secret in self._pinned:
@@ -147,8 +149,10 @@ class Redactor:
         for form, mark in self._long_forms():
             if form in text:
                 text = text.replace(form, mark)
-            if form[:MIN_LENGTH] in text:
-                text = _cut_off(text, form, mark)
+        # Only once every whole spelling is gone: an encoded spelling starts like the raw one.
+        for secret, mark in self._raw_forms():
+            if secret[:MIN_LENGTH] in text:
+                text = _cut_off(text, secret, mark)
         if self._short:
             text = self._short_forms().sub(REDACTED, text)
         return text
@@ -191,6 +195,10 @@ class Redactor:
             # Longest first: a secret that contains another is replaced whole.
             self._long = sorted(forms.items(), key=lambda item: len(item[0]), reverse=True)
         return self._long
+
+    def _raw_forms(self) -> list[tuple[str, str]]:
+        recent = [(secret, forms[secret]) for secret, forms in self._recent.items()]
+        return list(self._pinned_raw.items()) + recent
 
     def _short_forms(self) -> re.Pattern[str]:
         if self._short_pattern is None:

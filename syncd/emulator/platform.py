@@ -14,7 +14,7 @@ from aiohttp import web
 from syncd.clock import Clock
 from syncd.emulator.config import Fault, FaultTarget
 from syncd.emulator.faults import FaultInjector
-from syncd.emulator.responses import garbage_response, html_error_page
+from syncd.emulator.responses import garbage_response, html_error_page, json_response
 from syncd.emulator.stats import Stats
 
 Handler = Callable[[web.Request], Awaitable[web.Response]]
@@ -98,6 +98,9 @@ class PlatformEmulator:
     async def _inject(
         self, fault: Fault, target: FaultTarget, request: web.Request, handler: Handler
     ) -> tuple[web.Response, int]:
+        if fault.kind == "echo":
+            response = await echo_response(request, fault.status)
+            return response, response.status
         if fault.kind == "slow":
             await asyncio.sleep(fault.delay)
             response = await handler(request)
@@ -136,3 +139,36 @@ class PlatformEmulator:
         if transport is not None:
             transport.close()
         return web.Response(status=500), 0
+
+
+# -- the echo fault ---------------------------------------------------------------------------------
+
+ECHOED_HEADERS = ("Authorization", "X-AC-Auth-Token", "x-api-key", "x-gw-ims-org-id", "Cookie")
+"""The request headers an echoing error body quotes (those that carry credentials)."""
+
+
+async def echo_response(request: web.Request, status: int) -> web.Response:
+    """An error answer quoting everything the request carried: its fields first (a token request's
+    secret), then the credential headers, then the query."""
+    fields: dict[str, str] = {}
+    if request.content_type == "application/x-www-form-urlencoded":
+        fields = {k: str(v) for k, v in (await request.post()).items()}
+    elif request.can_read_body:
+        try:
+            data = await request.json()
+        except ValueError:
+            data = None
+        if isinstance(data, dict):
+            fields = {str(k): str(v) for k, v in data.items()}
+    parts = [f"{name}={value}" for name, value in fields.items()]
+    parts += [f"{h}: {request.headers[h]}" for h in ECHOED_HEADERS if h in request.headers]
+    parts += [f"{name}={value}" for name, value in request.query.items()]
+    text = "request rejected; it carried " + "; ".join(parts)
+    body = {
+        "error": "invalid_request",
+        "error_description": text,
+        "message": text,
+        "details": text,
+        "status_code": status,
+    }
+    return json_response(status, body)
