@@ -18,8 +18,8 @@ from syncd.clock import FakeClock
 from syncd.daemon import Daemon, Runtime
 from syncd.emulator import AdobeConfig, Emulator, EmulatorConfig, Fault
 from syncd.logging import configure_logging
-from syncd.sources.adobe_commerce import AdobeCommerceSource, magento_message
 from syncd.redaction import fingerprint
+from syncd.sources.adobe_commerce import AdobeCommerceSource, magento_message
 from syncd.sync import SyncResult
 from tests.support import adobe_source, query, settings_for, stored_products, until
 
