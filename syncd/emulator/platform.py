@@ -99,7 +99,7 @@ class PlatformEmulator:
         self, fault: Fault, target: FaultTarget, request: web.Request, handler: Handler
     ) -> tuple[web.Response, int]:
         if fault.kind == "echo":
-            response = await echo_response(request, fault.status)
+            response = await echo_response(request, fault.status, fault.body or "invalid_request")
             return response, response.status
         if fault.kind == "slow":
             await asyncio.sleep(fault.delay)
@@ -147,9 +147,9 @@ ECHOED_HEADERS = ("Authorization", "X-AC-Auth-Token", "x-api-key", "x-gw-ims-org
 """The request headers an echoing error body quotes (those that carry credentials)."""
 
 
-async def echo_response(request: web.Request, status: int) -> web.Response:
-    """An error answer quoting everything the request carried: its fields first (a token request's
-    secret), then the credential headers, then the query."""
+async def echo_response(request: web.Request, status: int, error: str) -> web.Response:
+    """An error answer (`error` its OAuth error code) quoting everything the request carried: its
+    fields first (a token request's secret), then the credential headers, then the query."""
     fields: dict[str, str] = {}
     if request.content_type == "application/x-www-form-urlencoded":
         fields = {k: str(v) for k, v in (await request.post()).items()}
@@ -165,7 +165,7 @@ async def echo_response(request: web.Request, status: int) -> web.Response:
     parts += [f"{name}={value}" for name, value in request.query.items()]
     text = "request rejected; it carried " + "; ".join(parts)
     body = {
-        "error": "invalid_request",
+        "error": error,
         "error_description": text,
         "message": text,
         "details": text,

@@ -30,7 +30,7 @@ def build_source(
     if settings.rate_limit is not None:
         throttles.append(RateThrottle(settings.rate_limit, settings.rate_burst))
     if isinstance(settings, AdobeCommerceSourceSettings):
-        provider = ImsTokenProvider(settings.auth, pool, clock)
+        provider = ImsTokenProvider(settings.auth, pool, clock, redactor=cache.redactor)
         client = pool.client(
             **common,  # type: ignore[arg-type]
             auth=SourceAuth(provider, cache, settings.name),
