@@ -17,6 +17,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from aiohttp import web
 
 from syncd.auth.ac_bootstrap import install_grant
 from syncd.auth.americommerce import AmeriCommerceTokenProvider
@@ -220,3 +221,67 @@ async def test_echoed_credentials_show_as_fingerprints_in_every_sink(
     stored = " ".join(v for k, v in sinks.items() if "." in k)
     assert fingerprint(emu.adobe.config.client_secret) in stored
     assert fingerprint(STATIC) in sinks["syncd runs --json"]
+
+
+USER_KEY = "jane-user-api-key-0001"
+CODE = "handshake-code-0001"
+
+
+async def test_syncd_auth_never_shows_the_app_secret_user_key_code_or_signature(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`syncd auth` (legacy desktop flow) against a store whose refusal of the exchange quotes
+    what it knows and received: the app secret, the user's key, the handshake code and both
+    signatures. The error line, the debug log and the database show fingerprints only."""
+    received: list[dict[str, str]] = []
+
+    async def login(request: web.Request) -> web.Response:
+        received.append(await request.json())
+        return web.json_response({"auth_id": "auth-1", "code": CODE})
+
+    async def exchange(request: web.Request) -> web.Response:
+        sent = await request.json()
+        received.append(sent)
+        details = (
+            f"signature {sent['signature']} is not SHA256({SECRET} + {CODE} + ...); "
+            f"the login signed {received[0]['signature']} with user key {USER_KEY}"
+        )
+        return web.json_response({"message": "Invalid signature", "details": details}, status=401)
+
+    app = web.Application()
+    app.add_routes([web.post("/api/oauth", login), web.post("/api/oauth/access_token", exchange)])
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        port = runner.addresses[0][1]
+        db = tmp_path / "s.db"
+        toml = tmp_path / "syncd.toml"
+        toml.write_text(
+            f'[store]\npath = "{db}"\n'
+            f'[[sources]]\nname = "ac"\nkind = "americommerce"\n'
+            f'base_url = "http://127.0.0.1:{port}"\n'
+            f'[sources.auth]\nauth_scheme = "legacy"\napp_id = "{APP}"\n'
+            f'app_secret = "{SECRET}"\nscope = "{SCOPE}"\n'
+        )
+        monkeypatch.setenv("SYNCD_AC_USERNAME", "jane")
+        monkeypatch.setenv("SYNCD_AC_USER_KEY", USER_KEY)
+        argv = ["--log-level", "debug", "--log-format", "json", "--config", str(toml), "auth", "ac"]
+        output = await cli(capsys, *argv)
+    finally:
+        await runner.cleanup()
+    secrets = {
+        "app secret": SECRET,
+        "user key": USER_KEY,
+        "auth code": CODE,
+        "login signature": received[0]["signature"],
+        "exchange signature": received[1]["signature"],
+    }
+    sinks = {"syncd auth (stdout, stderr, log)": output, **every_text(db)}
+    found = leaks(secrets, sinks)
+    assert found == [], "\n".join(found)
+    error = output.splitlines()[-1]
+    assert error.startswith("syncd: error: the store refused the desktop exchange"), error
+    for secret in secrets.values():
+        assert fingerprint(secret) in error, (secret, error)
