@@ -22,6 +22,7 @@ import json
 import re
 from collections import OrderedDict
 from collections.abc import Iterable, MutableMapping
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, quote_plus
 
@@ -30,9 +31,10 @@ MIN_LENGTH = 8
 SHORT_LENGTH = 4
 """Values from this length up to `MIN_LENGTH` are replaced by `REDACTED` where they stand alone."""
 REDACTED = "[redacted]"
-RECENT_LIMIT = 256
-"""Registered tokens kept (oldest forgotten first): a daemon refreshing hourly for years must not
-scan every text for thousands of long-dead tokens. Secrets from the configuration are never dropped."""
+RECENT_LIMIT = 64
+"""Registered tokens and signatures kept (oldest forgotten first; one in use is registered again
+each time it is loaded or obtained): a daemon refreshing hourly for years must not scan every text
+for thousands of long-dead tokens. Secrets from the configuration are never dropped."""
 
 SENSITIVE_KEYS = frozenset(
     {
@@ -86,6 +88,17 @@ def _cut_off(text: str, form: str, mark: str) -> str:
     return text
 
 
+@dataclass(frozen=True, slots=True)
+class _Secret:
+    value: str
+    mark: str  # its fingerprint
+    others: tuple[str, ...]  # its other spellings (URL-encoded, escaped), if any differ
+
+    @property
+    def head(self) -> str:
+        return self.value[:MIN_LENGTH]
+
+
 class Redactor:
     """Knows every secret of the process and replaces each in any text; one per process.
 
@@ -93,12 +106,10 @@ class Redactor:
     """
 
     def __init__(self) -> None:
-        # spelling -> replacement; pinned ones (configuration) are never dropped.
-        self._pinned: dict[str, str] = {}
-        self._pinned_raw: dict[str, str] = {}
-        self._recent: OrderedDict[str, dict[str, str]] = OrderedDict()
+        self._pinned: dict[str, _Secret] = {}  # configured: kept for the process's lifetime
+        self._recent: OrderedDict[str, _Secret] = OrderedDict()
         self._short: set[str] = set()
-        self._long: list[tuple[str, str]] | None = None
+        self._table: list[_Secret] | None = None
         self._short_pattern: re.Pattern[str] | None = None
 
     def register(self, *secrets: str | None, pin: bool = False) -> None:
@@ -115,28 +126,27 @@ class Redactor:
                     self._short.add(secret)
                     self._short_pattern = None
                 continue
-            mark = fingerprint(secret)
-            forms = dict.fromkeys(_spellings(secret), mark)
-            if pin:
-                if not forms.keys() <= self._pinned.keys():
-                    self._pinned.update(forms)
-                    self._pinned_raw[secret] = mark
-                    self._long = None
-                continue
             if secret in self._pinned:
                 continue
             if secret in self._recent:
-                self._recent.move_to_end(secret)
+                if pin:
+                    self._pinned[secret] = self._recent.pop(secret)
+                else:
+                    self._recent.move_to_end(secret)
                 continue
-            self._recent[secret] = forms
-            if len(self._recent) > RECENT_LIMIT:
-                self._recent.popitem(last=False)
-            self._long = None
+            entry = _Secret(secret, fingerprint(secret), tuple(_spellings(secret) - {secret}))
+            if pin:
+                self._pinned[secret] = entry
+            else:
+                self._recent[secret] = entry
+                if len(self._recent) > RECENT_LIMIT:
+                    self._recent.popitem(last=False)
+            self._table = None
 
     @property
     def count(self) -> int:
         """How many distinct secrets are registered."""
-        return len(set(self._pinned.values())) + len(self._recent) + len(self._short)
+        return len(self._pinned) + len(self._recent) + len(self._short)
 
     def redact(self, text: str) -> str:
         """`text` with every registered secret replaced (by its fingerprint, or `REDACTED`).
@@ -146,13 +156,24 @@ class Redactor:
         word ends. One that goes on with other letters or digits is left alone: that is another
         value sharing a prefix (a token with the same JWT header, an id beside its secret).
         """
-        for form, mark in self._long_forms():
-            if form in text:
-                text = text.replace(form, mark)
+        if len(text) < SHORT_LENGTH:
+            return text
+        secrets = self._secrets()
+        # Escaped spellings first: escaping only adds characters, so a raw value may lie inside
+        # its own escaped spelling (a trailing backslash), never the other way round.
+        for secret in secrets:
+            for form in secret.others:
+                if form in text:
+                    text = text.replace(form, secret.mark)
+        cut: list[_Secret] = []
+        for secret in secrets:
+            if secret.head in text:
+                text = text.replace(secret.value, secret.mark)
+                if secret.head in text:
+                    cut.append(secret)
         # Only once every whole spelling is gone: an encoded spelling starts like the raw one.
-        for secret, mark in self._raw_forms():
-            if secret[:MIN_LENGTH] in text:
-                text = _cut_off(text, secret, mark)
+        for secret in cut:
+            text = _cut_off(text, secret.value, secret.mark)
         if self._short:
             text = self._short_forms().sub(REDACTED, text)
         return text
@@ -187,18 +208,12 @@ class Redactor:
                 event[key] = self.redact_value(event[key])
         return event
 
-    def _long_forms(self) -> list[tuple[str, str]]:
-        if self._long is None:
-            forms = dict(self._pinned)
-            for recent in self._recent.values():
-                forms.update(recent)
+    def _secrets(self) -> list[_Secret]:
+        if self._table is None:
             # Longest first: a secret that contains another is replaced whole.
-            self._long = sorted(forms.items(), key=lambda item: len(item[0]), reverse=True)
-        return self._long
-
-    def _raw_forms(self) -> list[tuple[str, str]]:
-        recent = [(secret, forms[secret]) for secret, forms in self._recent.items()]
-        return list(self._pinned_raw.items()) + recent
+            every = [*self._pinned.values(), *self._recent.values()]
+            self._table = sorted(every, key=lambda secret: len(secret.value), reverse=True)
+        return self._table
 
     def _short_forms(self) -> re.Pattern[str]:
         if self._short_pattern is None:
