@@ -206,6 +206,7 @@ async def test_echoed_credentials_show_as_fingerprints_in_every_sink(
         "syncd status --json": await cli(capsys, "--config", str(toml), "status", "--json"),
         "syncd status": await cli(capsys, "--config", str(toml), "status"),
         "syncd runs --json": await cli(capsys, "--config", str(toml), "runs", "--json"),
+        "syncd runs": await cli(capsys, "--config", str(toml), "runs"),
         "syncd events --json": await cli(
             capsys, "--config", str(toml), "events", "--json", "--limit", "500"
         ),
