@@ -31,7 +31,6 @@ class ImsTokenProvider:
     ) -> None:
         self._settings = settings
         self._redactor = redactor or Redactor()
-        self._redactor.register(settings.client_secret.get_secret_value(), pin=True)
         self._endpoint = endpoint
         self._clock = clock
         identity = "\n".join(
@@ -58,12 +57,14 @@ class ImsTokenProvider:
         """POST the client_credentials grant and read `access_token` / `expires_in`."""
         s = self._settings
         url = str(s.token_url)
+        secret = s.client_secret.get_secret_value()
+        self._redactor.register(secret, pin=True)  # before it is sent
         response = await self._endpoint.post_form(
             url,
             {
                 "grant_type": "client_credentials",
                 "client_id": s.client_id,
-                "client_secret": s.client_secret.get_secret_value(),
+                "client_secret": secret,
                 "scope": ",".join(s.scopes),
             },
         )

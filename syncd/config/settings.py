@@ -184,7 +184,9 @@ def _secrets_in(model: BaseModel) -> list[str]:
     for name in type(model).model_fields:
         value = getattr(model, name)
         if isinstance(value, SecretStr):
-            found.append(value.get_secret_value())
+            # A secret a command does not need may be left unset: it has no value to register.
+            with contextlib.suppress(ConfigError):
+                found.append(value.get_secret_value())
         elif isinstance(value, BaseModel):
             found.extend(_secrets_in(value))
     return found
