@@ -3,7 +3,8 @@
 Exit codes: 0 success, 1 a run or command failed, 2 invalid configuration or usage, 130 interrupted
 (SIGINT), 143 terminated (SIGTERM, `sync`: its run is recorded `cancelled`).
 Every failure is one line on stderr; an unexpected exception is reported as an internal error, with
-its traceback only at `--log-level debug`.
+its traceback only at `--log-level debug`. The process's one `Redactor` is created here: logging,
+the settings (and all that is built from them) and the command's stdout and stderr share it.
 """
 
 from __future__ import annotations
@@ -11,21 +12,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import math
-import os
 import sys
 import traceback
-from collections.abc import Callable, Coroutine, Iterable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
-from pydantic import SecretStr
-
 from syncd import __version__
 from syncd.config import Settings, load_settings
-from syncd.config.readiness import MissingSecret
 from syncd.errors import ConfigError, SyncdError
 from syncd.gcpolicy import tune_for_streaming
 from syncd.logging import configure_logging, get_logger
+from syncd.redaction import Redactor
 from syncd.store.base import TOKEN_EVENT_KINDS
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -186,76 +184,60 @@ def console() -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `syncd` console script."""
     args = _parser().parse_args(argv)
-    configure_logging(args.log_level or "info", args.log_format or "auto")
-    settings: Settings | None = None
-    try:
-        if args.command not in STANDALONE:
-            settings = _settings(args)
-        return _dispatch(args, settings)
-    except KeyboardInterrupt:
-        print("syncd: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    except Exception as exc:
-        return _report(exc, _secret_values(settings))
+    redactor = Redactor()
+    configure_logging(args.log_level or "info", args.log_format or "auto", redactor=redactor)
+    from syncd.commands.output import redacted_output
+
+    with redacted_output(redactor):
+        try:
+            settings = None if args.command in STANDALONE else _settings(args, redactor)
+            return _dispatch(args, settings)
+        except KeyboardInterrupt:
+            print("syncd: interrupted", file=sys.stderr)
+            return EXIT_INTERRUPTED
+        except Exception as exc:
+            return _report(exc, redactor)
 
 
-def _report(exc: BaseException, secrets: Iterable[str]) -> int:
+def _report(exc: BaseException, redactor: Redactor) -> int:
     """Print why the command failed, one line (or one per config problem); return the exit code."""
     while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
         exc = exc.exceptions[0]  # a TaskGroup wraps the one error that stopped it
     if isinstance(exc, ConfigError):
         for problem in exc.problems:
-            print(f"syncd: config error: {_line(problem, secrets)}", file=sys.stderr)
+            print(f"syncd: config error: {_line(problem, redactor)}", file=sys.stderr)
         return EXIT_CONFIG
     if isinstance(exc, SyncdError):
-        print(f"syncd: error: {_line(str(exc), secrets)}", file=sys.stderr)
+        print(f"syncd: error: {_line(str(exc), redactor)}", file=sys.stderr)
         return EXIT_FAILED
     if isinstance(exc, OSError) and exc.strerror:
         # The environment refused (permissions, disk full, address in use): not a bug to report.
         where = f": {exc.filename}" if exc.filename else ""
-        print(f"syncd: error: {_line(exc.strerror + where, secrets)}", file=sys.stderr)
+        print(f"syncd: error: {_line(exc.strerror + where, redactor)}", file=sys.stderr)
         return EXIT_FAILED
     # Not "log.exception": a debugging aid for whoever asked for debug, not a monitored event.
     details = "".join(traceback.format_exception(exc))
-    log.debug("traceback of the internal error", traceback=_scrub(details, secrets))
+    log.debug("traceback of the internal error", traceback=details)
     what = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
     print(
-        f"syncd: internal error: {_line(what, secrets)}; please report it "
+        f"syncd: internal error: {_line(what, redactor)}; please report it "
         "(run with --log-level debug for the traceback)",
         file=sys.stderr,
     )
     return EXIT_FAILED
 
 
-def _secret_values(settings: Settings | None) -> set[str]:
-    """Every secret the process may hold, so that no error message can echo one."""
-    values = {v for k, v in os.environ.items() if k.upper().startswith("SYNCD_SECRET_")}
-    for source in settings.sources if settings else ():
-        for name in type(source.auth).model_fields:
-            value = getattr(source.auth, name)
-            if isinstance(value, SecretStr) and not isinstance(value, MissingSecret):
-                values.add(value.get_secret_value())
-    # Values under 4 characters are left out: replacing them everywhere would garble every line.
-    return {v for v in values if len(v.strip()) >= 4}
+def _line(text: str, redactor: Redactor) -> str:
+    """`text` redacted and folded onto one line (redacted first: a secret may span the fold)."""
+    return " ".join(redactor.redact(text).split())
 
 
-def _scrub(text: str, secrets: Iterable[str]) -> str:
-    """`text` with every known secret replaced."""
-    for secret in sorted(secrets, key=len, reverse=True):
-        text = text.replace(secret, "[redacted]")
-    return text
-
-
-def _line(text: str, secrets: Iterable[str]) -> str:
-    """`text` scrubbed and folded onto one line."""
-    return " ".join(_scrub(text, secrets).split())
-
-
-def _settings(args: argparse.Namespace) -> Settings:
+def _settings(args: argparse.Namespace, redactor: Redactor) -> Settings:
+    """The settings, carrying `redactor` with every secret they hold registered in it."""
     # No secret is needed to read the config: each command asks for those of the sources it uses.
-    settings = load_settings(args.config, secrets_of=())
+    settings = load_settings(args.config, redactor, secrets_of=())
     if args.log_level is None and args.log_format is None:
-        configure_logging(settings.log_level, settings.log_format)
+        configure_logging(settings.log_level, settings.log_format, redactor=redactor)
     return settings
 
 

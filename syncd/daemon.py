@@ -53,13 +53,19 @@ class Runtime:
     async def __aenter__(self) -> Self:
         async with AsyncExitStack() as stack:
             self._store = await stack.enter_async_context(
-                SqliteStore(self.settings.store.path, busy_timeout=self.settings.store.busy_timeout)
+                SqliteStore(
+                    self.settings.store.path,
+                    busy_timeout=self.settings.store.busy_timeout,
+                    redactor=self.settings.redactor,
+                )
             )
             self._pool = await stack.enter_async_context(
                 ClientPool(self.settings.http, self.clock, self._rng)
             )
             # Entered after the store: on the way out it saves any token it could not save before.
-            cache = await stack.enter_async_context(TokenCache(self._store, self.clock))
+            cache = await stack.enter_async_context(
+                TokenCache(self._store, self.clock, redactor=self.settings.redactor)
+            )
             self._cache = cache
             self.owner = process_owner(self.clock.now())
             for name in await self._store.running_sources():
@@ -105,7 +111,7 @@ class Runtime:
     def _engine(self) -> SyncEngine:
         """A sync engine on this runtime's store and clock, recording its runs as `owner`; only
         for `sync()`, which holds the source's run lock around it."""
-        return SyncEngine(self.store, self.clock, owner=self.owner)
+        return SyncEngine(self.store, self.clock, owner=self.owner, redactor=self.settings.redactor)
 
     async def sync(
         self, name: str, kind: RunKind | None = None, progress: ProgressCallback | None = None

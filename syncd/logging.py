@@ -4,25 +4,12 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import MutableMapping
 from typing import Any, Literal, TextIO, cast
 
 import structlog
 
-_SENSITIVE = frozenset(
-    {
-        "token",
-        "access_token",
-        "refresh_token",
-        "client_secret",
-        "app_secret",
-        "static_token",
-        "password",
-        "signature",
-        "user_key",
-        "authorization",
-    }
-)
+from syncd.redaction import Redactor
+
 ERASE_LINE = "\r\x1b[K"
 """Column 0, clear the line: a console log line replaces a progress bar instead of trailing it."""
 _LEVELS = {
@@ -31,12 +18,18 @@ _LEVELS = {
     "warning": logging.WARNING,
     "error": logging.ERROR,
 }
+QUIET_LIBRARIES = ("aiosqlite", "aiohttp", "asyncio")
+"""Never below WARNING, whatever the level: at DEBUG aiosqlite logs every statement with its
+parameters (a token being saved), aiohttp request and response headers, asyncio handles' arguments."""
 
 
-def redact_secrets(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
-    """Safety net: whatever a caller passes under a secret-looking key never reaches the output."""
-    for key in _SENSITIVE.intersection(event):
-        event[key] = "[redacted]"
+def _stack_as_text(
+    _: Any, __: str, event: structlog.typing.EventDict
+) -> structlog.typing.EventDict:
+    # The console renderer prints `stack` as a traceback string; syncd logs a list of frames.
+    stack = event.get("stack")
+    if isinstance(stack, list | tuple):
+        event["stack"] = "\n".join(str(frame) for frame in stack)
     return event
 
 
@@ -49,14 +42,25 @@ def configure_logging(
     level: str = "info",
     fmt: Literal["auto", "json", "console"] = "auto",
     stream: TextIO | None = None,
+    redactor: Redactor | None = None,
 ) -> None:
-    """Send structured logs to `stream` (stderr): JSON unless it is a terminal or `fmt` says otherwise."""
+    """Send structured logs to `stream` (stderr): JSON unless it is a terminal or `fmt` says otherwise.
+
+    Every event, syncd's and the libraries', passes through `redactor` last before it is rendered
+    (exceptions included); without one, only fields named like a secret are redacted.
+    """
+    redactor = redactor or Redactor()
     stream = stream or sys.stderr
     use_json = fmt == "json" or (fmt == "auto" and not stream.isatty())
     renderer: structlog.typing.Processor = (
         structlog.processors.JSONRenderer()
         if use_json
         else structlog.dev.ConsoleRenderer(colors=stream.isatty())
+    )
+    before_render: list[structlog.typing.Processor] = (
+        [structlog.processors.format_exc_info, redactor]
+        if use_json
+        else [structlog.processors.format_exc_info, _stack_as_text, redactor]
     )
     # On a terminal a progress bar may be drawn, unterminated, on the line a log line starts on.
     finish: list[structlog.typing.Processor] = (
@@ -66,7 +70,6 @@ def configure_logging(
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
-        redact_secrets,
     ]
     # Libraries (APScheduler, aiohttp, asyncio) log through the stdlib: same format, same stream.
     handler = logging.StreamHandler(stream)
@@ -75,7 +78,7 @@ def configure_logging(
             foreign_pre_chain=[structlog.stdlib.add_logger_name, *shared],
             processors=[
                 structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-                structlog.processors.format_exc_info,
+                *before_render,
                 renderer,
                 *finish,
             ],
@@ -86,13 +89,15 @@ def configure_logging(
     root.setLevel(_LEVELS[level])
     # APScheduler announces every job execution at INFO; syncd logs its own sync.* events.
     logging.getLogger("apscheduler").setLevel(max(logging.WARNING, _LEVELS[level]))
+    for name in QUIET_LIBRARIES:
+        logging.getLogger(name).setLevel(max(logging.WARNING, _LEVELS[level]))
     # oauthlib logs each OAuth 1.0a signature's parameters and base string (the access token in
     # them) at DEBUG: --log-level debug must not print a Magento integration's credentials.
     logging.getLogger("oauthlib").setLevel(max(logging.INFO, _LEVELS[level]))
     structlog.configure(
         processors=[
             *shared,
-            structlog.processors.format_exc_info,
+            *before_render,
             renderer,
             *finish,
         ],

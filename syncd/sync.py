@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 import traceback
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -23,6 +22,7 @@ from syncd.errors import NeedsReauthError, SyncdError
 from syncd.http import RequestStats, RetryBudget
 from syncd.logging import get_logger
 from syncd.progress import FullScanCheckpoint, decode_cursor, encode_cursor
+from syncd.redaction import Redactor
 from syncd.sources import Page, Source
 from syncd.sources.base import Cursor, VerifiableSource
 from syncd.store import (
@@ -43,8 +43,6 @@ MESSAGE_LIMIT = 200
 # Failed full runs in a row after which a scheduled run stops resuming their scan (see
 # `SyncEngine._resumes_keep_failing`).
 RESUME_ATTEMPTS = 3
-# 24 or more token characters in a row: bearer tokens, JWTs, hex digests, API keys.
-_OPAQUE = re.compile(r"[A-Za-z0-9_.~+=-]{24,}")
 
 ProgressCallback = Callable[[int, int | None, int], None]
 """Called after each committed page with (pages done, pages expected or None, items seen)."""
@@ -94,11 +92,13 @@ class _Tally:
         )
 
 
-def internal_error(exc: BaseException) -> str:
-    """`exc` as a run's one-line error: its type, the first line of its message cut short (an
-    arbitrary message may carry anything, a whole answer included) with every long opaque string
-    masked (what a token or a secret looks like), and where it was raised."""
-    first = _OPAQUE.sub("[masked]", next(iter(str(exc).strip().splitlines()), ""))
+def internal_error(exc: BaseException, redactor: Redactor | None = None) -> str:
+    """`exc` as a run's one-line error: its type, the first line of its message redacted, then cut
+    short (an arbitrary message may carry anything, a whole answer included), and where it was
+    raised."""
+    first = next(iter(str(exc).strip().splitlines()), "")
+    if redactor is not None:
+        first = redactor.redact(first)
     if len(first) > MESSAGE_LIMIT:
         first = first[:MESSAGE_LIMIT] + "…"
     text = f"internal error: {type(exc).__name__}" + (f": {first}" if first else "")
@@ -139,17 +139,24 @@ async def _closing(pages: AsyncIterator[T]) -> AsyncIterator[AsyncIterator[T]]:
 
 
 class SyncEngine:
-    """Runs syncs against a store; all state between runs lives in the store."""
+    """Runs syncs against a store; all state between runs lives in the store.
+
+    A run's error (in its result, its row, its log lines and a `needs_reauth` reason) passes
+    through `redactor`: an error message may quote an answer that echoed a secret.
+    """
 
     def __init__(
         self,
         store: Store,
         clock: Clock,
         owner: str | None = None,
+        *,
+        redactor: Redactor | None = None,
     ) -> None:
         self._store = store
         self._clock = clock
         self._owner = owner
+        self._redactor = redactor or Redactor()
 
     async def run(
         self,
@@ -212,17 +219,17 @@ class SyncEngine:
                 status, error = "cancelled", reason or "the run was stopped before it finished"
                 raise
             except NeedsReauthError as exc:
-                status, error = "failed", str(exc)
-                await self._store.set_needs_reauth(source.name, str(exc), self._clock.now())
+                status, error = "failed", self._redactor.redact(str(exc))
+                await self._store.set_needs_reauth(source.name, error, self._clock.now())
                 log.error(
-                    "source.needs_reauth", detail=str(exc), action=f"run 'syncd auth {source.name}'"
+                    "source.needs_reauth", detail=error, action=f"run 'syncd auth {source.name}'"
                 )
             except SyncdError as exc:
-                status, error = "failed", str(exc)
+                status, error = "failed", self._redactor.redact(str(exc))
             except Exception as exc:
                 # A bug, or an answer nothing anticipated: the run must not read as succeeded,
                 # and the daemon (which expects SyncdError at most) must live on.
-                status, error = "failed", internal_error(exc)
+                status, error = "failed", internal_error(exc, self._redactor)
                 log.error(
                     "sync.internal_error",
                     error=error,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from datetime import timedelta
 
@@ -12,22 +13,24 @@ from syncd.auth.ims import ImsTokenProvider
 from syncd.clock import FakeClock
 from syncd.config import ImsAuthSettings
 from syncd.errors import AuthError
+from syncd.redaction import fingerprint
 
 SECRET = "ims-client-secret-do-not-log"
 
 
 class RawEndpoint:
-    """A token endpoint answering 200 with a fixed raw JSON body; records what it was sent."""
+    """A token endpoint answering `status` with a fixed raw JSON body; records what it was sent."""
 
-    def __init__(self, body: str) -> None:
+    def __init__(self, body: str, status: int = 200) -> None:
         self.body = body
+        self.status = status
         self.sent: list[dict[str, str]] = []
 
     async def post_form(
         self, url: str, fields: Mapping[str, str], *, as_json: bool = False
     ) -> EndpointResponse:
         self.sent.append({**fields, "as_json": str(as_json)})
-        return EndpointResponse(200, "application/json;charset=UTF-8", self.body.encode())
+        return EndpointResponse(self.status, "application/json;charset=UTF-8", self.body.encode())
 
 
 def _provider(body: str, clock: FakeClock) -> tuple[ImsTokenProvider, RawEndpoint]:
@@ -76,5 +79,30 @@ async def test_unusable_expires_in_is_a_clear_auth_error(
     with pytest.raises(AuthError) as caught:
         await provider.obtain(None)
     message = str(caught.value)
-    assert "has an invalid expires_in: " in message and why in message
-    assert "\n" not in message and SECRET not in message and "ims-access-value" not in message
+    assert "has an invalid expires_in: " in message and why in message and "\n" not in message
+
+
+@pytest.mark.parametrize("echoed", [SECRET, "ims-access-value"])
+async def test_an_answer_echoing_the_secret_or_the_token_shows_its_fingerprint(
+    clock: FakeClock, echoed: str
+) -> None:
+    """IMS echoes what it received (the client secret) or what it minted (the access token) in
+    the very field syncd quotes: the message carries the fingerprint, never the value."""
+    provider, _ = _provider(
+        json.dumps({"access_token": "ims-access-value", "expires_in": echoed}), clock
+    )
+    with pytest.raises(AuthError) as caught:
+        await provider.obtain(None)
+    message = str(caught.value)
+    assert f"has an invalid expires_in: '{fingerprint(echoed)}'" in message, message
+    assert echoed not in message
+
+
+async def test_a_refusal_echoing_the_secret_shows_its_fingerprint(clock: FakeClock) -> None:
+    """A 400 whose description quotes the form it received names the secret by fingerprint."""
+    settings = ImsAuthSettings(client_id="cid", client_secret=SECRET, org_id="ORG@AdobeOrg")  # type: ignore[arg-type]
+    body = {"error": "invalid_client", "error_description": f"bad client_secret={SECRET}"}
+    endpoint = RawEndpoint(json.dumps(body), status=400)
+    with pytest.raises(AuthError) as caught:
+        await ImsTokenProvider(settings, endpoint, clock).obtain(None)
+    assert str(caught.value).endswith(f"invalid_client: bad client_secret={fingerprint(SECRET)}")

@@ -15,6 +15,7 @@ from syncd.cli import main
 from syncd.commands import running
 from syncd.config import Settings
 from syncd.errors import SourceError
+from syncd.redaction import fingerprint
 
 SECRET = "hunter2-very-secret"
 
@@ -141,14 +142,15 @@ def fail_with(monkeypatch: pytest.MonkeyPatch, error: BaseException) -> None:
 def test_an_unexpected_exception_is_one_line_without_the_secret(
     config: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """The last-resort handler: exit 1, one line that asks for a report and hides the secret."""
+    """The last-resort handler: exit 1, one line that asks for a report and shows the secret's
+    fingerprint instead of the secret."""
     fail_with(monkeypatch, RuntimeError(f"cannot use {SECRET}\nwhile doing things"))
     assert main(["--config", config, "check-config"]) == 1
     out, err = capsys.readouterr()
     assert out == ""
     assert err == (
-        "syncd: internal error: RuntimeError: cannot use [redacted] while doing things; please "
-        "report it (run with --log-level debug for the traceback)\n"
+        f"syncd: internal error: RuntimeError: cannot use {fingerprint(SECRET)} while doing "
+        "things; please report it (run with --log-level debug for the traceback)\n"
     )
     assert "Traceback" not in err
 
@@ -161,7 +163,7 @@ def test_the_traceback_is_logged_only_at_debug_and_scrubbed(
     argv = ["--log-level", "debug", "--log-format", "json", "--config", config, "check-config"]
     assert main(argv) == 1
     *logs, last = capsys.readouterr().err.splitlines()
-    assert last.startswith("syncd: internal error: KeyError: '[redacted]'; please report it")
+    assert last.startswith(f"syncd: internal error: KeyError: '{fingerprint(SECRET)}'; please")
     (record,) = [json.loads(line) for line in logs if "traceback" in line]
     assert record["level"] == "debug" and record["event"] == "traceback of the internal error"
     assert "Traceback (most recent call last)" in record["traceback"]

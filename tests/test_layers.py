@@ -10,7 +10,9 @@ import syncd
 
 # config → store → auth → http → sources → sync → scheduler/daemon (+ ops) → cli/commands.
 LAYER: dict[str, float] = {
-    **dict.fromkeys(("errors", "clock", "logging", "codec", "schedule", "gcpolicy"), 0),
+    **dict.fromkeys(
+        ("errors", "clock", "logging", "codec", "schedule", "gcpolicy", "redaction"), 0
+    ),
     "emulator": 0.5,  # a stand-in for the platforms: it may use only the foundation
     "config": 1,
     "store": 2,

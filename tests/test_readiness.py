@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from syncd.cli import _secret_values, main
+from syncd.cli import main
 from syncd.config import load_settings
 from syncd.config.readiness import MissingSecret, missing_secrets, run_problems
 from syncd.emulator import AmeriCommerceConfig, Emulator, EmulatorConfig
@@ -119,7 +119,7 @@ def test_a_missing_secret_cannot_be_used_or_leak(
     assert isinstance(secret, MissingSecret) and repr(secret) == "MissingSecret()"
     with pytest.raises(ConfigError, match="SYNCD_SECRET_ADOBE_CLIENT_SECRET"):
         secret.get_secret_value()
-    assert _secret_values(settings) == {AC_TOKEN}
+    assert settings.secret_values() == [AC_TOKEN]
 
 
 def test_other_field_errors_are_reported_with_the_needed_secrets(tmp_path: Path) -> None:

@@ -35,6 +35,7 @@ from syncd.clock import Clock
 from syncd.config import AmeriCommerceAuthSettings
 from syncd.errors import AuthError, ConfigError
 from syncd.logging import get_logger
+from syncd.redaction import Redactor
 from syncd.store import Store
 
 log = get_logger(__name__)
@@ -56,6 +57,8 @@ class AmeriCommerceAuthorizer:
     """Obtains a new grant from one store, by the legacy desktop flow or the web flow (both schemes).
 
     `naive_time_offset` is the source's setting of that name: the zone of an `expires` without one.
+    The user key, the authorisation code, every signature and the grant are registered with
+    `redactor` (the process's) the moment they exist.
     """
 
     def __init__(
@@ -66,8 +69,10 @@ class AmeriCommerceAuthorizer:
         clock: Clock,
         *,
         naive_time_offset: int | None = None,
+        redactor: Redactor | None = None,
     ) -> None:
         self._settings = settings
+        self._redactor = redactor or Redactor()
         self._base_url = base_url.rstrip("/")
         self._endpoint = endpoint
         self._clock = clock
@@ -101,6 +106,7 @@ class AmeriCommerceAuthorizer:
         login_signature = desktop_login_signature(
             secret, login.username, login.user_key, s.app_id, s.scope, s.redirect_url
         )
+        self._redactor.register(secret, login.user_key, login_signature)
         fields = {
             "app_id": s.app_id,
             "scope": s.scope,
@@ -110,7 +116,7 @@ class AmeriCommerceAuthorizer:
         }
         response = await self._post(AUTHORIZE_PATH, fields)
         if response.status != 200:
-            reason = refusal(response, (secret, login.user_key, login_signature))
+            reason = refusal(response, self._redactor)
             raise AuthError(
                 f"the store refused the desktop login of {login.username!r} ({reason}): check the "
                 f"username and user API key ({_USER_KEY_HELP}; a user can regenerate it), app_id "
@@ -119,6 +125,7 @@ class AmeriCommerceAuthorizer:
             )
         handshake = response.fields()
         auth_id, code = handshake.get("auth_id"), handshake.get("code")
+        self._redactor.register(code if isinstance(code, str) else None)
         if not isinstance(auth_id, str) or not auth_id or not isinstance(code, str) or not code:
             raise AuthError("the store accepted the desktop login but sent no auth_id and code")
         if s.desktop_signature == "summary":
@@ -132,7 +139,6 @@ class AmeriCommerceAuthorizer:
         other = "summary" if s.desktop_signature == "prose" else "prose"
         return await self._exchange(
             {"app_id": s.app_id, "auth_id": auth_id, "signature": signature},
-            (secret, code, signature),
             flow="desktop",
             advice=(
                 f"signature rejected: see option desktop_signature (now {s.desktop_signature!r}; "
@@ -147,10 +153,10 @@ class AmeriCommerceAuthorizer:
         async with RedirectListener(s.redirect_url, clock=self._clock) as listener:
             show(self.authorize_url())
             callback = await listener.wait(within)
+        self._redactor.register(callback.code)
         signature = web_exchange_signature(secret, callback.code, s.app_id, s.scope, s.redirect_url)
         return await self._exchange(
             {self._names.app_id: s.app_id, "auth_id": callback.auth_id, "signature": signature},
-            (secret, callback.code, signature),
             flow="web",
             advice=(
                 "signature rejected or handshake expired: check app_secret, that redirect_url is "
@@ -158,17 +164,20 @@ class AmeriCommerceAuthorizer:
             ),
         )
 
-    async def _exchange(
-        self, fields: Mapping[str, str], secrets: tuple[str, ...], *, flow: str, advice: str
-    ) -> AccessToken:
+    async def _exchange(self, fields: Mapping[str, str], *, flow: str, advice: str) -> AccessToken:
+        self._redactor.register(fields["signature"])
         response = await self._post(ACCESS_TOKEN_PATH, fields)
         what = f"the {flow} exchange at {self._base_url}{ACCESS_TOKEN_PATH}"
         if response.status != 200:
-            reason = refusal(response, secrets)
+            reason = refusal(response, self._redactor)
             hint = f": {advice}" if _may_be_the_signature(response.status, reason) else ""
             raise AuthError(f"the store refused {what} ({reason}){hint}", status=response.status)
         token, problem = read_grant(
-            response, self._clock.now(), what=what, naive_offset=self._naive
+            response,
+            self._clock.now(),
+            what=what,
+            redactor=self._redactor,
+            naive_offset=self._naive,
         )
         if problem is not None:
             log.warning("token.expiry_unknown", detail=problem, flow=flow)

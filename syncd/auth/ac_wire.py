@@ -1,22 +1,22 @@
 """AmeriCommerce OAuth on the wire: field names per scheme, the token answer, and refusals in words.
 
 Shared by the token provider (refresh) and the operator flows (`syncd auth`). Nothing here logs or
-puts a secret into a message: refusals quote the store's `message`/`details` with any secret that
-was sent replaced by its fingerprint.
+puts a secret into a message: refusals quote the store's `message`/`details` through the process's
+redactor, with which the caller registered every secret it sent.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 from syncd.auth.provider import EndpointResponse
-from syncd.auth.token import AccessToken, fingerprint
+from syncd.auth.token import AccessToken
 from syncd.config import AmeriCommerceAuthSettings
 from syncd.errors import AuthError, ConfigError
+from syncd.redaction import Redactor
 
 AUTHORIZE_PATH = "/api/oauth"
 ACCESS_TOKEN_PATH = "/api/oauth/access_token"  # noqa: S105 (a path)
@@ -105,30 +105,35 @@ def read_grant(
     now: datetime,
     *,
     what: str,
+    redactor: Redactor,
     keep_refresh: str | None = None,
     naive_offset: timezone | None = None,
 ) -> tuple[AccessToken, str | None]:
     """The token in a 200 answer to an exchange or refresh, and any doubt about its `expires`.
 
-    An answer without `refresh_token` keeps `keep_refresh` (the one traded in): current-edition
-    refresh tokens are long-lived and reusable.
+    The tokens are registered with `redactor` as soon as they are read. An answer without
+    `refresh_token` keeps `keep_refresh` (the one traded in): current-edition refresh tokens are
+    long-lived and reusable.
     """
     body = response.fields()
     access = body.get("access_token")
+    refresh = body.get("refresh_token")
+    redactor.register(
+        access if isinstance(access, str) else None, refresh if isinstance(refresh, str) else None
+    )
     if not isinstance(access, str) or not access:
         raise AuthError(f"{what} answered HTTP {response.status} without an access_token")
-    refresh = body.get("refresh_token")
     if not isinstance(refresh, str) or not refresh:
         refresh = keep_refresh
     expiry = parse_expires(body.get("expires"), now, naive_offset)
     return AccessToken(access, expiry.at, now, refresh_token=refresh), expiry.problem
 
 
-def refusal(response: EndpointResponse, secrets: Iterable[str]) -> str:
+def refusal(response: EndpointResponse, redactor: Redactor) -> str:
     """`HTTP 401 Unauthorized: Invalid signature`, from a JSON or form-encoded error body.
 
-    `secrets` are the secret values that were sent (never plain ids): a store that echoes one
-    back gets it replaced by its fingerprint.
+    Quoted through `redactor`: a store that echoes a secret the caller registered before sending
+    it gets it replaced by its fingerprint.
     """
     body = response.fields()
     parts = [str(body[k]).strip() for k in ("message", "details") if body.get(k)]
@@ -137,11 +142,4 @@ def refusal(response: EndpointResponse, secrets: Iterable[str]) -> str:
     if not parts:
         size = len(response.body)
         parts.append(f"a {response.content_type or 'untyped'} body of {size} bytes")
-    return f"HTTP {response.status} " + scrub(": ".join(parts), secrets)[:300]
-
-
-def scrub(text: str, secrets: Iterable[str]) -> str:
-    """`text` with every secret in `secrets` replaced by its fingerprint."""
-    for secret in sorted({s for s in secrets if s}, key=len, reverse=True):
-        text = text.replace(secret, fingerprint(secret))
-    return text
+    return f"HTTP {response.status} " + redactor.redact(": ".join(parts))[:300]

@@ -24,6 +24,7 @@ from syncd.clock import Clock
 from syncd.config import AmeriCommerceAuthSettings
 from syncd.errors import AuthError, NeedsReauthError
 from syncd.logging import get_logger
+from syncd.redaction import Redactor
 
 log = get_logger(__name__)
 
@@ -36,6 +37,7 @@ class AmeriCommerceTokenProvider:
     """Hands out a store's access token: a static admin-console token, or an OAuth grant refreshed by signature.
 
     `naive_time_offset` is the source's setting of that name: the zone of an `expires` without one.
+    Every secret it sends or receives is registered with `redactor` (the process's) first.
     """
 
     def __init__(
@@ -47,8 +49,10 @@ class AmeriCommerceTokenProvider:
         *,
         source: str | None = None,
         naive_time_offset: int | None = None,
+        redactor: Redactor | None = None,
     ) -> None:
         self._settings = settings
+        self._redactor = redactor or Redactor()
         self._base_url = base_url.rstrip("/")
         self._endpoint = endpoint
         self._clock = clock
@@ -108,6 +112,7 @@ class AmeriCommerceTokenProvider:
         """
         static = self._settings.static_token
         if static is not None:
+            self._redactor.register(static.get_secret_value(), pin=True)
             return AccessToken(static.get_secret_value(), None, self._clock.now())
         if previous is None:
             raise NeedsReauthError(
@@ -140,6 +145,7 @@ class AmeriCommerceTokenProvider:
                 "refresh_token": refresh_token,
                 "signature": current_refresh_signature(secret, refresh_token, s.app_id),
             }
+        self._redactor.register(secret, previous.value, refresh_token, fields["signature"])
         url = self.refresh_url
         response = await self._endpoint.post_form(url, fields, as_json=s.body_format == "json")
         if response.status == 200:
@@ -147,6 +153,7 @@ class AmeriCommerceTokenProvider:
                 response,
                 self._clock.now(),
                 what=f"the AmeriCommerce refresh at {url}",
+                redactor=self._redactor,
                 keep_refresh=refresh_token,
                 naive_offset=self._naive,
             )
@@ -158,7 +165,7 @@ class AmeriCommerceTokenProvider:
                     consequence="the token is used until the store refuses it, then refreshed",
                 )
             return token
-        reason = refusal(response, (secret, previous.value, refresh_token, fields["signature"]))
+        reason = refusal(response, self._redactor)
         if response.status in _GRANT_REFUSED:
             hint = ""
             if response.status == 400:

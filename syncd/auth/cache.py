@@ -21,6 +21,7 @@ from syncd.auth.token import AccessToken, fingerprint
 from syncd.clock import Clock
 from syncd.errors import StoreError, SyncdError
 from syncd.logging import get_logger
+from syncd.redaction import Redactor
 from syncd.store import Store, TokenEvent, TokenRecord
 from syncd.store.base import TokenEventKind
 
@@ -82,6 +83,7 @@ class TokenCache:
         save_attempts: int = 3,
         save_retry_delay: float = 1.0,
         exit_wait: float = 5.0,
+        redactor: Redactor | None = None,
     ) -> None:
         if save_attempts < 1 or save_retry_delay < 0 or exit_wait < 0:
             raise ValueError(
@@ -93,6 +95,17 @@ class TokenCache:
         self._save_retry_delay = save_retry_delay
         self._exit_wait = exit_wait
         self._entries: dict[str, _Entry] = {}
+        self._redactor = redactor or Redactor()
+
+    @property
+    def redactor(self) -> Redactor:
+        """Where every token that passes through the cache (obtained, loaded, installed) is
+        registered; the providers sharing the cache register what they sign and receive there."""
+        return self._redactor
+
+    def _known(self, token: AccessToken) -> AccessToken:
+        self._redactor.register(token.value, token.refresh_token)
+        return token
 
     async def __aenter__(self) -> Self:
         return self
@@ -194,7 +207,7 @@ class TokenCache:
     ) -> AccessToken:
         entry.rounds += 1
         try:
-            new = await provider.obtain(previous)
+            new = self._known(await provider.obtain(previous))
         except SyncdError as exc:
             entry.failure = exc
             await self._event(source, "failed", None, str(exc), level="error")
@@ -265,6 +278,7 @@ class TokenCache:
     async def install(self, provider: TokenProvider, token: AccessToken, source: str) -> None:
         """Store a token obtained outside the cache (e.g. by `syncd auth`) as the current one."""
         entry = self._entry(provider)
+        self._known(token)
         async with entry.lock:
             await self._persist(provider.cache_key, token)
             entry.token = token
@@ -285,11 +299,13 @@ class TokenCache:
         record = await self._store.load_token(provider.cache_key)
         if record is None:
             return None
-        return AccessToken(
-            value=record.access_token,
-            expires_at=record.expires_at,
-            obtained_at=record.issued_at or self._clock.now(),
-            refresh_token=record.refresh_token,
+        return self._known(
+            AccessToken(
+                value=record.access_token,
+                expires_at=record.expires_at,
+                obtained_at=record.issued_at or self._clock.now(),
+                refresh_token=record.refresh_token,
+            )
         )
 
     async def _persist(self, key: str, token: AccessToken) -> None:

@@ -11,13 +11,26 @@ from syncd.auth.token import AccessToken
 from syncd.clock import Clock
 from syncd.config import ImsAuthSettings
 from syncd.errors import AuthError
+from syncd.redaction import Redactor
 
 
 class ImsTokenProvider:
-    """Mints IMS access tokens (no refresh token exists for this grant: a new one is minted)."""
+    """Mints IMS access tokens (no refresh token exists for this grant: a new one is minted).
 
-    def __init__(self, settings: ImsAuthSettings, endpoint: TokenEndpoint, clock: Clock) -> None:
+    Its client secret and every token it mints are registered with `redactor` (the process's),
+    and its refusals quote IMS through it.
+    """
+
+    def __init__(
+        self,
+        settings: ImsAuthSettings,
+        endpoint: TokenEndpoint,
+        clock: Clock,
+        *,
+        redactor: Redactor | None = None,
+    ) -> None:
         self._settings = settings
+        self._redactor = redactor or Redactor()
         self._endpoint = endpoint
         self._clock = clock
         identity = "\n".join(
@@ -44,12 +57,14 @@ class ImsTokenProvider:
         """POST the client_credentials grant and read `access_token` / `expires_in`."""
         s = self._settings
         url = str(s.token_url)
+        secret = s.client_secret.get_secret_value()
+        self._redactor.register(secret, pin=True)  # before it is sent
         response = await self._endpoint.post_form(
             url,
             {
                 "grant_type": "client_credentials",
                 "client_id": s.client_id,
-                "client_secret": s.client_secret.get_secret_value(),
+                "client_secret": secret,
                 "scope": ",".join(s.requested_scopes),
             },
         )
@@ -58,16 +73,23 @@ class ImsTokenProvider:
             error = body.get("error") or "unknown_error"
             description = body.get("error_description") or "no description"
             raise AuthError(
-                f"IMS token request to {url} refused with HTTP {response.status}: "
-                f"{error}: {description}",
+                self._redactor.redact(
+                    f"IMS token request to {url} refused with HTTP {response.status}: "
+                    f"{error}: {description}"
+                ),
                 status=response.status,
             )
         access = body.get("access_token")
         if not isinstance(access, str) or not access:
             raise AuthError(f"IMS token response from {url} has no access_token")
+        self._redactor.register(access)
         expires_in = body.get("expires_in")
         now = self._clock.now()
-        return AccessToken(access, _expiry(expires_in, now, url), now)
+        try:
+            expires_at = _expiry(expires_in, now, url)
+        except AuthError as exc:
+            raise AuthError(self._redactor.redact(str(exc))) from None
+        return AccessToken(access, expires_at, now)
 
     def auth_headers(self, token: AccessToken) -> dict[str, str]:
         """The three headers the ACCS gateway requires."""

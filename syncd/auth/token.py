@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from syncd.redaction import fingerprint
 
-def fingerprint(secret: str) -> str:
-    """A short, stable, non-reversible name for a secret, safe to log."""
-    return "sha256:" + hashlib.sha256(secret.encode()).hexdigest()[:12]
+__all__ = ["AccessToken", "fingerprint"]
 
 
 @dataclass(frozen=True, slots=True)

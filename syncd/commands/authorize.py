@@ -51,24 +51,28 @@ async def authorize_source(
     clock = clock or SystemClock()
     web = args.web or auth.auth_scheme != "legacy"
     login: UserLogin | None = None
+    redactor = settings.redactor
     if auth.static_token is None and not web:
         login, problem = read_login(stdin or sys.stdin, os.environ if env is None else env)
         if login is None:
             return _usage(problem)
+        redactor.register(login.user_key)
     async with (
-        SqliteStore(settings.store.path, busy_timeout=settings.store.busy_timeout) as store,
+        SqliteStore(
+            settings.store.path, busy_timeout=settings.store.busy_timeout, redactor=redactor
+        ) as store,
         ClientPool(settings.http, clock) as pool,
     ):
         naive = source.naive_time_offset
         provider = AmeriCommerceTokenProvider(
-            auth, base_url, pool, clock, source=name, naive_time_offset=naive
+            auth, base_url, pool, clock, source=name, naive_time_offset=naive, redactor=redactor
         )
         if auth.static_token is not None:
             how = "static admin-console token (from the configuration; it does not expire)"
             token = await provider.obtain(None)
         else:
             authorizer = AmeriCommerceAuthorizer(
-                auth, base_url, pool, clock, naive_time_offset=naive
+                auth, base_url, pool, clock, naive_time_offset=naive, redactor=redactor
             )
             if login is not None:
                 how = f"{auth.auth_scheme} desktop flow, desktop_signature={auth.desktop_signature}"
@@ -76,7 +80,8 @@ async def authorize_source(
             else:
                 how = f"{auth.auth_scheme} web flow"
                 token = await authorizer.web(within=args.timeout, show=_show_authorize_url(args))
-        await install_grant(TokenCache(store, clock), store, provider, token, name, clock.now())
+        cache = TokenCache(store, clock, redactor=redactor)
+        await install_grant(cache, store, provider, token, name, clock.now())
     print(f"authorised {name!r} ({how}): {_describe_grant(token, name)}")
     return 0
 

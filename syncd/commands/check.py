@@ -148,10 +148,16 @@ async def check_sources(
     results: list[CheckResult] = []
     async with AsyncExitStack() as stack:
         store = await stack.enter_async_context(
-            SqliteStore(settings.store.path, busy_timeout=settings.store.busy_timeout)
+            SqliteStore(
+                settings.store.path,
+                busy_timeout=settings.store.busy_timeout,
+                redactor=settings.redactor,
+            )
         )
         pool = await stack.enter_async_context(CheckPool(http, clock))
-        cache = await stack.enter_async_context(TokenCache(store, clock))
+        cache = await stack.enter_async_context(
+            TokenCache(store, clock, redactor=settings.redactor)
+        )
         for settings_of in targets:
             result = await check_source(settings_of, store, pool, cache, clock)
             print(result.line(), flush=True)

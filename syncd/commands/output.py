@@ -1,13 +1,61 @@
-"""How commands print: the terminal progress bar, a run's summary, short durations."""
+"""How commands print: the terminal progress bar, a run's summary, short durations, and the
+redaction every line of a command's stdout and stderr passes through."""
 
 from __future__ import annotations
 
+import io
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, TextIO
 
 from syncd.logging import ERASE_LINE
+from syncd.redaction import Redactor
 from syncd.sync import SyncResult
+
+
+class RedactingStream(io.TextIOBase):
+    """A text stream that writes through `redactor` into `target`: what a command prints (a
+    table, `--json`, an error line) can never show a registered secret. Redacted per `write`: a
+    secret split over two writes would not be seen, and no printer of syncd splits a value."""
+
+    def __init__(self, target: TextIO, redactor: Redactor) -> None:
+        super().__init__()
+        self._target = target
+        self._redactor = redactor
+
+    def write(self, text: str) -> int:
+        self._target.write(self._redactor.redact(text))
+        return len(text)
+
+    def flush(self) -> None:
+        self._target.flush()
+
+    def isatty(self) -> bool:
+        return self._target.isatty()
+
+    def writable(self) -> bool:
+        return True
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return getattr(self._target, "encoding", None) or "utf-8"
+
+    def fileno(self) -> int:
+        return self._target.fileno()
+
+
+@contextmanager
+def redacted_output(redactor: Redactor) -> Iterator[None]:
+    """`sys.stdout` and `sys.stderr` written through `redactor` while the block runs."""
+    out, err = sys.stdout, sys.stderr
+    sys.stdout = RedactingStream(out, redactor)
+    sys.stderr = RedactingStream(err, redactor)
+    try:
+        yield
+    finally:
+        sys.stdout, sys.stderr = out, err
 
 
 class ProgressBar:

@@ -35,6 +35,7 @@ from syncd.config.base import SECRET_FIELDS, SOURCE_NAME
 from syncd.config.readiness import MissingSecret, secret_problems
 from syncd.config.settings import Settings
 from syncd.errors import ConfigError
+from syncd.redaction import Redactor
 
 ENV_PREFIX = "SYNCD_"
 CREDENTIAL_PREFIX = "syncd_"
@@ -144,6 +145,22 @@ def _resolve_secrets(raw: dict[str, Any], env: Mapping[str, str]) -> list[str]:
             if value is not None:
                 auth[field] = value
     return problems
+
+
+def _secret_variables(env: Mapping[str, str]) -> list[str]:
+    """The values of every `SYNCD_SECRET_*` variable, whether a configured source reads it or not."""
+    return [value for name, value in env.items() if name.upper().startswith("SYNCD_SECRET_")]
+
+
+def _raw_secrets(raw: Mapping[str, Any]) -> list[str]:
+    """The secret fields' values as written (or resolved from env and files), before validation."""
+    sources = raw.get("sources")
+    values: list[str] = []
+    for source in sources if isinstance(sources, list) else ():
+        auth = source.get("auth") if isinstance(source, dict) else None
+        if isinstance(auth, dict):
+            values.extend(v for k, v in auth.items() if k in SECRET_FIELDS and isinstance(v, str))
+    return values
 
 
 def _env_lookup(env: Mapping[str, str]) -> dict[str, str]:
@@ -324,20 +341,28 @@ def _with_missing(settings: Settings, missing: Mapping[int, list[str]]) -> Setti
 
 
 def load_settings(
-    path: Path | None, *, secrets_of: Literal["all"] | tuple[str, ...] = "all"
+    path: Path | None,
+    redactor: Redactor | None = None,
+    *,
+    secrets_of: Literal["all"] | tuple[str, ...] = "all",
 ) -> Settings:
     """Read the TOML file at `path` (or `$SYNCD_CONFIG`), apply env overrides and secrets; ConfigError if bad.
 
     `secrets_of`: the sources whose secrets must all be set ("all": every source); any other
-    source's unset secret is a `MissingSecret`.
+    source's unset secret is a `MissingSecret`. Every secret found is registered with `redactor`
+    (which the settings then carry) before anything is validated, so that not even a config
+    error can echo one.
     """
     env = os.environ
+    redactor = redactor or Redactor()
+    redactor.register(*_secret_variables(env), pin=True)
     if path is None and env.get("SYNCD_CONFIG"):
         path = Path(env["SYNCD_CONFIG"])
     raw = _read_config(path) if path is not None else {}
     if env.get("SYNCD_CONFIG_DEFAULTS"):
         raw = _layered(_read_config(Path(env["SYNCD_CONFIG_DEFAULTS"])), raw)
     problems = _check_json_env(env) + _source_overrides(raw, env) + _resolve_secrets(raw, env)
+    redactor.register(*_raw_secrets(raw), pin=True)
     if problems:
         raise ConfigError(problems)
     missing = _implied_secrets(raw)
@@ -368,4 +393,4 @@ def load_settings(
     unset_needed = secret_problems(settings, needed)
     if unset_needed:
         raise ConfigError(unset_needed)
-    return settings
+    return settings.use_redactor(redactor)

@@ -7,7 +7,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import (
+    BaseModel,
     Field,
+    PrivateAttr,
+    SecretStr,
     field_validator,
     model_validator,
 )
@@ -16,6 +19,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from syncd.config.base import StrictModel, is_loopback
 from syncd.config.sources import SourceSettings
 from syncd.errors import ConfigError
+from syncd.redaction import Redactor
 
 
 class StoreSettings(StrictModel):
@@ -114,6 +118,32 @@ class Settings(BaseSettings):
         default=30.0, ge=0, description="seconds to drain runs on SIGTERM"
     )
     secrets_dir: Path | None = None
+    # The process's one redactor travels with its settings: whatever is built from them (store,
+    # token cache, engine, providers, logging, CLI output) registers into and redacts with it.
+    _redactor: Redactor = PrivateAttr(default_factory=Redactor)
+
+    def model_post_init(self, context: Any, /) -> None:
+        """Every secret of the configuration is registered the moment the settings exist."""
+        self._redactor.register(*self.secret_values(), pin=True)
+
+    @property
+    def redactor(self) -> Redactor:
+        """The redactor every secret of this process is registered with."""
+        return self._redactor
+
+    def use_redactor(self, redactor: Redactor) -> Settings:
+        """Carry `redactor` (the one logging was configured with) instead, with every secret of
+        these settings registered in it; returns self."""
+        redactor.register(*self.secret_values(), pin=True)
+        self._redactor = redactor
+        return self
+
+    def secret_values(self) -> list[str]:
+        """The value of every secret field of every source, whatever its auth kind."""
+        values: list[str] = []
+        for source in self.sources:
+            values.extend(_secrets_in(source))
+        return values
 
     @classmethod
     def settings_customise_sources(
@@ -151,3 +181,17 @@ class Settings(BaseSettings):
                 return candidate
         known = ", ".join(s.name for s in self.sources) or "none configured"
         raise ConfigError([f"source {name!r} is not configured (known: {known})"])
+
+
+def _secrets_in(model: BaseModel) -> list[str]:
+    """The values of every `SecretStr` in `model` and the models nested in it."""
+    found: list[str] = []
+    for name in type(model).model_fields:
+        value = getattr(model, name)
+        if isinstance(value, SecretStr):
+            # A secret a command does not need may be left unset: it has no value to register.
+            with contextlib.suppress(ConfigError):
+                found.append(value.get_secret_value())
+        elif isinstance(value, BaseModel):
+            found.extend(_secrets_in(value))
+    return found

@@ -19,6 +19,7 @@ FaultKind = Literal[
     "oversized",
     "huge_total",
     "nested",
+    "echo",  # an error body quoting the credentials the request carried (see Fault)
 ]
 FaultTarget = Literal["api", "token"]
 RetryAfterFormat = Literal["seconds", "http-date"]
@@ -42,6 +43,9 @@ class Fault:
 
     `disconnect` closes the connection without an answer; `reset` aborts it with a TCP RST.
     `json` answers 200 with `body` (valid JSON of the wrong shape: a broken proxy or store).
+    `echo` answers `status` with an error body (in every platform's error keys) that quotes what
+    the request carried: its form or JSON fields, its credential headers and its query, the way a
+    debugging proxy or a careless error page does (`body`, if given, is its OAuth `error` code).
     `reused_only` matches only requests that arrive on a kept-alive connection which has already
     served one (the keep-alive race). `duration` keeps the fault armed for that many seconds of
     the emulator's clock (an outage), whatever `times` says.

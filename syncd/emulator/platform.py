@@ -15,7 +15,7 @@ from syncd.clock import Clock
 from syncd.emulator.config import Fault, FaultTarget
 from syncd.emulator.faults import FaultInjector
 from syncd.emulator.hostile import HOSTILE_KINDS, hostile_response
-from syncd.emulator.responses import garbage_response, html_error_page
+from syncd.emulator.responses import garbage_response, html_error_page, json_response
 from syncd.emulator.stats import Stats
 
 Handler = Callable[[web.Request], Awaitable[web.Response]]
@@ -104,6 +104,9 @@ class PlatformEmulator:
         if fault.kind in HOSTILE_KINDS:
             hostile = await hostile_response(fault, request, handler)
             return hostile, hostile.status
+        if fault.kind == "echo":
+            response = await echo_response(request, fault.status, fault.body or "invalid_request")
+            return response, response.status
         if fault.kind == "slow":
             await asyncio.sleep(fault.delay)
             response = await handler(request)
@@ -144,3 +147,36 @@ class PlatformEmulator:
         if transport is not None:
             transport.close()
         return web.Response(status=500), 0
+
+
+# -- the echo fault ---------------------------------------------------------------------------------
+
+ECHOED_HEADERS = ("Authorization", "X-AC-Auth-Token", "x-api-key", "x-gw-ims-org-id", "Cookie")
+"""The request headers an echoing error body quotes (those that carry credentials)."""
+
+
+async def echo_response(request: web.Request, status: int, error: str) -> web.Response:
+    """An error answer (`error` its OAuth error code) quoting everything the request carried: its
+    fields first (a token request's secret), then the credential headers, then the query."""
+    fields: dict[str, str] = {}
+    if request.content_type == "application/x-www-form-urlencoded":
+        fields = {k: str(v) for k, v in (await request.post()).items()}
+    elif request.can_read_body:
+        try:
+            data = await request.json()
+        except ValueError:
+            data = None
+        if isinstance(data, dict):
+            fields = {str(k): str(v) for k, v in data.items()}
+    parts = [f"{name}={value}" for name, value in fields.items()]
+    parts += [f"{h}: {request.headers[h]}" for h in ECHOED_HEADERS if h in request.headers]
+    parts += [f"{name}={value}" for name, value in request.query.items()]
+    text = "request rejected; it carried " + "; ".join(parts)
+    body = {
+        "error": error,
+        "error_description": text,
+        "message": text,
+        "details": text,
+        "status_code": status,
+    }
+    return json_response(status, body)

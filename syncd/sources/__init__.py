@@ -17,6 +17,7 @@ from syncd.config import (
 )
 from syncd.http import ClientPool, RateThrottle, SourceAuth, Throttle
 from syncd.http.call_limit import CallLimitThrottle
+from syncd.redaction import Redactor
 from syncd.sources.adobe_commerce import AdobeCommerceSource
 from syncd.sources.americommerce import AmeriCommerceSource
 from syncd.sources.base import Page, Source
@@ -45,7 +46,7 @@ def build_source(
     if settings.rate_limit is not None:
         throttles.append(RateThrottle(settings.rate_limit, settings.rate_burst))
     if isinstance(settings, AdobeCommerceSourceSettings):
-        provider = adobe_provider(settings, pool, clock)
+        provider = adobe_provider(settings, pool, clock, cache.redactor)
         client = pool.client(
             **common,  # type: ignore[arg-type]
             auth=SourceAuth(provider, cache, settings.name),
@@ -61,6 +62,7 @@ def build_source(
             clock,
             source=settings.name,
             naive_time_offset=settings.naive_time_offset,
+            redactor=cache.redactor,
         )
         # Last in the list: the store's count is the strictest, so a request waits for it only
         # once every other throttle has admitted it (the client releases it if it is not sent).
@@ -81,13 +83,16 @@ def build_source(
 
 
 def adobe_provider(
-    settings: AdobeCommerceSourceSettings, pool: ClientPool, clock: Clock
+    settings: AdobeCommerceSourceSettings,
+    pool: ClientPool,
+    clock: Clock,
+    redactor: Redactor | None = None,
 ) -> TokenProvider:
     """The token provider of an Adobe Commerce source's `auth.kind`: IMS, or an integration's
     bearer token or OAuth 1.0a signature."""
     auth = settings.auth
     if isinstance(auth, ImsAuthSettings):
-        return ImsTokenProvider(auth, pool, clock)
+        return ImsTokenProvider(auth, pool, clock, redactor=redactor)
     if isinstance(auth, IntegrationBearerAuthSettings):
         return IntegrationBearerProvider(auth, str(settings.base_url), clock)
     return IntegrationOAuth1Provider(auth, str(settings.base_url), clock)

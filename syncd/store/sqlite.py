@@ -17,6 +17,7 @@ import aiosqlite
 
 from syncd.errors import StoreError
 from syncd.logging import get_logger
+from syncd.redaction import Redactor
 from syncd.store.base import (
     CLEAR,
     PageCommit,
@@ -47,10 +48,17 @@ log = get_logger(__name__)
 
 
 class SqliteStore:
-    """The daemon's database; use as `async with SqliteStore(path) as store:`."""
+    """The daemon's database; use as `async with SqliteStore(path) as store:`.
 
-    def __init__(self, path: Path | str, *, busy_timeout: float = 5.0) -> None:
+    Every free text it writes (a run's error, a token event's detail, a re-authorisation reason)
+    passes through `redactor` first; credentials (`tokens`) and catalog data are stored as given.
+    """
+
+    def __init__(
+        self, path: Path | str, *, busy_timeout: float = 5.0, redactor: Redactor | None = None
+    ) -> None:
         self._path = Path(path)
+        self._redactor = redactor or Redactor()
         self._busy_timeout = busy_timeout
         self._db: aiosqlite.Connection | None = None
         self._lock = asyncio.Lock()
@@ -192,6 +200,10 @@ class SqliteStore:
                 f"{self._identity[1]}, now device {now.st_dev} inode {now.st_ino})"
             )
         return None
+
+    def _text(self, text: str | None) -> str | None:
+        """Free text as it may be stored: with every registered secret redacted."""
+        return None if text is None else self._redactor.redact(text)
 
     @property
     def _conn(self) -> aiosqlite.Connection:
@@ -347,7 +359,7 @@ class SqliteStore:
                 "retries=?, rate_limited=?, error=? WHERE id=?",
                 (iso(now), status, t.pages, t.items_seen, t.items_created, t.items_updated,
                  t.items_unchanged, t.items_deleted, t.requests, t.retries, t.rate_limited,
-                 error, run_id),
+                 self._text(error), run_id),
             )  # fmt: skip
 
     async def fail_abandoned_runs(
@@ -366,7 +378,7 @@ class SqliteStore:
         async with self._transaction("close abandoned runs") as db:
             async with db.execute(f"SELECT id FROM sync_runs {clause}", params) as cursor:
                 rows = list(await cursor.fetchall())
-            dead = [(iso(now), reason, r[0]) for r in rows]
+            dead = [(iso(now), self._text(reason), r[0]) for r in rows]
             await db.executemany(
                 "UPDATE sync_runs SET status='failed', finished_at=?, error=? WHERE id=?", dead
             )
@@ -411,7 +423,7 @@ class SqliteStore:
                 "INSERT INTO token_events (source, at, event, expires_at, fingerprint, detail) "
                 "VALUES (?,?,?,?,?,?)",
                 (event.source, iso(event.at), event.event, iso(event.expires_at),
-                 event.fingerprint, event.detail),
+                 event.fingerprint, self._text(event.detail)),
             )  # fmt: skip
 
     async def token_events(
@@ -501,7 +513,7 @@ class SqliteStore:
                 "VALUES (?,?,?,?) ON CONFLICT (source) DO UPDATE SET "
                 "needs_reauth=excluded.needs_reauth, reauth_reason=excluded.reauth_reason, "
                 "updated_at=excluded.updated_at",
-                (source, reason is not None, reason, iso(now)),
+                (source, reason is not None, self._text(reason), iso(now)),
             )
 
 

@@ -6,6 +6,7 @@ Each starts when the daemon needs a new token: every token it holds has been rev
 from __future__ import annotations
 
 from syncd.emulator import Fault
+from syncd.redaction import fingerprint
 from tests.faults.lab import FaultLab
 from tests.support import query
 
@@ -73,13 +74,19 @@ async def test_invalid_client_fails_once_without_a_retry_loop(lab: FaultLab) -> 
     api_before, tokens_before = emu.adobe.stats.requests, emu.adobe.stats.token_requests
     lab.revoke_tokens()
     lab.disable_client()
+    # The refusal quotes the form it received, client secret included (a careless gateway): the
+    # error must name the secret by its fingerprint only.
+    emu.adobe.faults.add(Fault("echo", target="token", status=400, body="invalid_client"))
     failed = await lab.sync()
     assert failed.status == "failed"
-    assert failed.error == (
-        f"IMS token request to {emu.ims_token_url} refused with HTTP 400: "
-        "invalid_client: client is disabled"
-    )
-    assert emu.adobe.config.client_secret not in (failed.error or "")
+    secret = emu.adobe.config.client_secret
+    assert (failed.error or "").startswith(
+        f"IMS token request to {emu.ims_token_url} refused with HTTP 400: invalid_client: "
+        f"request rejected; it carried grant_type=client_credentials; "
+    ), failed.error
+    assert f"client_secret={fingerprint(secret)}" in (failed.error or "")
+    assert secret not in (failed.error or "")
+    assert secret not in repr(query(lab.db, "SELECT * FROM token_events"))
     stats = emu.adobe.stats
     assert (stats.requests - api_before, stats.token_requests - tokens_before) == (1, 1)
     assert lab.stored() == good
