@@ -7,8 +7,10 @@ from datetime import datetime
 from typing import Literal
 
 FaultKind = Literal[
-    "status", "html", "slow", "truncated", "malformed", "json", "disconnect", "reset"
-]
+    "status", "html", "slow", "truncated", "malformed", "json", "disconnect", "reset",
+    # Page faults (a cache or proxy in front of the catalog), on full-scan offset pages only.
+    "empty_page", "short_page", "duplicate_sku", "stale_page",
+]  # fmt: skip
 FaultTarget = Literal["api", "token"]
 RetryAfterFormat = Literal["seconds", "http-date"]
 
@@ -34,6 +36,12 @@ class Fault:
     `reused_only` matches only requests that arrive on a kept-alive connection which has already
     served one (the keep-alive race). `duration` keeps the fault armed for that many seconds of
     the emulator's clock (an outage), whatever `times` says.
+
+    Page faults hit only the offset pages of a full scan: offset page `page`, or any page but the
+    first when None. `empty_page` serves it without products and `short_page` with its first third
+    (the same `total_count` either way); `duplicate_sku` gives its first product the sku of the
+    catalog's first product (another product, another id); `stale_page` serves the page as this
+    same request was answered the first time the fault hit it (a cache serving an old copy).
     """
 
     kind: FaultKind
@@ -46,6 +54,7 @@ class Fault:
     reused_only: bool = False
     duration: float | None = None
     body: str = ""
+    page: int | None = None
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.probability <= 1.0:

@@ -11,7 +11,8 @@ from syncd.sources.base import Page
 async def fetch_concurrently(
     numbers: list[int], fetch: Callable[[int], Awaitable[Page]], workers: int, name: str
 ) -> AsyncGenerator[Page, None]:
-    """Pages `numbers` fetched by up to `workers` tasks; the first error is re-raised here.
+    """Pages `numbers` fetched by up to `workers` tasks; the first error is re-raised here. An
+    empty page stops the fan-out: no page is asked for after it (those in flight still arrive).
 
     The queue towards the consumer is bounded, so a slow consumer (the store) holds fetching back
     and memory stays flat whatever the catalog size. Leaving the iteration cancels the workers.
@@ -22,10 +23,17 @@ async def fetch_concurrently(
     count = max(1, min(workers, len(numbers)))
     done: asyncio.Queue[Page | BaseException | None] = asyncio.Queue(maxsize=count * 2)
 
+    ended = asyncio.Event()
+
     async def worker() -> None:
         try:
-            while not todo.empty():
-                await done.put(await fetch(todo.get_nowait()))
+            while not todo.empty() and not ended.is_set():
+                page = await fetch(todo.get_nowait())
+                if not page.records:
+                    # The catalog ends here (it shrank), or a proxy served an empty page: either
+                    # way what follows is not to be trusted; the engine verifies.
+                    ended.set()
+                await done.put(page)
         except Exception as exc:  # handed to the consumer, which re-raises it
             await done.put(exc)
         # Not in `finally`: once cancelled, no consumer reads it, and a full queue would block
