@@ -351,10 +351,18 @@ class SyncEngine:
         return pages if page.number < pages and len(page.records) < size else 0
 
     async def _screen(
-        self, source: str, scan_id: int, page: Page, doubts: Doubts, *, stored: bool = True
+        self,
+        source: str,
+        scan_id: int,
+        page: Page,
+        doubts: Doubts,
+        *,
+        stored: bool = True,
+        later: str = "read again by sku before any tombstone",
     ) -> Screened:
         """`page` against the stored rows and this scan's marks (see `completeness.screen`);
-        without `stored`, only against itself (one sku with two ids)."""
+        without `stored`, only against itself (one sku with two ids). `later` says what becomes
+        of a disputed sku, for the log."""
         skus = [r.sku for r in page.records]
         view = await self._store.scan_view(source, scan_id, skus) if stored else {}
         screened = screen(page.records, view)
@@ -364,7 +372,7 @@ class SyncEngine:
                 page=page.number,
                 skus=screened.disputed[:10],
                 count=len(screened.disputed),
-                consequence="not written; read again by sku before any tombstone",
+                consequence=f"not written; {later}",
             )
         doubts.screened(screened)
         return screened
@@ -473,9 +481,14 @@ class SyncEngine:
         async with _closing(source.changed_pages(http, cursor)) as pages:
             async for page in pages:
                 next_cursor = page.cursor or cursor
-                await self._commit(
-                    source.name, page, tally, PageCommit(watermark=encode_cursor(next_cursor))
+                # No scan marks here (scan id 0 is never used): only the stored rows count.
+                kept = await self._screen(
+                    source.name, 0, page, Doubts(), later="the next full scan reads it by sku"
                 )
+                await self._commit(
+                    source.name, Page(page.number, kept.keep), tally,
+                    PageCommit(watermark=encode_cursor(next_cursor)), len(page.records),
+                )  # fmt: skip
                 cursor = next_cursor
                 if progress is not None:
                     progress(tally.pages, None, tally.seen)

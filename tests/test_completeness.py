@@ -255,3 +255,22 @@ def test_the_screen_keeps_new_and_same_products_and_disputes_the_rest() -> None:
     assert [r.sku for r in screened.keep] == ["a", "d", "e"]
     assert sorted(screened.disputed) == ["b", "c", "f"]
     assert screened.repeated == ["a"]
+
+
+async def test_an_incremental_page_never_writes_a_sku_over_another_products_row(
+    world: World,
+) -> None:
+    """A keyset page carrying a stored sku with another product's id: not written, logged (the
+    next full scan settles it by sku), and the row stays its own product's."""
+    catalog = world.store.catalog  # type: ignore[attr-defined]
+    first = next(iter(catalog.skus()))
+    impostor = dict(catalog.get(first), id=99_999)
+    key = "items" if world.platform == "adobe" else "products"
+    world.store.faults.add(Fault("json", body=json.dumps({key: [impostor], "total_count": 1})))
+    with capture_logs() as logs:
+        result = await world.sync("incremental")
+    assert result.ok, result.error
+    (conflict,) = [e for e in logs if e["event"] == "sync.sku_conflict"]
+    assert conflict["skus"] == [first] and "next full scan" in conflict["consequence"]
+    assert world.stored() == world.catalog()
+    assert result.totals.items_seen == 1 and result.totals.items_updated == 0
