@@ -180,7 +180,7 @@ def describe(fault: Fault) -> str:
         "disconnect": "connection closed unanswered",
         "reset": "connection reset (RST)",
         "json": f"HTTP 200, the body {fault.body[:80]}",
-    }[fault.kind]
+    }.get(fault.kind, fault.kind.replace("_", " "))  # a kind added since: at least its name
     target = "API" if fault.target == "api" else "token endpoint"
     if fault.probability < 1:
         share = f"{fault.probability:.0%} of the {target} answers"
