@@ -311,10 +311,10 @@ class AdobeCommerceSource:
             if remaining <= len(items):
                 return
             if len(items) < size or None in ids:
+                held = "products without an id" if None in ids else f"{len(items)} products"
                 raise ListingIncomplete(
-                    f"source {self.name!r}: the sku listing after entity_id {after} held "
-                    f"{len(items)} products with ids of {size} asked while total_count said "
-                    f"{remaining} remained"
+                    f"source {self.name!r}: the sku listing after entity_id {after} held {held} "
+                    f"of {size} asked while total_count said {remaining} remained"
                 )
             last = max(i for i in ids if i is not None)
             if last <= after:
