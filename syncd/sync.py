@@ -6,6 +6,7 @@ No scheduling here; the daemon and the CLI decide when to call `SyncEngine.run`.
 from __future__ import annotations
 
 import asyncio
+import math
 import re
 import traceback
 from collections.abc import AsyncIterator, Callable
@@ -293,7 +294,7 @@ class SyncEngine:
         if total is not None and committed != total:
             doubts.add(f"{committed} distinct skus committed, total_count {total}")
         if mutated and not (doubts.repeated or doubts.disputed):
-            doubts.add("the catalog changed under the scan")
+            doubts.add("the catalog changed under the scan (or an earlier attempt doubted it)")
         skipped: str | None = None
         if doubts:
             log.warning(
@@ -347,7 +348,7 @@ class SyncEngine:
         products than a page holds (an empty or short page in the middle), else 0."""
         if total is None:
             return 0
-        pages = max(1, -(-total // size))
+        pages = max(1, math.ceil(total / size))
         return pages if page.number < pages and len(page.records) < size else 0
 
     async def _screen(
