@@ -22,6 +22,7 @@ from syncd.daemon import Runtime
 from syncd.emulator import AdobeConfig, AmeriCommerceConfig, Emulator, EmulatorConfig, Fault
 from syncd.emulator.platform import PlatformEmulator
 from syncd.http import RequestStats
+from syncd.progress import FullScanCheckpoint
 from syncd.sources import AdobeCommerceSource, AmeriCommerceSource
 from syncd.sources.base import ListingIncomplete
 from syncd.store.base import ProductRecord, StoredProduct
@@ -274,3 +275,24 @@ async def test_an_incremental_page_never_writes_a_sku_over_another_products_row(
     assert conflict["skus"] == [first] and "next full scan" in conflict["consequence"]
     assert world.stored() == world.catalog()
     assert result.totals.items_seen == 1 and result.totals.items_updated == 0
+
+
+async def test_a_short_page_is_not_checkpointed_so_a_resumed_scan_asks_for_it_again(
+    world: World,
+) -> None:
+    """Page 6 short, then the API fails for good before the verification: the run fails and its
+    checkpoint holds every page but 6; the resumed scan asks for page 1 and page 6 only."""
+    world.store.faults.add(Fault("short_page", page=6))
+    world.store.faults.add(Fault("status", status=500, times=None, after=20))
+    failed = await world.sync()
+    assert failed.status == "failed"
+    (row,) = query(world.db, "SELECT checkpoint FROM source_state")
+    done = FullScanCheckpoint.decode(row[0])
+    assert done is not None and sorted(done.done) == [n for n in range(1, 21) if n != 6]
+    world.store.faults.clear()
+    start = len(world.store.stats.log)
+    resumed = await world.sync()
+    assert resumed.ok, resumed.error
+    asked = [_offset_page(world, r.query) for r in list(world.store.stats.log)[start:]]
+    assert sorted(n for n in asked if n is not None) == [1, 6]
+    assert world.stored() == world.catalog() and world.tombstoned() == set()
