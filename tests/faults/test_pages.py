@@ -66,7 +66,7 @@ async def test_an_empty_or_short_middle_page_costs_no_live_product(
 
 
 async def test_an_empty_middle_page_stops_the_fan_out(lab: FaultLab) -> None:
-    """No page is asked for after the empty one but those the four workers had already taken."""
+    """No page is asked for once the empty one is in, but those the workers had already taken."""
     await faulted_full_run(lab, Fault("empty_page", page=3))
     asked = [
         int(r.query["searchCriteria[currentPage]"])
@@ -75,8 +75,10 @@ async def test_an_empty_middle_page_stops_the_fan_out(lab: FaultLab) -> None:
         and r.query.get("searchCriteria[sortOrders][0][field]") == "entity_id"
         and not any(k.startswith("searchCriteria[filter_groups]") for k in r.query)
     ]
-    faulted = asked[20:]  # this run's pages (the first sync asked for 20)
-    assert 3 in faulted and len(faulted) < 10, faulted
+    faulted = asked[20:]  # this run's pages (the first sync asked for 20), as answered
+    # After page 3: what the 3 other workers had in flight when its answer reached syncd, and
+    # what they had asked for just before (at most one each), not the 17 pages left.
+    assert len(faulted[faulted.index(3) + 1 :]) <= 2 * 3, faulted
     check = lab.check()
     assert check.exact, check
 
