@@ -6,6 +6,7 @@ No scheduling here; the daemon and the CLI decide when to call `SyncEngine.run`.
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import traceback
 from collections.abc import AsyncIterator, Callable
@@ -17,6 +18,7 @@ from typing import TypeVar
 import structlog
 
 from syncd.clock import Clock
+from syncd.completeness import Doubts, Screened, screen
 from syncd.config.sources import CHECKPOINT_MAX_AGE
 from syncd.errors import NeedsReauthError, SyncdError
 from syncd.http import RequestStats, RetryBudget
@@ -24,7 +26,7 @@ from syncd.logging import get_logger
 from syncd.progress import FullScanCheckpoint, decode_cursor, encode_cursor
 from syncd.redaction import Redactor
 from syncd.sources import Page, Source
-from syncd.sources.base import Cursor, VerifiableSource
+from syncd.sources.base import Cursor, ListingIncomplete, VerifiableSource
 from syncd.store import (
     CLEAR,
     PageCommit,
@@ -208,7 +210,7 @@ class SyncEngine:
             try:
                 if kind == "full" or cursor is None:
                     resumed = self._resumable(source, state, checkpoint_max_age)
-                    await self._full(
+                    error = await self._full(
                         source, run_id, resumed, started_at, overlap, http, tally, progress
                     )
                 else:
@@ -262,7 +264,8 @@ class SyncEngine:
         http: RequestStats,
         tally: _Tally,
         progress: ProgressCallback | None,
-    ) -> None:
+    ) -> str | None:
+        """The full scan; returns why it tombstoned nothing, or None when it could decide."""
         checkpoint = resumed
         if checkpoint is None:
             checkpoint = FullScanCheckpoint(run_id, started_at, source.page_size, None, frozenset())
@@ -270,6 +273,7 @@ class SyncEngine:
             log.info("sync.resumed", scan_id=checkpoint.scan_id, pages_done=len(checkpoint.done))
         done = set(checkpoint.done)
         total, mutated = checkpoint.total, checkpoint.mutated
+        doubts = Doubts()
         # Closed on exit: when a commit fails, the page workers stop now, not when collected.
         async with _closing(source.full_pages(http, frozenset(done))) as pages:
             async for page in pages:
@@ -287,36 +291,119 @@ class SyncEngine:
                             ),
                         )
                     total = page.total_count if total is None else total
-                done.add(page.number)
+                screened = await self._screen(source.name, checkpoint.scan_id, page, doubts)
+                short = self._short(page, total, source.page_size)
+                if short:
+                    doubts.short(page.number, len(page.records), short, source.page_size)
+                else:
+                    # A short page is not done: a resumed scan asks for it again.
+                    done.add(page.number)
+                mutated = mutated or bool(screened.repeated or screened.disputed)
                 checkpoint = FullScanCheckpoint(
                     checkpoint.scan_id, checkpoint.started, source.page_size, total,
                     frozenset(done), mutated,
                 )  # fmt: skip
+                commit = PageCommit(
+                    checkpoint.scan_id, checkpoint.encode(), forget=tuple(screened.disputed)
+                )
                 await self._commit(
-                    source.name, page, tally, PageCommit(checkpoint.scan_id, checkpoint.encode())
+                    source.name, Page(page.number, screened.keep), tally, commit, len(page.records)
                 )
                 if progress is not None:
                     progress(len(done), page.expected_pages, tally.seen)
         # A deletion shifts every later offset page, so a product may have slid into a page
-        # already read. Only a catalog proven unchanged since the scan began, or a keyset
-        # verification pass, proves that a product the scan did not see is gone.
+        # already read; a proxy may serve a page empty, short or stale. Only a scan that provably
+        # saw every product (checked below), or a keyset verification pass, proves that a product
+        # it did not see is gone.
         scan_id = checkpoint.scan_id
         watermark = encode_cursor(Cursor(checkpoint.started))
+        committed = await self._store.count_seen(source.name, scan_id)
+        if total is not None and committed != total:
+            doubts.add(f"{committed} distinct skus committed, total_count {total}")
+        if mutated and not (doubts.repeated or doubts.disputed):
+            doubts.add("the catalog changed under the scan (or an earlier attempt doubted it)")
+        skipped: str | None = None
+        if doubts:
+            log.warning(
+                "sync.scan_incomplete",
+                reasons=doubts.reasons(),
+                committed=committed,
+                total=total,
+                consequence=(
+                    "verified by keyset listing before any tombstone"
+                    if isinstance(source, VerifiableSource)
+                    else "no tombstones; the next run is a full scan"
+                ),
+            )
         tombstone = isinstance(source, VerifiableSource)
         if isinstance(source, VerifiableSource):
-            if not mutated:
+            if not doubts:
                 since = checkpoint.started - timedelta(seconds=overlap)
-                mutated = await self._changed_since(source, since, total, http)
-            if mutated:
-                scan_id = await self._verify(source, run_id, scan_id, http, tally)
-        elif mutated:
-            watermark = CLEAR  # nothing can find what the shift hid: the next run is full
+                changed = await self._changed_since(source, since, total, http)
+                if changed:
+                    doubts.add("the catalog probe saw it change")
+            if doubts:
+                try:
+                    scan_id = await self._verify(source, run_id, scan_id, http, tally)
+                except ListingIncomplete as exc:
+                    skipped = f"{doubts.summary()}; the verification listing: {exc}"
+        elif doubts:
+            watermark = CLEAR  # nothing can find what the scan missed: the next run is full
+        if skipped is not None:
+            tombstone, watermark = False, CLEAR  # the next run is a full scan that tries again
+            log.warning(
+                "sync.tombstones_skipped",
+                reason=skipped,
+                committed=committed,
+                total=total,
+                repeated=doubts.repeated,
+                disputed=doubts.disputed,
+                short_pages=len(doubts.short_pages),
+                consequence="nothing tombstoned; the next run is a full scan",
+            )
         deleted = await asyncio.shield(
             self._store.finish_full_scan(
                 source.name, scan_id, self._clock.now(), tombstone=tombstone, watermark=watermark
             )
         )
         tally.deleted += deleted
+        return None if skipped is None else f"tombstones skipped: {skipped}"
+
+    @staticmethod
+    def _short(page: Page, total: int | None, size: int) -> int:
+        """The scan's page count if `page` is a page before the last that came back with fewer
+        products than a page holds (an empty or short page in the middle), else 0."""
+        if total is None:
+            return 0
+        pages = max(1, math.ceil(total / size))
+        return pages if page.number < pages and len(page.records) < size else 0
+
+    async def _screen(
+        self,
+        source: str,
+        scan_id: int,
+        page: Page,
+        doubts: Doubts,
+        *,
+        stored: bool = True,
+        later: str = "read again by sku before any tombstone",
+    ) -> Screened:
+        """`page` against the stored rows and this scan's marks (see `completeness.screen`);
+        without `stored`, only against itself (one sku with two ids). `later` says what becomes
+        of a disputed sku, for the log."""
+        skus = [r.sku for r in page.records]
+        view = await self._store.scan_view(source, scan_id, skus) if stored else {}
+        screened = screen(page.records, view)
+        if screened.disputed:
+            log.warning(
+                "sync.sku_conflict",
+                page=page.number,
+                skus=screened.disputed[:10],
+                count=len(screened.disputed),
+                consequence=f"not written; {later}",
+            )
+        doubts.screened(screened)
+        return screened
 
     async def _resumes_keep_failing(self, source: Source) -> bool:
         """True when the last RESUME_ATTEMPTS runs were all failed full runs: the scan keeps
@@ -399,8 +486,13 @@ class SyncEngine:
                 if missing:
                     records = await source.fetch_skus(http, missing)
                     fetched += len(records)
+                    # Read by sku, these are the store's word, except one sku with two ids.
                     page = Page(0, records)
-                    await self._commit(source.name, page, tally, PageCommit(scan_id=verify_id))
+                    kept = await self._screen(source.name, verify_id, page, Doubts(), stored=False)
+                    await self._commit(
+                        source.name, Page(0, kept.keep), tally, PageCommit(scan_id=verify_id),
+                        len(records),
+                    )  # fmt: skip
                 await self._store.mark_seen(source.name, verify_id, skus)
                 listed += len(skus)
         log.info("sync.verified", listed=listed, fetched_missing=fetched)
@@ -417,33 +509,42 @@ class SyncEngine:
         async with _closing(source.changed_pages(http, cursor)) as pages:
             async for page in pages:
                 next_cursor = page.cursor or cursor
-                await self._commit(
-                    source.name, page, tally, PageCommit(watermark=encode_cursor(next_cursor))
+                # No scan marks here (scan id 0 is never used): only the stored rows count.
+                kept = await self._screen(
+                    source.name, 0, page, Doubts(), later="the next full scan reads it by sku"
                 )
+                await self._commit(
+                    source.name, Page(page.number, kept.keep), tally,
+                    PageCommit(watermark=encode_cursor(next_cursor)), len(page.records),
+                )  # fmt: skip
                 cursor = next_cursor
                 if progress is not None:
                     progress(tally.pages, None, tally.seen)
 
-    async def _commit(self, source: str, page: Page, tally: _Tally, commit: PageCommit) -> None:
+    async def _commit(
+        self, source: str, page: Page, tally: _Tally, commit: PageCommit, seen: int | None = None
+    ) -> None:
+        """Write `page`; `seen` is how many products arrived (default: those written)."""
         http = tally.http  # the run's row shows its progress page by page (`syncd status`)
         live = RunProgress(tally.run_id, http.requests, http.retries, http.rate_limited)
         commit = replace(commit, run=live)
         write = asyncio.ensure_future(
             self._store.commit_page(source, page.records, self._clock.now(), commit)
         )
+        arrived = len(page.records) if seen is None else seen
         try:
             counts = await asyncio.shield(write)
         except asyncio.CancelledError:
             # Let the page that is being written commit, and count it, before giving up.
             counts = await write
-            self._add(tally, page, counts)
+            self._add(tally, arrived, counts)
             raise
-        self._add(tally, page, counts)
+        self._add(tally, arrived, counts)
 
     @staticmethod
-    def _add(tally: _Tally, page: Page, counts: UpsertCounts) -> None:
+    def _add(tally: _Tally, arrived: int, counts: UpsertCounts) -> None:
         tally.pages += 1
-        tally.seen += len(page.records)
+        tally.seen += arrived
         tally.counts = tally.counts + counts
 
     async def _finish(self, result: SyncResult) -> None:

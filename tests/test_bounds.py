@@ -175,7 +175,8 @@ async def test_page_numbers_are_drawn_lazily() -> None:
 
     async def fetch(number: int) -> Page:
         asked.append(number)
-        return Page(number, [])
+        # Not empty: an empty page would end the fan-out (the catalog ends there).
+        return Page(number, [to_record({"sku": f"s{number}", "id": number})])
 
     async with aclosing(fetch_concurrently(range(2, 10**12), fetch, 4, "t")) as pages:
         first = [page.number async for page in islice_async(pages, 5)]

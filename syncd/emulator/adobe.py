@@ -98,6 +98,23 @@ class AdobeEmulator(PlatformEmulator):
             web.get("/rest/{store}/V1/products/{sku}", single),
         ]
 
+    def offset_page(self, request: web.Request) -> int | None:
+        """`searchCriteria[currentPage]` of an unfiltered, untrimmed listing by entity_id."""
+        query = request.query
+        if (
+            not request.path.endswith("/V1/products")
+            or "fields" in query
+            or query.get("searchCriteria[sortOrders][0][field]") != "entity_id"
+            or any(key.startswith("searchCriteria[filter_groups]") for key in query)
+        ):
+            return None
+        page = query.get("searchCriteria[currentPage]", "1")
+        return int(page) if page.isdigit() else None
+
+    def first_sku(self) -> str:
+        """The sku of the catalog's first live product."""
+        return self.catalog.sku_at(self.catalog.alive[0])
+
     def error_response(self, target: FaultTarget, status: int) -> web.Response:
         """An injected failure in the platform's own words."""
         if target == "token":

@@ -121,6 +121,22 @@ class AmeriCommerceEmulator(PlatformEmulator):
             web.get("/api/v1/products/{id}", self.wrap("api", self._single)),
         ]
 
+    def offset_page(self, request: web.Request) -> int | None:
+        """`page` of an unfiltered, untrimmed listing sorted by id."""
+        query = request.query
+        if not request.path.startswith("/api/v1/products") or set(query) - {
+            "page",
+            "count",
+            "sort",
+        }:
+            return None
+        page = query.get("page", "1")
+        return int(page) if query.get("sort") == "id" and page.isdigit() else None
+
+    def first_sku(self) -> str:
+        """The item number of the catalog's first live product."""
+        return self.catalog.sku_at(self.catalog.alive[0])
+
     def error_response(self, target: FaultTarget, status: int) -> web.Response:
         """An injected failure in the store's error format."""
         return api_error(status, "An error has occurred.")

@@ -20,6 +20,11 @@ FaultKind = Literal[
     "huge_total",
     "nested",
     "echo",  # an error body quoting the credentials the request carried (see Fault)
+    # Page faults (a cache or proxy in front of the catalog), on full-scan offset pages only.
+    "empty_page",
+    "short_page",
+    "duplicate_sku",
+    "stale_page",
 ]
 FaultTarget = Literal["api", "token"]
 RetryAfterFormat = Literal["seconds", "http-date"]
@@ -56,6 +61,11 @@ class Fault:
     `huge_total` serves the real answer with its `total_count` replaced by `total`; `nested`
     answers 200 with arrays nested `depth` levels deep. A `status` fault with `retry_after` sends
     that text as its `Retry-After` (e.g. "²": digits to `str.isdigit`, not to `int`).
+    Page faults hit only the offset pages of a full scan: offset page `page`, or any page but the
+    first when None. `empty_page` serves it without products and `short_page` with its first third
+    (the same `total_count` either way); `duplicate_sku` gives its first product the sku of the
+    catalog's first product (another product, another id); `stale_page` serves the page as this
+    same request was answered the first time the fault hit it (a cache serving an old copy).
     """
 
     kind: FaultKind
@@ -73,6 +83,7 @@ class Fault:
     total: int = 10**12
     depth: int = 100_000
     retry_after: str | None = None
+    page: int | None = None
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.probability <= 1.0:

@@ -43,16 +43,21 @@ class FaultInjector:
         """The faults still armed, in matching order."""
         return [a.fault for a in self._armed]
 
-    def draw(self, target: FaultTarget, *, reused: bool = False) -> Fault | None:
+    def draw(
+        self, target: FaultTarget, *, reused: bool = False, page: int | None = None
+    ) -> Fault | None:
         """The fault that hits this request to `target`, if any (each fault counts the request).
 
-        `reused` says whether the request came on a connection that has already served one.
+        `reused` says whether the request came on a connection that has already served one;
+        `page` is the offset page of a full scan it asks for (None: not such a request).
         """
         now = self._now()
         self._armed = [a for a in self._armed if not _expired(a, now)]
         eligible: list[_Armed] = []
         for armed in self._armed:
             if armed.fault.target != target or (armed.fault.reused_only and not reused):
+                continue
+            if not page_matches(armed.fault, page):
                 continue
             armed.seen += 1
             if armed.seen > armed.fault.after:
@@ -75,3 +80,17 @@ class FaultInjector:
 def _expired(armed: _Armed, now: float) -> bool:
     duration = armed.fault.duration
     return duration is not None and now >= armed.armed_at + duration
+
+
+# -- page faults: a cache or proxy that serves a full scan's page empty, short, mixed up or old --
+
+PAGE_FAULTS = frozenset({"empty_page", "short_page", "duplicate_sku", "stale_page"})
+
+
+def page_matches(fault: Fault, page: int | None) -> bool:
+    """Whether `fault` may hit a request for offset page `page` (None: not a full-scan page)."""
+    if fault.kind not in PAGE_FAULTS:
+        return True
+    if page is None:
+        return False
+    return page == fault.page if fault.page is not None else page > 1

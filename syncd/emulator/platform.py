@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import socket
 import struct
@@ -13,9 +14,9 @@ from aiohttp import web
 
 from syncd.clock import Clock
 from syncd.emulator.config import Fault, FaultTarget
-from syncd.emulator.faults import FaultInjector
+from syncd.emulator.faults import PAGE_FAULTS, FaultInjector
 from syncd.emulator.hostile import HOSTILE_KINDS, hostile_response
-from syncd.emulator.responses import garbage_response, html_error_page, json_response
+from syncd.emulator.responses import dumps, garbage_response, html_error_page, json_response
 from syncd.emulator.stats import Stats
 
 Handler = Callable[[web.Request], Awaitable[web.Response]]
@@ -40,6 +41,8 @@ class PlatformEmulator:
             weakref.WeakKeyDictionary()
         )
         self._before: list[tuple[int, Callable[[], None]]] = []
+        # What `stale_page` faults serve again: (fault, path and query) -> (headers, body).
+        self._stale: dict[tuple[int, str], tuple[dict[str, str], bytes]] = {}
 
     def routes(self) -> list[web.RouteDef]:
         """The routes this platform serves."""
@@ -47,6 +50,15 @@ class PlatformEmulator:
 
     def error_response(self, target: FaultTarget, status: int) -> web.Response:
         """The platform's own JSON error for an injected `status` fault."""
+        raise NotImplementedError
+
+    def offset_page(self, request: web.Request) -> int | None:
+        """The offset page of a full scan `request` asks for; None if it is no such request
+        (only those can be hit by page faults)."""
+        return None
+
+    def first_sku(self) -> str:
+        """The sku of the catalog's first product (what `duplicate_sku` hands another one)."""
         raise NotImplementedError
 
     def before_request(self, n: int, action: Callable[[], None]) -> None:
@@ -68,7 +80,11 @@ class PlatformEmulator:
                 self._run_before(self.stats.requests)
             else:
                 self.stats.token_requests += 1
-            fault = self.faults.draw(target, reused=self._count_on_connection(request) > 1)
+            fault = self.faults.draw(
+                target,
+                reused=self._count_on_connection(request) > 1,
+                page=self.offset_page(request) if target == "api" else None,
+            )
             response: web.StreamResponse
             if fault is None:
                 response = await handler(request)
@@ -82,6 +98,34 @@ class PlatformEmulator:
             return response
 
         return serve
+
+    async def _page_fault(
+        self, fault: Fault, request: web.Request, handler: Handler
+    ) -> tuple[web.Response, int]:
+        """A full-scan page as a broken cache or proxy serves it (see `Fault`)."""
+        if fault.kind == "stale_page":
+            key = (id(fault), request.path_qs)
+            kept = self._stale.get(key)
+            if kept is not None:
+                return web.Response(status=200, body=kept[1], headers=kept[0]), 200
+        response = await handler(request)
+        body = response.body if isinstance(response.body, bytes) else b""
+        if response.status != 200:
+            return response, response.status
+        headers = {k: v for k, v in response.headers.items() if k.lower() != "content-length"}
+        if fault.kind == "stale_page":
+            self._stale[key] = (headers, body)
+            return response, 200
+        data = json.loads(body)
+        items = data["items" if "items" in data else "products"]
+        if fault.kind == "empty_page":
+            items.clear()
+        elif fault.kind == "short_page":
+            del items[max(1, len(items) // 3) :]
+        elif items:  # duplicate_sku
+            field = "sku" if "sku" in items[0] else "item_number"
+            items[0][field] = self.first_sku()
+        return web.Response(status=200, body=dumps(data), headers=headers), 200
 
     def _run_before(self, number: int) -> None:
         due = [action for at, action in self._before if at == number]
@@ -107,6 +151,8 @@ class PlatformEmulator:
         if fault.kind == "echo":
             response = await echo_response(request, fault.status, fault.body or "invalid_request")
             return response, response.status
+        if fault.kind in PAGE_FAULTS:
+            return await self._page_fault(fault, request, handler)
         if fault.kind == "slow":
             await asyncio.sleep(fault.delay)
             response = await handler(request)

@@ -16,6 +16,7 @@ from syncd.logging import get_logger
 from syncd.sources.base import (
     CatalogProbe,
     Cursor,
+    ListingIncomplete,
     Page,
     as_float,
     as_int,
@@ -333,8 +334,14 @@ class AdobeCommerceSource:
             ids = [as_int(item.get("id")) for item in items]
             yield [str(item["sku"]) for item in items if item.get("sku")]
             # total_count counts the products after `after`: this page held the last of them.
-            if remaining <= len(items) or not ids or ids[-1] is None:
+            if remaining <= len(items):
                 return
+            if len(items) < size or None in ids:
+                held = "products without an id" if None in ids else f"{len(items)} products"
+                raise ListingIncomplete(
+                    f"source {self.name!r}: the sku listing after entity_id {after} held {held} "
+                    f"of {size} asked while total_count said {remaining} remained"
+                )
             last = max(i for i in ids if i is not None)
             if last <= after:
                 raise SourceError(

@@ -32,6 +32,7 @@ from syncd.sources.americommerce_query import (
 from syncd.sources.base import (
     CatalogProbe,
     Cursor,
+    ListingIncomplete,
     Page,
     as_float,
     as_int,
@@ -225,8 +226,13 @@ class AmeriCommerceSource:
             self._listed = dict(pairs)
             yield [sku for sku, _ in pairs]
             remaining = 0 if data is None else int(data["total_count"])
-            if not pairs or remaining <= len(pairs):
+            if remaining <= len(pairs):
                 return
+            if len(pairs) < size:
+                raise ListingIncomplete(
+                    f"source {self.name!r}: the sku listing after id {after} held {len(pairs)} "
+                    f"products of {size} asked while total_count said {remaining} remained"
+                )
             last = max(ident for _, ident in pairs)
             if last <= after:
                 raise SourceError(

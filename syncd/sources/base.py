@@ -74,6 +74,11 @@ class Source(Protocol):
         ...
 
 
+class ListingIncomplete(SourceError):
+    """The sku listing ended before it accounted for every product (a page came back empty or
+    short while its `total_count` said more remained): no deletion may be concluded from it."""
+
+
 @dataclass(frozen=True, slots=True)
 class CatalogProbe:
     """The catalog as one small request sees it: `total` products now, and whether one of them

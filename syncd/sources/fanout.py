@@ -11,7 +11,8 @@ from syncd.sources.base import Page
 async def fetch_concurrently(
     numbers: Iterable[int], fetch: Callable[[int], Awaitable[Page]], workers: int, name: str
 ) -> AsyncGenerator[Page, None]:
-    """Pages `numbers` fetched by `workers` tasks; the first error is re-raised here.
+    """Pages `numbers` fetched by up to `workers` tasks; the first error is re-raised here. An
+    empty page stops the fan-out: no page is asked for after it (those in flight still arrive).
 
     `numbers` is drawn lazily, one number per request (a `range` is never expanded), and the
     queue towards the consumer is bounded, so a slow consumer (the store) holds fetching back and
@@ -21,11 +22,20 @@ async def fetch_concurrently(
     count = max(1, workers)
     done: asyncio.Queue[Page | BaseException | None] = asyncio.Queue(maxsize=count * 2)
 
+    ended = asyncio.Event()
+
     async def worker() -> None:
         try:
             # One shared iterator: `next` runs between awaits, so no number is taken twice.
             for number in todo:
-                await done.put(await fetch(number))
+                if ended.is_set():
+                    break
+                page = await fetch(number)
+                if not page.records:
+                    # The catalog ends here (it shrank), or a proxy served an empty page: either
+                    # way what follows is not to be trusted; the engine verifies.
+                    ended.set()
+                await done.put(page)
         except Exception as exc:  # handed to the consumer, which re-raises it
             await done.put(exc)
         # Not in `finally`: once cancelled, no consumer reads it, and a full queue would block

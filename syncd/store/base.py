@@ -136,6 +136,20 @@ class PageCommit:
     checkpoint: str | None = None
     watermark: str | None = None
     run: RunProgress | None = None
+    forget: tuple[str, ...] = ()
+    """Skus whose `scan_id` marks are removed (a sku served again with another id or an older
+    version: the scan no longer counts it as seen, so its verification reads it again)."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredProduct:
+    """What a full scan compares an arriving product with: the stored row's id and `updated_at`,
+    whether it is live, and whether this scan has already committed it."""
+
+    id: int | None
+    updated_at: str | None
+    live: bool
+    seen: bool
 
 
 CLEAR = ""
@@ -163,6 +177,16 @@ class Store(Protocol):
 
     async def mark_seen(self, source: str, scan_id: int, skus: Sequence[str]) -> None:
         """Record `skus` as seen by scan `scan_id` (without touching their products)."""
+        ...
+
+    async def scan_view(
+        self, source: str, scan_id: int, skus: Sequence[str]
+    ) -> dict[str, StoredProduct]:
+        """The stored products among `skus`, each with whether scan `scan_id` has marked it seen."""
+        ...
+
+    async def count_seen(self, source: str, scan_id: int) -> int:
+        """How many distinct skus scan `scan_id` has marked as seen."""
         ...
 
     async def finish_full_scan(

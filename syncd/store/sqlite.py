@@ -27,6 +27,7 @@ from syncd.store.base import (
     RunStatus,
     RunTotals,
     SourceState,
+    StoredProduct,
     TokenEvent,
     TokenRecord,
     UpsertCounts,
@@ -261,6 +262,11 @@ class SqliteStore:
                     "INSERT OR IGNORE INTO full_scan_seen (source, scan_id, sku) VALUES (?,?,?)",
                     [(source, commit.scan_id, sku) for sku in latest],
                 )
+            if commit.scan_id is not None and commit.forget:
+                await db.executemany(
+                    "DELETE FROM full_scan_seen WHERE source = ? AND scan_id = ? AND sku = ?",
+                    [(source, commit.scan_id, sku) for sku in commit.forget],
+                )
             if commit.checkpoint is not None or commit.watermark is not None:
                 await set_progress(db, source, now, commit.checkpoint, commit.watermark)
             if commit.run is not None:
@@ -294,6 +300,31 @@ class SqliteStore:
                 "INSERT OR IGNORE INTO full_scan_seen (source, scan_id, sku) VALUES (?,?,?)",
                 [(source, scan_id, sku) for sku in skus],
             )
+
+    async def scan_view(
+        self, source: str, scan_id: int, skus: Sequence[str]
+    ) -> dict[str, StoredProduct]:
+        """The stored products among `skus`, each with whether scan `scan_id` has marked it seen."""
+        view: dict[str, StoredProduct] = {}
+        for chunk in chunks(list(skus), IN_CHUNK):
+            marks = ",".join("?" * len(chunk))
+            rows = await self._read(
+                "SELECT p.sku, p.id, p.updated_at, p.deleted_at IS NULL, s.sku IS NOT NULL "
+                "FROM products p LEFT JOIN full_scan_seen s ON s.source = p.source "
+                f"AND s.scan_id = ? AND s.sku = p.sku WHERE p.source = ? AND p.sku IN ({marks})",
+                (scan_id, source, *chunk),
+            )
+            for sku, ident, updated, live, seen in rows:
+                view[sku] = StoredProduct(ident, updated, bool(live), bool(seen))
+        return view
+
+    async def count_seen(self, source: str, scan_id: int) -> int:
+        """How many distinct skus scan `scan_id` has marked as seen."""
+        rows = await self._read(
+            "SELECT count(*) FROM full_scan_seen WHERE source = ? AND scan_id = ?",
+            (source, scan_id),
+        )
+        return int(rows[0][0])
 
     async def finish_full_scan(
         self, source: str, scan_id: int, now: datetime, *, tombstone: bool, watermark: str | None

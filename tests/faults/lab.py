@@ -26,6 +26,7 @@ from syncd.clock import FakeClock
 from syncd.config import AdobeCommerceSourceSettings, HttpSettings, Settings, StoreSettings
 from syncd.daemon import Daemon, Runtime
 from syncd.emulator import AdobeConfig, Emulator, EmulatorConfig, Fault
+from syncd.emulator.faults import PAGE_FAULTS
 from syncd.http import RequestStats
 from syncd.store.base import RunKind
 from syncd.sync import SyncResult
@@ -133,7 +134,7 @@ class DataCheck:
     lost: int  # should be stored, but is not, or is stored with another payload
     duplicated: int  # a sku or a product id stored twice
     unexpected: int  # stored and live, but not in the catalog
-    tombstoned: int  # marked deleted
+    tombstoned: int  # marked deleted while the catalog still has it
 
     @property
     def exact(self) -> bool:
@@ -143,6 +144,7 @@ class DataCheck:
 
 # The error classes of the report's Runs column, tried in order on a failed run's error text.
 ERROR_CLASSES: tuple[tuple[str, str], ...] = (
+    (r"tombstones skipped", "tombstones skipped"),
     (r"retry budget exhausted", "retry budget"),
     (r"timed out after", "timeout"),
     (r"invalid_client", "invalid_client"),
@@ -170,6 +172,8 @@ def error_class(error: str) -> str:
 
 def describe(fault: Fault) -> str:
     """What an emulator `Fault` does, in words, from its fields."""
+    if fault.kind in PAGE_FAULTS:
+        return _describe_page(fault)
     what = {
         "status": f"HTTP {fault.status}",
         "html": f"an HTML {fault.status} page",
@@ -178,7 +182,8 @@ def describe(fault: Fault) -> str:
         "malformed": "HTTP 200, a body that is not JSON",
         "disconnect": "connection closed unanswered",
         "reset": "connection reset (RST)",
-    }[fault.kind]
+        "json": f"HTTP 200, the body {fault.body[:80]}",
+    }.get(fault.kind, fault.kind.replace("_", " "))  # a kind added since: at least its name
     target = "API" if fault.target == "api" else "token endpoint"
     if fault.probability < 1:
         share = f"{fault.probability:.0%} of the {target} answers"
@@ -194,6 +199,18 @@ def describe(fault: Fault) -> str:
         share += " on reused keep-alive connections"
     limit = f" for {fault.duration:g} s" if fault.duration is not None else ""
     return f"{share}: {what}{limit}"
+
+
+def _describe_page(fault: Fault) -> str:
+    what = {
+        "empty_page": "served without products, the same total_count",
+        "short_page": "served with a third of its products, the same total_count",
+        "duplicate_sku": "its first product served with the sku of the catalog's first product",
+        "stale_page": "served the second time as it was the first (a stale cached copy)",
+    }[fault.kind]
+    page = f"offset page {fault.page}" if fault.page is not None else "a middle offset page"
+    times = "" if fault.times == 1 else f" ({fault.times} answers)" if fault.times else " (always)"
+    return f"{page} of a full scan{times}: {what}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,6 +244,8 @@ class ScenarioResult:
     duplicated: int
     outcome: str
     wall_seconds: float
+    tombstoned: int = 0
+    longest_run: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
         """A plain dict for the results file."""
@@ -269,6 +288,7 @@ class FaultLab:
     started: float = field(default_factory=time.perf_counter)
     _baseline_runs: int = 0
     _baseline: _Counters | None = None
+    _scheduling: bool = False
 
     def __post_init__(self) -> None:
         # What the clock watches to tell a quiet lab: log events, and requests logged.
@@ -442,26 +462,40 @@ class FaultLab:
         self.clock.advance(CHURN_AGE)
         return changed
 
+    def delete_products(self, *positions: int, emu: Emulator | None = None) -> set[str]:
+        """Delete the products at `positions` (0-based, in id order) from the catalog: what a
+        full scan must tombstone, and nothing else. Returns their skus."""
+        catalog = self._emu(emu).adobe.catalog
+        skus = list(catalog.skus())
+        gone = {skus[p] for p in positions}
+        for sku in gone:
+            catalog.delete(sku)
+        return gone
+
     # -- the data -------------------------------------------------------------------------------
 
     def stored(self, name: str = "shop") -> dict[str, dict[str, Any]]:
         """sku -> payload of the live products of `name`."""
         return stored_products(self.db, name)
 
-    def _rows(self, name: str) -> tuple[int, int]:
+    def _rows(self, name: str, catalog: dict[str, Any]) -> tuple[int, int]:
+        """Rows stored twice (by sku or id), and products tombstoned that the catalog still has."""
         with sqlite3.connect(self.db) as conn:
-            rows, skus, ids, distinct_ids, tombstoned = conn.execute(
-                "SELECT count(*), count(DISTINCT sku), count(id), count(DISTINCT id), "
-                "count(deleted_at) FROM products WHERE source = ?",
+            rows, skus, ids, distinct_ids = conn.execute(
+                "SELECT count(*), count(DISTINCT sku), count(id), count(DISTINCT id) "
+                "FROM products WHERE source = ?",
                 (name,),
             ).fetchone()
-        return (rows - skus) + (ids - distinct_ids), tombstoned
+            tombstoned = conn.execute(
+                "SELECT sku FROM products WHERE source = ? AND deleted_at IS NOT NULL", (name,)
+            ).fetchall()
+        return (rows - skus) + (ids - distinct_ids), sum(sku in catalog for (sku,) in tombstoned)
 
     def check(self, name: str = "shop", emu: Emulator | None = None) -> DataCheck:
         """The stored products of `name` against the catalog of `emu` (the first one)."""
         catalog = self._emu(emu).adobe.catalog.snapshot()
         stored = self.stored(name)
-        duplicated, tombstoned = self._rows(name)
+        duplicated, tombstoned = self._rows(name, catalog)
         return DataCheck(
             lost=sum(1 for sku, item in catalog.items() if stored.get(sku) != item),
             duplicated=duplicated,
@@ -482,11 +516,11 @@ class FaultLab:
 
         Lost: a product stored before that is gone, tombstoned, or neither as it was nor as the
         catalog has it now (a page the run committed). Unexpected: any other row that is not the
-        catalog's. A failed run tombstones nothing and stores nothing twice.
+        catalog's. Tombstoned: a product the catalog still has. Nothing is stored twice.
         """
         catalog = self._emu(emu).adobe.catalog.snapshot()
         after = self.stored(name)
-        duplicated, tombstoned = self._rows(name)
+        duplicated, tombstoned = self._rows(name, catalog)
         check = DataCheck(
             lost=sum(
                 1 for sku, was in before.items() if after.get(sku) not in (was, catalog.get(sku))
@@ -510,26 +544,43 @@ class FaultLab:
     def assert_alive(self) -> None:
         """The daemon answers its liveness probe with its scheduler running, and every source has
         a next run later than the start-up run (its job is still there, re-armed)."""
+        problems = self._liveness()
+        assert not problems, problems
+
+    def _liveness(self) -> list[str]:
+        """`assert_alive`'s checks, as what failed (empty when none); keeps the probe's detail."""
         daemon = self.daemon
         assert daemon is not None and self.opened_at is not None, "open() the lab first"
         probe = daemon.monitor.liveness()
-        assert probe.ok and probe.detail["scheduler"] == "running", probe
+        self.liveness = probe.detail
+        problems = [] if probe.ok and probe.detail["scheduler"] == "running" else [str(probe)]
         for name, _ in self._sources():
             next_run = daemon.next_run(name)
-            assert next_run is not None, f"{name!r} is no longer scheduled"
-            assert next_run > self.opened_at, (name, next_run, self.opened_at)
-        self.liveness = probe.detail
+            if next_run is None or next_run <= self.opened_at:
+                problems.append(f"{name!r} is no longer scheduled after the start: {next_run}")
+        self._scheduling = not problems
+        return problems
+
+    async def conclude(self, scenario: str) -> ScenarioResult:
+        """End the scenario and record its row, asserting nothing: the daemon's liveness, one
+        more run of each source, every table against its catalog. A bad outcome is recorded as
+        such (and `finish` then fails on it), so the report can show it."""
+        self._liveness()
+        for name, emu in self._sources():
+            await self.run(name)
+            self.verify(name, emu)
+        return self._record(scenario)
 
     async def finish(self, scenario: str) -> ScenarioResult:
-        """End the scenario: the daemon is alive and schedules every source, one more run of each
-        succeeds, and every table equals its catalog. Then the scenario's row, for the report."""
+        """`conclude`, then assert: the daemon is alive and schedules every source, the run after
+        the scenario succeeded, and every check the scenario made found the data intact."""
+        result = await self.conclude(scenario)
         self.assert_alive()
-        for name, emu in self._sources():
-            later = await self.sync(name)
-            assert later.ok, f"the run after the scenario: {later.error}"
-            check = self.verify(name, emu)
-            assert check.exact, (name, check)
-        return self._record(scenario)
+        for run in self.runs[-len(self._sources()) :]:
+            assert run.status == "succeeded", f"the run after the scenario: {run.error}"
+        bad = [c for c in self.checks if not c.exact]
+        assert not bad, (result.outcome, bad)
+        return result
 
     def _record(self, scenario: str) -> ScenarioResult:
         assert scenario in SCENARIO_IDS, f"{scenario!r} is not listed in scenarios.py"
@@ -542,13 +593,18 @@ class FaultLab:
         runs[self._baseline_runs : self._baseline_runs] = self.bursts
         failed = sum(r.status != "succeeded" for r in after)
         intact = all(c.exact for c in self.checks)
-        if failed:
+        last = {r.source: r.status for r in after}
+        if failed and all(status == "succeeded" for status in last.values()):
             outcome = f"{failed} run{'s' if failed > 1 else ''} failed, then recovered"
+        elif failed:
+            outcome = f"{failed} run{'s' if failed > 1 else ''} failed, THE LAST ONE TOO"
         else:
             outcome = "every run succeeded"
         outcome += "; data intact" if intact else "; DATA NOT INTACT"
-        if self.liveness["alive"] and self.liveness["scheduler"] == "running":
+        if self._scheduling:
             outcome += "; daemon alive and scheduling"
+        else:
+            outcome += "; DAEMON NOT ALIVE OR NOT SCHEDULING"
         result = ScenarioResult(
             scenario=scenario,
             faults=list(self.faults),
@@ -563,6 +619,8 @@ class FaultLab:
             duplicated=max(c.duplicated for c in self.checks),
             outcome=outcome,
             wall_seconds=round(time.perf_counter() - self.started, 2),
+            tombstoned=max(c.tombstoned for c in self.checks),
+            longest_run=max((r.result.duration for r in after if r.result), default=0.0),
         )
         self.sink.append(result)
         return result

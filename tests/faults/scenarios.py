@@ -122,4 +122,35 @@ SCENARIOS: tuple[Scenario, ...] = (
     ),
 )
 
+SCENARIOS += (
+    Scenario(
+        "empty-middle-page",
+        "the scan is incomplete (the empty page named) and stops asking for pages, verifies by "
+        "keyset listing and tombstones exactly the deleted products; requests within pages + "
+        "listing + batches, the run within a minute",
+    ),
+    Scenario(
+        "short-middle-page",
+        "the scan is incomplete (the short page named), verifies by keyset listing and "
+        "tombstones exactly the deleted products; requests within pages + listing + batches",
+    ),
+    Scenario(
+        "duplicate-sku-pages",
+        "the sku served again with another id is not written (sync.sku_conflict), read again by "
+        "sku in the verification; no row holds another product's payload, only the deleted are "
+        "tombstoned",
+    ),
+    Scenario(
+        "stale-cached-page",
+        "the old copy of the page never moves a row back (older updated_at: not written, read "
+        "again by sku); the run verifies and tombstones exactly the deleted product",
+    ),
+    Scenario(
+        "short-page-and-broken-listing",
+        "the scan is incomplete and so is its verification listing: nothing is tombstoned, "
+        "sync.tombstones_skipped and the run's row say why, nothing stored is lost; the next run "
+        "is a full scan that tombstones exactly the deleted products",
+    ),
+)
+
 SCENARIO_IDS = frozenset(s.id for s in SCENARIOS)

@@ -5,12 +5,22 @@ suite reproduces the committed rows."""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.faults.lab import ScenarioResult
-from tests.faults.report import REPORT, RESULTS, ReportError, drift, load, render
+from tests.faults.report import (
+    REPORT,
+    RESULTS,
+    ReportError,
+    drift,
+    load,
+    render,
+    run_suite,
+    stable_cells,
+)
 from tests.faults.scenarios import SCENARIO_IDS, SCENARIOS
 
 
@@ -26,6 +36,8 @@ def result(scenario: str, **figures: Any) -> dict[str, Any]:
         "faults_injected": 4,
         "lost": 0,
         "duplicated": 0,
+        "tombstoned": 0,
+        "longest_run": 1.5,
         "outcome": "recovered",
         "wall_seconds": 0.5,
     }
@@ -63,10 +75,11 @@ def test_duplicate_or_unknown_results_are_refused(bad: str) -> None:
 
 
 def test_the_committed_report_has_exactly_the_scenarios_and_lost_nothing() -> None:
-    """docs/RELIABILITY.md lists every scenario once, in order, with 0 lost and 0 duplicated."""
+    """docs/RELIABILITY.md lists every scenario once, in order, with 0 lost, 0 duplicated and
+    no live product tombstoned."""
     rows = table_rows(REPORT.read_text(encoding="utf-8"))
     assert [row[0] for row in rows] == [f"`{s.id}`" for s in SCENARIOS]
-    assert all(row[8] == "0" and row[9] == "0" for row in rows)
+    assert all(row[8] == "0" and row[9] == "0" and row[10] == "0" for row in rows)
     assert all(re.fullmatch(r"\d+", row[3]) for row in rows)
 
 
@@ -95,12 +108,40 @@ def test_drift_names_every_row_that_changed() -> None:
     ]  # the request count may move between runs: not a change
 
 
-def test_this_session_reproduces_the_committed_rows(fault_results: list[ScenarioResult]) -> None:
-    """Every scenario of this session (this test runs after them) found what the committed
-    report says: the same faults, runs, outcome, nothing lost or duplicated."""
-    ran = {r.scenario for r in fault_results}
-    if ran != SCENARIO_IDS:
-        pytest.skip(f"{len(ran)} of {len(SCENARIO_IDS)} scenarios ran: run tests/faults whole")
-    committed, _ = load(RESULTS)
-    changes = drift([r.to_json() for r in fault_results], committed)
+def test_a_failed_suite_still_renders_its_rows_under_a_warning() -> None:
+    """A scenario whose data was not intact is rendered as such: the report can show a failure."""
+    results = [result(s.id) for s in SCENARIOS]
+    results[0] = result(SCENARIOS[0].id, outcome="every run succeeded; DATA NOT INTACT", lost=7)
+    text = render(results, failed=1)
+    assert "THE FAULT SUITE FAILED (pytest exit 1)" in text
+    row = table_rows(text)[0]
+    assert row[8] == "7" and row[-1] == "every run succeeded; DATA NOT INTACT"
+
+
+def fresh_results(session: list[ScenarioResult], scratch: Path) -> list[dict[str, Any]]:
+    """Every scenario's result from this session, or from a fresh run of the suite when this
+    session did not run them all (never the committed results file)."""
+    if {r.scenario for r in session} == SCENARIO_IDS:
+        return [r.to_json() for r in session]
+    path = scratch / "results.json"
+    _, status = run_suite(path)
+    assert status == 0, f"the fault suite failed (pytest exit {status})"
+    results, _ = load(path)
+    return results
+
+
+def test_this_session_reproduces_the_committed_rows(
+    fault_results: list[ScenarioResult], tmp_path: Path
+) -> None:
+    """A fresh run of the fault suite (this session's, which ran before this test, or a new one)
+    renders the committed docs/RELIABILITY.md's rows: the same faults, runs, outcome, nothing
+    lost, duplicated or tombstoned wrongly."""
+    fresh = render(fresh_results(fault_results, tmp_path))
+    committed = stable_cells(REPORT.read_text(encoding="utf-8"))
+    now = stable_cells(fresh)
+    changes = [
+        f"{scenario}: was {committed.get(scenario)}, now {now.get(scenario)}"
+        for scenario in sorted(committed.keys() | now.keys())
+        if committed.get(scenario) != now.get(scenario)
+    ]
     assert not changes, "run python -m tests.faults.report --run:\n" + "\n".join(changes)
