@@ -18,7 +18,7 @@ from syncd.config import (
     Settings,
 )
 from syncd.http import ClientPool
-from syncd.store import SqliteStore
+from syncd.store.factory import open_store
 
 ENV_AC_USERNAME = "SYNCD_AC_USERNAME"
 
@@ -54,7 +54,7 @@ async def authorize_source(
         if login is None:
             return _usage(problem)
     async with (
-        SqliteStore(settings.store.path, busy_timeout=settings.store.busy_timeout) as store,
+        open_store(settings.store) as store,
         ClientPool(settings.http, clock) as pool,
     ):
         naive = source.naive_time_offset

@@ -12,6 +12,7 @@ from syncd.config import (
 )
 from syncd.daemon import Daemon, Runtime
 from syncd.ops.notify import Notifier
+from syncd.store.factory import store_name
 
 
 async def run_daemon(args: argparse.Namespace, settings: Settings) -> int:
@@ -49,7 +50,7 @@ async def sync_now(args: argparse.Namespace, settings: Settings) -> int:
 
 async def check_config(args: argparse.Namespace, settings: Settings) -> int:
     """`syncd check-config`: settings already validated; say what was found."""
-    print(f"config ok: {len(settings.sources)} source(s), store {settings.store.path}")
+    print(f"config ok: {len(settings.sources)} source(s), store {store_name(settings.store)}")
     for source in settings.sources:
         print(f"  {source.name}: {source.kind} {source.base_url} {source.parsed_schedule}")
     return 0

@@ -28,7 +28,7 @@ class RunLocks(Protocol):
         ...
 
 
-def open_store(settings: StoreSettings) -> AnyStore:
+def open_store(settings: StoreSettings) -> AbstractAsyncContextManager[AnyStore]:
     """The store `settings` select, not yet opened: use it as `async with open_store(...)`."""
     if settings.url is not None:
         password = settings.password.get_secret_value() if settings.password else None
