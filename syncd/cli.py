@@ -20,6 +20,7 @@ from typing import Any, NoReturn, TypeVar
 from pydantic import SecretStr
 
 from syncd import __version__
+from syncd.commands import store_copy
 from syncd.config import Settings, load_settings
 from syncd.errors import ConfigError, SyncdError
 from syncd.gcpolicy import tune_for_streaming
@@ -104,6 +105,7 @@ def _parser() -> argparse.ArgumentParser:
     emulator.add_argument("--port", type=_port, default=8780, help="0 picks a free port")
     emulator.add_argument("--products", type=_count, default=3000)
     emulator.add_argument("--rate-limit", type=_rate, help="Adobe requests per second (429 above)")
+    store_copy.add_parser(commands)
     return parser
 
 
@@ -252,6 +254,7 @@ def _dispatch(args: argparse.Namespace, settings: Settings | None) -> int:
         "auth": authorize.authorize_source,
         "runs": history.show_runs,
         "events": history.show_events,
+        "store": store_copy.copy_store,
     }
     if args.command == "demo":
         return asyncio.run(demo.demo(args.products, args.db))
