@@ -24,7 +24,7 @@ from syncd.sources.base import make_record
 from syncd.store import CLEAR, PageCommit, ProductRecord, RunTotals, TokenEvent, TokenRecord
 from syncd.store.factory import AnyStore, open_store, run_locks
 from syncd.store.postgres import PostgresStore
-from syncd.store.postgres_schema import SCHEMA_VERSION
+from syncd.store.postgres_schema import SCHEMA_VERSION, TABLES
 from syncd.store.rows import iso
 from tests.postgres_support import throwaway_database
 
@@ -343,3 +343,27 @@ async def test_an_unreachable_server_is_one_line_without_the_password() -> None:
     message = str(caught.value)
     assert message.startswith("cannot open database postgresql://syncd@127.0.0.1:1/nowhere")
     assert "\n" not in message and "hunter2" not in message
+
+
+async def test_both_schemas_have_the_same_tables_and_columns(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    """The schema is one contract: a column added to one backend's migrations must reach both."""
+    async with PostgresStore(postgres_url), open_store(StoreSettings(path=tmp_path / "s.db")):
+        pass
+    with sqlite3.connect(tmp_path / "s.db") as conn:
+        names = conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+        ).fetchall()
+        lite = {t: [c[1] for c in conn.execute(f"PRAGMA table_info({t})")] for (t,) in names}
+    with psycopg.connect(postgres_url) as pg:
+        rows = pg.execute(
+            "SELECT table_name, column_name FROM information_schema.columns "
+            "WHERE table_schema = 'public' AND table_name <> 'syncd_schema' "
+            "ORDER BY table_name, ordinal_position"
+        ).fetchall()
+    postgres: dict[str, list[str]] = {}
+    for table, column in rows:
+        postgres.setdefault(table, []).append(column)
+    assert postgres == lite
+    assert sorted(TABLES) == sorted(lite)
