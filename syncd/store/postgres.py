@@ -41,12 +41,14 @@ Connection = psycopg.AsyncConnection[TupleRow]
 # as data-modifying CTEs of a single INSERT, so the page is atomic and costs one round trip.
 # `xmax = 0` on a RETURNING row means the row was inserted, not updated; the ON CONFLICT ... WHERE
 # leaves rows whose hash is unchanged (and that are live) untouched, so they return nothing.
+# The arrays go in binary (%b): in text form psycopg escapes every quote of every payload with a
+# regular expression, which cost more CPU than the rest of the run (8.4 s vs 1 s for 5k products).
 _UPSERT = """
 WITH page AS (
     SELECT * FROM unnest(
-        %(sku)s::text[], %(id)s::bigint[], %(name)s::text[], %(price)s::float8[],
-        %(status)s::bigint[], %(type_id)s::text[], %(updated_at)s::text[], %(payload)s::text[],
-        %(hash)s::text[]
+        %(sku)b::text[], %(id)b::bigint[], %(name)b::text[], %(price)b::float8[],
+        %(status)b::bigint[], %(type_id)b::text[], %(updated_at)b::text[], %(payload)b::text[],
+        %(hash)b::text[]
     ) AS t(sku, id, name, price, status, type_id, updated_at, payload, content_hash)
 ), written AS (
     INSERT INTO products AS p (source, sku, id, name, price, status, type_id, updated_at,
@@ -295,11 +297,16 @@ class PostgresStore:
         async with self._transaction(f"finish the full scan of {source!r}") as db:
             deleted = 0
             if tombstone:
+                # EXCEPT, not NOT EXISTS: right after a first scan the planner has no statistics
+                # for the freshly filled tables and picked a nested loop (3.6 s for 5k products);
+                # a set difference is one hash or sort pass whatever the estimates.
                 cursor = await db.execute(
-                    "UPDATE products AS p SET deleted_at = %s WHERE source = %s "
-                    "AND deleted_at IS NULL AND NOT EXISTS (SELECT 1 FROM full_scan_seen AS s "
-                    "WHERE s.source = p.source AND s.scan_id = %s AND s.sku = p.sku)",
-                    (_stamp(now), source, scan_id),
+                    "UPDATE products AS p SET deleted_at = %(now)s FROM ("
+                    "SELECT sku FROM products WHERE source = %(source)s AND deleted_at IS NULL "
+                    "EXCEPT SELECT sku FROM full_scan_seen "
+                    "WHERE source = %(source)s AND scan_id = %(scan)s) AS gone "
+                    "WHERE p.source = %(source)s AND p.sku = gone.sku",
+                    {"now": _stamp(now), "source": source, "scan": scan_id},
                 )
                 deleted = cursor.rowcount
             await db.execute("DELETE FROM full_scan_seen WHERE source = %s", (source,))
