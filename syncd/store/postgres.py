@@ -261,8 +261,15 @@ class PostgresStore:
         extra = (_MARK_SEEN if commit.scan_id is not None else "") + (_PROGRESS if progress else "")
         query = _UPSERT.replace("{extra}", extra)
         try:
-            async with self._opened.connection() as db:
-                cursor = await db.execute(query, params)
+            # Pipelined: BEGIN, SET, the statement and COMMIT leave in one round trip.
+            async with self._opened.connection() as db, db.pipeline():
+                async with db.transaction():
+                    # A page need not wait for its WAL flush, as SQLite's synchronous=NORMAL
+                    # does not: a server crash may lose the last pages with their checkpoint
+                    # (never one without the other), and the scan resumes before them. Tokens
+                    # and runs keep the server's durable default.
+                    await db.execute("SET LOCAL synchronous_commit = off")
+                    cursor = await db.execute(query, params)
                 row = await cursor.fetchone()
         except psycopg.Error as exc:
             raise StoreError(
