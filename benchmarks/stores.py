@@ -6,7 +6,7 @@
 One emulator process (no rate limit) serves every run; each run is a fresh syncd process into a
 fresh database: a new SQLite file, or a PostgreSQL database created for it and dropped after.
 The runs alternate (SQLite, PostgreSQL, SQLite, ...) so that drift of the machine's load hits
-both alike. Writes `results/stores-nolimit-<size>.json`; the medians are quoted in docs/SCALING.md.
+both alike. Writes `results/stores-nolimit-<size>[-nopin].json`; the medians are quoted in docs/SCALING.md.
 """
 
 from __future__ import annotations
@@ -52,7 +52,8 @@ def postgres_version(server: str) -> str:
 def compare(runner: Runner, size: int, repeats: int, server: str, command: str, say: Say) -> Path:
     """Run the comparison and write its JSON record."""
     profile = PROFILES["nolimit"]
-    name = f"stores-{profile.name}-{size_label(size)}"
+    pinned = "" if runner.client_cpu is not None else "-nopin"
+    name = f"stores-{profile.name}-{size_label(size)}{pinned}"
     say(f"{name}: full syncs into SQLite and PostgreSQL, alternated, {repeats} each")
     record: dict[str, Any] = {
         "case": name,
