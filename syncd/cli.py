@@ -219,6 +219,8 @@ def _secret_values(settings: Settings | None) -> set[str]:
             value = getattr(source.auth, name)
             if isinstance(value, SecretStr):
                 values.add(value.get_secret_value())
+    if settings is not None and settings.store.password is not None:
+        values.add(settings.store.password.get_secret_value())
     # Values under 4 characters are left out: replacing them everywhere would garble every line.
     return {v for v in values if len(v.strip()) >= 4}
 

@@ -44,7 +44,9 @@ class StoreSettings(StrictModel):
         if url is None:
             return None
         parts = urlsplit(url)
-        if parts.scheme not in ("postgresql", "postgres") or not parts.hostname:
+        # A Unix socket is given as ?host=/run/postgresql, as libpq takes it.
+        has_host = bool(parts.hostname) or "host=" in parts.query
+        if parts.scheme not in ("postgresql", "postgres") or not has_host:
             raise ValueError("expected postgresql://user@host:5432/database")
         if parts.password is not None:
             # The config file and the environment are not where secrets live (and a URL gets
