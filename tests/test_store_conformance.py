@@ -367,3 +367,15 @@ async def test_both_schemas_have_the_same_tables_and_columns(
         postgres.setdefault(table, []).append(column)
     assert postgres == lite
     assert sorted(TABLES) == sorted(lite)
+
+
+async def test_a_page_postgres_cannot_hold_is_refused_whole(postgres_url: str) -> None:
+    """jsonb has no U+0000: the page fails as one StoreError line and none of it is stored."""
+    bad = product("p2", name="nul\x00here")
+    assert "\\u0000" in bad.payload
+    async with PostgresStore(postgres_url) as store:
+        with pytest.raises(StoreError, match=r"^cannot store 2 products of 's': ") as caught:
+            await store.commit_page("s", [product("p1"), bad], T0, PageCommit(checkpoint="c"))
+        assert "\n" not in str(caught.value)
+        assert await store.count_products("s") == 0
+        assert (await store.source_state("s")).checkpoint is None
