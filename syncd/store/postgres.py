@@ -1,8 +1,9 @@
 """PostgreSQL backend of the `Store` protocol: a psycopg 3 connection pool, one transaction per call.
 
 Many processes share one database, so nothing here may rely on being alone: the schema is created
-and migrated under a transaction-scoped advisory lock, and a page is one statement (one round
-trip, one transaction) whose upsert rewrites only the rows whose hash changed.
+and migrated under a transaction-scoped advisory lock, and a page is one statement (pipelined
+with its BEGIN and COMMIT: one round trip, one transaction) whose upsert rewrites only the rows
+whose hash changed.
 """
 
 from __future__ import annotations
@@ -85,8 +86,6 @@ _PROGRESS = """, progress AS (
 )"""
 
 _SET_PROGRESS = "WITH page AS (SELECT 1)" + _PROGRESS + " SELECT 1"
-
-_PG_RUN_COLUMNS = RUN_COLUMNS  # the same names in both schemas
 
 
 def _stamp(moment: datetime | None) -> datetime | None:
@@ -396,7 +395,7 @@ class PostgresStore:
     async def last_runs(self) -> list[RunRecord]:
         """The most recent run of each source."""
         rows = await self._read(
-            f"SELECT {_PG_RUN_COLUMNS} FROM sync_runs WHERE id IN "
+            f"SELECT {RUN_COLUMNS} FROM sync_runs WHERE id IN "
             "(SELECT max(id) FROM sync_runs GROUP BY source) ORDER BY source"
         )
         return [_run_record(row) for row in rows]
@@ -411,7 +410,7 @@ class PostgresStore:
         """Runs, newest first, filtered."""
         clause, params = _where(source=source, status=status, started_at=since)
         rows = await self._read(
-            f"SELECT {_PG_RUN_COLUMNS} FROM sync_runs {clause} ORDER BY id DESC LIMIT %s",
+            f"SELECT {RUN_COLUMNS} FROM sync_runs {clause} ORDER BY id DESC LIMIT %s",
             (*params, limit),
         )
         return [_run_record(row) for row in rows]
