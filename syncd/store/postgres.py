@@ -143,28 +143,36 @@ class PostgresStore:
     async def __aenter__(self) -> Self:
         if self._closed or self._pool is not None:
             raise RuntimeError("PostgresStore cannot be reopened; create a new PostgresStore")
+        self._closed = True  # until the pool is open: a failed open cannot be retried
+        utc = "-c timezone=UTC"
+        try:
+            # One connection first, for the schema: an unreachable server or a refused login is
+            # reported at once with libpq's reason, not as a pool timeout after retries.
+            async with await psycopg.AsyncConnection.connect(
+                self._conninfo,
+                autocommit=True,
+                options=utc,
+                connect_timeout=max(2, round(self._connect_timeout)),
+            ) as first:
+                await self._migrate(first)
+        except psycopg.Error as exc:
+            raise StoreError(f"cannot open database {self.url}: {first_line(exc)}") from exc
         pool: AsyncConnectionPool[Connection] = AsyncConnectionPool(
             self._conninfo,
             min_size=1,
             max_size=self._pool_size,
-            kwargs={"autocommit": True, "options": "-c timezone=UTC"},
+            kwargs={"autocommit": True, "options": utc},
             open=False,
             timeout=self._connect_timeout,
         )
         try:
             await pool.open(wait=True, timeout=self._connect_timeout)
-            self._pool = pool
-            await self._migrate()
-        except psycopg.Error as exc:
+        except BaseException as exc:
             await pool.close()
-            self._pool = None
-            self._closed = True
-            raise StoreError(f"cannot open database {self.url}: {first_line(exc)}") from exc
-        except BaseException:
-            await pool.close()
-            self._pool = None
-            self._closed = True
+            if isinstance(exc, psycopg.Error):
+                raise StoreError(f"cannot open database {self.url}: {first_line(exc)}") from exc
             raise
+        self._pool, self._closed = pool, False
         return self
 
     async def __aexit__(
@@ -178,10 +186,10 @@ class PostgresStore:
             pool, self._pool = self._pool, None
             await pool.close()
 
-    async def _migrate(self) -> None:
+    async def _migrate(self, db: Connection) -> None:
         # Every replica may start at once: the advisory lock makes them take turns, and the one
         # after the first finds the schema current. It is released with the transaction.
-        async with self._transaction("create the schema") as db:
+        async with db.transaction():
             await db.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
             await db.execute("CREATE TABLE IF NOT EXISTS syncd_schema (version integer NOT NULL)")
             row = await (await db.execute("SELECT max(version) FROM syncd_schema")).fetchone()
