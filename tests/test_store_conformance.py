@@ -381,3 +381,41 @@ async def test_a_page_postgres_cannot_hold_is_refused_whole(postgres_url: str) -
         assert "\n" not in str(caught.value)
         assert await store.count_products("s") == 0
         assert (await store.source_state("s")).checkpoint is None
+
+
+async def test_sources_write_concurrently_without_mixing(store: AnyStore) -> None:
+    """Pages of several sources committed at once (the daemon runs sources in parallel)."""
+
+    async def scan(source: str) -> int:
+        total = 0
+        for page in range(3):
+            records = [product(f"p{page * 10 + i}") for i in range(1, 11)]
+            counts = await store.commit_page(source, records, T0, PageCommit(checkpoint=str(page)))
+            total += counts.created
+        return total
+
+    names = [f"src{i}" for i in range(6)]
+    assert await asyncio.gather(*(scan(n) for n in names)) == [30] * 6
+    for name in names:
+        assert await store.count_products(name) == 30
+        assert (await store.source_state(name)).checkpoint == "2"
+
+
+async def test_a_dead_holders_run_lock_is_dropped_by_the_server(postgres_url: str) -> None:
+    """The holder's connection ends (a killed process): the server frees the source at once."""
+    settings = StoreSettings(url=postgres_url)
+    holder, rival = run_locks(settings), run_locks(settings)
+    async with holder.try_hold("s", "host:9:dead") as held:
+        assert held
+        with psycopg.connect(postgres_url, autocommit=True) as admin:
+            (killed,) = admin.execute(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE application_name = 'syncd run host:9:dead'"
+            ).fetchone() or (0,)
+        assert killed == 1
+        for _ in range(100):  # the server needs a moment to end the terminated backend
+            async with rival.try_hold("s", "host:2:b") as taken:
+                if taken:
+                    break
+            await asyncio.sleep(0.01)
+        assert taken
