@@ -12,6 +12,7 @@ both alike. Writes `results/stores-nolimit-<size>[-nopin].json`; the medians are
 from __future__ import annotations
 
 import secrets
+import shutil
 import statistics
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -82,6 +83,7 @@ def compare(runner: Runner, size: int, repeats: int, server: str, command: str, 
                     emu, profile, db, "full", concurrency, False, ("--store-url", url)
                 )
             record["runs"].append({"store": "postgres", **row})
+    shutil.rmtree(runner.scratch, ignore_errors=True)
     record["load_after"] = load()
     record["median_products_per_s"] = {
         store: statistics.median(r["products_per_s"] for r in record["runs"] if r["store"] == store)
