@@ -39,6 +39,11 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="delete earlier results first (else cases are replaced)",
     )
+    stores = commands.add_parser("stores", help="full syncs into SQLite vs PostgreSQL")
+    stores.add_argument("--products", type=int, default=100_000)
+    stores.add_argument("--repeats", type=int, default=3, help="runs per backend")
+    stores.add_argument("--postgres", default=None, help="server URL (a database is made per run)")
+    stores.add_argument("--no-pin", action="store_true", help="do not pin client and emulator CPUs")
     report = commands.add_parser("report", help="render docs/PERFORMANCE.md and the chart")
     report.add_argument("--results", type=Path, default=RESULTS)
     report.add_argument("--doc", type=Path, default=None, help="default: docs/PERFORMANCE.md")
@@ -71,6 +76,14 @@ def main(argv: list[str] | None = None) -> int:
             for old in [*args.results.glob("*.json"), *args.results.glob("profile-*.txt")]:
                 old.unlink()
         Runner(plan, args.results, echo).run(command)
+        return 0
+    if args.command == "stores":
+        from benchmarks.stores import DEFAULT_SERVER
+        from benchmarks.stores import main as stores_main
+
+        command = shlex.join([".venv/bin/python", "-m", "benchmarks", *argv])
+        server = args.postgres or DEFAULT_SERVER
+        stores_main(args.products, args.repeats, server, not args.no_pin, command, echo)
         return 0
     from benchmarks.report import write_report
 

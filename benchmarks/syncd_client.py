@@ -2,7 +2,7 @@
 
     python -m benchmarks.syncd_client --url URL --token-url URL --db PATH --kind full
         [--concurrency 8] [--page-size 100] [--rate-limit R --rate-burst B] [--time-box S]
-        [--cpu 0]
+        [--cpu 0] [--store-url postgresql://...]
         [--profile PATH]
 
 Prints a `ClientOutcome` as JSON on the last line of stdout; logs (warnings up) go to stderr.
@@ -49,7 +49,8 @@ def settings(args: argparse.Namespace) -> Settings:
             org_id=creds.org_id,
         ),
     )
-    return Settings(store=StoreSettings(path=args.db), sources=(source,))
+    store = StoreSettings(url=args.store_url) if args.store_url else StoreSettings(path=args.db)
+    return Settings(store=store, sources=(source,))
 
 
 async def run(args: argparse.Namespace) -> ClientOutcome:
@@ -114,6 +115,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--url", required=True)
     p.add_argument("--token-url", required=True)
     p.add_argument("--db", type=Path, required=True)
+    p.add_argument("--store-url", default=None, help="a PostgreSQL database instead of --db")
     p.add_argument("--kind", choices=("full", "incremental"), required=True)
     p.add_argument("--concurrency", type=int, default=8)
     p.add_argument("--page-size", type=int, default=100)

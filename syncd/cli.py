@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 from syncd import __version__
+from syncd.commands import store_copy
 from syncd.config import Settings, load_settings
 from syncd.errors import ConfigError, SyncdError
 from syncd.gcpolicy import tune_for_streaming
@@ -120,6 +121,7 @@ def _parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="write a config with one source per platform, pointing at this emulator",
     )
+    store_copy.add_parser(commands)
     return parser
 
 
@@ -254,6 +256,7 @@ def _dispatch(args: argparse.Namespace, settings: Settings | None) -> int:
         "auth": authorize.authorize_source,
         "runs": history.show_runs,
         "events": history.show_events,
+        "store": store_copy.copy_store,
     }
     if args.command == "config-schema":
         from syncd.config.schema import config_schema_text

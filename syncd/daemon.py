@@ -25,8 +25,8 @@ from syncd.ops.notify import Notifier
 from syncd.schedule import IntervalSchedule
 from syncd.scheduler import SourceScheduler
 from syncd.sources import Source, build_source
-from syncd.store import SourceLocks, SqliteStore
 from syncd.store.base import RunKind
+from syncd.store.factory import AnyStore, open_store, run_locks, store_name
 from syncd.sync import ProgressCallback, SyncEngine, SyncResult
 
 log = get_logger(__name__)
@@ -42,10 +42,10 @@ class Runtime:
         self.clock = clock or SystemClock()
         self._rng = rng or random.Random()
         self._stack = AsyncExitStack()
-        self._store: SqliteStore | None = None
+        self._store: AnyStore | None = None
         self._pool: ClientPool | None = None
         self._cache: TokenCache | None = None
-        self._run_locks = SourceLocks.beside(settings.store.path)
+        self._run_locks = run_locks(settings.store)
         self.owner = ""
         """Who this runtime's runs belong to, as recorded on them (set when it opens)."""
         self.sources: dict[str, Source] = {}
@@ -53,11 +53,7 @@ class Runtime:
     async def __aenter__(self) -> Self:
         async with AsyncExitStack() as stack:
             self._store = await stack.enter_async_context(
-                SqliteStore(
-                    self.settings.store.path,
-                    busy_timeout=self.settings.store.busy_timeout,
-                    redactor=self.settings.redactor,
-                )
+                open_store(self.settings.store, redactor=self.settings.redactor)
             )
             self._pool = await stack.enter_async_context(
                 ClientPool(self.settings.http, self.clock, self._rng)
@@ -88,7 +84,7 @@ class Runtime:
         await self._stack.aclose()
 
     @property
-    def store(self) -> SqliteStore:
+    def store(self) -> AnyStore:
         """The open store."""
         if self._store is None:
             raise RuntimeError("Runtime is not open; use it inside 'async with Runtime(...)'")
@@ -209,7 +205,7 @@ class Daemon:
             log.info(
                 "daemon.started",
                 sources=[s.name for s in self._settings.sources if s.enabled],
-                store=str(self._settings.store.path),
+                store=store_name(self._settings.store),
             )
             # READY only now: the store is open and every job is scheduled.
             await self.monitor.ready()

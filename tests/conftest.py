@@ -17,6 +17,7 @@ from aioresponses import core as aioresponses_core
 
 from syncd.clock import FakeClock
 from syncd.store import SqliteStore
+from tests.postgres_support import empty_tables, throwaway_database
 
 
 @pytest.fixture(autouse=True)
@@ -31,6 +32,20 @@ def _reset_logging() -> Iterator[None]:
 def clock() -> FakeClock:
     """A clock that only moves when a test (or a sleep) moves it."""
     return FakeClock()
+
+
+@pytest.fixture(scope="session")
+def postgres_database() -> Iterator[str]:
+    """The URL of a database created for this test session (skips when there is no server)."""
+    with throwaway_database() as url:
+        yield url
+
+
+@pytest.fixture
+def postgres_url(postgres_database: str) -> str:
+    """The session's PostgreSQL database, emptied for this test."""
+    empty_tables(postgres_database)
+    return postgres_database
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from syncd.config import (
 )
 from syncd.config.readiness import require_secrets
 from syncd.http import ClientPool
-from syncd.store import SqliteStore
+from syncd.store.factory import open_store
 
 ENV_AC_USERNAME = "SYNCD_AC_USERNAME"
 
@@ -58,9 +58,7 @@ async def authorize_source(
             return _usage(problem)
         redactor.register(login.user_key)
     async with (
-        SqliteStore(
-            settings.store.path, busy_timeout=settings.store.busy_timeout, redactor=redactor
-        ) as store,
+        open_store(settings.store, redactor=redactor) as store,
         ClientPool(settings.http, clock) as pool,
     ):
         naive = source.naive_time_offset

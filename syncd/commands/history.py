@@ -15,8 +15,9 @@ from typing import Any, TextIO
 
 from syncd.clock import Clock, SystemClock
 from syncd.config import Settings
-from syncd.store import RunRecord, SqliteStore, TokenEvent
+from syncd.store import RunRecord, TokenEvent
 from syncd.store.base import TOKEN_EVENT_KINDS
+from syncd.store.factory import open_store
 from syncd.store.rows import iso
 
 EXIT_USAGE = 2
@@ -112,7 +113,7 @@ async def show_runs(
     except ValueError as exc:
         print(f"syncd: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    async with SqliteStore(settings.store.path, busy_timeout=settings.store.busy_timeout) as store:
+    async with open_store(settings.store) as store:
         runs = await store.runs(args.source, args.status, since, limit)
     if args.json:
         print(json.dumps({"runs": [run_json(r) for r in runs]}, indent=2))
@@ -137,7 +138,7 @@ async def show_events(
     except ValueError as exc:
         print(f"syncd: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    async with SqliteStore(settings.store.path, busy_timeout=settings.store.busy_timeout) as store:
+    async with open_store(settings.store) as store:
         events = await store.token_events(args.source, since, limit, event=kinds)
     if args.json:
         print(json.dumps({"events": [event_json(e) for e in events]}, indent=2))

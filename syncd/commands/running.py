@@ -18,6 +18,7 @@ from syncd.config.readiness import require_runnable, require_secrets
 from syncd.daemon import Daemon, Runtime
 from syncd.ops.notify import Notifier
 from syncd.store.base import RunKind
+from syncd.store.factory import store_name
 
 
 async def run_daemon(args: argparse.Namespace, settings: Settings) -> int:
@@ -91,7 +92,7 @@ def _cancelled_by(sig: signal.Signals) -> Iterator[list[signal.Signals]]:
 async def check_config(args: argparse.Namespace, settings: Settings) -> int:
     """`syncd check-config`: what `run` would refuse (one line each, exit 2), or what was found."""
     require_runnable(settings)
-    print(f"config ok: {len(settings.sources)} source(s), store {settings.store.path}")
+    print(f"config ok: {len(settings.sources)} source(s), store {store_name(settings.store)}")
     for source in settings.sources:
         print(f"  {source.name}: {source.kind} {source.base_url} {source.parsed_schedule}")
     return 0

@@ -16,7 +16,8 @@ from syncd.config import (
 )
 from syncd.ops.health import check, probe_url
 from syncd.ops.staleness import assess, limits
-from syncd.store import SqliteStore, TokenEvent
+from syncd.store import TokenEvent
+from syncd.store.factory import open_store
 from syncd.store.rows import iso
 
 TOKEN_GRANTS = ("issued", "refreshed", "reused")
@@ -31,7 +32,7 @@ async def show_status(args: argparse.Namespace, settings: Settings) -> int:
     now = SystemClock().now()
     rows: list[dict[str, Any]] = []
     expiry: dict[str, str] = {}
-    async with SqliteStore(settings.store.path, busy_timeout=settings.store.busy_timeout) as store:
+    async with open_store(settings.store) as store:
         last = {run.source: run for run in await store.last_runs()}
         health = {h.source: h for h in await assess(store, limits(settings.sources, now), now)}
         for source in settings.sources:

@@ -144,6 +144,7 @@ def _resolve_secrets(raw: dict[str, Any], env: Mapping[str, str]) -> list[str]:
                     break
             if value is not None:
                 auth[field] = value
+    problems += _resolve_store_password(raw, env, dirs)
     return problems
 
 
@@ -161,6 +162,26 @@ def _raw_secrets(raw: Mapping[str, Any]) -> list[str]:
         if isinstance(auth, dict):
             values.extend(v for k, v in auth.items() if k in SECRET_FIELDS and isinstance(v, str))
     return values
+
+
+def _resolve_store_password(
+    raw: dict[str, Any], env: Mapping[str, str], dirs: list[Path]
+) -> list[str]:
+    """Put the PostgreSQL password (SYNCD_SECRET_STORE_PASSWORD, or a `store.password` secret file)
+    into `raw`; the problems found. libpq's own PGPASSWORD and ~/.pgpass work as well."""
+    variable = secret_env_name("store", "password")
+    value = env.get(variable)
+    if value is not None and not value.strip():
+        return [f"{variable}: is set but empty: expected the database password, or unset it"]
+    for directory in dirs:
+        if value is not None:
+            break
+        value, problem = _read_secret_file(directory / "store.password")
+        if problem:
+            return [problem]
+    if value is not None and isinstance(store := raw.setdefault("store", {}), dict):
+        store["password"] = value
+    return []
 
 
 def _env_lookup(env: Mapping[str, str]) -> dict[str, str]:
@@ -250,7 +271,9 @@ def _describe(error: Mapping[str, Any], raw: Mapping[str, Any], env: Mapping[str
     message = str(error["msg"]).removeprefix("Value error, ")
     value = error.get("input")
     # Anything under `auth` may hold a secret (a whole table given as one string, say).
-    secret = any(str(item) in SECRET_FIELDS or item == "auth" for item in loc)
+    secret = any(str(item) in SECRET_FIELDS or item == "auth" for item in loc) or (
+        loc[:1] == ["store"] and loc[1:2] in (["url"], ["password"])
+    )
     ctx = error.get("ctx") or {}
     if error["type"] == "missing":
         return f"{path}: is required"

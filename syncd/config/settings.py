@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
@@ -23,12 +24,41 @@ from syncd.redaction import Redactor
 
 
 class StoreSettings(StrictModel):
-    """Where the SQLite database lives."""
+    """Where the database lives: a SQLite file (`path`, the default) or PostgreSQL (`url`)."""
 
     path: Path = Path("syncd.db")
     busy_timeout: float = Field(
         default=5.0, gt=0, description="seconds to wait for a locked database"
     )
+    url: str | None = Field(
+        default=None,
+        description="postgresql://user@host:port/db; when set, PostgreSQL is used and path ignored",
+    )
+    password: SecretStr | None = Field(
+        default=None, description="PostgreSQL password (from the secret lookup, never the URL)"
+    )
+    pool_size: int = Field(
+        default=4, ge=1, le=100, description="PostgreSQL connections held by one process"
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _postgres_url(cls, url: str | None) -> str | None:
+        if url is None:
+            return None
+        parts = urlsplit(url)
+        # A Unix socket is given as ?host=/run/postgresql, as libpq takes it.
+        has_host = bool(parts.hostname) or "host=" in parts.query
+        if parts.scheme not in ("postgresql", "postgres") or not has_host:
+            raise ValueError("expected postgresql://user@host:5432/database")
+        if parts.password is not None:
+            # The config file and the environment are not where secrets live (and a URL gets
+            # printed); the password comes from SYNCD_SECRET_STORE_PASSWORD or store.password.
+            raise ValueError(
+                "carries a password: remove it and set SYNCD_SECRET_STORE_PASSWORD "
+                "(or the secret file store.password) instead"
+            )
+        return url
 
     @field_validator("path")
     @classmethod
@@ -140,7 +170,7 @@ class Settings(BaseSettings):
 
     def secret_values(self) -> list[str]:
         """The value of every secret field of every source, whatever its auth kind."""
-        values: list[str] = []
+        values: list[str] = _secrets_in(self.store)
         for source in self.sources:
             values.extend(_secrets_in(source))
         return values

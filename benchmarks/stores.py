@@ -1,0 +1,99 @@
+"""SQLite against PostgreSQL: full syncs of one catalog into each backend, alternated, same run.
+
+    python -m benchmarks stores [--products 100000] [--repeats 3]
+        [--postgres postgresql://postgres@127.0.0.1:5432/postgres]
+
+One emulator process (no rate limit) serves every run; each run is a fresh syncd process into a
+fresh database: a new SQLite file, or a PostgreSQL database created for it and dropped after.
+The runs alternate (SQLite, PostgreSQL, SQLite, ...) so that drift of the machine's load hits
+both alike. Writes `results/stores-nolimit-<size>[-nopin].json`; the medians are quoted in docs/SCALING.md.
+"""
+
+from __future__ import annotations
+
+import secrets
+import shutil
+import statistics
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+from psycopg import sql
+
+from benchmarks.environment import load, machine
+from benchmarks.plan import PROFILES, Plan, size_label
+from benchmarks.processes import ROOT
+from benchmarks.runner import Runner, Say
+
+DEFAULT_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+@contextmanager
+def scratch_database(server: str) -> Iterator[str]:
+    """A database created on `server` for one run, dropped after it; yields its URL."""
+    name = f"syncd_bench_{secrets.token_hex(4)}"
+    with psycopg.connect(server, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        try:
+            yield urlunsplit(urlsplit(server)._replace(path=f"/{name}"))
+        finally:
+            admin.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def postgres_version(server: str) -> str:
+    """The server's version line, for the record."""
+    with psycopg.connect(server) as conn:
+        row = conn.execute("SHOW server_version").fetchone()
+    return str(row[0]) if row else "?"
+
+
+def compare(runner: Runner, size: int, repeats: int, server: str, command: str, say: Say) -> Path:
+    """Run the comparison and write its JSON record."""
+    profile = PROFILES["nolimit"]
+    pinned = "" if runner.client_cpu is not None else "-nopin"
+    name = f"stores-{profile.name}-{size_label(size)}{pinned}"
+    say(f"{name}: full syncs into SQLite and PostgreSQL, alternated, {repeats} each")
+    record: dict[str, Any] = {
+        "case": name,
+        "kind": "stores",
+        "products": size,
+        "page_size": runner.plan.page_size,
+        "concurrency": runner.plan.concurrency,
+        "command": command,
+        "machine": machine(ROOT),
+        "postgres": postgres_version(server),
+        "load_before": load(),
+        "client_cpu": runner.client_cpu,
+        "emulator_cpu": runner.emulator_cpu,
+        "runs": [],
+    }
+    runner.results.mkdir(parents=True, exist_ok=True)
+    runner.scratch.mkdir(parents=True, exist_ok=True)
+    concurrency = runner.plan.concurrency
+    with runner._emulator(profile, size) as emu:
+        for repeat in range(repeats):
+            db = runner._fresh_db(f"{name}-{repeat}")
+            row = runner._syncd(emu, profile, db, "full", concurrency, False)
+            record["runs"].append({"store": "sqlite", **row})
+            with scratch_database(server) as url:
+                row = runner._syncd(
+                    emu, profile, db, "full", concurrency, False, ("--store-url", url)
+                )
+            record["runs"].append({"store": "postgres", **row})
+    shutil.rmtree(runner.scratch, ignore_errors=True)
+    record["load_after"] = load()
+    record["median_products_per_s"] = {
+        store: statistics.median(r["products_per_s"] for r in record["runs"] if r["store"] == store)
+        for store in ("sqlite", "postgres")
+    }
+    say(f"  median products/s: {record['median_products_per_s']}")
+    return runner._write(name, record)
+
+
+def main(products: int, repeats: int, server: str, pin: bool, command: str, say: Say) -> Path:
+    """Entry point of `python -m benchmarks stores`."""
+    runner = Runner(Plan(pin=pin), say=say)
+    return compare(runner, products, repeats, server, command, say)

@@ -1,0 +1,421 @@
+"""The `Store` protocol and the run locks, the same tests against both backends (SQLite, PostgreSQL).
+
+Each test takes `backend`, parametrized over SQLite in tmp_path and PostgreSQL in the session's
+throwaway database (skipped without a server, a failure with SYNCD_REQUIRE_POSTGRES=1).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from syncd.config.settings import StoreSettings
+from syncd.errors import SourceBusyError, StoreError
+from syncd.sources.base import make_record
+from syncd.store import CLEAR, PageCommit, ProductRecord, RunTotals, TokenEvent, TokenRecord
+from syncd.store.factory import AnyStore, open_store, run_locks
+from syncd.store.postgres import PostgresStore
+from syncd.store.postgres_schema import SCHEMA_VERSION, TABLES
+from syncd.store.rows import iso
+from tests.postgres_support import throwaway_database
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+@dataclass
+class Backend:
+    """One backend under test: its settings and a way to read raw rows behind the protocol."""
+
+    name: str
+    settings: StoreSettings
+
+    def rows(self, query: str, *params: Any) -> list[tuple[Any, ...]]:
+        """Raw rows (`?` placeholders), times as ISO text and payloads as parsed JSON."""
+        if self.settings.url is None:
+            with sqlite3.connect(self.settings.path) as conn:
+                raw = conn.execute(query, params).fetchall()
+        else:
+            with psycopg.connect(self.settings.url) as pg:
+                raw = pg.execute(query.replace("?", "%s"), params).fetchall()  # type: ignore[arg-type]
+        return [tuple(_plain(v) for v in row) for row in raw]
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return iso(value)
+    if isinstance(value, str) and value[:1] in "{[":
+        return json.loads(value)
+    return value
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
+    """Each backend's settings, with an empty database."""
+    if request.param == "sqlite":
+        return Backend("sqlite", StoreSettings(path=tmp_path / "syncd.db"))
+    url = request.getfixturevalue("postgres_url")
+    return Backend("postgres", StoreSettings(url=url))
+
+
+@pytest.fixture
+async def store(backend: Backend) -> AsyncIterator[AnyStore]:
+    """The open store of `backend`."""
+    async with open_store(backend.settings) as opened:
+        yield opened
+
+
+def product(sku: str, price: float = 10.0, name: str = "Widget") -> ProductRecord:
+    item = {"sku": sku, "id": int(sku[1:]), "name": name, "price": price, "status": 1}
+    return make_record(
+        item, sku=sku, id=item["id"], name=name, price=price, status=1, type_id="simple",
+        updated_at="2026-01-01 00:00:00",
+    )  # fmt: skip
+
+
+# -- products -------------------------------------------------------------------------------------
+
+
+async def test_upsert_counts_created_updated_unchanged(store: AnyStore) -> None:
+    """New skus are created, changed content updated, identical content left alone."""
+    first = await store.upsert_products("s", [product("p1"), product("p2")], T0)
+    assert (first.created, first.updated, first.unchanged) == (2, 0, 0)
+    second = await store.upsert_products(
+        "s", [product("p1"), product("p2", price=12.5), product("p3")], T0 + timedelta(hours=1)
+    )
+    assert (second.created, second.updated, second.unchanged) == (1, 1, 1)
+    assert await store.count_products("s") == 3
+
+
+async def test_unchanged_product_is_not_rewritten(store: AnyStore, backend: Backend) -> None:
+    """Same content hash: the row (including last_synced_at) stays exactly as it was."""
+    await store.upsert_products("s", [product("p1")], T0)
+    await store.upsert_products("s", [product("p1")], T0 + timedelta(days=1))
+    await store.upsert_products("s", [product("p1", price=1.0)], T0 + timedelta(days=2))
+    assert backend.rows(
+        "SELECT first_seen_at, last_synced_at, price, payload, deleted_at FROM products "
+        "WHERE sku = 'p1'"
+    ) == [
+        (iso(T0), iso(T0 + timedelta(days=2)), 1.0,
+         json.loads(product("p1", 1.0).payload), None)
+    ]  # fmt: skip
+
+
+async def test_postgres_leaves_an_unchanged_row_version_alone(postgres_url: str) -> None:
+    """On PostgreSQL an unchanged product is not even a new row version (its xmin stays)."""
+    backend = Backend("postgres", StoreSettings(url=postgres_url))
+    async with open_store(backend.settings) as store:
+        await store.upsert_products("s", [product("p1"), product("p2")], T0)
+        before = backend.rows("SELECT sku, xmin::text FROM products ORDER BY sku")
+        await store.upsert_products("s", [product("p1"), product("p2", price=2.0)], T0)
+        after = backend.rows("SELECT sku, xmin::text FROM products ORDER BY sku")
+    assert after[0] == before[0] and after[1] != before[1]
+
+
+async def test_sources_are_separate_namespaces(store: AnyStore) -> None:
+    """The same sku in two sources is two products."""
+    await store.upsert_products("a", [product("p1")], T0)
+    counts = await store.upsert_products("b", [product("p1")], T0)
+    assert counts.created == 1
+    assert await store.count_products("a") == await store.count_products("b") == 1
+
+
+async def test_a_page_repeating_a_sku_keeps_the_last(store: AnyStore, backend: Backend) -> None:
+    """A sku twice in one page is one product, with the later content."""
+    counts = await store.upsert_products("s", [product("p1"), product("p1", price=3.0)], T0)
+    assert (counts.created, counts.updated, counts.unchanged) == (1, 0, 0)
+    assert backend.rows("SELECT price FROM products") == [(3.0,)]
+
+
+async def test_full_scan_tombstones_the_unseen_and_revives_returners(
+    store: AnyStore, backend: Backend
+) -> None:
+    """Products a finished full scan did not see are tombstoned; one that comes back is live again."""
+    await store.commit_page("s", [product("p1"), product("p2"), product("p3")], T0, PageCommit())
+    await store.commit_page("s", [product("p1")], T0, PageCommit(scan_id=7, checkpoint='{"p":2}'))
+    await store.mark_seen("s", 7, ["p2"])
+    assert await store.unseen("s", 7, ["p1", "p2", "p3", "p9"]) == ["p3", "p9"]
+    assert (await store.source_state("s")).checkpoint == '{"p":2}'
+    later = T0 + timedelta(hours=1)
+    assert await store.finish_full_scan("s", 7, later, tombstone=True, watermark='{"w":1}') == 1
+    state = await store.source_state("s")
+    assert (state.checkpoint, state.watermark) == (None, '{"w":1}')
+    assert await store.unseen("s", 7, ["p1"]) == ["p1"]  # the marks are forgotten
+    assert await store.count_products("s") == 2
+    assert backend.rows("SELECT sku, deleted_at FROM products WHERE deleted_at IS NOT NULL") == [
+        ("p3", iso(later))
+    ]
+    # Back with the same content: rewritten (revived), so counted as updated.
+    counts = await store.upsert_products("s", [product("p3")], later)
+    assert (counts.created, counts.updated, counts.unchanged) == (0, 1, 0)
+    assert backend.rows("SELECT deleted_at FROM products WHERE sku = 'p3'") == [(None,)]
+
+
+async def test_a_scan_without_tombstoning_deletes_nothing(store: AnyStore) -> None:
+    """tombstone=False (an unreliable scan) keeps every product and still clears the marks."""
+    await store.commit_page("s", [product("p1"), product("p2")], T0, PageCommit(scan_id=1))
+    assert await store.finish_full_scan("s", 2, T0, tombstone=False, watermark=None) == 0
+    assert await store.count_products("s") == 2
+    assert await store.unseen("s", 1, ["p1"]) == ["p1"]
+
+
+async def test_progress_fields_are_set_and_cleared_independently(store: AnyStore) -> None:
+    """A page's checkpoint leaves the watermark alone and vice versa; CLEAR erases one."""
+    await store.commit_page("s", [], T0, PageCommit(watermark="w1"))
+    await store.commit_page("s", [product("p1")], T0, PageCommit(checkpoint="c1"))
+    state = await store.source_state("s")
+    assert (state.checkpoint, state.watermark) == ("c1", "w1")
+    await store.commit_page("s", [], T0, PageCommit(watermark=CLEAR))
+    state = await store.source_state("s")
+    assert (state.checkpoint, state.watermark) == ("c1", None)
+    await store.set_needs_reauth("s", "rejected", T0)
+    assert (await store.source_state("s")).checkpoint == "c1"  # the flag keeps the progress
+    assert await store.finish_full_scan("s", 1, T0, tombstone=False, watermark=CLEAR) == 0
+    state = await store.source_state("s")
+    assert (state.checkpoint, state.watermark, state.needs_reauth) == (None, None, True)
+
+
+# -- runs -----------------------------------------------------------------------------------------
+
+
+async def test_run_lifecycle_and_listing(store: AnyStore) -> None:
+    """A run opens as running and closes with its totals; last_runs shows the newest per source."""
+    first = await store.start_run("s", "full", T0)
+    await store.finish_run(first, "failed", RunTotals(pages=1), T0, "boom")
+    second = await store.start_run("s", "full", T0 + timedelta(minutes=1), "host:1")
+    totals = RunTotals(3, 250, 1, 2, 247, 4, 4, 1, 1)
+    await store.finish_run(second, "succeeded", totals, T0 + timedelta(minutes=2))
+    other = await store.start_run("t", "incremental", T0 + timedelta(minutes=3))
+    last = await store.last_runs()
+    assert [(r.source, r.id, r.status) for r in last] == [
+        ("s", second, "succeeded"), ("t", other, "running"),
+    ]  # fmt: skip
+    assert last[0].totals == totals
+    assert (last[0].started_at, last[0].finished_at) == (
+        iso(T0 + timedelta(minutes=1)),
+        iso(T0 + timedelta(minutes=2)),
+    )
+    assert [r.error for r in await store.runs("s", status="failed")] == ["boom"]
+    assert [r.id for r in await store.runs(since=T0 + timedelta(minutes=1))] == [other, second]
+    assert [r.id for r in await store.runs(limit=1)] == [other]
+
+
+async def test_abandoned_runs_of_one_source_leave_the_others_running(store: AnyStore) -> None:
+    """With `source`, only that source's running rows are closed; running_sources lists the rest."""
+    await store.start_run("a", "full", T0, "host:1")
+    await store.start_run("b", "full", T0, "host:1")
+    await store.start_run("b", "incremental", T0, "host:2")
+    assert await store.running_sources() == ["a", "b"]
+    assert await store.fail_abandoned_runs(T0, "gone", source="b") == 2
+    assert await store.running_sources() == ["a"]
+    assert [(r.source, r.status, r.error) for r in await store.runs()] == [
+        ("b", "failed", "gone"), ("b", "failed", "gone"), ("a", "running", None),
+    ]  # fmt: skip
+    assert await store.fail_abandoned_runs(T0, "all") == 1
+    assert await store.running_sources() == []
+
+
+# -- tokens and state ------------------------------------------------------------------------------
+
+
+async def test_tokens_round_trip_replace_and_delete(store: AnyStore) -> None:
+    """A saved token loads back with its expiry; saving again replaces it; delete forgets it."""
+    assert await store.load_token("k") is None
+    await store.save_token("k", TokenRecord("tok-1", T0 + timedelta(hours=1), None, T0), T0)
+    await store.save_token("k", TokenRecord("tok-2", T0 + timedelta(hours=2), "r2", T0), T0)
+    await store.save_token("other", TokenRecord("tok-3", None), T0)
+    assert await store.load_token("k") == TokenRecord("tok-2", T0 + timedelta(hours=2), "r2", T0)
+    assert await store.load_token("other") == TokenRecord("tok-3", None)
+    await store.delete_token("k")
+    assert await store.load_token("k") is None
+    assert await store.load_token("other") is not None
+
+
+async def test_token_events_are_listed_filtered_and_counted(store: AnyStore) -> None:
+    """token_events keeps fingerprints and details in order; filters by source, time and kind."""
+    for i, event in enumerate(["issued", "invalidated", "refreshed"]):
+        await store.add_token_event(
+            TokenEvent(
+                "s", T0 + timedelta(seconds=i), event, T0 + timedelta(hours=1), f"fp{i}", "d"
+            )
+        )
+    await store.add_token_event(TokenEvent("t", T0, "issued"))
+    events = await store.token_events("s")
+    assert [e.event for e in events] == ["refreshed", "invalidated", "issued"]
+    assert events[0] == TokenEvent("s", T0 + timedelta(seconds=2), "refreshed",
+                                   T0 + timedelta(hours=1), "fp2", "d")  # fmt: skip
+    assert [e.event for e in await store.token_events(since=T0 + timedelta(seconds=1))] == [
+        "refreshed", "invalidated",
+    ]  # fmt: skip
+    assert [e.source for e in await store.token_events(event="issued")] == ["t", "s"]
+    assert len(await store.token_events(event=["issued", "refreshed"], limit=2)) == 2
+    assert await store.token_event_counts() == {
+        ("s", "issued"): 1, ("s", "invalidated"): 1, ("s", "refreshed"): 1, ("t", "issued"): 1,
+    }  # fmt: skip
+
+
+async def test_needs_reauth_flag(store: AnyStore) -> None:
+    """The reauth flag is set with a reason and cleared with None."""
+    assert await store.source_state("s") == type(await store.source_state("s"))("s")
+    await store.set_needs_reauth("s", "refresh rejected", T0)
+    state = await store.source_state("s")
+    assert state.needs_reauth and state.reauth_reason == "refresh rejected"
+    await store.set_needs_reauth("s", None, T0)
+    state = await store.source_state("s")
+    assert (state.needs_reauth, state.reauth_reason) == (False, None)
+
+
+async def test_a_closed_store_says_how_to_use_it(backend: Backend) -> None:
+    """Using a store outside its `async with` is a RuntimeError that says so."""
+    store = open_store(backend.settings)
+    with pytest.raises(RuntimeError, match="async with"):
+        await store.count_products("s")  # type: ignore[attr-defined]
+
+
+# -- run locks ------------------------------------------------------------------------------------
+
+
+async def test_run_lock_excludes_a_second_holder_until_released(backend: Backend) -> None:
+    """One holder per source; a refused `hold` names the holder; released at the block's end."""
+    locks, rival = run_locks(backend.settings), run_locks(backend.settings)
+    async with locks.try_hold("s", "host:1:a") as held:
+        assert held
+        async with rival.try_hold("s", "host:2:b") as second, rival.try_hold("t", "x") as other:
+            assert (second, other) == (False, True)
+        with pytest.raises(SourceBusyError, match="host:1:a"):
+            async with rival.hold("s", "host:2:b"):
+                pass
+    async with rival.try_hold("s", "host:2:b") as again:
+        assert again
+
+
+# -- PostgreSQL only ------------------------------------------------------------------------------
+
+
+async def test_replicas_starting_at_once_create_the_schema_once() -> None:
+    """Five stores opening together on an empty database: all succeed, one schema version row."""
+    with throwaway_database("syncd_migrate") as url:
+
+        async def open_and_write(i: int) -> int:
+            async with PostgresStore(url) as store:
+                await store.upsert_products("s", [product(f"p{i}")], T0)
+                return await store.count_products("s")
+
+        await asyncio.gather(*(open_and_write(i) for i in range(5)))
+        with psycopg.connect(url) as conn:
+            assert conn.execute("SELECT version FROM syncd_schema").fetchall() == [
+                (SCHEMA_VERSION,)
+            ]
+            assert conn.execute("SELECT count(*) FROM products").fetchone() == (5,)
+
+
+async def test_a_newer_postgres_schema_is_refused(postgres_url: str) -> None:
+    """A database written by a newer syncd is refused with one line, and left as it was."""
+    async with PostgresStore(postgres_url):
+        pass
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute("UPDATE syncd_schema SET version = %s", (SCHEMA_VERSION + 1,))
+    try:
+        with pytest.raises(StoreError, match=r"newer than this syncd.*upgrade syncd"):
+            async with PostgresStore(postgres_url):
+                pass
+    finally:
+        with psycopg.connect(postgres_url, autocommit=True) as conn:
+            conn.execute("UPDATE syncd_schema SET version = %s", (SCHEMA_VERSION,))
+
+
+async def test_an_unreachable_server_is_one_line_without_the_password() -> None:
+    """A server that refuses: one StoreError line naming the database and the reason, never the
+    password."""
+    store = PostgresStore(
+        "postgresql://syncd@127.0.0.1:1/nowhere", password="hunter2", connect_timeout=0.3
+    )
+    with pytest.raises(StoreError) as caught:
+        async with store:
+            pass
+    message = str(caught.value)
+    assert message.startswith("cannot open database postgresql://syncd@127.0.0.1:1/nowhere: ")
+    assert message.endswith("Connection refused")  # libpq's reason, not a pool timeout
+    assert "\n" not in message and "hunter2" not in message
+
+
+async def test_both_schemas_have_the_same_tables_and_columns(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    """The schema is one contract: a column added to one backend's migrations must reach both."""
+    async with PostgresStore(postgres_url), open_store(StoreSettings(path=tmp_path / "s.db")):
+        pass
+    with sqlite3.connect(tmp_path / "s.db") as conn:
+        names = conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+        ).fetchall()
+        lite = {t: [c[1] for c in conn.execute(f"PRAGMA table_info({t})")] for (t,) in names}
+    with psycopg.connect(postgres_url) as pg:
+        rows = pg.execute(
+            "SELECT table_name, column_name FROM information_schema.columns "
+            "WHERE table_schema = 'public' AND table_name <> 'syncd_schema' "
+            "ORDER BY table_name, ordinal_position"
+        ).fetchall()
+    postgres: dict[str, list[str]] = {}
+    for table, column in rows:
+        postgres.setdefault(table, []).append(column)
+    assert postgres == lite
+    assert sorted(TABLES) == sorted(lite)
+
+
+async def test_a_page_postgres_cannot_hold_is_refused_whole(postgres_url: str) -> None:
+    """jsonb has no U+0000: the page fails as one StoreError line and none of it is stored."""
+    bad = product("p2", name="nul\x00here")
+    assert "\\u0000" in bad.payload
+    async with PostgresStore(postgres_url) as store:
+        with pytest.raises(StoreError, match=r"^cannot store 2 products of 's': ") as caught:
+            await store.commit_page("s", [product("p1"), bad], T0, PageCommit(checkpoint="c"))
+        assert "\n" not in str(caught.value)
+        assert await store.count_products("s") == 0
+        assert (await store.source_state("s")).checkpoint is None
+
+
+async def test_sources_write_concurrently_without_mixing(store: AnyStore) -> None:
+    """Pages of several sources committed at once (the daemon runs sources in parallel)."""
+
+    async def scan(source: str) -> int:
+        total = 0
+        for page in range(3):
+            records = [product(f"p{page * 10 + i}") for i in range(1, 11)]
+            counts = await store.commit_page(source, records, T0, PageCommit(checkpoint=str(page)))
+            total += counts.created
+        return total
+
+    names = [f"src{i}" for i in range(6)]
+    assert await asyncio.gather(*(scan(n) for n in names)) == [30] * 6
+    for name in names:
+        assert await store.count_products(name) == 30
+        assert (await store.source_state(name)).checkpoint == "2"
+
+
+async def test_a_dead_holders_run_lock_is_dropped_by_the_server(postgres_url: str) -> None:
+    """The holder's connection ends (a killed process): the server frees the source at once."""
+    settings = StoreSettings(url=postgres_url)
+    holder, rival = run_locks(settings), run_locks(settings)
+    async with holder.try_hold("s", "host:9:dead") as held:
+        assert held
+        with psycopg.connect(postgres_url, autocommit=True) as admin:
+            (killed,) = admin.execute(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE application_name = 'syncd run host:9:dead'"
+            ).fetchone() or (0,)
+        assert killed == 1
+        for _ in range(100):  # the server needs a moment to end the terminated backend
+            async with rival.try_hold("s", "host:2:b") as taken:
+                if taken:
+                    break
+            await asyncio.sleep(0.01)
+        assert taken
