@@ -187,7 +187,7 @@ class SyncEngine:
                         source, run_id, resumed, started_at, overlap, http, tally, progress
                     )
                 else:
-                    await self._incremental(source, cursor, http, tally, progress)
+                    await self._incremental(source, run_id, cursor, http, tally, progress)
             except asyncio.CancelledError:
                 status, error = "cancelled", "the daemon was stopped during the run"
                 raise
@@ -266,7 +266,10 @@ class SyncEngine:
                     frozenset(done), mutated,
                 )  # fmt: skip
                 await self._commit(
-                    source.name, page, tally, PageCommit(checkpoint.scan_id, checkpoint.encode())
+                    source.name,
+                    page,
+                    tally,
+                    PageCommit(checkpoint.scan_id, checkpoint.encode(), run_id=run_id),
                 )
                 if progress is not None:
                     progress(len(done), page.expected_pages, tally.seen)
@@ -286,7 +289,12 @@ class SyncEngine:
             watermark = CLEAR  # nothing can find what the shift hid: the next run is full
         deleted = await asyncio.shield(
             self._store.finish_full_scan(
-                source.name, scan_id, self._clock.now(), tombstone=tombstone, watermark=watermark
+                source.name,
+                scan_id,
+                self._clock.now(),
+                tombstone=tombstone,
+                watermark=watermark,
+                run_id=run_id,
             )
         )
         tally.deleted += deleted
@@ -373,7 +381,9 @@ class SyncEngine:
                     records = await source.fetch_skus(http, missing)
                     fetched += len(records)
                     page = Page(0, records)
-                    await self._commit(source.name, page, tally, PageCommit(scan_id=verify_id))
+                    await self._commit(
+                        source.name, page, tally, PageCommit(scan_id=verify_id, run_id=run_id)
+                    )
                 await self._store.mark_seen(source.name, verify_id, skus)
                 listed += len(skus)
         log.info("sync.verified", listed=listed, fetched_missing=fetched)
@@ -382,6 +392,7 @@ class SyncEngine:
     async def _incremental(
         self,
         source: Source,
+        run_id: int,
         cursor: Cursor,
         http: RequestStats,
         tally: _Tally,
@@ -391,7 +402,10 @@ class SyncEngine:
             async for page in pages:
                 next_cursor = page.cursor or cursor
                 await self._commit(
-                    source.name, page, tally, PageCommit(watermark=encode_cursor(next_cursor))
+                    source.name,
+                    page,
+                    tally,
+                    PageCommit(watermark=encode_cursor(next_cursor), run_id=run_id),
                 )
                 cursor = next_cursor
                 if progress is not None:
