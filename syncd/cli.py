@@ -217,6 +217,8 @@ def _secret_values(settings: Settings | None) -> set[str]:
             value = getattr(source.auth, name)
             if isinstance(value, SecretStr):
                 values.add(value.get_secret_value())
+    for hook in settings.webhooks if settings else ():
+        values.add(hook.secret.get_secret_value())
     # Values under 4 characters are left out: replacing them everywhere would garble every line.
     return {v for v in values if len(v.strip()) >= 4}
 

@@ -4,6 +4,7 @@ Secrets of a source (e.g. `client_secret`) are looked up, first match wins, in:
   1. the environment variable `SYNCD_SECRET_<SOURCE>_<FIELD>` (source name upper-cased, `-` as `_`);
   2. the file `<dir>/<source>.<field>` in `secrets_dir`, then in systemd's `$CREDENTIALS_DIRECTORY`;
   3. the value written in the TOML file.
+A webhook's `secret` the same way: `SYNCD_SECRET_WEBHOOK_<NAME>_SECRET`, then `webhook.<name>.secret`.
 A secret variable or file that is set but empty is refused rather than skipped: it is almost always
 an unset `${VAR}` interpolated by a shell or compose file, and falling through to another value would
 hide that. One `[[sources]]` entry's key can be overridden by index with
@@ -127,6 +128,32 @@ def _resolve_secrets(raw: dict[str, Any], env: Mapping[str, str]) -> list[str]:
                     break
             if value is not None:
                 auth[field] = value
+    return problems + _resolve_webhook_secrets(raw, env, dirs)
+
+
+def _resolve_webhook_secrets(
+    raw: dict[str, Any], env: Mapping[str, str], dirs: list[Path]
+) -> list[str]:
+    """Each webhook's `secret` from `SYNCD_SECRET_WEBHOOK_<NAME>_SECRET` or the file
+    `webhook.<name>.secret` in the secrets directories, the same way as sources' secrets."""
+    problems: list[str] = []
+    for hook in raw.get("webhooks") or []:
+        if not isinstance(hook, dict) or not SOURCE_NAME.match(str(hook.get("name"))):
+            continue
+        variable = secret_env_name(f"webhook_{hook['name']}", "secret")
+        value = env.get(variable)
+        if value is not None and not value.strip():
+            problems.append(f"{variable}: is set but empty: expected the webhook's secret")
+            continue
+        for directory in dirs:
+            if value is not None:
+                break
+            value, problem = _read_secret_file(directory / f"webhook.{hook['name']}.secret")
+            if problem:
+                problems.append(problem)
+                break
+        if value is not None:
+            hook["secret"] = value
     return problems
 
 
@@ -211,7 +238,7 @@ def _describe(error: Mapping[str, Any], raw: Mapping[str, Any], env: Mapping[str
     message = str(error["msg"]).removeprefix("Value error, ")
     value = error.get("input")
     # Anything under `auth` may hold a secret (a whole table given as one string, say).
-    secret = any(str(item) in SECRET_FIELDS or item == "auth" for item in loc)
+    secret = any(str(item) in SECRET_FIELDS or item in ("auth", "secret") for item in loc)
     ctx = error.get("ctx") or {}
     if error["type"] == "missing":
         return f"{path}: is required"
