@@ -8,7 +8,7 @@ import random
 import signal
 import socket
 from contextlib import AsyncExitStack
-from datetime import datetime
+from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Self
 
@@ -16,7 +16,8 @@ from syncd.auth import TokenCache
 from syncd.breaker import BreakerPolicy, SourceBreaker
 from syncd.clock import Clock, SystemClock
 from syncd.config import Settings, SourceSettings
-from syncd.errors import SourceBusyError, SyncdError
+from syncd.errors import SourceBusyError, StoreError, SyncdError
+from syncd.feed import WebhookDispatcher
 from syncd.http import ClientPool, RetryBudget
 from syncd.logging import get_logger
 from syncd.ops.health import HealthServer
@@ -53,7 +54,11 @@ class Runtime:
     async def __aenter__(self) -> Self:
         async with AsyncExitStack() as stack:
             self._store = await stack.enter_async_context(
-                SqliteStore(self.settings.store.path, busy_timeout=self.settings.store.busy_timeout)
+                SqliteStore(
+                    self.settings.store.path,
+                    busy_timeout=self.settings.store.busy_timeout,
+                    changes=self.settings.changes.enabled,
+                )
             )
             self._pool = await stack.enter_async_context(
                 ClientPool(self.settings.http, self.clock, self._rng)
@@ -178,10 +183,17 @@ class Daemon:
         }
         self._jobs: dict[str, list[str]] = {}
         self._job_tasks: set[asyncio.Task[object]] = set()
+        self.webhooks: WebhookDispatcher | None = None
 
     async def __aenter__(self) -> Self:
         async with AsyncExitStack() as stack:
             await stack.enter_async_context(self.monitor)
+            if self._settings.webhooks:
+                self.webhooks = await stack.enter_async_context(
+                    WebhookDispatcher(
+                        self._settings.webhooks, self._runtime.store, self._runtime.clock
+                    )
+                )
             if self._settings.health.enabled:
                 self.health = await stack.enter_async_context(
                     HealthServer(self._settings.health, self.monitor)
@@ -240,10 +252,25 @@ class Daemon:
             await self.trigger(name, kind)
         finally:
             try:
+                await self._feed_after_run()
                 await self.monitor.after_run()
             finally:
                 if task is not None:
                     self._job_tasks.discard(task)
+
+    async def _feed_after_run(self) -> None:
+        """Push what the run appended to the feed, and prune what retention no longer keeps."""
+        if self.webhooks is not None:
+            self.webhooks.wake()
+        retention = self._settings.changes.retention
+        before = self._runtime.clock.now() - timedelta(seconds=retention)
+        try:
+            removed = await self._runtime.store.prune_changes(before)
+        except StoreError as exc:
+            log.error("changes.prune_failed", error=str(exc))
+            return
+        if removed:
+            log.info("changes.pruned", entries=removed, retention_s=retention)
 
     async def trigger(self, name: str, kind: RunKind | None = None) -> None:
         """Run source `name` now as its scheduled jobs do: skipped while a run of it is going,

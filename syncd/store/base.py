@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal, Protocol, get_args
+from typing import Literal, Protocol, get_args, runtime_checkable
 
 RunKind = Literal["full", "incremental"]
 RunStatus = Literal["running", "succeeded", "failed", "cancelled"]
@@ -302,6 +302,7 @@ class ProductSnapshot(Protocol):
         ...
 
 
+@runtime_checkable
 class ChangeFeed(Protocol):
     """The change feed of a store (docs/CHANGES.md); every write method is one transaction.
 
