@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from syncd.errors import ChangesExpiredError
+from syncd.errors import ChangesExpiredError, StoreError
 from syncd.sources.base import make_record
 from syncd.store import PageCommit, ProductRecord, SqliteStore
 from syncd.store.base import ChangeEntry
@@ -97,7 +97,7 @@ async def test_a_failed_write_takes_no_seq(feed_store: Any) -> None:
     store = feed_store
     await store.upsert_products("s", [product("p1")], T0)
     bad = ProductRecord("p2", 2, None, None, None, None, None, None, "h")  # type: ignore[arg-type]
-    with pytest.raises(Exception):  # noqa: B017 - NOT NULL payload: whatever the backend raises
+    with pytest.raises(StoreError, match="NOT NULL"):
         await store.upsert_products("s", [bad], T0)
     await store.upsert_products("s", [product("p3")], T0)
     assert [(e.seq, e.sku) for e in await store.changes("s", 0, 10)] == [(1, "p1"), (2, "p3")]
