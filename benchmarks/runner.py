@@ -154,12 +154,15 @@ class Runner:
             "load_before": load(),
             "runs": [],
         }
+        modes = {"on": (), "off": ("--no-changes",), "payloads": ("--change-payloads",)}
         with self._emulator(profile, size) as emu:
             for i in range(repeats):
-                for feed in (True, False) if i % 2 == 0 else (False, True):
-                    db = self._fresh_db(f"{name}-{'on' if feed else 'off'}")
-                    extra = () if feed else ("--no-changes",)
-                    row = self._syncd(emu, profile, db, "full", self.plan.concurrency, False, extra)
+                order = list(modes)[i % 3 :] + list(modes)[: i % 3]  # rotate: drift hits all alike
+                for feed in order:
+                    db = self._fresh_db(f"{name}-{feed}")
+                    row = self._syncd(
+                        emu, profile, db, "full", self.plan.concurrency, False, modes[feed]
+                    )
                     record["runs"].append({**row, "feed": feed})
         record["load_after"] = load()
         return self._write(name, record)

@@ -50,7 +50,7 @@ def settings(args: argparse.Namespace) -> Settings:
             org_id=creds.org_id,
         ),
     )
-    changes = ChangesSettings(enabled=not args.no_changes)
+    changes = ChangesSettings(enabled=not args.no_changes, store_payloads=args.change_payloads)
     return Settings(store=StoreSettings(path=args.db), sources=(source,), changes=changes)
 
 
@@ -125,6 +125,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--cpu", type=int, default=None)
     p.add_argument("--profile", type=Path, default=None)
     p.add_argument("--no-changes", action="store_true", help="the change feed off")
+    p.add_argument("--change-payloads", action="store_true", help="feed entries copy payloads")
     return p
 
 

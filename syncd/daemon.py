@@ -58,6 +58,7 @@ class Runtime:
                     self.settings.store.path,
                     busy_timeout=self.settings.store.busy_timeout,
                     changes=self.settings.changes.enabled,
+                    change_payloads=self.settings.changes.store_payloads,
                 )
             )
             self._pool = await stack.enter_async_context(

@@ -30,10 +30,12 @@ def product(sku: str, price: float = 10.0) -> ProductRecord:
     )  # fmt: skip
 
 
-@pytest.fixture(params=["sqlite"])
+@pytest.fixture(params=["sqlite", "sqlite-payloads"])
 async def feed_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Any]:
-    """A fresh store of each backend that implements the change feed."""
-    async with SqliteStore(tmp_path / "syncd.db") as store:
+    """A fresh store of each backend that implements the change feed, in both payload modes."""
+    payloads = request.param.endswith("-payloads")
+    async with SqliteStore(tmp_path / "syncd.db", change_payloads=payloads) as store:
+        store.test_payloads = payloads
         yield store
 
 
@@ -68,6 +70,9 @@ async def test_each_change_appends_one_entry_in_seq_order(feed_store: Any) -> No
     ]
     deleted = entries[5]
     assert deleted.payload == product("p2", 12.0).payload  # the last payload stored
+    # Superseded: a copy of its own, or null where the entry only refers to the row.
+    assert entries[1].payload == (product("p2").payload if store.test_payloads else None)
+    assert entries[6].payload == product("p1").payload  # the row's current content
     assert deleted.content_hash == product("p2", 12.0).content_hash
     assert entries[0].at == "2026-01-01T00:00:00.000Z"
     assert entries[-1].at == "2026-01-01T00:00:01.000Z"

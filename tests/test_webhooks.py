@@ -17,11 +17,13 @@ from structlog.testing import capture_logs
 
 from syncd.clock import FakeClock
 from syncd.config.feed import WebhookSettings
+from syncd.daemon import Daemon, Runtime
+from syncd.emulator import AdobeConfig, Emulator, EmulatorConfig
 from syncd.feed import WebhookDispatcher, full_jitter, sign, verify, webhook_backlog
 from syncd.feed.webhooks import DeliveryError, WebhookSender
 from syncd.sources.base import make_record
 from syncd.store import ProductRecord, SqliteStore
-from tests.support import until
+from tests.support import adobe_source, settings_for, until
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 SECRET = "whsec-test-0123456789"
@@ -222,3 +224,39 @@ def test_webhook_settings_refuse_bad_values() -> None:
         hook_settings("http://127.0.0.1/x", secret=SecretStr("  "))
     with pytest.raises(DeliveryError):
         raise DeliveryError("x")
+
+
+@pytest.mark.parametrize("receiver", [["500"] * 1000], indirect=True)
+async def test_the_daemon_pushes_after_a_run_and_a_dead_receiver_only_builds_a_backlog(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    """Two webhooks on one daemon: the dead one (always 500) neither blocks the run nor the live
+    one, which gets every entry after the run; the backlog is in the metrics."""
+    live = Receiver([])
+    app = web.Application()
+    app.router.add_post("/hook", live.hook)
+    runner = web.AppRunner(app, shutdown_timeout=0.1)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    hooks = (
+        hook_settings(f"http://127.0.0.1:{port}/hook", name="live"),
+        hook_settings(receiver.url, name="dead", backoff_base=0.01, backoff_cap=0.05),
+    )
+    try:
+        async with Emulator(EmulatorConfig(adobe=AdobeConfig(products=30))) as emu:
+            settings = settings_for(tmp_path / "d.db", adobe_source(emu), webhooks=hooks)
+            with capture_logs() as logs:
+                async with Runtime(settings) as runtime, Daemon(runtime, handle_signals=False) as d:
+                    await until(lambda: len(d.results) == 1)
+                    assert d.results[0].ok
+                    await until(lambda: sum(len(b[0]["entries"]) for b in live.accepted) >= 30)
+                    await until(lambda: receiver.attempts >= 2)
+                    text, _ = await d.monitor.metrics()
+        assert 'syncd_webhook_backlog{source="shop",webhook="dead"} 30.0' in text.decode()
+        assert 'syncd_webhook_backlog{source="shop",webhook="live"} 0.0' in text.decode()
+        assert {e["op"] for b in live.accepted for e in b[0]["entries"]} == {"created"}  # type: ignore[attr-defined]
+        assert any(e["event"] == "webhook.failed" and e["webhook"] == "dead" for e in logs)
+    finally:
+        await runner.cleanup()

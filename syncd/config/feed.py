@@ -18,6 +18,10 @@ class ChangesSettings(StrictModel):
     enabled: bool = Field(
         default=True, description="append every product change to product_changes"
     )
+    store_payloads: bool = Field(
+        default=False,
+        description="copy each payload into its entry (history) instead of reading the row's",
+    )
     retention: float = Field(
         default=WEEK, gt=0, description="seconds an entry is kept; older ones are pruned"
     )

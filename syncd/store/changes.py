@@ -56,22 +56,43 @@ async def append_changes(
     changed: Sequence[tuple[ChangeOp, ProductRecord]],
     run_id: int | None,
     at: str,
+    *,
+    payloads: bool,
 ) -> None:
-    """Append one entry per changed product, in the caller's transaction (one executemany)."""
+    """Append one entry per changed product, in the caller's transaction (one executemany).
+
+    Without `payloads` the entry does not copy the payload: a read takes it from `products`
+    while the row still has the entry's content hash (see `read_changes`). Copying it doubles
+    the bytes a full sync writes (docs/PERFORMANCE.md)."""
     if not changed:
         return
     last = await _reserve(db, source, len(changed))
     await db.executemany(
         f"INSERT INTO product_changes ({CHANGE_COLUMNS}) VALUES (?,?,?,?,?,?,?,?)",
         [
-            (source, last + i, r.sku, op, run_id, at, r.content_hash, r.payload)
+            (
+                source,
+                last + i,
+                r.sku,
+                op,
+                run_id,
+                at,
+                r.content_hash,
+                r.payload if payloads else None,
+            )
             for i, (op, r) in enumerate(changed, start=1)
         ],
     )
 
 
 async def append_tombstones(
-    db: aiosqlite.Connection, source: str, scan_id: int, run_id: int | None, at: str
+    db: aiosqlite.Connection,
+    source: str,
+    scan_id: int,
+    run_id: int | None,
+    at: str,
+    *,
+    payloads: bool,
 ) -> None:
     """Append a `deleted` entry (with its last payload) for each live product of `source` that
     scan `scan_id` did not see; call it just before tombstoning them, in the same transaction."""
@@ -88,7 +109,7 @@ async def append_tombstones(
     await db.execute(
         f"INSERT INTO product_changes ({CHANGE_COLUMNS}) "
         "SELECT ?, ? + row_number() OVER (ORDER BY sku), sku, 'deleted', ?, ?, content_hash, "
-        f"payload {unseen}",
+        f"{'payload' if payloads else 'NULL'} {unseen}",
         (source, last, run_id, at, source, source, scan_id),
     )
 
@@ -97,9 +118,13 @@ async def read_changes(
     db: aiosqlite.Connection, source: str, since: int, limit: int
 ) -> list[ChangeEntry]:
     """Up to `limit` entries after `since`; ChangesExpiredError if retention removed some."""
+    # An entry without its own payload shows the row's while the row still has the entry's
+    # content: an entry a later one superseded shows null, and that later one carries it.
     async with db.execute(
-        f"SELECT {CHANGE_COLUMNS} FROM product_changes WHERE source = ? AND seq > ? "
-        "ORDER BY seq LIMIT ?",
+        "SELECT c.source, c.seq, c.sku, c.op, c.run_id, c.at, c.content_hash, "
+        "coalesce(c.payload, CASE WHEN p.content_hash = c.content_hash THEN p.payload END) "
+        "FROM product_changes c LEFT JOIN products p ON p.source = c.source AND p.sku = c.sku "
+        "WHERE c.source = ? AND c.seq > ? ORDER BY c.seq LIMIT ?",
         (source, since, limit),
     ) as cursor:
         rows = list(await cursor.fetchall())

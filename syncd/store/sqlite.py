@@ -61,11 +61,17 @@ class SqliteStore:
     """The daemon's database; use as `async with SqliteStore(path) as store:`."""
 
     def __init__(
-        self, path: Path | str, *, busy_timeout: float = 5.0, changes: bool = True
+        self,
+        path: Path | str,
+        *,
+        busy_timeout: float = 5.0,
+        changes: bool = True,
+        change_payloads: bool = False,
     ) -> None:
         self._path = Path(path)
         self._busy_timeout = busy_timeout
         self._changes = changes  # append to the change feed (docs/CHANGES.md)
+        self._change_payloads = change_payloads  # copy payloads into it, not just refer to them
         self._db: aiosqlite.Connection | None = None
         self._lock = asyncio.Lock()
         self._closed = False
@@ -188,7 +194,9 @@ class SqliteStore:
         async with self._transaction(f"store {len(latest)} products of {source!r}") as db:
             counts = await upsert(db, source, latest, iso(now), changed)
             if changed:
-                await append_changes(db, source, changed, commit.run_id, stamp(now))
+                await append_changes(
+                    db, source, changed, commit.run_id, stamp(now), payloads=self._change_payloads
+                )
             if commit.scan_id is not None and latest:
                 await db.executemany(
                     "INSERT OR IGNORE INTO full_scan_seen (source, scan_id, sku) VALUES (?,?,?)",
@@ -235,7 +243,9 @@ class SqliteStore:
             deleted = 0
             if tombstone:
                 if self._changes:
-                    await append_tombstones(db, source, scan_id, run_id, stamp(now))
+                    await append_tombstones(
+                        db, source, scan_id, run_id, stamp(now), payloads=self._change_payloads
+                    )
                 cursor = await db.execute(
                     "UPDATE products SET deleted_at = ? WHERE source = ? AND deleted_at IS NULL "
                     "AND sku NOT IN (SELECT sku FROM full_scan_seen WHERE source = ? AND scan_id = ?)",
