@@ -92,13 +92,15 @@ MIGRATIONS: tuple[str, ...] = (
     # transaction as the products it describes; `change_sequences` hands out each source's seqs
     # (a counter row, so they have no gaps) and remembers what retention pruned, so that a reader
     # behind it gets an error instead of a silent gap; `webhook_cursors` is what each webhook
-    # has delivered. The outbox keeps its rowid for the same reason as `products`.
+    # has delivered. The outbox keeps its rowid for the same reason as `products`. `op` is one of
+    # created, updated, deleted, revived (store.base.ChangeOp); no CHECK: it cost 2 us an entry,
+    # 40% of the insert, and only the store writes it.
     """
     CREATE TABLE product_changes (
         source       TEXT NOT NULL,
         seq          INTEGER NOT NULL,
         sku          TEXT NOT NULL,
-        op           TEXT NOT NULL CHECK (op IN ('created', 'updated', 'deleted', 'revived')),
+        op           TEXT NOT NULL,
         run_id       INTEGER,
         at           TEXT NOT NULL,
         content_hash TEXT NOT NULL,
