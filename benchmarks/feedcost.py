@@ -23,9 +23,11 @@ def feed_cost_section(results: Path) -> list[str]:
     for path in sorted(results.glob("feedcost-*.json")):
         record = json.loads(path.read_text())
         rates: dict[str, list[float]] = {}
+        cpu: dict[str, list[float]] = {}
         for run in record["runs"]:
             if run["status"] == "succeeded":
                 rates.setdefault(str(run["feed"]), []).append(run["products_per_s"])
+                cpu.setdefault(str(run["feed"]), []).append(run["cpu_s_per_10k"])
         if "on" not in rates or "off" not in rates:
             continue
         median = {mode: statistics.median(values) for mode, values in rates.items()}
@@ -39,19 +41,20 @@ def feed_cost_section(results: Path) -> list[str]:
             "in a fresh process and database, the modes in rotating order "
             f"(`{record['command']}`, commit `{record['machine']['commit']}`).",
             "",
-            "| change feed | median products/s | runs (products/s) |",
-            "|---|---:|---|",
+            "| change feed | median products/s | median CPU s per 10k | runs (products/s) |",
+            "|---|---:|---:|---|",
         ]
         for mode in ("off", "on", "payloads"):
             if mode in rates:
                 runs = ", ".join(f"{v:,.0f}" for v in rates[mode])
-                lines.append(f"| {MODES[mode]} | {median[mode]:,.0f} | {runs} |")
+                cpu_10k = statistics.median(cpu[mode])
+                lines.append(f"| {MODES[mode]} | {median[mode]:,.0f} | {cpu_10k:.3f} | {runs} |")
         lines += [
             "",
             f"The feed (default settings) costs **{cost:.1%}** of full-sync throughput (goal: at "
-            f"most {GOAL:.0%}: {verdict}). Each page appends one entry per changed product in its "
-            "own transaction (one executemany and a counter row); by default the entry refers to "
-            "the row's payload instead of copying it.",
+            f"most {GOAL:.0%}: {verdict}). Each page appends one entry per changed product in the "
+            "page's transaction (one executemany, and one INSERT .. RETURNING on the counter row); "
+            "by default the entry refers to the row's payload instead of copying it.",
         ]
         if "payloads" in median:
             copy = 1 - median["payloads"] / median["off"]
@@ -59,7 +62,16 @@ def feed_cost_section(results: Path) -> list[str]:
                 f"With `[changes] store_payloads = true` every entry also copies its payload "
                 f"(about as many bytes again as the products themselves): {copy:.1%}."
             )
-        lines.append("")
+        before, after = record["load_before"], record["load_after"]
+        lines += [
+            "",
+            f"Load while measuring: 1-min load average {before['loadavg'][0]:g} before, "
+            f"{after['loadavg'][0]:g} after; CPU pressure (PSI, 60 s) "
+            f"{before['cpu_some_avg60']:g}% before, {after['cpu_some_avg60']:g}% after. Other "
+            "work shared the two CPUs, so the absolute rates are below the floors table's; the "
+            "modes ran interleaved, so the ratio is the figure to read.",
+            "",
+        ]
     return lines
 
 
