@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -260,3 +262,45 @@ async def test_the_daemon_pushes_after_a_run_and_a_dead_receiver_only_builds_a_b
         assert any(e["event"] == "webhook.failed" and e["webhook"] == "dead" for e in logs)
     finally:
         await runner.cleanup()
+
+
+def test_the_receiver_snippet_in_the_docs_verifies_what_syncd_signs() -> None:
+    """docs/CHANGES.md's ten lines of plain Python accept a real signature and refuse a forgery."""
+    doc = (Path(__file__).parent.parent / "docs" / "CHANGES.md").read_text()
+    snippet = doc.split("```python\n", 1)[1].split("```", 1)[0]
+    namespace: dict[str, Any] = {}
+    exec(snippet, namespace)  # noqa: S102 - our own documentation
+    body = b'{"entries":[]}'
+    header = sign(SECRET, int(time.time()), body)
+    assert namespace["verify"](SECRET, header, body)
+    assert not namespace["verify"](SECRET, header, body + b"x")
+    assert not namespace["verify"](SECRET, sign(SECRET, int(time.time()) - 3600, body), body)
+
+
+async def test_a_bug_in_a_delivery_is_logged_and_retried_not_fatal(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    class Flaky:
+        """The store, but its first read of the feed raises what no code expects."""
+
+        def __init__(self, store: SqliteStore) -> None:
+            self.store, self.calls = store, 0
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.store, name)
+
+        async def feed_heads(self) -> Any:
+            self.calls += 1
+            if self.calls == 1:
+                raise RuntimeError("unexpected")
+            return await self.store.feed_heads()
+
+    clock = FakeClock(T0)
+    async with SqliteStore(tmp_path / "syncd.db") as store:
+        await store.upsert_products("a", [product("a1", 1)], T0)
+        hooks = [hook_settings(receiver.url)]
+        with capture_logs() as logs:
+            async with WebhookDispatcher(hooks, Flaky(store), clock, random.Random(1)):  # type: ignore[arg-type]
+                await until(lambda: len(receiver.accepted) == 1)
+    errors = [e for e in logs if e["event"] == "webhook.internal_error"]
+    assert [e["error"] for e in errors] == ["RuntimeError: unexpected"]

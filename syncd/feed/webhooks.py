@@ -247,7 +247,14 @@ class WebhookDispatcher:
             before = sender.delivered
             try:
                 await sender.deliver_pending()
-            except (DeliveryError, StoreError) as exc:
+            except Exception as exc:
+                if not isinstance(exc, DeliveryError | StoreError):
+                    # A bug must not end this task for good: the backlog would grow unseen.
+                    log.error(
+                        "webhook.internal_error",
+                        webhook=hook.name,
+                        error=f"{type(exc).__name__}: {exc}",
+                    )
                 # A batch taken since the last failure shows the receiver is back: start over.
                 attempt = 0 if sender.delivered > before else self.failures[hook.name]
                 self.failures[hook.name] = attempt + 1
