@@ -18,9 +18,10 @@ from pydantic import SecretStr
 from structlog.testing import capture_logs
 
 from syncd.clock import FakeClock
-from syncd.config.feed import WebhookSettings
+from syncd.config.feed import ChangesSettings, WebhookSettings
 from syncd.daemon import Daemon, Runtime
 from syncd.emulator import AdobeConfig, Emulator, EmulatorConfig
+from syncd.errors import ChangesExpiredError
 from syncd.feed import WebhookDispatcher, full_jitter, sign, verify, webhook_backlog
 from syncd.feed.webhooks import DeliveryError, WebhookSender
 from syncd.sources.base import make_record
@@ -304,3 +305,21 @@ async def test_a_bug_in_a_delivery_is_logged_and_retried_not_fatal(
                 await until(lambda: len(receiver.accepted) == 1)
     errors = [e for e in logs if e["event"] == "webhook.internal_error"]
     assert [e["error"] for e in errors] == ["RuntimeError: unexpected"]
+
+
+async def test_the_daemon_prunes_the_feed_after_a_run(tmp_path: Path) -> None:
+    """Retention shorter than a run: the run's own entries are pruned right after it, and a
+    reader from seq 0 is told to resync."""
+    async with Emulator(EmulatorConfig(adobe=AdobeConfig(products=12))) as emu:
+        settings = settings_for(
+            tmp_path / "d.db", adobe_source(emu), changes=ChangesSettings(retention=0.001)
+        )
+        with capture_logs() as logs:
+            async with Runtime(settings) as runtime, Daemon(runtime, handle_signals=False) as d:
+                await until(lambda: any(e["event"] == "changes.pruned" for e in logs))
+                heads = await runtime.store.feed_heads()
+                with pytest.raises(ChangesExpiredError):
+                    await runtime.store.changes("shop", 0, 10)
+        assert len(d.results) == 1
+    pruned = next(e for e in logs if e["event"] == "changes.pruned")
+    assert pruned["entries"] == 12 and heads["shop"].pruned_through == heads["shop"].last_seq == 12
