@@ -35,6 +35,13 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--no-stages", action="store_true", help="skip the profiled stage run")
     run.add_argument("--results", type=Path, default=RESULTS)
     run.add_argument(
+        "--feed-cost",
+        type=int,
+        default=0,
+        metavar="REPEATS",
+        help="also time full syncs with the change feed on and off, REPEATS each",
+    )
+    run.add_argument(
         "--clean",
         action="store_true",
         help="delete earlier results first (else cases are replaced)",
@@ -70,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
             sweep_repeats=args.sweep_repeats,
             pin=not args.no_pin,
             profile_stages=not args.no_stages,
+            feed_repeats=args.feed_cost,
         )
         command = shlex.join([".venv/bin/python", "-m", "benchmarks", *argv])
         if args.clean:

@@ -70,6 +70,8 @@ class Plan:
     pin: bool = True
     profile_stages: bool = True
     baseline: bool = True
+    feed_repeats: int = 0
+    """Full syncs with the change feed on (and as many off) at the largest size <= 100k."""
 
     def cases(self) -> list[tuple[Profile, int]]:
         """Every (profile, size) pair to run; 1M products only without a rate limit (opt-in)."""

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.chart import available, throughput_chart
+from benchmarks.feedcost import feed_cost_section
 from benchmarks.floors import Check, all_checks
 from benchmarks.processes import ROOT
 from benchmarks.prose import ANALYSIS, METHOD
@@ -44,13 +45,19 @@ def write_report(results: Path, doc: Path | None = None) -> list[Path]:
         chart = throughput_chart(sweep, results / CHART)
         written.append(chart)
     doc.parent.mkdir(parents=True, exist_ok=True)
-    doc.write_text(render(records, all_checks(records), chart, doc.parent))
+    doc.write_text(render(records, all_checks(records), chart, doc.parent, results))
     written.append(doc)
     return written
 
 
-def render(records: list[Record], checks: list[Check], chart: Path | None, base: Path) -> str:
-    """The whole document."""
+def render(
+    records: list[Record],
+    checks: list[Check],
+    chart: Path | None,
+    base: Path,
+    results: Path | None = None,
+) -> str:
+    """The whole document (with the change feed's cost when `results` holds feedcost files)."""
     lines = [
         "# Performance",
         "",
@@ -81,6 +88,7 @@ def render(records: list[Record], checks: list[Check], chart: Path | None, base:
         "",
         *_failures(checks),
         *_stages(records),
+        *(feed_cost_section(results) if results is not None else []),
         "## Results per case",
         "",
         *_cases(records),

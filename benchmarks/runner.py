@@ -54,6 +54,8 @@ class Runner:
             written.append(self._case(profile, size, command, profile_stages))
         if self.plan.sweep:
             written.append(self._sweep(command))
+        if self.plan.feed_repeats and largest is not None:
+            written.append(self._feed_cost(largest, command))
         shutil.rmtree(self.scratch, ignore_errors=True)
         return written
 
@@ -129,6 +131,39 @@ class Runner:
                     row = self._syncd(emu, profile, db, "full", concurrency, False)
                     record["runs"].append(row)
             record["runs"].append(self._baseline(emu, profile, self._fresh_db(name), False))
+        record["load_after"] = load()
+        return self._write(name, record)
+
+    def _feed_cost(self, size: int, command: str) -> Path:
+        """Full syncs with the change feed on and off, interleaved so that drift in the machine's
+        load hits both alike (benchmarks/feedcost.py renders them)."""
+        from benchmarks.plan import PROFILES
+
+        profile = PROFILES["nolimit"]
+        name = f"feedcost-{profile.name}-{size_label(size)}"
+        repeats = self.plan.feed_repeats
+        self.say(f"{name}: full syncs with the change feed on and off, {repeats} each")
+        record: dict[str, Any] = {
+            "case": name,
+            "kind": "feedcost",
+            "products": size,
+            "page_size": self.plan.page_size,
+            "concurrency": self.plan.concurrency,
+            "command": command,
+            "machine": machine(ROOT),
+            "load_before": load(),
+            "runs": [],
+        }
+        modes = {"on": (), "off": ("--no-changes",), "payloads": ("--change-payloads",)}
+        with self._emulator(profile, size) as emu:
+            for i in range(repeats):
+                order = list(modes)[i % 3 :] + list(modes)[: i % 3]  # rotate: drift hits all alike
+                for feed in order:
+                    db = self._fresh_db(f"{name}-{feed}")
+                    row = self._syncd(
+                        emu, profile, db, "full", self.plan.concurrency, False, modes[feed]
+                    )
+                    record["runs"].append({**row, "feed": feed})
         record["load_after"] = load()
         return self._write(name, record)
 

@@ -21,6 +21,7 @@ from benchmarks.measure import Meter, peak_rss_mb, pin_to_cpu, thread_cpu_second
 from benchmarks.outcome import ClientOutcome, RunKind
 from benchmarks.stages import stage_seconds
 from syncd.config import AdobeCommerceSourceSettings, ImsAuthSettings, Settings, StoreSettings
+from syncd.config.feed import ChangesSettings
 from syncd.daemon import Runtime
 from syncd.emulator import AdobeConfig
 from syncd.gcpolicy import tune_for_streaming
@@ -50,7 +51,8 @@ def settings(args: argparse.Namespace) -> Settings:
         ),
     )
     store = StoreSettings(url=args.store_url) if args.store_url else StoreSettings(path=args.db)
-    return Settings(store=store, sources=(source,))
+    changes = ChangesSettings(enabled=not args.no_changes, store_payloads=args.change_payloads)
+    return Settings(store=store, sources=(source,), changes=changes)
 
 
 async def run(args: argparse.Namespace) -> ClientOutcome:
@@ -124,6 +126,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--time-box", type=float, default=None)
     p.add_argument("--cpu", type=int, default=None)
     p.add_argument("--profile", type=Path, default=None)
+    p.add_argument("--no-changes", action="store_true", help="the change feed off")
+    p.add_argument("--change-payloads", action="store_true", help="feed entries copy payloads")
     return p
 
 

@@ -97,6 +97,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     events.add_argument("--limit", type=int, default=20, help="at most this many (default 20)")
     events.add_argument("--json", action="store_true", help="machine-readable output")
+    _feed_commands(commands)
     health = commands.add_parser(
         "healthcheck", help="ask the running daemon's health listener; exit 0 if healthy"
     )
@@ -123,6 +124,30 @@ def _parser() -> argparse.ArgumentParser:
     )
     store_copy.add_parser(commands)
     return parser
+
+
+def _feed_commands(commands: Any) -> None:
+    """`changes` and `export` (docs/CHANGES.md)."""
+    changes = commands.add_parser("changes", help="the change feed: what each sync changed")
+    changes.add_argument("source", nargs="?", help="only this source")
+    changes.add_argument(
+        "--since", type=_count, default=0, help="entries after this seq (default 0: all)"
+    )
+    changes.add_argument("--follow", action="store_true", help="wait for new entries")
+    changes.add_argument("--limit", type=_at_least_one, help="stop after this many entries")
+    changes.add_argument("--json", action="store_true", help="one JSON object per line")
+    changes.add_argument(
+        "--interval", type=_positive, default=1.0, help="--follow: seconds between polls"
+    )
+    export = commands.add_parser(
+        "export", help="the live catalog of a source, and the feed seq to continue from"
+    )
+    export.add_argument("source", help="source name")
+    export.add_argument("--format", choices=["jsonl", "csv"], default="jsonl")
+
+
+def _at_least_one(text: str) -> int:
+    return _checked(text, int, lambda v: v >= 1, "a whole number, 1 or more")
 
 
 def _checked(text: str, kind: Callable[[str], T], ok: Callable[[T], bool], expected: str) -> T:
@@ -244,7 +269,7 @@ def _settings(args: argparse.Namespace, redactor: Redactor) -> Settings:
 
 
 def _dispatch(args: argparse.Namespace, settings: Settings | None) -> int:
-    from syncd.commands import authorize, check, demo, emulator, history, running, status
+    from syncd.commands import authorize, changes, check, demo, emulator, history, running, status
 
     handlers: dict[str, Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, int]]] = {
         "run": running.run_daemon,
@@ -257,6 +282,8 @@ def _dispatch(args: argparse.Namespace, settings: Settings | None) -> int:
         "runs": history.show_runs,
         "events": history.show_events,
         "store": store_copy.copy_store,
+        "changes": changes.show_changes,
+        "export": changes.export_catalog,
     }
     if args.command == "config-schema":
         from syncd.config.schema import config_schema_text

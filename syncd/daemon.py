@@ -8,7 +8,7 @@ import random
 import signal
 import socket
 from contextlib import AsyncExitStack
-from datetime import datetime
+from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Self
 
@@ -16,7 +16,8 @@ from syncd.auth import TokenCache
 from syncd.breaker import BreakerPolicy, SourceBreaker
 from syncd.clock import Clock, SystemClock
 from syncd.config import Settings, SourceSettings
-from syncd.errors import SourceBusyError, SyncdError
+from syncd.errors import ConfigError, SourceBusyError, StoreError, SyncdError
+from syncd.feed import WebhookDispatcher
 from syncd.http import ClientPool, RetryBudget
 from syncd.logging import get_logger
 from syncd.ops.health import HealthServer
@@ -25,7 +26,7 @@ from syncd.ops.notify import Notifier
 from syncd.schedule import IntervalSchedule
 from syncd.scheduler import SourceScheduler
 from syncd.sources import Source, build_source
-from syncd.store.base import RunKind
+from syncd.store.base import ChangeFeed, RunKind
 from syncd.store.factory import AnyStore, open_store, run_locks, store_name
 from syncd.sync import ProgressCallback, SyncEngine, SyncResult
 
@@ -53,7 +54,11 @@ class Runtime:
     async def __aenter__(self) -> Self:
         async with AsyncExitStack() as stack:
             self._store = await stack.enter_async_context(
-                open_store(self.settings.store, redactor=self.settings.redactor)
+                open_store(
+                    self.settings.store,
+                    redactor=self.settings.redactor,
+                    changes=self.settings.changes,
+                )
             )
             self._pool = await stack.enter_async_context(
                 ClientPool(self.settings.http, self.clock, self._rng)
@@ -181,10 +186,21 @@ class Daemon:
         }
         self._jobs: dict[str, list[str]] = {}
         self._job_tasks: set[asyncio.Task[object]] = set()
+        self.webhooks: WebhookDispatcher | None = None
 
     async def __aenter__(self) -> Self:
         async with AsyncExitStack() as stack:
             await stack.enter_async_context(self.monitor)
+            if self._settings.webhooks:
+                feed = self._runtime.store
+                if not isinstance(feed, ChangeFeed):
+                    raise ConfigError(
+                        ["webhooks: need the change feed, which this store does not keep yet "
+                         "(the PostgreSQL store has none): remove [[webhooks]] or use SQLite"]
+                    )  # fmt: skip
+                self.webhooks = await stack.enter_async_context(
+                    WebhookDispatcher(self._settings.webhooks, feed, self._runtime.clock)
+                )
             if self._settings.health.enabled:
                 self.health = await stack.enter_async_context(
                     HealthServer(self._settings.health, self.monitor)
@@ -243,10 +259,28 @@ class Daemon:
             await self.trigger(name, kind)
         finally:
             try:
+                await self._feed_after_run()
                 await self.monitor.after_run()
             finally:
                 if task is not None:
                     self._job_tasks.discard(task)
+
+    async def _feed_after_run(self) -> None:
+        """Push what the run appended to the feed, and prune what retention no longer keeps."""
+        if self.webhooks is not None:
+            self.webhooks.wake()
+        feed = self._runtime.store
+        if not isinstance(feed, ChangeFeed):
+            return  # this store keeps no feed (PostgreSQL, for now)
+        retention = self._settings.changes.retention
+        before = self._runtime.clock.now() - timedelta(seconds=retention)
+        try:
+            removed = await feed.prune_changes(before)
+        except StoreError as exc:
+            log.error("changes.prune_failed", error=str(exc))
+            return
+        if removed:
+            log.info("changes.pruned", entries=removed, retention_s=retention)
 
     async def trigger(self, name: str, kind: RunKind | None = None) -> None:
         """Run source `name` now as its scheduled jobs do: skipped while a run of it is going,

@@ -3,6 +3,7 @@
 SyncdError
 ├── ConfigError            invalid settings (exit code 2)
 ├── StoreError             the database refused a read or a write
+│   └── ChangesExpiredError  a feed cursor fell behind retention: resync with `syncd export`
 ├── AuthError              a credential was refused or a token could not be obtained
 │   └── NeedsReauthError   the stored grant is gone; an operator must run `syncd auth`
 ├── TransportError         the request did not produce a usable answer
@@ -35,6 +36,10 @@ class StoreError(SyncdError):
 
 class SourceBusyError(StoreError):
     """Another live process holds a running sync of the same source."""
+
+
+class ChangesExpiredError(StoreError):
+    """A change-feed reader asked for entries that retention already removed."""
 
 
 class AuthError(SyncdError):

@@ -363,7 +363,12 @@ class SyncEngine:
             )
         deleted = await asyncio.shield(
             self._store.finish_full_scan(
-                source.name, scan_id, self._clock.now(), tombstone=tombstone, watermark=watermark
+                source.name,
+                scan_id,
+                self._clock.now(),
+                tombstone=tombstone,
+                watermark=watermark,
+                run_id=run_id,
             )
         )
         tally.deleted += deleted

@@ -339,7 +339,7 @@ def populated() -> Metrics:
         SyncResult(1, "s", "full", "succeeded", RunTotals(requests=1), 1.0, latencies=(0.1,))
     )
     health = SourceHealth("s", datetime(2026, 1, 1, tzinfo=UTC), 60.0, 1.0, False, False, None)
-    metrics.update(StoreSnapshot((health,), {("s", "issued"): 1}, {"s": 3}))
+    metrics.update(StoreSnapshot((health,), {("s", "issued"): 1}, {"s": 3}, {("hook", "s"): 2}))
     return metrics
 
 

@@ -14,9 +14,11 @@ from syncd.commands.output import human_duration
 from syncd.config import (
     Settings,
 )
+from syncd.feed import webhook_backlog
 from syncd.ops.health import check, probe_url
 from syncd.ops.staleness import assess, limits
 from syncd.store import TokenEvent
+from syncd.store.base import ChangeFeed
 from syncd.store.factory import open_store
 from syncd.store.rows import iso
 
@@ -72,8 +74,20 @@ async def show_status(args: argparse.Namespace, settings: Settings) -> int:
                     "action": f"run 'syncd auth {source.name}'" if state.needs_reauth else None,
                 }
             )
+        feed: dict[str, dict[str, object]] = {}
+        backlog: dict[tuple[str, str], int] = {}
+        if isinstance(store, ChangeFeed):  # the PostgreSQL store keeps no feed yet
+            feed = {name: asdict(head) for name, head in (await store.feed_heads()).items()}
+            backlog = await webhook_backlog(store, settings.webhooks)
+    webhooks = [{"webhook": w, "source": s, "backlog": n} for (w, s), n in sorted(backlog.items())]
     if args.json:
-        document = {"schema": STATUS_SCHEMA, "generated_at": iso(now), "sources": rows}
+        document = {
+            "schema": STATUS_SCHEMA,
+            "generated_at": iso(now),
+            "sources": rows,
+            "feed": feed,
+            "webhooks": webhooks,
+        }
         print(json.dumps(document, indent=2))
         return 0
     if not rows:
@@ -102,6 +116,8 @@ async def show_status(args: argparse.Namespace, settings: Settings) -> int:
             print(f"  ACTION NEEDED: {row['action']}")
             if row["reauth_reason"]:
                 print(f"  reason: {row['reauth_reason']}")
+    for hook in webhooks:
+        print(f"webhook {hook['webhook']} -> {hook['source']}: {hook['backlog']} entries pending")
     return 0
 
 

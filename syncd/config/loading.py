@@ -5,6 +5,7 @@ Secrets of a source (e.g. `client_secret`) are looked up, first match wins, in:
   2. the file `<dir>/<source>.<field>` in `secrets_dir`, then in systemd's `$CREDENTIALS_DIRECTORY`
      (also as `syncd_<source>.<field>`: what `LoadCredential=syncd:<directory>` names each file);
   3. the value written in the TOML file.
+A webhook's `secret` the same way: `SYNCD_SECRET_WEBHOOK_<NAME>_SECRET`, then `webhook.<name>.secret`.
 A secret variable or file that is set but empty is refused rather than skipped: it is almost always
 an unset `${VAR}` interpolated by a shell or compose file, and falling through to another value would
 hide that. `$SYNCD_CONFIG_DEFAULTS` names a TOML file whose settings apply where the config file is
@@ -145,6 +146,32 @@ def _resolve_secrets(raw: dict[str, Any], env: Mapping[str, str]) -> list[str]:
             if value is not None:
                 auth[field] = value
     problems += _resolve_store_password(raw, env, dirs)
+    return problems + _resolve_webhook_secrets(raw, env, dirs)
+
+
+def _resolve_webhook_secrets(
+    raw: dict[str, Any], env: Mapping[str, str], dirs: list[Path]
+) -> list[str]:
+    """Each webhook's `secret` from `SYNCD_SECRET_WEBHOOK_<NAME>_SECRET` or the file
+    `webhook.<name>.secret` in the secrets directories, the same way as sources' secrets."""
+    problems: list[str] = []
+    for hook in raw.get("webhooks") or []:
+        if not isinstance(hook, dict) or not SOURCE_NAME.match(str(hook.get("name"))):
+            continue
+        variable = secret_env_name(f"webhook_{hook['name']}", "secret")
+        value = env.get(variable)
+        if value is not None and not value.strip():
+            problems.append(f"{variable}: is set but empty: expected the webhook's secret")
+            continue
+        for directory in dirs:
+            if value is not None:
+                break
+            value, problem = _read_secret_file(directory / f"webhook.{hook['name']}.secret")
+            if problem:
+                problems.append(problem)
+                break
+        if value is not None:
+            hook["secret"] = value
     return problems
 
 
@@ -271,7 +298,7 @@ def _describe(error: Mapping[str, Any], raw: Mapping[str, Any], env: Mapping[str
     message = str(error["msg"]).removeprefix("Value error, ")
     value = error.get("input")
     # Anything under `auth` may hold a secret (a whole table given as one string, say).
-    secret = any(str(item) in SECRET_FIELDS or item == "auth" for item in loc) or (
+    secret = any(str(item) in SECRET_FIELDS or item in ("auth", "secret") for item in loc) or (
         loc[:1] == ["store"] and loc[1:2] in (["url"], ["password"])
     )
     ctx = error.get("ctx") or {}

@@ -18,6 +18,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from syncd.config.base import StrictModel, is_loopback
+from syncd.config.feed import ChangesSettings, WebhookSettings
 from syncd.config.sources import SourceSettings
 from syncd.errors import ConfigError
 from syncd.redaction import Redactor
@@ -142,6 +143,8 @@ class Settings(BaseSettings):
     http: HttpSettings = HttpSettings()
     health: HealthSettings = HealthSettings()
     sources: tuple[SourceSettings, ...] = ()
+    changes: ChangesSettings = ChangesSettings()
+    webhooks: tuple[WebhookSettings, ...] = ()
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["auto", "json", "console"] = "auto"
     shutdown_grace: float = Field(
@@ -202,6 +205,22 @@ class Settings(BaseSettings):
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"source names must be unique, repeated: {', '.join(dupes)}")
+        return self
+
+    @model_validator(mode="after")
+    def _webhooks_known(self) -> Settings:
+        names = [w.name for w in self.webhooks]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"webhook names must be unique, repeated: {', '.join(dupes)}")
+        known = {s.name for s in self.sources}
+        for hook in self.webhooks:
+            unknown = [s for s in hook.sources if s not in known]
+            if unknown:
+                raise ValueError(
+                    f"webhook {hook.name!r}: source {unknown[0]!r} is not configured "
+                    f"(known: {', '.join(sorted(known)) or 'none'})"
+                )
         return self
 
     def source(self, name: str) -> SourceSettings:

@@ -47,6 +47,7 @@ class StoreSnapshot:
     health: tuple[SourceHealth, ...] = ()
     token_events: Mapping[tuple[str, str], int] = field(default_factory=dict)
     products: Mapping[str, int] = field(default_factory=dict)
+    webhook_backlog: Mapping[tuple[str, str], int] = field(default_factory=dict)
 
 
 class _SnapshotCollector(Collector):
@@ -99,7 +100,14 @@ class _SnapshotCollector(Collector):
         )
         for source, count in sorted(snap.products.items()):
             products.add_metric([source], count)
-        yield from (tokens, last, stale, limit, reauth, products)
+        backlog = GaugeMetricFamily(
+            "syncd_webhook_backlog",
+            "Change-feed entries a webhook has not delivered yet.",
+            labels=["webhook", "source"],
+        )
+        for (hook, source), count in sorted(snap.webhook_backlog.items()):
+            backlog.add_metric([hook, source], count)
+        yield from (tokens, last, stale, limit, reauth, products, backlog)
 
 
 class Metrics:

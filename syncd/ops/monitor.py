@@ -17,12 +17,14 @@ from typing import Any, Self
 from syncd.clock import Clock
 from syncd.config import Settings
 from syncd.errors import SyncdError
+from syncd.feed import webhook_backlog
 from syncd.logging import get_logger
 from syncd.ops.health import Check
 from syncd.ops.metrics import CONTENT_TYPE, Metrics, StoreSnapshot
 from syncd.ops.notify import Notifier
 from syncd.ops.staleness import SourceHealth, assess, limits
 from syncd.store import RunRecord, Store
+from syncd.store.base import ChangeFeed
 from syncd.sync import SyncResult
 
 log = get_logger(__name__)
@@ -146,9 +148,16 @@ class Monitor:
             health=tuple(health),
             token_events=await self._store.token_event_counts(),
             products={name: await self._store.count_products(name) for name in self._limits},
+            webhook_backlog=await self._webhook_backlog(),
         )
         self.exported.update(snapshot)
         return self.exported.render(), CONTENT_TYPE
+
+    async def _webhook_backlog(self) -> dict[tuple[str, str], int]:
+        hooks = self._settings.webhooks
+        if not hooks or not isinstance(self._store, ChangeFeed):
+            return {}
+        return await webhook_backlog(self._store, hooks)
 
     # -- staleness --------------------------------------------------------------------------------
 

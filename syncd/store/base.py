@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal, Protocol, get_args
+from typing import Literal, Protocol, get_args, runtime_checkable
 
 RunKind = Literal["full", "incremental"]
 RunStatus = Literal["running", "succeeded", "failed", "cancelled"]
@@ -190,10 +191,18 @@ class Store(Protocol):
         ...
 
     async def finish_full_scan(
-        self, source: str, scan_id: int, now: datetime, *, tombstone: bool, watermark: str | None
+        self,
+        source: str,
+        scan_id: int,
+        now: datetime,
+        *,
+        tombstone: bool,
+        watermark: str | None,
+        run_id: int | None = None,
     ) -> int:
         """End a full scan: tombstone the products it did not see (if `tombstone`), forget its
-        marks, clear the checkpoint and set the watermark (CLEAR erases it); return tombstones."""
+        marks, clear the checkpoint and set the watermark (CLEAR erases it); return tombstones.
+        `run_id` is recorded on the `deleted` change-feed entries."""
         ...
 
     async def count_products(self, source: str) -> int:
@@ -288,4 +297,81 @@ class Store(Protocol):
     async def check_file(self) -> None:
         """StoreError if the storage written to is no longer the one opened (a database file
         deleted or replaced since); cheap enough for every probe."""
+        ...
+
+
+ChangeOp = Literal["created", "updated", "deleted", "revived"]
+CHANGE_OPS: tuple[ChangeOp, ...] = get_args(ChangeOp)
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeEntry:
+    """A row of `product_changes`: one product write that changed something.
+
+    `seq` counts from 1 per source with no gaps. `payload` is the product's JSON after the write;
+    for `deleted` it is the last payload stored before the tombstone (so is `content_hash`).
+    """
+
+    source: str
+    seq: int
+    sku: str
+    op: ChangeOp
+    run_id: int | None
+    at: str
+    content_hash: str
+    payload: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class FeedHead:
+    """Where a source's feed stands: its newest seq, and the highest seq retention removed
+    (entries `pruned_through + 1 .. last_seq` are all retained)."""
+
+    source: str
+    last_seq: int = 0
+    pruned_through: int = 0
+
+
+class ProductSnapshot(Protocol):
+    """The live products of one source as of feed seq `seq`, read without loading them all."""
+
+    seq: int
+
+    def products(self) -> AsyncIterator[ProductRecord]:
+        """The live products, by sku."""
+        ...
+
+
+@runtime_checkable
+class ChangeFeed(Protocol):
+    """The change feed of a store (docs/CHANGES.md); every write method is one transaction.
+
+    Entries are appended by `commit_page`, `upsert_products` and `finish_full_scan` themselves,
+    in the transaction that changes the products, so the feed replayed from seq 0 rebuilds the
+    table exactly.
+    """
+
+    async def changes(self, source: str, since: int, limit: int) -> list[ChangeEntry]:
+        """Up to `limit` entries of `source` with seq > `since`, in seq order;
+        ChangesExpiredError if retention already removed some of them."""
+        ...
+
+    async def feed_heads(self) -> dict[str, FeedHead]:
+        """Where each source that ever appended an entry stands."""
+        ...
+
+    async def prune_changes(self, before: datetime) -> int:
+        """Remove the entries older than `before` (oldest first, per source); return how many."""
+        ...
+
+    def snapshot(self, source: str) -> AbstractAsyncContextManager[ProductSnapshot]:
+        """A consistent read of the live products of `source` and the seq it corresponds to."""
+        ...
+
+    async def webhook_cursors(self, webhook: str) -> dict[str, int]:
+        """source -> the last seq webhook `webhook` delivered (sources never delivered absent)."""
+        ...
+
+    async def set_webhook_cursor(self, webhook: str, source: str, seq: int, now: datetime) -> None:
+        """Record that `webhook` delivered every entry of `source` up to `seq`."""
         ...

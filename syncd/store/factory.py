@@ -5,6 +5,7 @@ from __future__ import annotations
 from contextlib import AbstractAsyncContextManager
 from typing import Protocol
 
+from syncd.config.feed import ChangesSettings
 from syncd.config.settings import StoreSettings
 from syncd.redaction import Redactor
 from syncd.store.locks import SourceLocks
@@ -30,10 +31,15 @@ class RunLocks(Protocol):
 
 
 def open_store(
-    settings: StoreSettings, *, redactor: Redactor | None = None
+    settings: StoreSettings,
+    *,
+    redactor: Redactor | None = None,
+    changes: ChangesSettings | None = None,
 ) -> AbstractAsyncContextManager[AnyStore]:
     """The store `settings` select, not yet opened: use it as `async with open_store(...)`.
-    Free text it stores (run errors, event details) passes through `redactor` first."""
+    Free text it stores (run errors, event details) passes through `redactor` first; `changes`
+    says whether product writes append to the change feed (docs/CHANGES.md)."""
+    changes = changes or ChangesSettings()
     if settings.url is not None:
         password = settings.password.get_secret_value() if settings.password else None
         return PostgresStore(
@@ -42,7 +48,13 @@ def open_store(
             pool_size=settings.pool_size,
             redactor=redactor,
         )
-    return SqliteStore(settings.path, busy_timeout=settings.busy_timeout, redactor=redactor)
+    return SqliteStore(
+        settings.path,
+        busy_timeout=settings.busy_timeout,
+        redactor=redactor,
+        changes=changes.enabled,
+        change_payloads=changes.store_payloads,
+    )
 
 
 def run_locks(settings: StoreSettings) -> RunLocks:

@@ -375,10 +375,18 @@ class PostgresStore:
             )
 
     async def finish_full_scan(
-        self, source: str, scan_id: int, now: datetime, *, tombstone: bool, watermark: str | None
+        self,
+        source: str,
+        scan_id: int,
+        now: datetime,
+        *,
+        tombstone: bool,
+        watermark: str | None,
+        run_id: int | None = None,
     ) -> int:
         """End a full scan: tombstone the products it did not see (if `tombstone`), forget its
-        marks, clear the checkpoint and set the watermark (CLEAR erases it); return tombstones."""
+        marks, clear the checkpoint and set the watermark (CLEAR erases it); return tombstones.
+        `run_id` is for a change feed, which this store does not keep yet."""
         async with self._transaction(f"finish the full scan of {source!r}") as db:
             deleted = 0
             if tombstone:

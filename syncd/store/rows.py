@@ -10,6 +10,7 @@ from typing import Any
 import aiosqlite
 
 from syncd.store.base import (
+    ChangeOp,
     ProductRecord,
     RunRecord,
     RunTotals,
@@ -60,9 +61,14 @@ def chunks(items: Sequence[str], size: int) -> Iterable[Sequence[str]]:
 
 
 async def upsert(
-    db: aiosqlite.Connection, source: str, latest: dict[str, ProductRecord], stamp: str | None
+    db: aiosqlite.Connection,
+    source: str,
+    latest: dict[str, ProductRecord],
+    stamp: str | None,
+    changed: list[tuple[ChangeOp, ProductRecord]] | None = None,
 ) -> UpsertCounts:
-    """Insert new skus, rewrite those whose hash changed or that were tombstoned, count the rest."""
+    """Insert new skus, rewrite those whose hash changed or that were tombstoned, count the rest;
+    each write is also appended to `changed` (for the change feed) when given."""
     if not latest:
         return UpsertCounts()
     known: dict[str, tuple[str, str | None]] = {}
@@ -79,6 +85,13 @@ async def upsert(
     unchanged = 0
     for sku, r in latest.items():
         previous = known.get(sku)
+        if changed is not None and (
+            previous is None or previous[0] != r.content_hash or previous[1] is not None
+        ):
+            op: ChangeOp = (
+                "created" if previous is None else "revived" if previous[1] else "updated"
+            )
+            changed.append((op, r))
         if previous is None:
             inserts.append(
                 (source, sku, r.id, r.name, r.price, r.status, r.type_id, stored_time(r.updated_at),

@@ -20,8 +20,12 @@ from syncd.logging import get_logger
 from syncd.redaction import Redactor
 from syncd.store.base import (
     CLEAR,
+    ChangeEntry,
+    ChangeOp,
+    FeedHead,
     PageCommit,
     ProductRecord,
+    ProductSnapshot,
     RunKind,
     RunRecord,
     RunStatus,
@@ -31,6 +35,16 @@ from syncd.store.base import (
     TokenEvent,
     TokenRecord,
     UpsertCounts,
+)
+from syncd.store.changes import (
+    append_changes,
+    append_tombstones,
+    open_snapshot,
+    prune_chunk,
+    prune_cut,
+    read_changes,
+    read_heads,
+    stamp,
 )
 from syncd.store.rows import (
     IN_CHUNK,
@@ -56,11 +70,19 @@ class SqliteStore:
     """
 
     def __init__(
-        self, path: Path | str, *, busy_timeout: float = 5.0, redactor: Redactor | None = None
+        self,
+        path: Path | str,
+        *,
+        busy_timeout: float = 5.0,
+        redactor: Redactor | None = None,
+        changes: bool = True,
+        change_payloads: bool = False,
     ) -> None:
         self._path = Path(path)
         self._redactor = redactor or Redactor()
         self._busy_timeout = busy_timeout
+        self._changes = changes  # append to the change feed (docs/CHANGES.md)
+        self._change_payloads = change_payloads  # copy payloads into it, not just refer to them
         self._db: aiosqlite.Connection | None = None
         self._lock = asyncio.Lock()
         self._closed = False
@@ -255,8 +277,18 @@ class SqliteStore:
     ) -> UpsertCounts:
         """`upsert_products` plus the page's scan marks and progress, in one transaction."""
         latest = {record.sku: record for record in records}  # a page may repeat a sku: last wins
+        changed: list[tuple[ChangeOp, ProductRecord]] | None = [] if self._changes else None
         async with self._transaction(f"store {len(latest)} products of {source!r}") as db:
-            counts = await upsert(db, source, latest, iso(now))
+            counts = await upsert(db, source, latest, iso(now), changed)
+            if changed:
+                await append_changes(
+                    db,
+                    source,
+                    changed,
+                    commit.run.run_id if commit.run else None,
+                    stamp(now),
+                    payloads=self._change_payloads,
+                )
             if commit.scan_id is not None and latest:
                 await db.executemany(
                     "INSERT OR IGNORE INTO full_scan_seen (source, scan_id, sku) VALUES (?,?,?)",
@@ -327,13 +359,25 @@ class SqliteStore:
         return int(rows[0][0])
 
     async def finish_full_scan(
-        self, source: str, scan_id: int, now: datetime, *, tombstone: bool, watermark: str | None
+        self,
+        source: str,
+        scan_id: int,
+        now: datetime,
+        *,
+        tombstone: bool,
+        watermark: str | None,
+        run_id: int | None = None,
     ) -> int:
         """End a full scan: tombstone the products it did not see (if `tombstone`), forget its
-        marks, clear the checkpoint and set the watermark (CLEAR erases it); return tombstones."""
+        marks, clear the checkpoint and set the watermark (CLEAR erases it); return tombstones.
+        `run_id` is recorded on the `deleted` change-feed entries."""
         async with self._transaction(f"finish the full scan of {source!r}") as db:
             deleted = 0
             if tombstone:
+                if self._changes:
+                    await append_tombstones(
+                        db, source, scan_id, run_id, stamp(now), payloads=self._change_payloads
+                    )
                 cursor = await db.execute(
                     "UPDATE products SET deleted_at = ? WHERE source = ? AND deleted_at IS NULL "
                     "AND sku NOT IN (SELECT sku FROM full_scan_seen WHERE source = ? AND scan_id = ?)",
@@ -350,6 +394,70 @@ class SqliteStore:
             "SELECT count(*) FROM products WHERE source = ? AND deleted_at IS NULL", (source,)
         )
         return int(rows[0][0])
+
+    # -- change feed (docs/CHANGES.md) -------------------------------------------------------------
+
+    async def changes(self, source: str, since: int, limit: int) -> list[ChangeEntry]:
+        """Up to `limit` entries of `source` with seq > `since`, in seq order;
+        ChangesExpiredError if retention already removed some of them."""
+        try:
+            return await read_changes(self._conn, source, since, limit)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot read from {str(self._path)!r}: {exc}") from exc
+
+    async def feed_heads(self) -> dict[str, FeedHead]:
+        """Where each source that ever appended an entry stands."""
+        try:
+            return await read_heads(self._conn)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot read from {str(self._path)!r}: {exc}") from exc
+
+    async def prune_changes(self, before: datetime) -> int:
+        """Remove the entries older than `before` (oldest first, per source); return how many."""
+        removed = 0
+        for head in (await self.feed_heads()).values():
+            try:
+                cut = await prune_cut(self._conn, head, stamp(before))
+            except sqlite3.Error as exc:
+                raise StoreError(f"cannot read from {str(self._path)!r}: {exc}") from exc
+            more = cut > head.pruned_through
+            while more:
+                async with self._transaction(f"prune the change feed of {head.source!r}") as db:
+                    count, more = await prune_chunk(db, head.source, cut)
+                removed += count
+        return removed
+
+    @asynccontextmanager
+    async def snapshot(self, source: str) -> AsyncIterator[ProductSnapshot]:
+        """A consistent read of the live products of `source` and the seq it corresponds to."""
+        self._conn  # noqa: B018 - the same misuse error as every other method
+        try:
+            snap = await open_snapshot(self._path, source, self._busy_timeout)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot read from {str(self._path)!r}: {exc}") from exc
+        try:
+            yield snap
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot read from {str(self._path)!r}: {exc}") from exc
+        finally:
+            await snap.db.close()
+
+    async def webhook_cursors(self, webhook: str) -> dict[str, int]:
+        """source -> the last seq webhook `webhook` delivered (sources never delivered absent)."""
+        rows = await self._read(
+            "SELECT source, seq FROM webhook_cursors WHERE webhook = ?", (webhook,)
+        )
+        return {r[0]: int(r[1]) for r in rows}
+
+    async def set_webhook_cursor(self, webhook: str, source: str, seq: int, now: datetime) -> None:
+        """Record that `webhook` delivered every entry of `source` up to `seq`."""
+        async with self._transaction(f"record what webhook {webhook!r} delivered") as db:
+            await db.execute(
+                "INSERT INTO webhook_cursors (webhook, source, seq, updated_at) VALUES (?,?,?,?) "
+                "ON CONFLICT (webhook, source) DO UPDATE SET seq = excluded.seq, "
+                "updated_at = excluded.updated_at",
+                (webhook, source, seq, iso(now)),
+            )
 
     # -- runs -------------------------------------------------------------------------------------
 
