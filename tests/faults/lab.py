@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, MutableMapping
 from contextlib import AsyncExitStack
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -164,6 +164,7 @@ ERROR_CLASSES: tuple[tuple[str, str], ...] = (
     (r"above max_catalog_size", "total_count above max_catalog_size"),
     (r"answered HTTP (\d{3})", r"HTTP \1"),
     (r"Connection reset|ServerDisconnected", "connection lost"),
+    (r"stopped by (SIG[A-Z]+)", r"\1"),
 )
 
 
@@ -390,7 +391,7 @@ class FaultLab:
         self._baseline = _Counters.of(self.emulators)
         return self.runtime  # type: ignore[return-value]  # set by _start
 
-    async def _start(self, settings: Settings) -> None:
+    async def _start(self, settings: Settings, restart: bool = False) -> None:
         """A runtime and a daemon on `settings`; returns once the daemon's start-up runs ended
         (recorded in `runs`)."""
         world = await self.stack.enter_async_context(AsyncExitStack())
@@ -400,10 +401,15 @@ class FaultLab:
         )
         self.opened_at = self.clock.now()
         self.clock.parked.clear()
-        crashed = len(self.crashes())
+        crashed = len(self.logs)
         self.daemon = await world.enter_async_context(Daemon(self.runtime, handle_signals=False))
         daemon = self.daemon
         count = len(settings.sources)
+        if restart:
+            # The start-up runs are due at the lab's time, which APScheduler (on real time) has
+            # not reached once the lab's clock moved on: they are due now, as they were at open.
+            for source in settings.sources:
+                daemon._scheduler.reschedule_in(source.name, datetime.now(UTC))
         await until(lambda: len(daemon.results) + len(self.crashes(crashed)) >= count)
         self.runs.extend(RunRecord(r.source, r.status, r.error, r) for r in daemon.results)
         self.runs.extend(
@@ -420,7 +426,7 @@ class FaultLab:
         await self._world.aclose()
         self.note(f"then syncd restarted ({why})")
         before = len(self.runs)
-        await self._start(settings)
+        await self._start(settings, restart=True)
         return self.runs[before:]
 
     def _log_like_syncd_run(self, settings: Settings) -> None:
@@ -672,10 +678,10 @@ class FaultLab:
     def assert_alive(self) -> None:
         """The daemon answers its liveness probe with its scheduler running, and every source has
         a next run later than the start-up run (its job is still there, re-armed)."""
-        problems = self._liveness()
+        problems = self.liveness_problems()
         assert not problems, problems
 
-    def _liveness(self) -> list[str]:
+    def liveness_problems(self) -> list[str]:
         """`assert_alive`'s checks, as what failed (empty when none); keeps the probe's detail."""
         daemon = self.daemon
         assert daemon is not None and self.opened_at is not None, "open() the lab first"
@@ -693,7 +699,7 @@ class FaultLab:
         """End the scenario and record its row, asserting nothing: the daemon's liveness, one
         more run of each source, every table against its catalog. A bad outcome is recorded as
         such (and `finish` then fails on it), so the report can show it."""
-        self._liveness()
+        self.liveness_problems()
         for name, emu in self._sources():
             await self.run(name)
             self.verify(name, emu)
@@ -705,13 +711,18 @@ class FaultLab:
     async def finish(self, scenario: str) -> ScenarioResult:
         """`conclude`, then assert: the daemon is alive and schedules every source, the run after
         the scenario succeeded, and every check the scenario made found the data intact."""
-        result = await self.conclude(scenario)
-        self.assert_alive()
+        return self.assert_recorded(await self.conclude(scenario))
+
+    def assert_recorded(self, result: ScenarioResult) -> ScenarioResult:
+        """`finish`'s assertions on a row `conclude` recorded: the daemon is alive and schedules
+        every source, the run after the scenario succeeded, every check found the data intact,
+        and no credential leaked."""
+        assert self._scheduling, (result.outcome, self.liveness_problems())
         for run in self.runs[-len(self._sources()) :]:
             assert run.status == "succeeded", f"the run after the scenario: {run.error}"
         bad = [c for c in self.checks if not c.exact]
         assert not bad, (result.outcome, bad)
-        assert result.credentials == "none leaked", result.outcome
+        assert result.credentials == "none leaked", (result.outcome, result.credentials)
         return result
 
     def _record(self, scenario: str) -> ScenarioResult:
