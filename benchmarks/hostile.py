@@ -1,6 +1,6 @@
 """Issue 12's table replayed: each hostile answer against a child `syncd` process, and what it cost.
 
-    python -m benchmarks.hostile [--products 2000]
+    python -m benchmarks.hostile [--products 2000] [--out benchmarks/results/hostile.md]
 
 The emulators run in this process on loopback: the store's (Adobe IMS + Commerce, and an
 AmeriCommerce store on a static token) and "another origin" that a redirect points at. Each case
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import signal
 import sqlite3
 import sys
@@ -28,6 +29,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 from syncd.emulator import AdobeConfig, AmeriCommerceConfig, Emulator, EmulatorConfig, Fault
@@ -361,13 +363,21 @@ async def replay(case: Case, world: World, tmp: Path, n: int) -> str:
     return "| " + " | ".join(str(c) for c in cells) + " |"
 
 
-async def main(products: int) -> int:
-    """Print the table; exit 1 if a row failed."""
-    print(
-        "| what the server did | outcome (exit code: last line) | credential leaked | live "
-        "products tombstoned | peak RSS MB | wall s | integrity_check | verdict |"
-    )
-    print("|---|---|---|---|---|---|---|---|")
+async def main(products: int) -> tuple[int, list[str]]:
+    """Print the table; 1 if a row failed (else 0), and the table's lines."""
+    when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    command = f"python -m benchmarks.hostile --products {products}"
+    rows = [
+        f"Measured {when} with `{command}` ({os.cpu_count()} CPUs). Verdict `ok`: no credential "
+        f"leaked, no live product tombstoned, peak RSS under {RSS_LIMIT_MB} MB, wall under "
+        f"{WALL_LIMIT_S} s, no traceback or internal error.",
+        "",
+        "| what the server did | outcome (exit code: summary; error) | credential leaked | live "
+        "products tombstoned | peak RSS MB | wall s | integrity_check | verdict |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        print(row)
     failed = 0
     adobe = AdobeConfig(products=products, client_secret=CLIENT_SECRET)
     ac = AmeriCommerceConfig(products=products // 4, static_tokens=(STATIC_TOKEN,))
@@ -388,13 +398,22 @@ async def main(products: int) -> int:
             for n, case in enumerate(CASES):
                 row = await replay(case, world, Path(scratch), n)
                 failed += "**FAIL**" in row
+                rows.append(row)
                 print(row, flush=True)
     for name, scenario in IN_PROCESS_ONLY:
-        print(f"| {name} | not replayed in a child: fault suite scenario `{scenario}` |||||||")
-    return 1 if failed else 0
+        rows.append(
+            f"| {name} | not replayed in a child: fault suite scenario `{scenario}` |||||||"
+        )
+        print(rows[-1])
+    return (1 if failed else 0), rows
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--products", type=int, default=2000)
-    raise SystemExit(asyncio.run(main(parser.parse_args().products)))
+    parser.add_argument("--out", type=Path, help="also write the table (Markdown) here")
+    args = parser.parse_args()
+    code, table = asyncio.run(main(args.products))
+    if args.out is not None:
+        args.out.write_text("\n".join(table) + "\n", encoding="utf-8")
+    raise SystemExit(code)

@@ -310,6 +310,7 @@ class FaultLab:
     elsewhere: list[Elsewhere] = field(default_factory=list)
     log_output: io.StringIO = field(default_factory=io.StringIO)
     metrics: str = ""
+    unmet: list[str] = field(default_factory=list)
     _baseline_runs: int = 0
     _baseline: _Counters | None = None
     _scheduling: bool = False
@@ -673,6 +674,12 @@ class FaultLab:
         with sqlite3.connect(self.db) as conn:
             return str(conn.execute("PRAGMA integrity_check").fetchone()[0])
 
+    def expect(self, holds: object, what: object) -> None:
+        """A scenario's own check, made before its row is recorded: one that does not hold is
+        kept (and named in the row's outcome), and `finish` fails on it, so the row can show it."""
+        if not holds:
+            self.unmet.append(str(what).splitlines()[0][:120] if str(what) else "a check")
+
     # -- the daemon, and the end of a scenario ------------------------------------------------------
 
     def assert_alive(self) -> None:
@@ -723,6 +730,7 @@ class FaultLab:
         bad = [c for c in self.checks if not c.exact]
         assert not bad, (result.outcome, bad)
         assert result.credentials == "none leaked", (result.outcome, result.credentials)
+        assert not self.unmet, (result.outcome, self.unmet)
         return result
 
     def _record(self, scenario: str) -> ScenarioResult:
@@ -744,6 +752,8 @@ class FaultLab:
         else:
             outcome = "every run succeeded"
         outcome += "; data intact" if intact else "; DATA NOT INTACT"
+        if self.unmet:
+            outcome += f"; {len(self.unmet)} CHECKS FAILED ({self.unmet[0]})"
         leaked = self.leaks()
         if leaked:
             outcome += "; CREDENTIAL LEAKED"

@@ -32,7 +32,10 @@ RESULTS = Path(__file__).with_name("results.json")
 RESULTS_ENV = "SYNCD_FAULT_RESULTS"
 # What a scenario's row must say on every run. The counts can move by a few between runs (a busy
 # machine makes an extra answer late, aiohttp retries a dropped connection by itself or not).
-STABLE = ("faults", "runs", "lost", "duplicated", "tombstoned", "outcome")
+STABLE = ("faults", "runs", "lost", "duplicated", "tombstoned", "credentials", "outcome")
+# The replay of issue 12's table against child `syncd` processes (python -m benchmarks.hostile
+# --out ...), appended to the report as it was measured.
+HOSTILE = ROOT / "benchmarks" / "results" / "hostile.md"
 COLUMNS = (
     "Scenario",
     "Fault injected",
@@ -47,6 +50,7 @@ COLUMNS = (
     "Tombstoned live",
     "Longest run (s)",
     "Wall (s)",
+    "Credentials leaked",
     "Outcome",
 )
 
@@ -90,6 +94,7 @@ def render(
             r.get("tombstoned", 0),
             f"{r.get('longest_run', 0.0):.1f}",
             f"{r['wall_seconds']:.1f}",
+            r.get("credentials", "none leaked"),
             r["outcome"],
         )
         rows.append("| " + " | ".join(str(c) for c in cells) + " |")
@@ -146,9 +151,15 @@ def render(
             "- **Longest run**: the longest run after the good first sync, in seconds of the lab's",
             "  virtual clock (its waits; what runs without waiting takes none of it). **Wall**: the",
             "  scenario's real time, first sync included.",
+            "- **Credentials leaked**: where a credential went that it should not (`FaultLab.leaks`):",
+            "  the client secret or any token the emulator's IMS issued, searched in the log",
+            "  output (JSON at debug level through syncd's redactor, third-party loggers included),",
+            "  every text column of the database but the stored tokens, `/metrics` and every run's",
+            "  error; and any request at all that reached another origin a fault pointed at.",
             "- **Outcome**: from the runs and the checks: whether a run failed and the next",
-            "  recovered, whether every check found the data intact, and the daemon's liveness",
-            "  probe at the end.",
+            "  recovered, whether every check found the data intact, the scenario's own checks",
+            "  (`CHECKS FAILED`), whether a credential leaked (`CREDENTIAL LEAKED`), and the",
+            "  daemon's liveness probe at the end.",
             "",
             "| " + " | ".join(COLUMNS) + " |",
             "|" + "|".join("---" for _ in COLUMNS) + "|",
@@ -158,8 +169,26 @@ def render(
             "",
             *(f"- `{s.id}`: {s.asserts}." for s in SCENARIOS),
             "",
+            *hostile_section(),
         ]
     )
+
+
+def hostile_section() -> list[str]:
+    """The replay of issue 12's table against child processes, as last measured (or nothing)."""
+    if not HOSTILE.exists():
+        return []
+    return [
+        "## Issue 12's table replayed against a child `syncd`",
+        "",
+        "Measured by `python -m benchmarks.hostile --out benchmarks/results/hostile.md` (see its",
+        "docstring: each row's fault against a loopback emulator, a child `syncd sync` from a",
+        "good first sync, credentials searched in the other origin's requests, stderr at debug",
+        "level, every text column and `syncd status/runs/events --json`); pasted from that file.",
+        "",
+        HOSTILE.read_text(encoding="utf-8").rstrip("\n"),
+        "",
+    ]
 
 
 def load(path: Path) -> tuple[list[dict[str, Any]], float | None]:
@@ -199,7 +228,7 @@ def run_suite(results: Path) -> tuple[float, int]:
 def stable_cells(report: str) -> dict[str, list[str]]:
     """Scenario -> the cells of its row that every run must reproduce (see STABLE)."""
     keep = [COLUMNS.index(c) for c in ("Fault injected", "Runs", "Lost", "Duplicated")]
-    keep += [COLUMNS.index(c) for c in ("Tombstoned live", "Outcome")]
+    keep += [COLUMNS.index(c) for c in ("Tombstoned live", "Credentials leaked", "Outcome")]
     rows: dict[str, list[str]] = {}
     for line in report.splitlines():
         if line.startswith("| `"):
