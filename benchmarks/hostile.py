@@ -10,11 +10,13 @@ child again, and prints one row: its exit code and last line, whether a credenti
 request at the other origin; the client secret, a token the IMS issued or the static token in the
 child's stderr, in any text column of the database but the stored tokens themselves, or in
 `syncd status/runs/events --json`), the live products tombstoned (those the catalog still has),
-the child's peak RSS (its own `ru_maxrss`), the wall time, and `PRAGMA integrity_check`.
+the products stored before the fault that are gone or changed (the catalog did not change), the
+child's peak RSS (its own `ru_maxrss`), the wall time, and `PRAGMA integrity_check`.
 
-Rows the in-process fault suite covers but a child process cannot be made to meet here (a
-database deleted or replaced under a running daemon, a wall clock stepped back) are listed with
-the scenario of docs/RELIABILITY.md that replays them.
+The database deleted or replaced is replayed under `syncd run` (shop every 2 s, its health
+listener on): /readyz asked after two periods, SIGTERM, then a restart's `syncd sync`. A wall clock
+stepped back cannot be made for a child process without privileges: that row names the fault
+suite's scenario of docs/RELIABILITY.md that replays it (on the lab's clock).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import argparse
 import asyncio
 import os
 import signal
+import socket
 import sqlite3
 import sys
 import tempfile
@@ -31,6 +34,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+
+import aiohttp
 
 from syncd.emulator import AdobeConfig, AmeriCommerceConfig, Emulator, EmulatorConfig, Fault
 
@@ -116,6 +121,8 @@ CASES: tuple[Case, ...] = (
     Case("total_count 10^9 with empty pages", _adobe(Fault("huge_total", total=10**9, times=None))),
     Case("100,000-level nested JSON", _adobe(Fault("nested", times=None))),
     Case("Retry-After: ²", _adobe(Fault("status", status=429, retry_after="²", after=3))),
+    Case("the database file deleted under `syncd run`", mode="deleted"),
+    Case("the database file replaced by a backup under `syncd run`", mode="replaced"),
     Case("two `syncd sync` started on a fresh database", mode="twins"),
     Case("SIGTERM to `syncd sync`", mode="sigterm"),
     Case(
@@ -125,27 +132,27 @@ CASES: tuple[Case, ...] = (
     ),
 )
 
-IN_PROCESS_ONLY = (
-    ("the database file deleted under the daemon", "database-deleted"),
-    ("the database file replaced under the daemon", "database-replaced"),
-    ("the wall clock stepped back 10 minutes", "clock-stepped-back"),
-)
+IN_PROCESS_ONLY = (("the wall clock stepped back 10 minutes", "clock-stepped-back"),)
 
 
-def config_text(world: World, db: Path, short: bool) -> str:
-    """A TOML configuration: `shop` (Adobe) and `ac` (AmeriCommerce) on the store's emulator."""
+def config_text(world: World, db: Path, short: bool, health: int | None = None) -> str:
+    """A TOML configuration: `shop` (Adobe) and `ac` (AmeriCommerce) on the store's emulator;
+    with `health`, the daemon's listener on that port and `shop` every 2 s (`ac` disabled)."""
     emu = world.short if short else world.emu
     adobe = emu.adobe.config
+    listener = f"[health]\nenabled = true\nport = {health}\n" if health else ""
+    often = 'schedule = "2s"\n' if health else ""
+    quiet = "enabled = false\n" if health else ""
     return f"""
 log_format = "json"
-[store]
+{listener}[store]
 path = "{db}"
 [[sources]]
 name = "shop"
 kind = "adobe_commerce"
 base_url = "{emu.url}"
 page_size = 100
-[sources.auth]
+{often}[sources.auth]
 token_url = "{emu.ims_token_url}"
 client_id = "{adobe.client_id}"
 client_secret = "{adobe.client_secret}"
@@ -156,7 +163,7 @@ name = "ac"
 kind = "americommerce"
 base_url = "{world.emu.url}"
 page_size = 100
-[sources.auth]
+{quiet}[sources.auth]
 static_token = "{STATIC_TOKEN}"
 """
 
@@ -232,6 +239,77 @@ async def run(config: Path, *args: str) -> Ran:
     return await finish(await start(config, *args), started)
 
 
+def free_port() -> int:
+    """A loopback port nobody listens on (for the daemon's health listener)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def succeeded_runs(db: Path) -> int:
+    """Runs recorded `succeeded` (0 while the file is not there yet)."""
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+            return int(
+                conn.execute(
+                    "SELECT count(*) FROM sync_runs WHERE status = 'succeeded'"
+                ).fetchone()[0]
+            )
+    except sqlite3.Error:
+        return 0
+
+
+def remove(db: Path) -> None:
+    """`rm syncd.db*`: the file, its -wal and -shm (the run locks' directory aside)."""
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{db}{suffix}").unlink(missing_ok=True)
+
+
+def backup(db: Path, to: Path) -> None:
+    """A self-contained copy of `db` (what last night's backup is)."""
+    with sqlite3.connect(db) as live, sqlite3.connect(to) as copy:
+        live.backup(copy)
+    with sqlite3.connect(to) as copy:
+        copy.execute("PRAGMA journal_mode=DELETE")
+
+
+async def under_the_daemon(
+    mode: str, config: Path, db: Path, port: int
+) -> tuple[list[Ran], str, dict[str, str]]:
+    """`syncd run` (shop every 2 s) until its first run succeeded; its database deleted or
+    replaced by a backup; /readyz asked after two more periods; SIGTERM; then a restart's
+    `syncd sync shop --full`. Returns both children, the outcome and the products before."""
+    started = time.perf_counter()
+    daemon = await start(config, "--log-level", "debug", "run")
+    async with asyncio.timeout(30):
+        while succeeded_runs(db) < 1:  # noqa: ASYNC110 - the child's database
+            await asyncio.sleep(0.05)
+    before = live(db, "shop")
+    if mode == "deleted":
+        await asyncio.to_thread(remove, db)
+    else:
+        copy = db.with_suffix(".backup")
+        await asyncio.to_thread(backup, db, copy)
+        os.replace(copy, db)
+    await asyncio.sleep(4.5)  # two periods: two runs the daemon must refuse
+    written = mode == "deleted" and await asyncio.to_thread(db.exists)
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"http://127.0.0.1:{port}/readyz") as answer,
+    ):
+        ready = f"/readyz {answer.status}"
+    daemon.send_signal(signal.SIGTERM)
+    stopped = await finish(daemon, started)
+    noticed = stopped.err.count('"store.file_changed"')
+    restarted = await run(config, "sync", "shop", "--full")
+    outcome = (
+        f"{ready}; store.file_changed logged {noticed}x; "
+        f"{'a new file written by the old daemon; ' if written else ''}"
+        f"daemon exit {stopped.code}; restarted: exit {restarted.code}: {restarted.last_line}"
+    )
+    return [stopped, restarted], outcome, before if mode == "replaced" else {}
+
+
 def texts(db: Path) -> str:
     """Every text value of every table but the stored tokens themselves."""
     found: list[str] = []
@@ -255,6 +333,15 @@ def tombstoned_live(db: Path, world: World, source: str, short: bool) -> int:
             "SELECT sku FROM products WHERE source = ? AND deleted_at IS NOT NULL", (source,)
         ).fetchall()
     return sum(sku in catalog for (sku,) in rows)
+
+
+def live(db: Path, source: str) -> dict[str, str]:
+    """sku -> stored payload of the live products of `source`."""
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute(
+            "SELECT sku, payload FROM products WHERE source = ? AND deleted_at IS NULL", (source,)
+        ).fetchall()
+    return {str(sku): str(payload) for sku, payload in rows}
 
 
 def integrity(db: Path) -> str:
@@ -302,8 +389,13 @@ async def replay(case: Case, world: World, tmp: Path, n: int) -> str:
         emu.adobe.faults.clear()
         emu.americommerce.faults.clear()
     debug = ("--log-level", "debug", "--log-format", "json")
-    before = other_requests(world)
-    if case.mode == "twins":
+    asked = other_requests(world)
+    before: dict[str, str] = {}
+    if case.mode in ("deleted", "replaced"):
+        port = free_port()
+        config.write_text(config_text(world, db, case.on_short, health=port), encoding="utf-8")
+        ran, outcome, before = await under_the_daemon(case.mode, config, db, port)
+    elif case.mode == "twins":
         started = time.perf_counter()
         children = [await start(config, *debug, "sync", "shop", "--full") for _ in range(2)]
         ran = list(await asyncio.gather(*(finish(c, started) for c in children)))
@@ -311,7 +403,8 @@ async def replay(case: Case, world: World, tmp: Path, n: int) -> str:
     else:
         first = await run(config, "sync", case.source, "--full")
         if first.code != 0:
-            return f"| {case.name} | first sync failed: {first.last_line} |||||||"
+            return f"| {case.name} | first sync failed: {first.last_line} |" + " |" * 7
+        before = live(db, case.source)
         if case.arm is not None:
             case.arm(world)
         if case.mode == "sigterm":
@@ -339,13 +432,15 @@ async def replay(case: Case, world: World, tmp: Path, n: int) -> str:
     for emu in (world.emu, world.short):
         emu.adobe.faults.clear()
         emu.americommerce.faults.clear()
-    leaked = await leaks(world, config, db, ran, before)
+    leaked = await leaks(world, config, db, ran, asked)
+    after = live(db, case.source)
+    lost = sum(after.get(sku) != payload for sku, payload in before.items())
     tombstoned = tombstoned_live(db, world, case.source, case.on_short)
     rss = max(r.rss for r in ran)
     wall = max(r.wall for r in ran)
     verdict = (
         "ok"
-        if not leaked and not tombstoned and rss < RSS_LIMIT_MB and wall < WALL_LIMIT_S
+        if not leaked and not tombstoned and not lost and rss < RSS_LIMIT_MB and wall < WALL_LIMIT_S
         and "Traceback" not in "".join(r.err for r in ran)
         and "internal error" not in outcome
         else "**FAIL**"
@@ -355,6 +450,7 @@ async def replay(case: Case, world: World, tmp: Path, n: int) -> str:
         "`" + outcome.replace("|", "/").replace("`", "'") + "`",
         "; ".join(leaked) or "none",
         tombstoned,
+        lost if before else "n/a (fresh file)",
         f"{rss:.0f}",
         f"{wall:.1f}",
         integrity(db),
@@ -363,18 +459,20 @@ async def replay(case: Case, world: World, tmp: Path, n: int) -> str:
     return "| " + " | ".join(str(c) for c in cells) + " |"
 
 
-async def main(products: int) -> tuple[int, list[str]]:
+async def main(products: int, only: str = "") -> tuple[int, list[str]]:
     """Print the table; 1 if a row failed (else 0), and the table's lines."""
     when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     command = f"python -m benchmarks.hostile --products {products}"
     rows = [
         f"Measured {when} with `{command}` ({os.cpu_count()} CPUs). Verdict `ok`: no credential "
-        f"leaked, no live product tombstoned, peak RSS under {RSS_LIMIT_MB} MB, wall under "
+        "leaked, no live product tombstoned, no product stored before lost or changed, "
+        f"peak RSS under {RSS_LIMIT_MB} MB, wall under "
         f"{WALL_LIMIT_S} s, no traceback or internal error.",
         "",
         "| what the server did | outcome (exit code: summary; error) | credential leaked | live "
-        "products tombstoned | peak RSS MB | wall s | integrity_check | verdict |",
-        "|---|---|---|---|---|---|---|---|",
+        "products tombstoned | earlier products lost or changed | peak RSS MB | wall s | "
+        "integrity_check | verdict |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         print(row)
@@ -396,6 +494,8 @@ async def main(products: int) -> tuple[int, list[str]]:
         ):
             world = World(emu, other, short)
             for n, case in enumerate(CASES):
+                if only not in case.name:
+                    continue
                 row = await replay(case, world, Path(scratch), n)
                 failed += "**FAIL**" in row
                 rows.append(row)
@@ -412,8 +512,9 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--products", type=int, default=2000)
     parser.add_argument("--out", type=Path, help="also write the table (Markdown) here")
+    parser.add_argument("--only", default="", help="only the cases whose name contains this")
     args = parser.parse_args()
-    code, table = asyncio.run(main(args.products))
+    code, table = asyncio.run(main(args.products, args.only))
     if args.out is not None:
         args.out.write_text("\n".join(table) + "\n", encoding="utf-8")
     raise SystemExit(code)
