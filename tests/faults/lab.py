@@ -2,9 +2,14 @@
 
 Every scenario starts from a good first sync (the daemon's start-up run), changes the catalog a
 little, injects its fault, runs the source the way the daemon's jobs do (`Daemon.trigger`), and
-checks the run, the data (nothing lost, nothing duplicated, what was stored before intact) and the
-daemon (alive, the source still scheduled). What the lab did and saw becomes the scenario's row in
-docs/RELIABILITY.md: nothing in a row is typed by the test.
+checks the run, the data (nothing lost, nothing duplicated, what was stored before intact), the
+credentials (`leaks`: none in the log output, the database, /metrics, a run's error, or at another
+origin) and the daemon (alive, the source still scheduled). What the lab did and saw becomes the
+scenario's row in docs/RELIABILITY.md: nothing in a row is typed by the test.
+
+A scenario records its row (`conclude`) before it asserts anything: its own checks made before
+then go through `expect`, which keeps the ones that fail for the row's outcome, so a failing row
+can be rendered; `assert_recorded` (or `finish`, which is both) then fails on them.
 """
 
 from __future__ import annotations
