@@ -170,6 +170,8 @@ ERROR_CLASSES: tuple[tuple[str, str], ...] = (
     (r"answered HTTP (\d{3})", r"HTTP \1"),
     (r"Connection reset|ServerDisconnected", "connection lost"),
     (r"stopped by (SIG[A-Z]+)", r"\1"),
+    (r"was deleted since syncd opened it", "database deleted"),
+    (r"was replaced by another file", "database replaced"),
 )
 
 

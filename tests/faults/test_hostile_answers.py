@@ -196,7 +196,7 @@ async def test_a_token_that_expires_while_its_request_waits_is_not_sent(lab: Fau
     await lab.open()
     lab.change_catalog()  # 600 s: the first sync's token has expired too
     lab.inject(Fault("status", status=429, retry_after="300", after=4))
-    lab.note("tokens live 120 s; the 429's Retry-After is 300 s")
+    lab.note("tokens live 120 s")
     stats = emu.adobe.stats
     tokens, refused, expired = (
         stats.token_requests,
