@@ -88,3 +88,20 @@ async def test_a_client_without_redaction_records_a_leak(
     assert "client secret 0 in run errors" in result.credentials, result.credentials
     with pytest.raises(AssertionError, match="CREDENTIAL LEAKED"):
         lab.assert_recorded(result)
+
+
+async def test_a_scenario_check_that_fails_is_recorded_before_anything_asserts(
+    lab: FaultLab,
+) -> None:
+    """A scenario's own check made before its row (`expect`) that does not hold: the row is
+    still recorded, its outcome names the check, and `assert_recorded` then fails on it."""
+    lab.sink = []
+    await lab.start_emulator(products=50)
+    await lab.open()
+    result = await lab.sync()
+    lab.expect(result.totals.items_seen == 51, "the run saw 51 products")
+    recorded = await lab.conclude("server-error-bursts")
+    assert lab.sink == [recorded]
+    assert "1 CHECKS FAILED (the run saw 51 products)" in recorded.outcome, recorded.outcome
+    with pytest.raises(AssertionError, match="the run saw 51 products"):
+        lab.assert_recorded(recorded)
