@@ -41,6 +41,17 @@ class StoreSettings(StrictModel):
     pool_size: int = Field(
         default=4, ge=1, le=100, description="PostgreSQL connections held by one process"
     )
+    token_poll_interval: float = Field(
+        default=0.5,
+        gt=0,
+        description="seconds between reads of a token row while another replica refreshes it",
+    )
+    token_refresh_stale_after: float = Field(
+        default=600.0,
+        gt=0,
+        description="seconds after which a replica's unfinished token refresh counts as dead "
+        "(keep it above [http] retry_deadline)",
+    )
 
     @field_validator("url")
     @classmethod
