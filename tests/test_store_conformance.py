@@ -474,7 +474,10 @@ async def test_one_replica_wins_the_refresh_intent(replicas: tuple[AnyStore, Any
     stale = later - timedelta(minutes=10)
     assert await two.begin_token_refresh("k", taken.version, "replica-2", later, stale)
     over = await one.token_state("k")
-    assert over is not None and (over.refreshing_by, over.refresh_started_at) == ("replica-2", later)
+    assert over is not None and (over.refreshing_by, over.refresh_started_at) == (
+        "replica-2",
+        later,
+    )
     # Saving the token ends the intent, whoever held it, and bumps the version.
     await two.save_token("k", TokenRecord("tok-2", later + timedelta(hours=1), "r2", later), later)
     saved = await one.token_state("k")
