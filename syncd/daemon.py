@@ -61,7 +61,7 @@ class Runtime:
                 )
             )
             self._pool = await stack.enter_async_context(
-                ClientPool(self.settings.http, self.clock, self._rng)
+                ClientPool(self.settings.http, self.clock, self._rng, rates=self._store)
             )
             self.owner = process_owner(self.clock.now())
             # Entered after the store: on the way out it saves any token it could not save before.

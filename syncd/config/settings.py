@@ -110,6 +110,11 @@ class HttpSettings(StrictModel):
     rate_floor: float = Field(
         default=0.1, gt=0, description="requests per second a 429 never takes a source below"
     )
+    rate_save_interval: float = Field(
+        default=2.0,
+        gt=0,
+        description="seconds between saves of a source's changed rate and pause (for its next owner)",
+    )
     retry_budget: float = Field(
         default=0.2, ge=0, le=1, description="share of a run's requests that may be retries"
     )
