@@ -5,14 +5,26 @@ refresh token ever presented twice (counted by the emulator)."""
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import aiohttp
+import psycopg
+import pytest
+
+from syncd.auth import TokenCache
 from syncd.auth.americommerce import AmeriCommerceTokenProvider
-from syncd.clock import FakeClock
-from syncd.config import AmeriCommerceSourceSettings
+from syncd.clock import FakeClock, SystemClock
+from syncd.config import AmeriCommerceSourceSettings, HttpSettings
 from syncd.config.settings import StoreSettings
 from syncd.daemon import Runtime
-from syncd.http import RequestStats, SourceAuth
+from syncd.emulator import Emulator, EmulatorConfig
+from syncd.http import ClientPool, RequestStats, SourceAuth
+from syncd.store.postgres import PostgresStore
+from tests.ac_support import APP, SCOPE, SECRET, ac_config, auth_settings, hand_grant
 from tests.support import settings_for
 from tests.test_ac_oauth_sync import LIFETIME, bootstrap, emulator, oauth_source
 
@@ -78,3 +90,105 @@ async def test_200_requests_across_two_replicas_refresh_an_expired_grant_once(
         f"refreshed by replica {refreshed.owner}",
         "persisted token still valid",
     )
+
+
+def replica_config(tmp_path: Path, emu_url: str, postgres_url: str) -> Path:
+    """Two sources on one store with one grant (same app, scheme and scope: one token row)."""
+    sources = "".join(
+        f"""
+[[sources]]
+name = "{name}"
+kind = "americommerce"
+base_url = "{emu_url}"
+page_size = 10
+max_concurrency = 4
+schedule = "1h"
+
+[sources.auth]
+app_id = "{APP}"
+scope = "{SCOPE}"
+auth_scheme = "current"
+"""
+        for name in ("ac1", "ac2")
+    )
+    path = tmp_path / "syncd.toml"
+    path.write_text(
+        f"""
+log_format = "json"
+
+[store]
+url = "{postgres_url}"
+token_poll_interval = 0.05
+
+[http]
+max_attempts = 2
+backoff_base = 0.01
+{sources}"""
+    )
+    return path
+
+
+@pytest.mark.timeout(60)
+async def test_two_syncd_processes_on_one_database_refresh_the_grant_once(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    """Real `syncd sync` processes, one per source, both sources on one expired single-use grant:
+    both sync every product, with one refresh and no refresh token presented twice."""
+    config = EmulatorConfig(
+        americommerce=ac_config(products=30, refresh_tokens="single_use"), seed=3
+    )
+    async with Emulator(config) as emu:
+        async with aiohttp.ClientSession() as session:
+            grant = await hand_grant(emu, session, FakeClock(datetime.now(UTC)), "current")
+        clock = SystemClock()
+        async with (
+            PostgresStore(postgres_url) as store,
+            ClientPool(HttpSettings(), clock) as pool,
+        ):
+            provider = AmeriCommerceTokenProvider(
+                auth_settings(auth_scheme="current"), emu.url, pool, clock, source="ac1"
+            )
+            past = datetime.now(UTC) - timedelta(seconds=1)
+            expired = replace(grant, expires_at=past, obtained_at=past - timedelta(hours=1))
+            await TokenCache(store, clock).install(provider, expired, "ac1")
+        path = replica_config(tmp_path, emu.url, postgres_url)
+        env = {
+            **os.environ,
+            "SYNCD_SECRET_AC1_APP_SECRET": SECRET,
+            "SYNCD_SECRET_AC2_APP_SECRET": SECRET,
+        }
+        procs = [
+            await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "syncd",
+                "--config",
+                str(path),
+                "sync",
+                name,
+                env=env,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+            )
+            for name in ("ac1", "ac2")
+        ]
+        outputs = await asyncio.gather(*(p.communicate() for p in procs))
+        assert [p.returncode for p in procs] == [0, 0], outputs
+        refreshes = emu.americommerce.stats.requests_to("/api/oauth/refresh")
+        presented = emu.americommerce.oauth.presentations()
+    assert [r.status for r in refreshes] == [200]
+    assert max(presented.values()) == 1
+    with psycopg.connect(postgres_url) as conn:
+        counts = dict(
+            conn.execute(
+                "SELECT source, count(*) FROM products WHERE deleted_at IS NULL GROUP BY source"
+            ).fetchall()
+        )
+        owners = [
+            row[0]
+            for row in conn.execute(
+                "SELECT owner FROM token_events WHERE event = 'refreshed'"
+            ).fetchall()
+        ]
+    assert counts == {"ac1": 30, "ac2": 30}
+    assert len(owners) == 1 and owners[0] is not None
