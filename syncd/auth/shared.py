@@ -116,7 +116,7 @@ class SharedRefresh:
             provider.cache_key, row.version, self.owner, now, now - self._stale
         ):
             return False  # another replica took it over first
-        spends = spends_refresh_token(provider) and stored is not None and stored.refresh_token
+        spends = spends_refresh_token(provider) and bool(stored and stored.refresh_token)
         log.warning(
             "token.stale_intent",
             source=source,
