@@ -21,7 +21,7 @@ from syncd.clock import FakeClock, SystemClock
 from syncd.config import AmeriCommerceSourceSettings, HttpSettings
 from syncd.config.settings import StoreSettings
 from syncd.daemon import Runtime
-from syncd.emulator import Emulator, EmulatorConfig
+from syncd.emulator import Emulator, EmulatorConfig, Fault
 from syncd.http import ClientPool, RequestStats, SourceAuth
 from syncd.store.postgres import PostgresStore
 from tests.ac_support import APP, SCOPE, SECRET, ac_config, auth_settings, hand_grant
@@ -151,6 +151,9 @@ async def test_two_syncd_processes_on_one_database_refresh_the_grant_once(
             past = datetime.now(UTC) - timedelta(seconds=1)
             expired = replace(grant, expires_at=past, obtained_at=past - timedelta(hours=1))
             await TokenCache(store, clock).install(provider, expired, "ac1")
+        # A refresh that takes a second: both processes find the token expired while it is on
+        # the wire, so the one that lost the compare-and-set has to wait for it.
+        emu.americommerce.faults.add(Fault("slow", target="token", delay=1.0, times=None))
         path = replica_config(tmp_path, emu.url, postgres_url)
         env = {
             **os.environ,
@@ -184,11 +187,10 @@ async def test_two_syncd_processes_on_one_database_refresh_the_grant_once(
                 "SELECT source, count(*) FROM products WHERE deleted_at IS NULL GROUP BY source"
             ).fetchall()
         )
-        owners = [
-            row[0]
-            for row in conn.execute(
-                "SELECT owner FROM token_events WHERE event = 'refreshed'"
-            ).fetchall()
-        ]
+        events = conn.execute(
+            "SELECT event, owner, detail FROM token_events WHERE event IN ('refreshed', 'reused')"
+        ).fetchall()
     assert counts == {"ac1": 30, "ac2": 30}
-    assert len(owners) == 1 and owners[0] is not None
+    ((winner, _),) = [(owner, detail) for event, owner, detail in events if event == "refreshed"]
+    (waited,) = [detail for event, owner, detail in events if event == "reused" and owner != winner]
+    assert waited in (f"refreshed by replica {winner}", "persisted token still valid")
