@@ -61,14 +61,21 @@ class Runtime:
                 )
             )
             self._pool = await stack.enter_async_context(
-                ClientPool(self.settings.http, self.clock, self._rng)
+                ClientPool(self.settings.http, self.clock, self._rng, rates=self._store)
             )
+            self.owner = process_owner(self.clock.now())
             # Entered after the store: on the way out it saves any token it could not save before.
             cache = await stack.enter_async_context(
-                TokenCache(self._store, self.clock, redactor=self.settings.redactor)
+                TokenCache(
+                    self._store,
+                    self.clock,
+                    redactor=self.settings.redactor,
+                    owner=self.owner,
+                    poll_interval=self.settings.store.token_poll_interval,
+                    stale_after=self.settings.store.token_refresh_stale_after,
+                )
             )
             self._cache = cache
-            self.owner = process_owner(self.clock.now())
             for name in await self._store.running_sources():
                 # A free lock: nobody runs the source, so its `running` rows were abandoned.
                 # Held while closing them, so that no new run of it can start in between.

@@ -108,3 +108,18 @@ class AdaptiveRate:
             return RateChange(rate, None, "recovered")
         self.rate = reference
         return RateChange(rate, round(reference, 6), "recovered")
+
+    def resume(self, rate: float | None, now: float, resume_at: float | None = None) -> None:
+        """Continue from a rate an earlier owner of the source persisted (None: not engaged);
+        recovery counts from `resume_at` (the end of a pause still pending), else `now`. Without
+        a ceiling, the reference the rate recovers to is not persisted: the rate before one cut
+        (`rate / decrease`) stands in for it."""
+        if rate is None:
+            self.rate, self._reference = None, self.ceiling
+            return
+        if self.ceiling is not None:
+            rate = min(rate, self.ceiling)
+        self.rate = max(self.tuning.floor, rate)
+        if self._reference is None:
+            self._reference = max(self.rate / self.tuning.decrease, self.tuning.floor)
+        self._changed_at = max(now, resume_at or now)

@@ -90,11 +90,33 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (source, scan_id, sku)
     );
     """,
+    # 2: SQLite's migration 5 (token version and refresh intent, the replica on each token
+    # event, the persisted pace of each source).
+    """
+    ALTER TABLE tokens ADD COLUMN version bigint NOT NULL DEFAULT 0;
+    ALTER TABLE tokens ADD COLUMN refreshing_by text;
+    ALTER TABLE tokens ADD COLUMN refresh_started_at timestamptz;
+    ALTER TABLE token_events ADD COLUMN owner text;
+    CREATE TABLE source_rates (
+        source        text COLLATE "C" PRIMARY KEY,
+        rate          double precision,
+        paused_until  timestamptz,
+        updated_at    timestamptz NOT NULL
+    );
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
 
-TABLES = ("products", "sync_runs", "token_events", "tokens", "source_state", "full_scan_seen")
+TABLES = (
+    "products",
+    "sync_runs",
+    "token_events",
+    "tokens",
+    "source_state",
+    "full_scan_seen",
+    "source_rates",
+)
 """Every table of the contract, in an order `syncd store copy` can fill them."""
 
 MIGRATION_LOCK = 0x73796E6364_00  # "syncd" + 0: the advisory lock key schema changes hold
