@@ -56,7 +56,7 @@ async def test_a_429_holds_for_retry_after_then_paces_at_the_cut_rate(clock: Fak
     assert logs == [
         {
             "event": "http.rate_adjusted",
-            "log_level": "info",
+            "log_level": "debug",
             "source": "shop",
             "old_rate": None,
             "new_rate": 1.0,

@@ -134,6 +134,7 @@ class SourceClient:
         refusals = 0  # 429s answered to this request
         reauthed = False
         started = self._clock.monotonic()
+        stats.paced_by(self._throttles)
         while True:
             await self.gate.wait()
             token = await self._auth.token() if self._auth else None
