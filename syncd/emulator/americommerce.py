@@ -95,7 +95,13 @@ class AmeriCommerceEmulator(PlatformEmulator):
         self.cache = _ResponseCache(
             config.response_cache_seconds, config.response_cache_entries, clock
         )
-        self._window = CallWindow(config.call_limit, config.call_window, clock)
+        self.window = CallWindow(
+            config.call_limit,
+            config.call_window,
+            clock,
+            other_calls=config.other_app_calls,
+            rng=seeded(seed, "americommerce:other-app"),
+        )
         self._order_rng = seeded(seed, "americommerce:order")
         self.base_url = ""
 
@@ -128,7 +134,7 @@ class AmeriCommerceEmulator(PlatformEmulator):
     # -- the gate in front of every API call ---------------------------------------------------
 
     def _gate(self, request: web.Request) -> tuple[web.Response | None, dict[str, str]]:
-        state = self._window.hit()
+        state = self.window.hit()
         headers = {"X-AC-Call-Limit": state.header}
         if not state.allowed:
             self.stats.rate_limited += 1

@@ -102,6 +102,8 @@ class AmeriCommerceConfig:
     desktop_exchange_signature: Literal["prose", "summary"] = "prose"
     call_limit: int = 10
     call_window: float = 10.0
+    # Another app installed on the store: its calls per window, at seeded random moments.
+    other_app_calls: int = 0
     static_tokens: tuple[str, ...] = ()
     deny_web_grant: bool = False
     response_cache_seconds: float = 30
