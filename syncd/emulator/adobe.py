@@ -19,6 +19,7 @@ from syncd.emulator.catalog import Catalog
 from syncd.emulator.config import AdobeConfig, FaultTarget
 from syncd.emulator.fields import FieldTree, parse_fields, project
 from syncd.emulator.ims import ImsService, IssuedToken
+from syncd.emulator.cost import ServerTime
 from syncd.emulator.limits import TokenBucket
 from syncd.emulator.platform import PlatformEmulator, seeded
 from syncd.emulator.predicates import FieldKind, Getter, getter
@@ -52,6 +53,7 @@ class AdobeEmulator(PlatformEmulator):
         catalog_until: datetime | None = None,
     ) -> None:
         super().__init__(clock, seed, "adobe", log_size, config.latency)
+        self.server = ServerTime(config.cost)
         self.config = config
         self.catalog = Catalog(
             AdobeProductModel(seed),
@@ -190,6 +192,7 @@ class AdobeEmulator(PlatformEmulator):
                 page = math.ceil(total / size)
             start, stop = (page - 1) * size, page * size
         slots = selection.window(start, stop, rng if cfg.unstable_ties else None)
+        await self.server.page(len(slots), len(self.catalog))
         tree = parse_fields(request.query.get("fields", ""))
         return json_response(200, self._assemble(slots, criteria.echo, total, tree))
 

@@ -20,6 +20,7 @@ from syncd.emulator.ac_products import ENGINE_FIELD, FIELD_KINDS, AmeriCommerceP
 from syncd.emulator.ac_query import QueryError, parse_query
 from syncd.emulator.catalog import Catalog
 from syncd.emulator.config import AmeriCommerceConfig, FaultTarget
+from syncd.emulator.cost import ServerTime
 from syncd.emulator.limits import CallWindow
 from syncd.emulator.platform import PlatformEmulator, seeded
 from syncd.emulator.predicates import FieldKind, Getter, getter
@@ -83,6 +84,7 @@ class AmeriCommerceEmulator(PlatformEmulator):
         catalog_until: datetime | None = None,
     ) -> None:
         super().__init__(clock, seed, "americommerce", log_size, config.latency)
+        self.server = ServerTime(config.cost)
         self.config = config
         self.catalog = Catalog(
             AmeriCommerceProductModel(seed, config.utc_offset_minutes),
@@ -177,20 +179,24 @@ class AmeriCommerceEmulator(PlatformEmulator):
             if cached is not None:
                 self.stats.cache_hits += 1
                 return json_response(200, cached, headers)
-        response = self._render_list(request, headers)
+        response, items = self._render_list(request, headers)
+        await self.server.page(items, len(self.catalog))
         if response.status == 200 and isinstance(response.body, bytes):
             self.cache.put(key, response.body)
         return response
 
-    def _render_list(self, request: web.Request, headers: dict[str, str]) -> web.Response:
+    def _render_list(
+        self, request: web.Request, headers: dict[str, str]
+    ) -> tuple[web.Response, int]:
+        """The page's answer, and how many products it holds."""
         cfg = self.config
         try:
             query = parse_query(request.query, self._getter, cfg.utc_offset_minutes)
         except QueryError as error:
-            return api_error(400, str(error), headers)
+            return api_error(400, str(error), headers), 0
         count = query.count
         if count < 1:
-            return api_error(400, "The count parameter must be greater than 0", headers)
+            return api_error(400, "The count parameter must be greater than 0", headers), 0
         if cfg.max_count is not None:
             count = min(count, cfg.max_count)
         rng = random.Random(self._order_rng.getrandbits(64))
@@ -199,7 +205,7 @@ class AmeriCommerceEmulator(PlatformEmulator):
         total = selection.total
         start = (query.page - 1) * count
         if query.page < 1 or (start >= total and query.page != 1):
-            return api_error(404, "The requested page does not exist.", headers)
+            return api_error(404, "The requested page does not exist.", headers), 0
         slots = selection.window(start, start + count, rng if cfg.unstable_ties else None)
         parts = [b'"total_count":' + str(total).encode()]
         if start + count < total:
@@ -207,7 +213,7 @@ class AmeriCommerceEmulator(PlatformEmulator):
         if query.page > 1:
             parts.append(b'"previous_page":' + dumps(self._page_url(request, query.page - 1)))
         parts.append(b'"products":[' + b",".join(self._products(slots, query.fields)) + b"]")
-        return json_response(200, b"{" + b",".join(parts) + b"}", headers)
+        return json_response(200, b"{" + b",".join(parts) + b"}", headers), len(slots)
 
     def _products(self, slots: list[int], fields: list[str] | None) -> list[bytes]:
         if fields is None:

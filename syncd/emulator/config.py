@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
+from syncd.emulator.cost import ServerCost
+
 FaultKind = Literal[
     "status", "html", "slow", "truncated", "malformed", "json", "disconnect", "reset"
 ]
@@ -79,6 +81,8 @@ class AdobeConfig:
     default_page_size: int = 20
     rate_limit: RateLimitConfig | None = None
     latency: float = 0.0
+    # What a list page costs the server (None: the emulator's own, well under a millisecond).
+    cost: ServerCost | None = None
     retry_after_format: RetryAfterFormat = "seconds"
     # MySQL returns rows with equal ORDER BY values in any order; keep that unless a test needs calm.
     unstable_ties: bool = True
@@ -115,6 +119,8 @@ class AmeriCommerceConfig:
     utc_offset_minutes: int = -300
     unstable_ties: bool = True
     latency: float = 0.0
+    # What a list page costs the server (None: the emulator's own, well under a millisecond).
+    cost: ServerCost | None = None
 
     def __hash__(self) -> int:
         return hash((self.app_id, self.scheme, self.products))
