@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import pytest
@@ -107,7 +108,7 @@ def test_the_search_settles_below_the_limit_and_stays_there() -> None:
     assert limit / SEARCH.precision <= min(settled) and max(settled) <= limit * 1.07
     assert refused <= 8
     # Probes are rare: 600 s at the settled rate drew at most a few of them.
-    assert sum(1 for a, b in zip(settled, settled[1:]) if b > a) <= 5
+    assert sum(1 for a, b in itertools.pairwise(settled) if b > a) <= 5
 
 
 def test_a_failed_probe_doubles_the_wait_for_the_next() -> None:

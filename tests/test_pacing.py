@@ -223,7 +223,9 @@ def test_cancelled_waiters_give_their_places_back() -> None:
     assert len(cuts) == 2 and cuts[0] is None and cuts[1] is not None
 
 
-@pytest.mark.parametrize(("rate", "burst", "requests"), [(5, 2, 1000), (20, 2, 1000), (100, 10, 3000)])
+@pytest.mark.parametrize(
+    ("rate", "burst", "requests"), [(5, 2, 1000), (20, 2, 1000), (100, 10, 3000)]
+)
 def test_without_a_configured_rate_the_source_settles_below_the_store_limit(
     rate: float, burst: int, requests: int
 ) -> None:

@@ -17,9 +17,9 @@ from syncd.clock import Clock
 from syncd.emulator.adobe_products import FIELD_KINDS, AdobeProductModel
 from syncd.emulator.catalog import Catalog
 from syncd.emulator.config import AdobeConfig, FaultTarget
+from syncd.emulator.cost import ServerTime
 from syncd.emulator.fields import FieldTree, parse_fields, project
 from syncd.emulator.ims import ImsService, IssuedToken
-from syncd.emulator.cost import ServerTime
 from syncd.emulator.limits import TokenBucket
 from syncd.emulator.platform import PlatformEmulator, seeded
 from syncd.emulator.predicates import FieldKind, Getter, getter

@@ -12,8 +12,6 @@ from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any
 
-import pytest
-
 from syncd.emulator import Fault
 from syncd.emulator.stats import RequestRecord
 from syncd.sync import SyncResult
