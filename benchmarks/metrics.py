@@ -26,8 +26,7 @@ def run_figures(
 
     `allowed_share` is the accepted (non-429) requests over what the store admits in the run's
     wall time: on a token bucket its burst plus `rate` per second; on an AmeriCommerce plan the
-    calls each window leaves free (the plan minus the other app's) per window elapsed, at least
-    one window. 0.9 means the client kept the store 90% busy from its first request to its last
+    calls each window leaves free (the plan minus the other app's) per window the run touched. 0.9 means the client kept the store 90% busy from its first request to its last
     write. `variant` tells runs of one tool apart (`told` / `untold` the limit);
     `process_wall_s` is the client process's whole life, start-up included.
     """
@@ -56,6 +55,8 @@ def run_figures(
         allowed = (profile.burst or 1) + profile.rate * wall
         row["allowed_share"] = round((requests - limited) / allowed, 4)
     if profile.share is not None and wall > 0:
-        allowed = profile.share * max(1.0, wall / profile.window)
+        # A run of w seconds touches w / window + 1 windows on average (it starts and ends
+        # part-way through one): each leaves syncd its share.
+        allowed = profile.share * (wall / profile.window + 1)
         row["allowed_share"] = round((requests - limited) / allowed, 4)
     return row

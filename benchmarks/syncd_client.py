@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -156,7 +157,7 @@ def main(argv: list[str] | None = None) -> None:
     args: Any = parser().parse_args(argv)
     pin_to_cpu(args.cpu)
     tune_for_streaming()  # as the `syncd` console script does
-    configure_logging("warning", "json", sys.stderr)
+    configure_logging(os.environ.get("SYNCD_BENCH_LOG", "warning"), "json", sys.stderr)  # type: ignore[arg-type]
     outcome = profiled(args) if args.profile else asyncio.run(run(args))
     print(outcome.to_json(), flush=True)
 

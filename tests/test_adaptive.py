@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import math
 
 import pytest
 
@@ -64,28 +63,30 @@ SEARCH = RateTuning(decrease=0.5, recovery_interval=2.0, floor=0.1, precision=1.
 def test_an_unconfigured_source_is_cut_from_its_measured_rate() -> None:
     """No ceiling: the first 429 cuts the measured send rate, and remembers it as the bound."""
     rate = AdaptiveRate(SEARCH)
-    assert rate.cut(now=0, measured=40) == RateChange(None, 20.0, "rate_limited")
+    # Nothing proven yet: cut by `decrease` twice (0.5 * 0.5).
+    assert rate.cut(now=0, measured=40) == RateChange(None, 10.0, "rate_limited")
     assert rate.upper == 40 and rate.lower is None
 
 
 def test_the_descent_is_bounded_by_what_the_store_let_through() -> None:
     """While nothing is proven, a cut goes no higher than the rate the store accepted since the
-    descent began, pauses left out: one cut from 150/s to about 10/s, not five."""
+    descent began, pauses left out."""
     rate = AdaptiveRate(SEARCH)
     rate.cut(now=0, measured=150, resume_at=1, accepted=2)
-    # 1 s paused, then 0.5 s of sending in which 5 more answers were accepted: 10/s.
-    change = rate.cut(now=1.5, measured=0, resume_at=2.5, accepted=7)
-    assert change == RateChange(75.0, 10.0, "rate_limited")
+    # 1 s paused, then 0.5 s of sending in which 2 more answers were accepted: 4/s, below
+    # the 37.5 * 0.25 the cut alone would give.
+    change = rate.cut(now=1.5, measured=0, resume_at=2.5, accepted=4)
+    assert change == RateChange(37.5, 4.0, "rate_limited")
 
 
 def test_a_held_rate_is_proven_and_the_middle_tried_next() -> None:
     """Held for the proof time without a 429, the rate becomes the lower bound; the next rate is
     the geometric middle of the bounds."""
     rate = AdaptiveRate(SEARCH)
-    rate.cut(now=0, measured=40)  # 20/s, bound 40
+    rate.cut(now=0, measured=40)  # 10/s, bound 40
     assert rate.recover(1.9) is None
-    assert rate.recover(2.0) == RateChange(20.0, round(math.sqrt(20 * 40), 6), "proven")
-    assert rate.lower == 20
+    assert rate.recover(2.0) == RateChange(10.0, 20.0, "proven")
+    assert rate.lower == 10
 
 
 def test_the_search_settles_below_the_limit_and_stays_there() -> None:
@@ -105,7 +106,9 @@ def test_the_search_settles_below_the_limit_and_stays_there() -> None:
             refused += 1
             rate.cut(now=now, measured=0, resume_at=now + 1)
     settled = trace[len(trace) // 5 :]
-    assert limit / SEARCH.precision <= min(settled) and max(settled) <= limit * 1.07
+    # Below the limit and within the precision of it, but for the rare probe above it.
+    assert min(settled) >= limit / SEARCH.precision
+    assert sum(1 for r in settled if r > limit) <= len(settled) * 0.02
     assert refused <= 8
     # Probes are rare: 600 s at the settled rate drew at most a few of them.
     assert sum(1 for a, b in itertools.pairwise(settled) if b > a) <= 5
@@ -115,18 +118,22 @@ def test_a_failed_probe_doubles_the_wait_for_the_next() -> None:
     """Settled, the source probes after `probe_interval`; a probe that draws a 429 makes the
     next one wait twice as long."""
     rate = AdaptiveRate(SEARCH)
-    rate.cut(now=0, measured=21)  # 10.5, bound 21
-    rate.recover(2)  # proven 10.5, try 14.85
-    rate.cut(now=3, measured=0)  # bound 14.85, try 12.49
-    rate.recover(5)  # proven 12.49: within 1.1 of 14.85? no, try 13.62
-    rate.recover(7)  # proven 13.62: within the precision, held
-    assert rate.rate == rate.lower and rate.recover(60) is None
-    probe = rate.recover(67.0)
+    rate.cut(now=0, measured=21)
+    now = 0.0
+    while not (rate.rate == rate.lower and rate.upper <= rate.lower * SEARCH.precision):  # type: ignore[operator]
+        now += 2
+        rate.recover(now)
+        if rate.rate > 9.9:  # type: ignore[operator]
+            rate.cut(now=now, measured=0)  # the store's limit: 9.9/s
+        assert now < 100
+    settled = now
+    assert rate.recover(settled + 59) is None
+    probe = rate.recover(settled + 60)
     assert probe is not None and probe.reason == "probing" and probe.new > probe.old  # type: ignore[operator]
-    rate.cut(now=67.5, measured=0)  # the probe failed: back to what held
+    rate.cut(now=settled + 60.5, measured=0)  # the probe failed: back to what held
     assert rate.rate == rate.lower
-    assert rate.recover(67.5 + 60) is None
-    assert rate.recover(67.5 + 120).reason == "probing"  # type: ignore[union-attr]
+    assert rate.recover(settled + 60.5 + 119) is None
+    assert rate.recover(settled + 60.5 + 120).reason == "probing"  # type: ignore[union-attr]
 
 
 def test_a_429_at_the_proven_rate_steps_down_below_it() -> None:
@@ -135,10 +142,10 @@ def test_a_429_at_the_proven_rate_steps_down_below_it() -> None:
     rate = AdaptiveRate(SEARCH)
     rate.cut(now=0, measured=21)
     rate.recover(2)
-    assert rate.lower == 10.5
+    assert rate.lower == 5.25
     rate.rate = rate.lower
     change = rate.cut(now=3, measured=0)
-    assert change.new == round(10.5 / 1.1**2, 6) == round(rate.lower, 6)
+    assert change.new == round(5.25 / 1.1**2, 6) == round(rate.lower, 6)
 
 
 def test_cuts_never_go_below_the_floor() -> None:

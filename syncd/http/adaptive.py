@@ -11,7 +11,7 @@ each time it came back):
 
 - **Bounds.** `upper` is the rate that drew the last 429 (the store's limit is below it);
   `lower` is the highest rate held for `proof_time` without one (the limit is at or above it).
-- **Search.** While nothing is proven the rate is cut by `decrease` on each 429; once a lower
+- **Search.** While nothing is proven the rate is cut by `decrease` squared on each 429; once a lower
   bound exists the next rate tried is the geometric middle of the two bounds. A rate held without
   a 429 for the proof time becomes the new lower bound. The search ends when the bounds are within
   `precision` of each other: the source is then held at `lower`, below the limit it found.
@@ -145,7 +145,9 @@ class AdaptiveRate:
             if self._descent is None:
                 self._descent = (now, accepted, 0.0)
             since, before, paused = self._descent
-            next_rate = drawn * self.tuning.decrease
+            # Cut twice as hard: nothing is proven, and an unpaced source's rate is far above
+            # the limit (each cut costs a 429 and its pause).
+            next_rate = drawn * self.tuning.decrease**2
             sending = now - since - paused
             if sending >= _ACHIEVED_SPAN:
                 next_rate = min(next_rate, (accepted - before) / sending)

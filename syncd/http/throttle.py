@@ -29,6 +29,10 @@ log = get_logger(__name__)
 _MEASURE_WINDOW = 1.0
 # How late a paced request may leave and still keep the next slot on the schedule.
 _SLACK = 0.01
+# Slow start of a source without a configured rate: requests in flight allowed at first, and the
+# count from which it is not limited any more (each accepted answer allows one more).
+_SLOW_START = 1
+_SLOW_START_END = 32
 
 
 @dataclass(slots=True)
@@ -118,6 +122,11 @@ class AdaptiveThrottle:
         self._next_slot = 0.0
         self._hold_until = 0.0
         self._queue = asyncio.Lock()
+        # Before its first 429 an unconfigured source starts with one request in flight and
+        # one more per accepted answer (TCP's slow start): the store's burst is unknown, and
+        # `max_concurrency` requests sent at once against a small one are mostly refused.
+        self._slow: int | None = _SLOW_START if ceiling is None else None
+        self._answered = asyncio.Event()
         self._in_flight = 0
         self._absorb = 0
         self._sent: deque[float] = deque()
@@ -131,6 +140,9 @@ class AdaptiveThrottle:
         rate raised meanwhile applies to the next request at once, not after slots that were
         planned at the old rate (those made a raised rate look proven before it was ever sent).
         """
+        while self._slow is not None and self._in_flight >= self._slow:
+            answered = self._answered
+            await answered.wait()
         async with self._queue:
             while True:
                 now = self._clock.monotonic()
@@ -161,6 +173,12 @@ class AdaptiveThrottle:
     def observe(self, response: Response | None) -> None:
         """Cut the rate on a 429 sent under the current plan; hold slots for its `Retry-After`."""
         self._in_flight = max(0, self._in_flight - 1)
+        answered, self._answered = self._answered, asyncio.Event()
+        answered.set()
+        if self._slow is not None and response is not None:
+            self._slow = self._slow + 1 if response.status != 429 else _SLOW_START_END
+            if self._slow >= _SLOW_START_END:
+                self._slow = None
         stale = self._absorb > 0
         if stale:
             self._absorb -= 1
