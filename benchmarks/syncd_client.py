@@ -157,7 +157,7 @@ def main(argv: list[str] | None = None) -> None:
     args: Any = parser().parse_args(argv)
     pin_to_cpu(args.cpu)
     tune_for_streaming()  # as the `syncd` console script does
-    configure_logging(os.environ.get("SYNCD_BENCH_LOG", "warning"), "json", sys.stderr)  # type: ignore[arg-type]
+    configure_logging(os.environ.get("SYNCD_BENCH_LOG", "warning"), "json", sys.stderr)
     outcome = profiled(args) if args.profile else asyncio.run(run(args))
     print(outcome.to_json(), flush=True)
 

@@ -6,6 +6,7 @@ No timings are asserted: benchmarks measure, tests only check that the harness w
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -23,13 +24,16 @@ SIZE = 300
 
 @pytest.fixture(scope="module")
 def results(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One tiny case (no limit) and a two-point sweep, run once for the module."""
+    """One tiny case (no limit), one AmeriCommerce plan on a half-second window, and a two-point
+    sweep, run once for the module."""
     out = tmp_path_factory.mktemp("results")
     plan = Plan(
         sizes=(SIZE,),
-        profiles=(PROFILES["nolimit"],),
+        profiles=(PROFILES["nolimit"], replace(PROFILES["ac10"], window=0.5)),
         sweep=(1, 2),
         sweep_repeats=1,
+        repeats=1,
+        time_box=5.0,
         pin=False,
         profile_stages=False,
     )
@@ -67,8 +71,23 @@ def test_the_sweep_runs_each_concurrency_and_the_baseline(results: Path) -> None
         ("syncd", 1),
         ("syncd", 2),
         ("baseline", 1),
+        ("baseline", 8),
     ]
     assert all(r["products"] == SIZE for r in record["runs"])
+    assert all(r["process_wall_s"] >= r["wall_s"] for r in record["runs"])
+
+
+@pytest.mark.timeout(120)
+def test_an_americommerce_plan_is_shared_with_another_app(results: Path) -> None:
+    """The plan's case: syncd reads every product through the window another app also uses,
+    and a sync smaller than its share runs too; the floors judge both."""
+    record = json.loads((results / "ac10-300.json").read_text())
+    (full,) = [r for r in record["runs"] if r["kind"] == "full"]
+    assert full["status"] == "succeeded" and full["stored"] == SIZE
+    assert full["other_app_calls"] > 0 and full["allowed_share"] is not None
+    assert record["small"]["served_requests"] >= 1 and record["small"]["window_s"] == 0.5
+    floors = {c.floor for c in all_checks([record])}
+    assert "call window: >= 90% of the free calls, 0 429s" in floors
 
 
 @pytest.mark.timeout(120)
