@@ -60,7 +60,8 @@ def build(args: argparse.Namespace) -> Emulator:
         ),
         americommerce=AmeriCommerceConfig(
             products=args.products if ac else 0,
-            static_tokens=(AC_TOKEN,),
+            static_tokens=(AC_TOKEN, *(f"{AC_TOKEN}-{n}" for n in range(args.stores))),
+            call_limit_per_token=args.stores > 0,
             call_limit=args.call_limit or AC_UNLIMITED,
             call_window=args.window,
             other_app_calls=args.other_calls,
@@ -160,6 +161,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--call-limit", type=int, default=None)
     parser.add_argument("--other-calls", type=int, default=0)
     parser.add_argument("--window", type=float, default=10.0)
+    parser.add_argument(
+        "--stores",
+        type=int,
+        default=0,
+        help="AmeriCommerce: one token and call window per store (tokens AC_TOKEN-0, -1, ...)",
+    )
     parser.add_argument("--cost", default=None, help="base,per_item,per_log10,workers (seconds)")
     args = parser.parse_args(argv)
     pin_to_cpu(args.cpu)

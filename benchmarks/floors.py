@@ -287,6 +287,45 @@ def tokens(records: list[Record]) -> list[Check]:
     return out
 
 
+def fleet(records: list[Record]) -> list[Check]:
+    """Many stores in one process: RSS under 2 MB per idle source, p95 start delay under 1 s."""
+    out = []
+    for record in records:
+        if record.get("kind") != "fleet":
+            continue
+        f = record["figures"]
+        per_source = f.get("rss_per_idle_source_mb")
+        out.append(
+            Check(
+                "many stores: RSS < 2 MB per idle source",
+                record["case"],
+                "n/a: no idle moment was sampled"
+                if per_source is None
+                else f"{per_source:.2f} MB per source ({f['rss_idle_mb']:.0f} MB idle, "
+                f"{f['rss_start_mb']:.0f} MB before the sources; "
+                f"{f['rss_per_source_scheduled_mb']:.3f} MB each once built and scheduled)",
+                "< 2 MB",
+                None if per_source is None else per_source < 2.0,
+            )
+        )
+        p95 = f.get("start_delay_p95_s")
+        out.append(
+            Check(
+                "many stores: p95 start delay < 1 s",
+                record["case"],
+                "n/a: no run was measured"
+                if p95 is None
+                else f"p95 {p95:.3f} s (p50 {f['start_delay_p50_s']:.3f} s, max "
+                f"{f['start_delay_max_s']:.3f} s) over {f['runs']} runs; event-loop lag p95 "
+                f"{f['loop_lag_p95_ms']} ms, max {f['loop_lag_max_ms']} ms; "
+                f"{f['cpu_s_per_run']} CPU s per run",
+                "< 1 s",
+                None if p95 is None else p95 < 1.0,
+            )
+        )
+    return out
+
+
 def all_checks(records: list[Record]) -> list[Check]:
     """Every floor, in the issue's order."""
     return [
@@ -297,4 +336,5 @@ def all_checks(records: list[Record]) -> list[Check]:
         *incremental(records),
         *memory(records),
         *tokens(records),
+        *fleet(records),
     ]

@@ -122,3 +122,21 @@ def run_client(module: str, args: list[str], timeout: float) -> tuple[ClientOutc
         tail = "\n".join(done.stderr.strip().splitlines()[-15:])
         raise HarnessError(f"{module} exited with code {done.returncode}:\n{tail}")
     return ClientOutcome.from_json(lines[-1]), time.monotonic() - started
+
+
+def run_json(module: str, args: list[str], timeout: float) -> dict[str, Any]:
+    """Run `python -m module args...` to completion and parse the JSON object it printed last."""
+    done = subprocess.run(  # noqa: S603 - our own interpreter and module, no shell
+        [sys.executable, "-m", module, *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    lines = done.stdout.strip().splitlines()
+    if done.returncode != 0 or not lines:
+        tail = "\n".join(done.stderr.strip().splitlines()[-15:])
+        raise HarnessError(f"{module} exited with code {done.returncode}:\n{tail}")
+    answer: dict[str, Any] = json.loads(lines[-1])
+    return answer

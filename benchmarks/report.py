@@ -242,6 +242,8 @@ def _cases(records: list[Record]) -> list[str]:
         "| % of allowed | 429s | tokens | CPU s /10k | peak RSS MB |"
     )
     for record in records:
+        if record["kind"] == "fleet":
+            continue
         title = f"### {record['case']}: {record['products']:,} products, "
         title += record["profile"]["description"]
         notes = []

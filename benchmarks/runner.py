@@ -16,11 +16,13 @@ from benchmarks.environment import load, machine
 from benchmarks.measure import cpu_count
 from benchmarks.metrics import delta, run_figures
 from benchmarks.plan import Plan, Profile, case_name, size_label
-from benchmarks.processes import ROOT, EmulatorProcess, run_client
+from benchmarks.processes import ROOT, EmulatorProcess, run_client, run_json
 
 RESULTS = ROOT / "benchmarks" / "results"
 # A client run that takes longer than this has hung; no planned case comes close.
 CLIENT_TIMEOUT = 3600.0
+# The many-stores case: every source on this interval (seconds).
+FLEET_INTERVAL = 30
 
 Say = Callable[[str], None]
 
@@ -53,6 +55,8 @@ class Runner:
                 self.plan.profile_stages and profile.name == "nolimit" and size == largest
             )
             written.append(self._case(profile, size, command, profile_stages))
+        if self.plan.fleet:
+            written.append(self._fleet(command))
         if self.plan.sweep:
             written.append(self._sweep(command))
             if any(p.platform == "americommerce" for p in self.plan.profiles):
@@ -119,6 +123,49 @@ class Runner:
                 record["stages"] = self._stages(emu, profile, name)
         if profile.platform == "americommerce" and profile.share is not None:
             record["small"] = self._small_ac(profile, name)
+        record["load_after"] = load()
+        return self._write(name, record)
+
+    def _fleet(self, command: str) -> Path:
+        """Many stores in one daemon process (benchmarks/fleet.py): RSS and CPU per source,
+        start delay, event-loop lag."""
+        plan = self.plan
+        n = plan.fleet
+        name = f"fleet-{n}"
+        self.say(f"{name}: {n} AmeriCommerce stores of {plan.fleet_products} products each")
+        # Each store has its own 20-call window: a source's first full run (11 requests) fits
+        # in one, as with a store on a plan of its own.
+        profile = Profile("fleet", platform="americommerce", call_limit=20, cost=None)
+        record: dict[str, Any] = {
+            "case": name,
+            "kind": "fleet",
+            "profile": _profile_json(profile),
+            "products": plan.fleet_products,
+            "products_per_source": plan.fleet_products,
+            "sources": n,
+            "interval_s": FLEET_INTERVAL,
+            "seconds": plan.fleet_seconds,
+            "command": command,
+            "machine": machine(ROOT),
+            "load_before": load(),
+            "client_cpu": self.client_cpu,
+            "emulator_cpu": self.emulator_cpu,
+            "runs": [],
+        }
+        emulator = EmulatorProcess(
+            plan.fleet_products,
+            cpu=self.emulator_cpu,
+            extra=["--platform", "americommerce", "--call-limit", "20", "--stores", str(n)],
+        )
+        with emulator as emu:
+            db = self._fresh_db(name)
+            args = ["--url", emu.url, "--db", str(db), "--sources", str(n)]
+            args += ["--interval", str(FLEET_INTERVAL), "--seconds", str(plan.fleet_seconds)]
+            if self.client_cpu is not None:
+                args += ["--cpu", str(self.client_cpu)]
+            figures = run_json("benchmarks.fleet", args, CLIENT_TIMEOUT)
+        record["figures"] = figures
+        self.say(f"  {figures}")
         record["load_after"] = load()
         return self._write(name, record)
 

@@ -104,6 +104,7 @@ class AmeriCommerceEmulator(PlatformEmulator):
             other_calls=config.other_app_calls,
             rng=seeded(seed, "americommerce:other-app"),
         )
+        self._token_windows: dict[str, CallWindow] = {}
         self._order_rng = seeded(seed, "americommerce:order")
         self.base_url = ""
 
@@ -135,8 +136,22 @@ class AmeriCommerceEmulator(PlatformEmulator):
 
     # -- the gate in front of every API call ---------------------------------------------------
 
+    def _window_of(self, request: web.Request) -> CallWindow:
+        """The call window this request counts in: the store's, or with `call_limit_per_token`
+        its token's own (one emulator standing for many stores)."""
+        if not self.config.call_limit_per_token:
+            return self.window
+        token = request.headers.get("X-AC-Auth-Token", "")
+        window = self._token_windows.get(token)
+        if window is None:
+            cfg = self.config
+            window = self._token_windows[token] = CallWindow(
+                cfg.call_limit, cfg.call_window, self.clock
+            )
+        return window
+
     def _gate(self, request: web.Request) -> tuple[web.Response | None, dict[str, str]]:
-        state = self.window.hit()
+        state = self._window_of(request).hit()
         headers = {"X-AC-Call-Limit": state.header}
         if not state.allowed:
             self.stats.rate_limited += 1

@@ -108,6 +108,8 @@ class AmeriCommerceConfig:
     call_window: float = 10.0
     # Another app installed on the store: its calls per window, at seeded random moments.
     other_app_calls: int = 0
+    # One window per access token: the emulator stands for as many stores as there are tokens.
+    call_limit_per_token: bool = False
     static_tokens: tuple[str, ...] = ()
     deny_web_grant: bool = False
     response_cache_seconds: float = 30
