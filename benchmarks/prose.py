@@ -111,6 +111,16 @@ store's count stops it only when the window is full. A short run touches a windo
 use in full (the first answer teaches the window's phase, and the run ends part-way through the
 last), so the share measured on a run of a few windows is below what a long run reaches.
 """,
+    "many stores": """
+What the sources themselves cost is small: built and scheduled, each adds well under 0.1 MB
+(its settings, client, throttles and APScheduler job). The RSS that remains after the first
+runs is the high-water mark of the start-up: every interval source is due at once, so N full
+runs hold their pages at the same time, and the memory freed afterwards stays with the process
+(Python's allocator keeps its arenas). Until the daemon spreads its first runs or caps how many
+run at once, that peak grows with the number of sources. The daemon's monitor used to re-read
+every source's state twice after every run, which made a cycle's CPU grow with the square of
+the number of sources; it now re-reads only the source that ran.
+""",
     "incremental": """
 An incremental run costs its fixed start (state, run row, token) plus one request per 100
 changed products, read one after the other.
