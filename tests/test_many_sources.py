@@ -1,14 +1,19 @@
-"""The daemon's monitor after a run re-reads only the sources that ran: with many sources, reading
-every one after every run made a cycle of runs cost store queries quadratic in their number."""
+"""Many sources in one daemon: the monitor after a run re-reads only the sources that ran (reading
+every one after every run made a cycle cost store queries quadratic in their number), and interval
+sources' first runs are spread out (all due at one instant, they ran all at once every cycle)."""
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from syncd.clock import FakeClock
 from syncd.config import AdobeCommerceSourceSettings, ImsAuthSettings, Settings, StoreSettings
+from syncd.daemon import FIRST_RUN_SPACING, _first_delay
 from syncd.ops.monitor import Monitor
 from syncd.store import RunRecord, RunTotals, SourceState
 from syncd.sync import SyncResult
@@ -78,3 +83,16 @@ def _finished(source: str) -> SyncResult:
         latency={},
         latencies=(),
     )
+
+
+@pytest.mark.parametrize(
+    ("among", "interval", "spacing"),
+    [(1, 30, 0.0), (10, 30, FIRST_RUN_SPACING), (1000, 120, FIRST_RUN_SPACING), (1000, 10, 0.01)],
+)
+def test_first_runs_of_interval_sources_are_spread_within_the_interval(
+    among: int, interval: float, spacing: float
+) -> None:
+    """One source syncs at once; many start at most 50 ms apart, all inside the first interval."""
+    delays = [_first_delay(i, among, interval) for i in range(among)]
+    assert delays[0] == 0.0 and delays[-1] < interval
+    assert all(b - a == pytest.approx(spacing) for a, b in itertools.pairwise(delays))
