@@ -101,10 +101,13 @@ class AdaptiveThrottle:
     """Paces a source at its adaptive rate: engaged by a 429, recovering on the clock.
 
     aiolimiter cannot change its rate or read an injected clock (aiolimiter#98), so this pacer is
-    a plain schedule of send slots `1/rate` apart on the `Clock`. A 429 cuts the rate once per
-    flight of requests (the answers to requests already sent at the old rate cut nothing more),
-    and holds every slot until its `Retry-After` is over, so that workers waiting here leave one by
-    one at the new rate instead of all at once when the source's shared pause ends.
+    a plain schedule of send slots `1/rate` apart on the `Clock`, taken by one waiter at a time.
+    A 429 cuts the rate once per flight of requests (the answers to requests already sent at the
+    old rate cut nothing more), and holds every slot until its `Retry-After` is over, so that
+    workers waiting here leave one by one at the new rate instead of all at once when the
+    source's shared pause ends. Without a ceiling, the source starts slowly (one request in
+    flight, one more per accepted answer) until its first 429 or until it is past
+    `max_concurrency`'s range, and `summarize()` logs one `http.rate_summary` per run.
     """
 
     def __init__(
