@@ -180,6 +180,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "rss_end_mb": round(rss_end, 1),
         "rss_per_source_scheduled_mb": round((rss_scheduled - rss_start) / n, 3),
         "rss_per_idle_source_mb": None if idle is None else round((idle - rss_start) / n, 3),
+        # Without an idle moment (a run always going), the end's figure bounds it from above.
+        "rss_per_source_end_mb": round((rss_end - rss_start) / n, 3),
         "cpu_s": round(cpu, 2),
         "cpu_s_per_run": round(cpu / watch.runs, 4) if watch.runs else None,
         "cpu_s_per_source": round(cpu / n, 4),

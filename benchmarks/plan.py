@@ -125,7 +125,7 @@ class Plan:
     small_ac_pages: int = 5
     fleet: int = 0  # sources of the many-stores case (0: not run)
     fleet_products: int = 1000
-    fleet_seconds: float = 90.0
+    fleet_seconds: float = 180.0
 
     def cases(self) -> list[tuple[Profile, int]]:
         """Every (profile, size) pair to run; 1M products only without a rate limit (opt-in)."""

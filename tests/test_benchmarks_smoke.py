@@ -200,3 +200,21 @@ def test_a_run_inside_the_stores_burst_is_not_judged_against_the_rate() -> None:
     }  # fmt: skip
     (check,) = [c for c in all_checks([record]) if c.floor.startswith("rate limit")]
     assert check.ok is None and check.measured.startswith("n/a: all 100 requests fit")
+
+
+def test_the_many_stores_floors_read_the_fleet_figures() -> None:
+    """RSS per idle source (or, with no idle moment, at the end) under 2 MB; p95 start delay of
+    the runs after the first under 1 s."""
+    figures = {
+        "runs": 2000, "rss_start_mb": 56.0, "rss_idle_mb": None, "rss_per_idle_source_mb": None,
+        "rss_per_source_end_mb": 2.5, "rss_per_source_scheduled_mb": 0.05,
+        "start_delay_p50_s": 0.01, "start_delay_p95_s": 0.2, "start_delay_max_s": 0.9,
+        "first_start_delay_p95_s": 3.0, "loop_lag_p95_ms": 10.0, "loop_lag_max_ms": 500.0,
+        "cpu_s_per_run": 0.03,
+    }  # fmt: skip
+    record = {"case": "fleet-1000", "kind": "fleet", "profile": {"platform": "americommerce"},
+              "products": 1000, "runs": [], "figures": figures}  # fmt: skip
+    verdicts = {c.floor: (c.ok, c.measured) for c in all_checks([record])}
+    rss_ok, rss_text = verdicts["many stores: RSS < 2 MB per idle source"]
+    assert rss_ok is False and "at the end" in rss_text
+    assert verdicts["many stores: p95 start delay < 1 s"][0] is True
