@@ -92,7 +92,8 @@ def throughput_chart(sweeps: list[Record], cases: list[Record], path: Path) -> P
         left.set_ylabel("products / s")
         left.set_ylim(bottom=0)
         left.grid(True, alpha=0.3)
-        left.legend(fontsize=7)
+        if left.get_legend_handles_labels()[0]:
+            left.legend(fontsize=7)
         series = (
             [("syncd told", "syncd", "told"), ("syncd not told", "syncd", "untold"),
              ("baseline", "baseline", None)]
