@@ -158,6 +158,20 @@ def process_owner(started: datetime) -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{started.strftime('%Y%m%dT%H%M%SZ')}"
 
 
+# Interval sources' first runs are this far apart at most: a thousand sources due at the same
+# instant ran all at once, every cycle (their due times stay aligned), so their runs started
+# late behind each other and the process's memory rose to N runs' pages at once.
+FIRST_RUN_SPACING = 0.05
+
+
+def _first_delay(index: int, among: int, interval: float) -> float:
+    """Seconds after start-up of the first run of the `index`-th of `among` interval sources:
+    spread evenly, at most `FIRST_RUN_SPACING` apart, all within the first interval."""
+    if among <= 1:
+        return 0.0
+    return index * min(FIRST_RUN_SPACING, interval / among)
+
+
 class Daemon:
     """Runs every enabled source on its schedule until `stop()` or SIGTERM/SIGINT, then drains."""
 
@@ -212,11 +226,18 @@ class Daemon:
                 self.health = await stack.enter_async_context(
                     HealthServer(self._settings.health, self.monitor)
                 )
+            interval_sources = sum(
+                1
+                for s in self._settings.sources
+                if s.enabled and isinstance(s.parsed_schedule, IntervalSchedule)
+            )
+            spread = 0
             for source in self._settings.sources:
                 if not source.enabled:
                     log.info("daemon.source_disabled", source=source.name)
                     continue
-                self._schedule(source)
+                if self._schedule(source, spread, interval_sources):
+                    spread += 1
             self._scheduler.start()
             stack.callback(self._scheduler.shutdown)
             if self._handle_signals:
@@ -235,7 +256,9 @@ class Daemon:
             self._stack = stack.pop_all()
         return self
 
-    def _schedule(self, source: SourceSettings) -> None:
+    def _schedule(self, source: SourceSettings, index: int = 0, among: int = 1) -> bool:
+        """Add the source's jobs; True if its schedule is an interval (its first run is now,
+        or for the `index`-th of `among` interval sources a little later, see `_first_delay`)."""
         name = source.name
 
         async def job() -> None:
@@ -246,7 +269,12 @@ class Daemon:
 
         # Interval schedules sync once right away; cron schedules wait for their first slot.
         schedule = source.parsed_schedule
-        first = self._runtime.clock.now() if isinstance(schedule, IntervalSchedule) else None
+        interval = isinstance(schedule, IntervalSchedule)
+        first = None
+        if isinstance(schedule, IntervalSchedule):
+            first = self._runtime.clock.now() + timedelta(
+                seconds=_first_delay(index, among, schedule.seconds)
+            )
         self._scheduler.add(name, schedule, job, first)
         self._jobs[name] = [name]
         full = source.parsed_full_schedule
@@ -256,6 +284,7 @@ class Daemon:
         log.info(
             "daemon.scheduled", source=name, schedule=str(schedule), full_schedule=str(full or "-")
         )
+        return interval
 
     async def _job(self, name: str, kind: RunKind | None) -> None:
         """The body of a scheduled job; tracked, so that the drain lets it end on its own."""

@@ -12,8 +12,6 @@ from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any
 
-import pytest
-
 from syncd.emulator import Fault
 from syncd.emulator.stats import RequestRecord
 from syncd.sync import SyncResult
@@ -113,11 +111,10 @@ async def test_a_429_storm_pauses_every_worker_cuts_the_rate_and_wins_it_back(
     changes = storm.named("http.rate_adjusted")
     cuts = [e for e in changes if e["reason"] == "rate_limited"]
     lab.expect(cuts, "a 429 must lower the source's rate")
-    floor, decrease = STORM_HTTP.rate_floor, STORM_HTTP.rate_decrease
+    floor = STORM_HTTP.rate_floor
     for cut in cuts:
         if cut["old_rate"] is not None:
-            expected = max(floor, cut["old_rate"] * decrease)
-            lab.expect(cut["new_rate"] == pytest.approx(expected, abs=1e-3), cut)
+            lab.expect(floor <= cut["new_rate"] < cut["old_rate"], cut)
     # One cut per flight: the 429s of requests sent before a cut cut nothing more, and requests
     # sent after it leave only once its pause is over; so cuts are at least a pause apart.
     lab.expect(
@@ -131,22 +128,13 @@ async def test_a_429_storm_pauses_every_worker_cuts_the_rate_and_wins_it_back(
         window = [r for r in storm.since(cut) if start - EPS <= r.at < start + 1 - EPS]
         lab.expect(len(window) <= math.ceil(cut["new_rate"]) + WORKERS - 1, (cut, len(window)))
 
-    # Between cuts, and once the storm is over, the rate climbs back step by step; at the end
-    # the source runs unpaced again (it has no configured rate).
-    lab.expect(
-        any(e["reason"] == "recovering" for e in changes),
-        'any(e["reason"] == "recovering" for e in changes)',
-    )
+    # Between cuts, and once the storm is over, the rate climbs back: each rate held without a
+    # 429 is proven and a higher one tried. The source has no configured rate, so it stays paced
+    # at what it proved (released at full speed, a real limit drew a 429 each time).
     after = changes[changes.index(cuts[-1]) + 1 :]
-    lab.expect(
-        [e["reason"] for e in after] == ["recovering"] * (len(after) - 1) + ["recovered"],
-        '[e["reason"] for e in after] == ["recovering"] * (len(after) - 1) + ["recovered"]',
-    )
-    rates = [cuts[-1]["new_rate"], *(e["new_rate"] for e in after[:-1])]
-    lab.expect(rates == sorted(rates) and after[-1]["new_rate"] is None, after)
-    tail = storm.since(after[-1])
-    lowest = min(c["new_rate"] for c in cuts)
-    lab.expect(len(tail) > lowest * (tail[-1].at - tail[0].at) + WORKERS, "still paced")
+    lab.expect(after and {e["reason"] for e in after} <= {"proven", "probing"}, after)
+    rates = [cuts[-1]["new_rate"], *(e["new_rate"] for e in after)]
+    lab.expect(rates == sorted(rates) and rates[-1] > rates[0], rates)
 
     stored = lab.stored()
     lab.expect(
