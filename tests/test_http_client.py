@@ -25,6 +25,7 @@ from syncd.errors import (
     ResponseError,
     RetryBudgetExhaustedError,
     ServerError,
+    TransportError,
 )
 from syncd.http import (
     ClientPool,
@@ -193,6 +194,17 @@ async def test_server_disconnect_is_retried(pool: ClientPool, http_mock: aioresp
     mock.get(PATTERN, payload={"items": [1]})
     response = await client.get_json(URL, stats=stats)
     assert response.data == {"items": [1]} and stats.retries == 1
+
+
+async def test_a_given_up_network_fault_keeps_its_cause(
+    pool: ClientPool, http_mock: aioresponses
+) -> None:
+    """The TransportError raised after the last attempt carries aiohttp's own error as its cause."""
+    client = make_client(pool)
+    http_mock.get(PATTERN, exception=aiohttp.ServerDisconnectedError(), repeat=True)
+    with pytest.raises(TransportError, match="ServerDisconnectedError") as raised:
+        await client.get_json(URL, stats=RequestStats())
+    assert isinstance(raised.value.__cause__, aiohttp.ServerDisconnectedError)
 
 
 async def test_html_error_page_names_url_and_status(
