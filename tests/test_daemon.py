@@ -135,3 +135,23 @@ async def test_a_stop_during_a_run_drains_it_without_a_scheduler_traceback(
     scheduler = [r for r in caplog.records if r.name.startswith("apscheduler")]
     assert [r.getMessage() for r in scheduler if r.levelno >= logging.WARNING or r.exc_info] == []
     assert not [e for e in logs if e["event"] == "sync.crashed"]
+
+
+async def test_the_daemon_keeps_only_its_recent_results(
+    tmp_path: Path, refusing: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`results` holds the last RECENT_RESULTS runs without latencies; the stop line still counts
+    every run of the daemon's life."""
+    monkeypatch.setattr("syncd.daemon.RECENT_RESULTS", 2)
+    settings = settings_for(tmp_path / "r.db", adobe_source(refusing, schedule="1h"), http=FAST)
+    with capture_logs() as logs:
+        async with Runtime(settings) as runtime, Daemon(runtime, handle_signals=False) as d:
+            await until(lambda: len(d.results) == 1)
+            for _ in range(3):
+                await d.trigger("shop")
+            ids = [r.run_id for r in d.results]
+            assert len(ids) == 2 and ids == sorted(ids)
+            assert all(r.latencies == () for r in d.results)
+    stopped = next(e for e in logs if e["event"] == "daemon.stopped")
+    assert (stopped["runs"], stopped["failed"]) == (4, 4)
+    assert ids[-1] == query(tmp_path / "r.db", "SELECT max(id) FROM sync_runs")[0][0]
