@@ -72,7 +72,7 @@ def test_retry_after_takes_ascii_seconds_or_a_date() -> None:
     assert parse_call_limit(" 7 / 10 ") == (7, 10)
 
 
-@pytest.mark.parametrize("value", ["²", "-3", "1e3", "9" * 5000])
+@pytest.mark.parametrize("value", ["²", "-3", "1e3", "9" * 5000, "--5", "-", "- 5", "+-5"])
 def test_json_numbers_as_text_are_ascii_digits_or_nothing(value: str) -> None:
     """A total_count or id sent as text is read only from ASCII digits (and a sign)."""
     assert as_int(value) == (-3 if value == "-3" else None)
@@ -82,10 +82,10 @@ async def test_a_weird_retry_after_pauses_by_the_default(
     pool: ClientPool, clock: FakeClock, http_mock: aioresponses
 ) -> None:
     """A 429 whose Retry-After is `²` waits the configured default, then the request succeeds."""
-    client = pool.client(name="s", max_concurrency=2, request_timeout=5, connect_timeout=5)
+    client = pool.client(name="s", max_concurrency=2, request_timeout=5, connect_timeout=5,
+                         throttles=[CallLimitThrottle(clock)])  # fmt: skip
     http_mock.get(URL, status=429, headers={"Retry-After": "²", "X-AC-Call-Limit": "²/²"})
     http_mock.get(URL, payload={"ok": True})
-    client.add_throttle(CallLimitThrottle(clock))
     start = clock.monotonic()
     response = await client.get_json(URL, stats=RequestStats())
     assert response.data == {"ok": True}

@@ -310,8 +310,8 @@ async def test_throttles_see_every_attempt_once_even_without_an_answer(
 ) -> None:
     """Each attempt is admitted once and reported once: a reset reports None, a 503 its status."""
     throttle = RecordingThrottle()
-    client = make_client(pool)
-    client.add_throttle(throttle)
+    client = pool.client(name="s", max_concurrency=4, request_timeout=5, connect_timeout=5,
+                         throttles=[throttle])  # fmt: skip
     http_mock.get(PATTERN, exception=aiohttp.ServerDisconnectedError())
     http_mock.get(PATTERN, status=503, payload={"message": "busy"})
     http_mock.get(PATTERN, payload={"items": []})

@@ -133,11 +133,7 @@ class SourceClient:
         self._timeout = timeout
         self._auth = auth
         self._headers = dict(headers or {})
-        self._throttles: list[Throttle] = list(throttles)
-
-    def add_throttle(self, throttle: Throttle) -> None:
-        """Pace this source's requests with `throttle` too (e.g. a platform's call-limit header)."""
-        self._throttles.append(throttle)
+        self._throttles: tuple[Throttle, ...] = tuple(throttles)
 
     async def get_json(
         self,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TypedDict
+
 from syncd.auth import TokenCache
 from syncd.auth.americommerce import AmeriCommerceTokenProvider
 from syncd.auth.ims import ImsTokenProvider
@@ -32,23 +34,32 @@ __all__ = [
 ]
 
 
+class _ClientLimits(TypedDict):
+    """What every source's client takes from its settings, whatever the platform."""
+
+    name: str
+    max_concurrency: int
+    request_timeout: float
+    connect_timeout: float
+
+
 def build_source(
     settings: SourceSettings, pool: ClientPool, cache: TokenCache, clock: Clock
 ) -> Source:
     """The adapter for `settings.kind`, with its own client on the shared pool and token cache."""
-    common = {
-        "name": settings.name,
-        "max_concurrency": settings.max_concurrency,
-        "request_timeout": settings.request_timeout,
-        "connect_timeout": settings.connect_timeout,
-    }
+    common = _ClientLimits(
+        name=settings.name,
+        max_concurrency=settings.max_concurrency,
+        request_timeout=settings.request_timeout,
+        connect_timeout=settings.connect_timeout,
+    )
     throttles: list[Throttle] = []
     if settings.rate_limit is not None:
         throttles.append(RateThrottle(settings.rate_limit, settings.rate_burst))
     if isinstance(settings, AdobeCommerceSourceSettings):
         provider = adobe_provider(settings, pool, clock, cache.redactor)
         client = pool.client(
-            **common,  # type: ignore[arg-type]
+            **common,
             auth=SourceAuth(provider, cache, settings.name),
             headers={"Accept": "application/json"},
             throttles=throttles,
@@ -72,7 +83,7 @@ def build_source(
             )
         )
         ac_client = pool.client(
-            **common,  # type: ignore[arg-type]
+            **common,
             auth=SourceAuth(ac_provider, cache, settings.name),
             # Without no-cache the store answers GETs from its cache: stale pages.
             headers={"Accept": "application/json", "Cache-Control": "no-cache"},
