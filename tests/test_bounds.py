@@ -9,10 +9,11 @@ from __future__ import annotations
 import gzip
 import random
 import tracemalloc
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing
 from datetime import timedelta
 from pathlib import Path
+from typing import cast
 
 import pytest
 from aiohttp import web
@@ -206,7 +207,9 @@ async def test_a_believed_huge_catalog_is_fetched_page_by_page(
         settings = adobe_source(emu, max_catalog_size=10**13)
         source = build_source(settings, pool, TokenCache(store, clock), clock)
         assert isinstance(source, AdobeCommerceSource)
-        async with aclosing(source.full_pages(RequestStats())) as pages:
+        # The adapter's full_pages is an async generator: closing it stops its page workers.
+        full = cast(AsyncGenerator[Page, None], source.full_pages(RequestStats()))
+        async with aclosing(full) as pages:
             got = [page async for page in islice_async(pages, 6)]
         assert got[0].expected_pages == 10**11 and len(got) == 6
         assert emu.adobe.stats.requests < 20

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, MutableMapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,7 +19,7 @@ from tests.conftest import settle
 from tests.support import adobe_source, query, settings_for, until
 
 FAST = HttpSettings(max_attempts=2, backoff_base=0.001, backoff_cap=0.01)
-Started = Callable[..., AbstractAsyncContextManager[tuple[Daemon, list[dict[str, Any]]]]]
+Started = Callable[..., AbstractAsyncContextManager[tuple[Daemon, list[MutableMapping[str, Any]]]]]
 
 
 @pytest.fixture
@@ -35,7 +35,7 @@ def failed_once(tmp_path: Path, refusing: Emulator) -> Started:
     """A daemon on one source whose first run (at start) has failed and been accounted for."""
 
     @asynccontextmanager
-    async def start(**source: Any) -> AsyncIterator[tuple[Daemon, list[dict[str, Any]]]]:
+    async def start(**source: Any) -> AsyncIterator[tuple[Daemon, list[MutableMapping[str, Any]]]]:
         settings = settings_for(tmp_path / "d.db", adobe_source(refusing, **source), http=FAST)
         with capture_logs() as logs:
             async with Runtime(settings) as runtime, Daemon(runtime, handle_signals=False) as d:

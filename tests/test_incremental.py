@@ -9,6 +9,7 @@ import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from structlog.testing import capture_logs
@@ -41,9 +42,9 @@ async def start_emu() -> AsyncIterator[StartEmu]:
         await emu.close()
 
 
-async def sync(db: Path, emu: Emulator, kind: str | None = None, **source: object) -> SyncResult:
+async def sync(db: Path, emu: Emulator, kind: str | None = None, **source: Any) -> SyncResult:
     source.setdefault("incremental_overlap", 0)
-    async with Runtime(settings_for(db, adobe_source(emu, **source))) as runtime:  # type: ignore[arg-type]
+    async with Runtime(settings_for(db, adobe_source(emu, **source))) as runtime:
         return await runtime.sync("shop", kind)  # type: ignore[arg-type]
 
 
@@ -470,7 +471,7 @@ async def test_a_checkpoint_older_than_its_max_age_starts_the_scan_over(
     page 1 (and sees a stock change on them that did not bump updated_at); a younger one resumes."""
     emu = await start_emu(products=300)
     db = tmp_path / "s.db"
-    options = {} if max_age is None else {"checkpoint_max_age": max_age}
+    options: dict[str, Any] = {} if max_age is None else {"checkpoint_max_age": max_age}
     await sync(db, emu, **options)
     emu.adobe.faults.add(Fault(kind="status", status=503, after=12, times=None))
     assert (await sync(db, emu, "full", max_concurrency=1, **options)).status == "failed"
@@ -659,7 +660,12 @@ async def test_a_deletion_during_an_incremental_run(tmp_path: Path, start_emu: S
         catalog.update(sku, price=2.0, updated_at=since + timedelta(seconds=1 + n))
     gone = skus[40:44]  # on keyset page 5, not read yet when they go
     emu.adobe.stats.reset()
-    emu.adobe.before_request(2, lambda: [catalog.delete(sku) for sku in gone])
+
+    def delete_them() -> None:
+        for sku in gone:
+            catalog.delete(sku)
+
+    emu.adobe.before_request(2, delete_them)
     result = await sync(db, emu)
     assert result.kind == "incremental" and result.ok, result.error
     assert result.totals.items_deleted == 0 and tombstoned(db) == set()

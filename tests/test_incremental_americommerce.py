@@ -8,6 +8,7 @@ import math
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -40,7 +41,7 @@ async def start_emu() -> AsyncIterator[StartEmu]:
         await emu.close()
 
 
-async def sync(db: Path, emu: Emulator, kind: str | None = None, **source: object) -> SyncResult:
+async def sync(db: Path, emu: Emulator, kind: str | None = None, **source: Any) -> SyncResult:
     source.setdefault("incremental_overlap", 0)
     async with Runtime(settings_for(db, ac_source(emu, **source))) as runtime:
         return await runtime.sync("shop", kind)  # type: ignore[arg-type]

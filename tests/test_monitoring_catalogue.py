@@ -190,7 +190,9 @@ def skip_reasons() -> set[str]:
                 reasons.update(
                     k.value.value
                     for k in node.keywords
-                    if k.arg == "reason" and isinstance(k.value, ast.Constant)
+                    if k.arg == "reason"
+                    and isinstance(k.value, ast.Constant)
+                    and isinstance(k.value.value, str)
                 )
     return reasons
 

@@ -45,7 +45,7 @@ class Backend:
                 raw = conn.execute(query, params).fetchall()
         else:
             with psycopg.connect(self.settings.url) as pg:
-                raw = pg.execute(query.replace("?", "%s"), params).fetchall()  # type: ignore[arg-type]
+                raw = pg.execute(query.replace("?", "%s"), params).fetchall()
         return [tuple(_plain(v) for v in row) for row in raw]
 
 
@@ -76,7 +76,7 @@ async def store(backend: Backend) -> AsyncIterator[AnyStore]:
 def product(sku: str, price: float = 10.0, name: str = "Widget") -> ProductRecord:
     item = {"sku": sku, "id": int(sku[1:]), "name": name, "price": price, "status": 1}
     return make_record(
-        item, sku=sku, id=item["id"], name=name, price=price, status=1, type_id="simple",
+        item, sku=sku, id=int(sku[1:]), name=name, price=price, status=1, type_id="simple",
         updated_at="2026-01-01 00:00:00",
     )  # fmt: skip
 

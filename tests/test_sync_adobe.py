@@ -276,7 +276,8 @@ async def test_an_unexpected_exception_ends_the_run_failed_not_succeeded(
     db = tmp_path / "s.db"
 
     async def broken(self: AdobeCommerceSource, *args: Any) -> Any:
-        return {}.get("x").total  # type: ignore[attr-defined]
+        missing: Any = None  # what an unexpected answer leaves: an AttributeError below
+        return missing.total
 
     monkeypatch.setattr(AdobeCommerceSource, "probe", broken)
     with capture_logs() as logs:

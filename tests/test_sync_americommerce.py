@@ -8,6 +8,7 @@ import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -58,7 +59,7 @@ async def start_emu() -> AsyncIterator[StartEmu]:
 
 
 async def sync(
-    db: Path, emu: Emulator, kind: str | None = None, clock: Clock | None = None, **source: object
+    db: Path, emu: Emulator, kind: str | None = None, clock: Clock | None = None, **source: Any
 ) -> SyncResult:
     async with Runtime(settings_for(db, ac_source(emu, **source)), clock=clock) as runtime:
         return await runtime.sync("shop", kind)  # type: ignore[arg-type]

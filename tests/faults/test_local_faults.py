@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from syncd.daemon import Runtime
+from syncd.store import SqliteStore
 from tests.faults.lab import FaultLab, LabClock
 
 
@@ -74,7 +75,7 @@ async def test_a_deleted_database_stops_writes_and_readiness_until_a_restart(
     assert not ready.ok and ready.detail["store"].startswith(f"error: {expected}")
     assert not lab.db.exists()  # nothing was written where the operator looks
     lab.assert_alive()
-    assert runtime.store.path == lab.db
+    assert isinstance(runtime.store, SqliteStore) and runtime.store.path == lab.db
     await restart_and_sync(lab)
 
 

@@ -80,8 +80,8 @@ async def test_a_sick_source_is_backed_off_and_recovers_while_the_other_runs_on(
     assert sick_emu.adobe.stats.requests == asked  # nothing reached the sick API meanwhile
 
     lab.heal(sick_emu)
-    probe = await lab.sync("sick")  # the delayed run, which the scheduler would start at next_run
-    assert probe.ok, probe.error
+    delayed = await lab.sync("sick")  # the run the scheduler would start at next_run
+    assert delayed.ok, delayed.error
     [recovered] = lab.events("source.recovered", seen)
     assert (recovered["source"], recovered["after_failures"]) == ("sick", 2)
     await lab.finish("sick-source-breaker")
