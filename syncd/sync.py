@@ -17,13 +17,13 @@ from typing import TypeVar
 
 import structlog
 
+from syncd.checkpoint import FullScanCheckpoint, decode_cursor, encode_cursor
 from syncd.clock import Clock
 from syncd.completeness import Doubts, Screened, screen
 from syncd.config.sources import CHECKPOINT_MAX_AGE
 from syncd.errors import NeedsReauthError, SyncdError
 from syncd.http import RequestStats, RetryBudget
 from syncd.logging import get_logger
-from syncd.progress import FullScanCheckpoint, decode_cursor, encode_cursor
 from syncd.redaction import Redactor
 from syncd.sources import Page, Source
 from syncd.sources.base import Cursor, ListingIncomplete, VerifiableSource

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 
-from syncd.progress import FullScanCheckpoint
+from syncd.checkpoint import FullScanCheckpoint
 from syncd.store import SqliteStore
 from syncd.store.factory import AnyStore
 from tests.faults.lab import FaultLab
