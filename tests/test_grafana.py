@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from syncd.catalogue import DOC
+from syncd.log_events import DOC
 from tests.logql import grouping, pipelines
 from tests.test_monitoring_catalogue import families, logged_fields
 

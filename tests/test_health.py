@@ -16,7 +16,6 @@ from prometheus_client.parser import text_string_to_metric_families
 from structlog.testing import capture_logs
 
 import syncd.auth.cache as cache_module
-from syncd.catalogue import scan
 from syncd.config import (
     AdobeCommerceSourceSettings,
     HealthSettings,
@@ -28,6 +27,7 @@ from syncd.config import (
 from syncd.daemon import Daemon, Runtime
 from syncd.emulator import AdobeConfig, Emulator, EmulatorConfig, Fault
 from syncd.errors import ConfigError
+from syncd.log_events import scan
 from syncd.ops.health import HealthServer, check, probe_url
 from syncd.ops.metrics import TOKEN_EVENTS, Metrics, StoreSnapshot
 from syncd.ops.staleness import judge, schedule_period, stale_limit

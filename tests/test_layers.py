@@ -21,7 +21,7 @@ LAYER: dict[str, float] = {
     "sources": 5,
     **dict.fromkeys(("checkpoint", "sync", "completeness"), 6),
     **dict.fromkeys(("scheduler", "breaker", "daemon", "ops", "feed"), 7),
-    **dict.fromkeys(("commands", "cli", "catalogue"), 8),
+    **dict.fromkeys(("commands", "cli", "log_events"), 8),
 }
 
 
