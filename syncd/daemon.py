@@ -27,10 +27,11 @@ from syncd.ops.monitor import Monitor
 from syncd.ops.notify import Notifier
 from syncd.schedule import IntervalSchedule
 from syncd.scheduler import SourceScheduler
-from syncd.sources import Source, build_source
+from syncd.sources import Source
 from syncd.store.base import ChangeFeed, RunKind
 from syncd.store.factory import AnyStore, open_store, run_locks, store_name
 from syncd.sync import ProgressCallback, SyncEngine, SyncResult
+from syncd.wiring import build_source
 
 log = get_logger(__name__)
 

@@ -30,11 +30,11 @@ from syncd.http import ClientPool, RequestStats, SourceAuth, parse_retry_after
 from syncd.http.call_limit import CallLimitThrottle, parse_call_limit
 from syncd.http.client import parse_content_length
 from syncd.http.retry import ascii_int
-from syncd.sources import build_source
 from syncd.sources.adobe_commerce import AdobeCommerceSource, to_record
 from syncd.sources.base import Page, as_int
 from syncd.sources.fanout import fetch_concurrently
 from syncd.store import SqliteStore
+from syncd.wiring import build_source
 from tests.support import ac_source, adobe_source, query, settings_for
 
 URL = "http://127.0.0.1:9/api/v1/products"
