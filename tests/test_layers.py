@@ -11,7 +11,17 @@ import syncd
 # config → store → auth → http → sources → sync → scheduler/daemon (+ ops) → cli/commands.
 LAYER: dict[str, float] = {
     **dict.fromkeys(
-        ("errors", "clock", "logging", "codec", "schedule", "gcpolicy", "redaction"), 0
+        (
+            "errors",
+            "clock",
+            "logging",
+            "codec",
+            "apscheduler3",
+            "schedule",
+            "gcpolicy",
+            "redaction",
+        ),
+        0,
     ),
     "emulator": 0.5,  # a stand-in for the platforms: it may use only the foundation
     "config": 1,
