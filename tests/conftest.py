@@ -15,8 +15,8 @@ import structlog
 from aioresponses import aioresponses
 from aioresponses import core as aioresponses_core
 
-from syncd.clock import FakeClock
 from syncd.store import SqliteStore
+from tests.clocks import FakeClock
 from tests.postgres_support import empty_tables, throwaway_database
 
 

@@ -21,7 +21,6 @@ from aioresponses import CallbackResult, aioresponses
 
 from syncd import codec
 from syncd.auth import AccessToken, EndpointResponse, TokenCache
-from syncd.clock import FakeClock
 from syncd.config import HttpSettings
 from syncd.daemon import Runtime
 from syncd.emulator import AdobeConfig, AmeriCommerceConfig, Emulator, EmulatorConfig, Fault
@@ -35,6 +34,7 @@ from syncd.sources.base import Page, as_int
 from syncd.sources.fanout import fetch_concurrently
 from syncd.store import SqliteStore
 from syncd.wiring import build_source
+from tests.clocks import FakeClock
 from tests.support import ac_source, adobe_source, query, settings_for
 
 URL = "http://127.0.0.1:9/api/v1/products"

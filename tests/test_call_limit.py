@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from syncd.clock import FakeClock
 from syncd.emulator.limits import CallWindow
 from syncd.http import Response
 from syncd.http.call_limit import CallLimitThrottle, parse_call_limit
+from tests.clocks import FakeClock
 from tests.conftest import ManualClock, settle
 
 

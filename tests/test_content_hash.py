@@ -6,11 +6,11 @@ import hashlib
 import json
 from typing import Any
 
-from syncd.clock import FakeClock
 from syncd.codec import canonical
 from syncd.emulator import AdobeConfig, Emulator, EmulatorConfig
 from syncd.sources.adobe_commerce import to_record
 from syncd.sources.base import content_hash
+from tests.clocks import FakeClock
 
 
 def _stdlib_hash(item: Any) -> str:

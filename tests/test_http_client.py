@@ -16,7 +16,6 @@ from aioresponses import CallbackResult, aioresponses
 from structlog.testing import capture_logs
 
 from syncd.auth import AccessToken, TokenCache
-from syncd.clock import FakeClock
 from syncd.config import HttpSettings
 from syncd.errors import (
     AuthError,
@@ -36,6 +35,7 @@ from syncd.http import (
     SourceClient,
 )
 from syncd.store import SqliteStore
+from tests.clocks import FakeClock
 from tests.conftest import ManualClock, settle
 
 URL = "http://127.0.0.1:9/rest/V1/products"

@@ -13,7 +13,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from syncd.clock import Clock, FakeClock
+from syncd.clock import Clock
 from syncd.config import load_settings
 from syncd.daemon import Runtime
 from syncd.emulator import AmeriCommerceConfig, Emulator, EmulatorConfig, Fault
@@ -32,6 +32,7 @@ from syncd.sources.americommerce_query import (
 from syncd.sources.base import Cursor
 from syncd.store import ProductRecord
 from syncd.sync import SyncResult
+from tests.clocks import FakeClock
 from tests.support import ac_source, query, settings_for, stored_products
 
 TOKEN = "ac-console-token"

@@ -7,12 +7,12 @@ from collections.abc import AsyncIterator
 
 from structlog.testing import capture_logs
 
-from syncd.clock import FakeClock
 from syncd.http import RequestStats
 from syncd.sources import Page
 from syncd.sources.base import Cursor, VerifiableSource, make_record
 from syncd.store import ProductRecord, SqliteStore
 from syncd.sync import SyncEngine
+from tests.clocks import FakeClock
 
 
 def record(n: int) -> ProductRecord:

@@ -10,9 +10,9 @@ import pytest
 from structlog.testing import capture_logs
 
 from syncd.auth import AccessToken, TokenCache, fingerprint
-from syncd.clock import FakeClock
 from syncd.errors import AuthError, StoreError
 from syncd.store import SqliteStore, TokenRecord
+from tests.clocks import FakeClock
 from tests.conftest import ManualClock, settle
 from tests.support import until
 

@@ -17,7 +17,6 @@ from aiohttp import web
 from pydantic import SecretStr
 from structlog.testing import capture_logs
 
-from syncd.clock import FakeClock
 from syncd.config.feed import ChangesSettings, WebhookSettings
 from syncd.daemon import Daemon, Runtime
 from syncd.emulator import AdobeConfig, Emulator, EmulatorConfig
@@ -26,6 +25,7 @@ from syncd.feed import WebhookDispatcher, full_jitter, sign, verify, webhook_bac
 from syncd.feed.webhooks import DeliveryError, WebhookSender
 from syncd.sources.base import make_record
 from syncd.store import ProductRecord, SqliteStore
+from tests.clocks import FakeClock
 from tests.support import adobe_source, settings_for, until
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)

@@ -10,8 +10,8 @@ from urllib.parse import quote
 import aiohttp
 import pytest
 
-from syncd.clock import FakeClock
 from syncd.emulator import AmeriCommerceConfig, Emulator
+from tests.clocks import FakeClock
 from tests.emulator.emulator_helpers import AcCaller, StartEmulator
 
 TOKEN = "console-token"

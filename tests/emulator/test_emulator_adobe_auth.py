@@ -5,8 +5,8 @@ from __future__ import annotations
 import aiohttp
 import pytest
 
-from syncd.clock import FakeClock
 from syncd.emulator import AdobeConfig, Emulator
+from tests.clocks import FakeClock
 from tests.emulator.emulator_helpers import AdobeCaller, StartEmulator, criteria
 
 _UNAUTHORIZED = {

@@ -6,8 +6,8 @@ from email.utils import parsedate_to_datetime
 
 import aiohttp
 
-from syncd.clock import FakeClock
 from syncd.emulator import AdobeConfig, RateLimitConfig
+from tests.clocks import FakeClock
 from tests.emulator.emulator_helpers import AdobeCaller, StartEmulator, criteria
 
 

@@ -8,8 +8,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from syncd.clock import FakeClock
 from syncd.emulator import AdobeConfig, Emulator
+from tests.clocks import FakeClock
 from tests.emulator.emulator_helpers import AdobeCaller, StartEmulator, criteria
 
 

@@ -10,9 +10,9 @@ from collections.abc import Awaitable, Callable
 import aiohttp
 import pytest
 
-from syncd.clock import FakeClock
 from syncd.emulator import AmeriCommerceConfig, Emulator, Fault
 from syncd.emulator.platform import PlatformEmulator
+from tests.clocks import FakeClock
 from tests.emulator.emulator_helpers import AdobeCaller, Answer, StartEmulator, criteria
 
 Call = Callable[[], Awaitable[Answer]]

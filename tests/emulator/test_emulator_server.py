@@ -8,8 +8,8 @@ import time
 import aiohttp
 import pytest
 
-from syncd.clock import FakeClock
 from syncd.emulator import AdobeConfig, AmeriCommerceConfig, Emulator, EmulatorConfig, serve
+from tests.clocks import FakeClock
 from tests.emulator.emulator_helpers import AdobeCaller, StartEmulator, criteria
 
 

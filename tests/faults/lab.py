@@ -22,7 +22,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from syncd.clock import FakeClock
 from syncd.config import AdobeCommerceSourceSettings, HttpSettings, Settings, StoreSettings
 from syncd.daemon import Daemon, Runtime
 from syncd.emulator import AdobeConfig, Emulator, EmulatorConfig, Fault
@@ -30,6 +29,7 @@ from syncd.emulator.faults import PAGE_FAULTS
 from syncd.http import RequestStats
 from syncd.store.base import RunKind
 from syncd.sync import SyncResult
+from tests.clocks import FakeClock
 from tests.faults.scenarios import SCENARIO_IDS
 from tests.support import adobe_source, stored_products, until
 
