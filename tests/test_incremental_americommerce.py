@@ -1,4 +1,5 @@
-"""AmeriCommerce incremental runs, convergence under mutation, tombstones and resume (emulator)."""
+"""AmeriCommerce incremental runs, convergence under mutation, tombstones and resume (emulator);
+what both platforms share is in test_incremental_platforms.py."""
 
 from __future__ import annotations
 
@@ -200,35 +201,6 @@ async def test_full_run_mutated_midway_verifies_and_is_exact(
     assert stored_products(db, "shop") == catalog.snapshot()
 
 
-async def test_failed_run_tombstones_nothing_and_the_next_resumes(
-    tmp_path: Path, start_emu: StartEmu
-) -> None:
-    """A partial full run deletes nothing; the next skips committed pages and tombstones exactly."""
-    emu = await start_emu(products=300)
-    db = tmp_path / "s.db"
-    await sync(db, emu)
-    gone = list(emu.americommerce.catalog.skus())[100:104]
-    for sku in gone:
-        emu.americommerce.catalog.delete(sku)
-    emu.americommerce.faults.add(Fault(kind="status", status=503, after=12, times=None))
-    partial = await sync(db, emu, "full", max_concurrency=1)
-    assert partial.status == "failed" and "503" in (partial.error or "")
-    assert tombstoned(db) == set()
-    committed = partial.totals.pages
-    assert committed >= 10
-    emu.americommerce.faults.clear()
-    emu.americommerce.stats.reset()
-    resumed = await sync(db, emu, "full")
-    assert resumed.ok, resumed.error
-    # Page 1 again for total_count, the pages not committed, and the probe, which finds the
-    # catalog as the scan found it: no verification needed.
-    assert emu.americommerce.stats.requests == 1 + 30 - committed + 1
-    assert probes(emu) == [emu.americommerce.stats.requests] and listings(emu) == 0
-    assert resumed.totals.items_deleted == 4
-    assert tombstoned(db) == set(gone)
-    assert stored_products(db, "shop") == emu.americommerce.catalog.snapshot()
-
-
 async def test_complete_full_run_tombstones_exactly_the_deleted(
     tmp_path: Path, start_emu: StartEmu
 ) -> None:
@@ -250,32 +222,6 @@ async def test_complete_full_run_tombstones_exactly_the_deleted(
     assert probe == {
         "page": "1", "count": "1", "sort": "-created_at", "fields": "id,item_number,created_at"
     }  # fmt: skip
-
-
-async def test_reappearing_product_is_revived(tmp_path: Path, start_emu: StartEmu) -> None:
-    """A tombstoned sku that comes back loses its deleted_at and keeps its row."""
-    emu = await start_emu(products=40)
-    db = tmp_path / "s.db"
-    await sync(db, emu)
-    sku = next(iter(emu.americommerce.catalog.skus()))
-    emu.americommerce.catalog.delete(sku)
-    assert (await sync(db, emu, "full")).totals.items_deleted == 1
-    emu.americommerce.catalog.insert(item_number=sku, item_name="back again", price=5.0)
-    await sync(db, emu)
-    assert query(db, "SELECT deleted_at, name FROM products WHERE sku = ?", sku) == [
-        (None, "back again")
-    ]
-
-
-async def test_incremental_run_never_tombstones(tmp_path: Path, start_emu: StartEmu) -> None:
-    """Only full runs may conclude that a product is gone."""
-    emu = await start_emu(products=40)
-    db = tmp_path / "s.db"
-    await sync(db, emu)
-    emu.americommerce.catalog.delete(next(iter(emu.americommerce.catalog.skus())))
-    result = await sync(db, emu)
-    assert result.kind == "incremental" and result.totals.items_deleted == 0
-    assert tombstoned(db) == set()
 
 
 async def test_watermark_never_passes_an_uncommitted_page(
@@ -334,27 +280,6 @@ async def test_delete_plus_insert_during_a_full_scan_tombstones_exactly_the_dele
     assert stored_products(db, "shop") == catalog.snapshot()
 
 
-async def test_first_full_sync_with_churn_misses_nothing(
-    tmp_path: Path, start_emu: StartEmu
-) -> None:
-    """On an empty database the same churn would leave the slid product unread forever (no
-    incremental run reads an old updated_at): the verification fetches it."""
-    emu = await start_emu(products=300)
-    db = tmp_path / "s.db"
-    catalog = emu.americommerce.catalog
-    skus = list(catalog.skus())
-
-    def churn() -> None:
-        catalog.delete(skus[0])
-        catalog.insert(item_number="NEW-1", item_name="new", price=1.0)
-
-    emu.americommerce.before_request(3, churn)
-    result = await sync(db, emu, max_concurrency=1)
-    assert result.kind == "full" and result.ok, result.error
-    assert stored_products(db, "shop") == catalog.snapshot()
-    assert tombstoned(db) == {skus[0]}  # stored from page 1 before it went
-
-
 async def test_a_product_inserted_and_deleted_again_during_the_scan_still_verifies(
     tmp_path: Path, start_emu: StartEmu
 ) -> None:
@@ -406,17 +331,3 @@ async def test_churn_between_a_failed_attempt_and_its_resume(
     # and skus[120] by id.
     assert fetched_by_id(emu) == ["eq:121"]
     assert emu.americommerce.stats.requests == 1 + 18 + 1 + 30 + 1
-
-
-async def test_incremental_with_nothing_changed_costs_one_request(
-    tmp_path: Path, start_emu: StartEmu
-) -> None:
-    """No product updated since the watermark: one request, which finds none."""
-    emu = await start_emu(products=600)
-    db = tmp_path / "s.db"
-    await sync(db, emu)
-    emu.americommerce.stats.reset()
-    result = await sync(db, emu)
-    assert result.kind == "incremental" and result.ok, result.error
-    assert emu.americommerce.stats.requests == result.totals.requests == 1
-    assert result.totals.items_seen == 0
