@@ -263,7 +263,8 @@ class SyncEngine:
     async def _kind(
         self, source: Source, asked: RunKind | None, state: SourceState, watermark: Cursor | None
     ) -> RunKind:
-        """The kind of run `run` does when `asked` for one (None: the scheduler's choice)."""
+        """The kind of run to do when `asked` for one (None: resume an unfinished scan, else
+        incremental once there is a watermark, else full)."""
         kind = asked
         if kind is None:
             # An interrupted full scan is finished first; otherwise its checkpoint would wait
