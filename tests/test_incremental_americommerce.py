@@ -63,14 +63,6 @@ def listings(emu: Emulator) -> int:
     return sum(r.query.get("fields") == LISTING for r in emu.americommerce.stats.log)
 
 
-def fetched_by_id(emu: Emulator) -> list[str]:
-    return [
-        r.query["id"]
-        for r in emu.americommerce.stats.log
-        if r.query.get("id", "").startswith("eq:")
-    ]
-
-
 def tombstoned(db: Path) -> set[str]:
     return {r[0] for r in query(db, "SELECT sku FROM products WHERE deleted_at IS NOT NULL")}
 
