@@ -20,8 +20,8 @@ from syncd.auth.ac_bootstrap import AmeriCommerceAuthorizer, UserLogin, install_
 from syncd.auth.ac_callback import RedirectListener, loopback_target
 from syncd.errors import AuthError, ConfigError
 from tests.ac_support import USER, USER_KEY, AcWorld, ac_world, auth_settings, browse, free_port
-from tests.clocks import FakeClock
-from tests.conftest import ManualClock, settle
+from tests.clocks import FakeClock, ManualClock
+from tests.conftest import settle
 
 MIXED_CASE_REDIRECT = "http://127.0.0.1:8765/CallBack"
 

@@ -32,8 +32,7 @@ from tests.ac_support import (
     browse,
     free_port,
 )
-from tests.clocks import FakeClock
-from tests.conftest import ManualClock
+from tests.clocks import FakeClock, ManualClock
 from tests.support import until
 
 

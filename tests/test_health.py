@@ -31,7 +31,7 @@ from syncd.log_events import scan
 from syncd.ops.health import HealthServer, check, probe_url
 from syncd.ops.metrics import TOKEN_EVENTS, Metrics, StoreSnapshot
 from syncd.ops.staleness import judge, schedule_period, stale_limit
-from tests.conftest import ManualClock
+from tests.clocks import ManualClock
 from tests.support import adobe_source, settings_for, until
 
 pytestmark = pytest.mark.timeout(30)

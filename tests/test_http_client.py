@@ -35,8 +35,8 @@ from syncd.http import (
     SourceClient,
 )
 from syncd.store import SqliteStore
-from tests.clocks import FakeClock
-from tests.conftest import ManualClock, settle
+from tests.clocks import FakeClock, ManualClock
+from tests.conftest import settle
 
 URL = "http://127.0.0.1:9/rest/V1/products"
 PATTERN = re.compile(r"^http://127\.0\.0\.1:9/rest/V1/products.*$")

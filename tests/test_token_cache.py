@@ -12,8 +12,8 @@ from structlog.testing import capture_logs
 from syncd.auth import AccessToken, TokenCache, fingerprint
 from syncd.errors import AuthError, StoreError
 from syncd.store import SqliteStore, TokenRecord
-from tests.clocks import FakeClock
-from tests.conftest import ManualClock, settle
+from tests.clocks import FakeClock, ManualClock
+from tests.conftest import settle
 from tests.support import until
 
 
