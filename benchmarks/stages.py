@@ -46,7 +46,7 @@ def _parser(frame: Frame) -> bool:
 # A frame's own time goes to the innermost frame on its stack that matches a stage.
 STAGES: tuple[tuple[str, Callable[[Frame], bool]], ...] = (
     ("parse JSON", lambda f: f.function in {"loads", "raw_decode"} and _parser(f)),
-    ("hash + serialise", lambda f: f.function in {"make_record", "canonical_json"}),
+    ("hash + serialise", lambda f: f.function in {"make_record", "canonical"}),
     ("map fields", lambda f: f.function == "to_record"),
     ("HTTP (aiohttp)", lambda f: f.function == "_send" or _in("aiohttp/")(f)),
     ("store calls (event-loop side)", lambda f: _in("aiosqlite/")(f) or _in("syncd/store/")(f)),

@@ -79,24 +79,7 @@ def _parser() -> argparse.ArgumentParser:
         help="seconds the web flow waits for the redirect (default 300)",
     )
 
-    runs = commands.add_parser("runs", help="the run history, newest first")
-    runs.add_argument("source", nargs="?", help="only this source")
-    runs.add_argument("--since", help="ISO-8601 date/time or an age such as 30m, 6h, 2d")
-    runs.add_argument("--status", choices=["running", "succeeded", "failed", "cancelled"])
-    runs.add_argument("--limit", type=int, default=20, help="at most this many (default 20)")
-    runs.add_argument("--json", action="store_true", help="machine-readable output")
-    events = commands.add_parser("events", help="token events (issued, refreshed, failed...)")
-    events.add_argument("source", nargs="?", help="only this source")
-    events.add_argument("--since", help="ISO-8601 date/time or an age such as 30m, 6h, 2d")
-    events.add_argument(
-        "--event",
-        action="append",
-        metavar="KIND",
-        help=f"only these kinds: {', '.join(TOKEN_EVENT_KINDS)} "
-        "(repeat it or separate with commas)",
-    )
-    events.add_argument("--limit", type=int, default=20, help="at most this many (default 20)")
-    events.add_argument("--json", action="store_true", help="machine-readable output")
+    _history_commands(commands)
     _feed_commands(commands)
     health = commands.add_parser(
         "healthcheck", help="ask the running daemon's health listener; exit 0 if healthy"
@@ -124,6 +107,28 @@ def _parser() -> argparse.ArgumentParser:
     )
     store_copy.add_parser(commands)
     return parser
+
+
+def _history_commands(commands: Any) -> None:
+    """`runs` and `events`: what the store remembers of runs and tokens."""
+    runs = commands.add_parser("runs", help="the run history, newest first")
+    runs.add_argument("source", nargs="?", help="only this source")
+    runs.add_argument("--since", help="ISO-8601 date/time or an age such as 30m, 6h, 2d")
+    runs.add_argument("--status", choices=["running", "succeeded", "failed", "cancelled"])
+    runs.add_argument("--limit", type=int, default=20, help="at most this many (default 20)")
+    runs.add_argument("--json", action="store_true", help="machine-readable output")
+    events = commands.add_parser("events", help="token events (issued, refreshed, failed...)")
+    events.add_argument("source", nargs="?", help="only this source")
+    events.add_argument("--since", help="ISO-8601 date/time or an age such as 30m, 6h, 2d")
+    events.add_argument(
+        "--event",
+        action="append",
+        metavar="KIND",
+        help=f"only these kinds: {', '.join(TOKEN_EVENT_KINDS)} "
+        "(repeat it or separate with commas)",
+    )
+    events.add_argument("--limit", type=int, default=20, help="at most this many (default 20)")
+    events.add_argument("--json", action="store_true", help="machine-readable output")
 
 
 def _feed_commands(commands: Any) -> None:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import random
 import signal
 import socket
+from collections import Counter, deque
 from contextlib import AsyncExitStack
 from datetime import datetime, timedelta
 from types import TracebackType
@@ -25,12 +27,17 @@ from syncd.ops.monitor import Monitor
 from syncd.ops.notify import Notifier
 from syncd.schedule import IntervalSchedule
 from syncd.scheduler import SourceScheduler
-from syncd.sources import Source, build_source
+from syncd.sources import Source
 from syncd.store.base import ChangeFeed, RunKind
 from syncd.store.factory import AnyStore, open_store, run_locks, store_name
 from syncd.sync import ProgressCallback, SyncEngine, SyncResult
+from syncd.wiring import build_source
 
 log = get_logger(__name__)
+
+RECENT_RESULTS = 100
+"""Finished runs a daemon keeps in `Daemon.results` (the oldest goes first): the metrics and the
+store hold the whole history."""
 
 
 class Runtime:
@@ -191,12 +198,13 @@ class Daemon:
         self._locks: dict[str, asyncio.Lock] = {}
         self._signals: list[signal.Signals] = []
         self._stack = AsyncExitStack()
-        self.results: list[SyncResult] = []
+        self.results: deque[SyncResult] = deque(maxlen=RECENT_RESULTS)
+        """The last RECENT_RESULTS finished runs, newest last, without their latencies."""
+        self._finished = Counter[bool]()  # runs over the daemon's life, by success
         self.monitor = Monitor(
             self._settings,
             runtime.store,
             runtime.clock,
-            self.results,
             lambda: self._scheduler.running,
             notifier,
             overdue=self._scheduler.overdue,
@@ -393,7 +401,10 @@ class Daemon:
             )
             return None
         result = await self._runtime.sync(name, kind)
-        self.results.append(result)
+        self.monitor.record(result)
+        self._finished[result.ok] += 1
+        # The histogram holds the latencies now; a daemon running for months keeps none of them.
+        self.results.append(dataclasses.replace(result, latencies=()))
         return result
 
     def _on_signal(self, sig: signal.Signals) -> None:
@@ -436,8 +447,8 @@ class Daemon:
         self._scheduler.shutdown()
         log.info(
             "daemon.stopped",
-            runs=len(self.results),
-            failed=sum(not r.ok for r in self.results),
+            runs=self._finished.total(),
+            failed=self._finished[False],
             cancelled=len(pending),
         )
         # The listener and the watchdog outlive the drain: systemd must not kill a slow drain.

@@ -1,7 +1,4 @@
-"""Schedules as typed values, and the one adapter that turns them into APScheduler 3 triggers.
-
-APScheduler 3.x ships no type information, so its imports stay in this module behind a typed surface.
-"""
+"""Schedules as typed values, and their APScheduler 3 triggers (made by `syncd.apscheduler3`)."""
 
 from __future__ import annotations
 
@@ -9,8 +6,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from apscheduler.triggers.cron import CronTrigger
-from apscheduler.triggers.interval import IntervalTrigger
+from syncd.apscheduler3 import cron_trigger, interval_trigger
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _INTERVAL = re.compile(r"^\s*(\d+)\s*([smhd])\s*$")
@@ -49,7 +45,7 @@ def parse_schedule(text: str) -> Schedule:
         return IntervalSchedule(seconds)
     if len(text.split()) == 5:
         try:
-            CronTrigger.from_crontab(text, timezone="UTC")
+            cron_trigger(text)
         except ValueError as exc:
             raise ValueError(f"invalid cron expression ({exc})") from None
         return CronSchedule(text.strip())
@@ -66,5 +62,5 @@ def interval_seconds(schedule: Schedule) -> float | None:
 def to_trigger(schedule: Schedule) -> Any:
     """The APScheduler 3 trigger for `schedule` (typed `Any`: the library is untyped)."""
     if isinstance(schedule, IntervalSchedule):
-        return IntervalTrigger(seconds=schedule.seconds, timezone="UTC")
-    return CronTrigger.from_crontab(schedule.expression, timezone="UTC")
+        return interval_trigger(schedule.seconds)
+    return cron_trigger(schedule.expression)

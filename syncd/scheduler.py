@@ -17,8 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from apscheduler.schedulers.asyncio import AsyncIOScheduler
-
+from syncd.apscheduler3 import AsyncIOScheduler
 from syncd.clock import Clock, SystemClock
 from syncd.logging import get_logger
 from syncd.schedule import Schedule, to_trigger

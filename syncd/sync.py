@@ -17,13 +17,13 @@ from typing import TypeVar
 
 import structlog
 
+from syncd.checkpoint import FullScanCheckpoint, decode_cursor, encode_cursor
 from syncd.clock import Clock
 from syncd.completeness import Doubts, Screened, screen
 from syncd.config.sources import CHECKPOINT_MAX_AGE
 from syncd.errors import NeedsReauthError, SyncdError
 from syncd.http import RequestStats, RetryBudget
 from syncd.logging import get_logger
-from syncd.progress import FullScanCheckpoint, decode_cursor, encode_cursor
 from syncd.redaction import Redactor
 from syncd.sources import Page, Source
 from syncd.sources.base import Cursor, ListingIncomplete, VerifiableSource
@@ -73,14 +73,21 @@ class SyncResult:
 
 @dataclass(slots=True)
 class _Tally:
-    run_id: int
-    http: RequestStats
+    """What a run has written so far; grows page by page."""
+
     pages: int = 0
     seen: int = 0
     deleted: int = 0
     counts: UpsertCounts = field(default_factory=UpsertCounts)
 
-    def totals(self, http: RequestStats) -> RunTotals:
+    def add(self, arrived: int, counts: UpsertCounts) -> None:
+        """Count one committed page: `arrived` products read, `counts` what became of them."""
+        self.pages += 1
+        self.seen += arrived
+        self.counts = self.counts + counts
+
+    def totals(self, stats: RequestStats) -> RunTotals:
+        """The run's row counters: this tally and the requests in `stats`."""
         return RunTotals(
             pages=self.pages,
             items_seen=self.seen,
@@ -88,10 +95,36 @@ class _Tally:
             items_updated=self.counts.updated,
             items_unchanged=self.counts.unchanged,
             items_deleted=self.deleted,
-            requests=http.requests,
-            retries=http.retries,
-            rate_limited=http.rate_limited,
+            requests=stats.requests,
+            retries=stats.retries,
+            rate_limited=stats.rate_limited,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class _Run:
+    """One run, as every stage of it needs it: what is fixed when it starts, and the two
+    counters (requests in `stats`, products in `tally`) its stages fill in."""
+
+    source: Source
+    run_id: int
+    started_at: datetime
+    overlap: float
+    stats: RequestStats
+    tally: _Tally
+    progress: ProgressCallback | None
+
+    def report(self, done: int, expected: int | None) -> None:
+        """Tell the progress callback, if any, that `done` pages are committed."""
+        if self.progress is not None:
+            self.progress(done, expected, self.tally.seen)
+
+
+def _consequence(source: Source) -> str:
+    """What a doubtful scan of `source` leads to, for the log."""
+    if isinstance(source, VerifiableSource):
+        return "verified by keyset listing before any tombstone"
+    return "no tombstones; the next run is a full scan"
 
 
 def internal_error(exc: BaseException, redactor: Redactor | None = None) -> str:
@@ -185,6 +218,55 @@ class SyncEngine:
         """
         state = await self._store.source_state(source.name)
         watermark = decode_cursor(state.watermark)
+        kind = await self._kind(source, kind, state, watermark)
+        # Restart from the watermark's second minus the overlap, never from a position inside a
+        # second: that position may have shifted since.
+        cursor = Cursor(watermark.since - timedelta(seconds=overlap)) if watermark else None
+        started = self._clock.monotonic()
+        started_at = self._clock.now()
+        run_id = await self._store.start_run(source.name, kind, started_at, self._owner)
+        stats = RequestStats(budget=retry_budget)
+        run = _Run(source, run_id, started_at, overlap, stats, _Tally(), progress)
+        with structlog.contextvars.bound_contextvars(source=source.name, run_id=run_id):
+            log.info("sync.started", kind=kind)
+            status: RunStatus = "succeeded"
+            error: str | None = None
+            try:
+                if kind == "full" or cursor is None:
+                    resumed = self._resumable(source, state, checkpoint_max_age)
+                    error = await self._full(run, resumed)
+                else:
+                    await self._incremental(run, cursor)
+            except asyncio.CancelledError as exc:
+                # The canceller says why (`task.cancel(reason)`): a daemon's drain, a signal.
+                reason = exc.args[0] if exc.args and isinstance(exc.args[0], str) else None
+                status, error = "cancelled", reason or "the run was stopped before it finished"
+                raise
+            except Exception as exc:
+                status, error = "failed", await self._failure(source, exc)
+            finally:
+                stats.summarize()
+                result = SyncResult(
+                    run_id=run_id,
+                    source=source.name,
+                    kind=kind,
+                    status=status,
+                    totals=run.tally.totals(stats),
+                    duration=round(self._clock.monotonic() - started, 3),
+                    error=error,
+                    latency=stats.latency_summary(),
+                    latencies=tuple(stats.latencies),
+                )
+                # Shielded: a cancelled run must still leave a closed, truthful row behind.
+                await asyncio.shield(self._finish(result))
+        return result
+
+    async def _kind(
+        self, source: Source, asked: RunKind | None, state: SourceState, watermark: Cursor | None
+    ) -> RunKind:
+        """The kind of run to do when `asked` for one (None: resume an unfinished scan, else
+        incremental once there is a watermark, else full)."""
+        kind = asked
         if kind is None:
             # An interrupted full scan is finished first; otherwise its checkpoint would wait
             # for the next full slot while its committed pages grow stale.
@@ -195,133 +277,93 @@ class SyncEngine:
         if kind == "incremental" and watermark is None:
             log.info("sync.full_required", source=source.name, reason="no watermark yet")
             kind = "full"
-        # Restart from the watermark's second minus the overlap, never from a position inside a
-        # second: that position may have shifted since.
-        cursor = Cursor(watermark.since - timedelta(seconds=overlap)) if watermark else None
-        started = self._clock.monotonic()
-        started_at = self._clock.now()
-        run_id = await self._store.start_run(source.name, kind, started_at, self._owner)
-        http = RequestStats(budget=retry_budget)
-        tally = _Tally(run_id, http)
-        with structlog.contextvars.bound_contextvars(source=source.name, run_id=run_id):
-            log.info("sync.started", kind=kind)
-            status: RunStatus = "succeeded"
-            error: str | None = None
-            try:
-                if kind == "full" or cursor is None:
-                    resumed = self._resumable(source, state, checkpoint_max_age)
-                    error = await self._full(
-                        source, run_id, resumed, started_at, overlap, http, tally, progress
-                    )
-                else:
-                    await self._incremental(source, cursor, http, tally, progress)
-            except asyncio.CancelledError as exc:
-                # The canceller says why (`task.cancel(reason)`): a daemon's drain, a signal.
-                reason = exc.args[0] if exc.args and isinstance(exc.args[0], str) else None
-                status, error = "cancelled", reason or "the run was stopped before it finished"
-                raise
-            except NeedsReauthError as exc:
-                status, error = "failed", self._redactor.redact(str(exc))
-                await self._store.set_needs_reauth(source.name, error, self._clock.now())
-                log.error(
-                    "source.needs_reauth", detail=error, action=f"run 'syncd auth {source.name}'"
-                )
-            except SyncdError as exc:
-                status, error = "failed", self._redactor.redact(str(exc))
-            except Exception as exc:
-                # A bug, or an answer nothing anticipated: the run must not read as succeeded,
-                # and the daemon (which expects SyncdError at most) must live on.
-                status, error = "failed", internal_error(exc, self._redactor)
-                log.error(
-                    "sync.internal_error",
-                    error=error,
-                    error_type=type(exc).__name__,
-                    stack=stack_of(exc),
-                )
-            finally:
-                http.summarize()
-                result = SyncResult(
-                    run_id=run_id,
-                    source=source.name,
-                    kind=kind,
-                    status=status,
-                    totals=tally.totals(http),
-                    duration=round(self._clock.monotonic() - started, 3),
-                    error=error,
-                    latency=http.latency_summary(),
-                    latencies=tuple(http.latencies),
-                )
-                # Shielded: a cancelled run must still leave a closed, truthful row behind.
-                await asyncio.shield(self._finish(result))
-        return result
+        return kind
 
-    async def _full(
-        self,
-        source: Source,
-        run_id: int,
-        resumed: FullScanCheckpoint | None,
-        started_at: datetime,
-        overlap: float,
-        http: RequestStats,
-        tally: _Tally,
-        progress: ProgressCallback | None,
-    ) -> str | None:
+    async def _failure(self, source: Source, exc: Exception) -> str:
+        """The error a run that raised `exc` ends with (redacted), after what it calls for."""
+        if isinstance(exc, NeedsReauthError):
+            error = self._redactor.redact(str(exc))
+            await self._store.set_needs_reauth(source.name, error, self._clock.now())
+            log.error("source.needs_reauth", detail=error, action=f"run 'syncd auth {source.name}'")
+            return error
+        if isinstance(exc, SyncdError):
+            return self._redactor.redact(str(exc))
+        # A bug, or an answer nothing anticipated: the run must not read as succeeded, and the
+        # daemon (which expects SyncdError at most) must live on.
+        error = internal_error(exc, self._redactor)
+        log.error(
+            "sync.internal_error", error=error, error_type=type(exc).__name__, stack=stack_of(exc)
+        )
+        return error
+
+    async def _full(self, run: _Run, resumed: FullScanCheckpoint | None) -> str | None:
         """The full scan; returns why it tombstoned nothing, or None when it could decide."""
+        source = run.source
         checkpoint = resumed
         if checkpoint is None:
-            checkpoint = FullScanCheckpoint(run_id, started_at, source.page_size, None, frozenset())
+            checkpoint = FullScanCheckpoint(
+                run.run_id, run.started_at, source.page_size, None, frozenset()
+            )
         else:
             log.info("sync.resumed", scan_id=checkpoint.scan_id, pages_done=len(checkpoint.done))
-        done = set(checkpoint.done)
-        total, mutated = checkpoint.total, checkpoint.mutated
         doubts = Doubts()
         # Closed on exit: when a commit fails, the page workers stop now, not when collected.
-        async with _closing(source.full_pages(http, frozenset(done))) as pages:
+        async with _closing(source.full_pages(run.stats, checkpoint.done)) as pages:
             async for page in pages:
-                if page.total_count is not None:
-                    if total is not None and page.total_count != total and not mutated:
-                        mutated = True
-                        log.warning(
-                            "sync.catalog_changed",
-                            total_before=total,
-                            total_now=page.total_count,
-                            consequence=(
-                                "verified by keyset listing before any tombstone"
-                                if isinstance(source, VerifiableSource)
-                                else "no tombstones; the next run is a full scan"
-                            ),
-                        )
-                    total = page.total_count if total is None else total
-                screened = await self._screen(source.name, checkpoint.scan_id, page, doubts)
-                short = self._short(page, total, source.page_size)
-                if short:
-                    doubts.short(page.number, len(page.records), short, source.page_size)
-                else:
-                    # A short page is not done: a resumed scan asks for it again.
-                    done.add(page.number)
-                mutated = mutated or bool(screened.repeated or screened.disputed)
-                checkpoint = FullScanCheckpoint(
-                    checkpoint.scan_id, checkpoint.started, source.page_size, total,
-                    frozenset(done), mutated,
-                )  # fmt: skip
-                commit = PageCommit(
-                    checkpoint.scan_id, checkpoint.encode(), forget=tuple(screened.disputed)
+                checkpoint = await self._scan_page(run, checkpoint, page, doubts)
+        return await self._settle(run, checkpoint, doubts)
+
+    async def _scan_page(
+        self, run: _Run, checkpoint: FullScanCheckpoint, page: Page, doubts: Doubts
+    ) -> FullScanCheckpoint:
+        """Screen and commit one page of the full scan; the checkpoint that includes it."""
+        source = run.source
+        total, mutated = checkpoint.total, checkpoint.mutated
+        if page.total_count is not None:
+            if total is not None and page.total_count != total and not mutated:
+                mutated = True
+                log.warning(
+                    "sync.catalog_changed",
+                    total_before=total,
+                    total_now=page.total_count,
+                    consequence=_consequence(source),
                 )
-                await self._commit(
-                    source.name, Page(page.number, screened.keep), tally, commit, len(page.records)
-                )
-                if progress is not None:
-                    progress(len(done), page.expected_pages, tally.seen)
+            total = page.total_count if total is None else total
+        screened = await self._screen(source.name, checkpoint.scan_id, page, doubts)
+        done = checkpoint.done
+        short = self._short(page, total, source.page_size)
+        if short:
+            doubts.short(page.number, len(page.records), short, source.page_size)
+        else:
+            # A short page is not done: a resumed scan asks for it again.
+            done = done | {page.number}
+        mutated = mutated or bool(screened.repeated or screened.disputed)
+        checkpoint = FullScanCheckpoint(
+            checkpoint.scan_id, checkpoint.started, source.page_size, total, done, mutated
+        )
+        commit = PageCommit(
+            checkpoint.scan_id, checkpoint.encode(), forget=tuple(screened.disputed)
+        )
+        await self._commit(run, Page(page.number, screened.keep), commit, len(page.records))
+        run.report(len(done), page.expected_pages)
+        return checkpoint
+
+    async def _settle(
+        self, run: _Run, checkpoint: FullScanCheckpoint, doubts: Doubts
+    ) -> str | None:
+        """After the last page: tombstone what a complete (or verified) scan did not see, or
+        nothing when that cannot be proved; returns why nothing was tombstoned, if so."""
         # A deletion shifts every later offset page, so a product may have slid into a page
         # already read; a proxy may serve a page empty, short or stale. Only a scan that provably
         # saw every product (checked below), or a keyset verification pass, proves that a product
         # it did not see is gone.
+        source, total = run.source, checkpoint.total
         scan_id = checkpoint.scan_id
         watermark = encode_cursor(Cursor(checkpoint.started))
         committed = await self._store.count_seen(source.name, scan_id)
         if total is not None and committed != total:
             doubts.add(f"{committed} distinct skus committed, total_count {total}")
-        if mutated and not (doubts.repeated or doubts.disputed):
+        if checkpoint.mutated and not (doubts.repeated or doubts.disputed):
             doubts.add("the catalog changed under the scan (or an earlier attempt doubted it)")
         skipped: str | None = None
         if doubts:
@@ -330,22 +372,17 @@ class SyncEngine:
                 reasons=doubts.reasons(),
                 committed=committed,
                 total=total,
-                consequence=(
-                    "verified by keyset listing before any tombstone"
-                    if isinstance(source, VerifiableSource)
-                    else "no tombstones; the next run is a full scan"
-                ),
+                consequence=_consequence(source),
             )
         tombstone = isinstance(source, VerifiableSource)
         if isinstance(source, VerifiableSource):
             if not doubts:
-                since = checkpoint.started - timedelta(seconds=overlap)
-                changed = await self._changed_since(source, since, total, http)
-                if changed:
+                since = checkpoint.started - timedelta(seconds=run.overlap)
+                if await self._changed_since(source, since, total, run.stats):
                     doubts.add("the catalog probe saw it change")
             if doubts:
                 try:
-                    scan_id = await self._verify(source, run_id, scan_id, http, tally)
+                    scan_id = await self._verify(run, source, scan_id)
                 except ListingIncomplete as exc:
                     skipped = f"{doubts.summary()}; the verification listing: {exc}"
         elif doubts:
@@ -362,17 +399,16 @@ class SyncEngine:
                 short_pages=len(doubts.short_pages),
                 consequence="nothing tombstoned; the next run is a full scan",
             )
-        deleted = await asyncio.shield(
+        run.tally.deleted += await asyncio.shield(
             self._store.finish_full_scan(
                 source.name,
                 scan_id,
                 self._clock.now(),
                 tombstone=tombstone,
                 watermark=watermark,
-                run_id=run_id,
+                run_id=run.run_id,
             )
         )
-        tally.deleted += deleted
         return None if skipped is None else f"tombstones skipped: {skipped}"
 
     @staticmethod
@@ -455,7 +491,7 @@ class SyncEngine:
         return None
 
     async def _changed_since(
-        self, source: VerifiableSource, since: datetime, total: int | None, http: RequestStats
+        self, source: VerifiableSource, since: datetime, total: int | None, stats: RequestStats
     ) -> bool:
         """Whether the catalog may have changed under the scan although every page reported the
         same `total_count`: one request for the total now and the newest product's `created_at`.
@@ -464,7 +500,7 @@ class SyncEngine:
         With no product created since the scan began, the total now is the scan's total minus
         its deletions, so an equal total proves that none happened (T_now = T0 - D + I, I = 0).
         """
-        probe = await source.probe(http, since)
+        probe = await source.probe(stats, since)
         if probe.total == total and not probe.created_since:
             return False
         log.warning(
@@ -477,65 +513,56 @@ class SyncEngine:
         )
         return True
 
-    async def _verify(
-        self, source: VerifiableSource, run_id: int, scan_id: int, http: RequestStats, tally: _Tally
-    ) -> int:
+    async def _verify(self, run: _Run, source: VerifiableSource, scan_id: int) -> int:
         """List every sku by id keyset (no deletion can shift it), fetch the ones the offset scan
         missed, and return the id of the verification scan whose marks decide tombstones."""
         # This run's own id: marks left by an earlier, interrupted verification of the same scan
         # may name skus deleted since, and must not count.
-        verify_id = -run_id
+        verify_id = -run.run_id
         listed = fetched = 0
-        async with _closing(source.list_skus(http)) as listing:
+        async with _closing(source.list_skus(run.stats)) as listing:
             async for skus in listing:
                 missing = await self._store.unseen(source.name, scan_id, skus)
                 if missing:
-                    records = await source.fetch_skus(http, missing)
+                    records = await source.fetch_skus(run.stats, missing)
                     fetched += len(records)
                     # Read by sku, these are the store's word, except one sku with two ids.
                     page = Page(0, records)
                     kept = await self._screen(source.name, verify_id, page, Doubts(), stored=False)
                     await self._commit(
-                        source.name, Page(0, kept.keep), tally, PageCommit(scan_id=verify_id),
-                        len(records),
-                    )  # fmt: skip
+                        run, Page(0, kept.keep), PageCommit(scan_id=verify_id), len(records)
+                    )
                 await self._store.mark_seen(source.name, verify_id, skus)
                 listed += len(skus)
         log.info("sync.verified", listed=listed, fetched_missing=fetched)
         return verify_id
 
-    async def _incremental(
-        self,
-        source: Source,
-        cursor: Cursor,
-        http: RequestStats,
-        tally: _Tally,
-        progress: ProgressCallback | None,
-    ) -> None:
-        async with _closing(source.changed_pages(http, cursor)) as pages:
+    async def _incremental(self, run: _Run, cursor: Cursor) -> None:
+        """Read the changes since `cursor`, page by page, each page moving the watermark."""
+        name = run.source.name
+        async with _closing(run.source.changed_pages(run.stats, cursor)) as pages:
             async for page in pages:
                 next_cursor = page.cursor or cursor
                 # No scan marks here (scan id 0 is never used): only the stored rows count.
                 kept = await self._screen(
-                    source.name, 0, page, Doubts(), later="the next full scan reads it by sku"
+                    name, 0, page, Doubts(), later="the next full scan reads it by sku"
                 )
                 await self._commit(
-                    source.name, Page(page.number, kept.keep), tally,
+                    run, Page(page.number, kept.keep),
                     PageCommit(watermark=encode_cursor(next_cursor)), len(page.records),
                 )  # fmt: skip
                 cursor = next_cursor
-                if progress is not None:
-                    progress(tally.pages, None, tally.seen)
+                run.report(run.tally.pages, None)
 
     async def _commit(
-        self, source: str, page: Page, tally: _Tally, commit: PageCommit, seen: int | None = None
+        self, run: _Run, page: Page, commit: PageCommit, seen: int | None = None
     ) -> None:
         """Write `page`; `seen` is how many products arrived (default: those written)."""
-        http = tally.http  # the run's row shows its progress page by page (`syncd status`)
-        live = RunProgress(tally.run_id, http.requests, http.retries, http.rate_limited)
+        stats = run.stats  # the run's row shows its progress page by page (`syncd status`)
+        live = RunProgress(run.run_id, stats.requests, stats.retries, stats.rate_limited)
         commit = replace(commit, run=live)
         write = asyncio.ensure_future(
-            self._store.commit_page(source, page.records, self._clock.now(), commit)
+            self._store.commit_page(run.source.name, page.records, self._clock.now(), commit)
         )
         arrived = len(page.records) if seen is None else seen
         try:
@@ -543,15 +570,9 @@ class SyncEngine:
         except asyncio.CancelledError:
             # Let the page that is being written commit, and count it, before giving up.
             counts = await write
-            self._add(tally, arrived, counts)
+            run.tally.add(arrived, counts)
             raise
-        self._add(tally, arrived, counts)
-
-    @staticmethod
-    def _add(tally: _Tally, arrived: int, counts: UpsertCounts) -> None:
-        tally.pages += 1
-        tally.seen += arrived
-        tally.counts = tally.counts + counts
+        run.tally.add(arrived, counts)
 
     async def _finish(self, result: SyncResult) -> None:
         await self._store.finish_run(

@@ -17,12 +17,12 @@ from yarl import URL
 from syncd.auth import AccessToken, TokenCache
 from syncd.auth.ac_bootstrap import AmeriCommerceAuthorizer
 from syncd.auth.americommerce import AmeriCommerceTokenProvider
-from syncd.clock import FakeClock
 from syncd.config import AmeriCommerceAuthSettings, HttpSettings
 from syncd.emulator import AmeriCommerceConfig, Emulator, EmulatorConfig
 from syncd.http import ClientPool, RequestStats, SourceAuth, SourceClient
 from syncd.http.response import Response
 from syncd.store import SqliteStore
+from tests.clocks import FakeClock
 
 APP = "app-17"
 SECRET = "ac-app-secret-do-not-log"

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Iterator
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +14,8 @@ import structlog
 from aioresponses import aioresponses
 from aioresponses import core as aioresponses_core
 
-from syncd.clock import FakeClock
 from syncd.store import SqliteStore
+from tests.clocks import FakeClock
 from tests.postgres_support import empty_tables, throwaway_database
 
 
@@ -75,28 +74,6 @@ def http_mock(monkeypatch: pytest.MonkeyPatch) -> Iterator[aioresponses]:
     monkeypatch.setattr(aioresponses_core, "ClientResponse", _CompatResponse)
     with aioresponses() as mock:
         yield mock
-
-
-class ManualClock(FakeClock):
-    """A fake clock whose `sleep` blocks until the test calls `advance` past the deadline."""
-
-    def __init__(self, start: datetime | None = None) -> None:
-        super().__init__(start)
-        self._waiters: list[tuple[float, asyncio.Future[None]]] = []
-
-    async def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiters.append((self.monotonic() + seconds, future))
-        await future
-
-    def advance(self, seconds: float) -> None:
-        super().advance(seconds)
-        now = self.monotonic()
-        for deadline, future in list(self._waiters):
-            if deadline <= now and not future.done():
-                future.set_result(None)
-        self._waiters = [(d, f) for d, f in self._waiters if not f.done()]
 
 
 async def settle(rounds: int = 20) -> None:

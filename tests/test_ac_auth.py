@@ -17,12 +17,12 @@ from syncd.auth.ac_bootstrap import UserLogin
 from syncd.auth.ac_signatures import current_refresh_signature, legacy_refresh_signature
 from syncd.auth.ac_wire import naive_zone, parse_expires
 from syncd.auth.americommerce import AmeriCommerceTokenProvider
-from syncd.clock import FakeClock
 from syncd.emulator import Fault
 from syncd.errors import AuthError, NeedsReauthError, ServerError, StoreError
 from syncd.http import ClientPool
 from syncd.store import SqliteStore, TokenRecord
 from tests.ac_support import APP, FAST_HTTP, SECRET, USER, USER_KEY, ac_world, auth_settings
+from tests.clocks import FakeClock
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 

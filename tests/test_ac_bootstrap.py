@@ -18,10 +18,10 @@ from yarl import URL
 from syncd.auth import EndpointResponse
 from syncd.auth.ac_bootstrap import AmeriCommerceAuthorizer, UserLogin, install_grant
 from syncd.auth.ac_callback import RedirectListener, loopback_target
-from syncd.clock import FakeClock
 from syncd.errors import AuthError, ConfigError
 from tests.ac_support import USER, USER_KEY, AcWorld, ac_world, auth_settings, browse, free_port
-from tests.conftest import ManualClock, settle
+from tests.clocks import FakeClock, ManualClock
+from tests.conftest import settle
 
 MIXED_CASE_REDIRECT = "http://127.0.0.1:8765/CallBack"
 

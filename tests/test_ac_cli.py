@@ -14,7 +14,6 @@ from structlog.testing import capture_logs
 
 from syncd.auth import TokenCache
 from syncd.cli import main
-from syncd.clock import FakeClock
 from syncd.commands import authorize as commands
 from syncd.config import AmeriCommerceSourceSettings, Settings, StoreSettings
 from syncd.emulator import Emulator, EmulatorConfig
@@ -33,7 +32,7 @@ from tests.ac_support import (
     browse,
     free_port,
 )
-from tests.conftest import ManualClock
+from tests.clocks import FakeClock, ManualClock
 from tests.support import until
 
 

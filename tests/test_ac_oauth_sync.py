@@ -11,11 +11,11 @@ from typing import Any
 
 from syncd.auth.ac_bootstrap import AmeriCommerceAuthorizer, UserLogin, install_grant
 from syncd.auth.americommerce import AmeriCommerceTokenProvider
-from syncd.clock import FakeClock
 from syncd.config import AmeriCommerceSourceSettings, Settings
 from syncd.daemon import Daemon, Runtime
 from syncd.emulator import AdobeConfig, Emulator, EmulatorConfig
 from tests.ac_support import USER, USER_KEY, ac_config, auth_settings
+from tests.clocks import FakeClock
 from tests.support import adobe_source, query, settings_for, stored_products
 
 LIFETIME = 3600

@@ -17,12 +17,12 @@ from structlog.testing import capture_logs
 
 from syncd.auth.ac_bootstrap import install_grant
 from syncd.auth.americommerce import AmeriCommerceTokenProvider
-from syncd.clock import FakeClock
 from syncd.commands import status as commands
 from syncd.config import AmeriCommerceSourceSettings
 from syncd.daemon import Daemon, Runtime
 from syncd.emulator import AdobeConfig, Emulator, EmulatorConfig
 from tests.ac_support import ac_config, auth_settings, hand_grant
+from tests.clocks import FakeClock
 from tests.support import adobe_source, settings_for
 
 

@@ -10,10 +10,10 @@ import pytest
 
 from syncd.auth import EndpointResponse
 from syncd.auth.ims import ImsTokenProvider
-from syncd.clock import FakeClock
 from syncd.config import ImsAuthSettings
 from syncd.errors import AuthError
 from syncd.redaction import fingerprint
+from tests.clocks import FakeClock
 
 SECRET = "ims-client-secret-do-not-log"
 

@@ -9,10 +9,11 @@ from __future__ import annotations
 import gzip
 import random
 import tracemalloc
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing
 from datetime import timedelta
 from pathlib import Path
+from typing import cast
 
 import pytest
 from aiohttp import web
@@ -20,7 +21,6 @@ from aioresponses import CallbackResult, aioresponses
 
 from syncd import codec
 from syncd.auth import AccessToken, EndpointResponse, TokenCache
-from syncd.clock import FakeClock
 from syncd.config import HttpSettings
 from syncd.daemon import Runtime
 from syncd.emulator import AdobeConfig, AmeriCommerceConfig, Emulator, EmulatorConfig, Fault
@@ -29,11 +29,12 @@ from syncd.http import ClientPool, RequestStats, SourceAuth, parse_retry_after
 from syncd.http.call_limit import CallLimitThrottle, parse_call_limit
 from syncd.http.client import parse_content_length
 from syncd.http.retry import ascii_int
-from syncd.sources import build_source
 from syncd.sources.adobe_commerce import AdobeCommerceSource, to_record
 from syncd.sources.base import Page, as_int
 from syncd.sources.fanout import fetch_concurrently
 from syncd.store import SqliteStore
+from syncd.wiring import build_source
+from tests.clocks import FakeClock
 from tests.support import ac_source, adobe_source, query, settings_for
 
 URL = "http://127.0.0.1:9/api/v1/products"
@@ -72,7 +73,7 @@ def test_retry_after_takes_ascii_seconds_or_a_date() -> None:
     assert parse_call_limit(" 7 / 10 ") == (7, 10)
 
 
-@pytest.mark.parametrize("value", ["²", "-3", "1e3", "9" * 5000])
+@pytest.mark.parametrize("value", ["²", "-3", "1e3", "9" * 5000, "--5", "-", "- 5", "+-5"])
 def test_json_numbers_as_text_are_ascii_digits_or_nothing(value: str) -> None:
     """A total_count or id sent as text is read only from ASCII digits (and a sign)."""
     assert as_int(value) == (-3 if value == "-3" else None)
@@ -82,10 +83,10 @@ async def test_a_weird_retry_after_pauses_by_the_default(
     pool: ClientPool, clock: FakeClock, http_mock: aioresponses
 ) -> None:
     """A 429 whose Retry-After is `²` waits the configured default, then the request succeeds."""
-    client = pool.client(name="s", max_concurrency=2, request_timeout=5, connect_timeout=5)
+    client = pool.client(name="s", max_concurrency=2, request_timeout=5, connect_timeout=5,
+                         throttles=[CallLimitThrottle(clock)])  # fmt: skip
     http_mock.get(URL, status=429, headers={"Retry-After": "²", "X-AC-Call-Limit": "²/²"})
     http_mock.get(URL, payload={"ok": True})
-    client.add_throttle(CallLimitThrottle(clock))
     start = clock.monotonic()
     response = await client.get_json(URL, stats=RequestStats())
     assert response.data == {"ok": True}
@@ -206,7 +207,9 @@ async def test_a_believed_huge_catalog_is_fetched_page_by_page(
         settings = adobe_source(emu, max_catalog_size=10**13)
         source = build_source(settings, pool, TokenCache(store, clock), clock)
         assert isinstance(source, AdobeCommerceSource)
-        async with aclosing(source.full_pages(RequestStats())) as pages:
+        # The adapter's full_pages is an async generator: closing it stops its page workers.
+        full = cast(AsyncGenerator[Page, None], source.full_pages(RequestStats()))
+        async with aclosing(full) as pages:
             got = [page async for page in islice_async(pages, 6)]
         assert got[0].expected_pages == 10**11 and len(got) == 6
         assert emu.adobe.stats.requests < 20

@@ -12,11 +12,11 @@ from typing import Any
 
 import pytest
 
-from syncd.clock import FakeClock
 from syncd.emulator.limits import CallWindow
 from syncd.http import Response
 from syncd.http.call_limit import CallLimitThrottle, parse_call_limit
-from tests.conftest import ManualClock, settle
+from tests.clocks import FakeClock, ManualClock
+from tests.conftest import settle
 
 
 @dataclass

@@ -25,17 +25,24 @@ T0 = datetime(2026, 1, 1, tzinfo=UTC)
 def product(sku: str, price: float = 10.0) -> ProductRecord:
     item = {"sku": sku, "id": int(sku[1:]), "name": "Widget", "price": price, "status": 1}
     return make_record(
-        item, sku=sku, id=item["id"], name="Widget", price=price, status=1, type_id="simple",
+        item, sku=sku, id=int(sku[1:]), name="Widget", price=price, status=1, type_id="simple",
         updated_at="2026-01-01 00:00:00",
     )  # fmt: skip
+
+
+class PayloadModeStore(SqliteStore):
+    """A SQLite store that says which payload mode it was opened in, for the assertions."""
+
+    def __init__(self, path: Path, *, change_payloads: bool) -> None:
+        super().__init__(path, change_payloads=change_payloads)
+        self.test_payloads = change_payloads
 
 
 @pytest.fixture(params=["sqlite", "sqlite-payloads"])
 async def feed_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Any]:
     """A fresh store of each backend that implements the change feed, in both payload modes."""
     payloads = request.param.endswith("-payloads")
-    async with SqliteStore(tmp_path / "syncd.db", change_payloads=payloads) as store:
-        store.test_payloads = payloads
+    async with PayloadModeStore(tmp_path / "syncd.db", change_payloads=payloads) as store:
         yield store
 
 

@@ -17,7 +17,6 @@ from pydantic import SecretStr
 from structlog.testing import capture_logs
 
 from syncd.cli import main
-from syncd.clock import FakeClock
 from syncd.commands import authorize
 from syncd.commands.check import HeaderRecorder, check_sources, rate_headers
 from syncd.config import Settings
@@ -26,6 +25,7 @@ from syncd.errors import ConfigError
 from syncd.http.response import Response
 from syncd.store import SqliteStore
 from tests.ac_support import SECRET, USER, USER_KEY, ac_config, auth_settings
+from tests.clocks import FakeClock
 from tests.support import ac_source, adobe_source, settings_for
 
 STATIC = "ac-static-token-do-not-log"

@@ -97,7 +97,10 @@ def test_runs_filters_by_source_status_since_and_limit(
     config: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """SOURCE, --status, --since (age or ISO with an offset) and --limit narrow the list."""
-    ids = lambda *a: [r["id"] for r in as_json(config, capsys, "runs", *a)["runs"]]  # noqa: E731
+
+    def ids(*a: str) -> list[int]:
+        return [r["id"] for r in as_json(config, capsys, "runs", *a)["runs"]]
+
     assert ids("shop") == [2, 1]
     assert ids("--status", "failed") == [2]
     assert ids("--since", "1h") == [3, 2]

@@ -8,8 +8,8 @@ import math
 import pytest
 
 from syncd import codec
-from syncd.clock import FakeClock
 from syncd.emulator import AdobeConfig, Emulator, EmulatorConfig
+from tests.clocks import FakeClock
 
 
 def test_a_product_page_parses_exactly_as_the_standard_library_does() -> None:

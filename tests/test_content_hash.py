@@ -6,10 +6,11 @@ import hashlib
 import json
 from typing import Any
 
-from syncd.clock import FakeClock
+from syncd.codec import canonical
 from syncd.emulator import AdobeConfig, Emulator, EmulatorConfig
 from syncd.sources.adobe_commerce import to_record
-from syncd.sources.base import canonical_json, content_hash
+from syncd.sources.base import content_hash
+from tests.clocks import FakeClock
 
 
 def _stdlib_hash(item: Any) -> str:
@@ -49,7 +50,7 @@ def test_emulated_products_hash_as_the_standard_library_defines() -> None:
 def test_integers_beyond_64_bits_take_the_standard_path() -> None:
     """orjson refuses them; the hash falls back to the definition instead of failing."""
     item = {"sku": "BIG", "barcode": 2**70}
-    assert canonical_json(item) == '{"barcode":1180591620717411303424,"sku":"BIG"}'
+    assert canonical(item) == '{"barcode":1180591620717411303424,"sku":"BIG"}'
     assert content_hash(item) == _stdlib_hash(item)
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, MutableMapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,7 +19,7 @@ from tests.conftest import settle
 from tests.support import adobe_source, query, settings_for, until
 
 FAST = HttpSettings(max_attempts=2, backoff_base=0.001, backoff_cap=0.01)
-Started = Callable[..., AbstractAsyncContextManager[tuple[Daemon, list[dict[str, Any]]]]]
+Started = Callable[..., AbstractAsyncContextManager[tuple[Daemon, list[MutableMapping[str, Any]]]]]
 
 
 @pytest.fixture
@@ -35,7 +35,7 @@ def failed_once(tmp_path: Path, refusing: Emulator) -> Started:
     """A daemon on one source whose first run (at start) has failed and been accounted for."""
 
     @asynccontextmanager
-    async def start(**source: Any) -> AsyncIterator[tuple[Daemon, list[dict[str, Any]]]]:
+    async def start(**source: Any) -> AsyncIterator[tuple[Daemon, list[MutableMapping[str, Any]]]]:
         settings = settings_for(tmp_path / "d.db", adobe_source(refusing, **source), http=FAST)
         with capture_logs() as logs:
             async with Runtime(settings) as runtime, Daemon(runtime, handle_signals=False) as d:
@@ -135,3 +135,23 @@ async def test_a_stop_during_a_run_drains_it_without_a_scheduler_traceback(
     scheduler = [r for r in caplog.records if r.name.startswith("apscheduler")]
     assert [r.getMessage() for r in scheduler if r.levelno >= logging.WARNING or r.exc_info] == []
     assert not [e for e in logs if e["event"] == "sync.crashed"]
+
+
+async def test_the_daemon_keeps_only_its_recent_results(
+    tmp_path: Path, refusing: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`results` holds the last RECENT_RESULTS runs without latencies; the stop line still counts
+    every run of the daemon's life."""
+    monkeypatch.setattr("syncd.daemon.RECENT_RESULTS", 2)
+    settings = settings_for(tmp_path / "r.db", adobe_source(refusing, schedule="1h"), http=FAST)
+    with capture_logs() as logs:
+        async with Runtime(settings) as runtime, Daemon(runtime, handle_signals=False) as d:
+            await until(lambda: len(d.results) == 1)
+            for _ in range(3):
+                await d.trigger("shop")
+            ids = [r.run_id for r in d.results]
+            assert len(ids) == 2 and ids == sorted(ids)
+            assert all(r.latencies == () for r in d.results)
+    stopped = next(e for e in logs if e["event"] == "daemon.stopped")
+    assert (stopped["runs"], stopped["failed"]) == (4, 4)
+    assert ids[-1] == query(tmp_path / "r.db", "SELECT max(id) FROM sync_runs")[0][0]

@@ -99,7 +99,7 @@ def runtime_stage() -> dict[str, list[str]]:
 def image_environment() -> dict[str, str]:
     env: dict[str, str] = {}
     for args in runtime_stage().get("ENV", []):
-        env.update(word.split("=", 1) for word in shlex.split(args))
+        env.update(word.partition("=")[::2] for word in shlex.split(args))
     return env
 
 

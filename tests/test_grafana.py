@@ -8,8 +8,9 @@ import re
 from pathlib import Path
 from typing import Any
 
+from syncd.log_events import DOC
 from tests.logql import grouping, pipelines
-from tests.test_monitoring_catalogue import DOC, families, logged_fields
+from tests.test_monitoring_catalogue import families, logged_fields
 
 DASHBOARD = Path(__file__).resolve().parent.parent / "deploy" / "grafana" / "syncd-dashboard.json"
 

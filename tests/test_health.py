@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ast
 import socket
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, MutableMapping
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,7 +16,6 @@ from prometheus_client.parser import text_string_to_metric_families
 from structlog.testing import capture_logs
 
 import syncd.auth.cache as cache_module
-from syncd.catalogue import scan
 from syncd.config import (
     AdobeCommerceSourceSettings,
     HealthSettings,
@@ -28,10 +27,11 @@ from syncd.config import (
 from syncd.daemon import Daemon, Runtime
 from syncd.emulator import AdobeConfig, Emulator, EmulatorConfig, Fault
 from syncd.errors import ConfigError
+from syncd.log_events import scan
 from syncd.ops.health import HealthServer, check, probe_url
 from syncd.ops.metrics import TOKEN_EVENTS, Metrics, StoreSnapshot
 from syncd.ops.staleness import judge, schedule_period, stale_limit
-from tests.conftest import ManualClock
+from tests.clocks import ManualClock
 from tests.support import adobe_source, settings_for, until
 
 pytestmark = pytest.mark.timeout(30)
@@ -155,7 +155,7 @@ async def test_a_source_past_its_limit_is_stale_everywhere(
     source = adobe_source(emu, schedule="1h", stale_after=2)
     settings = with_health(settings_for(tmp_path / "s.db", source))
 
-    def logged(event: str) -> list[dict[str, Any]]:
+    def logged(event: str) -> list[MutableMapping[str, Any]]:
         return [e for e in logs if e["event"] == event]
 
     with capture_logs() as logs:
@@ -363,8 +363,9 @@ def test_stale_limits_for_intervals_cron_and_absolute_durations() -> None:
 def source(**fields: Any) -> AdobeCommerceSourceSettings:
     """A source with placeholder credentials (never contacted)."""
     auth = ImsAuthSettings(client_id="c", client_secret="s", org_id="o")  # type: ignore[arg-type]
-    return AdobeCommerceSourceSettings(
-        name="shop", kind="adobe_commerce", base_url="http://127.0.0.1:1", auth=auth, **fields
+    return AdobeCommerceSourceSettings.model_validate(
+        {"name": "shop", "kind": "adobe_commerce", "base_url": "http://127.0.0.1:1", "auth": auth}
+        | fields
     )
 
 

@@ -16,7 +16,6 @@ from aioresponses import CallbackResult, aioresponses
 from structlog.testing import capture_logs
 
 from syncd.auth import AccessToken, TokenCache
-from syncd.clock import FakeClock
 from syncd.config import HttpSettings
 from syncd.errors import (
     AuthError,
@@ -25,6 +24,7 @@ from syncd.errors import (
     ResponseError,
     RetryBudgetExhaustedError,
     ServerError,
+    TransportError,
 )
 from syncd.http import (
     ClientPool,
@@ -35,7 +35,8 @@ from syncd.http import (
     SourceClient,
 )
 from syncd.store import SqliteStore
-from tests.conftest import ManualClock, settle
+from tests.clocks import FakeClock, ManualClock
+from tests.conftest import settle
 
 URL = "http://127.0.0.1:9/rest/V1/products"
 PATTERN = re.compile(r"^http://127\.0\.0\.1:9/rest/V1/products.*$")
@@ -195,6 +196,17 @@ async def test_server_disconnect_is_retried(pool: ClientPool, http_mock: aioresp
     assert response.data == {"items": [1]} and stats.retries == 1
 
 
+async def test_a_given_up_network_fault_keeps_its_cause(
+    pool: ClientPool, http_mock: aioresponses
+) -> None:
+    """The TransportError raised after the last attempt carries aiohttp's own error as its cause."""
+    client = make_client(pool)
+    http_mock.get(PATTERN, exception=aiohttp.ServerDisconnectedError(), repeat=True)
+    with pytest.raises(TransportError, match="ServerDisconnectedError") as raised:
+        await client.get_json(URL, stats=RequestStats())
+    assert isinstance(raised.value.__cause__, aiohttp.ServerDisconnectedError)
+
+
 async def test_html_error_page_names_url_and_status(
     pool: ClientPool, http_mock: aioresponses
 ) -> None:
@@ -298,8 +310,8 @@ async def test_throttles_see_every_attempt_once_even_without_an_answer(
 ) -> None:
     """Each attempt is admitted once and reported once: a reset reports None, a 503 its status."""
     throttle = RecordingThrottle()
-    client = make_client(pool)
-    client.add_throttle(throttle)
+    client = pool.client(name="s", max_concurrency=4, request_timeout=5, connect_timeout=5,
+                         throttles=[throttle])  # fmt: skip
     http_mock.get(PATTERN, exception=aiohttp.ServerDisconnectedError())
     http_mock.get(PATTERN, status=503, payload={"message": "busy"})
     http_mock.get(PATTERN, payload={"items": []})

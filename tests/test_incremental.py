@@ -1,4 +1,5 @@
-"""Incremental runs, convergence under concurrent mutation, tombstones and resume (emulator on loopback)."""
+"""Adobe Commerce incremental runs, convergence under mutation, tombstones and resume (emulator on
+loopback); what both platforms share is in test_incremental_platforms.py."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from structlog.testing import capture_logs
@@ -41,9 +43,9 @@ async def start_emu() -> AsyncIterator[StartEmu]:
         await emu.close()
 
 
-async def sync(db: Path, emu: Emulator, kind: str | None = None, **source: object) -> SyncResult:
+async def sync(db: Path, emu: Emulator, kind: str | None = None, **source: Any) -> SyncResult:
     source.setdefault("incremental_overlap", 0)
-    async with Runtime(settings_for(db, adobe_source(emu, **source))) as runtime:  # type: ignore[arg-type]
+    async with Runtime(settings_for(db, adobe_source(emu, **source))) as runtime:
         return await runtime.sync("shop", kind)  # type: ignore[arg-type]
 
 
@@ -169,61 +171,6 @@ async def test_full_run_mutated_midway_verifies_and_is_exact(
     assert stored_products(db, "shop") == emu.adobe.catalog.snapshot()
 
 
-async def test_failed_run_tombstones_nothing_and_the_next_resumes(
-    tmp_path: Path, start_emu: StartEmu
-) -> None:
-    """A partial full run deletes nothing; the next one skips committed pages and tombstones exactly."""
-    emu = await start_emu(products=300)
-    db = tmp_path / "s.db"
-    await sync(db, emu)
-    gone = list(emu.adobe.catalog.skus())[100:104]
-    for sku in gone:
-        emu.adobe.catalog.delete(sku)
-    emu.adobe.faults.add(Fault(kind="status", status=503, after=12, times=None))
-    partial = await sync(db, emu, "full", max_concurrency=1)
-    assert partial.status == "failed" and "503" in (partial.error or "")
-    assert query(db, "SELECT count(*) FROM products WHERE deleted_at IS NOT NULL") == [(0,)]
-    committed = partial.totals.pages
-    assert committed >= 10
-    emu.adobe.faults.clear()
-    emu.adobe.stats.reset()
-    resumed = await sync(db, emu, "full")
-    assert resumed.ok
-    # Page 1 again for total_count, the pages not committed, and the probe.
-    assert emu.adobe.stats.requests == 1 + 30 - committed + 1
-    assert probes(emu) == [emu.adobe.stats.requests] and listings(emu) == 0
-    assert resumed.totals.items_deleted == 4
-    tombstoned = {r[0] for r in query(db, "SELECT sku FROM products WHERE deleted_at IS NOT NULL")}
-    assert tombstoned == set(gone)
-    assert stored_products(db, "shop") == emu.adobe.catalog.snapshot()
-
-
-async def test_reappearing_product_is_revived(tmp_path: Path, start_emu: StartEmu) -> None:
-    """A tombstoned sku that comes back loses its deleted_at and keeps its row."""
-    emu = await start_emu(products=40)
-    db = tmp_path / "s.db"
-    await sync(db, emu)
-    sku = next(iter(emu.adobe.catalog.skus()))
-    emu.adobe.catalog.delete(sku)
-    assert (await sync(db, emu, "full")).totals.items_deleted == 1
-    emu.adobe.catalog.insert(sku=sku, name="back again", price=5.0)
-    await sync(db, emu)
-    assert query(db, "SELECT deleted_at, name FROM products WHERE sku = ?", sku) == [
-        (None, "back again")
-    ]
-
-
-async def test_incremental_run_never_tombstones(tmp_path: Path, start_emu: StartEmu) -> None:
-    """Only full runs may conclude that a product is gone."""
-    emu = await start_emu(products=40)
-    db = tmp_path / "s.db"
-    await sync(db, emu)
-    emu.adobe.catalog.delete(next(iter(emu.adobe.catalog.skus())))
-    result = await sync(db, emu)
-    assert result.kind == "incremental" and result.totals.items_deleted == 0
-    assert query(db, "SELECT count(*) FROM products WHERE deleted_at IS NOT NULL") == [(0,)]
-
-
 async def test_unchanged_catalog_full_run_costs_its_pages_and_one_probe(
     tmp_path: Path, start_emu: StartEmu
 ) -> None:
@@ -246,123 +193,6 @@ async def test_unchanged_catalog_full_run_costs_its_pages_and_one_probe(
     assert probe["fields"] == "items[id,sku,created_at],total_count"
     assert tombstoned(db) == set(gone)
     assert stored_products(db, "shop") == emu.adobe.catalog.snapshot()
-
-
-async def test_delete_plus_insert_during_a_full_scan_tombstones_exactly_the_deleted(
-    tmp_path: Path, start_emu: StartEmu
-) -> None:
-    """A deletion and an insertion mid-scan keep total_count the same while the deletion slides a
-    product into a page already read: the probe sees the new product, the keyset listing finds
-    the slid one, and only the deleted product is tombstoned."""
-    emu = await start_emu(products=300)
-    db = tmp_path / "s.db"
-    await sync(db, emu)
-    catalog = emu.adobe.catalog
-    skus = list(catalog.skus())
-
-    def churn() -> None:
-        catalog.delete(skus[0])  # page 1, already read: skus[20] slides from page 3 to page 2
-        catalog.insert(sku="NEW-1", name="new", price=1.0)
-
-    emu.adobe.stats.reset()
-    emu.adobe.before_request(3, churn)
-    result = await sync(db, emu, "full", max_concurrency=1)
-    assert result.ok, result.error
-    assert tombstoned(db) == {skus[0]} and result.totals.items_deleted == 1
-    assert stored_products(db, "shop") == catalog.snapshot()
-    # 30 pages (the last one, shifted, holds NEW-1), the probe, the listing (300 skus: 30 pages,
-    # the last told by total_count), and one fetch for skus[20], which the shift hid.
-    assert probes(emu) == [31] and listings(emu) == 30
-    assert emu.adobe.stats.requests == 30 + 1 + 30 + 1
-    fetched = [
-        r.query[f"{GROUP0}[value]"]
-        for r in emu.adobe.stats.log
-        if r.query.get(f"{GROUP0}[field]") == "sku"
-    ]
-    assert fetched == [skus[20]]
-    second = await sync(db, emu)
-    assert second.kind == "incremental" and second.ok
-    assert stored_products(db, "shop") == catalog.snapshot()
-
-
-async def test_first_full_sync_with_churn_misses_nothing(
-    tmp_path: Path, start_emu: StartEmu
-) -> None:
-    """On an empty database the same churn would leave the slid product unread forever (no
-    incremental run reads an old updated_at): the verification fetches it."""
-    emu = await start_emu(products=300)
-    db = tmp_path / "s.db"
-    catalog = emu.adobe.catalog
-    skus = list(catalog.skus())
-
-    def churn() -> None:
-        catalog.delete(skus[0])
-        catalog.insert(sku="NEW-1", name="new", price=1.0)
-
-    emu.adobe.before_request(3, churn)
-    result = await sync(db, emu, max_concurrency=1)
-    assert result.kind == "full" and result.ok, result.error
-    assert stored_products(db, "shop") == catalog.snapshot()
-    assert tombstoned(db) == {skus[0]}  # stored from page 1 before it went
-
-
-async def test_a_product_inserted_and_deleted_again_during_the_scan_still_verifies(
-    tmp_path: Path, start_emu: StartEmu
-) -> None:
-    """Insert X and delete A, every page reports the same total, then X goes before the probe:
-    no product created since the scan began is left, but the total now is one short, so the
-    scan still verifies (a probe counting new products alone would conclude 'unchanged')."""
-    emu = await start_emu(products=300)
-    db = tmp_path / "s.db"
-    await sync(db, emu)
-    catalog = emu.adobe.catalog
-    skus = list(catalog.skus())
-
-    def churn() -> None:
-        catalog.delete(skus[5])
-        catalog.insert(sku="NEW-1", name="new", price=1.0)
-
-    emu.adobe.stats.reset()
-    emu.adobe.before_request(3, churn)
-    emu.adobe.before_request(31, lambda: catalog.delete("NEW-1"))  # right before the probe
-    result = await sync(db, emu, "full", max_concurrency=1)
-    assert result.ok, result.error
-    assert probes(emu) == [31] and listings(emu) > 0
-    # NEW-1 was read by the (shifted) last page, then deleted: it is gone, so tombstoned too.
-    assert tombstoned(db) == {skus[5], "NEW-1"}
-    assert stored_products(db, "shop") == catalog.snapshot()
-
-
-async def test_churn_between_a_failed_attempt_and_its_resume(
-    tmp_path: Path, start_emu: StartEmu
-) -> None:
-    """A deletion plus an insertion while the scan is interrupted: the resumed scan probes from
-    the scan's original start, verifies, and tombstones exactly the deleted product."""
-    emu = await start_emu(products=300)
-    db = tmp_path / "s.db"
-    await sync(db, emu)
-    catalog = emu.adobe.catalog
-    skus = list(catalog.skus())
-    emu.adobe.faults.add(Fault(kind="status", status=503, after=12, times=None))
-    partial = await sync(db, emu, "full", max_concurrency=1)
-    assert partial.status == "failed" and partial.totals.pages == 12
-    emu.adobe.faults.clear()
-    catalog.delete(skus[3])  # page 1, committed: skus[120] slides into committed page 12
-    catalog.insert(sku="NEW-X", name="new", price=1.0)
-    emu.adobe.stats.reset()
-    resumed = await sync(db, emu, "full")
-    assert resumed.ok, resumed.error
-    assert tombstoned(db) == {skus[3]}
-    assert stored_products(db, "shop") == catalog.snapshot()
-    # Page 1 again, the 18 pages left (the last one holds NEW-X), the probe, 30 listing pages,
-    # and skus[120], which slid into committed page 12.
-    assert emu.adobe.stats.requests == 1 + 18 + 1 + 30 + 1
-    fetched = [
-        r.query[f"{GROUP0}[value]"]
-        for r in emu.adobe.stats.log
-        if r.query.get(f"{GROUP0}[field]") == "sku"
-    ]
-    assert fetched == [skus[120]]
 
 
 async def test_an_interrupted_verification_leaves_no_marks_the_next_one_trusts(
@@ -470,7 +300,7 @@ async def test_a_checkpoint_older_than_its_max_age_starts_the_scan_over(
     page 1 (and sees a stock change on them that did not bump updated_at); a younger one resumes."""
     emu = await start_emu(products=300)
     db = tmp_path / "s.db"
-    options = {} if max_age is None else {"checkpoint_max_age": max_age}
+    options: dict[str, Any] = {} if max_age is None else {"checkpoint_max_age": max_age}
     await sync(db, emu, **options)
     emu.adobe.faults.add(Fault(kind="status", status=503, after=12, times=None))
     assert (await sync(db, emu, "full", max_concurrency=1, **options)).status == "failed"
@@ -533,20 +363,6 @@ async def test_incremental_costs_exactly_the_pages_that_hold_the_changes(
         assert asked["searchCriteria[currentPage]"] == "1"
         assert asked["searchCriteria[sortOrders][0][field]"] == "updated_at"
         assert asked["searchCriteria[sortOrders][1][field]"] == "entity_id"
-
-
-async def test_incremental_with_nothing_changed_costs_one_request(
-    tmp_path: Path, start_emu: StartEmu
-) -> None:
-    """No product updated since the watermark: one request, which finds none."""
-    emu = await start_emu(products=600)
-    db = tmp_path / "s.db"
-    await sync(db, emu)
-    emu.adobe.stats.reset()
-    result = await sync(db, emu)
-    assert result.kind == "incremental" and result.ok
-    assert emu.adobe.stats.requests == result.totals.requests == 1
-    assert result.totals.items_seen == 0
 
 
 async def test_the_sku_listing_stops_on_total_count(tmp_path: Path, start_emu: StartEmu) -> None:
@@ -659,7 +475,12 @@ async def test_a_deletion_during_an_incremental_run(tmp_path: Path, start_emu: S
         catalog.update(sku, price=2.0, updated_at=since + timedelta(seconds=1 + n))
     gone = skus[40:44]  # on keyset page 5, not read yet when they go
     emu.adobe.stats.reset()
-    emu.adobe.before_request(2, lambda: [catalog.delete(sku) for sku in gone])
+
+    def delete_them() -> None:
+        for sku in gone:
+            catalog.delete(sku)
+
+    emu.adobe.before_request(2, delete_them)
     result = await sync(db, emu)
     assert result.kind == "incremental" and result.ok, result.error
     assert result.totals.items_deleted == 0 and tombstoned(db) == set()

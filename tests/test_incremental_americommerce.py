@@ -1,4 +1,5 @@
-"""AmeriCommerce incremental runs, convergence under mutation, tombstones and resume (emulator)."""
+"""AmeriCommerce incremental runs, convergence under mutation, tombstones and resume (emulator);
+what both platforms share is in test_incremental_platforms.py."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import math
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -40,7 +42,7 @@ async def start_emu() -> AsyncIterator[StartEmu]:
         await emu.close()
 
 
-async def sync(db: Path, emu: Emulator, kind: str | None = None, **source: object) -> SyncResult:
+async def sync(db: Path, emu: Emulator, kind: str | None = None, **source: Any) -> SyncResult:
     source.setdefault("incremental_overlap", 0)
     async with Runtime(settings_for(db, ac_source(emu, **source))) as runtime:
         return await runtime.sync("shop", kind)  # type: ignore[arg-type]
@@ -59,14 +61,6 @@ def probes(emu: Emulator) -> list[int]:
 
 def listings(emu: Emulator) -> int:
     return sum(r.query.get("fields") == LISTING for r in emu.americommerce.stats.log)
-
-
-def fetched_by_id(emu: Emulator) -> list[str]:
-    return [
-        r.query["id"]
-        for r in emu.americommerce.stats.log
-        if r.query.get("id", "").startswith("eq:")
-    ]
 
 
 def tombstoned(db: Path) -> set[str]:
@@ -199,35 +193,6 @@ async def test_full_run_mutated_midway_verifies_and_is_exact(
     assert stored_products(db, "shop") == catalog.snapshot()
 
 
-async def test_failed_run_tombstones_nothing_and_the_next_resumes(
-    tmp_path: Path, start_emu: StartEmu
-) -> None:
-    """A partial full run deletes nothing; the next skips committed pages and tombstones exactly."""
-    emu = await start_emu(products=300)
-    db = tmp_path / "s.db"
-    await sync(db, emu)
-    gone = list(emu.americommerce.catalog.skus())[100:104]
-    for sku in gone:
-        emu.americommerce.catalog.delete(sku)
-    emu.americommerce.faults.add(Fault(kind="status", status=503, after=12, times=None))
-    partial = await sync(db, emu, "full", max_concurrency=1)
-    assert partial.status == "failed" and "503" in (partial.error or "")
-    assert tombstoned(db) == set()
-    committed = partial.totals.pages
-    assert committed >= 10
-    emu.americommerce.faults.clear()
-    emu.americommerce.stats.reset()
-    resumed = await sync(db, emu, "full")
-    assert resumed.ok, resumed.error
-    # Page 1 again for total_count, the pages not committed, and the probe, which finds the
-    # catalog as the scan found it: no verification needed.
-    assert emu.americommerce.stats.requests == 1 + 30 - committed + 1
-    assert probes(emu) == [emu.americommerce.stats.requests] and listings(emu) == 0
-    assert resumed.totals.items_deleted == 4
-    assert tombstoned(db) == set(gone)
-    assert stored_products(db, "shop") == emu.americommerce.catalog.snapshot()
-
-
 async def test_complete_full_run_tombstones_exactly_the_deleted(
     tmp_path: Path, start_emu: StartEmu
 ) -> None:
@@ -249,32 +214,6 @@ async def test_complete_full_run_tombstones_exactly_the_deleted(
     assert probe == {
         "page": "1", "count": "1", "sort": "-created_at", "fields": "id,item_number,created_at"
     }  # fmt: skip
-
-
-async def test_reappearing_product_is_revived(tmp_path: Path, start_emu: StartEmu) -> None:
-    """A tombstoned sku that comes back loses its deleted_at and keeps its row."""
-    emu = await start_emu(products=40)
-    db = tmp_path / "s.db"
-    await sync(db, emu)
-    sku = next(iter(emu.americommerce.catalog.skus()))
-    emu.americommerce.catalog.delete(sku)
-    assert (await sync(db, emu, "full")).totals.items_deleted == 1
-    emu.americommerce.catalog.insert(item_number=sku, item_name="back again", price=5.0)
-    await sync(db, emu)
-    assert query(db, "SELECT deleted_at, name FROM products WHERE sku = ?", sku) == [
-        (None, "back again")
-    ]
-
-
-async def test_incremental_run_never_tombstones(tmp_path: Path, start_emu: StartEmu) -> None:
-    """Only full runs may conclude that a product is gone."""
-    emu = await start_emu(products=40)
-    db = tmp_path / "s.db"
-    await sync(db, emu)
-    emu.americommerce.catalog.delete(next(iter(emu.americommerce.catalog.skus())))
-    result = await sync(db, emu)
-    assert result.kind == "incremental" and result.totals.items_deleted == 0
-    assert tombstoned(db) == set()
 
 
 async def test_watermark_never_passes_an_uncommitted_page(
@@ -299,123 +238,3 @@ async def test_watermark_never_passes_an_uncommitted_page(
     assert (await sync(db, emu)).ok
     assert stored_products(db, "shop") == catalog.snapshot()
     assert watermark(db) == datetime.fromisoformat(catalog.get(changed[-1])["updated_at"])
-
-
-async def test_delete_plus_insert_during_a_full_scan_tombstones_exactly_the_deleted(
-    tmp_path: Path, start_emu: StartEmu
-) -> None:
-    """A deletion and an insertion mid-scan keep total_count the same while the deletion slides a
-    product into a page already read: the probe sees the new product, the keyset listing finds
-    the slid one, and only the deleted product is tombstoned."""
-    emu = await start_emu(products=300)
-    db = tmp_path / "s.db"
-    await sync(db, emu)
-    catalog = emu.americommerce.catalog
-    skus = list(catalog.skus())
-
-    def churn() -> None:
-        catalog.delete(skus[0])  # page 1, already read: skus[20] slides from page 3 to page 2
-        catalog.insert(item_number="NEW-1", item_name="new", price=1.0)
-
-    emu.americommerce.stats.reset()
-    emu.americommerce.before_request(3, churn)
-    result = await sync(db, emu, "full", max_concurrency=1)
-    assert result.ok, result.error
-    assert tombstoned(db) == {skus[0]} and result.totals.items_deleted == 1
-    assert stored_products(db, "shop") == catalog.snapshot()
-    # 30 pages (the last one, shifted, holds NEW-1), the probe, 30 listing pages (stopped by
-    # total_count), and skus[20] by id.
-    assert probes(emu) == [31] and listings(emu) == 30
-    assert fetched_by_id(emu) == ["eq:21"]
-    assert emu.americommerce.stats.requests == 30 + 1 + 30 + 1
-    second = await sync(db, emu)
-    assert second.kind == "incremental" and second.ok
-    assert stored_products(db, "shop") == catalog.snapshot()
-
-
-async def test_first_full_sync_with_churn_misses_nothing(
-    tmp_path: Path, start_emu: StartEmu
-) -> None:
-    """On an empty database the same churn would leave the slid product unread forever (no
-    incremental run reads an old updated_at): the verification fetches it."""
-    emu = await start_emu(products=300)
-    db = tmp_path / "s.db"
-    catalog = emu.americommerce.catalog
-    skus = list(catalog.skus())
-
-    def churn() -> None:
-        catalog.delete(skus[0])
-        catalog.insert(item_number="NEW-1", item_name="new", price=1.0)
-
-    emu.americommerce.before_request(3, churn)
-    result = await sync(db, emu, max_concurrency=1)
-    assert result.kind == "full" and result.ok, result.error
-    assert stored_products(db, "shop") == catalog.snapshot()
-    assert tombstoned(db) == {skus[0]}  # stored from page 1 before it went
-
-
-async def test_a_product_inserted_and_deleted_again_during_the_scan_still_verifies(
-    tmp_path: Path, start_emu: StartEmu
-) -> None:
-    """Insert X and delete A, every page reports the same total, then X goes before the probe:
-    no product created since the scan began is left, but the total is one short, so the scan
-    still verifies; X, read by the last page and gone since, is tombstoned too."""
-    emu = await start_emu(products=300)
-    db = tmp_path / "s.db"
-    await sync(db, emu)
-    catalog = emu.americommerce.catalog
-    skus = list(catalog.skus())
-
-    def churn() -> None:
-        catalog.delete(skus[5])
-        catalog.insert(item_number="NEW-1", item_name="new", price=1.0)
-
-    emu.americommerce.stats.reset()
-    emu.americommerce.before_request(3, churn)
-    emu.americommerce.before_request(31, lambda: catalog.delete("NEW-1"))  # before the probe
-    result = await sync(db, emu, "full", max_concurrency=1)
-    assert result.ok, result.error
-    assert probes(emu) == [31] and listings(emu) > 0
-    assert tombstoned(db) == {skus[5], "NEW-1"}
-    assert stored_products(db, "shop") == catalog.snapshot()
-
-
-async def test_churn_between_a_failed_attempt_and_its_resume(
-    tmp_path: Path, start_emu: StartEmu
-) -> None:
-    """A deletion plus an insertion while the scan is interrupted: the resumed scan probes from
-    the scan's original start, verifies, and tombstones exactly the deleted product."""
-    emu = await start_emu(products=300)
-    db = tmp_path / "s.db"
-    await sync(db, emu)
-    catalog = emu.americommerce.catalog
-    skus = list(catalog.skus())
-    emu.americommerce.faults.add(Fault(kind="status", status=503, after=12, times=None))
-    partial = await sync(db, emu, "full", max_concurrency=1)
-    assert partial.status == "failed" and partial.totals.pages == 12
-    emu.americommerce.faults.clear()
-    catalog.delete(skus[3])  # page 1, committed: skus[120] slides into committed page 12
-    catalog.insert(item_number="NEW-X", item_name="new", price=1.0)
-    emu.americommerce.stats.reset()
-    resumed = await sync(db, emu, "full")
-    assert resumed.ok, resumed.error
-    assert tombstoned(db) == {skus[3]}
-    assert stored_products(db, "shop") == catalog.snapshot()
-    # Page 1 again, the 18 pages left (the last one holds NEW-X), the probe, 30 listing pages,
-    # and skus[120] by id.
-    assert fetched_by_id(emu) == ["eq:121"]
-    assert emu.americommerce.stats.requests == 1 + 18 + 1 + 30 + 1
-
-
-async def test_incremental_with_nothing_changed_costs_one_request(
-    tmp_path: Path, start_emu: StartEmu
-) -> None:
-    """No product updated since the watermark: one request, which finds none."""
-    emu = await start_emu(products=600)
-    db = tmp_path / "s.db"
-    await sync(db, emu)
-    emu.americommerce.stats.reset()
-    result = await sync(db, emu)
-    assert result.kind == "incremental" and result.ok, result.error
-    assert emu.americommerce.stats.requests == result.totals.requests == 1
-    assert result.totals.items_seen == 0

@@ -11,7 +11,17 @@ import syncd
 # config → store → auth → http → sources → sync → scheduler/daemon (+ ops) → cli/commands.
 LAYER: dict[str, float] = {
     **dict.fromkeys(
-        ("errors", "clock", "logging", "codec", "schedule", "gcpolicy", "redaction"), 0
+        (
+            "errors",
+            "clock",
+            "logging",
+            "codec",
+            "apscheduler3",
+            "schedule",
+            "gcpolicy",
+            "redaction",
+        ),
+        0,
     ),
     "emulator": 0.5,  # a stand-in for the platforms: it may use only the foundation
     "config": 1,
@@ -19,9 +29,9 @@ LAYER: dict[str, float] = {
     "auth": 3,
     "http": 4,
     "sources": 5,
-    **dict.fromkeys(("progress", "sync", "completeness"), 6),
-    **dict.fromkeys(("scheduler", "breaker", "daemon", "ops", "feed"), 7),
-    **dict.fromkeys(("commands", "cli", "catalogue"), 8),
+    **dict.fromkeys(("checkpoint", "sync", "completeness"), 6),
+    **dict.fromkeys(("scheduler", "breaker", "daemon", "wiring", "ops", "feed"), 7),
+    **dict.fromkeys(("commands", "cli", "log_events"), 8),
 }
 
 

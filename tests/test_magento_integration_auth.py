@@ -12,8 +12,8 @@ from oauthlib.oauth1.rfc5849 import signature, utils
 from pydantic import SecretStr
 
 from syncd.auth.magento_integration import IntegrationBearerProvider, IntegrationOAuth1Provider
-from syncd.clock import FakeClock
 from syncd.config import IntegrationBearerAuthSettings, IntegrationOAuth1AuthSettings
+from tests.clocks import FakeClock
 
 URL = "https://shop.example.com/rest/default/V1/products"
 PARAMS = {

@@ -11,12 +11,12 @@ from typing import Any
 
 import pytest
 
-from syncd.clock import FakeClock
 from syncd.config import AdobeCommerceSourceSettings, ImsAuthSettings, Settings, StoreSettings
 from syncd.daemon import FIRST_RUN_SPACING, _first_delay
 from syncd.ops.monitor import Monitor
 from syncd.store import RunRecord, RunTotals, SourceState
 from syncd.sync import SyncResult
+from tests.clocks import FakeClock
 
 
 @dataclass
@@ -59,14 +59,13 @@ async def test_after_a_run_only_the_source_that_ran_is_read_again(clock: FakeClo
     """50 sources: the first check reads them all once; after that, a run of one source reads
     that source only (it used to read all 50, twice)."""
     store = CountingStore()
-    results: list[SyncResult] = []
-    monitor = Monitor(settings(50), store, clock, results, lambda: True)  # type: ignore[arg-type]
+    monitor = Monitor(settings(50), store, clock, lambda: True)  # type: ignore[arg-type]
     async with monitor:
         await monitor.check_staleness()
         assert len(store.reads) == 50
         store.reads.clear()
         for name in ("s7", "s7", "s31"):
-            results.append(_finished(name))
+            monitor.record(_finished(name))
             await monitor.after_run()
         assert store.reads == ["s7", "s7", "s31"]
 

@@ -16,7 +16,8 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from syncd.catalogue import (
+from syncd.http import RequestStats
+from syncd.log_events import (
     DOC,
     PACKAGE,
     UNDESCRIBED,
@@ -27,14 +28,13 @@ from syncd.catalogue import (
     scan,
     scan_source,
 )
-from syncd.http import RequestStats
 from syncd.ops.metrics import Metrics, StoreSnapshot
 from syncd.ops.staleness import SourceHealth
 from syncd.store import RunTotals
 from syncd.sync import SyncResult
 from tests.logql import Pipeline, QueryError, grouping, pipelines
 
-REGENERATE = "run: .venv/bin/python -m syncd.catalogue --write"
+REGENERATE = "run: .venv/bin/python -m syncd.log_events --write"
 README = DOC.parent.parent / "deploy" / "README.md"
 COMMON = {"event", "level", "timestamp", "source", "run_id"}
 """Fields of every line (event, level, timestamp) or of every line during a run (source, run_id)."""
@@ -190,7 +190,9 @@ def skip_reasons() -> set[str]:
                 reasons.update(
                     k.value.value
                     for k in node.keywords
-                    if k.arg == "reason" and isinstance(k.value, ast.Constant)
+                    if k.arg == "reason"
+                    and isinstance(k.value, ast.Constant)
+                    and isinstance(k.value.value, str)
                 )
     return reasons
 

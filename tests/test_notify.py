@@ -19,7 +19,7 @@ from syncd import cli
 from syncd.daemon import Daemon, Runtime
 from syncd.emulator import AdobeConfig, Emulator, EmulatorConfig
 from syncd.ops.notify import Notifier, socket_address, watchdog_interval
-from tests.conftest import ManualClock
+from tests.clocks import ManualClock
 from tests.support import adobe_source, settings_for, until
 
 pytestmark = pytest.mark.timeout(30)

@@ -10,7 +10,6 @@ import pytest
 from aioresponses import aioresponses
 from structlog.testing import capture_logs
 
-from syncd.clock import FakeClock
 from syncd.config import HttpSettings
 from syncd.errors import RateLimitedError
 from syncd.http import ClientPool, RateThrottle, RequestStats
@@ -20,6 +19,7 @@ from syncd.http.response import Response
 from syncd.http.retry import RetryPolicy
 from syncd.http.throttle import AdaptiveThrottle
 from syncd.store import SourceRate, SqliteStore
+from tests.clocks import FakeClock
 from tests.conftest import settle
 
 URL = "http://127.0.0.1:9/rest/V1/products"

@@ -22,13 +22,13 @@ from aiohttp import web
 from syncd.auth.ac_bootstrap import install_grant
 from syncd.auth.americommerce import AmeriCommerceTokenProvider
 from syncd.cli import main
-from syncd.clock import FakeClock
 from syncd.config import AmeriCommerceSourceSettings, HealthSettings, HttpSettings
 from syncd.daemon import Daemon, Runtime
 from syncd.emulator import AdobeConfig, Emulator, EmulatorConfig, Fault
 from syncd.logging import configure_logging
 from syncd.redaction import fingerprint
 from tests.ac_support import APP, SCOPE, SECRET, ac_config, auth_settings, hand_grant, sha256_hex
+from tests.clocks import FakeClock
 from tests.support import adobe_source, settings_for
 
 pytestmark = pytest.mark.timeout(60)

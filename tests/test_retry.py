@@ -8,7 +8,15 @@ from datetime import UTC, datetime
 import pytest
 
 from syncd.config import HttpSettings
-from syncd.http.retry import RetryBudget, RetryPolicy, parse_retry_after
+from syncd.http.retry import (
+    Attempts,
+    Decision,
+    Outcome,
+    RetryBudget,
+    RetryPolicy,
+    Verdict,
+    parse_retry_after,
+)
 
 NOW = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
 
@@ -92,3 +100,91 @@ def test_retry_budget_comes_from_the_http_settings() -> None:
     budget = RetryBudget.from_settings(HttpSettings(retry_budget=0.5, retry_budget_min=3))
     assert budget == RetryBudget(share=0.5, minimum=3)
     assert budget.describe() == "3 + 50% of the requests sent"
+
+
+# decide(): base 1, cap 8, 4 attempts, a 60 s deadline; the request started at t=100.
+DECIDING = RetryPolicy(max_attempts=4, base=1.0, cap=8.0, deadline=60.0, default_retry_after=5.0)
+FRESH = Attempts(started=100.0)
+
+
+@pytest.mark.parametrize(
+    ("attempts", "outcome", "now", "expected"),
+    [
+        pytest.param(
+            FRESH, Outcome(jitter=0.5), 100.0,
+            Decision(Verdict.BACKOFF, Attempts(100.0, failures=1), delay=0.5),
+            id="first-failure-backs-off-jittered",
+        ),
+        pytest.param(
+            Attempts(100.0, failures=2), Outcome(jitter=0.5), 110.0,
+            Decision(Verdict.BACKOFF, Attempts(100.0, failures=3), delay=2.0),
+            id="third-failure-doubles-twice",
+        ),
+        pytest.param(
+            Attempts(100.0, failures=9), Outcome(jitter=1.0), 110.0,
+            Decision(Verdict.ATTEMPTS, Attempts(100.0, failures=10)),
+            id="past-max-attempts-gives-up",
+        ),
+        pytest.param(
+            Attempts(100.0, failures=3), Outcome(jitter=0.0), 110.0,
+            Decision(Verdict.ATTEMPTS, Attempts(100.0, failures=4)),
+            id="the-fourth-failure-is-the-last",
+        ),
+        pytest.param(
+            FRESH, Outcome(budget_left=False, jitter=0.5), 100.0,
+            Decision(Verdict.BUDGET, Attempts(100.0, failures=1)),
+            id="spent-budget-gives-up",
+        ),
+        pytest.param(
+            Attempts(100.0, failures=2), Outcome(jitter=1.0), 157.0,
+            Decision(Verdict.DEADLINE, Attempts(100.0, failures=3), delay=4.0),
+            id="backoff-past-the-deadline-gives-up",
+        ),
+        pytest.param(
+            FRESH, Outcome(rate_limited=True, retry_after=7.0), 100.0,
+            Decision(Verdict.PAUSE, Attempts(100.0, refusals=1), pause=7.0),
+            id="429-pauses-for-retry-after",
+        ),
+        pytest.param(
+            FRESH, Outcome(rate_limited=True), 100.0,
+            Decision(Verdict.PAUSE, Attempts(100.0, refusals=1), pause=5.0),
+            id="429-without-header-pauses-the-default",
+        ),
+        pytest.param(
+            Attempts(100.0, refusals=2), Outcome(rate_limited=True, retry_after=0.0), 100.0,
+            Decision(Verdict.PAUSE, Attempts(100.0, refusals=3), pause=4.0),
+            id="429-retry-after-now-backs-off-by-refusals",
+        ),
+        pytest.param(
+            Attempts(100.0, failures=3, refusals=50), Outcome(rate_limited=True, retry_after=1.0),
+            100.0,
+            Decision(Verdict.PAUSE, Attempts(100.0, failures=3, refusals=51), pause=1.0),
+            id="429s-do-not-count-as-failures",
+        ),
+        pytest.param(
+            FRESH, Outcome(rate_limited=True, retry_after=30.0), 140.0,
+            Decision(Verdict.DEADLINE, Attempts(100.0, refusals=1), pause=30.0),
+            id="429-pause-past-the-deadline-gives-up-but-still-pauses",
+        ),
+        pytest.param(
+            FRESH, Outcome(rate_limited=True, budget_left=False, retry_after=1.0), 100.0,
+            Decision(Verdict.PAUSE, Attempts(100.0, refusals=1), pause=1.0),
+            id="429s-ignore-the-budget",
+        ),
+    ],
+)  # fmt: skip
+def test_decide(attempts: Attempts, outcome: Outcome, now: float, expected: Decision) -> None:
+    """The retry decision as a table: state and outcome in, verdict, waits and next state out."""
+    decision = DECIDING.decide(attempts, outcome, now)
+    assert decision == expected
+    assert decision.retry is (expected.verdict in (Verdict.PAUSE, Verdict.BACKOFF))
+
+
+def test_decide_backoff_matches_the_full_jitter_draw() -> None:
+    """decide() scales the same ceiling as backoff(): one draw of the same rng gives one delay."""
+    policy = RetryPolicy(max_attempts=10, base=0.5, cap=30.0)
+    for failures in range(1, 8):
+        drawn = policy.backoff(failures, random.Random(failures))
+        jitter = random.Random(failures).random()
+        decision = policy.decide(Attempts(0.0, failures=failures - 1), Outcome(jitter=jitter), 0.0)
+        assert decision.delay == drawn

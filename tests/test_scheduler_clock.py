@@ -12,13 +12,12 @@ import aiohttp
 import pytest
 from structlog.testing import capture_logs
 
-from syncd.clock import FakeClock
 from syncd.config import HealthSettings
 from syncd.daemon import Daemon, Runtime
 from syncd.emulator import AdobeConfig, Emulator, EmulatorConfig
 from syncd.schedule import parse_schedule
 from syncd.scheduler import SourceScheduler
-from tests.conftest import ManualClock
+from tests.clocks import FakeClock, ManualClock
 from tests.support import adobe_source, settings_for, until
 
 pytestmark = pytest.mark.timeout(30)

@@ -21,7 +21,7 @@ T0 = datetime(2026, 1, 1, tzinfo=UTC)
 def product(sku: str, price: float = 10.0, name: str = "Widget") -> ProductRecord:
     item = {"sku": sku, "id": int(sku[1:]), "name": name, "price": price, "status": 1}
     return make_record(
-        item, sku=sku, id=item["id"], name=name, price=price, status=1, type_id="simple",
+        item, sku=sku, id=int(sku[1:]), name=name, price=price, status=1, type_id="simple",
         updated_at="2026-01-01 00:00:00",
     )  # fmt: skip
 

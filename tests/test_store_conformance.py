@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import psycopg
 import pytest
@@ -53,7 +53,7 @@ class Backend:
                 raw = conn.execute(query, params).fetchall()
         else:
             with psycopg.connect(self.settings.url) as pg:
-                raw = pg.execute(query.replace("?", "%s"), params).fetchall()  # type: ignore[arg-type]
+                raw = pg.execute(query.replace("?", "%s"), params).fetchall()
         return [tuple(_plain(v) for v in row) for row in raw]
 
 
@@ -84,7 +84,7 @@ async def store(backend: Backend) -> AsyncIterator[AnyStore]:
 def product(sku: str, price: float = 10.0, name: str = "Widget") -> ProductRecord:
     item = {"sku": sku, "id": int(sku[1:]), "name": name, "price": price, "status": 1}
     return make_record(
-        item, sku=sku, id=item["id"], name=name, price=price, status=1, type_id="simple",
+        item, sku=sku, id=int(sku[1:]), name=name, price=price, status=1, type_id="simple",
         updated_at="2026-01-01 00:00:00",
     )  # fmt: skip
 
@@ -462,7 +462,8 @@ async def test_one_replica_wins_the_refresh_intent(replicas: tuple[AnyStore, Any
         assert after is not None and after.version == first.version + 1
         assert after.refreshing_by == ("replica-1" if won[0] else "replica-2")
         assert not await two.begin_token_refresh("k", after.version, "replica-3", T0, stale)
-        await one.abandon_token_refresh("k", cast(str, after.refreshing_by), T0)
+        assert after.refreshing_by is not None
+        await one.abandon_token_refresh("k", after.refreshing_by, T0)
     live = await one.token_state("k")
     assert live is not None
     assert await one.begin_token_refresh("k", live.version, "replica-1", T0, stale)

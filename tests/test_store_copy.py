@@ -69,7 +69,7 @@ def rows(
     else:
         assert url is not None
         with psycopg.connect(url) as pg:
-            cursor = pg.execute(f"SELECT * FROM {table} ORDER BY {KEYS[table]}")  # type: ignore[arg-type]
+            cursor = pg.execute(f"SELECT * FROM {table} ORDER BY {KEYS[table]}")
             raw = cursor.fetchall()
             names = [d.name for d in cursor.description or ()]
     return [

@@ -25,7 +25,7 @@ ISO_MS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 def product(sku: str, updated_at: str | None) -> ProductRecord:
     item = {"sku": sku, "id": int(sku[1:]), "updated_at": updated_at}
     return make_record(
-        item, sku=sku, id=item["id"], name=None, price=None, status=None, type_id=None,
+        item, sku=sku, id=int(sku[1:]), name=None, price=None, status=None, type_id=None,
         updated_at=updated_at,
     )  # fmt: skip
 

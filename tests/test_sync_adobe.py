@@ -14,13 +14,13 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from syncd.clock import FakeClock
 from syncd.daemon import Daemon, Runtime
 from syncd.emulator import AdobeConfig, Emulator, EmulatorConfig, Fault
 from syncd.logging import configure_logging
 from syncd.redaction import fingerprint
 from syncd.sources.adobe_commerce import AdobeCommerceSource, magento_message
 from syncd.sync import SyncResult
+from tests.clocks import FakeClock
 from tests.support import adobe_source, query, settings_for, stored_products, until
 
 StartEmu = Callable[..., Awaitable[Emulator]]
@@ -276,7 +276,8 @@ async def test_an_unexpected_exception_ends_the_run_failed_not_succeeded(
     db = tmp_path / "s.db"
 
     async def broken(self: AdobeCommerceSource, *args: Any) -> Any:
-        return {}.get("x").total  # type: ignore[attr-defined]
+        missing: Any = None  # what an unexpected answer leaves: an AttributeError below
+        return missing.total
 
     monkeypatch.setattr(AdobeCommerceSource, "probe", broken)
     with capture_logs() as logs:

@@ -8,11 +8,12 @@ import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
 
-from syncd.clock import Clock, FakeClock
+from syncd.clock import Clock
 from syncd.config import load_settings
 from syncd.daemon import Runtime
 from syncd.emulator import AmeriCommerceConfig, Emulator, EmulatorConfig, Fault
@@ -31,6 +32,7 @@ from syncd.sources.americommerce_query import (
 from syncd.sources.base import Cursor
 from syncd.store import ProductRecord
 from syncd.sync import SyncResult
+from tests.clocks import FakeClock
 from tests.support import ac_source, query, settings_for, stored_products
 
 TOKEN = "ac-console-token"
@@ -58,7 +60,7 @@ async def start_emu() -> AsyncIterator[StartEmu]:
 
 
 async def sync(
-    db: Path, emu: Emulator, kind: str | None = None, clock: Clock | None = None, **source: object
+    db: Path, emu: Emulator, kind: str | None = None, clock: Clock | None = None, **source: Any
 ) -> SyncResult:
     async with Runtime(settings_for(db, ac_source(emu, **source)), clock=clock) as runtime:
         return await runtime.sync("shop", kind)  # type: ignore[arg-type]

@@ -12,12 +12,12 @@ from typing import Any
 
 import pytest
 
-from syncd.clock import FakeClock
 from syncd.config import AdobeCommerceSourceSettings
 from syncd.daemon import Runtime
 from syncd.emulator import AdobeConfig, Emulator, EmulatorConfig, Fault
 from syncd.logging import configure_logging
 from syncd.sync import SyncResult
+from tests.clocks import FakeClock
 from tests.support import settings_for, stored_products
 
 StartEmu = Callable[..., Awaitable[Emulator]]

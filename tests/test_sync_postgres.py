@@ -29,7 +29,7 @@ def stored(url: str, *, live: bool = True) -> dict[str, dict[str, Any]]:
     """sku -> payload of the products stored in PostgreSQL (only non-tombstoned if `live`)."""
     where = " WHERE deleted_at IS NULL" if live else ""
     with psycopg.connect(url) as conn:
-        return dict(conn.execute(f"SELECT sku, payload FROM products{where}").fetchall())  # type: ignore[arg-type]
+        return dict(conn.execute(f"SELECT sku, payload FROM products{where}").fetchall())
 
 
 async def test_full_then_incremental_sync_into_postgres_is_exact(

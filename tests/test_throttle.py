@@ -10,13 +10,13 @@ import pytest
 from aioresponses import aioresponses
 from structlog.testing import capture_logs
 
-from syncd.clock import FakeClock
 from syncd.config import HttpSettings
 from syncd.http import ClientPool, RateThrottle, RequestStats, Response
 from syncd.http.adaptive import RateTuning
 from syncd.http.retry import RetryPolicy
 from syncd.http.throttle import AdaptiveThrottle
-from tests.conftest import ManualClock, settle
+from tests.clocks import FakeClock, ManualClock
+from tests.conftest import settle
 
 TUNING = RateTuning(decrease=0.5, recovery_step=0.25, recovery_interval=10.0, floor=0.1)
 OK = Response(200, {}, "application/json", b"{}")

@@ -17,7 +17,7 @@ import pytest
 
 from syncd.auth import TokenCache
 from syncd.auth.americommerce import AmeriCommerceTokenProvider
-from syncd.clock import FakeClock, SystemClock
+from syncd.clock import SystemClock
 from syncd.config import AmeriCommerceSourceSettings, HttpSettings
 from syncd.config.settings import StoreSettings
 from syncd.daemon import Runtime
@@ -25,6 +25,7 @@ from syncd.emulator import Emulator, EmulatorConfig, Fault
 from syncd.http import ClientPool, RequestStats, SourceAuth
 from syncd.store.postgres import PostgresStore
 from tests.ac_support import APP, SCOPE, SECRET, ac_config, auth_settings, hand_grant
+from tests.clocks import FakeClock
 from tests.support import settings_for
 from tests.test_ac_oauth_sync import LIFETIME, bootstrap, emulator, oauth_source
 
@@ -182,7 +183,7 @@ async def test_two_syncd_processes_on_one_database_refresh_the_grant_once(
     assert [r.status for r in refreshes] == [200]
     assert max(presented.values()) == 1
     with psycopg.connect(postgres_url) as conn:
-        counts = dict(
+        counts: dict[str, int] = dict(
             conn.execute(
                 "SELECT source, count(*) FROM products WHERE deleted_at IS NULL GROUP BY source"
             ).fetchall()

@@ -13,11 +13,10 @@ import pytest
 from structlog.testing import capture_logs
 
 from syncd.auth import AccessToken, TokenCache
-from syncd.clock import FakeClock
 from syncd.config.settings import StoreSettings
 from syncd.errors import AuthError, NeedsReauthError
 from syncd.store.factory import AnyStore, open_store
-from tests.conftest import ManualClock
+from tests.clocks import FakeClock, ManualClock
 from tests.support import until
 
 

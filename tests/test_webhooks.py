@@ -17,7 +17,6 @@ from aiohttp import web
 from pydantic import SecretStr
 from structlog.testing import capture_logs
 
-from syncd.clock import FakeClock
 from syncd.config.feed import ChangesSettings, WebhookSettings
 from syncd.daemon import Daemon, Runtime
 from syncd.emulator import AdobeConfig, Emulator, EmulatorConfig
@@ -26,6 +25,7 @@ from syncd.feed import WebhookDispatcher, full_jitter, sign, verify, webhook_bac
 from syncd.feed.webhooks import DeliveryError, WebhookSender
 from syncd.sources.base import make_record
 from syncd.store import ProductRecord, SqliteStore
+from tests.clocks import FakeClock
 from tests.support import adobe_source, settings_for, until
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -44,11 +44,15 @@ class Receiver:
 
     def __init__(self, script: list[str]) -> None:
         self.script = list(script)
-        self.accepted: list[tuple[dict[str, object], str, bytes]] = []
+        self.accepted: list[tuple[dict[str, Any], str, bytes]] = []
         self.attempts = 0
         self.redirect_hits = 0
         self.url = ""
         self._never = asyncio.Event()
+
+    def entries(self) -> int:
+        """Feed entries delivered in the accepted batches."""
+        return sum(len(batch["entries"]) for batch, _, _ in self.accepted)
 
     async def hook(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
@@ -132,19 +136,19 @@ async def test_a_flaky_receiver_ends_up_with_every_entry_in_order_each_signed(
         with capture_logs() as logs:
             async with WebhookDispatcher(hooks, store, clock, random.Random(1)) as dispatcher:
                 dispatcher.wake()
-                await until(lambda: sum(len(b[0]["entries"]) for b in receiver.accepted) >= 37)
+                await until(lambda: receiver.entries() >= 37)
                 await cursors_reach(store, {"a": 25, "b": 12})
                 assert await webhook_backlog(store, hooks) == {("hook", "a"): 0, ("hook", "b"): 0}
                 # New entries after a run: woken, delivered from the persisted cursor.
                 await store.upsert_products("b", [product("b0", 9)], T0)
                 dispatcher.wake()
-                await until(lambda: sum(len(b[0]["entries"]) for b in receiver.accepted) >= 38)
+                await until(lambda: receiver.entries() >= 38)
                 await cursors_reach(store, {"a": 25, "b": 13})
     received: dict[str, list[int]] = {"a": [], "b": []}
     for body, signature, raw in receiver.accepted:
         assert verify(SECRET, signature, raw, now=clock.now().timestamp())
         source = str(body["source"])
-        seqs = [int(e["seq"]) for e in body["entries"]]  # type: ignore[attr-defined]
+        seqs = [int(e["seq"]) for e in body["entries"]]
         assert body["after"] == (received[source][-1] if received[source] else 0)
         received[source].extend(seqs)
     # Exactly once here (each retried batch was refused), in order, nothing missing.
@@ -193,7 +197,7 @@ async def test_a_cursor_behind_retention_resumes_at_the_oldest_entry_loudly(
                 assert await sender.deliver_pending() == 2
     assert logs[0]["event"] == "webhook.gap"
     ((body, _, _),) = receiver.accepted
-    assert body["after"] == 2 and [e["seq"] for e in body["entries"]] == [3, 4]  # type: ignore[attr-defined]
+    assert body["after"] == 2 and [e["seq"] for e in body["entries"]] == [3, 4]
 
 
 def test_signature_round_trip_and_refusals() -> None:
@@ -259,7 +263,7 @@ async def test_the_daemon_pushes_after_a_run_and_a_dead_receiver_only_builds_a_b
                     text, _ = await d.monitor.metrics()
         assert 'syncd_webhook_backlog{source="shop",webhook="dead"} 30.0' in text.decode()
         assert 'syncd_webhook_backlog{source="shop",webhook="live"} 0.0' in text.decode()
-        assert {e["op"] for b in live.accepted for e in b[0]["entries"]} == {"created"}  # type: ignore[attr-defined]
+        assert {e["op"] for b in live.accepted for e in b[0]["entries"]} == {"created"}
         assert any(e["event"] == "webhook.failed" and e["webhook"] == "dead" for e in logs)
     finally:
         await runner.cleanup()
@@ -301,7 +305,7 @@ async def test_a_bug_in_a_delivery_is_logged_and_retried_not_fatal(
         await store.upsert_products("a", [product("a1", 1)], T0)
         hooks = [hook_settings(receiver.url)]
         with capture_logs() as logs:
-            async with WebhookDispatcher(hooks, Flaky(store), clock, random.Random(1)):  # type: ignore[arg-type]
+            async with WebhookDispatcher(hooks, Flaky(store), clock, random.Random(1)):
                 await until(lambda: len(receiver.accepted) == 1)
     errors = [e for e in logs if e["event"] == "webhook.internal_error"]
     assert [e["error"] for e in errors] == ["RuntimeError: unexpected"]
@@ -317,6 +321,7 @@ async def test_the_daemon_prunes_the_feed_after_a_run(tmp_path: Path) -> None:
         with capture_logs() as logs:
             async with Runtime(settings) as runtime, Daemon(runtime, handle_signals=False) as d:
                 await until(lambda: any(e["event"] == "changes.pruned" for e in logs))
+                assert isinstance(runtime.store, SqliteStore)
                 heads = await runtime.store.feed_heads()
                 with pytest.raises(ChangesExpiredError):
                     await runtime.store.changes("shop", 0, 10)

@@ -32,9 +32,10 @@ from syncd.http import ClientPool, RequestStats
 from syncd.http.client import SourceAuth, SourceClient
 from syncd.http.response import Response
 from syncd.http.throttle import Throttle
-from syncd.sources import Source, build_source
+from syncd.sources import Source
 from syncd.sources.base import VerifiableSource
 from syncd.store import SqliteStore
+from syncd.wiring import build_source
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
 

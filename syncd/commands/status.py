@@ -11,13 +11,11 @@ from typing import Any
 
 from syncd.clock import SystemClock
 from syncd.commands.output import human_duration
-from syncd.config import (
-    Settings,
-)
+from syncd.config import Settings, SourceSettings
 from syncd.feed import webhook_backlog
 from syncd.ops.health import check, probe_url
-from syncd.ops.staleness import assess, limits
-from syncd.store import TokenEvent
+from syncd.ops.staleness import SourceHealth, assess, limits
+from syncd.store import RunRecord, Store, TokenEvent
 from syncd.store.base import ChangeFeed
 from syncd.store.factory import open_store
 from syncd.store.rows import iso
@@ -38,41 +36,13 @@ async def show_status(args: argparse.Namespace, settings: Settings) -> int:
         last = {run.source: run for run in await store.last_runs()}
         health = {h.source: h for h in await assess(store, limits(settings.sources, now), now)}
         for source in settings.sources:
-            run = last.get(source.name)
-            state = await store.source_state(source.name)
             grants = await store.token_events(source.name, limit=1, event=TOKEN_GRANTS)
             grant = grants[0] if grants else None
-            h = health.get(source.name)
             expiry[source.name] = _expiry_text(grant)
             rows.append(
-                {
-                    "source": source.name,
-                    "kind": source.kind,
-                    "enabled": source.enabled,
-                    "schedule": source.schedule,
-                    "products": await store.count_products(source.name),
-                    "last_run": None
-                    if run is None
-                    else {
-                        "id": run.id,
-                        "kind": run.kind,
-                        "status": run.status,
-                        "started_at": run.started_at,
-                        "finished_at": run.finished_at,
-                        "error": run.error,
-                        **asdict(run.totals),
-                    },
-                    "last_success_at": iso(h.last_success_at) if h else None,
-                    "age_s": round(h.age_s) if h and h.age_s is not None else None,
-                    "stale_limit_s": round(h.limit_s) if h else None,
-                    "stale": h.stale if h else None,
-                    "token_expires_at": grant.expires_at.isoformat()
-                    if grant and grant.expires_at
-                    else None,
-                    "needs_reauth": state.needs_reauth,
-                    "reauth_reason": state.reauth_reason,
-                    "action": f"run 'syncd auth {source.name}'" if state.needs_reauth else None,
-                }
+                await _source_row(
+                    store, source, last.get(source.name), health.get(source.name), grant
+                )
             )
         feed: dict[str, dict[str, object]] = {}
         backlog: dict[tuple[str, str], int] = {}
@@ -90,6 +60,51 @@ async def show_status(args: argparse.Namespace, settings: Settings) -> int:
         }
         print(json.dumps(document, indent=2))
         return 0
+    _print_status(rows, expiry, webhooks)
+    return 0
+
+
+async def _source_row(
+    store: Store,
+    source: SourceSettings,
+    run: RunRecord | None,
+    h: SourceHealth | None,
+    grant: TokenEvent | None,
+) -> dict[str, Any]:
+    """One source's entry of `status --json`."""
+    state = await store.source_state(source.name)
+    return {
+        "source": source.name,
+        "kind": source.kind,
+        "enabled": source.enabled,
+        "schedule": source.schedule,
+        "products": await store.count_products(source.name),
+        "last_run": None
+        if run is None
+        else {
+            "id": run.id,
+            "kind": run.kind,
+            "status": run.status,
+            "started_at": run.started_at,
+            "finished_at": run.finished_at,
+            "error": run.error,
+            **asdict(run.totals),
+        },
+        "last_success_at": iso(h.last_success_at) if h else None,
+        "age_s": round(h.age_s) if h and h.age_s is not None else None,
+        "stale_limit_s": round(h.limit_s) if h else None,
+        "stale": h.stale if h else None,
+        "token_expires_at": grant.expires_at.isoformat() if grant and grant.expires_at else None,
+        "needs_reauth": state.needs_reauth,
+        "reauth_reason": state.reauth_reason,
+        "action": f"run 'syncd auth {source.name}'" if state.needs_reauth else None,
+    }
+
+
+def _print_status(
+    rows: list[dict[str, Any]], expiry: dict[str, str], webhooks: list[dict[str, Any]]
+) -> None:
+    """`syncd status` for people: a few lines per source, then the webhooks' backlogs."""
     if not rows:
         print("no sources configured")
     for row in rows:
@@ -118,7 +133,6 @@ async def show_status(args: argparse.Namespace, settings: Settings) -> int:
                 print(f"  reason: {row['reauth_reason']}")
     for hook in webhooks:
         print(f"webhook {hook['webhook']} -> {hook['source']}: {hook['backlog']} entries pending")
-    return 0
 
 
 def _expiry_text(grant: TokenEvent | None) -> str:

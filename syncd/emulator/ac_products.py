@@ -57,7 +57,6 @@ class AmeriCommerceProductModel:
 
     def __init__(self, seed: int, utc_offset_minutes: int) -> None:
         self._seed = mix(seed, 0xAC)
-        self._offset = utc_offset_minutes
         self._times = StoreFormatter(utc_offset_minutes)
         self._names = [f"{_ADJECTIVES[i & 7]} {_NOUNS[i >> 3]}" for i in range(8 * len(_NOUNS))]
         self._slugs = [name.replace(" ", "-") for name in self._names]

@@ -101,7 +101,6 @@ class Catalog:
         self._updated_index: list[int] | None = None
         self._created_index: list[int] | None = None
         self._sku_index: list[str] | None = None
-        self.revision = 0
 
     # -- the public, test-facing surface -------------------------------------------------------
 
@@ -134,7 +133,6 @@ class Catalog:
             bisect.insort(self._created_index, (created << _SLOT_BITS) | slot)
         if self._sku_index is not None:
             bisect.insort(self._sku_index, sku, key=_sku_key)
-        self.revision += 1
         return sku
 
     def update(self, sku: str, /, *, touch: bool = True, **fields: Any) -> None:
@@ -150,7 +148,6 @@ class Catalog:
         elif touch:
             self._set_updated(slot, max(self._now_ms(), self._created[slot]))
         self._cache[slot] = None
-        self.revision += 1
 
     def delete(self, sku: str) -> None:
         """Remove a product."""
@@ -172,7 +169,6 @@ class Catalog:
             while index[at] != sku:  # skus equal but for case sort together
                 at += 1
             del index[at]
-        self.revision += 1
 
     def get(self, sku: str) -> dict[str, Any]:
         """The product as the API renders it; KeyError if there is none."""

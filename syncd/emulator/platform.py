@@ -40,7 +40,7 @@ class PlatformEmulator:
         self._served: weakref.WeakKeyDictionary[asyncio.BaseTransport, int] = (
             weakref.WeakKeyDictionary()
         )
-        self._before: list[tuple[int, Callable[[], None]]] = []
+        self._before: list[tuple[int, Callable[[], object]]] = []
         # What `stale_page` faults serve again: (fault, path and query) -> (headers, body).
         self._stale: dict[tuple[int, str], tuple[dict[str, str], bytes]] = {}
 
@@ -61,7 +61,7 @@ class PlatformEmulator:
         """The sku of the catalog's first product (what `duplicate_sku` hands another one)."""
         raise NotImplementedError
 
-    def before_request(self, n: int, action: Callable[[], None]) -> None:
+    def before_request(self, n: int, action: Callable[[], object]) -> None:
         """Run `action` just before the `n`-th API request from now (1: the next) is handled, so
         a test can change the catalog at an exact point of a run instead of racing it. Counted on
         `stats.requests`: reset the stats before, not after."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
@@ -27,7 +27,14 @@ from syncd.errors import (
 )
 from syncd.http.gate import PauseGate
 from syncd.http.response import Response, error_text
-from syncd.http.retry import RetryPolicy, ascii_int, parse_retry_after
+from syncd.http.retry import (
+    Attempts,
+    Outcome,
+    RetryPolicy,
+    Verdict,
+    ascii_int,
+    parse_retry_after,
+)
 from syncd.http.stats import RequestStats
 from syncd.http.throttle import Throttle
 from syncd.logging import get_logger
@@ -71,10 +78,27 @@ class SourceAuth:
         await self.cache.invalidate(self.provider, token, self.source)
 
 
-class _Transient(Exception):
-    """Internal: an attempt failed in a way worth retrying; carries the error to raise at the end."""
+@dataclass(frozen=True, slots=True)
+class Request:
+    """One request as the caller asked for it, carried unchanged through every attempt."""
 
-    def __init__(self, error: TransportError) -> None:
+    method: str
+    url: str
+    params: Mapping[str, str] | None = None
+    data: Mapping[str, str] | None = None
+    json_body: Mapping[str, Any] | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+    accept: frozenset[int] = frozenset()
+    expect_json: bool = True
+
+
+class _Transient(Exception):
+    """Internal: an attempt failed in a way worth retrying; carries the error to raise at the end,
+    with the network fault behind it (if any) as that error's `__cause__`."""
+
+    def __init__(self, error: TransportError, cause: BaseException | None = None) -> None:
+        if cause is not None:
+            error.__cause__ = cause
         self.error = error
 
 
@@ -109,11 +133,7 @@ class SourceClient:
         self._timeout = timeout
         self._auth = auth
         self._headers = dict(headers or {})
-        self._throttles: list[Throttle] = list(throttles)
-
-    def add_throttle(self, throttle: Throttle) -> None:
-        """Pace this source's requests with `throttle` too (e.g. a platform's call-limit header)."""
-        self._throttles.append(throttle)
+        self._throttles: tuple[Throttle, ...] = tuple(throttles)
 
     async def get_json(
         self,
@@ -144,57 +164,25 @@ class SourceClient:
         raise_for_status: bool = True,
     ) -> Response:
         """Send with retries: 429 pauses every worker, 5xx and network faults back off, 401 refreshes once."""
-        failures = 0
-        refusals = 0  # 429s answered to this request
+        request = Request(
+            method,
+            url,
+            params=params,
+            data=data,
+            json_body=json_body,
+            headers={**self._headers, **(headers or {})},
+            accept=accept,
+            expect_json=expect_json,
+        )
+        attempts = Attempts(started=self._clock.monotonic())
         reauthed = False
-        started = self._clock.monotonic()
-        merged = {**self._headers, **(headers or {})}
         stats.paced_by(self._throttles)
         while True:
             await self.gate.wait()
             try:
-                response, token = await self._attempt(
-                    method, url, params, data, json_body, merged, stats, expect_json, accept
-                )
+                response, token = await self._attempt(request, stats)
             except _Transient as transient:
-                error = transient.error
-                if isinstance(error, RateLimitedError):
-                    stats.rate_limited += 1
-                    refusals += 1
-                    pause = self._policy.rate_limit_pause(error.retry_after, refusals)
-                    self.gate.pause(pause)
-                    delay = 0.0  # the gate itself holds every worker for `pause`
-                    log.warning(
-                        "http.rate_limited",
-                        source=self._about(),
-                        url=url,
-                        retry_after=round(pause, 3),
-                    )
-                    budget_left = self._policy.deadline - (self._clock.monotonic() - started)
-                    if pause > budget_left:
-                        raise error from None
-                else:
-                    # 429s are bounded by the deadline only: they say "later", not "broken".
-                    failures += 1
-                    if failures >= self._policy.max_attempts:
-                        raise error from None
-                    if not stats.may_retry():
-                        raise _budget_spent(stats, error) from None
-                    delay = self._policy.backoff(failures, self._rng)
-                    elapsed = self._clock.monotonic() - started
-                    if elapsed + delay > self._policy.deadline:
-                        raise error from None
-                    log.warning(
-                        "http.retry_scheduled",
-                        source=self._about(),
-                        url=url,
-                        attempt=failures,
-                        delay=round(delay, 3),
-                        reason=str(error),
-                    )
-                stats.retries += 1
-                if delay:
-                    await self._clock.sleep(delay)
+                attempts = await self._after_failure(request, transient.error, attempts, stats)
                 continue
             if response.status == 401 and token is not None and self._auth is not None:
                 if reauthed:
@@ -215,6 +203,43 @@ class SourceClient:
                 )
             return response
 
+    async def _after_failure(
+        self, request: Request, error: TransportError, attempts: Attempts, stats: RequestStats
+    ) -> Attempts:
+        """Apply the policy's decision on a failed attempt: pause or wait, then the request's
+        state for the next attempt; or raise `error` (its cause kept) when the policy gives up."""
+        if isinstance(error, RateLimitedError):
+            outcome = Outcome(rate_limited=True, retry_after=error.retry_after)
+        else:
+            outcome = Outcome(budget_left=stats.may_retry(), jitter=self._rng.random())
+        decision = self._policy.decide(attempts, outcome, self._clock.monotonic())
+        if outcome.rate_limited:
+            stats.rate_limited += 1
+            self.gate.pause(decision.pause)  # the gate itself holds every worker for the pause
+            log.warning(
+                "http.rate_limited",
+                source=self._about(),
+                url=request.url,
+                retry_after=round(decision.pause, 3),
+            )
+        if decision.verdict is Verdict.BUDGET:
+            raise _budget_spent(stats, error) from error
+        if not decision.retry:
+            raise error from error.__cause__
+        if decision.verdict is Verdict.BACKOFF:
+            log.warning(
+                "http.retry_scheduled",
+                source=self._about(),
+                url=request.url,
+                attempt=decision.attempts.failures,
+                delay=round(decision.delay, 3),
+                reason=str(error),
+            )
+        stats.retries += 1
+        if decision.delay:
+            await self._clock.sleep(decision.delay)
+        return decision.attempts
+
     def _about(self) -> str | None:
         """The source a log line is about: this client's own, or for a token endpoint's client
         (shared by the sources of that endpoint) the source of the run it is working for."""
@@ -224,16 +249,7 @@ class SourceClient:
         return bound if isinstance(bound, str) else None
 
     async def _attempt(
-        self,
-        method: str,
-        url: str,
-        params: Mapping[str, str] | None,
-        data: Mapping[str, str] | None,
-        json_body: Mapping[str, Any] | None,
-        headers: dict[str, str],
-        stats: RequestStats,
-        expect_json: bool,
-        accept: frozenset[int],
+        self, request: Request, stats: RequestStats
     ) -> tuple[Response, AccessToken | None]:
         """One attempt, and the token it carried. The token is taken once the request has its
         slot and every throttle's admission: one taken before a call-limit wait could expire
@@ -246,16 +262,16 @@ class SourceClient:
                 for throttle in self._throttles:
                     throttle.release()
                 raise
-            sent = dict(headers)
+            sent = dict(request.headers)
             if token is not None and self._auth is not None:
-                sent.update(self._auth.headers(token, method, url, params))
+                sent.update(self._auth.headers(token, request.method, request.url, request.params))
             answer: Response | None = None
             try:
-                answer = await self._send(method, url, params, data, json_body, sent, stats)
+                answer = await self._send(request, sent, stats)
             finally:
                 for throttle in self._throttles:
                     throttle.observe(answer)
-        return self._decode(method, url, answer, expect_json, accept), token
+        return self._decode(request, answer), token
 
     async def _admit(self) -> None:
         """Wait until every throttle admits this request while the source's gate is open.
@@ -282,25 +298,19 @@ class SourceClient:
                 throttle.release()
 
     async def _send(
-        self,
-        method: str,
-        url: str,
-        params: Mapping[str, str] | None,
-        data: Mapping[str, str] | None,
-        json_body: Mapping[str, Any] | None,
-        headers: dict[str, str],
-        stats: RequestStats,
+        self, request: Request, headers: Mapping[str, str], stats: RequestStats
     ) -> Response:
         """One attempt on the wire; network faults become `_Transient`, latency goes to `stats`."""
+        method, url = request.method, request.url
         sent = self._clock.monotonic()
         try:
             async with self._session.request(
                 method,
                 url,
-                params=params,
-                data=data,
-                json=json_body,
-                headers=headers,
+                params=request.params,
+                data=request.data,
+                json=request.json_body,
+                headers=dict(headers),
                 timeout=self._timeout,
                 # A redirect is refused in `_decode`: followed, it would carry the credentials
                 # (a token endpoint's form, X-AC-Auth-Token, x-api-key) to another host.
@@ -310,13 +320,15 @@ class SourceClient:
                 return Response(raw.status, raw.headers, raw.content_type, body)
         except TimeoutError as exc:
             raise _Transient(
-                TransportError(f"{method} {url} timed out after {self._timeout.total}s", url=url)
+                TransportError(f"{method} {url} timed out after {self._timeout.total}s", url=url),
+                cause=exc,
             ) from exc
         except _TRANSIENT as exc:
             raise _Transient(
                 TransportError(
                     f"{method} {url} failed: {type(exc).__name__}: {exc or 'no detail'}", url=url
-                )
+                ),
+                cause=exc,
             ) from exc
         except aiohttp.ClientError as exc:
             raise TransportError(f"{method} {url} failed: {exc}", url=url) from exc
@@ -338,16 +350,9 @@ class SourceClient:
                 raise _body_too_large(method, url, cap, "streamed past it")
         return bytes(body)
 
-    def _decode(
-        self,
-        method: str,
-        url: str,
-        response: Response,
-        expect_json: bool,
-        accept: frozenset[int],
-    ) -> Response:
+    def _decode(self, request: Request, response: Response) -> Response:
         """Classify an answer: 429 and 5xx are transient, JSON is parsed where it is expected."""
-        status = response.status
+        method, url, status = request.method, request.url, response.status
         if 300 <= status < 400:
             raise TransportError(
                 f"{method} {url} answered HTTP {status}, a redirect to "
@@ -375,7 +380,7 @@ class SourceClient:
                     status=status,
                 )
             )
-        if expect_json and (200 <= status < 300 or status in accept):
+        if request.expect_json and (200 <= status < 300 or status in request.accept):
             try:
                 decoded = codec.loads(response.body)
             except codec.NestingError as exc:

@@ -3,11 +3,62 @@
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from enum import StrEnum
 
 from syncd.config import HttpSettings
+
+
+@dataclass(frozen=True, slots=True)
+class Attempts:
+    """What one request has been through so far: when it started (monotonic seconds), the
+    failures retried and the 429s answered to it."""
+
+    started: float
+    failures: int = 0
+    refusals: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """How an attempt failed, as the policy needs to know it.
+
+    `jitter` is a uniform draw in [0, 1) that scales a failure's backoff: drawn by the caller so
+    that the decision stays a pure function of its inputs.
+    """
+
+    rate_limited: bool = False
+    retry_after: float | None = None
+    budget_left: bool = True  # the run's retry budget allows one more retry after a failure
+    jitter: float = 0.0
+
+
+class Verdict(StrEnum):
+    """Why a request is retried or given up."""
+
+    PAUSE = "pause"  # a 429: the whole source pauses, then the request goes again
+    BACKOFF = "backoff"  # a failure: this request waits, then goes again
+    ATTEMPTS = "attempts"  # gave up: max_attempts failures
+    BUDGET = "budget"  # gave up: the run's retry budget is spent
+    DEADLINE = "deadline"  # gave up: the wait would end past the request's deadline
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What to do after a failed attempt: retry after `delay` (this request) and `pause` (the
+    whole source), or give up; `attempts` is the request's state from now on."""
+
+    verdict: Verdict
+    attempts: Attempts
+    delay: float = 0.0
+    pause: float = 0.0
+
+    @property
+    def retry(self) -> bool:
+        """True if the request goes again."""
+        return self.verdict in (Verdict.PAUSE, Verdict.BACKOFF)
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,10 +84,35 @@ class RetryPolicy:
             max_retry_after=http.max_retry_after,
         )
 
+    def decide(self, attempts: Attempts, outcome: Outcome, now: float) -> Decision:
+        """Retry or give up after a failed attempt, `now` on the monotonic clock.
+
+        A 429 is bounded by the deadline only: it says "later", not "broken". A failure (5xx,
+        network fault, unusable body) also counts against `max_attempts` and the run's budget.
+        """
+        elapsed = now - attempts.started
+        if outcome.rate_limited:
+            attempts = replace(attempts, refusals=attempts.refusals + 1)
+            pause = self.rate_limit_pause(outcome.retry_after, attempts.refusals)
+            # The pause is kept on a give-up too: the server asked every request to wait.
+            verdict = Verdict.DEADLINE if pause > self.deadline - elapsed else Verdict.PAUSE
+            return Decision(verdict, attempts, pause=pause)
+        attempts = replace(attempts, failures=attempts.failures + 1)
+        if attempts.failures >= self.max_attempts:
+            return Decision(Verdict.ATTEMPTS, attempts)
+        if not outcome.budget_left:
+            return Decision(Verdict.BUDGET, attempts)
+        delay = self._ceiling(attempts.failures) * outcome.jitter
+        if elapsed + delay > self.deadline:
+            return Decision(Verdict.DEADLINE, attempts, delay=delay)
+        return Decision(Verdict.BACKOFF, attempts, delay=delay)
+
     def backoff(self, failures: int, rng: random.Random) -> float:
         """Full jitter: uniform in [0, min(cap, base * 2**(failures-1))] (AWS architecture blog)."""
-        ceiling = min(self.cap, self.base * 2 ** max(0, failures - 1))
-        return rng.uniform(0, ceiling)
+        return rng.uniform(0, self._ceiling(failures))
+
+    def _ceiling(self, failures: int) -> float:
+        return min(self.cap, self.base * 2.0 ** max(0, failures - 1))
 
     def rate_limit_pause(self, retry_after: float | None, in_a_row: int = 1) -> float:
         """The pause after a 429: the server's `Retry-After` if given, capped, else the default.

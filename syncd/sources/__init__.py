@@ -1,23 +1,7 @@
-"""Platform adapters behind the `Source` protocol, and the factory that wires one from its settings."""
+"""Platform adapters behind the `Source` protocol (the daemon's wiring builds them: `syncd.wiring`)."""
 
 from __future__ import annotations
 
-from syncd.auth import TokenCache
-from syncd.auth.americommerce import AmeriCommerceTokenProvider
-from syncd.auth.ims import ImsTokenProvider
-from syncd.auth.magento_integration import IntegrationBearerProvider, IntegrationOAuth1Provider
-from syncd.auth.provider import TokenProvider
-from syncd.clock import Clock
-from syncd.config import (
-    AdobeCommerceSourceSettings,
-    AmeriCommerceSourceSettings,
-    ImsAuthSettings,
-    IntegrationBearerAuthSettings,
-    SourceSettings,
-)
-from syncd.http import ClientPool, RateThrottle, SourceAuth, Throttle
-from syncd.http.call_limit import CallLimitThrottle
-from syncd.redaction import Redactor
 from syncd.sources.adobe_commerce import AdobeCommerceSource
 from syncd.sources.americommerce import AmeriCommerceSource
 from syncd.sources.base import Page, Source
@@ -27,72 +11,4 @@ __all__ = [
     "AmeriCommerceSource",
     "Page",
     "Source",
-    "adobe_provider",
-    "build_source",
 ]
-
-
-def build_source(
-    settings: SourceSettings, pool: ClientPool, cache: TokenCache, clock: Clock
-) -> Source:
-    """The adapter for `settings.kind`, with its own client on the shared pool and token cache."""
-    common = {
-        "name": settings.name,
-        "max_concurrency": settings.max_concurrency,
-        "request_timeout": settings.request_timeout,
-        "connect_timeout": settings.connect_timeout,
-    }
-    throttles: list[Throttle] = []
-    if settings.rate_limit is not None:
-        throttles.append(RateThrottle(settings.rate_limit, settings.rate_burst))
-    if isinstance(settings, AdobeCommerceSourceSettings):
-        provider = adobe_provider(settings, pool, clock, cache.redactor)
-        client = pool.client(
-            **common,  # type: ignore[arg-type]
-            auth=SourceAuth(provider, cache, settings.name),
-            headers={"Accept": "application/json"},
-            throttles=throttles,
-        )
-        return AdobeCommerceSource(settings, client)
-    if isinstance(settings, AmeriCommerceSourceSettings):
-        ac_provider = AmeriCommerceTokenProvider(
-            settings.auth,
-            str(settings.base_url),
-            pool,
-            clock,
-            source=settings.name,
-            naive_time_offset=settings.naive_time_offset,
-            redactor=cache.redactor,
-        )
-        # Last in the list: the store's count is the strictest, so a request waits for it only
-        # once every other throttle has admitted it (the client releases it if it is not sent).
-        throttles.append(
-            CallLimitThrottle(
-                clock, window=settings.call_window, reserve=settings.call_limit_reserve
-            )
-        )
-        ac_client = pool.client(
-            **common,  # type: ignore[arg-type]
-            auth=SourceAuth(ac_provider, cache, settings.name),
-            # Without no-cache the store answers GETs from its cache: stale pages.
-            headers={"Accept": "application/json", "Cache-Control": "no-cache"},
-            throttles=throttles,
-        )
-        return AmeriCommerceSource(settings, ac_client)
-    raise NotImplementedError(f"source kind {settings.kind!r} is not supported yet")
-
-
-def adobe_provider(
-    settings: AdobeCommerceSourceSettings,
-    pool: ClientPool,
-    clock: Clock,
-    redactor: Redactor | None = None,
-) -> TokenProvider:
-    """The token provider of an Adobe Commerce source's `auth.kind`: IMS, or an integration's
-    bearer token or OAuth 1.0a signature."""
-    auth = settings.auth
-    if isinstance(auth, ImsAuthSettings):
-        return ImsTokenProvider(auth, pool, clock, redactor=redactor)
-    if isinstance(auth, IntegrationBearerAuthSettings):
-        return IntegrationBearerProvider(auth, str(settings.base_url), clock)
-    return IntegrationOAuth1Provider(auth, str(settings.base_url), clock)

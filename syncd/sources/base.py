@@ -119,15 +119,9 @@ class VerifiableSource(Source, Protocol):
         ...
 
 
-def canonical_json(item: Mapping[str, Any]) -> str:
-    """The item as compact JSON with sorted keys (see `syncd.codec.canonical`): one text per
-    content, whatever the key order it arrived in."""
-    return canonical(item)
-
-
 def content_hash(item: Mapping[str, Any]) -> str:
     """Hash of the item's content, independent of key order, to tell real changes from re-reads."""
-    return hashlib.sha256(canonical_json(item).encode()).hexdigest()
+    return hashlib.sha256(canonical(item).encode()).hexdigest()
 
 
 def make_record(

@@ -7,10 +7,10 @@ from contextlib import AsyncExitStack
 
 import aiohttp
 import pytest
-from emulator_helpers import AcCaller, AdobeCaller, StartEmulator
 
-from syncd.clock import FakeClock
 from syncd.emulator import AdobeConfig, AmeriCommerceConfig, Emulator, EmulatorConfig
+from tests.clocks import FakeClock
+from tests.emulator.emulator_helpers import AcCaller, AdobeCaller, StartEmulator
 
 
 @pytest.fixture

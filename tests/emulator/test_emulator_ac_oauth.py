@@ -8,10 +8,10 @@ from urllib.parse import parse_qsl
 
 import aiohttp
 import pytest
-from emulator_helpers import AcCaller, StartEmulator, sha256_hex
 
-from syncd.clock import FakeClock
 from syncd.emulator import AmeriCommerceConfig
+from tests.clocks import FakeClock
+from tests.emulator.emulator_helpers import AcCaller, StartEmulator, sha256_hex
 
 SECRET = "s3cret"
 APP = "app-1"

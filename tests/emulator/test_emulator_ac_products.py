@@ -9,10 +9,10 @@ from urllib.parse import quote
 
 import aiohttp
 import pytest
-from emulator_helpers import AcCaller, StartEmulator
 
-from syncd.clock import FakeClock
 from syncd.emulator import AmeriCommerceConfig, Emulator
+from tests.clocks import FakeClock
+from tests.emulator.emulator_helpers import AcCaller, StartEmulator
 
 TOKEN = "console-token"
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import aiohttp
 import pytest
-from emulator_helpers import AdobeCaller, StartEmulator, criteria
 
-from syncd.clock import FakeClock
 from syncd.emulator import AdobeConfig, Emulator
+from tests.clocks import FakeClock
+from tests.emulator.emulator_helpers import AdobeCaller, StartEmulator, criteria
 
 _UNAUTHORIZED = {
     "message": "The consumer isn't authorized to access %resources.",

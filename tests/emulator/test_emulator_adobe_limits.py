@@ -5,10 +5,10 @@ from __future__ import annotations
 from email.utils import parsedate_to_datetime
 
 import aiohttp
-from emulator_helpers import AdobeCaller, StartEmulator, criteria
 
-from syncd.clock import FakeClock
 from syncd.emulator import AdobeConfig, RateLimitConfig
+from tests.clocks import FakeClock
+from tests.emulator.emulator_helpers import AdobeCaller, StartEmulator, criteria
 
 
 async def test_burst_then_429_with_retry_after_seconds(

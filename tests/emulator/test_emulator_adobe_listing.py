@@ -7,10 +7,10 @@ from typing import Any
 
 import aiohttp
 import pytest
-from emulator_helpers import AdobeCaller, StartEmulator, criteria
 
-from syncd.clock import FakeClock
 from syncd.emulator import AdobeConfig, Emulator
+from tests.clocks import FakeClock
+from tests.emulator.emulator_helpers import AdobeCaller, StartEmulator, criteria
 
 
 async def _all_pages(caller: AdobeCaller, size: int, **kwargs: Any) -> list[dict[str, Any]]:

@@ -10,7 +10,6 @@ from datetime import timedelta
 
 import pytest
 
-from syncd.clock import FakeClock
 from syncd.emulator.ac_products import AmeriCommerceProductModel
 from syncd.emulator.adobe_products import FIELD_KINDS, AdobeProductModel
 from syncd.emulator.catalog import Catalog, ProductModel
@@ -23,6 +22,7 @@ from syncd.emulator.timefmt import (
     store_format,
     to_ms,
 )
+from tests.clocks import FakeClock
 
 
 def _adobe(n: int, seed: int = 1, clock: FakeClock | None = None) -> Catalog:

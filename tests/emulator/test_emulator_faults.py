@@ -9,11 +9,11 @@ from collections.abc import Awaitable, Callable
 
 import aiohttp
 import pytest
-from emulator_helpers import AdobeCaller, Answer, StartEmulator, criteria
 
-from syncd.clock import FakeClock
 from syncd.emulator import AmeriCommerceConfig, Emulator, Fault
 from syncd.emulator.platform import PlatformEmulator
+from tests.clocks import FakeClock
+from tests.emulator.emulator_helpers import AdobeCaller, Answer, StartEmulator, criteria
 
 Call = Callable[[], Awaitable[Answer]]
 TOKEN = "console-token"

@@ -7,9 +7,9 @@ import json
 
 import aiohttp
 import pytest
-from emulator_helpers import StartEmulator
 
 from syncd.emulator import AmeriCommerceConfig, Emulator, Fault
+from tests.emulator.emulator_helpers import StartEmulator
 
 TOKEN = "console-token"
 ELSEWHERE = "http://127.0.0.1:9"

@@ -7,17 +7,17 @@ from datetime import timedelta
 
 import aiohttp
 import pytest
-from emulator_helpers import AdobeCaller, Answer, StartEmulator, criteria
 from oauthlib.oauth1 import SIGNATURE_HMAC_SHA1, Client
 from pydantic import SecretStr
 
 from syncd.auth.magento_integration import IntegrationOAuth1Provider
 from syncd.auth.token import AccessToken
-from syncd.clock import FakeClock
 from syncd.config import IntegrationOAuth1AuthSettings
 from syncd.emulator import AdobeConfig, Emulator
 from syncd.sources.adobe_commerce import changed_params
 from syncd.sources.base import Cursor
+from tests.clocks import FakeClock
+from tests.emulator.emulator_helpers import AdobeCaller, Answer, StartEmulator, criteria
 
 UNAUTHORIZED = {
     "message": "The consumer isn't authorized to access %resources.",

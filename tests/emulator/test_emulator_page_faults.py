@@ -7,10 +7,10 @@ from typing import Any
 
 import aiohttp
 import pytest
-from emulator_helpers import AdobeCaller, Answer, StartEmulator, criteria
 
 from syncd.emulator import AmeriCommerceConfig, Emulator, Fault
 from syncd.emulator.platform import PlatformEmulator
+from tests.emulator.emulator_helpers import AdobeCaller, Answer, StartEmulator, criteria
 
 TOKEN = "console-token"
 Page = Callable[..., Awaitable[list[dict[str, Any]]]]
@@ -31,7 +31,7 @@ async def paged(
 
         async def adobe_page(number: int, trimmed: bool = False) -> list[dict[str, Any]]:
             extra = {"fields": "items[id,sku],total_count"} if trimmed else {}
-            query = criteria(page_size=10, page=number, sort=[("entity_id", "ASC")], **extra)
+            query = criteria(page_size=10, page=number, sort=[("entity_id", "ASC")]) | extra
             answer: Answer = await caller.get(query, headers)
             # Same total_count whatever a page fault did to the items.
             assert answer.json()["total_count"] == len(emu.adobe.catalog)

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import aiohttp
-from emulator_helpers import AdobeCaller, StartEmulator, criteria
 
 from syncd.emulator import AdobeConfig
+from tests.emulator.emulator_helpers import AdobeCaller, StartEmulator, criteria
 
 
 async def test_a_100k_catalog_serves_a_deep_sorted_page(

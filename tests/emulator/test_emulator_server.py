@@ -7,10 +7,10 @@ import time
 
 import aiohttp
 import pytest
-from emulator_helpers import AdobeCaller, StartEmulator, criteria
 
-from syncd.clock import FakeClock
 from syncd.emulator import AdobeConfig, AmeriCommerceConfig, Emulator, EmulatorConfig, serve
+from tests.clocks import FakeClock
+from tests.emulator.emulator_helpers import AdobeCaller, StartEmulator, criteria
 
 
 async def test_lifecycle_misuse_is_explained() -> None:

@@ -31,7 +31,6 @@ from typing import Any
 
 import structlog
 
-from syncd.clock import FakeClock
 from syncd.config import AdobeCommerceSourceSettings, HttpSettings, Settings, StoreSettings
 from syncd.daemon import Daemon, Runtime
 from syncd.emulator import AdobeConfig, Emulator, EmulatorConfig, Fault
@@ -40,6 +39,7 @@ from syncd.http import RequestStats
 from syncd.logging import configure_logging
 from syncd.store.base import RunKind
 from syncd.sync import SyncResult
+from tests.clocks import FakeClock
 from tests.elsewhere import Elsewhere
 from tests.faults.scenarios import SCENARIO_IDS
 from tests.support import adobe_source, stored_products, until

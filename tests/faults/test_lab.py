@@ -45,7 +45,7 @@ async def test_time_jumps_from_deadline_to_deadline_only_once_the_lab_is_quiet()
 def test_every_fault_kind_is_described_in_words() -> None:
     """Each kind the emulator knows reads as what it does in a report row (not its bare name)."""
     for kind in get_args(FaultKind):
-        extra = {"body": "{}"} if kind == "json" else {}
+        extra: dict[str, object] = {"body": "{}"} if kind == "json" else {}
         if kind == "redirect":
             extra = {"status": 302, "location": "http://127.0.0.1:9"}
         text = describe(Fault(kind, **extra))  # type: ignore[arg-type]

@@ -17,7 +17,8 @@ from syncd.emulator.stats import RequestRecord
 from syncd.sync import SyncResult
 from tests.faults.lab import LAB_HTTP, Event, FaultLab
 
-STORM = Fault("status", status=429, probability=0.3, after=20, times=30)
+STORM_TIMES = 30
+STORM = Fault("status", status=429, probability=0.3, after=20, times=STORM_TIMES)
 # Recovery sped up (a quarter of the rate back each second, instead of 5% every 2 s) so that the
 # rate is won back inside the run: the same mechanism, fewer requests.
 STORM_HTTP = LAB_HTTP.model_copy(update={"rate_recovery_step": 0.25, "rate_recovery_interval": 1.0})
@@ -77,12 +78,12 @@ async def test_a_429_storm_pauses_every_worker_cuts_the_rate_and_wins_it_back(
     t = result.totals
     limited = [i for i, r in enumerate(storm.log) if r.status == 429]
     lab.expect(
-        len(limited) == t.rate_limited == t.retries == STORM.times,
+        len(limited) == t.rate_limited == t.retries == STORM_TIMES,
         "len(limited) == t.rate_limited == t.retries == STORM.times",
     )
     # The pages, the catalog probe, and one repeat per 429.
     lab.expect(
-        t.requests == len(storm.log) == math.ceil((PRODUCTS + 1) / 10) + 1 + STORM.times,
+        t.requests == len(storm.log) == math.ceil((PRODUCTS + 1) / 10) + 1 + STORM_TIMES,
         "t.requests == len(storm.log) == math.ceil((PRODUCTS + 1) / 10) + 1 + STORM.times",
     )
     # While it lasted, the storm hit about 30% of the answers (seeded draws).
@@ -93,7 +94,7 @@ async def test_a_429_storm_pauses_every_worker_cuts_the_rate_and_wins_it_back(
 
     paused = storm.named("http.rate_limited")
     lab.expect(
-        len(paused) == STORM.times and {e["retry_after"] for e in paused} == {1.0},
+        len(paused) == STORM_TIMES and {e["retry_after"] for e in paused} == {1.0},
         'len(paused) == STORM.times and {e["retry_after"] for e in paused} == {1.0}',
     )
     pause = 1.0

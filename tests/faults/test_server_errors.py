@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import math
 
+from syncd.checkpoint import FullScanCheckpoint
 from syncd.emulator import Fault
-from syncd.progress import FullScanCheckpoint
 from tests.faults.lab import LAB_HTTP, FaultLab
 
 PRODUCTS = 300

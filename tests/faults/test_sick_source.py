@@ -90,8 +90,8 @@ async def test_a_sick_source_is_backed_off_and_recovers_while_the_other_runs_on(
     lab.expect(sick_emu.adobe.stats.requests == asked, "sick_emu.adobe.stats.requests == asked")
 
     lab.heal(sick_emu)
-    probe = await lab.sync("sick")  # the delayed run, which the scheduler would start at next_run
-    lab.expect(probe.ok, probe.error)
+    delayed = await lab.sync("sick")  # the run the scheduler would start at next_run
+    lab.expect(delayed.ok, delayed.error)
     [recovered] = lab.events("source.recovered", seen)
     lab.expect(
         (recovered["source"], recovered["after_failures"]) == ("sick", 2),

@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import asyncio
 
-from syncd.progress import FullScanCheckpoint
+from syncd.checkpoint import FullScanCheckpoint
 from syncd.store import SqliteStore
+from syncd.store.factory import AnyStore
 from tests.faults.lab import FaultLab
 
 PRODUCTS, ADDED = 300, 200
 
 
-async def pragma(store: SqliteStore, statement: str) -> int:
+async def pragma(store: AnyStore, statement: str) -> int:
     """Run a pragma on the connection the store writes with (private by design, reached on purpose)."""
+    assert isinstance(store, SqliteStore)
     async with store._conn.execute(statement) as cursor:
         row = await cursor.fetchone()
     return int(row[0]) if row else 0

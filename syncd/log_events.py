@@ -4,8 +4,8 @@ An event is a logger call whose first argument is a dotted literal (`log.info("s
 items_seen=...)`). A helper that logs `f"token.{event}"` at `getattr(log, level)` is followed to its
 call sites in the same module, so each literal it is called with is an event too.
 
-    python -m syncd.catalogue --write   # regenerate the table in docs/MONITORING.md
-    python -m syncd.catalogue --check   # exit 1 if the table is out of date (what the test does)
+    python -m syncd.log_events --write   # regenerate the table in docs/MONITORING.md
+    python -m syncd.log_events --check   # exit 1 if the table is out of date (what the test does)
 """
 
 from __future__ import annotations
@@ -267,8 +267,8 @@ def regenerate(doc: str, events: Sequence[LogEvent]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m syncd.catalogue --check | --write [--doc PATH]`."""
-    parser = argparse.ArgumentParser(prog="python -m syncd.catalogue", description=__doc__)
+    """`python -m syncd.log_events --check | --write [--doc PATH]`."""
+    parser = argparse.ArgumentParser(prog="python -m syncd.log_events", description=__doc__)
     mode = parser.add_mutually_exclusive_group(required=True)
     mode.add_argument("--check", action="store_true", help="exit 1 if the table is out of date")
     mode.add_argument("--write", action="store_true", help="rewrite the table in place")
@@ -278,14 +278,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         fresh = regenerate(doc, scan())
     except ValueError as exc:
-        print(f"syncd.catalogue: {args.doc}: {exc}", file=sys.stderr)
+        print(f"syncd.log_events: {args.doc}: {exc}", file=sys.stderr)
         return 2
     if args.write:
         args.doc.write_text(fresh, encoding="utf-8")
         return 0
     if fresh != doc:
         print(
-            f"{args.doc}: the log event table is out of date; run: python -m syncd.catalogue --write",
+            f"{args.doc}: the log event table is out of date; run: python -m syncd.log_events --write",
             file=sys.stderr,
         )
         return 1
