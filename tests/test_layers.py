@@ -20,7 +20,7 @@ LAYER: dict[str, float] = {
     "http": 4,
     "sources": 5,
     **dict.fromkeys(("progress", "sync", "completeness"), 6),
-    **dict.fromkeys(("scheduler", "breaker", "daemon", "ops", "feed"), 7),
+    **dict.fromkeys(("scheduler", "breaker", "daemon", "ops", "feed", "fleet"), 7),
     **dict.fromkeys(("commands", "cli", "catalogue"), 8),
 }
 
