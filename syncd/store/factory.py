@@ -19,7 +19,7 @@ AnyStore = SqliteStore | PostgresStore
 
 class RunLocks(Protocol):
     """One run lock per source whose holder's death frees it (flock files, or PostgreSQL
-    advisory locks); the seam that leases with fencing will replace."""
+    advisory locks). Runs on PostgreSQL hold leases with fencing instead (postgres_leases.py)."""
 
     def hold(self, source: str, owner: str) -> AbstractAsyncContextManager[None]:
         """Hold the lock of `source` for the block; SourceBusyError naming the holder if taken."""
