@@ -64,6 +64,9 @@ class Runtime:
                     self.settings.store,
                     redactor=self.settings.redactor,
                     changes=self.settings.changes,
+                    # Half a lease: a stopped replica's open transaction cannot hold a source
+                    # (its fence's row lock) much past the lease (docs/SCALING.md).
+                    idle_in_transaction=self.settings.replica.lease_seconds / 2,
                 )
             )
             self._pool = await stack.enter_async_context(
@@ -184,8 +187,20 @@ class Runtime:
             ),
             name=f"run-{name}",
         )
-        async with kept(self.leases, lease, self.clock, run.cancel):
-            return await run
+        lost: list[str] = []
+
+        def give_up(reason: str) -> None:
+            lost.append(reason)
+            run.cancel(reason)
+
+        async with kept(self.leases, lease, self.clock, give_up):
+            try:
+                return await run
+            except asyncio.CancelledError:
+                current = asyncio.current_task()
+                if lost and current is not None and not current.cancelling():
+                    raise LeaseLostError(lost[0]) from None  # cancelled by the lost lease
+                raise
 
     async def _close_abandoned(self, name: str) -> None:
         """Fail every `running` row of `name`; only while holding its run lock."""
@@ -331,6 +346,11 @@ class Daemon:
                 await leases.heartbeat(
                     runtime.owner, socket.gethostname(), os.getpid(), runtime.started_at
                 )
+                # A replica stopped inside a write holds its lease row locked: end its session
+                # once idle for half a lease, so the row can be claimed when the lease expires.
+                ended = await leases.end_stalled_sessions(leases.lease_seconds / 2)
+                if ended:
+                    log.warning("fleet.stalled_sessions_ended", sessions=ended)
                 free = replica.max_concurrent_runs - len(self._leased)
                 for lease in await leases.claim_due(names, runtime.owner, free):
                     if self._stopping.is_set():
@@ -432,8 +452,11 @@ class Daemon:
         upcoming_full = None
         if full is not None and lease.full_due:
             upcoming_full = next_run(full, lease.full_due_at or now, now)
-        await leases.release(lease, upcoming, upcoming_full)
-        log.info("lease.released", source=lease.source, next_run=upcoming.isoformat())
+        if await leases.release(lease, upcoming, upcoming_full):
+            log.info("lease.released", source=lease.source, next_run=upcoming.isoformat())
+        else:
+            log.error("lease.given_up", source=lease.source, epoch=lease.epoch,
+                        error="the lease was no longer this replica's when the run ended")  # fmt: skip
 
     def _schedule(self, source: SourceSettings) -> None:
         name = source.name

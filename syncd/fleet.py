@@ -57,7 +57,8 @@ async def kept(
     on_lost: Callable[[str], object],
 ) -> AsyncIterator[None]:
     """Renew `lease` every third of its length for the block; if a renewal finds it lost (taken
-    over, or expired while this process was paused), call `on_lost(reason)` once and stop."""
+    over, or expired while this process was paused), log it, and call `on_lost(reason)` once a
+    lease period later if the block still runs."""
 
     async def renew() -> None:
         current = lease
@@ -74,6 +75,10 @@ async def kept(
                 holder = await _holder(leases, lease.source)
                 reason = f"lease of {lease.source!r} (epoch {lease.epoch}) lost to {holder}"
                 log.error("lease.lost", source=lease.source, epoch=lease.epoch, holder=holder)
+                # The run's next write is refused by the fence and ends it; only a run that
+                # writes nothing for a whole lease (a long Retry-After pause) is cancelled.
+                # Cancelling at once would race with the refused write being recorded.
+                await clock.sleep(leases.lease_seconds)
                 on_lost(reason)
                 return
             current = renewed

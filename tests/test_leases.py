@@ -201,3 +201,27 @@ def test_cron_schedules_wait_for_their_slot() -> None:
     hourly = parse_schedule("0 * * * *")
     assert first_run(hourly, T0 + timedelta(minutes=5)) == T0 + timedelta(hours=1)
     assert next_run(hourly, T0, T0 + timedelta(hours=2, minutes=1)) == T0 + timedelta(hours=3)
+
+
+async def test_a_session_stopped_inside_a_write_is_ended_so_the_source_can_move(
+    leases: PostgresLeases, postgres_url: str
+) -> None:
+    """A replica stopped between its fence and its commit keeps the lease row share-locked:
+    claims skip it until the stalled session is ended, then take the source."""
+    await due_now(leases, "a")
+    (old,) = await leases.claim_due(["a"], "r1", 1)
+    stalled = await psycopg.AsyncConnection.connect(postgres_url, application_name="syncd")
+    try:
+        await stalled.execute("SELECT syncd_fence(%s, %s, %s)", ("a", "r1", old.epoch))
+        await stalled.rollback()
+        # The lease runs out while the fence's share lock is held (the same lock as above,
+        # taken again after the expiry: the fence itself refuses an expired lease).
+        expire(postgres_url, "a")
+        await stalled.execute("SELECT 1 FROM leases WHERE source = 'a' FOR SHARE")
+        assert await leases.claim_due(["a"], "r2", 1) == []  # locked: skipped
+        assert await leases.end_stalled_sessions(3600) == 0  # not idle long enough yet
+        assert await leases.end_stalled_sessions(0) == 1
+        (new,) = await leases.claim_due(["a"], "r2", 1)
+        assert (new.owner, new.epoch) == ("r2", old.epoch + 1)
+    finally:
+        await stalled.close()

@@ -155,6 +155,18 @@ def stored(url: str, source: str) -> dict[str, Any]:
     return {sku: json.loads(payload) for sku, payload in found}
 
 
+def dump(url: str, replicas: list[Replica]) -> None:
+    """What a timed-out wait needs to be understood (shown by pytest on failure)."""
+    print(rows(url, "SELECT * FROM leases ORDER BY source"))
+    print(rows(url, "SELECT source, status, owner, pages FROM sync_runs ORDER BY id"))
+    print(rows(url, "SELECT pid, application_name, state, left(query, 60) FROM pg_stat_activity "
+               "WHERE datname = current_database()"))  # fmt: skip
+    for replica in replicas:
+        lines = replica.log.read_text(errors="replace").splitlines()
+        errors = [line for line in lines if '"error"' in line][-20:]
+        print(replica.pid, replica.proc.returncode, *errors, sep="\n")
+
+
 def assert_no_overlapping_runs(url: str) -> None:
     """Per source, each run started after the one before it finished."""
     runs: dict[str, list[tuple[datetime, datetime | None]]] = {}
@@ -187,7 +199,11 @@ async def test_three_replicas_share_sources_without_overlap_from_a_cold_start(
             )
             return len(done) == len(names)
 
-        await until(each_synced_twice, limit=40)
+        try:
+            await until(each_synced_twice, limit=40)
+        except TimeoutError:
+            dump(fresh_db, replicas)
+            raise
         await stop(replicas)
         expected = emu.adobe.catalog.snapshot()
     for replica in replicas:
@@ -302,7 +318,11 @@ async def test_a_replica_stopped_past_its_lease_is_fenced_and_gives_the_source_u
                      "AND owner NOT LIKE %s", source, epoch, f"%:{paused.pid}:%")
             )  # fmt: skip
 
-        await until(taken_over, limit=LEASE_S + 10)
+        try:
+            await until(taken_over, limit=LEASE_S + 10)
+        except TimeoutError:
+            dump(postgres_url, replicas)
+            raise
         paused.proc.send_signal(signal.SIGCONT)
 
         def gave_up() -> bool:
@@ -323,7 +343,11 @@ async def test_a_replica_stopped_past_its_lease_is_fenced_and_gives_the_source_u
         expected = emu.adobe.catalog.snapshot()
     given_up = [e for e in paused.events("lease.given_up") if e.get("source") == source]
     assert given_up, paused.log.read_text()[-3000:]
-    assert "lost to" in given_up[0]["error"] or "expired" in given_up[0]["error"]
+    # Refused by the fence, or its session ended by the server while it was stopped inside a
+    # transaction (which freed the lease row): either way it wrote nothing more, and let go.
+    assert any(
+        word in given_up[0]["error"] for word in ("lost to", "expired", "no longer this replica")
+    ), given_up
     # The paused run never closed as succeeded: its row was failed by the new owner.
     ((status, error),) = rows(
         postgres_url,

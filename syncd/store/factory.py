@@ -35,10 +35,12 @@ def open_store(
     *,
     redactor: Redactor | None = None,
     changes: ChangesSettings | None = None,
+    idle_in_transaction: float | None = None,
 ) -> AbstractAsyncContextManager[AnyStore]:
     """The store `settings` select, not yet opened: use it as `async with open_store(...)`.
     Free text it stores (run errors, event details) passes through `redactor` first; `changes`
-    says whether product writes append to the change feed (docs/CHANGES.md)."""
+    says whether product writes append to the change feed (docs/CHANGES.md); on PostgreSQL a
+    session idle inside a transaction for `idle_in_transaction` seconds is ended by the server."""
     changes = changes or ChangesSettings()
     if settings.url is not None:
         password = settings.password.get_secret_value() if settings.password else None
@@ -47,6 +49,7 @@ def open_store(
             password=password,
             pool_size=settings.pool_size,
             redactor=redactor,
+            idle_in_transaction=idle_in_transaction,
         )
     return SqliteStore(
         settings.path,

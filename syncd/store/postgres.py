@@ -143,8 +143,13 @@ class PostgresStore:
         pool_size: int = 4,
         connect_timeout: float = 10.0,
         redactor: Redactor | None = None,
+        idle_in_transaction: float | None = None,
     ) -> None:
         self._url = url
+        # A replica stopped inside a transaction (SIGSTOP, a partition) would keep its fence's
+        # share lock on the lease row, and so the source, for as long as it is stopped: the
+        # server ends such a session after this many seconds, so that a takeover can proceed.
+        self._idle_in_transaction = idle_in_transaction
         self._redactor = redactor or Redactor()
         self._conninfo = conninfo(url, password)
         self._pool_size = pool_size
@@ -186,6 +191,9 @@ class PostgresStore:
             raise RuntimeError("PostgresStore cannot be reopened; create a new PostgresStore")
         self._closed = True  # until the pool is open: a failed open cannot be retried
         utc = "-c timezone=UTC"
+        if self._idle_in_transaction is not None:
+            limit = max(1, round(self._idle_in_transaction * 1000))
+            utc += f" -c idle_in_transaction_session_timeout={limit}"
         try:
             # One connection first, for the schema: an unreachable server or a refused login is
             # reported at once with libpq's reason, not as a pool timeout after retries.

@@ -149,6 +149,21 @@ class PostgresLeases:
             Lease(str(r[0]), owner, int(r[1]), r[2], r[3], bool(r[4]), r[5], r[6]) for r in rows
         ]
 
+    async def end_stalled_sessions(self, idle_seconds: float) -> int:
+        """End syncd's sessions of this database that have sat inside a transaction for longer
+        than `idle_seconds`: a replica stopped mid-write (SIGSTOP, a pause, a partition) keeps
+        its fence's share lock on a lease row, which `SKIP LOCKED` claims would skip for as
+        long as it stays stopped (each is waited for, up to 2 s). The server's idle_in_transaction_session_timeout does not
+        cover a pipelined transaction (it is armed only at a Sync); this does. Returns how many."""
+        rows = await self._store.fetch(
+            "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid, 2000)) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+            "AND application_name = 'syncd' AND state LIKE 'idle in transaction%%' "
+            "AND state_change < clock_timestamp() - make_interval(secs => %s)",
+            (idle_seconds,),
+        )
+        return int(rows[0][0])
+
     async def renew(self, lease: Lease) -> Lease | None:
         """Extend `lease` by `lease_seconds` from now; None if it is no longer this owner's (taken
         over, or expired: an expired lease is never revived, its runs' writes are refused)."""
