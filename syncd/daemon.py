@@ -368,6 +368,9 @@ class Daemon:
                     task.add_done_callback(self._job_tasks.discard)
             except StoreError as exc:
                 log.error("fleet.poll_failed", error=str(exc))
+            except Exception as exc:
+                # A bug must not silently end this replica's share of the work: log, poll again.
+                log.error("fleet.poll_failed", error=f"internal error: {type(exc).__name__}: {exc}")
             sleep = asyncio.ensure_future(runtime.clock.sleep(replica.poll_interval))
             stop = asyncio.ensure_future(self._stopping.wait())
             try:
