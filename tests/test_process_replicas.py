@@ -22,6 +22,7 @@ import psycopg
 import pytest
 
 from syncd.emulator import AdobeConfig, Emulator, EmulatorConfig
+from syncd.store.postgres_schema import SCHEMA_VERSION
 from tests.postgres_support import throwaway_database
 
 pytestmark = pytest.mark.timeout(90)
@@ -208,7 +209,7 @@ async def test_three_replicas_share_sources_without_overlap_from_a_cold_start(
         expected = emu.adobe.catalog.snapshot()
     for replica in replicas:
         assert replica.proc.returncode == 0, replica.log.read_text()[-2000:]
-    assert rows(fresh_db, "SELECT version FROM syncd_schema") == [(2,)]
+    assert rows(fresh_db, "SELECT version FROM syncd_schema") == [(SCHEMA_VERSION,)]
     for name in names:
         assert stored(fresh_db, name) == expected, name
     assert rows(fresh_db, "SELECT count(*) FROM sync_runs WHERE status = 'failed'") == [(0,)]
