@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
+from dataclasses import replace
 from pathlib import Path
 
-from benchmarks.plan import DEFAULT_SIZES, DEFAULT_SWEEP, PROFILES, Plan
+from benchmarks.plan import DEFAULT_SIZES, DEFAULT_SWEEP, PROFILES, Plan, quick
 from benchmarks.runner import RESULTS, Runner, echo
 
 
@@ -30,7 +31,20 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--sweep-repeats", type=int, default=3, help="runs per sweep point")
     run.add_argument("--concurrency", type=int, default=8)
     run.add_argument("--page-size", type=int, default=100)
-    run.add_argument("--time-box", type=float, default=60.0, help="seconds per rate-limited run")
+    run.add_argument("--time-box", type=float, default=120.0, help="seconds per rate-limited run")
+    run.add_argument("--repeats", type=int, default=None, help="runs per client and case (3)")
+    run.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke-sized: 2,000 products, 10 s boxes, a 2 s AmeriCommerce window, one run each "
+        "(explicit --sizes, --time-box, --repeats still win)",
+    )
+    run.add_argument(
+        "--fleet",
+        type=int,
+        default=0,
+        help="also run the many-stores case with this many sources in one process (e.g. 1000)",
+    )
     run.add_argument("--no-pin", action="store_true", help="do not pin client and emulator CPUs")
     run.add_argument("--no-stages", action="store_true", help="skip the profiled stage run")
     run.add_argument("--results", type=Path, default=RESULTS)
@@ -75,18 +89,30 @@ def main(argv: list[str] | None = None) -> int:
             echo(f"unknown profile(s): {', '.join(unknown)}; known: {', '.join(PROFILES)}")
             return 2
         plan = Plan(
-            sizes=args.sizes,
             profiles=tuple(PROFILES[p] for p in args.profiles.split(",") if p),
             include_1m=args.include_1m,
             concurrency=args.concurrency,
             page_size=args.page_size,
-            time_box=args.time_box,
             sweep=args.sweep,
             sweep_repeats=args.sweep_repeats,
             pin=not args.no_pin,
             profile_stages=not args.no_stages,
             feed_repeats=args.feed_cost,
+            fleet=args.fleet,
         )
+        if args.quick:
+            plan = quick(plan)
+        given = {a.split("=")[0] for a in argv if a.startswith("--")}
+        overrides: dict[str, object] = {}
+        if "--sizes" in given or not args.quick:
+            overrides["sizes"] = args.sizes
+        if "--time-box" in given or not args.quick:
+            overrides["time_box"] = args.time_box
+        if "--sweep" in given:
+            overrides["sweep"] = args.sweep
+        if args.repeats is not None:
+            overrides["repeats"] = args.repeats
+        plan = replace(plan, **overrides)  # type: ignore[arg-type]
         command = shlex.join([".venv/bin/python", "-m", "benchmarks", *argv])
         if args.clean:
             for old in [*args.results.glob("*.json"), *args.results.glob("profile-*.txt")]:

@@ -15,13 +15,20 @@ def delta(before: dict[str, Any], after: dict[str, Any]) -> dict[str, float]:
 
 
 def run_figures(
-    outcome: ClientOutcome, served: dict[str, float], profile: Profile
+    outcome: ClientOutcome,
+    served: dict[str, float],
+    profile: Profile,
+    *,
+    variant: str = "",
+    process_wall_s: float | None = None,
 ) -> dict[str, Any]:
     """One run's row: the client's own measurements plus the emulator's counts of what it served.
 
-    `allowed_share` is the accepted (non-429) requests over what the store's bucket admits in the
-    run's wall time: its burst plus `rate` per second. It cannot exceed 1, and 0.9 means the client
-    kept the store 90% busy from its first request to its last write.
+    `allowed_share` is the accepted (non-429) requests over what the store admits in the run's
+    wall time: on a token bucket its burst plus `rate` per second; on an AmeriCommerce plan the
+    calls each window leaves free (the plan minus the other app's) per window the run touched. 0.9 means the client kept the store 90% busy from its first request to its last
+    write. `variant` tells runs of one tool apart (`told` / `untold` the limit);
+    `process_wall_s` is the client process's whole life, start-up included.
     """
     requests = int(served["requests"])
     limited = int(served["rate_limited"])
@@ -39,8 +46,17 @@ def run_figures(
         if outcome.products
         else None,
         allowed_share=None,
+        variant=variant,
+        process_wall_s=None if process_wall_s is None else round(process_wall_s, 3),
+        other_app_calls=int(served.get("other_app_calls", 0)),
+        other_app_refused=int(served.get("other_app_refused", 0)),
     )
     if profile.rate is not None and wall > 0:
         allowed = (profile.burst or 1) + profile.rate * wall
+        row["allowed_share"] = round((requests - limited) / allowed, 4)
+    if profile.share is not None and wall > 0:
+        # A run of w seconds touches w / window + 1 windows on average (it starts and ends
+        # part-way through one): each leaves syncd its share.
+        allowed = profile.share * (wall / profile.window + 1)
         row["allowed_share"] = round((requests - limited) / allowed, 4)
     return row

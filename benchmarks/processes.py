@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -29,9 +30,10 @@ class EmulatorProcess:
         burst: int | None = None,
         latency: float = 0.0,
         cpu: int | None = None,
+        extra: list[str] | None = None,
     ) -> None:
         self._argv = [sys.executable, "-m", "benchmarks.emulator_proc", "--products", str(products)]
-        self._argv += ["--latency", str(latency)]
+        self._argv += ["--latency", str(latency), *(extra or [])]
         if rate is not None:
             self._argv += ["--rate", str(rate), "--burst", str(burst or max(1, round(rate)))]
         if cpu is not None:
@@ -103,8 +105,10 @@ class EmulatorProcess:
         return answer
 
 
-def run_client(module: str, args: list[str], timeout: float) -> ClientOutcome:
-    """Run `python -m module args...` to completion and parse the outcome it printed last."""
+def run_client(module: str, args: list[str], timeout: float) -> tuple[ClientOutcome, float]:
+    """Run `python -m module args...` to completion; the outcome it printed last, and the
+    process's whole wall time (interpreter start-up, imports, opening and closing included)."""
+    started = time.monotonic()
     done = subprocess.run(  # noqa: S603 - our own interpreter and module, no shell
         [sys.executable, "-m", module, *args],
         cwd=ROOT,
@@ -117,4 +121,22 @@ def run_client(module: str, args: list[str], timeout: float) -> ClientOutcome:
     if done.returncode != 0 or not lines:
         tail = "\n".join(done.stderr.strip().splitlines()[-15:])
         raise HarnessError(f"{module} exited with code {done.returncode}:\n{tail}")
-    return ClientOutcome.from_json(lines[-1])
+    return ClientOutcome.from_json(lines[-1]), time.monotonic() - started
+
+
+def run_json(module: str, args: list[str], timeout: float) -> dict[str, Any]:
+    """Run `python -m module args...` to completion and parse the JSON object it printed last."""
+    done = subprocess.run(  # noqa: S603 - our own interpreter and module, no shell
+        [sys.executable, "-m", module, *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    lines = done.stdout.strip().splitlines()
+    if done.returncode != 0 or not lines:
+        tail = "\n".join(done.stderr.strip().splitlines()[-15:])
+        raise HarnessError(f"{module} exited with code {done.returncode}:\n{tail}")
+    answer: dict[str, Any] = json.loads(lines[-1])
+    return answer

@@ -12,8 +12,14 @@ METHOD = """
   `benchmarks/baseline.py`), so its CPU seconds (`getrusage`, all threads) and peak RSS
   (`ru_maxrss`, interpreter and imports included) are its own. Wall and CPU time cover the run
   itself, from its first request (the token's, on a cold start) to its last commit: what a daemon
-  spends per scheduled run. Process start-up, opening and closing the database are not counted,
-  for syncd and the baseline alike.
+  spends per scheduled run. The *process s* column beside it is the client process's whole life
+  (interpreter start-up, imports, opening and closing the database), for a one-shot `syncd sync`.
+- **Server cost.** The emulator alone serves a page in about half a millisecond of CPU from
+  pre-rendered JSON; a database-backed store needs 6-30 ms. Every profile but the many-stores
+  case therefore waits `base + per_item x page size + per_log10 x log10(catalog)` per list page on
+  one of a few server workers (`syncd/emulator/cost.py`; the figures are in each case's title).
+- **Repeats.** Every client run of a case is repeated (`--repeats`, 3 by default) on a fresh
+  database; the floors take the median and show the range. The tables list every run.
 - **One case** = one server profile and catalog size: a syncd full sync into an empty database;
   then 1% of the catalog changes (price and `updated_at`) and a syncd incremental run follows on
   the same database; then the baseline reads the whole catalog into its own empty database. The
@@ -23,10 +29,19 @@ METHOD = """
   tenth of a second of them (at least 2): the limit binds from the start of every run, and with
   so little burst any request that arrives early is answered 429 (429 + `Retry-After`, the
   seconds until a token is back, at least 1).
-- **syncd is configured as an operator would** for a store whose limit is documented:
-  `rate_limit = R` and `rate_burst` = the store's burst, `max_concurrency = 8`,
+- **syncd is configured as an operator would**, twice on a rate-limited store: *told* (the
+  store's documented `rate_limit = R` and `rate_burst`) and *not told* (no `rate_limit`: the
+  adaptive rate has to find the limit, with the burst unknown). `max_concurrency = 8`,
   `page_size = 100`, every other setting at its default.
-- **The baseline** is the client the S2S integration guide describes, ported faithfully: one token
+- **AmeriCommerce plans** (`ac5` ... `ac50`) allow that many calls per window (10 s; 2 s with
+  `--quick`), and another app installed on the store spends about 30% of every window at random
+  moments (seeded). syncd is told to leave that many (`call_limit_reserve`); % of allowed is its
+  accepted calls over the calls each window leaves free, per window the run touched. A second,
+  small sync of fewer pages than the share checks that no window boundary is waited for.
+- **Two baselines.** `baseline (c=1)` is the client the S2S integration guide describes, ported
+  faithfully, one request at a time; `baseline (c=8)` (`benchmarks/baseline_pooled.py`) follows
+  the guide's advice to pool connections and run requests concurrently, as a user would write it:
+  aiohttp with 8 connections, page 1 then 8 workers, `executemany` per page. The first: one token
   manager caching the IMS token until `expires_in`, sequential `currentPage` paging, sleep
   `Retry-After` on 429 and retry, one `INSERT OR REPLACE` per product with the standard `sqlite3`
   module (default journal), a commit per page. It sorts by `entity_id` (otherwise Magento pages
@@ -42,7 +57,13 @@ METHOD = """
   floor would be marked n/a for it; with the bursts above no planned case is one.
 - **Rate-limited runs vary from run to run**: a request delayed on its way (a busy event loop, a
   connection being opened) can reach the store right behind the next one and find its bucket
-  empty. The tables are one run: rerun to see the spread.
+  empty; the floors are medians for that reason.
+- **Many stores** (`--fleet N`, `benchmarks/fleet.py`): N AmeriCommerce stores (one emulator, a
+  token and a call window per store) in one daemon process as `syncd run` runs it, each on a
+  short interval. RSS per idle source is the growth of the process's RSS, sampled when no run
+  is going, over its RSS before the sources were built, divided by N; the start delay runs from
+  APScheduler's submission of a due job to the start of its run; the event-loop lag is how late
+  a 50 ms sleep wakes up.
 - Timings on a shared machine are noisy: compare CPU seconds per 10k products across runs, and
   rerun on a quiet machine for final figures.
 """
@@ -55,6 +76,13 @@ product on one core (see "What bounds a full sync"), not by the store's limit, a
 reaches moves with the CPU left to it by other work on the machine.
 """,
     "rate limit, 429s": """
+Not told the limit, syncd starts unpaced (slow start: one request in flight, one more per
+answer), and each 429 cuts its rate until a rate holds; it then searches between what held and
+what drew a 429 and settles below the limit (`http.rate_summary` logs the rate it found). Every
+429 costs its `Retry-After` (at least a second here) for every worker: the search's few 429s
+weigh more on a short run (at 100 requests/s a 100k-product sync lasts ten seconds, so one
+second of pause alone is 10% of it). Told the limit:
+
 A 429 holds every worker of the source for its `Retry-After`, cuts the source's rate by
 `rate_decrease` and wins it back by `rate_recovery_step` every `rate_recovery_interval` seconds:
 one stray 429 costs the pause plus a few seconds below the limit, which a short run cannot make
@@ -76,6 +104,22 @@ instead of the `full_scan_seen` table would save a B-tree insert per product); t
 still builds every product as Python objects to hash it (decoding only the stored columns and
 keeping each item's bytes as received would remove most of that, but changes the hash and the
 payload's form). The figures come from a shared two-core machine: rerun on a quiet one.
+""",
+    "call window": """
+syncd's own share of an AmeriCommerce window is the plan minus `call_limit_reserve`; the
+store's count stops it only when the window is full. A short run touches a window it could not
+use in full (the first answer teaches the window's phase, and the run ends part-way through the
+last), so the share measured on a run of a few windows is below what a long run reaches.
+""",
+    "many stores": """
+What the sources themselves cost is small: built and scheduled, each adds well under 0.1 MB
+(its settings, client, throttles and APScheduler job). The RSS that remains after the first
+runs is the high-water mark of the start-up: every interval source is due at once, so N full
+runs hold their pages at the same time, and the memory freed afterwards stays with the process
+(Python's allocator keeps its arenas). Until the daemon spreads its first runs or caps how many
+run at once, that peak grows with the number of sources. The daemon's monitor used to re-read
+every source's state twice after every run, which made a cycle's CPU grow with the square of
+the number of sources; it now re-reads only the source that ran.
 """,
     "incremental": """
 An incremental run costs its fixed start (state, run row, token) plus one request per 100

@@ -22,14 +22,17 @@ def load_records(results: Path) -> list[Record]:
     records = []
     for path in sorted(results.glob("*.json")):
         data = json.loads(path.read_text())
-        if isinstance(data, dict) and data.get("kind") in ("case", "sweep"):
+        if isinstance(data, dict) and data.get("kind") in ("case", "sweep", "fleet"):
             records.append(data)
-    order = {"nolimit": 0, "latency50": 1, "rate5": 2, "rate20": 3, "rate100": 4}
+    order = {
+        "nolimit": 0, "latency50": 1, "rate5": 2, "rate20": 3, "rate100": 4,
+        "ac-nolimit": 5, "ac5": 6, "ac10": 7, "ac20": 8, "ac50": 9,
+    }  # fmt: skip
 
     def key(r: Record) -> tuple[int, int, int]:
         return (r["kind"] == "sweep", order.get(r["profile"]["name"], 9), r["products"])
 
-    return sorted(records, key=key)
+    return sorted(records, key=lambda r: (r["kind"] == "fleet", *key(r)))
 
 
 def write_report(results: Path, doc: Path | None = None) -> list[Path]:
@@ -40,9 +43,11 @@ def write_report(results: Path, doc: Path | None = None) -> list[Path]:
         raise SystemExit(f"no results in {results}: run `python -m benchmarks run` first")
     written = []
     chart: Path | None = None
-    sweep = next((r for r in records if r["kind"] == "sweep"), None)
-    if sweep is not None and available():
-        chart = throughput_chart(sweep, results / CHART)
+    sweeps = [r for r in records if r["kind"] == "sweep"]
+    if (sweeps or any(r["kind"] == "case" for r in records)) and available():
+        chart = throughput_chart(
+            sweeps, [r for r in records if r["kind"] == "case"], results / CHART
+        )
         written.append(chart)
     doc.parent.mkdir(parents=True, exist_ok=True)
     doc.write_text(render(records, all_checks(records), chart, doc.parent, results))
@@ -58,6 +63,8 @@ def render(
     results: Path | None = None,
 ) -> str:
     """The whole document (with the change feed's cost when `results` holds feedcost files)."""
+    listed = list(dict.fromkeys(r["command"] for r in sorted(records, key=_date)))
+    commands = {r["case"]: f"({listed.index(r['command']) + 1})" for r in records}
     lines = [
         "# Performance",
         "",
@@ -72,17 +79,24 @@ def render(
         "",
         "```sh",
         ".venv/bin/pip install -e '.[test,bench]'",
-        *dict.fromkeys(r["command"] for r in sorted(records, key=lambda r: r["machine"]["date"])),
+        *(f"{command}  # ({n})" for n, command in enumerate(listed, 1)),
         ".venv/bin/python -m benchmarks report",
         "```",
+        "",
+        "The full benchmark on a quiet machine is `.venv/bin/python -m benchmarks run --clean "
+        "--fleet 1000` (about two hours); `--quick` is a smoke-sized run of every case.",
         "",
         *_machine(records),
         "## Floors",
         "",
-        "| floor | case | measured | required | verdict |",
-        "|---|---|---|---|---|",
+        "Each figure is the median of the runs of that case (range and count beside it); the "
+        "command column names the command (above) whose run wrote the case.",
+        "",
+        "| floor | case | measured | required | verdict | command |",
+        "|---|---|---|---|---|---|",
         *(
-            f"| {c.floor} | {c.case} | {c.measured} | {c.required} | {_verdict(c.ok)} |"
+            f"| {c.floor} | {c.case} | {c.measured} | {c.required} | {_verdict(c.ok)} "
+            f"| {commands.get(c.case, '')} |"
             for c in checks
         ),
         "",
@@ -93,11 +107,40 @@ def render(
         "",
         *_cases(records),
     ]
+    lines += _fleet(records)
     if chart is not None:
         rel = Path(os.path.relpath(chart, base)).as_posix()
-        lines += ["## Throughput vs. concurrency", "", f"![throughput vs concurrency]({rel})", ""]
+        lines += [
+            "## Throughput vs. concurrency and vs. the store's limit",
+            "",
+            f"![throughput vs concurrency and vs the rate limit]({rel})",
+            "",
+        ]
     lines += [METHOD.strip(), ""]
     return "\n".join(lines)
+
+
+def _date(record: Record) -> str:
+    return str(record["machine"]["date"])
+
+
+def _fleet(records: list[Record]) -> list[str]:
+    fleet = next((r for r in records if r["kind"] == "fleet"), None)
+    if fleet is None:
+        return []
+    f = fleet["figures"]
+    return [
+        "## Many stores in one process",
+        "",
+        f"{fleet['sources']:,} sources of {fleet['products_per_source']:,} products each, "
+        f"every one on a {fleet['interval_s']:g}-second schedule, in one `syncd run` process "
+        f"for {fleet['seconds']:g} s (emulator with a limit per source).",
+        "",
+        "| figure | value |",
+        "|---|---:|",
+        *(f"| {name} | {value} |" for name, value in f.items()),
+        "",
+    ]
 
 
 def _verdict(ok: bool | None) -> str:
@@ -203,10 +246,12 @@ def _stages(records: list[Record]) -> list[str]:
 def _cases(records: list[Record]) -> list[str]:
     lines: list[str] = []
     head = (
-        "| run | status | products | wall s | products/s | requests | req/s | % of allowed "
-        "| 429s | tokens | CPU s /10k | peak RSS MB |"
+        "| run | status | products | wall s | process s | products/s | requests | req/s "
+        "| % of allowed | 429s | tokens | CPU s /10k | peak RSS MB |"
     )
     for record in records:
+        if record["kind"] == "fleet":
+            continue
         title = f"### {record['case']}: {record['products']:,} products, "
         title += record["profile"]["description"]
         notes = []
@@ -219,13 +264,17 @@ def _cases(records: list[Record]) -> list[str]:
         lines += [title, ""]
         if notes:
             lines += ["; ".join(notes).capitalize() + ".", ""]
-        lines += [head, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-        for r in record["runs"]:
+        lines += [head, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        small = [record["small"]] if record.get("small") else []
+        for r in [*record["runs"], *small]:
             share = "" if r["allowed_share"] is None else f"{r['allowed_share']:.1%}"
             status = r["status"] + (" (boxed)" if r["time_boxed"] else "")
+            variant = f" {r['variant']}" if r.get("variant") else ""
+            process = "" if r.get("process_wall_s") is None else f"{r['process_wall_s']:.2f}"
             lines.append(
-                f"| {r['tool']} {r['kind']} (c={r['concurrency']}) | {status} | "
-                f"{r['products']:,} | {r['wall_s']:.2f} | {r['products_per_s'] or 0:,.0f} | "
+                f"| {r['tool']}{variant} {r['kind']} (c={r['concurrency']}) | {status} | "
+                f"{r['products']:,} | {r['wall_s']:.2f} | {process} | "
+                f"{r['products_per_s'] or 0:,.0f} | "
                 f"{r['served_requests']:,} | {r['requests_per_s'] or 0:,.1f} | {share} | "
                 f"{r['served_429']} ({r['share_429']:.1%}) | {r['token_requests']} | "
                 f"{r['cpu_s_per_10k'] or 0:.2f} | {r['peak_rss_mb']:.0f} |"

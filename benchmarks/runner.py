@@ -8,6 +8,7 @@ import math
 import shutil
 import sys
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -15,11 +16,14 @@ from benchmarks.environment import load, machine
 from benchmarks.measure import cpu_count
 from benchmarks.metrics import delta, run_figures
 from benchmarks.plan import Plan, Profile, case_name, size_label
-from benchmarks.processes import ROOT, EmulatorProcess, run_client
+from benchmarks.processes import ROOT, EmulatorProcess, run_client, run_json
 
 RESULTS = ROOT / "benchmarks" / "results"
 # A client run that takes longer than this has hung; no planned case comes close.
 CLIENT_TIMEOUT = 3600.0
+# The many-stores case: every source on this interval (seconds): short, yet longer than the
+# first cycle (a thousand full syncs of 1k products) takes on one core.
+FLEET_INTERVAL = 120
 
 Say = Callable[[str], None]
 
@@ -52,8 +56,16 @@ class Runner:
                 self.plan.profile_stages and profile.name == "nolimit" and size == largest
             )
             written.append(self._case(profile, size, command, profile_stages))
+        if self.plan.fleet:
+            written.append(self._fleet(command))
         if self.plan.sweep:
             written.append(self._sweep(command))
+            if any(p.platform == "americommerce" for p in self.plan.profiles):
+                from benchmarks.plan import PROFILES
+
+                ac = PROFILES[self.plan.ac_sweep_profile]
+                window = next(p.window for p in self.plan.profiles if p.platform == "americommerce")
+                written.append(self._sweep_of(replace(ac, window=window), command))
         if self.plan.feed_repeats and largest is not None:
             written.append(self._feed_cost(largest, command))
         shutil.rmtree(self.scratch, ignore_errors=True)
@@ -73,6 +85,7 @@ class Runner:
             "products": size,
             "page_size": plan.page_size,
             "concurrency": plan.concurrency,
+            "repeats": plan.repeats,
             "time_box_s": plan.time_box if boxed else None,
             "command": command,
             "machine": machine(ROOT),
@@ -83,29 +96,104 @@ class Runner:
         }
         runs: list[dict[str, Any]] = record["runs"]
         with self._emulator(profile, size) as emu:
-            db = self._fresh_db(name)
-            full = self._syncd(emu, profile, db, "full", plan.concurrency, boxed)
-            runs.append(full)
-            if full["status"] == "succeeded":
-                changed = emu.mutate(max(1, math.floor(size * plan.change_share)))
-                record["changed"] = changed
-                runs.append(self._syncd(emu, profile, db, "incremental", plan.concurrency, boxed))
-            else:
-                record["incremental_skipped"] = (
-                    f"the full run ended {full['status']} (time box {plan.time_box:g} s)"
-                )
-            if plan.baseline:
-                runs.append(self._baseline(emu, profile, self._fresh_db(f"{name}-baseline"), boxed))
+            for repeat in range(plan.repeats):
+                for variant in _variants(profile):
+                    db = self._fresh_db(f"{name}-{variant}")
+                    full = self._syncd(
+                        emu, profile, db, "full", plan.concurrency, boxed, variant=variant
+                    )
+                    runs.append(full)
+                    if variant != _variants(profile)[0]:
+                        continue
+                    if full["status"] == "succeeded":
+                        changed = emu.mutate(max(1, math.floor(size * plan.change_share)))
+                        record["changed"] = changed
+                        runs.append(
+                            self._syncd(
+                                emu, profile, db, "incremental", plan.concurrency, boxed,
+                                variant=variant,
+                            )
+                        )  # fmt: skip
+                    elif repeat == 0:
+                        record["incremental_skipped"] = (
+                            f"the full run ended {full['status']} (time box {plan.time_box:g} s)"
+                        )
+                if plan.baseline and profile.platform == "adobe":
+                    for concurrency in (1, plan.concurrency):
+                        db = self._fresh_db(f"{name}-baseline-{concurrency}")
+                        runs.append(self._baseline(emu, profile, db, boxed, concurrency))
             if profile_stages:
                 record["stages"] = self._stages(emu, profile, name)
+        if profile.platform == "americommerce" and profile.share is not None:
+            record["small"] = self._small_ac(profile, name)
         record["load_after"] = load()
         return self._write(name, record)
+
+    def _fleet(self, command: str) -> Path:
+        """Many stores in one daemon process (benchmarks/fleet.py): RSS and CPU per source,
+        start delay, event-loop lag."""
+        plan = self.plan
+        n = plan.fleet
+        name = f"fleet-{n}"
+        self.say(f"{name}: {n} AmeriCommerce stores of {plan.fleet_products} products each")
+        # Each store has its own 20-call window: a source's first full run (11 requests) fits
+        # in one, as with a store on a plan of its own.
+        profile = Profile("fleet", platform="americommerce", call_limit=20, cost=None)
+        record: dict[str, Any] = {
+            "case": name,
+            "kind": "fleet",
+            "profile": _profile_json(profile),
+            "products": plan.fleet_products,
+            "products_per_source": plan.fleet_products,
+            "sources": n,
+            "interval_s": FLEET_INTERVAL,
+            "seconds": plan.fleet_seconds,
+            "command": command,
+            "machine": machine(ROOT),
+            "load_before": load(),
+            "client_cpu": self.client_cpu,
+            "emulator_cpu": self.emulator_cpu,
+            "runs": [],
+        }
+        emulator = EmulatorProcess(
+            plan.fleet_products,
+            cpu=self.emulator_cpu,
+            extra=["--platform", "americommerce", "--call-limit", "20", "--stores", str(n)],
+        )
+        with emulator as emu:
+            db = self._fresh_db(name)
+            args = ["--url", emu.url, "--db", str(db), "--sources", str(n)]
+            args += ["--interval", str(FLEET_INTERVAL), "--seconds", str(plan.fleet_seconds)]
+            if self.client_cpu is not None:
+                args += ["--cpu", str(self.client_cpu)]
+            figures = run_json("benchmarks.fleet", args, CLIENT_TIMEOUT)
+        record["figures"] = figures
+        self.say(f"  {figures}")
+        record["load_after"] = load()
+        return self._write(name, record)
+
+    def _small_ac(self, profile: Profile, name: str) -> dict[str, Any]:
+        """A store of fewer pages than the window's share: the sync must not wait for a window
+        boundary (it used to wait for one it had not learned yet)."""
+        # A sync of `pages` pages also reads one past them (or verifies): one request more.
+        pages = max(1, min(self.plan.small_ac_pages, (profile.share or 2) - 1))
+        with self._emulator(profile, pages * self.plan.page_size) as emu:
+            db = self._fresh_db(f"{name}-small")
+            row = self._syncd(
+                emu, profile, db, "full", self.plan.concurrency, False, variant="small"
+            )
+        row["window_s"] = profile.window
+        return row
 
     def _sweep(self, command: str) -> Path:
         plan = self.plan
         from benchmarks.plan import PROFILES
 
         profile = PROFILES[plan.sweep_profile]
+        return self._sweep_of(profile, command)
+
+    def _sweep_of(self, profile: Profile, command: str) -> Path:
+        plan = self.plan
         size = plan.sweep_size()
         name = f"sweep-{profile.name}-{size_label(size)}"
         self.say(f"{name}: syncd at concurrency {', '.join(map(str, plan.sweep))} vs the baseline")
@@ -130,7 +218,10 @@ class Runner:
                     db = self._fresh_db(f"{name}-{concurrency}")
                     row = self._syncd(emu, profile, db, "full", concurrency, False)
                     record["runs"].append(row)
-            record["runs"].append(self._baseline(emu, profile, self._fresh_db(name), False))
+                if profile.platform == "adobe" and plan.baseline:
+                    for concurrency in sorted({1, plan.concurrency}):
+                        db = self._fresh_db(f"{name}-baseline-{concurrency}")
+                        record["runs"].append(self._baseline(emu, profile, db, False, concurrency))
         record["load_after"] = load()
         return self._write(name, record)
 
@@ -170,12 +261,20 @@ class Runner:
     # -- clients ---------------------------------------------------------------------------------
 
     def _emulator(self, profile: Profile, size: int) -> EmulatorProcess:
+        extra = ["--platform", profile.platform, "--window", str(profile.window)]
+        if profile.call_limit is not None:
+            extra += ["--call-limit", str(profile.call_limit)]
+            extra += ["--other-calls", str(profile.other_calls)]
+        if profile.cost is not None:
+            c = profile.cost
+            extra += ["--cost", f"{c.base},{c.per_item},{c.per_log10_catalog},{c.workers}"]
         return EmulatorProcess(
             size,
             rate=profile.rate,
             burst=profile.burst,
             latency=profile.latency,
             cpu=self.emulator_cpu,
+            extra=extra,
         )
 
     def _common(self, emu: EmulatorProcess, db: Path, boxed: bool) -> list[str]:
@@ -196,24 +295,41 @@ class Runner:
         concurrency: int,
         boxed: bool,
         extra: tuple[str, ...] = (),
+        variant: str = "",
     ) -> dict[str, Any]:
         args = [*self._common(emu, db, boxed), "--kind", kind, "--concurrency", str(concurrency)]
-        if profile.rate is not None:
+        if profile.rate is not None and variant != "untold":
             args += ["--rate-limit", str(profile.rate)]
             if profile.burst is not None:
                 args += ["--rate-burst", str(profile.burst)]
+        if profile.platform == "americommerce":
+            args += ["--platform", "americommerce", "--call-window", str(profile.window)]
+            args += ["--call-reserve", str(profile.other_calls)]
         before = emu.stats()
-        outcome = run_client("benchmarks.syncd_client", [*args, *extra], CLIENT_TIMEOUT)
-        row = run_figures(outcome, delta(before, emu.stats()), profile)
+        outcome, process_wall = run_client(
+            "benchmarks.syncd_client", [*args, *extra], CLIENT_TIMEOUT
+        )
+        row = run_figures(
+            outcome,
+            delta(before, emu.stats()),
+            profile,
+            variant=variant,
+            process_wall_s=process_wall,
+        )
         self.say(_line(row))
         return row
 
     def _baseline(
-        self, emu: EmulatorProcess, profile: Profile, db: Path, boxed: bool
+        self, emu: EmulatorProcess, profile: Profile, db: Path, boxed: bool, concurrency: int = 1
     ) -> dict[str, Any]:
         before = emu.stats()
-        outcome = run_client("benchmarks.baseline", self._common(emu, db, boxed), CLIENT_TIMEOUT)
-        row = run_figures(outcome, delta(before, emu.stats()), profile)
+        args = self._common(emu, db, boxed)
+        module = "benchmarks.baseline"
+        if concurrency > 1:
+            module = "benchmarks.baseline_pooled"
+            args += ["--concurrency", str(concurrency)]
+        outcome, process_wall = run_client(module, args, CLIENT_TIMEOUT)
+        row = run_figures(outcome, delta(before, emu.stats()), profile, process_wall_s=process_wall)
         self.say(_line(row))
         return row
 
@@ -259,22 +375,34 @@ class Runner:
 def _profile_json(profile: Profile) -> dict[str, Any]:
     return {
         "name": profile.name,
+        "platform": profile.platform,
         "rate": profile.rate,
         "burst": profile.burst,
+        "call_limit": profile.call_limit,
+        "other_calls": profile.other_calls,
+        "share": profile.share,
+        "window_s": profile.window,
         "latency_s": profile.latency,
+        "cost": None if profile.cost is None else profile.cost.describe(),
         "description": profile.describe(),
     }
+
+
+def _variants(profile: Profile) -> tuple[str, ...]:
+    """The syncd runs of a case: on a rate-limited Adobe store, told the limit and not told."""
+    return ("told", "untold") if profile.rate is not None else ("",)
 
 
 def _line(row: dict[str, Any]) -> str:
     share = row["allowed_share"]
     return (
-        f"  {row['tool']:<8} {row['kind']:<11} c={row['concurrency']:<2} {row['status']:<9} "
+        f"  {row['tool']:<8} {row['variant']:<6} {row['kind']:<11} c={row['concurrency']:<2} "
+        f"{row['status']:<9} "
         f"{row['products']:>8} products {row['wall_s']:>8.2f} s {row['products_per_s'] or 0:>9.0f}/s "
         f"{row['served_requests']:>5} req {row['served_429']:>4} x429 "
         f"{'' if share is None else f'{share:.0%} of allowed '}"
         f"tokens {row['token_requests']} cpu/10k {row['cpu_s_per_10k'] or 0:.2f}s "
-        f"rss {row['peak_rss_mb']:.0f} MB"
+        f"rss {row['peak_rss_mb']:.0f} MB process {row['process_wall_s'] or 0:.2f} s"
     )
 
 

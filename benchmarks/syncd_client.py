@@ -3,6 +3,7 @@
     python -m benchmarks.syncd_client --url URL --token-url URL --db PATH --kind full
         [--concurrency 8] [--page-size 100] [--rate-limit R --rate-burst B] [--time-box S]
         [--cpu 0] [--store-url postgresql://...]
+        [--platform americommerce --call-window 10 --call-reserve 3]
         [--profile PATH]
 
 Prints a `ClientOutcome` as JSON on the last line of stdout; logs (warnings up) go to stderr.
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -19,8 +21,17 @@ from typing import Any
 
 from benchmarks.measure import Meter, peak_rss_mb, pin_to_cpu, thread_cpu_seconds
 from benchmarks.outcome import ClientOutcome, RunKind
+from benchmarks.plan import AC_TOKEN
 from benchmarks.stages import stage_seconds
-from syncd.config import AdobeCommerceSourceSettings, ImsAuthSettings, Settings, StoreSettings
+from syncd.config import (
+    AdobeCommerceSourceSettings,
+    AmeriCommerceAuthSettings,
+    AmeriCommerceSourceSettings,
+    ImsAuthSettings,
+    Settings,
+    SourceSettings,
+    StoreSettings,
+)
 from syncd.config.feed import ChangesSettings
 from syncd.daemon import Runtime
 from syncd.emulator import AdobeConfig
@@ -31,9 +42,23 @@ SOURCE = "bench"
 
 
 def settings(args: argparse.Namespace) -> Settings:
-    """One Adobe Commerce source on the emulator, configured as an operator would: the store's
-    documented rate limit (if any) as `rate_limit` and `rate_burst`, everything else at its
-    default."""
+    """One source on the emulator, configured as an operator would: the store's documented rate
+    limit as `rate_limit` and `rate_burst` when the harness tells it (else none: the adaptive
+    rate finds it), on AmeriCommerce the other apps' calls as `call_limit_reserve`; everything
+    else at its default."""
+    source: SourceSettings
+    if args.platform == "americommerce":
+        source = AmeriCommerceSourceSettings(
+            name=SOURCE,
+            kind="americommerce",
+            base_url=args.url,
+            page_size=args.page_size,
+            max_concurrency=args.concurrency,
+            call_window=args.call_window,
+            call_limit_reserve=args.call_reserve,
+            auth=AmeriCommerceAuthSettings(static_token=AC_TOKEN),  # type: ignore[arg-type]
+        )
+        return Settings(store=StoreSettings(path=args.db), sources=(source,))
     creds = AdobeConfig()
     source = AdobeCommerceSourceSettings(
         name=SOURCE,
@@ -128,6 +153,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", type=Path, default=None)
     p.add_argument("--no-changes", action="store_true", help="the change feed off")
     p.add_argument("--change-payloads", action="store_true", help="feed entries copy payloads")
+    p.add_argument("--platform", choices=("adobe", "americommerce"), default="adobe")
+    p.add_argument("--call-window", type=float, default=10.0)
+    p.add_argument("--call-reserve", type=int, default=0)
     return p
 
 
@@ -136,7 +164,7 @@ def main(argv: list[str] | None = None) -> None:
     args: Any = parser().parse_args(argv)
     pin_to_cpu(args.cpu)
     tune_for_streaming()  # as the `syncd` console script does
-    configure_logging("warning", "json", sys.stderr)
+    configure_logging(os.environ.get("SYNCD_BENCH_LOG", "warning"), "json", sys.stderr)
     outcome = profiled(args) if args.profile else asyncio.run(run(args))
     print(outcome.to_json(), flush=True)
 

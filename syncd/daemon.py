@@ -70,15 +70,22 @@ class Runtime:
                 )
             )
             self._pool = await stack.enter_async_context(
-                ClientPool(self.settings.http, self.clock, self._rng)
+                ClientPool(self.settings.http, self.clock, self._rng, rates=self._store)
             )
-            # Entered after the store: on the way out it saves any token it could not save before.
-            cache = await stack.enter_async_context(
-                TokenCache(self._store, self.clock, redactor=self.settings.redactor)
-            )
-            self._cache = cache
             self.started_at = self.clock.now()
             self.owner = process_owner(self.started_at)
+            # Entered after the store: on the way out it saves any token it could not save before.
+            cache = await stack.enter_async_context(
+                TokenCache(
+                    self._store,
+                    self.clock,
+                    redactor=self.settings.redactor,
+                    owner=self.owner,
+                    poll_interval=self.settings.store.token_poll_interval,
+                    stale_after=self.settings.store.token_refresh_stale_after,
+                )
+            )
+            self._cache = cache
             if isinstance(self._store, PostgresStore):
                 # Whoever claims a source next closes its abandoned runs, under the lease.
                 self.leases = PostgresLeases(self._store, self.settings.replica.lease_seconds)
@@ -221,6 +228,20 @@ def process_owner(started: datetime) -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{started.strftime('%Y%m%dT%H%M%SZ')}"
 
 
+# Interval sources' first runs are this far apart at most: a thousand sources due at the same
+# instant ran all at once, every cycle (their due times stay aligned), so their runs started
+# late behind each other and the process's memory rose to N runs' pages at once.
+FIRST_RUN_SPACING = 0.05
+
+
+def _first_delay(index: int, among: int, interval: float) -> float:
+    """Seconds after start-up of the first run of the `index`-th of `among` interval sources:
+    spread evenly, at most `FIRST_RUN_SPACING` apart, all within the first interval."""
+    if among <= 1:
+        return 0.0
+    return index * min(FIRST_RUN_SPACING, interval / among)
+
+
 class Daemon:
     """Runs every enabled source on its schedule until `stop()` or SIGTERM/SIGINT, then drains."""
 
@@ -277,13 +298,19 @@ class Daemon:
                 self.health = await stack.enter_async_context(
                     HealthServer(self._settings.health, self.monitor)
                 )
+            interval_sources = sum(
+                1
+                for s in self._settings.sources
+                if s.enabled and isinstance(s.parsed_schedule, IntervalSchedule)
+            )
+            spread = 0
             leases = self._runtime.leases
             for source in self._settings.sources:
                 if not source.enabled:
                     log.info("daemon.source_disabled", source=source.name)
                     continue
-                if leases is None:
-                    self._schedule(source)
+                if leases is None and self._schedule(source, spread, interval_sources):
+                    spread += 1
             # On PostgreSQL the schedule lives in the lease rows and this (job-less) scheduler
             # only answers for liveness: the poll loop claims what is due.
             self._scheduler.start()
@@ -461,7 +488,9 @@ class Daemon:
             log.error("lease.given_up", source=lease.source, epoch=lease.epoch,
                         error="the lease was no longer this replica's when the run ended")  # fmt: skip
 
-    def _schedule(self, source: SourceSettings) -> None:
+    def _schedule(self, source: SourceSettings, index: int = 0, among: int = 1) -> bool:
+        """Add the source's jobs; True if its schedule is an interval (its first run is now,
+        or for the `index`-th of `among` interval sources a little later, see `_first_delay`)."""
         name = source.name
 
         async def job() -> None:
@@ -472,7 +501,12 @@ class Daemon:
 
         # Interval schedules sync once right away; cron schedules wait for their first slot.
         schedule = source.parsed_schedule
-        first = self._runtime.clock.now() if isinstance(schedule, IntervalSchedule) else None
+        interval = isinstance(schedule, IntervalSchedule)
+        first = None
+        if isinstance(schedule, IntervalSchedule):
+            first = self._runtime.clock.now() + timedelta(
+                seconds=_first_delay(index, among, schedule.seconds)
+            )
         self._scheduler.add(name, schedule, job, first)
         self._jobs[name] = [name]
         full = source.parsed_full_schedule
@@ -482,6 +516,7 @@ class Daemon:
         log.info(
             "daemon.scheduled", source=name, schedule=str(schedule), full_schedule=str(full or "-")
         )
+        return interval
 
     async def _job(self, name: str, kind: RunKind | None) -> None:
         """The body of a scheduled job; tracked, so that the drain lets it end on its own."""

@@ -239,6 +239,7 @@ class SyncEngine:
                     stack=stack_of(exc),
                 )
             finally:
+                http.summarize()
                 result = SyncResult(
                     run_id=run_id,
                     source=source.name,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from syncd.config import HttpSettings
@@ -54,14 +56,96 @@ def test_an_idle_spell_recovers_in_one_change() -> None:
     assert rate.recover(8.0) == RateChange(8.0, 9.0, "recovering")
 
 
-def test_an_unconfigured_source_is_cut_from_its_measured_rate_and_released() -> None:
-    """No ceiling: the measured send rate is cut, recovered to, and then pacing stops."""
-    rate = AdaptiveRate(TUNING)
-    assert rate.cut(now=0, measured=40) == RateChange(None, 20.0, "rate_limited")
-    assert rate.recover(8) == RateChange(20.0, 36.0, "recovering")
-    assert rate.recover(10) == RateChange(36.0, None, "recovered")
-    assert not rate.engaged
-    assert rate.cut(now=21, measured=8) == RateChange(None, 4.0, "rate_limited")
+SEARCH = RateTuning(decrease=0.5, recovery_interval=2.0, floor=0.1, precision=1.1,
+                    proof_requests=4, probe_interval=60.0, probe_step=0.05)  # fmt: skip
+
+
+def test_an_unconfigured_source_is_cut_from_its_measured_rate() -> None:
+    """No ceiling: the first 429 cuts the measured send rate, and remembers it as the bound."""
+    rate = AdaptiveRate(SEARCH)
+    # Nothing proven yet: cut by `decrease` twice (0.5 * 0.5).
+    assert rate.cut(now=0, measured=40) == RateChange(None, 10.0, "rate_limited")
+    assert rate.upper == 40 and rate.lower is None
+
+
+def test_the_descent_is_bounded_by_what_the_store_let_through() -> None:
+    """While nothing is proven, a cut goes no higher than the rate the store accepted since the
+    descent began, pauses left out."""
+    rate = AdaptiveRate(SEARCH)
+    rate.cut(now=0, measured=150, resume_at=1, accepted=2)
+    # 1 s paused, then 0.5 s of sending in which 2 more answers were accepted: 4/s, below
+    # the 37.5 * 0.25 the cut alone would give.
+    change = rate.cut(now=1.5, measured=0, resume_at=2.5, accepted=4)
+    assert change == RateChange(37.5, 4.0, "rate_limited")
+
+
+def test_a_held_rate_is_proven_and_the_middle_tried_next() -> None:
+    """Held for the proof time without a 429, the rate becomes the lower bound; the next rate is
+    the geometric middle of the bounds."""
+    rate = AdaptiveRate(SEARCH)
+    rate.cut(now=0, measured=40)  # 10/s, bound 40
+    assert rate.recover(1.9) is None
+    assert rate.recover(2.0) == RateChange(10.0, 20.0, "proven")
+    assert rate.lower == 10
+
+
+def test_the_search_settles_below_the_limit_and_stays_there() -> None:
+    """A store whose limit is 23/s: every rate above it draws a 429 at once. The search ends
+    within the precision below the limit and does not swing back over it."""
+    rate = AdaptiveRate(SEARCH)
+    limit, now, refused = 23.0, 0.0, 0
+    rate.cut(now=now, measured=200)
+    trace: list[float] = []
+    while now < 600:
+        now += 0.5
+        rate.recover(now)
+        current = rate.rate
+        assert current is not None
+        trace.append(current)
+        if current > limit:
+            refused += 1
+            rate.cut(now=now, measured=0, resume_at=now + 1)
+    settled = trace[len(trace) // 5 :]
+    # Below the limit and within the precision of it, but for the rare probe above it.
+    assert min(settled) >= limit / SEARCH.precision
+    assert sum(1 for r in settled if r > limit) <= len(settled) * 0.02
+    assert refused <= 8
+    # Probes are rare: 600 s at the settled rate drew at most a few of them.
+    assert sum(1 for a, b in itertools.pairwise(settled) if b > a) <= 5
+
+
+def test_a_failed_probe_doubles_the_wait_for_the_next() -> None:
+    """Settled, the source probes after `probe_interval`; a probe that draws a 429 makes the
+    next one wait twice as long."""
+    rate = AdaptiveRate(SEARCH)
+    rate.cut(now=0, measured=21)
+    now = 0.0
+    while not (rate.rate == rate.lower and rate.upper <= rate.lower * SEARCH.precision):  # type: ignore[operator]
+        now += 2
+        rate.recover(now)
+        if rate.rate > 9.9:  # type: ignore[operator]
+            rate.cut(now=now, measured=0)  # the store's limit: 9.9/s
+        assert now < 100
+    settled = now
+    assert rate.recover(settled + 59) is None
+    probe = rate.recover(settled + 60)
+    assert probe is not None and probe.reason == "probing" and probe.new > probe.old  # type: ignore[operator]
+    rate.cut(now=settled + 60.5, measured=0)  # the probe failed: back to what held
+    assert rate.rate == rate.lower
+    assert rate.recover(settled + 60.5 + 119) is None
+    assert rate.recover(settled + 60.5 + 120).reason == "probing"  # type: ignore[union-attr]
+
+
+def test_a_429_at_the_proven_rate_steps_down_below_it() -> None:
+    """The store lowered its limit (or the proof was too short): the rate that held is no bound
+    any more; the source steps down below it at once."""
+    rate = AdaptiveRate(SEARCH)
+    rate.cut(now=0, measured=21)
+    rate.recover(2)
+    assert rate.lower == 5.25
+    rate.rate = rate.lower
+    change = rate.cut(now=3, measured=0)
+    assert change.new == round(5.25 / 1.1**2, 6) == round(rate.lower, 6)
 
 
 def test_cuts_never_go_below_the_floor() -> None:

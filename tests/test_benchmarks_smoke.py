@@ -6,6 +6,7 @@ No timings are asserted: benchmarks measure, tests only check that the harness w
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -23,13 +24,16 @@ SIZE = 300
 
 @pytest.fixture(scope="module")
 def results(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One tiny case (no limit) and a two-point sweep, run once for the module."""
+    """One tiny case (no limit), one AmeriCommerce plan on a half-second window, and a two-point
+    sweep, run once for the module."""
     out = tmp_path_factory.mktemp("results")
     plan = Plan(
         sizes=(SIZE,),
-        profiles=(PROFILES["nolimit"],),
+        profiles=(PROFILES["nolimit"], replace(PROFILES["ac10"], window=0.5)),
         sweep=(1, 2),
         sweep_repeats=1,
+        repeats=1,
+        time_box=5.0,
         pin=False,
         profile_stages=False,
     )
@@ -67,8 +71,23 @@ def test_the_sweep_runs_each_concurrency_and_the_baseline(results: Path) -> None
         ("syncd", 1),
         ("syncd", 2),
         ("baseline", 1),
+        ("baseline", 8),
     ]
     assert all(r["products"] == SIZE for r in record["runs"])
+    assert all(r["process_wall_s"] >= r["wall_s"] for r in record["runs"])
+
+
+@pytest.mark.timeout(120)
+def test_an_americommerce_plan_is_shared_with_another_app(results: Path) -> None:
+    """The plan's case: syncd reads every product through the window another app also uses,
+    and a sync smaller than its share runs too; the floors judge both."""
+    record = json.loads((results / "ac10-300.json").read_text())
+    (full,) = [r for r in record["runs"] if r["kind"] == "full"]
+    assert full["status"] == "succeeded" and full["stored"] == SIZE
+    assert full["other_app_calls"] > 0 and full["allowed_share"] is not None
+    assert record["small"]["served_requests"] >= 1 and record["small"]["window_s"] == 0.5
+    floors = {c.floor for c in all_checks([record])}
+    assert "call window: >= 90% of the free calls, 0 429s" in floors
 
 
 @pytest.mark.timeout(120)
@@ -181,3 +200,21 @@ def test_a_run_inside_the_stores_burst_is_not_judged_against_the_rate() -> None:
     }  # fmt: skip
     (check,) = [c for c in all_checks([record]) if c.floor.startswith("rate limit")]
     assert check.ok is None and check.measured.startswith("n/a: all 100 requests fit")
+
+
+def test_the_many_stores_floors_read_the_fleet_figures() -> None:
+    """RSS per idle source (or, with no idle moment, at the end) under 2 MB; p95 start delay of
+    the runs after the first under 1 s."""
+    figures = {
+        "runs": 2000, "rss_start_mb": 56.0, "rss_idle_mb": None, "rss_per_idle_source_mb": None,
+        "rss_per_source_end_mb": 2.5, "rss_per_source_scheduled_mb": 0.05,
+        "start_delay_p50_s": 0.01, "start_delay_p95_s": 0.2, "start_delay_max_s": 0.9,
+        "first_start_delay_p95_s": 3.0, "loop_lag_p95_ms": 10.0, "loop_lag_max_ms": 500.0,
+        "cpu_s_per_run": 0.03,
+    }  # fmt: skip
+    record = {"case": "fleet-1000", "kind": "fleet", "profile": {"platform": "americommerce"},
+              "products": 1000, "runs": [], "figures": figures}  # fmt: skip
+    verdicts = {c.floor: (c.ok, c.measured) for c in all_checks([record])}
+    rss_ok, rss_text = verdicts["many stores: RSS < 2 MB per idle source"]
+    assert rss_ok is False and "at the end" in rss_text
+    assert verdicts["many stores: p95 start delay < 1 s"][0] is True

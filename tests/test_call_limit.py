@@ -253,3 +253,72 @@ async def test_429_marks_the_window_spent_until_retry_after() -> None:
     before = clock.monotonic()
     await throttle.acquire()
     assert clock.monotonic() - before == pytest.approx(6)
+
+
+def shared_store(clock: EventClock, limit: int, other: int, seed: int) -> Store:
+    """A store whose window another app also uses: `other` calls a window, at seeded moments."""
+    return Store(clock, CallWindow(limit, 10.0, clock, other_calls=other, rng=random.Random(seed)))
+
+
+@pytest.mark.parametrize(("limit", "other"), [(5, 2), (10, 3), (20, 6), (50, 15)])
+@pytest.mark.parametrize("seed", [0, 1])
+async def test_the_reserve_is_what_syncd_leaves_to_the_other_apps(
+    limit: int, other: int, seed: int
+) -> None:
+    """reserve = the other app's calls: syncd sends its `limit - reserve` in every full window
+    (it used to count the other app's calls against its share too: 3.4-4.0 of 7), no 429 for it
+    and none for the other app, whenever in the window the other app calls."""
+    clock = EventClock()
+    store = shared_store(clock, limit, other, seed)
+    share = limit - other
+    await drive(clock, *workers(store, CallLimitThrottle(clock, reserve=other), share * 6, 4))
+    assert store.refused == 0 and store.window.other_refused == 0
+    full = sorted(store.per_window().values())[1:-1]
+    assert full and sum(full) >= 0.9 * share * len(full), full
+
+
+async def test_a_sync_smaller_than_its_share_does_not_wait_for_the_window() -> None:
+    """Five calls with 7 of 10 left to syncd, the other app having called 3 times already: done in
+    two round trips, not after the window it has not learned yet."""
+    clock = EventClock()
+    store = store_on(clock, 10)
+    for _ in range(3):
+        store.window.hit()
+    elapsed = await drive(clock, *workers(store, CallLimitThrottle(clock, reserve=3), 5, 4))
+    assert store.refused == 0 and len(store.calls) == 5
+    assert elapsed < 0.2
+
+
+async def test_a_full_window_stops_syncd_before_its_share() -> None:
+    """Other apps took more than the reserve: the store's count says the window is full, and
+    syncd waits for the next one instead of drawing a 429."""
+    clock = EventClock()
+    store = store_on(clock, 10)
+    for _ in range(8):
+        store.window.hit()
+    await drive(clock, *workers(store, CallLimitThrottle(clock, reserve=3), 6, 2))
+    assert store.refused == 0
+    assert sorted(store.per_window().items()) == [(0, 2), (1, 4)]
+
+
+def test_the_other_app_calls_at_seeded_moments_in_every_window() -> None:
+    """The emulator's other app: `other_calls` a window, counted before a later client call,
+    repeatable from the seed, at different moments in different windows."""
+
+    def counts(seed: int) -> list[int]:
+        clock = ManualClock()
+        window = CallWindow(20, 10.0, clock, other_calls=3, rng=random.Random(seed))
+        seen = []
+        for _ in range(30):
+            seen.append(window.hit().used)
+            clock.advance(1.0)
+        window.hit()  # t=30: the last window's remaining calls are counted as it ends
+        assert window.other_made == 9 and window.other_refused == 0
+        return seen
+
+    seen = counts(7)
+    assert counts(7) == seen and counts(8) != seen
+    windows = [seen[i : i + 10] for i in (0, 10, 20)]
+    assert all(10 <= w[-1] <= 13 for w in windows)  # 10 of the client's, and the other app's
+    others = [tuple(used - n - 1 for n, used in enumerate(w)) for w in windows]
+    assert len(set(others)) > 1  # the other app's moments differ from window to window

@@ -158,7 +158,7 @@ def test_events_json_and_table(config: Path, capsys: pytest.CaptureFixture[str])
     ]
     code, out, _ = run(config, capsys, "events", "shop")
     assert code == 0 and out.splitlines()[0].split() == [
-        "AT", "SOURCE", "EVENT", "EXPIRES", "FINGERPRINT", "DETAIL",
+        "AT", "SOURCE", "EVENT", "EXPIRES", "FINGERPRINT", "OWNER", "DETAIL",
     ]  # fmt: skip
     assert "sha256:0123456789ab" in out and "s3cret" not in out
 

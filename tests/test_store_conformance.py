@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import psycopg
 import pytest
@@ -21,7 +21,15 @@ import pytest
 from syncd.config.settings import StoreSettings
 from syncd.errors import SourceBusyError, StoreError
 from syncd.sources.base import make_record
-from syncd.store import CLEAR, PageCommit, ProductRecord, RunTotals, TokenEvent, TokenRecord
+from syncd.store import (
+    CLEAR,
+    PageCommit,
+    ProductRecord,
+    RunTotals,
+    SourceRate,
+    TokenEvent,
+    TokenRecord,
+)
 from syncd.store.factory import AnyStore, open_store, run_locks
 from syncd.store.postgres import PostgresStore
 from syncd.store.postgres_schema import COORDINATION_TABLES, SCHEMA_VERSION, TABLES
@@ -425,3 +433,119 @@ async def test_a_dead_holders_run_lock_is_dropped_by_the_server(postgres_url: st
                     break
             await asyncio.sleep(0.01)
         assert taken
+
+
+# -- tokens shared by replicas (docs/SCALING.md) ---------------------------------------------------
+
+
+@pytest.fixture
+async def replicas(backend: Backend) -> AsyncIterator[tuple[AnyStore, AnyStore]]:
+    """Two stores on one database, as two replicas (processes) hold them."""
+    async with open_store(backend.settings) as one, open_store(backend.settings) as two:
+        yield one, two
+
+
+async def test_one_replica_wins_the_refresh_intent(replicas: tuple[AnyStore, AnyStore]) -> None:
+    """Two replicas race for the intent on one version: exactly one wins; the loser's CAS on the
+    new version fails while the intent is live, and succeeds once it is stale."""
+    one, two = replicas
+    await one.save_token("k", TokenRecord("tok-1", T0, "r1", T0), T0)
+    state = await two.token_state("k")
+    assert state is not None and state.refreshing_by is None
+    stale = T0 - timedelta(minutes=10)
+    for _ in range(10):
+        first = await one.token_state("k")
+        assert first is not None
+        won = await asyncio.gather(
+            one.begin_token_refresh("k", first.version, "replica-1", T0, stale),
+            two.begin_token_refresh("k", first.version, "replica-2", T0, stale),
+        )
+        assert sorted(won) == [False, True]
+        after = await two.token_state("k")
+        assert after is not None and after.version == first.version + 1
+        assert after.refreshing_by == ("replica-1" if won[0] else "replica-2")
+        assert not await two.begin_token_refresh("k", after.version, "replica-3", T0, stale)
+        await one.abandon_token_refresh("k", cast(str, after.refreshing_by), T0)
+    live = await one.token_state("k")
+    assert live is not None
+    assert await one.begin_token_refresh("k", live.version, "replica-1", T0, stale)
+    taken = await two.token_state("k")
+    assert taken is not None
+    # Ten minutes on, the intent is older than `stale_before`: another replica may take it over.
+    later = T0 + timedelta(minutes=11)
+    assert not await two.begin_token_refresh("k", taken.version, "replica-2", later, T0)
+    stale = later - timedelta(minutes=10)
+    assert await two.begin_token_refresh("k", taken.version, "replica-2", later, stale)
+    over = await one.token_state("k")
+    assert over is not None and (over.refreshing_by, over.refresh_started_at) == (
+        "replica-2",
+        later,
+    )
+    # Saving the token ends the intent, whoever held it, and bumps the version.
+    await two.save_token("k", TokenRecord("tok-2", later + timedelta(hours=1), "r2", later), later)
+    saved = await one.token_state("k")
+    assert saved is not None and saved.refreshing_by is None and saved.version == over.version + 1
+    assert saved.token == TokenRecord("tok-2", later + timedelta(hours=1), "r2", later)
+
+
+async def test_a_first_token_intent_holds_no_token(replicas: tuple[AnyStore, AnyStore]) -> None:
+    """No row yet: one replica's intent is a placeholder row that `load_token` does not return."""
+    one, two = replicas
+    assert await one.token_state("new") is None
+    won = await asyncio.gather(
+        one.begin_token_refresh("new", 0, "replica-1", T0, T0),
+        two.begin_token_refresh("new", 0, "replica-2", T0, T0),
+    )
+    assert sorted(won) == [False, True]
+    state = await one.token_state("new")
+    assert state is not None and state.token is None and state.refreshing_by is not None
+    assert await two.load_token("new") is None
+    await one.save_token("new", TokenRecord("tok", None), T0)
+    assert await two.load_token("new") == TokenRecord("tok", None)
+
+
+async def test_abandoning_an_intent_is_the_holders_alone(
+    replicas: tuple[AnyStore, AnyStore],
+) -> None:
+    """Only the holder ends its intent; `spent` also drops the refresh token for everyone."""
+    one, two = replicas
+    await one.save_token("k", TokenRecord("tok", T0, "refresh", T0), T0)
+    state = await one.token_state("k")
+    assert state is not None
+    assert await one.begin_token_refresh("k", state.version, "replica-1", T0, T0)
+    await two.abandon_token_refresh("k", "replica-2", T0, spent=True)  # not its intent
+    held = await two.token_state("k")
+    assert held is not None and held.refreshing_by == "replica-1"
+    assert held.token is not None and held.token.refresh_token == "refresh"
+    await one.abandon_token_refresh("k", "replica-1", T0, spent=True)
+    dropped = await two.token_state("k")
+    assert dropped is not None and dropped.refreshing_by is None
+    assert dropped.token == TokenRecord("tok", T0, None, T0)
+
+
+async def test_revoking_a_token_only_touches_that_token(store: AnyStore) -> None:
+    """A 401 expires the stored token only while it is still the one that was refused."""
+    await store.save_token("k", TokenRecord("tok-1", T0 + timedelta(hours=1), "r", T0), T0)
+    assert not await store.revoke_token("k", "tok-0", T0 + timedelta(minutes=1))
+    assert await store.revoke_token("k", "tok-1", T0 + timedelta(minutes=1))
+    assert await store.load_token("k") == TokenRecord("tok-1", T0 + timedelta(minutes=1), "r", T0)
+
+
+async def test_token_events_name_the_replica(store: AnyStore) -> None:
+    """`token_events.owner` records which replica did what."""
+    await store.add_token_event(TokenEvent("s", T0, "refreshed", None, "ab", None, "host:1:x"))
+    await store.add_token_event(TokenEvent("s", T0, "reused", None, "ab", "by host:1:x", "host:2"))
+    assert [(e.event, e.owner) for e in await store.token_events("s")] == [
+        ("reused", "host:2"),
+        ("refreshed", "host:1:x"),
+    ]
+
+
+async def test_source_rates_round_trip(store: AnyStore) -> None:
+    """A source's pace is saved, replaced and read back; an unknown source has none."""
+    assert await store.source_rate("s") is None
+    await store.save_source_rate(SourceRate("s", 4.0, None, T0))
+    await store.save_source_rate(SourceRate("s", 2.5, T0 + timedelta(seconds=30), T0))
+    await store.save_source_rate(SourceRate("t", None, None, T0))
+    assert await store.source_rate("s") == SourceRate("s", 2.5, T0 + timedelta(seconds=30), T0)
+    assert await store.source_rate("t") == SourceRate("t", None, None, T0)

@@ -13,7 +13,7 @@ import psycopg
 import pytest
 
 from syncd.cli import main
-from syncd.store import PageCommit, RunTotals, SqliteStore, TokenEvent, TokenRecord
+from syncd.store import PageCommit, RunTotals, SourceRate, SqliteStore, TokenEvent, TokenRecord
 from syncd.store.postgres import PostgresStore
 from syncd.store.postgres_schema import TABLES
 from syncd.store.rows import iso
@@ -27,6 +27,7 @@ KEYS = {
     "tokens": "cache_key",
     "source_state": "source",
     "full_scan_seen": "source, scan_id, sku",
+    "source_rates": "source",
 }
 
 
@@ -53,6 +54,8 @@ async def populate(db: Path) -> None:
             "ac:key", TokenRecord("access", T0 + timedelta(hours=1), "refresh", T0), T0
         )
         await store.set_needs_reauth("ac", "grant revoked", T0)
+        await store.save_source_rate(SourceRate("shop", 2.5, T0 + timedelta(seconds=30), T0))
+        await store.add_token_event(TokenEvent("ac", T0, "refreshed", None, "cd34", None, "r1"))
 
 
 def rows(
@@ -93,7 +96,7 @@ def test_copy_moves_every_table_exactly(
     """Each table of the copy equals the SQLite one, row by row; the ids continue after it."""
     assert main(["--config", str(config), "store", "copy", "--to", postgres_url]) == 0
     out = capsys.readouterr().out
-    assert "  products: 6 row(s)" in out and "copied 14 row(s)" in out
+    assert "  products: 6 row(s)" in out and "copied 16 row(s)" in out
     for table in TABLES:
         expected = rows(table, sqlite_path=tmp_path / "syncd.db")
         assert rows(table, url=postgres_url) == expected, table

@@ -56,7 +56,7 @@ async def test_a_429_holds_for_retry_after_then_paces_at_the_cut_rate(clock: Fak
     assert logs == [
         {
             "event": "http.rate_adjusted",
-            "log_level": "info",
+            "log_level": "debug",
             "source": "shop",
             "old_rate": None,
             "new_rate": 1.0,
@@ -183,3 +183,27 @@ async def test_a_burst_of_one_stays_one() -> None:
     await asyncio.wait_for(fixed.acquire(), timeout=1)
     with pytest.raises(TimeoutError):
         await asyncio.wait_for(fixed.acquire(), timeout=0.01)
+
+
+async def test_one_summary_per_run_with_the_found_rate(clock: FakeClock) -> None:
+    """The run's stats remember the throttles that paced it; at its end each logs one
+    `http.rate_summary` (requests, 429s, mean and found rate) and starts counting afresh."""
+    paced = throttle(clock, ceiling=None)
+    stats = RequestStats()
+    stats.paced_by([paced, RateThrottle(1.0)])
+    stats.paced_by([paced])
+    assert stats.pacers == [paced]
+    for _ in range(4):
+        await paced.acquire()
+        paced.observe(OK)
+        clock.advance(0.5)
+    await paced.acquire()
+    paced.observe(too_many("1"))
+    with capture_logs() as logs:
+        stats.summarize()
+        stats.summarize()
+    (summary,) = logs
+    assert summary["event"] == "http.rate_summary" and summary["source"] == "shop"
+    assert (summary["requests"], summary["rate_limited"], summary["mean_rate"]) == (5, 1, 2.5)
+    assert summary["configured_rate"] is None and summary["found_rate"] is None
+    assert summary["paced_rate"] is not None

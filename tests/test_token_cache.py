@@ -419,7 +419,7 @@ async def test_a_caller_after_a_cancelled_one_joins_the_renewal_instead_of_savin
     await asyncio.gather(first, return_exceptions=True)
     locked[0] = False
     second = asyncio.create_task(cache.get(provider, "s"))
-    renewal = cache._entries[provider.cache_key].renewal
+    renewal = cache._entries[provider.cache_key].state.task
     assert renewal is not None
     clock.advance(1.0)
     assert (await second).value == "token-1"

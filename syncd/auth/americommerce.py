@@ -79,6 +79,11 @@ class AmeriCommerceTokenProvider:
         """Seconds before `expires` at which the token is refreshed."""
         return self._settings.refresh_margin
 
+    def spends_refresh_token(self) -> bool:
+        """An OAuth grant's refresh token may be single-use (the store decides); a static token
+        presents nothing."""
+        return self._settings.static_token is None
+
     @property
     def refresh_url(self) -> str:
         """The store's refresh endpoint."""

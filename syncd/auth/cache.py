@@ -1,5 +1,9 @@
 """The token cache shared by every request of every source: single-flight, refresh-ahead, persisted.
 
+Each credential's entry is in one of three states: `Idle` (a saved token, or none), `Renewing` (a
+token request on the wire, or a wait for another replica's), `Unsaved` (a renewed token whose
+write has not succeeded yet).
+
 A renewed token is saved before anyone sends it. If that write fails (e.g. `database is locked`
 while `syncd auth` or a CLI sync holds the database), the token stays in memory as *unsaved*: it
 is not handed out, no further renewal is started (its refresh token may be the only live one),
@@ -11,15 +15,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import socket
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from types import TracebackType
-from typing import Self
+from typing import Self, cast
 
 from syncd.auth.provider import TokenProvider
+from syncd.auth.shared import Adopted, SharedRefresh, as_token
 from syncd.auth.token import AccessToken, fingerprint
 from syncd.clock import Clock
-from syncd.errors import StoreError, SyncdError
+from syncd.errors import NeedsReauthError, StoreError, SyncdError
 from syncd.logging import get_logger
 from syncd.redaction import Redactor
 from syncd.store import Store, TokenEvent, TokenRecord
@@ -28,36 +35,62 @@ from syncd.store.base import TokenEventKind
 log = get_logger(__name__)
 
 
-@dataclass(slots=True)
-class _Unsaved:
-    """A renewed token not written yet: the newest credential, known to this process only."""
+@dataclass(frozen=True, slots=True)
+class Idle:
+    """No renewal under way: `token` is the saved token (None: none yet, or the store not read)."""
+
+    token: AccessToken | None = None
+    loaded: bool = False  # the store has been read (or written) for this credential
+    failure: SyncdError | None = None  # why the last renewal or save failed
+
+
+@dataclass(frozen=True, slots=True)
+class Renewing:
+    """A renewal is under way: its token request is on the wire (or it waits for another
+    replica's). `token` is the saved token it replaces."""
+
+    task: asyncio.Task[AccessToken]
+    source: str  # whose caller started it
+    token: AccessToken | None
+    failure: None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Unsaved:
+    """A renewed token not written yet: the newest credential, known to this process only.
+
+    `task` is the renewal still writing it (None once no one is: the next `get` writes it)."""
 
     token: AccessToken
     source: str
     renewed: bool  # a refresh of an earlier token, not the first one
     failed_writes: int = 0
+    failure: SyncdError | None = None
+    task: asyncio.Task[AccessToken] | None = None
+
+
+CacheState = Idle | Renewing | Unsaved
+"""What a credential's entry is doing. Every transition installs a new (frozen) state, so a
+caller that waited on the entry's lock sees by identity whether a round ran meanwhile."""
 
 
 @dataclass(slots=True)
 class _Entry:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    token: AccessToken | None = None
-    unsaved: _Unsaved | None = None
-    loaded: bool = False
-    renewal: asyncio.Task[AccessToken] | None = None
-    renewing_for: str = ""  # the source whose caller started `renewal`
-    # Token requests and saves of an unsaved token begun; a caller that waited on the lock while
-    # this moved shares `failure` instead of trying again itself.
-    rounds: int = 0
-    failure: SyncdError | None = None
+    state: CacheState = field(default_factory=Idle)
 
 
-def _ready(entry: _Entry, now: datetime, margin: float) -> AccessToken | None:
-    """The entry's token if it may be handed out as it is: saved, and fresh."""
-    token = entry.token
-    if entry.unsaved is None and token is not None and token.is_fresh(now, margin):
-        return token
+def _ready(state: CacheState, now: datetime, margin: float) -> AccessToken | None:
+    """The state's token if it may be handed out as it is: saved, and fresh."""
+    if isinstance(state, Idle) and state.token is not None and state.token.is_fresh(now, margin):
+        return state.token
     return None
+
+
+def _running(state: CacheState) -> asyncio.Task[AccessToken] | None:
+    """The renewal task still under way in `state`, if any."""
+    task = state.task if isinstance(state, Renewing | Unsaved) else None
+    return task if task is not None and not task.done() else None
 
 
 def _retrieve(task: asyncio.Task[AccessToken]) -> None:
@@ -67,12 +100,16 @@ def _retrieve(task: asyncio.Task[AccessToken]) -> None:
 
 
 class TokenCache:
-    """Hands out valid tokens per credential; at most one token request is in flight per credential.
+    """Hands out valid tokens per credential; at most one token request is in flight per
+    credential, in this process and (through the store, `SharedRefresh`) across replicas.
 
     `save_attempts` writes (`save_retry_delay` seconds apart) are tried to save a renewed token
     before its caller is told the database failed; every later `get` tries as many again. On exit
     the cache waits up to `exit_wait` seconds for renewals still on the wire (their callers may
-    have been cancelled by a shutdown), then saves what it holds unsaved.
+    have been cancelled by a shutdown), then saves what it holds unsaved. `owner` names this
+    replica on the token row's refresh intent and on every token event; a replica waiting for
+    another's refresh polls the row every `poll_interval` seconds, and takes over an intent older
+    than `stale_after` (docs/SCALING.md).
     """
 
     def __init__(
@@ -84,6 +121,9 @@ class TokenCache:
         save_retry_delay: float = 1.0,
         exit_wait: float = 5.0,
         redactor: Redactor | None = None,
+        owner: str | None = None,
+        poll_interval: float = 0.5,
+        stale_after: float = 300.0,
     ) -> None:
         if save_attempts < 1 or save_retry_delay < 0 or exit_wait < 0:
             raise ValueError(
@@ -96,6 +136,10 @@ class TokenCache:
         self._exit_wait = exit_wait
         self._entries: dict[str, _Entry] = {}
         self._redactor = redactor or Redactor()
+        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
+        self._shared = SharedRefresh(
+            store, clock, self.owner, poll_interval=poll_interval, stale_after=stale_after
+        )
 
     @property
     def redactor(self) -> Redactor:
@@ -118,18 +162,18 @@ class TokenCache:
     ) -> None:
         """Let renewals in flight end, then one last write of each token whose save failed; the
         store must still be open."""
-        pending = {
-            entry.renewal: entry
-            for entry in self._entries.values()
-            if entry.renewal is not None and not entry.renewal.done()
-        }
+        pending: dict[asyncio.Task[AccessToken], str] = {}
+        for entry in self._entries.values():
+            task = _running(entry.state)
+            if task is not None:
+                pending[task] = cast(Renewing | Unsaved, entry.state).source
         if pending:
             _, late = await asyncio.wait(pending, timeout=self._exit_wait)
             for task in late:
                 task.cancel()
                 log.error(
                     "token.lost",
-                    source=pending[task].renewing_for,
+                    source=pending[task],
                     fingerprint=None,
                     consequence="the process stops while a token request is unanswered: if the "
                     "store rotates single-use refresh tokens, the next refresh may be refused and "
@@ -138,12 +182,12 @@ class TokenCache:
             await asyncio.gather(*late, return_exceptions=True)
         for key, entry in list(self._entries.items()):
             async with entry.lock:
-                unsaved = entry.unsaved
-                if unsaved is None:
+                unsaved = entry.state
+                if not isinstance(unsaved, Unsaved):
                     continue
                 with contextlib.suppress(StoreError):
                     await self._save_unsaved(key, entry, unsaved, attempts=1)
-                if entry.unsaved is not None:
+                if isinstance(entry.state, Unsaved):
                     log.error(
                         "token.lost",
                         source=unsaved.source,
@@ -159,45 +203,44 @@ class TokenCache:
     async def get(self, provider: TokenProvider, source: str) -> AccessToken:
         """A token fresh enough to send now, obtaining one if needed (once, however many callers)."""
         entry = self._entry(provider)
-        ready = _ready(entry, self._clock.now(), provider.refresh_margin)
+        ready = _ready(entry.state, self._clock.now(), provider.refresh_margin)
         if ready is not None:
             return ready
-        rounds_before = entry.rounds
+        seen = entry.state
         async with entry.lock:
             # Double-checked: whoever held the lock before us may have refreshed already.
             now = self._clock.now()
-            ready = _ready(entry, now, provider.refresh_margin)
+            state = entry.state
+            ready = _ready(state, now, provider.refresh_margin)
             if ready is not None:
                 return ready
-            token = entry.token
-            if entry.rounds != rounds_before and entry.failure is not None:
+            if state is not seen and state.failure is not None:
                 # The request we waited for failed: share its answer instead of asking again.
-                raise entry.failure
-            if entry.renewal is not None and not entry.renewal.done():
+                raise state.failure
+            running = _running(state)
+            if running is not None:
                 # Its caller was cancelled, but it runs on (it may be saving a rotated token):
                 # its answer is ours too, and a second save or request beside it would be wrong.
-                return await asyncio.shield(entry.renewal)
-            if entry.unsaved is not None:
+                return await asyncio.shield(running)
+            token = state.token if not isinstance(state, Unsaved) else None
+            if isinstance(state, Unsaved):
                 # Saved before anything else: its refresh token may be the only live one.
-                token = await self._save_unsaved(provider.cache_key, entry, entry.unsaved)
+                token = await self._save_unsaved(provider.cache_key, entry, state)
                 if token.is_fresh(now, provider.refresh_margin):
                     return token
-            # Another process (`syncd auth`, a CLI sync beside the daemon) may have stored a newer
+            # Another process (`syncd auth`, a CLI sync, another replica) may have stored a newer
             # grant since: start from the persisted one, whose refresh token is the latest.
-            entry.loaded = True
+            entry.state = Idle(token, loaded=True)
             stored = await self._load(provider)
             if stored is not None and (token is None or stored.value != token.value):
                 if stored.is_fresh(now, provider.refresh_margin):
-                    entry.token = stored
+                    entry.state = Idle(stored, loaded=True)
                     await self._event(source, "reused", stored, "persisted token still valid")
                     return stored
                 token = stored
-            renewal = entry.renewal
-            if renewal is None or renewal.done():
-                renewal = asyncio.create_task(self._renew(provider, entry, token, source))
-                renewal.add_done_callback(_retrieve)
-                entry.renewal = renewal
-                entry.renewing_for = source
+            renewal = asyncio.create_task(self._renew(provider, entry, token, source))
+            renewal.add_done_callback(_retrieve)
+            entry.state = Renewing(renewal, source, token)
             # Shielded: once a refresh is on the wire its answer may hold the only copy of a rotated
             # refresh token; a cancelled caller must not drop it before it is persisted.
             return await asyncio.shield(renewal)
@@ -205,30 +248,45 @@ class TokenCache:
     async def _renew(
         self, provider: TokenProvider, entry: _Entry, previous: AccessToken | None, source: str
     ) -> AccessToken:
-        entry.rounds += 1
+        try:
+            claim = await self._shared.claim(provider, previous, source)
+        except SyncdError as exc:
+            entry.state = Idle(previous, loaded=True, failure=exc)
+            await self._event(source, "failed", None, str(exc), level="error")
+            raise
+        if isinstance(claim, Adopted):
+            token = self._known(claim.token)
+            entry.state = Idle(token, loaded=True)
+            detail = (
+                f"refreshed by replica {claim.by}" if claim.by else "persisted token still valid"
+            )
+            await self._event(source, "reused", token, detail)
+            return token
+        previous = self._known(claim.previous) if claim.previous else None
         try:
             new = self._known(await provider.obtain(previous))
         except SyncdError as exc:
-            entry.failure = exc
+            entry.state = Idle(previous, loaded=True, failure=exc)
+            with contextlib.suppress(StoreError):  # else the intent goes stale: see SharedRefresh
+                await self._shared.abandon(provider, refused=isinstance(exc, NeedsReauthError))
             await self._event(source, "failed", None, str(exc), level="error")
             raise
-        entry.failure = None
         # Kept before the first write, so that no failure from here on can lose it.
-        entry.unsaved = _Unsaved(new, source, renewed=previous is not None)
-        return await self._save_unsaved(provider.cache_key, entry, entry.unsaved)
+        unsaved = Unsaved(new, source, previous is not None, task=asyncio.current_task())
+        return await self._save_unsaved(provider.cache_key, entry, unsaved)
 
     async def _save_unsaved(
-        self, key: str, entry: _Entry, unsaved: _Unsaved, *, attempts: int | None = None
+        self, key: str, entry: _Entry, unsaved: Unsaved, *, attempts: int | None = None
     ) -> AccessToken:
         """Write `unsaved` (bounded retries); then it is the current token. StoreError if not."""
-        entry.rounds += 1
+        entry.state = unsaved = replace(unsaved, failure=None)
         token, source = unsaved.token, unsaved.source
         attempts = attempts or self._save_attempts
         for attempt in range(1, attempts + 1):
             try:
                 await self._persist(key, token)
             except StoreError as exc:
-                unsaved.failed_writes += 1
+                entry.state = unsaved = replace(unsaved, failed_writes=unsaved.failed_writes + 1)
                 log.error(
                     "token.persist_failed",
                     source=source,
@@ -246,14 +304,12 @@ class TokenCache:
                         f"the new token of source {source!r} could not be saved ({exc}); it is "
                         "kept in memory and saved before it is used: check the database"
                     )
-                    entry.failure = failure
+                    entry.state = replace(unsaved, failure=failure)
                     raise failure from exc
                 await self._clock.sleep(self._save_retry_delay)
             else:
                 break
-        entry.unsaved = None
-        entry.failure = None
-        entry.token = token
+        entry.state = Idle(token, loaded=True)
         failed = unsaved.failed_writes
         detail = f"saved after {failed} failed write(s)" if failed else None
         await self._event(source, "refreshed" if unsaved.renewed else "issued", token, detail)
@@ -263,15 +319,19 @@ class TokenCache:
         """Drop `rejected` if it is still the current token (so N concurrent 401s refresh once)."""
         entry = self._entry(provider)
         async with entry.lock:
-            current = entry.token
-            if entry.unsaved is not None:
-                return False  # a newer token exists already; `get` saves it before use
+            state = entry.state
+            if not isinstance(state, Idle):
+                return False  # a newer token is on its way; `get` saves it before use
+            current = state.token
             if current is None or current.value != rejected.value or current.revoked:
                 return False
-            entry.token = replace(current, revoked=True)
-            # Persist the revocation so a restart does not resurrect a token the server refused;
-            # the refresh token is kept for flows that can trade it in.
-            await self._persist(provider.cache_key, replace(current, expires_at=self._clock.now()))
+            entry.state = Idle(replace(current, revoked=True), loaded=True)
+            # Persisted so a restart (or another replica) does not resurrect a token the server
+            # refused; only if it is still the stored one, and the refresh token is kept for
+            # flows that can trade it in.
+            await asyncio.shield(
+                self._store.revoke_token(provider.cache_key, current.value, self._clock.now())
+            )
             await self._event(source, "invalidated", current, "rejected with HTTP 401")
             return True
 
@@ -281,36 +341,29 @@ class TokenCache:
         self._known(token)
         async with entry.lock:
             await self._persist(provider.cache_key, token)
-            entry.token = token
-            entry.unsaved = None  # the operator's grant supersedes one this process could not save
-            entry.loaded = True
+            # The operator's grant supersedes one this process could not save.
+            entry.state = Idle(token, loaded=True)
             await self._event(source, "issued", token, "installed by an operator")
 
     async def current(self, provider: TokenProvider) -> AccessToken | None:
         """The cached (or persisted) token for `provider`, fresh or not, without obtaining one."""
-        entry = self._entry(provider)
-        if entry.unsaved is not None:
-            return entry.unsaved.token
-        if entry.token is None and not entry.loaded:
+        state = self._entry(provider).state
+        if isinstance(state, Unsaved):
+            return state.token
+        if state.token is None and isinstance(state, Idle) and not state.loaded:
             return await self._load(provider)
-        return entry.token
+        return state.token
 
     async def _load(self, provider: TokenProvider) -> AccessToken | None:
         record = await self._store.load_token(provider.cache_key)
         if record is None:
             return None
-        return self._known(
-            AccessToken(
-                value=record.access_token,
-                expires_at=record.expires_at,
-                obtained_at=record.issued_at or self._clock.now(),
-                refresh_token=record.refresh_token,
-            )
-        )
+        return self._known(as_token(record, self._clock.now()))
 
     async def _persist(self, key: str, token: AccessToken) -> None:
         record = TokenRecord(token.value, token.expires_at, token.refresh_token, token.obtained_at)
-        # Shielded: a cancelled run must not lose a rotated refresh token half-way.
+        # Shielded: a cancelled run must not lose a rotated refresh token half-way. The write
+        # also ends this replica's refresh intent on the row (docs/SCALING.md).
         await asyncio.shield(self._store.save_token(key, record, self._clock.now()))
 
     async def _event(
@@ -330,7 +383,8 @@ class TokenCache:
             fingerprint=fp,
             expires_at=expires.isoformat() if expires else None,
             detail=detail,
+            owner=self.owner,
         )
         await self._store.add_token_event(
-            TokenEvent(source, self._clock.now(), event, expires, fp, detail)
+            TokenEvent(source, self._clock.now(), event, expires, fp, detail, self.owner)
         )

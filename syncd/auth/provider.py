@@ -77,3 +77,13 @@ class RequestSigner(Protocol):
     ) -> dict[str, str]:
         """The headers that authenticate `method url?params` with `token`."""
         ...
+
+
+@runtime_checkable
+class SpendsRefreshTokens(Protocol):
+    """A provider whose refresh may consume what it presents (single-use refresh tokens): a
+    refresh that was sent and never answered must not be sent again, by any replica."""
+
+    def spends_refresh_token(self) -> bool:
+        """True when `obtain` presents a refresh token the server may accept only once."""
+        ...

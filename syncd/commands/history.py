@@ -101,6 +101,7 @@ def event_json(event: TokenEvent) -> dict[str, Any]:
         "expires_at": iso(event.expires_at),
         "fingerprint": event.fingerprint,
         "detail": event.detail,
+        "owner": event.owner,
     }
 
 
@@ -146,7 +147,7 @@ async def show_events(
     if not events:
         print(_nothing("token events", args, settings))
         return 0
-    headers = ["AT", "SOURCE", "EVENT", "EXPIRES", "FINGERPRINT", "DETAIL"]
+    headers = ["AT", "SOURCE", "EVENT", "EXPIRES", "FINGERPRINT", "OWNER", "DETAIL"]
     rows = [_event_row(e) for e in events]
     print(render_table(headers, rows, _width(sys.stdout)))
     return 0
@@ -161,7 +162,8 @@ def _run_row(r: RunRecord) -> list[str]:
 
 def _event_row(e: TokenEvent) -> list[str]:
     expires = iso(e.expires_at) or "-"
-    return [iso(e.at) or "", e.source, e.event, expires, e.fingerprint or "-", e.detail or ""]
+    fp, owner = e.fingerprint or "-", e.owner or "-"
+    return [iso(e.at) or "", e.source, e.event, expires, fp, owner, e.detail or ""]
 
 
 def _filters(args: argparse.Namespace, clock: Clock) -> tuple[datetime | None, int]:

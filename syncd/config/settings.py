@@ -41,6 +41,17 @@ class StoreSettings(StrictModel):
     pool_size: int = Field(
         default=4, ge=1, le=100, description="PostgreSQL connections held by one process"
     )
+    token_poll_interval: float = Field(
+        default=0.5,
+        gt=0,
+        description="seconds between reads of a token row while another replica refreshes it",
+    )
+    token_refresh_stale_after: float = Field(
+        default=600.0,
+        gt=0,
+        description="seconds after which a replica's unfinished token refresh counts as dead "
+        "(keep it above [http] retry_deadline)",
+    )
 
     @field_validator("url")
     @classmethod
@@ -98,6 +109,11 @@ class HttpSettings(StrictModel):
     )
     rate_floor: float = Field(
         default=0.1, gt=0, description="requests per second a 429 never takes a source below"
+    )
+    rate_save_interval: float = Field(
+        default=2.0,
+        gt=0,
+        description="seconds between saves of a source's changed rate and pause (for its next owner)",
     )
     retry_budget: float = Field(
         default=0.2, ge=0, le=1, description="share of a run's requests that may be retries"

@@ -13,6 +13,7 @@ from syncd.emulator.config import (
     Fault,
     RateLimitConfig,
 )
+from syncd.emulator.cost import ServerCost
 from syncd.emulator.server import Emulator, serve
 
 __all__ = [
@@ -22,5 +23,6 @@ __all__ = [
     "EmulatorConfig",
     "Fault",
     "RateLimitConfig",
+    "ServerCost",
     "serve",
 ]

@@ -61,6 +61,7 @@ class AcRefreshToken:
     scope: str
     used: bool = False
     revoked: bool = False
+    presented: int = 0  # refresh requests that named it (signed or not, accepted or not)
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +115,11 @@ class AmeriCommerceOAuth:
         if token.expires_at is not None and self._clock.now() >= token.expires_at:
             return "expired", token.scope
         return "valid", token.scope
+
+    def presentations(self) -> dict[str, int]:
+        """How many refresh requests named each refresh token ever issued (0: never presented);
+        with single-use refresh tokens, a client must never present one twice."""
+        return {value: token.presented for value, token in self.refresh_tokens.items()}
 
     def revoke(self, *, refresh_tokens: bool = False, static_tokens: bool = False) -> None:
         """Invalidate every access token (and refresh or admin-console tokens if asked)."""
@@ -226,6 +232,8 @@ class AmeriCommerceOAuth:
             refresh_value = fields["refresh_token"]
             expected = sha256_hex(cfg.app_secret, refresh_value, cfg.app_id)
         refresh = self.refresh_tokens.get(refresh_value)
+        if refresh is not None:
+            refresh.presented += 1
         if refresh is None or refresh.revoked:
             return _error(encoding, 401, "Invalid refresh_token")
         if not _same(expected, fields["signature"]):

@@ -21,6 +21,7 @@ from syncd.clock import Clock
 from syncd.emulator.adobe_products import FIELD_KINDS, AdobeProductModel
 from syncd.emulator.catalog import Catalog
 from syncd.emulator.config import AdobeConfig, FaultTarget
+from syncd.emulator.cost import ServerTime
 from syncd.emulator.fields import FieldTree, parse_fields, project
 from syncd.emulator.ims import ImsService, IssuedToken
 from syncd.emulator.limits import TokenBucket
@@ -54,6 +55,7 @@ class AdobeEmulator(PlatformEmulator):
         catalog_until: datetime | None = None,
     ) -> None:
         super().__init__(clock, seed, "adobe", log_size, config.latency)
+        self.server = ServerTime(config.cost)
         self.config = config
         self.catalog = Catalog(
             AdobeProductModel(seed),
@@ -231,6 +233,7 @@ class AdobeEmulator(PlatformEmulator):
                 page = math.ceil(total / size)
             start, stop = (page - 1) * size, page * size
         slots = selection.window(start, stop, rng if cfg.unstable_ties else None)
+        await self.server.page(len(slots), len(self.catalog))
         tree = parse_fields(request.query.get("fields", ""))
         return json_response(200, self._assemble(slots, criteria.echo, total, tree))
 

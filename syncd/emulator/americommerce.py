@@ -20,6 +20,7 @@ from syncd.emulator.ac_products import ENGINE_FIELD, FIELD_KINDS, AmeriCommerceP
 from syncd.emulator.ac_query import QueryError, parse_query
 from syncd.emulator.catalog import Catalog
 from syncd.emulator.config import AmeriCommerceConfig, FaultTarget
+from syncd.emulator.cost import ServerTime
 from syncd.emulator.limits import CallWindow
 from syncd.emulator.platform import PlatformEmulator, seeded
 from syncd.emulator.predicates import FieldKind, Getter, getter
@@ -83,6 +84,7 @@ class AmeriCommerceEmulator(PlatformEmulator):
         catalog_until: datetime | None = None,
     ) -> None:
         super().__init__(clock, seed, "americommerce", log_size, config.latency)
+        self.server = ServerTime(config.cost)
         self.config = config
         self.catalog = Catalog(
             AmeriCommerceProductModel(seed, config.utc_offset_minutes),
@@ -95,7 +97,14 @@ class AmeriCommerceEmulator(PlatformEmulator):
         self.cache = _ResponseCache(
             config.response_cache_seconds, config.response_cache_entries, clock
         )
-        self._window = CallWindow(config.call_limit, config.call_window, clock)
+        self.window = CallWindow(
+            config.call_limit,
+            config.call_window,
+            clock,
+            other_calls=config.other_app_calls,
+            rng=seeded(seed, "americommerce:other-app"),
+        )
+        self._token_windows: dict[str, CallWindow] = {}
         self._order_rng = seeded(seed, "americommerce:order")
         self.base_url = ""
 
@@ -143,8 +152,22 @@ class AmeriCommerceEmulator(PlatformEmulator):
 
     # -- the gate in front of every API call ---------------------------------------------------
 
+    def _window_of(self, request: web.Request) -> CallWindow:
+        """The call window this request counts in: the store's, or with `call_limit_per_token`
+        its token's own (one emulator standing for many stores)."""
+        if not self.config.call_limit_per_token:
+            return self.window
+        token = request.headers.get("X-AC-Auth-Token", "")
+        window = self._token_windows.get(token)
+        if window is None:
+            cfg = self.config
+            window = self._token_windows[token] = CallWindow(
+                cfg.call_limit, cfg.call_window, self.clock
+            )
+        return window
+
     def _gate(self, request: web.Request) -> tuple[web.Response | None, dict[str, str]]:
-        state = self._window.hit()
+        state = self._window_of(request).hit()
         headers = {"X-AC-Call-Limit": state.header}
         if not state.allowed:
             self.stats.rate_limited += 1
@@ -187,20 +210,24 @@ class AmeriCommerceEmulator(PlatformEmulator):
             if cached is not None:
                 self.stats.cache_hits += 1
                 return json_response(200, cached, headers)
-        response = self._render_list(request, headers)
+        response, items = self._render_list(request, headers)
+        await self.server.page(items, len(self.catalog))
         if response.status == 200 and isinstance(response.body, bytes):
             self.cache.put(key, response.body)
         return response
 
-    def _render_list(self, request: web.Request, headers: dict[str, str]) -> web.Response:
+    def _render_list(
+        self, request: web.Request, headers: dict[str, str]
+    ) -> tuple[web.Response, int]:
+        """The page's answer, and how many products it holds."""
         cfg = self.config
         try:
             query = parse_query(request.query, self._getter, cfg.utc_offset_minutes)
         except QueryError as error:
-            return api_error(400, str(error), headers)
+            return api_error(400, str(error), headers), 0
         count = query.count
         if count < 1:
-            return api_error(400, "The count parameter must be greater than 0", headers)
+            return api_error(400, "The count parameter must be greater than 0", headers), 0
         if cfg.max_count is not None:
             count = min(count, cfg.max_count)
         rng = random.Random(self._order_rng.getrandbits(64))
@@ -209,7 +236,7 @@ class AmeriCommerceEmulator(PlatformEmulator):
         total = selection.total
         start = (query.page - 1) * count
         if query.page < 1 or (start >= total and query.page != 1):
-            return api_error(404, "The requested page does not exist.", headers)
+            return api_error(404, "The requested page does not exist.", headers), 0
         slots = selection.window(start, start + count, rng if cfg.unstable_ties else None)
         parts = [b'"total_count":' + str(total).encode()]
         if start + count < total:
@@ -217,7 +244,7 @@ class AmeriCommerceEmulator(PlatformEmulator):
         if query.page > 1:
             parts.append(b'"previous_page":' + dumps(self._page_url(request, query.page - 1)))
         parts.append(b'"products":[' + b",".join(self._products(slots, query.fields)) + b"]")
-        return json_response(200, b"{" + b",".join(parts) + b"}", headers)
+        return json_response(200, b"{" + b",".join(parts) + b"}", headers), len(slots)
 
     def _products(self, slots: list[int], fields: list[str] | None) -> list[bytes]:
         if fields is None:

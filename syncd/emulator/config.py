@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
+from syncd.emulator.cost import ServerCost
+
 FaultKind = Literal[
     "status",
     "html",
@@ -121,6 +123,8 @@ class AdobeConfig:
     default_page_size: int = 20
     rate_limit: RateLimitConfig | None = None
     latency: float = 0.0
+    # What a list page costs the server (None: the emulator's own, well under a millisecond).
+    cost: ServerCost | None = None
     retry_after_format: RetryAfterFormat = "seconds"
     # MySQL returns rows with equal ORDER BY values in any order; keep that unless a test needs calm.
     unstable_ties: bool = True
@@ -155,6 +159,10 @@ class AmeriCommerceConfig:
     desktop_exchange_signature: Literal["prose", "summary"] = "prose"
     call_limit: int = 10
     call_window: float = 10.0
+    # Another app installed on the store: its calls per window, at seeded random moments.
+    other_app_calls: int = 0
+    # One window per access token: the emulator stands for as many stores as there are tokens.
+    call_limit_per_token: bool = False
     static_tokens: tuple[str, ...] = ()
     deny_web_grant: bool = False
     response_cache_seconds: float = 30
@@ -166,6 +174,8 @@ class AmeriCommerceConfig:
     utc_offset_minutes: int = -300
     unstable_ties: bool = True
     latency: float = 0.0
+    # What a list page costs the server (None: the emulator's own, well under a millisecond).
+    cost: ServerCost | None = None
 
     def __hash__(self) -> int:
         return hash((self.app_id, self.scheme, self.products))

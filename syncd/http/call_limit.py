@@ -11,9 +11,13 @@ window's phase is not announced. `CallLimitThrottle` keeps an estimate of the cu
 - **Count.** `used` of the latest answer, plus our requests sent after that one that have not been
   answered yet (they are probably not counted in it), plus one for every request admitted since.
   Other apps' calls show up as jumps in `used` and are added the same way.
-- **Admission.** While the count is below `max - reserve`, requests leave at once; once it is
-  reached, one task sleeps until the estimated end of the window and the others queue behind it,
-  so a fake clock is advanced once, not once per worker.
+- **Own share.** syncd's own calls in the window, counted here. `reserve` is what syncd leaves to
+  the other apps: its own share is `max - reserve` calls per window, whatever the others do.
+- **Admission.** A request leaves at once while syncd's own share is not spent and the window is
+  not full by the store's count (`used < max`: other apps' calls only stop syncd when there is
+  really no call left). Otherwise one task sleeps until the estimated end of the window and the
+  others queue behind it, so a fake clock is advanced once, not once per worker. A sync smaller
+  than the share never waits for a window boundary it has not learned.
 
 Before the first answer only one request is in flight (the limit is unknown); a store that sends no
 header is not paced at all. A 429 is handled by the client (`Retry-After` pauses every worker); here
@@ -67,6 +71,7 @@ class CallLimitThrottle:
         self._answered = False
         self._anchor: float | None = None
         self._used = 0
+        self._own = 0  # syncd's calls in the current window, those in flight included
         self._tickets = 0
         self._observed = 0
         self._flights: dict[asyncio.Task[object], _Flight] = {}
@@ -84,6 +89,11 @@ class CallLimitThrottle:
     def used(self) -> int:
         """Calls believed counted in the current window, ours in flight included."""
         return self._used
+
+    @property
+    def own(self) -> int:
+        """syncd's own calls in the current window, those in flight included."""
+        return self._own
 
     @property
     def window_end(self) -> float | None:
@@ -130,6 +140,9 @@ class CallLimitThrottle:
             after = self._sent_after(flight)
             reset = self._reset_between(flight, used)
             if self._anchor is None or reset:
+                if reset:
+                    # This answer and ours sent after it are the new window's.
+                    self._own = 1 + after
                 self._anchor = now
                 self._history.clear()
                 self._used = used + after
@@ -145,6 +158,7 @@ class CallLimitThrottle:
         """A call this throttle admitted was not sent: it no longer counts in the window."""
         if self._flights.pop(_task(), None) is not None:
             self._used = max(0, self._used - 1)
+            self._own = max(0, self._own - 1)
         self._wake()
 
     # -- internals -------------------------------------------------------------------------
@@ -156,13 +170,17 @@ class CallLimitThrottle:
         self._roll(now)
         if not self._answered and self._flights:
             return math.inf
-        if self._limit is not None and self._used >= max(1, self._limit - self._reserve):
+        limit = self._limit
+        if limit is not None and (
+            self._own >= max(1, limit - self._reserve) or self._used >= limit
+        ):
             if self._anchor is None:
                 return math.inf
             return max(0.0, self._anchor + self._window - now)
         self._flights[_task()] = _Flight(self._tickets, self._observed)
         self._tickets += 1
         self._used += 1
+        self._own += 1
         return None
 
     def _spent(self, now: float, response: Response, limit: int) -> None:
@@ -181,7 +199,7 @@ class CallLimitThrottle:
             return
         passed = math.floor((now - self._anchor) / self._window)
         self._anchor += passed * self._window
-        self._used = len(self._flights)
+        self._used = self._own = len(self._flights)
 
     def _reset_between(self, flight: _Flight | None, used: int) -> bool | None:
         """Whether the window reset between the answers observed before this request left and

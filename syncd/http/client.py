@@ -149,6 +149,7 @@ class SourceClient:
         reauthed = False
         started = self._clock.monotonic()
         merged = {**self._headers, **(headers or {})}
+        stats.paced_by(self._throttles)
         while True:
             await self.gate.wait()
             try:

@@ -16,6 +16,7 @@ from syncd.clock import Clock
 from syncd.config import HttpSettings
 from syncd.http.adaptive import RateTuning
 from syncd.http.client import SourceAuth, SourceClient
+from syncd.http.rate_memory import RateMemory, RateStore
 from syncd.http.retry import RetryPolicy
 from syncd.http.stats import RequestStats
 from syncd.http.throttle import AdaptiveThrottle, RateThrottle, Throttle
@@ -27,9 +28,16 @@ class ClientPool:
     """Owns the `ClientSession`; hands out per-source clients and posts to token endpoints."""
 
     def __init__(
-        self, settings: HttpSettings, clock: Clock, rng: random.Random | None = None
+        self,
+        settings: HttpSettings,
+        clock: Clock,
+        rng: random.Random | None = None,
+        *,
+        rates: RateStore | None = None,
     ) -> None:
         self._settings = settings
+        self._rates = rates  # where sources' paces are kept for their next owner (None: nowhere)
+        self._memories: list[RateMemory] = []
         self._clock = clock
         self._rng = rng or random.Random()
         self._policy = RetryPolicy.from_settings(settings)
@@ -54,6 +62,8 @@ class ClientPool:
         tb: TracebackType | None,
     ) -> None:
         self._closed = True
+        for memory in self._memories:
+            await memory.aclose()
         if self._session is not None:
             session, self._session = self._session, None
             await session.close()
@@ -80,14 +90,27 @@ class ClientPool:
         """A client for one source, with its own limits, sharing the pool's connections.
 
         With `adaptive_rate` on, an `AdaptiveThrottle` goes first: its ceiling is the slowest
-        fixed `RateThrottle` given (None: the source is unpaced until its first 429).
+        fixed `RateThrottle` given (None: the source is unpaced until its first 429). With a
+        `rates` store, a `RateMemory` goes before it: the source starts at its persisted pace.
         """
+        adaptive = None
         if self._settings.adaptive_rate:
             ceiling = min((t.rate for t in throttles if isinstance(t, RateThrottle)), default=None)
             adaptive = AdaptiveThrottle(
                 name, self._clock, RateTuning.from_settings(self._settings), self._policy, ceiling
             )
             throttles = [adaptive, *throttles]
+        if self._rates is not None and is_source:
+            memory = RateMemory(
+                name,
+                self._rates,
+                self._clock,
+                self._policy,
+                adaptive,
+                save_interval=self._settings.rate_save_interval,
+            )
+            self._memories.append(memory)
+            throttles = [memory, *throttles]
         return SourceClient(
             name=name,
             session=self.session,

@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
 
 from syncd.http.retry import RetryBudget
+
+
+@runtime_checkable
+class Summarized(Protocol):
+    """A throttle that logs one summary of what it did per run."""
+
+    def summarize(self) -> None:
+        """Log the summary since the last one, and start counting again."""
+        ...
 
 
 @dataclass(slots=True)
@@ -16,6 +27,7 @@ class RequestStats:
     rate_limited: int = 0
     latencies: list[float] = field(default_factory=list)
     budget: RetryBudget | None = None
+    pacers: list[Summarized] = field(default_factory=list)
 
     @property
     def failure_retries(self) -> int:
@@ -25,6 +37,17 @@ class RequestStats:
     def may_retry(self) -> bool:
         """True unless this run's retry budget is spent."""
         return self.budget is None or self.budget.allows(self.failure_retries, self.requests)
+
+    def paced_by(self, throttles: Iterable[object]) -> None:
+        """Remember the throttles that paced this run's requests, to summarize them at its end."""
+        for throttle in throttles:
+            if isinstance(throttle, Summarized) and throttle not in self.pacers:
+                self.pacers.append(throttle)
+
+    def summarize(self) -> None:
+        """Each pacing throttle logs its summary of the run (called once, when the run ends)."""
+        for pacer in self.pacers:
+            pacer.summarize()
 
     def observe(self, seconds: float) -> None:
         """Record one response time."""

@@ -62,6 +62,10 @@ class Monitor:
         self._observed = 0
         self._limits: dict[str, float] = {}
         self._stale_logged: dict[str, float] = {}
+        # The latest health of each source: refreshed whole by the periodic check, and for the
+        # sources that just ran after each run (re-reading every source after every run cost
+        # two store queries per source per run: quadratic in the number of sources).
+        self._health: dict[str, SourceHealth] = {}
         self._started: datetime | None = None
         self._started_mono = 0.0
         self._stopping = False
@@ -119,26 +123,30 @@ class Monitor:
         self.notifier.stopping(f"stopping: draining {running} run(s)" if running else "stopping")
 
     async def after_run(self) -> None:
-        """A scheduled run ended: count it, re-check staleness, update the systemd STATUS line."""
-        self.observe()
+        """A scheduled run ended: count it, re-check the staleness of the sources that ran,
+        update the systemd STATUS line."""
+        ran = self.observe()
         if self._stopping:
             return  # systemd already shows "stopping"; the drain owns the STATUS line now
         try:
-            await self.check_staleness()
+            await self.check_staleness(only=ran if self._health else None)
             self.notifier.status(await self._status_line())
         except SyncdError as exc:
             log.warning("daemon.monitor_failed", error=str(exc))
 
     # -- metrics ----------------------------------------------------------------------------------
 
-    def observe(self) -> None:
-        """Count every run finished since the last call."""
+    def observe(self) -> list[str]:
+        """Count every run finished since the last call; the sources they were of."""
+        sources: list[str] = []
         while self._observed < len(self._results):
             result = self._results[self._observed]
+            sources.append(result.source)
             self.exported.observe(result)
             # The histogram holds them now; a daemon running for months must not keep them all.
             self._results[self._observed] = dataclasses.replace(result, latencies=())
             self._observed += 1
+        return sources
 
     async def metrics(self) -> tuple[bytes, str]:
         """Scrape: count new runs, read the store's state, render."""
@@ -164,10 +172,15 @@ class Monitor:
     async def _assess(self) -> list[SourceHealth]:
         return await assess(self._store, self._limits, self._clock.now(), self._started)
 
-    async def check_staleness(self) -> list[SourceHealth]:
-        """Assess every source; log `source.stale` when one goes (and stays) stale, `source.fresh`
-        when it recovers."""
-        report = await self._assess()
+    async def check_staleness(self, only: list[str] | None = None) -> list[SourceHealth]:
+        """Assess every source (or those in `only`); log `source.stale` when one goes (and
+        stays) stale, `source.fresh` when it recovers."""
+        if only is None:
+            report = await self._assess()
+        else:
+            wanted = {name: self._limits[name] for name in only if name in self._limits}
+            report = await assess(self._store, wanted, self._clock.now(), self._started)
+        self._health.update((h.source, h) for h in report)
         now = self._clock.monotonic()
         for h in report:
             logged = self._stale_logged.get(h.source)
@@ -228,7 +241,9 @@ class Monitor:
 
     async def _status_line(self) -> str:
         runs = {r.source: r for r in await self._store.last_runs()}
-        health = {h.source: h for h in await self._assess()}
+        health = self._health
+        if any(name not in health for name in self._limits):
+            health = {h.source: h for h in await self._assess()}
         return "; ".join(_status_part(name, runs.get(name), health[name]) for name in self._limits)
 
 

@@ -7,10 +7,12 @@ from syncd.store.base import (
     RunProgress,
     RunRecord,
     RunTotals,
+    SourceRate,
     SourceState,
     Store,
     TokenEvent,
     TokenRecord,
+    TokenState,
     UpsertCounts,
 )
 from syncd.store.locks import SourceLocks
@@ -24,10 +26,12 @@ __all__ = [
     "RunRecord",
     "RunTotals",
     "SourceLocks",
+    "SourceRate",
     "SourceState",
     "SqliteStore",
     "Store",
     "TokenEvent",
     "TokenRecord",
+    "TokenState",
     "UpsertCounts",
 ]

@@ -96,6 +96,30 @@ class TokenEvent:
     expires_at: datetime | None = None
     fingerprint: str | None = None
     detail: str | None = None
+    owner: str | None = None
+    """The replica (process) that did it, as `Runtime.owner` names it; None before it was recorded."""
+
+
+@dataclass(frozen=True, slots=True)
+class TokenState:
+    """A credential's row as the replicas coordinate on it: the token (None while only a refresh
+    intent exists), its version (bumped by every write) and who, since when, is refreshing it."""
+
+    token: TokenRecord | None
+    version: int
+    refreshing_by: str | None = None
+    refresh_started_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SourceRate:
+    """A source's persisted pace: its adaptive rate (None: not paced by one) and the end of a
+    pending `Retry-After` pause (None: none), so that the next owner of the source starts there."""
+
+    source: str
+    rate: float | None
+    paused_until: datetime | None
+    updated_at: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -279,11 +303,43 @@ class Store(Protocol):
         ...
 
     async def save_token(self, key: str, token: TokenRecord, now: datetime) -> None:
-        """Persist (replace) the credential for `key` atomically."""
+        """Persist (replace) the credential for `key` atomically, bump its version and end any
+        refresh intent on it (the refresh that saves it, or an operator's newer grant)."""
         ...
 
     async def delete_token(self, key: str) -> None:
         """Forget the credential for `key`."""
+        ...
+
+    async def token_state(self, key: str) -> TokenState | None:
+        """The row of `key` with its version and refresh intent (None: no row at all)."""
+        ...
+
+    async def begin_token_refresh(
+        self, key: str, expected_version: int, owner: str, now: datetime, stale_before: datetime
+    ) -> bool:
+        """Record that `owner` refreshes `key`, committed before the request is sent; True only if
+        the row is still at `expected_version` (0: no row yet) and nobody else holds a refresh
+        intent begun at or after `stale_before`. `save_token` ends the intent."""
+        ...
+
+    async def abandon_token_refresh(
+        self, key: str, owner: str, now: datetime, *, spent: bool = False
+    ) -> None:
+        """Drop `owner`'s refresh intent on `key` (a refresh that failed); `spent` also drops the
+        refresh token, which the store refused or may have consumed: nobody presents it again."""
+        ...
+
+    async def revoke_token(self, key: str, access_token: str, now: datetime) -> bool:
+        """Expire `key`'s token now if it is still `access_token` (a 401 for it); True if it was."""
+        ...
+
+    async def source_rate(self, source: str) -> SourceRate | None:
+        """The persisted pace of `source` (None: never saved)."""
+        ...
+
+    async def save_source_rate(self, rate: SourceRate) -> None:
+        """Persist (replace) the pace of `rate.source`."""
         ...
 
     async def source_state(self, source: str) -> SourceState:

@@ -90,7 +90,21 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (source, scan_id, sku)
     );
     """,
-    # 2: coordination between replicas (PostgreSQL only; docs/SCALING.md): one lease row per
+    # 2: SQLite's migration 5 (token version and refresh intent, the replica on each token
+    # event, the persisted pace of each source).
+    """
+    ALTER TABLE tokens ADD COLUMN version bigint NOT NULL DEFAULT 0;
+    ALTER TABLE tokens ADD COLUMN refreshing_by text;
+    ALTER TABLE tokens ADD COLUMN refresh_started_at timestamptz;
+    ALTER TABLE token_events ADD COLUMN owner text;
+    CREATE TABLE source_rates (
+        source        text COLLATE "C" PRIMARY KEY,
+        rate          double precision,
+        paused_until  timestamptz,
+        updated_at    timestamptz NOT NULL
+    );
+    """,
+    # 3: coordination between replicas (PostgreSQL only; docs/SCALING.md): one lease row per
     # source (owner, fencing epoch, expiry and schedule, all in the database's clock), the live
     # replicas, and the fence every write of a run checks in its own transaction.
     """
@@ -141,7 +155,15 @@ MIGRATIONS: tuple[str, ...] = (
 
 SCHEMA_VERSION = len(MIGRATIONS)
 
-TABLES = ("products", "sync_runs", "token_events", "tokens", "source_state", "full_scan_seen")
+TABLES = (
+    "products",
+    "sync_runs",
+    "token_events",
+    "tokens",
+    "source_state",
+    "full_scan_seen",
+    "source_rates",
+)
 """Every table of the contract, in an order `syncd store copy` can fill them."""
 
 COORDINATION_TABLES = ("leases", "replicas")

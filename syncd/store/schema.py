@@ -147,6 +147,22 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (webhook, source)
     );
     """,
+    # 5: replicas sharing credentials and sources (docs/SCALING.md). A token row carries a version
+    # (bumped by every write) and the refresh intent committed before a refresh is sent; each
+    # token event names the replica that caused it; `source_rates` keeps a source's adaptive rate
+    # and pending Retry-After pause for whoever runs it next.
+    """
+    ALTER TABLE tokens ADD COLUMN version INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE tokens ADD COLUMN refreshing_by TEXT;
+    ALTER TABLE tokens ADD COLUMN refresh_started_at TEXT;
+    ALTER TABLE token_events ADD COLUMN owner TEXT;
+    CREATE TABLE source_rates (
+        source        TEXT PRIMARY KEY,
+        rate          REAL,
+        paused_until  TEXT,
+        updated_at    TEXT NOT NULL
+    );
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -30,10 +30,12 @@ from syncd.store.base import (
     RunRecord,
     RunStatus,
     RunTotals,
+    SourceRate,
     SourceState,
     StoredProduct,
     TokenEvent,
     TokenRecord,
+    TokenState,
     UpsertCounts,
 )
 from syncd.store.changes import (
@@ -559,10 +561,10 @@ class SqliteStore:
         """Append to `token_events`."""
         async with self._transaction(f"record token event {event.event!r}") as db:
             await db.execute(
-                "INSERT INTO token_events (source, at, event, expires_at, fingerprint, detail) "
-                "VALUES (?,?,?,?,?,?)",
+                "INSERT INTO token_events (source, at, event, expires_at, fingerprint, detail, "
+                "owner) VALUES (?,?,?,?,?,?,?)",
                 (event.source, iso(event.at), event.event, iso(event.expires_at),
-                 event.fingerprint, self._text(event.detail)),
+                 event.fingerprint, self._text(event.detail), event.owner),
             )  # fmt: skip
 
     async def token_events(
@@ -577,7 +579,7 @@ class SqliteStore:
         kinds = None if event is None else [event] if isinstance(event, str) else list(event)
         clause, params = where(source=source, at=since, event=kinds)
         rows = await self._read(
-            "SELECT source, at, event, expires_at, fingerprint, detail FROM token_events "
+            "SELECT source, at, event, expires_at, fingerprint, detail, owner FROM token_events "
             f"{clause} ORDER BY id DESC LIMIT ?",
             (*params, limit),
         )
@@ -589,6 +591,7 @@ class SqliteStore:
                 expires_at=parse_iso(r[3]),
                 fingerprint=r[4],
                 detail=r[5],
+                owner=r[6],
             )
             for r in rows
         ]
@@ -604,7 +607,7 @@ class SqliteStore:
         """The persisted credential for cache key `key`."""
         rows = await self._read(
             "SELECT access_token, expires_at, refresh_token, issued_at FROM tokens "
-            "WHERE cache_key = ?",
+            "WHERE cache_key = ? AND access_token <> ''",  # '': only a first refresh's intent
             (key,),
         )
         if not rows:
@@ -617,10 +620,11 @@ class SqliteStore:
         async with self._transaction("save a token") as db:
             await db.execute(
                 "INSERT INTO tokens (cache_key, access_token, refresh_token, expires_at, "
-                "issued_at, updated_at) VALUES (?,?,?,?,?,?) ON CONFLICT (cache_key) DO UPDATE SET "
-                "access_token=excluded.access_token, refresh_token=excluded.refresh_token, "
-                "expires_at=excluded.expires_at, issued_at=excluded.issued_at, "
-                "updated_at=excluded.updated_at",
+                "issued_at, updated_at, version) VALUES (?,?,?,?,?,?,1) ON CONFLICT (cache_key) "
+                "DO UPDATE SET access_token=excluded.access_token, "
+                "refresh_token=excluded.refresh_token, expires_at=excluded.expires_at, "
+                "issued_at=excluded.issued_at, updated_at=excluded.updated_at, "
+                "version=tokens.version + 1, refreshing_by=NULL, refresh_started_at=NULL",
                 (key, token.access_token, token.refresh_token, iso(token.expires_at),
                  iso(token.issued_at), iso(now)),
             )  # fmt: skip
@@ -629,6 +633,84 @@ class SqliteStore:
         """Forget the credential for `key`."""
         async with self._transaction("delete a token") as db:
             await db.execute("DELETE FROM tokens WHERE cache_key = ?", (key,))
+
+    # -- tokens shared by replicas (docs/SCALING.md) ----------------------------------------------
+
+    async def token_state(self, key: str) -> TokenState | None:
+        """The row of `key` with its version and refresh intent (None: no row at all)."""
+        rows = await self._read(
+            "SELECT access_token, expires_at, refresh_token, issued_at, version, refreshing_by, "
+            "refresh_started_at FROM tokens WHERE cache_key = ?",
+            (key,),
+        )
+        if not rows:
+            return None
+        r = rows[0]
+        token = TokenRecord(r[0], parse_iso(r[1]), r[2], parse_iso(r[3])) if r[0] else None
+        return TokenState(token, int(r[4]), r[5], parse_iso(r[6]))
+
+    async def begin_token_refresh(
+        self, key: str, expected_version: int, owner: str, now: datetime, stale_before: datetime
+    ) -> bool:
+        """Record that `owner` refreshes `key` if the row is still at `expected_version` and
+        holds no live intent; True if it did (SQLite's write lock serializes two processes)."""
+        async with self._transaction("begin a token refresh") as db:
+            # No row yet (a first token): a placeholder carries the intent; '' is no token.
+            cursor = await db.execute(
+                "INSERT INTO tokens (cache_key, access_token, updated_at, version, refreshing_by, "
+                "refresh_started_at) VALUES (?, '', ?, 1, ?, ?) ON CONFLICT (cache_key) DO UPDATE "
+                "SET version = tokens.version + 1, refreshing_by = excluded.refreshing_by, "
+                "refresh_started_at = excluded.refresh_started_at, updated_at = excluded.updated_at "
+                "WHERE tokens.version = ? AND (tokens.refreshing_by IS NULL "
+                "OR tokens.refresh_started_at < ?)",
+                (key, iso(now), owner, iso(now), expected_version, iso(stale_before)),
+            )
+            return cursor.rowcount == 1
+
+    async def abandon_token_refresh(
+        self, key: str, owner: str, now: datetime, *, spent: bool = False
+    ) -> None:
+        """Drop `owner`'s refresh intent on `key`; `spent` also drops the refresh token."""
+        async with self._transaction("abandon a token refresh") as db:
+            await db.execute(
+                "UPDATE tokens SET version = version + 1, refreshing_by = NULL, "
+                "refresh_started_at = NULL, updated_at = ?, "
+                "refresh_token = CASE WHEN ? THEN NULL ELSE refresh_token END "
+                "WHERE cache_key = ? AND refreshing_by = ?",
+                (iso(now), spent, key, owner),
+            )
+
+    async def revoke_token(self, key: str, access_token: str, now: datetime) -> bool:
+        """Expire `key`'s token now if it is still `access_token`; True if it was."""
+        async with self._transaction("revoke a token") as db:
+            cursor = await db.execute(
+                "UPDATE tokens SET expires_at = ?, version = version + 1, updated_at = ? "
+                "WHERE cache_key = ? AND access_token = ?",
+                (iso(now), iso(now), key, access_token),
+            )
+            return cursor.rowcount == 1
+
+    # -- source rates -----------------------------------------------------------------------------
+
+    async def source_rate(self, source: str) -> SourceRate | None:
+        """The persisted pace of `source` (None: never saved)."""
+        rows = await self._read(
+            "SELECT rate, paused_until, updated_at FROM source_rates WHERE source = ?", (source,)
+        )
+        if not rows:
+            return None
+        r = rows[0]
+        return SourceRate(source, r[0], parse_iso(r[1]), cast(datetime, parse_iso(r[2])))
+
+    async def save_source_rate(self, rate: SourceRate) -> None:
+        """Persist (replace) the pace of `rate.source`."""
+        async with self._transaction(f"save the rate of {rate.source!r}") as db:
+            await db.execute(
+                "INSERT INTO source_rates (source, rate, paused_until, updated_at) "
+                "VALUES (?,?,?,?) ON CONFLICT (source) DO UPDATE SET rate = excluded.rate, "
+                "paused_until = excluded.paused_until, updated_at = excluded.updated_at",
+                (rate.source, rate.rate, iso(rate.paused_until), iso(rate.updated_at)),
+            )
 
     # -- source state -----------------------------------------------------------------------------
 

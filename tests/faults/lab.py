@@ -2,15 +2,22 @@
 
 Every scenario starts from a good first sync (the daemon's start-up run), changes the catalog a
 little, injects its fault, runs the source the way the daemon's jobs do (`Daemon.trigger`), and
-checks the run, the data (nothing lost, nothing duplicated, what was stored before intact) and the
-daemon (alive, the source still scheduled). What the lab did and saw becomes the scenario's row in
-docs/RELIABILITY.md: nothing in a row is typed by the test.
+checks the run, the data (nothing lost, nothing duplicated, what was stored before intact), the
+credentials (`leaks`: none in the log output, the database, /metrics, a run's error, or at another
+origin) and the daemon (alive, the source still scheduled). What the lab did and saw becomes the
+scenario's row in docs/RELIABILITY.md: nothing in a row is typed by the test.
+
+A scenario records its row (`conclude`) before it asserts anything: its own checks made before
+then go through `expect`, which keeps the ones that fail for the row's outcome, so a failing row
+can be rendered; `assert_recorded` (or `finish`, which is both) then fails on them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import heapq
+import io
+import logging
 import random
 import re
 import sqlite3
@@ -18,9 +25,11 @@ import time
 from collections.abc import Callable, MutableMapping
 from contextlib import AsyncExitStack
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+import structlog
 
 from syncd.clock import FakeClock
 from syncd.config import AdobeCommerceSourceSettings, HttpSettings, Settings, StoreSettings
@@ -28,8 +37,10 @@ from syncd.daemon import Daemon, Runtime
 from syncd.emulator import AdobeConfig, Emulator, EmulatorConfig, Fault
 from syncd.emulator.faults import PAGE_FAULTS
 from syncd.http import RequestStats
+from syncd.logging import configure_logging
 from syncd.store.base import RunKind
 from syncd.sync import SyncResult
+from tests.elsewhere import Elsewhere
 from tests.faults.scenarios import SCENARIO_IDS
 from tests.support import adobe_source, stored_products, until
 
@@ -158,6 +169,9 @@ ERROR_CLASSES: tuple[tuple[str, str], ...] = (
     (r"above max_catalog_size", "total_count above max_catalog_size"),
     (r"answered HTTP (\d{3})", r"HTTP \1"),
     (r"Connection reset|ServerDisconnected", "connection lost"),
+    (r"stopped by (SIG[A-Z]+)", r"\1"),
+    (r"was deleted since syncd opened it", "database deleted"),
+    (r"was replaced by another file", "database replaced"),
 )
 
 
@@ -183,7 +197,14 @@ def describe(fault: Fault) -> str:
         "disconnect": "connection closed unanswered",
         "reset": "connection reset (RST)",
         "json": f"HTTP 200, the body {fault.body[:80]}",
+        "echo": f"HTTP {fault.status} whose body echoes the request's credentials",
+        "redirect": f"HTTP {fault.status} to another origin",
+        "oversized": f"a {fault.size / 2**20:g} MiB body (streamed, no Content-Length)",
+        "huge_total": f"the real page with total_count {_power(fault.total)}",
+        "nested": f"HTTP 200, JSON nested {fault.depth:,} levels deep",
     }.get(fault.kind, fault.kind.replace("_", " "))  # a kind added since: at least its name
+    if fault.kind == "status" and fault.retry_after is not None:
+        what += f", Retry-After: {fault.retry_after}"
     target = "API" if fault.target == "api" else "token endpoint"
     if fault.probability < 1:
         share = f"{fault.probability:.0%} of the {target} answers"
@@ -199,6 +220,12 @@ def describe(fault: Fault) -> str:
         share += " on reused keep-alive connections"
     limit = f" for {fault.duration:g} s" if fault.duration is not None else ""
     return f"{share}: {what}{limit}"
+
+
+def _power(n: int) -> str:
+    """10^12 for 1000000000000; other numbers as they are."""
+    exponent = len(str(n)) - 1
+    return f"10^{exponent}" if n > 1 and n == 10**exponent else f"{n:,}"
 
 
 def _describe_page(fault: Fault) -> str:
@@ -246,6 +273,7 @@ class ScenarioResult:
     wall_seconds: float
     tombstoned: int = 0
     longest_run: float = 0.0
+    credentials: str = "none leaked"
 
     def to_json(self) -> dict[str, Any]:
         """A plain dict for the results file."""
@@ -286,9 +314,14 @@ class FaultLab:
     opened_at: datetime | None = None
     liveness: dict[str, Any] | None = None
     started: float = field(default_factory=time.perf_counter)
+    elsewhere: list[Elsewhere] = field(default_factory=list)
+    log_output: io.StringIO = field(default_factory=io.StringIO)
+    metrics: str = ""
+    unmet: list[str] = field(default_factory=list)
     _baseline_runs: int = 0
     _baseline: _Counters | None = None
     _scheduling: bool = False
+    _world: AsyncExitStack | None = None
 
     def __post_init__(self) -> None:
         # What the clock watches to tell a quiet lab: log events, and requests logged.
@@ -331,32 +364,32 @@ class FaultLab:
             (s.name, by_url[str(s.base_url).rstrip("/")]) for s in self.runtime.settings.sources
         ]
 
-    async def open(
+    def settings(
         self, *sources: AdobeCommerceSourceSettings, http: HttpSettings = LAB_HTTP
-    ) -> Runtime:
-        """The runtime and a daemon on it; returns after the daemon's start-up runs, each one a
-        good first sync (checked: every table equals its catalog)."""
-        settings = Settings(
+    ) -> Settings:
+        """The lab's settings: its database, `sources` (one source on the first emulator)."""
+        return Settings(
             store=StoreSettings(path=self.db),
             sources=sources or (self.source(),),
             http=http,
             shutdown_grace=2.0,
         )
-        self.runtime = await self.stack.enter_async_context(
-            Runtime(settings, clock=self.clock, rng=random.Random(5))
-        )
-        self.opened_at = self.clock.now()
-        self.daemon = await self.stack.enter_async_context(
-            Daemon(self.runtime, handle_signals=False)
-        )
-        daemon = self.daemon
-        await until(lambda: len(daemon.results) + len(self.crashes()) >= len(settings.sources))
-        self.runs.extend(RunRecord(r.source, r.status, r.error, r) for r in daemon.results)
-        self.runs.extend(
-            RunRecord(e["source"], "crashed", e["error"], None) for e in self.crashes()
-        )
-        # Else the monitor's staleness loop (renamed?) would run the lab's clock forward.
-        await until(lambda: "staleness-check" in self.clock.parked)
+
+    async def open(
+        self,
+        *sources: AdobeCommerceSourceSettings,
+        http: HttpSettings = LAB_HTTP,
+        settings: Settings | None = None,
+    ) -> Runtime:
+        """The runtime and a daemon on it; returns after the daemon's start-up runs, each one a
+        good first sync (checked: every table equals its catalog).
+
+        From here on the daemon logs as `syncd run --log-level debug --log-format json` does
+        (through the settings' redactor, third-party loggers included) into `log_output`, one of
+        the sinks `leaks` searches; `logs` still receives every event, unrendered."""
+        settings = settings or self.settings(*sources, http=http)
+        self._log_like_syncd_run(settings)
+        await self._start(settings)
         for run in self.runs:
             assert run.status == "succeeded", f"the good first sync failed: {run}"
         for name, emu in self._sources():
@@ -364,7 +397,62 @@ class FaultLab:
             assert check.exact, f"the good first sync of {name!r}: {check}"
         self._baseline_runs = len(self.runs)
         self._baseline = _Counters.of(self.emulators)
-        return self.runtime
+        return self.runtime  # type: ignore[return-value]  # set by _start
+
+    async def _start(self, settings: Settings, restart: bool = False) -> None:
+        """A runtime and a daemon on `settings`; returns once the daemon's start-up runs ended
+        (recorded in `runs`)."""
+        world = await self.stack.enter_async_context(AsyncExitStack())
+        self._world = world
+        self.runtime = await world.enter_async_context(
+            Runtime(settings, clock=self.clock, rng=random.Random(5))
+        )
+        self.opened_at = self.clock.now()
+        self.clock.parked.clear()
+        crashed = len(self.logs)
+        self.daemon = await world.enter_async_context(Daemon(self.runtime, handle_signals=False))
+        daemon = self.daemon
+        count = len(settings.sources)
+        if restart:
+            # The start-up runs are due at the lab's time, which APScheduler (on real time) has
+            # not reached once the lab's clock moved on: they are due now, as they were at open.
+            for source in settings.sources:
+                daemon._scheduler.reschedule_in(source.name, datetime.now(UTC))
+        await until(lambda: len(daemon.results) + len(self.crashes(crashed)) >= count)
+        self.runs.extend(RunRecord(r.source, r.status, r.error, r) for r in daemon.results)
+        self.runs.extend(
+            RunRecord(e["source"], "crashed", e["error"], None) for e in self.crashes(crashed)
+        )
+        # Else the monitor's staleness loop (renamed?) would run the lab's clock forward.
+        await until(lambda: "staleness-check" in self.clock.parked)
+
+    async def restart(self, why: str) -> list[RunRecord]:
+        """Stop the daemon and its runtime, and start them again on the same settings (what an
+        operator does after a fault only a restart clears); returns the new start-up runs."""
+        assert self.runtime is not None and self._world is not None, "open() the lab first"
+        settings = self.runtime.settings
+        await self._world.aclose()
+        self.note(f"then syncd restarted ({why})")
+        before = len(self.runs)
+        await self._start(settings, restart=True)
+        return self.runs[before:]
+
+    def _log_like_syncd_run(self, settings: Settings) -> None:
+        root = logging.getLogger()
+        handlers, level = list(root.handlers), root.level
+        configure_logging("debug", "json", self.log_output, redactor=settings.redactor)
+
+        def tee(_: Any, method: str, event: Event) -> Event:
+            self.logs.append({**event, "log_level": method})  # as capture_logs records it
+            return event
+
+        def restore() -> None:
+            root.handlers[:] = handlers
+            root.setLevel(level)
+
+        self.stack.callback(restore)
+        processors = structlog.get_config()["processors"]
+        structlog.configure(processors=[self.clock.stamp, tee, *processors])
 
     def crashes(self, since: int = 0) -> list[Event]:
         """The runs the daemon logged as crashed (the store refused them: no `SyncResult`)."""
@@ -534,20 +622,80 @@ class FaultLab:
         self.checks.append(check)
         return check
 
+    def secrets(self) -> dict[str, str]:
+        """Every credential of the scenario by what it is: each emulator's client secret and
+        every access token its IMS issued."""
+        found: dict[str, str] = {}
+        for n, emu in enumerate(self.emulators):
+            found[f"client secret {n}"] = emu.adobe.config.client_secret
+            found.update({f"access token {n}.{i}": t for i, t in enumerate(emu.adobe.ims.tokens)})
+        return found
+
+    def texts(self) -> str:
+        """Every text value of every table but the persisted tokens themselves."""
+        found: list[str] = []
+        with sqlite3.connect(self.db) as conn:
+            tables = [
+                r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
+            ]
+            for table in tables:
+                for column in [r[1] for r in conn.execute(f"PRAGMA table_info({table})")]:
+                    if table == "tokens" and column in ("access_token", "refresh_token"):
+                        continue
+                    query = f"SELECT {column} FROM {table} WHERE typeof({column}) = 'text'"
+                    found.extend(row[0] for row in conn.execute(query))
+        return "\n".join(found)
+
+    def watch(self, elsewhere: Elsewhere) -> Elsewhere:
+        """Count what reaches `elsewhere` (another origin a fault points at) as leaked."""
+        self.elsewhere.append(elsewhere)
+        return elsewhere
+
+    def leaks(self) -> list[str]:
+        """Where a credential went that it should not: `what in sink` (empty when nowhere).
+
+        The sinks: the log output (JSON at debug level, third-party loggers included), every
+        text column of the database, `/metrics` (read by `conclude`), every run's error, and any
+        other origin a fault pointed at (any request it received counts)."""
+        sinks = {
+            "log output": self.log_output.getvalue(),
+            "database": self.texts() if self.db.exists() else "",
+            "/metrics": self.metrics,
+            "run errors": "\n".join(r.error or "" for r in self.runs),
+        }
+        leaked = [
+            f"{kind} in {sink}"
+            for kind, secret in self.secrets().items()
+            for sink, text in sinks.items()
+            if secret in text or secret[:24] in text or secret[-24:] in text
+        ]
+        leaked.extend(
+            f"{len(other.received)} requests to the other origin"
+            for other in self.elsewhere
+            if other.received
+        )
+        return leaked
+
     def integrity(self) -> str:
         """SQLite's own verdict on the file ("ok" when sound)."""
         with sqlite3.connect(self.db) as conn:
             return str(conn.execute("PRAGMA integrity_check").fetchone()[0])
+
+    def expect(self, holds: object, what: object) -> None:
+        """A scenario's own check, made before its row is recorded: one that does not hold is
+        kept (and named in the row's outcome), and `finish` fails on it, so the row can show it."""
+        if not holds:
+            self.unmet.append(str(what).splitlines()[0][:120] if str(what) else "a check")
 
     # -- the daemon, and the end of a scenario ------------------------------------------------------
 
     def assert_alive(self) -> None:
         """The daemon answers its liveness probe with its scheduler running, and every source has
         a next run later than the start-up run (its job is still there, re-armed)."""
-        problems = self._liveness()
+        problems = self.liveness_problems()
         assert not problems, problems
 
-    def _liveness(self) -> list[str]:
+    def liveness_problems(self) -> list[str]:
         """`assert_alive`'s checks, as what failed (empty when none); keeps the probe's detail."""
         daemon = self.daemon
         assert daemon is not None and self.opened_at is not None, "open() the lab first"
@@ -565,21 +713,31 @@ class FaultLab:
         """End the scenario and record its row, asserting nothing: the daemon's liveness, one
         more run of each source, every table against its catalog. A bad outcome is recorded as
         such (and `finish` then fails on it), so the report can show it."""
-        self._liveness()
+        self.liveness_problems()
         for name, emu in self._sources():
             await self.run(name)
             self.verify(name, emu)
+        assert self.daemon is not None
+        body, _ = await self.daemon.monitor.metrics()
+        self.metrics = body.decode()
         return self._record(scenario)
 
     async def finish(self, scenario: str) -> ScenarioResult:
         """`conclude`, then assert: the daemon is alive and schedules every source, the run after
         the scenario succeeded, and every check the scenario made found the data intact."""
-        result = await self.conclude(scenario)
-        self.assert_alive()
+        return self.assert_recorded(await self.conclude(scenario))
+
+    def assert_recorded(self, result: ScenarioResult) -> ScenarioResult:
+        """`finish`'s assertions on a row `conclude` recorded: the daemon is alive and schedules
+        every source, the run after the scenario succeeded, every check found the data intact,
+        and no credential leaked."""
+        assert self._scheduling, (result.outcome, self.liveness_problems())
         for run in self.runs[-len(self._sources()) :]:
             assert run.status == "succeeded", f"the run after the scenario: {run.error}"
         bad = [c for c in self.checks if not c.exact]
         assert not bad, (result.outcome, bad)
+        assert result.credentials == "none leaked", (result.outcome, result.credentials)
+        assert not self.unmet, (result.outcome, self.unmet)
         return result
 
     def _record(self, scenario: str) -> ScenarioResult:
@@ -601,6 +759,11 @@ class FaultLab:
         else:
             outcome = "every run succeeded"
         outcome += "; data intact" if intact else "; DATA NOT INTACT"
+        if self.unmet:
+            outcome += f"; {len(self.unmet)} CHECKS FAILED ({self.unmet[0]})"
+        leaked = self.leaks()
+        if leaked:
+            outcome += "; CREDENTIAL LEAKED"
         if self._scheduling:
             outcome += "; daemon alive and scheduling"
         else:
@@ -621,6 +784,7 @@ class FaultLab:
             wall_seconds=round(time.perf_counter() - self.started, 2),
             tombstoned=max(c.tombstoned for c in self.checks),
             longest_run=max((r.result.duration for r in after if r.result), default=0.0),
+            credentials="; ".join(leaked) if leaked else "none leaked",
         )
         self.sink.append(result)
         return result

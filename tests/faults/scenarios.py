@@ -153,4 +153,64 @@ SCENARIOS += (
     ),
 )
 
+SCENARIOS += (
+    Scenario(
+        "token-endpoint-echo",
+        "the run fails naming the client secret's fingerprint only; the fingerprint is in the "
+        "log output and the run's row, the secret in no sink",
+    ),
+    Scenario(
+        "api-error-echo",
+        'both runs fail naming the bearer token\'s fingerprint, the 401 one "refused twice"; '
+        "no token and no secret in any sink",
+    ),
+    Scenario(
+        "retry-after-superscript",
+        "`Retry-After: ²` is no number: the 429 is retried after the default pause, no internal "
+        "error; the run succeeds",
+    ),
+    Scenario(
+        "nested-json",
+        "one request, not retried: the run fails naming the URL and the nesting, not an "
+        "internal RecursionError",
+    ),
+    Scenario(
+        "huge-total-empty-pages",
+        "total_count 10^9 over pages that are empty past the catalog: one request, the run "
+        "fails naming total_count and max_catalog_size, no runaway of empty pages",
+    ),
+    Scenario(
+        "token-expired-while-queued",
+        "a request that waited out a 429 past its token's expiry takes a fresh token when it "
+        "leaves: no 401, no run failed; exactly one new token",
+    ),
+    Scenario(
+        "database-deleted",
+        "each run is refused naming the deleted path (store.file_changed once), /readyz not "
+        "ready, nothing written where the file was; the daemon stays alive; restarted, it "
+        "builds a fresh database with a full sync",
+    ),
+    Scenario(
+        "database-replaced",
+        "the run is refused naming the replacement, /readyz not ready, the restored file left "
+        "as restored (no old WAL replayed); restarted, the daemon syncs it up to date",
+    ),
+    Scenario(
+        "clock-stepped-back",
+        "the next run moves back by the step (scheduler.clock_stepped once), /healthz stays "
+        "healthy with nothing overdue; the next run succeeds",
+    ),
+    Scenario(
+        "two-daemons-fresh-database",
+        "a second daemon opened at the same moment on the same fresh file: both open it (no "
+        "`already exists`), both sync, the schema created once",
+    ),
+    Scenario(
+        "sigterm-manual-sync",
+        "SIGTERM to `syncd sync` mid-run: exit 143 and one final line, the run recorded "
+        "`cancelled` with a reason that names no daemon, whole pages only; the daemon's next run "
+        "succeeds",
+    ),
+)
+
 SCENARIO_IDS = frozenset(s.id for s in SCENARIOS)

@@ -31,30 +31,39 @@ async def test_answers_slower_than_the_timeout(lab: FaultLab) -> None:
     lab.inject(Fault("slow", delay=0.4, probability=0.25, times=5))
     seen = len(lab.logs)
     result = await lab.sync(kind="full")
-    assert result.ok, result.error
+    lab.expect(result.ok, result.error)
     retried = lab.events("http.retry_scheduled", seen)
     timeouts = [e for e in retried if "timed out after 0.1s" in e["reason"]]
     # Every late answer cost a retry (a busy machine may add a late one of its own).
-    assert result.totals.retries == len(timeouts) == len(retried)
-    assert len(timeouts) >= emu.adobe.stats.faults_injected > 0
+    lab.expect(
+        result.totals.retries == len(timeouts) == len(retried),
+        "result.totals.retries == len(timeouts) == len(retried)",
+    )
+    lab.expect(
+        len(timeouts) >= emu.adobe.stats.faults_injected > 0,
+        "len(timeouts) >= emu.adobe.stats.faults_injected > 0",
+    )
     check = lab.verify()
-    assert check.exact, check
+    lab.expect(check.exact, check)
     good = lab.stored()
 
     lab.heal()
     lab.inject(Fault("slow", delay=0.4, times=None))
     lab.change_catalog()
     failed = await lab.sync(kind="full")
-    assert failed.status == "failed"
-    assert failed.error == f"GET {emu.url}/rest/V1/products timed out after 0.1s"
-    assert failed.totals.requests == 6  # page 1, max_attempts times, and not one more
-    assert lab.stored() == good  # the previous good data, untouched
+    lab.expect(failed.status == "failed", 'failed.status == "failed"')
+    lab.expect(
+        failed.error == f"GET {emu.url}/rest/V1/products timed out after 0.1s",
+        'failed.error == f"GET {emu.url}/rest/V1/products timed out after 0.1s"',
+    )
+    lab.expect(failed.totals.requests == 6, "failed.totals.requests == 6")
+    lab.expect(lab.stored() == good, "lab.stored() == good")
     check = lab.unharmed(good)
-    assert check.exact, check
+    lab.expect(check.exact, check)
 
     lab.heal()
     recovered = await lab.sync(kind="full")
-    assert recovered.ok, recovered.error
+    lab.expect(recovered.ok, recovered.error)
     await lab.finish("slow-responses")
 
 
@@ -76,26 +85,32 @@ async def test_unusable_bodies_are_retried_then_reported(
     lab.inject(Fault(kind, status=502, probability=0.2, times=None))  # type: ignore[arg-type]
     seen = len(lab.logs)
     result = await lab.sync(kind="full")
-    assert result.ok, result.error
+    lab.expect(result.ok, result.error)
     named = [e for e in lab.events("http.retry_scheduled", seen) if reason in e["reason"]]
-    assert result.totals.retries == len(named) == emu.adobe.stats.faults_injected > 0
+    lab.expect(
+        result.totals.retries == len(named) == emu.adobe.stats.faults_injected > 0,
+        "result.totals.retries == len(named) == emu.adobe.stats.faults_injected > 0",
+    )
     check = lab.verify()
-    assert check.exact, check
+    lab.expect(check.exact, check)
     good = lab.stored()
 
     lab.heal()
     lab.inject(Fault(kind, status=502, times=None))  # type: ignore[arg-type]
     lab.change_catalog()
     failed = await lab.sync(kind="full")
-    assert failed.status == "failed"
+    lab.expect(failed.status == "failed", 'failed.status == "failed"')
     error = failed.error or ""
-    assert error.startswith(f"GET {emu.url}/rest/V1/products ") and reason in error
-    assert "\n" not in error
-    assert lab.stored() == good
+    lab.expect(
+        error.startswith(f"GET {emu.url}/rest/V1/products ") and reason in error,
+        'error.startswith(f"GET {emu.url}/rest/V1/products ") and reason in error',
+    )
+    lab.expect("\n" not in error, '"\\n" not in error')
+    lab.expect(lab.stored() == good, "lab.stored() == good")
     check = lab.unharmed(good)
-    assert check.exact, check
+    lab.expect(check.exact, check)
 
     lab.heal()
     recovered = await lab.sync(kind="full")
-    assert recovered.ok, recovered.error
+    lab.expect(recovered.ok, recovered.error)
     await lab.finish(scenario)

@@ -21,17 +21,31 @@ async def test_resets_and_keep_alive_disconnects_are_retried(lab: FaultLab) -> N
     )
     seen = len(lab.logs)
     result = await lab.sync(kind="full")
-    assert result.ok, result.error
+    lab.expect(result.ok, result.error)
     reasons = [e["reason"] for e in lab.events("http.retry_scheduled", seen)]
-    assert any("ClientOSError" in r and "Connection reset by peer" in r for r in reasons)
-    assert result.totals.retries == len(reasons) >= 1
+    lab.expect(
+        any("ClientOSError" in r and "Connection reset by peer" in r for r in reasons),
+        'any("ClientOSError" in r and "Connection reset by peer" in r for r in reasons)',
+    )
+    lab.expect(
+        result.totals.retries == len(reasons) >= 1, "result.totals.retries == len(reasons) >= 1"
+    )
     dropped = [r for r in list(emu.adobe.stats.log)[logged:] if r.status == 0]
-    assert len(dropped) == emu.adobe.stats.faults_injected > 2
+    lab.expect(
+        len(dropped) == emu.adobe.stats.faults_injected > 2,
+        "len(dropped) == emu.adobe.stats.faults_injected > 2",
+    )
     # More requests reached the API than syncd sent: aiohttp retried some drops by itself.
-    assert emu.adobe.stats.requests - sent > result.totals.requests
+    lab.expect(
+        emu.adobe.stats.requests - sent > result.totals.requests,
+        "emu.adobe.stats.requests - sent > result.totals.requests",
+    )
     stored = lab.stored()
-    assert all(stored[sku] == item for sku, item in before.items() if sku not in changed)
+    lab.expect(
+        all(stored[sku] == item for sku, item in before.items() if sku not in changed),
+        "all(stored[sku] == item for sku, item in before.items() if sku not in changed)",
+    )
     check = lab.verify()
-    assert check.exact, check
+    lab.expect(check.exact, check)
     lab.heal()
     await lab.finish("connection-faults")

@@ -1,9 +1,11 @@
-"""A hostile or broken front: redirects to another origin, a runaway body, an absurd total_count.
+"""A hostile or broken front: redirects to another origin, a runaway body, an absurd total_count,
+a JSON nesting bomb, a Retry-After that is no number, a wait that outlives the token.
 
 Each starts from the daemon's good first sync. The faulted run fails at once with one clear line
-(nothing retried), no credential reaches the other origin (a loopback server that records every
-request it receives), what was stored before is intact, the run ends in bounded time and memory,
-and once healed the next run succeeds.
+(nothing retried) or succeeds, no credential reaches the other origin (a loopback server that
+records every request it receives, watched by the lab) or any sink, what was stored before is
+intact, the run ends in bounded time and memory, and once healed the next run succeeds. Each row
+is recorded (`FaultLab.conclude`) before anything is asserted.
 """
 
 from __future__ import annotations
@@ -30,19 +32,6 @@ async def elsewhere() -> AsyncIterator[Elsewhere]:
         yield server
 
 
-def arm(lab: FaultLab, fault: Fault, words: str) -> None:
-    """Arm `fault` on the lab's emulator and note it in the report's words."""
-    lab.emu.adobe.faults.add(fault)
-    lab.note(words)
-
-
-def no_leak(lab: FaultLab, elsewhere: Elsewhere) -> None:
-    """Nothing reached the other origin, and no log line carries the client secret."""
-    assert elsewhere.received == []
-    secret = lab.emu.adobe.config.client_secret
-    assert all(secret not in repr(event) for event in lab.logs)
-
-
 async def test_a_token_endpoint_redirect_sends_no_secret_elsewhere(
     lab: FaultLab, elsewhere: Elsewhere
 ) -> None:
@@ -50,28 +39,25 @@ async def test_a_token_endpoint_redirect_sends_no_secret_elsewhere(
     replayed there, the run fails naming the status and that origin, and nothing is lost."""
     emu = await lab.start_emulator(products=100)
     await lab.open()
+    lab.watch(elsewhere)
     good = lab.stored()
     lab.change_catalog()
     lab.revoke_tokens()
-    fault = Fault("redirect", target="token", status=307, location=elsewhere.url, times=None)
-    arm(lab, fault, "every token endpoint answer: HTTP 307 to another origin")
+    lab.inject(Fault("redirect", target="token", status=307, location=elsewhere.url, times=None))
     tokens = emu.adobe.stats.token_requests
     wall = time.perf_counter()
     failed = await lab.sync()
-    assert time.perf_counter() - wall < WALL_LIMIT
-    assert failed.status == "failed"
+    wall = time.perf_counter() - wall
+    asked = emu.adobe.stats.token_requests - tokens
+    lab.heal()
+    check = lab.unharmed(good)
+    lab.assert_recorded(await lab.conclude("token-endpoint-redirect"))
+    assert wall < WALL_LIMIT and failed.status == "failed"
     assert (failed.error or "").startswith(
         f"POST {emu.ims_token_url} answered HTTP 307, a redirect to {elsewhere.url}: not followed"
     )
-    assert emu.adobe.stats.token_requests - tokens == 1  # refused, not retried
-    no_leak(lab, elsewhere)
-    check = lab.unharmed(good)
-    assert check.exact, check
-    lab.assert_alive()
-
-    lab.heal()
-    await lab.finish("token-endpoint-redirect")
-    no_leak(lab, elsewhere)
+    assert asked == 1  # refused, not retried
+    assert elsewhere.received == [] and check.exact, check
 
 
 async def test_an_api_redirect_sends_no_credential_elsewhere(
@@ -81,28 +67,25 @@ async def test_an_api_redirect_sends_no_credential_elsewhere(
     there and its answer is never stored as a page; the run fails at once; nothing is lost."""
     emu = await lab.start_emulator(products=200)
     await lab.open()
+    lab.watch(elsewhere)
     good = lab.stored()
     lab.change_catalog()
-    fault = Fault("redirect", status=302, location=elsewhere.url, times=None)
-    arm(lab, fault, "every API answer: HTTP 302 to another origin")
+    lab.inject(Fault("redirect", status=302, location=elsewhere.url, times=None))
     requests = emu.adobe.stats.requests
     wall = time.perf_counter()
     failed = await lab.sync(kind="full")
-    assert time.perf_counter() - wall < WALL_LIMIT
-    assert failed.status == "failed"
+    wall = time.perf_counter() - wall
+    asked = emu.adobe.stats.requests - requests
+    impostor = "IMPOSTOR" in lab.stored()
+    lab.heal()
+    check = lab.unharmed(good)
+    lab.assert_recorded(await lab.conclude("api-redirect"))
+    assert wall < WALL_LIMIT and failed.status == "failed"
     assert (failed.error or "").startswith(
         f"GET {emu.url}/rest/V1/products answered HTTP 302, a redirect to {elsewhere.url}:"
     )
-    assert emu.adobe.stats.requests - requests == 1
-    no_leak(lab, elsewhere)
-    assert "IMPOSTOR" not in lab.stored()
-    check = lab.unharmed(good)
-    assert check.exact, check
-    lab.assert_alive()
-
-    lab.heal()
-    await lab.finish("api-redirect")
-    no_leak(lab, elsewhere)
+    assert asked == 1 and not impostor
+    assert elsewhere.received == [] and check.exact, check
 
 
 async def test_a_runaway_body_is_not_read_past_the_cap(lab: FaultLab) -> None:
@@ -113,7 +96,7 @@ async def test_a_runaway_body_is_not_read_past_the_cap(lab: FaultLab) -> None:
     await lab.open(http=LAB_HTTP.model_copy(update={"max_body_size": MIB}))
     good = lab.stored()
     lab.change_catalog()
-    arm(lab, Fault("oversized", size=256 * MIB, times=None), "every API answer: a 256 MiB body")
+    lab.inject(Fault("oversized", size=256 * MIB, times=None))
     requests = emu.adobe.stats.requests
     wall = time.perf_counter()
     tracemalloc.start()
@@ -122,43 +105,110 @@ async def test_a_runaway_body_is_not_read_past_the_cap(lab: FaultLab) -> None:
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    assert time.perf_counter() - wall < WALL_LIMIT
+    wall = time.perf_counter() - wall
+    asked = emu.adobe.stats.requests - requests
+    lab.heal()
+    check = lab.unharmed(good)
+    lab.assert_recorded(await lab.conclude("oversized-body"))
+    assert wall < WALL_LIMIT
     assert peak < 16 * MIB, f"{peak / MIB:.1f} MiB allocated at the peak"
     assert failed.status == "failed"
     assert (failed.error or "").startswith(
         f"GET {emu.url}/rest/V1/products answered a body over max_body_size (1048576 bytes; streamed past it)"
     )
-    assert emu.adobe.stats.requests - requests == 1
-    check = lab.unharmed(good)
-    assert check.exact, check
-    lab.assert_alive()
-
-    lab.heal()
-    await lab.finish("oversized-body")
+    assert asked == 1 and check.exact, check
 
 
-async def test_an_absurd_total_count_stops_after_page_one(lab: FaultLab) -> None:
-    """Page 1 says total_count 10^12: the run fails before any further page is asked for (and
-    no page number is built for it); nothing is lost."""
+@pytest.mark.parametrize(
+    ("scenario", "total"), [("huge-total-count", 10**12), ("huge-total-empty-pages", 10**9)]
+)
+async def test_an_absurd_total_count_stops_after_page_one(
+    lab: FaultLab, scenario: str, total: int
+) -> None:
+    """Page 1 says total_count 10^12 (or 10^9, every page past the catalog served empty): the
+    run fails before any further page is asked for (and no page number is built for it);
+    nothing is lost."""
     emu = await lab.start_emulator(products=200)
     await lab.open()
     good = lab.stored()
     lab.change_catalog()
-    arm(lab, Fault("huge_total", times=None), "every API answer: total_count 10^12")
+    lab.inject(Fault("huge_total", total=total, times=None))
     requests = emu.adobe.stats.requests
     wall = time.perf_counter()
     failed = await lab.sync(kind="full")
-    assert time.perf_counter() - wall < WALL_LIMIT
-    assert failed.status == "failed"
+    wall = time.perf_counter() - wall
+    asked = emu.adobe.stats.requests - requests
+    lab.heal()
+    check = lab.unharmed(good)
+    lab.assert_recorded(await lab.conclude(scenario))
+    assert wall < WALL_LIMIT and failed.status == "failed"
     assert failed.error == (
-        "source 'shop': total_count 1000000000000 is above max_catalog_size (10000000), "
+        f"source 'shop': total_count {total} is above max_catalog_size (10000000), "
         f"answered by {emu.url}/rest/V1/products page 1; no further page is fetched: raise "
         "max_catalog_size if the catalog is really this large"
     )
-    assert emu.adobe.stats.requests - requests == 1
-    check = lab.unharmed(good)
-    assert check.exact, check
-    lab.assert_alive()
+    assert asked == 1 and check.exact, check
 
+
+async def test_json_nested_100000_levels_is_a_clear_error(lab: FaultLab) -> None:
+    """Every page answered with arrays nested 100,000 levels deep: one request, not retried, and
+    an error naming the URL and the nesting (no RecursionError, no `internal error`)."""
+    emu = await lab.start_emulator(products=200)
+    await lab.open()
+    good = lab.stored()
+    lab.change_catalog()
+    lab.inject(Fault("nested", times=None))
+    requests = emu.adobe.stats.requests
+    failed = await lab.sync(kind="full")
+    asked = emu.adobe.stats.requests - requests
     lab.heal()
-    await lab.finish("huge-total-count")
+    check = lab.unharmed(good)
+    lab.assert_recorded(await lab.conclude("nested-json"))
+    assert failed.status == "failed"
+    assert (failed.error or "").startswith(f"GET {emu.url}/rest/V1/products"), failed.error
+    assert "nested deeper than syncd reads" in (failed.error or ""), failed.error
+    assert "Recursion" not in (failed.error or "") and "internal error" not in (failed.error or "")
+    assert asked == 1 and check.exact, check
+
+
+async def test_a_retry_after_that_is_no_number_pauses_by_the_default(lab: FaultLab) -> None:
+    """A 429 with `Retry-After: ²` (a digit to `str.isdigit`, not to `int`): retried after the
+    default pause, no internal error, the run succeeds."""
+    emu = await lab.start_emulator(products=200)
+    await lab.open()
+    lab.change_catalog()
+    lab.inject(Fault("status", status=429, retry_after="²", after=2))
+    seen = len(lab.logs)
+    result = await lab.sync(kind="full")
+    lab.verify()
+    lab.assert_recorded(await lab.conclude("retry-after-superscript"))
+    assert result.ok, result.error
+    assert result.totals.rate_limited == 1 and result.totals.retries == 1
+    assert emu.adobe.stats.faults_injected >= 1
+    assert not lab.events("sync.crashed", seen)
+
+
+async def test_a_token_that_expires_while_its_request_waits_is_not_sent(lab: FaultLab) -> None:
+    """Tokens live 120 s; a 429 asks every worker to wait 300 s. The requests that waited take
+    a token when they leave, so none carries the one that expired meanwhile: no 401 at all,
+    exactly one new token for the wait."""
+    emu = await lab.start_emulator(products=200, token_lifetime=120)
+    await lab.open()
+    lab.change_catalog()  # 600 s: the first sync's token has expired too
+    lab.inject(Fault("status", status=429, retry_after="300", after=4))
+    lab.note("tokens live 120 s")
+    stats = emu.adobe.stats
+    tokens, refused, expired = (
+        stats.token_requests,
+        stats.unauthorized,
+        stats.expired_token_requests,
+    )
+    result = await lab.sync(kind="full")
+    lab.verify()
+    minted = stats.token_requests - tokens
+    unauthorized = stats.unauthorized - refused + stats.expired_token_requests - expired
+    lab.assert_recorded(await lab.conclude("token-expired-while-queued"))
+    assert result.ok, result.error
+    assert result.duration >= 300  # the wait happened (on the lab's clock)
+    assert unauthorized == 0
+    assert minted == 2  # one for the expired first token, one after the wait

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
+from typing import get_args
 
-from tests.faults.lab import LabClock
+from syncd.emulator import Fault
+from syncd.emulator.config import FaultKind
+from tests.faults.lab import LabClock, describe
 
 
 async def test_time_jumps_from_deadline_to_deadline_only_once_the_lab_is_quiet() -> None:
@@ -37,3 +40,17 @@ async def test_time_jumps_from_deadline_to_deadline_only_once_the_lab_is_quiet()
         await clock.close()
     assert woke == [("soon", 1.0), ("late", 2.5)]
     assert clock.monotonic() - start == 2.5
+
+
+def test_every_fault_kind_is_described_in_words() -> None:
+    """Each kind the emulator knows reads as what it does in a report row (not its bare name)."""
+    for kind in get_args(FaultKind):
+        extra = {"body": "{}"} if kind == "json" else {}
+        if kind == "redirect":
+            extra = {"status": 302, "location": "http://127.0.0.1:9"}
+        text = describe(Fault(kind, **extra))  # type: ignore[arg-type]
+        assert text.startswith("1 API answer: ") or "of a full scan" in text, text
+        assert text.split(": ", 1)[-1] != kind.replace("_", " "), f"{kind!r} has no words"
+    shown = describe(Fault("status", status=429, retry_after="²", after=3))
+    assert shown == "1 API answer after the first 3: HTTP 429, Retry-After: ²"
+    assert describe(Fault("huge_total", total=10**9, times=None)).endswith("total_count 10^9")

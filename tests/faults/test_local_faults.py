@@ -1,20 +1,18 @@
 """Local faults under the daemon: its database file deleted or replaced, its wall clock stepped back.
 
-None of them can be healed by the daemon itself (a deleted or replaced file needs a restart), so
-these scenarios end with a restart on the same settings instead of `FaultLab.finish`, and have no
-row in docs/RELIABILITY.md yet.
+A deleted or replaced file cannot be healed by the daemon itself: those scenarios restart it on
+the same settings (`FaultLab.restart`) before the lab concludes. Every scenario records its row
+(`FaultLab.conclude`) before it asserts.
 """
 
 from __future__ import annotations
 
 import os
-import random
 import sqlite3
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from syncd.daemon import Runtime
 from tests.faults.lab import FaultLab, LabClock
 
 
@@ -32,18 +30,6 @@ def lab_clock() -> LabClock:
     return SteppingLabClock(datetime.now(UTC))
 
 
-async def restart_and_sync(lab: FaultLab) -> None:
-    """What an operator does next: restart syncd on the same settings; its run succeeds and the
-    file now at the path holds the catalog."""
-    assert lab.runtime is not None
-    async with Runtime(lab.runtime.settings, clock=lab.clock, rng=random.Random(7)) as restarted:
-        result = await restarted.sync("shop")
-    assert result.ok, result.error
-    check = lab.check()
-    assert check.exact, check
-    assert lab.integrity() == "ok"
-
-
 async def test_a_deleted_database_stops_writes_and_readiness_until_a_restart(
     lab: FaultLab,
 ) -> None:
@@ -51,31 +37,35 @@ async def test_a_deleted_database_stops_writes_and_readiness_until_a_restart(
     refused naming the path), `/readyz` says why, `store.file_changed` is logged once, the daemon
     stays alive; restarted, it builds a fresh database with a full sync."""
     await lab.start_emulator(products=120)
-    runtime = await lab.open()
+    await lab.open()
     daemon = lab.daemon
     assert daemon is not None
-    assert (await daemon.monitor.readiness()).ok
+    ready_before = (await daemon.monitor.readiness()).ok
     lab.change_catalog()
     for path in lab.db.parent.glob(f"{lab.db.name}*"):
         if path.is_file():
             path.unlink()
     lab.note("the database file (and its -wal, -shm) deleted under the daemon")
     seen = len(lab.logs)
-    for _ in range(2):
-        refused = await lab.run()
-        assert refused.status == "crashed" and refused.result is None
+    refused = [await lab.run() for _ in range(2)]
     crashed = lab.crashes(seen)
-    assert len(crashed) == 2
-    expected = f"database {str(lab.db)!r} was deleted since syncd opened it"
-    assert all(c["error"].startswith(expected) for c in crashed), crashed
-    [changed] = lab.events("store.file_changed", seen)
-    assert (changed["change"], changed["path"]) == ("was deleted", str(lab.db))
+    changed = lab.events("store.file_changed", seen)
     ready = await daemon.monitor.readiness()
+    written = lab.db.exists()
+    alive = lab.liveness_problems()
+    restarted = await lab.restart("the database was deleted")
+    result = await lab.conclude("database-deleted")
+    lab.assert_recorded(result)
+    assert ready_before and alive == []
+    assert [r.status for r in refused] == ["crashed"] * 2
+    assert all(r.result is None for r in refused)
+    expected = f"database {str(lab.db)!r} was deleted since syncd opened it"
+    assert len(crashed) == 2 and all(c["error"].startswith(expected) for c in crashed), crashed
+    assert [(c["change"], c["path"]) for c in changed] == [("was deleted", str(lab.db))]
     assert not ready.ok and ready.detail["store"].startswith(f"error: {expected}")
-    assert not lab.db.exists()  # nothing was written where the operator looks
-    lab.assert_alive()
-    assert runtime.store.path == lab.db
-    await restart_and_sync(lab)
+    assert not written  # nothing was written where the operator looks
+    assert [r.status for r in restarted] == ["succeeded"]
+    assert lab.integrity() == "ok"
 
 
 async def test_a_replaced_database_is_left_as_restored_and_noticed(lab: FaultLab) -> None:
@@ -93,46 +83,51 @@ async def test_a_replaced_database_is_left_as_restored_and_noticed(lab: FaultLab
         copy.execute("PRAGMA journal_mode=DELETE")  # a backup is one self-contained file
     backed_up = lab.stored()
     lab.change_catalog(every=10, add=5)
-    assert (await lab.sync()).ok  # the live file moves on past the backup
-    assert lab.stored() != backed_up
+    moved_on = await lab.sync()  # the live file moves on past the backup
+    lab.verify()
     os.replace(backup, lab.db)
     lab.note("last night's backup moved over the database file (mv)")
     seen = len(lab.logs)
     refused = await lab.run()
+    ready = await daemon.monitor.readiness()
+    changed = lab.events("store.file_changed", seen)
+    as_restored = lab.stored() == backed_up
+    lab.unharmed(backed_up)
+    integrity = lab.integrity()
+    alive = lab.liveness_problems()
+    restarted = await lab.restart("the database was replaced")
+    result = await lab.conclude("database-replaced")
+    lab.assert_recorded(result)
+    assert moved_on.ok and backed_up != lab.stored()
     assert refused.status == "crashed" and refused.error is not None
     assert "was replaced by another file" in refused.error
-    ready = await daemon.monitor.readiness()
     assert not ready.ok and "was replaced" in ready.detail["store"]
-    [changed] = lab.events("store.file_changed", seen)
-    assert changed["change"].startswith("was replaced by another file")
-    assert lab.stored() == backed_up and lab.integrity() == "ok"  # the restored file as restored
-    lab.assert_alive()
-    await restart_and_sync(lab)
+    assert len(changed) == 1 and changed[0]["change"].startswith("was replaced by another file")
+    assert as_restored and integrity == "ok" and alive == []
+    assert [r.status for r in restarted] == ["succeeded"]
+    assert lab.integrity() == "ok"
 
 
 async def test_a_wall_clock_stepped_back_keeps_the_schedule(lab: FaultLab) -> None:
     """The wall clock steps back 10 minutes under the daemon: at its next wake-up (here: the
     liveness probe) every next run moves back by the step, logged once; the daemon stays live
     (nothing overdue), and the next run succeeds with the data exact."""
-    emu = await lab.start_emulator(products=120)
+    await lab.start_emulator(products=120)
     await lab.open()
     daemon = lab.daemon
     clock = lab.clock
     assert daemon is not None and isinstance(clock, SteppingLabClock)
     planned = daemon.next_run("shop")
-    assert planned is not None
     lab.change_catalog()
     clock.step_wall(-600)
     lab.note("the wall clock stepped back 10 minutes")
     seen = len(lab.logs)
     probe = daemon.monitor.liveness()
+    moved = daemon.next_run("shop")
+    stepped = lab.events("scheduler.clock_stepped", seen)
+    result = await lab.conclude("clock-stepped-back")
+    lab.assert_recorded(result)
     assert probe.ok and probe.detail["overdue_s"] == {}, probe
-    assert daemon.next_run("shop") == planned - timedelta(minutes=10)
-    [stepped] = lab.events("scheduler.clock_stepped", seen)
-    assert (stepped["step_s"], stepped["jobs_moved"]) == (-600.0, ["shop"])
-    lab.assert_alive()
-    result = await lab.sync()
-    assert result.ok, result.error
-    check = lab.verify("shop", emu)
-    assert check.exact, check
-    assert not lab.events("scheduler.clock_stepped", seen)[1:]  # one step, handled once
+    assert planned is not None and moved == planned - timedelta(minutes=10)
+    assert [(e["step_s"], e["jobs_moved"]) for e in stepped] == [(-600.0, ["shop"])]
+    assert len(lab.events("scheduler.clock_stepped", seen)) == 1  # one step, handled once

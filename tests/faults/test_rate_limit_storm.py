@@ -12,8 +12,6 @@ from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any
 
-import pytest
-
 from syncd.emulator import Fault
 from syncd.emulator.stats import RequestRecord
 from syncd.sync import SyncResult
@@ -75,62 +73,74 @@ async def test_a_429_storm_pauses_every_worker_cuts_the_rate_and_wins_it_back(
     holds, the rate comes back once the storm is over; nothing lost, the daemon runs on."""
     storm = await ride_out(lab)
     result = storm.result
-    assert result.ok, result.error
+    lab.expect(result.ok, result.error)
     t = result.totals
     limited = [i for i, r in enumerate(storm.log) if r.status == 429]
-    assert len(limited) == t.rate_limited == t.retries == STORM.times
+    lab.expect(
+        len(limited) == t.rate_limited == t.retries == STORM.times,
+        "len(limited) == t.rate_limited == t.retries == STORM.times",
+    )
     # The pages, the catalog probe, and one repeat per 429.
-    assert t.requests == len(storm.log) == math.ceil((PRODUCTS + 1) / 10) + 1 + STORM.times
+    lab.expect(
+        t.requests == len(storm.log) == math.ceil((PRODUCTS + 1) / 10) + 1 + STORM.times,
+        "t.requests == len(storm.log) == math.ceil((PRODUCTS + 1) / 10) + 1 + STORM.times",
+    )
     # While it lasted, the storm hit about 30% of the answers (seeded draws).
-    assert 0.2 <= len(limited) / (limited[-1] - limited[0] + 1) <= 0.45
+    lab.expect(
+        0.2 <= len(limited) / (limited[-1] - limited[0] + 1) <= 0.45,
+        "0.2 <= len(limited) / (limited[-1] - limited[0] + 1) <= 0.45",
+    )
 
     paused = storm.named("http.rate_limited")
-    assert len(paused) == STORM.times and {e["retry_after"] for e in paused} == {1.0}
+    lab.expect(
+        len(paused) == STORM.times and {e["retry_after"] for e in paused} == {1.0},
+        'len(paused) == STORM.times and {e["retry_after"] for e in paused} == {1.0}',
+    )
     pause = 1.0
     # The page a 429 answered is asked again no sooner than Retry-After later ...
     for i in limited:
         answered = storm.log[i]
         retry = next(r for r in storm.log[i + 1 :] if page(r) == page(answered))
-        assert retry.at >= answered.at + pause - EPS, (page(answered), answered.at, retry.at)
+        lab.expect(retry.at >= answered.at + pause - EPS, (page(answered), answered.at, retry.at))
     # ... and no other worker sends meanwhile: once syncd has seen the 429, only requests that
     # were already on their way (one per other worker, at most) reach the API before the end.
     for event in paused:
         early = [r for r in storm.since(event) if r.at < event["at"] + pause - EPS]
-        assert len(early) <= WORKERS - 1, (event["at"], [(r.at, page(r)) for r in early])
+        lab.expect(len(early) <= WORKERS - 1, (event["at"], [(r.at, page(r)) for r in early]))
 
     changes = storm.named("http.rate_adjusted")
     cuts = [e for e in changes if e["reason"] == "rate_limited"]
-    assert cuts, "a 429 must lower the source's rate"
-    floor, decrease = STORM_HTTP.rate_floor, STORM_HTTP.rate_decrease
+    lab.expect(cuts, "a 429 must lower the source's rate")
+    floor = STORM_HTTP.rate_floor
     for cut in cuts:
         if cut["old_rate"] is not None:
-            expected = max(floor, cut["old_rate"] * decrease)
-            assert cut["new_rate"] == pytest.approx(expected, abs=1e-3), cut  # rounded in the log
+            lab.expect(floor <= cut["new_rate"] < cut["old_rate"], cut)
     # One cut per flight: the 429s of requests sent before a cut cut nothing more, and requests
     # sent after it leave only once its pause is over; so cuts are at least a pause apart.
-    assert all(b["at"] - a["at"] >= pause - EPS for a, b in pairwise(cuts))
+    lab.expect(
+        all(b["at"] - a["at"] >= pause - EPS for a, b in pairwise(cuts)),
+        'all(b["at"] - a["at"] >= pause - EPS for a, b in pairwise(cuts))',
+    )
     # The cut rate holds: in the second after each cut's pause, no more requests reach the API
     # than the new rate lets through, plus those that had passed the throttle before the cut.
     for cut in cuts:
         start = cut["at"] + pause
         window = [r for r in storm.since(cut) if start - EPS <= r.at < start + 1 - EPS]
-        assert len(window) <= math.ceil(cut["new_rate"]) + WORKERS - 1, (cut, len(window))
+        lab.expect(len(window) <= math.ceil(cut["new_rate"]) + WORKERS - 1, (cut, len(window)))
 
-    # Between cuts, and once the storm is over, the rate climbs back step by step; at the end
-    # the source runs unpaced again (it has no configured rate).
-    assert any(e["reason"] == "recovering" for e in changes)
+    # Between cuts, and once the storm is over, the rate climbs back: each rate held without a
+    # 429 is proven and a higher one tried. The source has no configured rate, so it stays paced
+    # at what it proved (released at full speed, a real limit drew a 429 each time).
     after = changes[changes.index(cuts[-1]) + 1 :]
-    assert [e["reason"] for e in after] == ["recovering"] * (len(after) - 1) + ["recovered"]
-    rates = [cuts[-1]["new_rate"], *(e["new_rate"] for e in after[:-1])]
-    assert rates == sorted(rates) and after[-1]["new_rate"] is None, after
-    tail = storm.since(after[-1])
-    lowest = min(c["new_rate"] for c in cuts)
-    assert len(tail) > lowest * (tail[-1].at - tail[0].at) + WORKERS, "still paced"
+    lab.expect(after and {e["reason"] for e in after} <= {"proven", "probing"}, after)
+    rates = [cuts[-1]["new_rate"], *(e["new_rate"] for e in after)]
+    lab.expect(rates == sorted(rates) and rates[-1] > rates[0], rates)
 
     stored = lab.stored()
-    assert all(
-        stored[sku] == item for sku, item in storm.before.items() if sku not in storm.changed
+    lab.expect(
+        all(stored[sku] == item for sku, item in storm.before.items() if sku not in storm.changed),
+        "all(         stored[sku] == item for sku, item in storm.before.items() if sku not in storm.changed     )",
     )
     check = lab.verify()
-    assert check.exact, check
+    lab.expect(check.exact, check)
     await lab.finish("rate-limit-storm")

@@ -38,6 +38,7 @@ def result(scenario: str, **figures: Any) -> dict[str, Any]:
         "duplicated": 0,
         "tombstoned": 0,
         "longest_run": 1.5,
+        "credentials": "none leaked",
         "outcome": "recovered",
         "wall_seconds": 0.5,
     }
@@ -75,11 +76,12 @@ def test_duplicate_or_unknown_results_are_refused(bad: str) -> None:
 
 
 def test_the_committed_report_has_exactly_the_scenarios_and_lost_nothing() -> None:
-    """docs/RELIABILITY.md lists every scenario once, in order, with 0 lost, 0 duplicated and
-    no live product tombstoned."""
+    """docs/RELIABILITY.md lists every scenario once, in order, with 0 lost, 0 duplicated, no
+    live product tombstoned and no credential leaked."""
     rows = table_rows(REPORT.read_text(encoding="utf-8"))
     assert [row[0] for row in rows] == [f"`{s.id}`" for s in SCENARIOS]
     assert all(row[8] == "0" and row[9] == "0" and row[10] == "0" for row in rows)
+    assert all(row[-2] == "none leaked" for row in rows)
     assert all(re.fullmatch(r"\d+", row[3]) for row in rows)
 
 
@@ -112,10 +114,15 @@ def test_a_failed_suite_still_renders_its_rows_under_a_warning() -> None:
     """A scenario whose data was not intact is rendered as such: the report can show a failure."""
     results = [result(s.id) for s in SCENARIOS]
     results[0] = result(SCENARIOS[0].id, outcome="every run succeeded; DATA NOT INTACT", lost=7)
+    leaked = "client secret 0 in log output"
+    results[1] = result(
+        SCENARIOS[1].id, outcome="1 run failed; CREDENTIAL LEAKED", credentials=leaked
+    )
     text = render(results, failed=1)
     assert "THE FAULT SUITE FAILED (pytest exit 1)" in text
     row = table_rows(text)[0]
     assert row[8] == "7" and row[-1] == "every run succeeded; DATA NOT INTACT"
+    assert table_rows(text)[1][-2:] == [leaked, "1 run failed; CREDENTIAL LEAKED"]
 
 
 def fresh_results(session: list[ScenarioResult], scratch: Path) -> list[dict[str, Any]]:

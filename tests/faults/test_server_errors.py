@@ -23,20 +23,33 @@ async def test_bursts_of_server_errors_are_retried(lab: FaultLab) -> None:
     )
     seen = len(lab.logs)
     result = await lab.sync(kind="full")
-    assert result.ok, result.error
-    assert (result.totals.retries, result.totals.requests) == (9, PAGES + 9 + 1)  # + the probe
+    lab.expect(result.ok, result.error)
+    lab.expect(
+        (result.totals.retries, result.totals.requests) == (9, PAGES + 9 + 1),
+        "(result.totals.retries, result.totals.requests) == (9, PAGES + 9 + 1)",
+    )
     scheduled = lab.events("http.retry_scheduled", seen)
-    assert len(scheduled) == 9
-    assert {e["reason"].split("answered ")[1][:8] for e in scheduled} == {
-        "HTTP 500",
-        "HTTP 502",
-        "HTTP 503",
-    }
-    assert all(0 <= e["delay"] <= LAB_HTTP.backoff_cap for e in scheduled)
+    lab.expect(len(scheduled) == 9, "len(scheduled) == 9")
+    lab.expect(
+        {e["reason"].split("answered ")[1][:8] for e in scheduled}
+        == {
+            "HTTP 500",
+            "HTTP 502",
+            "HTTP 503",
+        },
+        '{e["reason"].split("answered ")[1][:8] for e in scheduled} == {         "HTTP 500",         "HTTP 502",         "HTTP 503",     }',
+    )
+    lab.expect(
+        all(0 <= e["delay"] <= LAB_HTTP.backoff_cap for e in scheduled),
+        'all(0 <= e["delay"] <= LAB_HTTP.backoff_cap for e in scheduled)',
+    )
     stored = lab.stored()
-    assert all(stored[sku] == item for sku, item in before.items() if sku not in changed)
+    lab.expect(
+        all(stored[sku] == item for sku, item in before.items() if sku not in changed),
+        "all(stored[sku] == item for sku, item in before.items() if sku not in changed)",
+    )
     check = lab.verify()
-    assert check.exact, check
+    lab.expect(check.exact, check)
     await lab.finish("server-error-bursts")
 
 
@@ -54,29 +67,49 @@ async def test_a_server_error_storm_spends_the_retry_budget_and_the_next_run_res
     sent = emu.adobe.stats.requests
     lab.inject(Fault("status", status=503, after=8, times=None))
     failed = await lab.sync(kind="full")
-    assert failed.status == "failed"
+    lab.expect(failed.status == "failed", 'failed.status == "failed"')
     error = failed.error or ""
-    assert error.startswith("retry budget exhausted: ")
-    assert "budget: 5 + 20% of the requests sent" in error
-    assert "answered HTTP 503" in error and "\n" not in error
+    lab.expect(
+        error.startswith("retry budget exhausted: "), 'error.startswith("retry budget exhausted: ")'
+    )
+    lab.expect(
+        "budget: 5 + 20% of the requests sent" in error,
+        '"budget: 5 + 20% of the requests sent" in error',
+    )
+    lab.expect(
+        "answered HTTP 503" in error and "\n" not in error,
+        '"answered HTTP 503" in error and "\\n" not in error',
+    )
     t = failed.totals
     # The budget, not max_attempts (6), stopped it: fewer than 5 retries per worker on average.
-    assert t.retries >= 5 + 0.2 * (t.requests - 1) and t.retries < 4 * 5
-    assert t.pages >= 1 and emu.adobe.stats.requests - sent == t.requests
+    lab.expect(
+        t.retries >= 5 + 0.2 * (t.requests - 1) and t.retries < 4 * 5,
+        "t.retries >= 5 + 0.2 * (t.requests - 1) and t.retries < 4 * 5",
+    )
+    lab.expect(
+        t.pages >= 1 and emu.adobe.stats.requests - sent == t.requests,
+        "t.pages >= 1 and emu.adobe.stats.requests - sent == t.requests",
+    )
     state = await lab.runtime.store.source_state("shop")  # type: ignore[union-attr]
     checkpoint = FullScanCheckpoint.decode(state.checkpoint)
     assert checkpoint is not None and len(checkpoint.done) == t.pages
     check = lab.unharmed(before)
-    assert check.exact, check
+    lab.expect(check.exact, check)
 
     lab.heal()
     seen = len(lab.logs)
     resumed = await lab.sync(kind="full")
-    assert resumed.ok, resumed.error
-    assert [e["pages_done"] for e in lab.events("sync.resumed", seen)] == [len(checkpoint.done)]
+    lab.expect(resumed.ok, resumed.error)
+    lab.expect(
+        [e["pages_done"] for e in lab.events("sync.resumed", seen)] == [len(checkpoint.done)],
+        '[e["pages_done"] for e in lab.events("sync.resumed", seen)] == [len(checkpoint.done)]',
+    )
     # Page 1 again (for total_count), then only the pages the failed run had not stored, then the
     # catalog probe.
-    assert resumed.totals.requests == 1 + (PAGES - 1 - len(checkpoint.done - {1})) + 1
+    lab.expect(
+        resumed.totals.requests == 1 + (PAGES - 1 - len(checkpoint.done - {1})) + 1,
+        "resumed.totals.requests == 1 + (PAGES - 1 - len(checkpoint.done - {1})) + 1",
+    )
     check = lab.verify()
-    assert check.exact, check
+    lab.expect(check.exact, check)
     await lab.finish("server-error-storm")

@@ -45,24 +45,34 @@ async def test_a_sick_source_is_backed_off_and_recovers_while_the_other_runs_on(
     lab.inject(Fault("status", status=500, times=None), emu=sick_emu)
 
     seen = len(lab.logs)
-    assert (await lab.sync("sick")).status == "failed"
-    assert (await lab.sync("well")).ok
-    assert not lab.events("source.backoff", seen)  # one failure is below the threshold
+    lab.expect(
+        (await lab.sync("sick")).status == "failed", '(await lab.sync("sick")).status == "failed"'
+    )
+    lab.expect((await lab.sync("well")).ok, '(await lab.sync("well")).ok')
+    lab.expect(not lab.events("source.backoff", seen), 'not lab.events("source.backoff", seen)')
     # The sick job's slot comes (on APScheduler's clock, the real one) while the scheduler is
     # held: released after the breaker has acted, it fires the job unless the breaker moved it.
     scheduler = daemon._scheduler
     scheduler.pause()
     scheduler.reschedule_in("sick", datetime.now(UTC))
-    assert (await lab.sync("sick")).status == "failed"
+    lab.expect(
+        (await lab.sync("sick")).status == "failed", '(await lab.sync("sick")).status == "failed"'
+    )
     [backoff] = lab.events("source.backoff", seen)
-    assert (backoff["source"], backoff["failures"], backoff["delay_s"]) == ("sick", 2, BACKOFF)
-    assert "answered HTTP 500" in backoff["error"]
+    lab.expect(
+        (backoff["source"], backoff["failures"], backoff["delay_s"]) == ("sick", 2, BACKOFF),
+        '(backoff["source"], backoff["failures"], backoff["delay_s"]) == ("sick", 2, BACKOFF)',
+    )
+    lab.expect("answered HTTP 500" in backoff["error"], '"answered HTTP 500" in backoff["error"]')
     next_run = daemon.next_run("sick")
     assert next_run is not None and next_run.isoformat() == backoff["next_run"]
-    assert BACKOFF - 1 < (next_run - lab.clock.now()).total_seconds() <= BACKOFF
-    assert daemon.next_run("well") == well_next  # the other source's schedule is its own
+    lab.expect(
+        BACKOFF - 1 < (next_run - lab.clock.now()).total_seconds() <= BACKOFF,
+        "BACKOFF - 1 < (next_run - lab.clock.now()).total_seconds() <= BACKOFF",
+    )
+    lab.expect(daemon.next_run("well") == well_next, 'daemon.next_run("well") == well_next')
     check = lab.unharmed(good, "sick", sick_emu)
-    assert check.exact, check
+    lab.expect(check.exact, check)
 
     asked = sick_emu.adobe.stats.requests
     scheduler.resume()
@@ -74,14 +84,17 @@ async def test_a_sick_source_is_backed_off_and_recovers_while_the_other_runs_on(
     # A job due now: once it has run, the scheduler has been over its jobs since the release.
     scheduler.add("probe", parse_schedule("1h"), probe, datetime.now(UTC))
     await until(passed.is_set)
-    assert daemon.next_run("sick") == next_run  # not fired: a fired job's next run moves on
-    assert (await lab.sync("well")).ok
-    assert lab.verify("well", well_emu).exact
-    assert sick_emu.adobe.stats.requests == asked  # nothing reached the sick API meanwhile
+    lab.expect(daemon.next_run("sick") == next_run, 'daemon.next_run("sick") == next_run')
+    lab.expect((await lab.sync("well")).ok, '(await lab.sync("well")).ok')
+    lab.expect(lab.verify("well", well_emu).exact, 'lab.verify("well", well_emu).exact')
+    lab.expect(sick_emu.adobe.stats.requests == asked, "sick_emu.adobe.stats.requests == asked")
 
     lab.heal(sick_emu)
     probe = await lab.sync("sick")  # the delayed run, which the scheduler would start at next_run
-    assert probe.ok, probe.error
+    lab.expect(probe.ok, probe.error)
     [recovered] = lab.events("source.recovered", seen)
-    assert (recovered["source"], recovered["after_failures"]) == ("sick", 2)
+    lab.expect(
+        (recovered["source"], recovered["after_failures"]) == ("sick", 2),
+        '(recovered["source"], recovered["after_failures"]) == ("sick", 2)',
+    )
     await lab.finish("sick-source-breaker")

@@ -36,18 +36,27 @@ async def test_a_full_disk_mid_run_fails_cleanly_and_the_next_run_resumes(lab: F
     await pragma(store, f"PRAGMA max_page_count = {used + room}")
     lab.note(f"the database may grow by {room} pages only (SQLITE_FULL)")
     failed = await lab.sync(kind="full")
-    assert failed.status == "failed"
+    lab.expect(failed.status == "failed", 'failed.status == "failed"')
     # The run's page workers stopped with it: none is left fetching in the background.
-    assert not [t for t in asyncio.all_tasks() if t.get_name() == "shop-page-worker"]
+    lab.expect(
+        not [t for t in asyncio.all_tasks() if t.get_name() == "shop-page-worker"],
+        'not [t for t in asyncio.all_tasks() if t.get_name() == "shop-page-worker"]',
+    )
     assert failed.error is not None and "\n" not in failed.error
-    assert failed.error.startswith("cannot store 10 products of 'shop': ")
-    assert failed.error.endswith("database or disk is full")
-    assert lab.integrity() == "ok"
+    lab.expect(
+        failed.error.startswith("cannot store 10 products of 'shop': "),
+        "failed.error.startswith(\"cannot store 10 products of 'shop': \")",
+    )
+    lab.expect(
+        failed.error.endswith("database or disk is full"),
+        'failed.error.endswith("database or disk is full")',
+    )
+    lab.expect(lab.integrity() == "ok", 'lab.integrity() == "ok"')
     check = lab.unharmed(before)  # whole rows: as before, or as the catalog has them now
-    assert check.exact, check
+    lab.expect(check.exact, check)
     stored, catalog = lab.stored(), emu.adobe.catalog.snapshot()
     added = stored.keys() - before.keys()
-    assert 0 < len(added) < ADDED  # part way
+    lab.expect(0 < len(added) < ADDED, "0 < len(added) < ADDED")
     state = await store.source_state("shop")
     checkpoint = FullScanCheckpoint.decode(state.checkpoint)
     assert checkpoint is not None and checkpoint.done
@@ -55,11 +64,14 @@ async def test_a_full_disk_mid_run_fails_cleanly_and_the_next_run_resumes(lab: F
 
     await pragma(store, "PRAGMA max_page_count = 1073741823")  # space freed
     resumed = await lab.sync(kind="full")
-    assert resumed.ok, resumed.error
-    assert resumed.totals.items_seen == len(catalog) - committed  # committed pages skipped
-    assert lab.integrity() == "ok"
+    lab.expect(resumed.ok, resumed.error)
+    lab.expect(
+        resumed.totals.items_seen == len(catalog) - committed,
+        "resumed.totals.items_seen == len(catalog) - committed",
+    )
+    lab.expect(lab.integrity() == "ok", 'lab.integrity() == "ok"')
     check = lab.verify()
-    assert check.exact, check
+    lab.expect(check.exact, check)
     await lab.finish("sqlite-disk-full")
 
 
@@ -76,19 +88,34 @@ async def test_a_read_only_database_fails_the_run_in_one_line_and_the_daemon_car
     lab.note("the database refuses every write (SQLITE_READONLY)")
     seen = len(lab.logs)
     refused = await lab.run()
-    assert refused.status == "crashed" and refused.result is None
+    lab.expect(
+        refused.status == "crashed" and refused.result is None,
+        'refused.status == "crashed" and refused.result is None',
+    )
     crashed = lab.crashes(seen)
-    assert len(crashed) == 1
-    assert crashed[0]["error"].startswith("cannot start a run of 'shop': ")
-    assert crashed[0]["error"].endswith("attempt to write a readonly database")
-    assert crashed[0]["log_level"] == "error" and "exc_info" not in crashed[0]
-    assert lab.stored() == good and lab.integrity() == "ok"
+    lab.expect(len(crashed) == 1, "len(crashed) == 1")
+    lab.expect(
+        crashed[0]["error"].startswith("cannot start a run of 'shop': "),
+        'crashed[0]["error"].startswith("cannot start a run of \'shop\': ")',
+    )
+    lab.expect(
+        crashed[0]["error"].endswith("attempt to write a readonly database"),
+        'crashed[0]["error"].endswith("attempt to write a readonly database")',
+    )
+    lab.expect(
+        crashed[0]["log_level"] == "error" and "exc_info" not in crashed[0],
+        'crashed[0]["log_level"] == "error" and "exc_info" not in crashed[0]',
+    )
+    lab.expect(
+        lab.stored() == good and lab.integrity() == "ok",
+        'lab.stored() == good and lab.integrity() == "ok"',
+    )
     check = lab.unharmed(good)
-    assert check.exact, check
-    lab.assert_alive()
+    lab.expect(check.exact, check)
+    lab.expect(not lab.liveness_problems(), "the daemon alive and scheduling mid-scenario")
 
     await pragma(runtime.store, "PRAGMA query_only = OFF")
     recovered = await lab.sync()
-    assert recovered.ok, recovered.error
-    assert len(lab.crashes(seen)) == 1
+    lab.expect(recovered.ok, recovered.error)
+    lab.expect(len(lab.crashes(seen)) == 1, "len(lab.crashes(seen)) == 1")
     await lab.finish("sqlite-read-only")

@@ -26,15 +26,24 @@ async def test_a_short_outage_is_retried_through(lab: FaultLab) -> None:
     lab.inject(Fault("status", target="token", status=503, times=None, duration=2.0))
     started = lab.clock.monotonic()
     result = await lab.sync()
-    assert result.ok, result.error
+    lab.expect(result.ok, result.error)
     asked = emu.adobe.stats.token_requests - tokens
-    assert asked > 1 and emu.adobe.stats.faults_injected - faulted == asked - 1
-    assert lab.clock.monotonic() - started >= 2.0  # it waited the outage out, on the clock
-    assert token_events(lab) == ["issued", "invalidated", "refreshed"]
+    lab.expect(
+        asked > 1 and emu.adobe.stats.faults_injected - faulted == asked - 1,
+        "asked > 1 and emu.adobe.stats.faults_injected - faulted == asked - 1",
+    )
+    lab.expect(lab.clock.monotonic() - started >= 2.0, "lab.clock.monotonic() - started >= 2.0")
+    lab.expect(
+        token_events(lab) == ["issued", "invalidated", "refreshed"],
+        'token_events(lab) == ["issued", "invalidated", "refreshed"]',
+    )
     stored = lab.stored()
-    assert all(stored[sku] == item for sku, item in before.items() if sku not in changed)
+    lab.expect(
+        all(stored[sku] == item for sku, item in before.items() if sku not in changed),
+        "all(stored[sku] == item for sku, item in before.items() if sku not in changed)",
+    )
     check = lab.verify()
-    assert check.exact, check
+    lab.expect(check.exact, check)
     await lab.finish("token-endpoint-blip")
 
 
@@ -49,18 +58,26 @@ async def test_a_long_outage_fails_the_run_and_the_daemon_carries_on(lab: FaultL
     lab.revoke_tokens()
     lab.inject(Fault("status", target="token", status=503, times=None, duration=3600))
     failed = await lab.sync()
-    assert failed.status == "failed"
-    assert failed.error == (f"POST {emu.ims_token_url} answered HTTP 503: temporarily unavailable")
-    assert emu.adobe.stats.token_requests - tokens == 6  # max_attempts in the outage
-    assert lab.stored() == good
+    lab.expect(failed.status == "failed", 'failed.status == "failed"')
+    lab.expect(
+        failed.error == (f"POST {emu.ims_token_url} answered HTTP 503: temporarily unavailable"),
+        'failed.error == (f"POST {emu.ims_token_url} answered HTTP 503: temporarily unavailable")',
+    )
+    lab.expect(
+        emu.adobe.stats.token_requests - tokens == 6, "emu.adobe.stats.token_requests - tokens == 6"
+    )
+    lab.expect(lab.stored() == good, "lab.stored() == good")
     check = lab.unharmed(good)
-    assert check.exact, check
-    lab.assert_alive()
+    lab.expect(check.exact, check)
+    lab.expect(not lab.liveness_problems(), "the daemon alive and scheduling mid-scenario")
 
     lab.clock.advance(3600)  # the outage is over
     recovered = await lab.sync()
-    assert recovered.ok, recovered.error
-    assert token_events(lab)[-3:] == ["invalidated", "failed", "refreshed"]
+    lab.expect(recovered.ok, recovered.error)
+    lab.expect(
+        token_events(lab)[-3:] == ["invalidated", "failed", "refreshed"],
+        'token_events(lab)[-3:] == ["invalidated", "failed", "refreshed"]',
+    )
     await lab.finish("token-endpoint-outage")
 
 
@@ -78,24 +95,39 @@ async def test_invalid_client_fails_once_without_a_retry_loop(lab: FaultLab) -> 
     # error must name the secret by its fingerprint only.
     emu.adobe.faults.add(Fault("echo", target="token", status=400, body="invalid_client"))
     failed = await lab.sync()
-    assert failed.status == "failed"
+    lab.expect(failed.status == "failed", 'failed.status == "failed"')
     secret = emu.adobe.config.client_secret
-    assert (failed.error or "").startswith(
-        f"IMS token request to {emu.ims_token_url} refused with HTTP 400: invalid_client: "
-        f"request rejected; it carried grant_type=client_credentials; "
-    ), failed.error
-    assert f"client_secret={fingerprint(secret)}" in (failed.error or "")
-    assert secret not in (failed.error or "")
-    assert secret not in repr(query(lab.db, "SELECT * FROM token_events"))
+    lab.expect(
+        (failed.error or "").startswith(
+            f"IMS token request to {emu.ims_token_url} refused with HTTP 400: invalid_client: "
+            f"request rejected; it carried grant_type=client_credentials; "
+        ),
+        failed.error,
+    )
+    lab.expect(
+        f"client_secret={fingerprint(secret)}" in (failed.error or ""),
+        'f"client_secret={fingerprint(secret)}" in (failed.error or "")',
+    )
+    lab.expect(secret not in (failed.error or ""), 'secret not in (failed.error or "")')
+    lab.expect(
+        secret not in repr(query(lab.db, "SELECT * FROM token_events")),
+        'secret not in repr(query(lab.db, "SELECT * FROM token_events"))',
+    )
     stats = emu.adobe.stats
-    assert (stats.requests - api_before, stats.token_requests - tokens_before) == (1, 1)
-    assert lab.stored() == good
+    lab.expect(
+        (stats.requests - api_before, stats.token_requests - tokens_before) == (1, 1),
+        "(stats.requests - api_before, stats.token_requests - tokens_before) == (1, 1)",
+    )
+    lab.expect(lab.stored() == good, "lab.stored() == good")
     check = lab.unharmed(good)
-    assert check.exact, check
-    lab.assert_alive()
+    lab.expect(check.exact, check)
+    lab.expect(not lab.liveness_problems(), "the daemon alive and scheduling mid-scenario")
 
     lab.disable_client(False)
     recovered = await lab.sync()
-    assert recovered.ok, recovered.error
-    assert emu.adobe.stats.token_requests == tokens_before + 2
+    lab.expect(recovered.ok, recovered.error)
+    lab.expect(
+        emu.adobe.stats.token_requests == tokens_before + 2,
+        "emu.adobe.stats.token_requests == tokens_before + 2",
+    )
     await lab.finish("invalid-client")

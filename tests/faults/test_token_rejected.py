@@ -39,15 +39,25 @@ async def test_a_token_revoked_mid_run_is_refreshed_once(lab: FaultLab) -> None:
     revoker = asyncio.create_task(revoke_after(lab, 3))
     result = await lab.sync(kind="full")
     revoked_at = await revoker
-    assert result.ok, result.error
-    assert revoked_at - sent < result.totals.requests  # revoked in the middle of the run
-    assert emu.adobe.stats.unauthorized >= 1
-    assert emu.adobe.stats.token_requests - tokens == 1
-    assert token_events(lab) == ["issued", "invalidated", "refreshed"]
+    lab.expect(result.ok, result.error)
+    lab.expect(
+        revoked_at - sent < result.totals.requests, "revoked_at - sent < result.totals.requests"
+    )
+    lab.expect(emu.adobe.stats.unauthorized >= 1, "emu.adobe.stats.unauthorized >= 1")
+    lab.expect(
+        emu.adobe.stats.token_requests - tokens == 1, "emu.adobe.stats.token_requests - tokens == 1"
+    )
+    lab.expect(
+        token_events(lab) == ["issued", "invalidated", "refreshed"],
+        'token_events(lab) == ["issued", "invalidated", "refreshed"]',
+    )
     stored = lab.stored()
-    assert all(stored[sku] == item for sku, item in before.items() if sku not in changed)
+    lab.expect(
+        all(stored[sku] == item for sku, item in before.items() if sku not in changed),
+        "all(stored[sku] == item for sku, item in before.items() if sku not in changed)",
+    )
     check = lab.verify()
-    assert check.exact, check
+    lab.expect(check.exact, check)
     await lab.finish("token-revoked-mid-run")
 
 
@@ -95,14 +105,22 @@ async def test_a_burst_on_an_expired_token_refreshes_it_once(lab: FaultLab) -> N
     lab.clock.advance(601)
     lab.note("the shared token expired (the clock moved 601 s past a 600 s token)")
     check = await burst(lab)
-    assert check.exact, check
-    assert emu.adobe.stats.token_requests == 2
-    assert emu.adobe.stats.expired_token_requests == 0 and emu.adobe.stats.unauthorized == 0
-    assert token_events(lab) == ["issued", "refreshed"]
+    lab.expect(check.exact, check)
+    lab.expect(emu.adobe.stats.token_requests == 2, "emu.adobe.stats.token_requests == 2")
+    lab.expect(
+        emu.adobe.stats.expired_token_requests == 0 and emu.adobe.stats.unauthorized == 0,
+        "emu.adobe.stats.expired_token_requests == 0 and emu.adobe.stats.unauthorized == 0",
+    )
+    lab.expect(
+        token_events(lab) == ["issued", "refreshed"], 'token_events(lab) == ["issued", "refreshed"]'
+    )
     stats = lab.direct[0]
-    assert (stats.requests, stats.retries) == (BURST, 0)
+    lab.expect(
+        (stats.requests, stats.retries) == (BURST, 0),
+        "(stats.requests, stats.retries) == (BURST, 0)",
+    )
     check = lab.unharmed(before)
-    assert check.exact, check
+    lab.expect(check.exact, check)
     await lab.finish("token-burst-expired")
     assert emu.adobe.stats.token_requests == 2
 
@@ -116,13 +134,19 @@ async def test_a_burst_on_a_rejected_token_invalidates_and_refreshes_once(lab: F
     unauthorized = emu.adobe.stats.unauthorized
     lab.revoke_tokens()
     check = await burst(lab)
-    assert check.exact, check
-    assert emu.adobe.stats.token_requests == 2
+    lab.expect(check.exact, check)
+    lab.expect(emu.adobe.stats.token_requests == 2, "emu.adobe.stats.token_requests == 2")
     rejected = emu.adobe.stats.unauthorized - unauthorized
-    assert rejected >= 1
-    assert token_events(lab) == ["issued", "invalidated", "refreshed"]
+    lab.expect(rejected >= 1, "rejected >= 1")
+    lab.expect(
+        token_events(lab) == ["issued", "invalidated", "refreshed"],
+        'token_events(lab) == ["issued", "invalidated", "refreshed"]',
+    )
     stats = lab.direct[0]
-    assert stats.requests == BURST + rejected and stats.retries == 0
+    lab.expect(
+        stats.requests == BURST + rejected and stats.retries == 0,
+        "stats.requests == BURST + rejected and stats.retries == 0",
+    )
     check = lab.unharmed(before)
-    assert check.exact, check
+    lab.expect(check.exact, check)
     await lab.finish("token-burst-rejected")
