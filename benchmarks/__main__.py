@@ -65,6 +65,14 @@ def _parser() -> argparse.ArgumentParser:
     stores.add_argument("--repeats", type=int, default=3, help="runs per backend")
     stores.add_argument("--postgres", default=None, help="server URL (a database is made per run)")
     stores.add_argument("--no-pin", action="store_true", help="do not pin client and emulator CPUs")
+    takeover = commands.add_parser(
+        "takeover", help="lease takeover time after kill -9 (PostgreSQL)"
+    )
+    takeover.add_argument("--kills", type=int, default=20)
+    takeover.add_argument("--lease", type=float, default=2.0, help="replica.lease_seconds")
+    takeover.add_argument("--poll", type=float, default=0.2, help="replica.poll_interval")
+    takeover.add_argument("--replicas", type=int, default=3)
+    takeover.add_argument("--postgres", default=None, help="server URL (a database is made)")
     report = commands.add_parser("report", help="render docs/PERFORMANCE.md and the chart")
     report.add_argument("--results", type=Path, default=RESULTS)
     report.add_argument("--doc", type=Path, default=None, help="default: docs/PERFORMANCE.md")
@@ -118,6 +126,14 @@ def main(argv: list[str] | None = None) -> int:
         command = shlex.join([".venv/bin/python", "-m", "benchmarks", *argv])
         server = args.postgres or DEFAULT_SERVER
         stores_main(args.products, args.repeats, server, not args.no_pin, command, echo)
+        return 0
+    if args.command == "takeover":
+        from benchmarks.stores import DEFAULT_SERVER
+        from benchmarks.takeover import main as takeover_main
+
+        command = shlex.join([".venv/bin/python", "-m", "benchmarks", *argv])
+        server = args.postgres or DEFAULT_SERVER
+        takeover_main(server, args.kills, args.lease, args.poll, args.replicas, command, echo)
         return 0
     from benchmarks.report import write_report
 

@@ -58,6 +58,10 @@ def _parser() -> argparse.ArgumentParser:
     sync.add_argument("--full", action="store_true", help="force a full run")
     status = commands.add_parser("status", help="last run, counts and token expiry per source")
     status.add_argument("--json", action="store_true", help="machine-readable output")
+    replicas = commands.add_parser(
+        "replicas", help="live replicas sharing the PostgreSQL database, and what each holds"
+    )
+    replicas.add_argument("--json", action="store_true", help="machine-readable output")
     commands.add_parser(
         "check-config", help="validate the configuration as 'run' would, offline, and exit"
     )
@@ -274,7 +278,17 @@ def _settings(args: argparse.Namespace, redactor: Redactor) -> Settings:
 
 
 def _dispatch(args: argparse.Namespace, settings: Settings | None) -> int:
-    from syncd.commands import authorize, changes, check, demo, emulator, history, running, status
+    from syncd.commands import (
+        authorize,
+        changes,
+        check,
+        demo,
+        emulator,
+        history,
+        replicas,
+        running,
+        status,
+    )  # fmt: skip
 
     handlers: dict[str, Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, int]]] = {
         "run": running.run_daemon,
@@ -282,6 +296,7 @@ def _dispatch(args: argparse.Namespace, settings: Settings | None) -> int:
         "check-config": running.check_config,
         "check": check.check_sources,
         "status": status.show_status,
+        "replicas": replicas.show_replicas,
         "healthcheck": status.healthcheck,
         "auth": authorize.authorize_source,
         "runs": history.show_runs,

@@ -18,8 +18,9 @@ from syncd.auth import TokenCache
 from syncd.breaker import BreakerPolicy, SourceBreaker
 from syncd.clock import Clock, SystemClock
 from syncd.config import Settings, SourceSettings
-from syncd.errors import ConfigError, SourceBusyError, StoreError, SyncdError
+from syncd.errors import ConfigError, LeaseLostError, SourceBusyError, StoreError, SyncdError
 from syncd.feed import WebhookDispatcher
+from syncd.fleet import first_run, kept, next_run
 from syncd.http import ClientPool, RetryBudget
 from syncd.logging import get_logger
 from syncd.ops.health import HealthServer
@@ -30,6 +31,8 @@ from syncd.scheduler import SourceScheduler
 from syncd.sources import Source
 from syncd.store.base import ChangeFeed, RunKind
 from syncd.store.factory import AnyStore, open_store, run_locks, store_name
+from syncd.store.postgres import PostgresStore
+from syncd.store.postgres_leases import Lease, PostgresLeases
 from syncd.sync import ProgressCallback, SyncEngine, SyncResult
 from syncd.wiring import build_source
 
@@ -56,6 +59,9 @@ class Runtime:
         self._run_locks = run_locks(settings.store)
         self.owner = ""
         """Who this runtime's runs belong to, as recorded on them (set when it opens)."""
+        self.started_at = self.clock.now()
+        self.leases: PostgresLeases | None = None
+        """On PostgreSQL: the leases every run holds instead of a run lock (docs/SCALING.md)."""
         self.sources: dict[str, Source] = {}
 
     async def __aenter__(self) -> Self:
@@ -65,12 +71,16 @@ class Runtime:
                     self.settings.store,
                     redactor=self.settings.redactor,
                     changes=self.settings.changes,
+                    # Half a lease: a stopped replica's open transaction cannot hold a source
+                    # (its fence's row lock) much past the lease (docs/SCALING.md).
+                    idle_in_transaction=self.settings.replica.lease_seconds / 2,
                 )
             )
             self._pool = await stack.enter_async_context(
                 ClientPool(self.settings.http, self.clock, self._rng, rates=self._store)
             )
-            self.owner = process_owner(self.clock.now())
+            self.started_at = self.clock.now()
+            self.owner = process_owner(self.started_at)
             # Entered after the store: on the way out it saves any token it could not save before.
             cache = await stack.enter_async_context(
                 TokenCache(
@@ -83,7 +93,10 @@ class Runtime:
                 )
             )
             self._cache = cache
-            for name in await self._store.running_sources():
+            if isinstance(self._store, PostgresStore):
+                # Whoever claims a source next closes its abandoned runs, under the lease.
+                self.leases = PostgresLeases(self._store, self.settings.replica.lease_seconds)
+            for name in [] if self.leases else await self._store.running_sources():
                 # A free lock: nobody runs the source, so its `running` rows were abandoned.
                 # Held while closing them, so that no new run of it can start in between.
                 async with self._run_locks.try_hold(name, self.owner) as free:
@@ -134,6 +147,13 @@ class Runtime:
         """One run of source `name` with its configured options, holding the source's run lock
         (SourceBusyError, naming the holder, while another process or runtime runs it)."""
         settings = self.settings.source(name)
+        if self.leases is not None:
+            lease = await self.leases.claim(name, self.owner)
+            try:
+                return await self.sync_leased(lease, kind, progress)
+            finally:
+                # Released with the run's last write; its schedule is the daemons' to keep.
+                await asyncio.shield(self.leases.release(lease, None))
         async with self._run_locks.hold(name, self.owner):
             # A process that died since this runtime opened left its row `running`: close it.
             await self._close_abandoned(name)
@@ -145,6 +165,56 @@ class Runtime:
                 retry_budget=RetryBudget.from_settings(self.settings.http),
                 checkpoint_max_age=settings.checkpoint_max_age,
             )
+
+    async def sync_leased(
+        self, lease: Lease, kind: RunKind | None = None, progress: ProgressCallback | None = None
+    ) -> SyncResult:
+        """One run of `lease.source` under `lease` (PostgreSQL): every write of the run checks
+        the lease's fencing epoch, and the lease is renewed until the run ends. A lease found
+        lost ends the run (LeaseLostError from the refused write); the caller releases it."""
+        if self.leases is None:
+            raise RuntimeError("leases are PostgreSQL's; this runtime holds run locks")
+        name = lease.source
+        settings = self.settings.source(name)
+        store = self.store
+        assert isinstance(store, PostgresStore)
+        fenced = store.fenced(name, lease.owner, lease.epoch)
+        reason = ABANDONED
+        if lease.previous is not None:
+            reason = (
+                f"its lease (owner {lease.previous}) expired before the run finished, and "
+                f"{lease.owner} took the source over; the next run resumes from its last "
+                "committed page"
+            )
+        count = await fenced.fail_abandoned_runs(self.clock.now(), reason, source=name)
+        if count:
+            log.warning("sync.abandoned_runs", source=name, count=count, owner=lease.previous)
+        engine = SyncEngine(fenced, self.clock, owner=self.owner, redactor=self.settings.redactor)
+        run = asyncio.create_task(
+            engine.run(
+                self.sources[name],
+                kind,
+                progress,
+                overlap=settings.incremental_overlap,
+                retry_budget=RetryBudget.from_settings(self.settings.http),
+                checkpoint_max_age=settings.checkpoint_max_age,
+            ),
+            name=f"run-{name}",
+        )
+        lost: list[str] = []
+
+        def give_up(reason: str) -> None:
+            lost.append(reason)
+            run.cancel(reason)
+
+        async with kept(self.leases, lease, self.clock, give_up):
+            try:
+                return await run
+            except asyncio.CancelledError:
+                current = asyncio.current_task()
+                if lost and current is not None and not current.cancelling():
+                    raise LeaseLostError(lost[0]) from None  # cancelled by the lost lease
+                raise
 
     async def _close_abandoned(self, name: str) -> None:
         """Fail every `running` row of `name`; only while holding its run lock."""
@@ -216,6 +286,8 @@ class Daemon:
         self._jobs: dict[str, list[str]] = {}
         self._job_tasks: set[asyncio.Task[object]] = set()
         self.webhooks: WebhookDispatcher | None = None
+        self._leased: dict[str, asyncio.Task[None]] = {}
+        self._poller: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> Self:
         async with AsyncExitStack() as stack:
@@ -240,14 +312,20 @@ class Daemon:
                 if s.enabled and isinstance(s.parsed_schedule, IntervalSchedule)
             )
             spread = 0
+            leases = self._runtime.leases
             for source in self._settings.sources:
                 if not source.enabled:
                     log.info("daemon.source_disabled", source=source.name)
                     continue
-                if self._schedule(source, spread, interval_sources):
+                if leases is None and self._schedule(source, spread, interval_sources):
                     spread += 1
+            # On PostgreSQL the schedule lives in the lease rows and this (job-less) scheduler
+            # only answers for liveness: the poll loop claims what is due.
             self._scheduler.start()
             stack.callback(self._scheduler.shutdown)
+            if leases is not None:
+                await self._join(leases)
+                stack.push_async_callback(self._leave, leases)
             if self._handle_signals:
                 loop = asyncio.get_running_loop()
                 for sig in (signal.SIGTERM, signal.SIGINT):
@@ -263,6 +341,160 @@ class Daemon:
             await self.monitor.ready()
             self._stack = stack.pop_all()
         return self
+
+    # -- PostgreSQL: sources claimed by lease from the shared schedule ------------------------------
+
+    async def _join(self, leases: PostgresLeases) -> None:
+        """Register this replica, give each enabled source a lease row, start the poll loop."""
+        runtime = self._runtime
+        await leases.heartbeat(runtime.owner, socket.gethostname(), os.getpid(), runtime.started_at)
+        now = await leases.now()
+        firsts: dict[str, tuple[datetime, datetime | None]] = {}
+        for source in self._settings.sources:
+            if source.enabled:
+                full = source.parsed_full_schedule
+                firsts[source.name] = (
+                    first_run(source.parsed_schedule, now),
+                    None if full is None else next_run(full, now, now),
+                )
+        await leases.ensure(firsts)
+        self._poller = asyncio.create_task(self._poll(leases, sorted(firsts)), name="lease-poll")
+        log.info(
+            "fleet.joined",
+            replica=runtime.owner,
+            sources=len(firsts),
+            slots=self._settings.replica.max_concurrent_runs,
+            lease_s=leases.lease_seconds,
+        )
+
+    async def _leave(self, leases: PostgresLeases) -> None:
+        try:
+            await leases.leave(self._runtime.owner)
+        except StoreError as exc:
+            log.warning("fleet.leave_failed", error=str(exc))
+
+    async def _poll(self, leases: PostgresLeases, names: list[str]) -> None:
+        """Every `poll_interval`: heartbeat, then claim due sources into the free slots."""
+        runtime, replica = self._runtime, self._settings.replica
+        while not self._stopping.is_set():
+            try:
+                await leases.heartbeat(
+                    runtime.owner, socket.gethostname(), os.getpid(), runtime.started_at
+                )
+                # A replica stopped inside a write holds its lease row locked: end its session
+                # once idle for half a lease, so the row can be claimed when the lease expires.
+                ended = await leases.end_stalled_sessions(leases.lease_seconds / 2)
+                if ended:
+                    log.warning("fleet.stalled_sessions_ended", sessions=ended)
+                free = replica.max_concurrent_runs - len(self._leased)
+                for lease in await leases.claim_due(names, runtime.owner, free):
+                    if self._stopping.is_set():
+                        await leases.release(lease, None)
+                        continue
+                    log.info(
+                        "lease.claimed",
+                        source=lease.source,
+                        epoch=lease.epoch,
+                        taken_from=lease.previous,
+                    )
+                    task = asyncio.create_task(self._leased_job(lease), name=f"job-{lease.source}")
+                    self._leased[lease.source] = task
+                    self._job_tasks.add(task)
+                    task.add_done_callback(self._job_tasks.discard)
+            except StoreError as exc:
+                log.error("fleet.poll_failed", error=str(exc))
+            except Exception as exc:
+                # A bug must not silently end this replica's share of the work: log, poll again.
+                log.error("fleet.poll_failed", error=f"internal error: {type(exc).__name__}: {exc}")
+            sleep = asyncio.ensure_future(runtime.clock.sleep(replica.poll_interval))
+            stop = asyncio.ensure_future(self._stopping.wait())
+            try:
+                await asyncio.wait({sleep, stop}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                sleep.cancel()
+                stop.cancel()
+
+    async def _leased_job(self, lease: Lease) -> None:
+        """Run a claimed source, then release its lease with the next run time."""
+        name, leases = lease.source, self._runtime.leases
+        assert leases is not None
+        kind: RunKind | None = "full" if lease.full_due else None
+        ok: bool | None = None
+        backoff: datetime | None = None
+        lost = False
+        try:
+            task = asyncio.create_task(self._leased_run(lease, kind), name=f"sync-{name}")
+            self._active[name] = task
+            try:
+                result = await asyncio.shield(task)
+            except asyncio.CancelledError:
+                if not task.cancelled():
+                    raise
+                result = None  # the drain cancelled it; the engine recorded it `cancelled`
+            except LeaseLostError as exc:
+                lost = True
+                log.error("lease.given_up", source=name, epoch=lease.epoch, error=str(exc))
+                result = None
+            except SyncdError as exc:
+                log.error("sync.crashed", source=name, error=str(exc))
+                backoff = self._after_run(name, ok=False, error=str(exc))
+                ok = False
+                result = None
+            if result is not None:
+                backoff = self._after_run(name, ok=result.ok, error=result.error)
+                ok = result.ok
+            if not lost:
+                await self._release(leases, lease, ok, backoff)
+        except StoreError as exc:
+            log.error("lease.release_failed", source=name, error=str(exc))
+        finally:
+            self._active.pop(name, None)
+            self._leased.pop(name, None)
+            try:
+                await self._feed_after_run()
+                await self.monitor.after_run()
+            except StoreError as exc:
+                log.error("fleet.after_run_failed", source=name, error=str(exc))
+
+    async def _leased_run(self, lease: Lease, kind: RunKind | None) -> SyncResult | None:
+        state = await self._runtime.store.source_state(lease.source)
+        if state.needs_reauth:
+            log.warning(
+                "sync.skipped",
+                source=lease.source,
+                reason="needs_reauth",
+                detail=state.reauth_reason,
+                action=f"run 'syncd auth {lease.source}'",
+            )
+            return None
+        result = await self._runtime.sync_leased(lease, kind)
+        self.results.append(result)
+        return result
+
+    async def _release(
+        self, leases: PostgresLeases, lease: Lease, ok: bool | None, backoff: datetime | None
+    ) -> None:
+        """Store the source's next run times (later while its breaker backs it off; at once if
+        the run was stopped by a drain, so another replica resumes it) and free the lease."""
+        source = self._settings.source(lease.source)
+        now = await leases.now()
+        if self._stopping.is_set() and ok is None:
+            await leases.release(lease, now)
+            return
+        due = lease.due_at or now
+        upcoming = next_run(source.parsed_schedule, due, now)
+        if backoff is not None:
+            wait = (backoff - self._runtime.clock.now()).total_seconds()
+            upcoming = max(upcoming, now + timedelta(seconds=max(0.0, wait)))
+        full = source.parsed_full_schedule
+        upcoming_full = None
+        if full is not None and lease.full_due:
+            upcoming_full = next_run(full, lease.full_due_at or now, now)
+        if await leases.release(lease, upcoming, upcoming_full):
+            log.info("lease.released", source=lease.source, next_run=upcoming.isoformat())
+        else:
+            log.error("lease.given_up", source=lease.source, epoch=lease.epoch,
+                        error="the lease was no longer this replica's when the run ended")  # fmt: skip
 
     def _schedule(self, source: SourceSettings, index: int = 0, among: int = 1) -> bool:
         """Add the source's jobs; True if its schedule is an interval (its first run is now,
@@ -359,17 +591,18 @@ class Daemon:
                 if task.done():
                     self._active.pop(name, None)
 
-    def _after_run(self, name: str, *, ok: bool, error: str | None) -> None:
-        """Feed the source's breaker; back its jobs off while it keeps failing."""
+    def _after_run(self, name: str, *, ok: bool, error: str | None) -> datetime | None:
+        """Feed the source's breaker; back its jobs off while it keeps failing (returns until
+        when, in the runtime's clock)."""
         breaker = self._breakers[name]
         if ok:
             recovered = breaker.succeeded()
             if recovered is not None:
                 log.info("source.recovered", source=name, after_failures=recovered.failures)
-            return
+            return None
         backoff = breaker.failed(self._runtime.clock.now())
         if backoff is None or self._stopping.is_set():
-            return
+            return None
         for job_id in self._jobs.get(name, []):
             natural = self._scheduler.next_run(job_id)
             # Only ever later: a backoff shorter than the schedule leaves the schedule alone.
@@ -383,6 +616,7 @@ class Daemon:
             next_run=(self.next_run(name) or backoff.until).isoformat(),
             error=error,
         )
+        return backoff.until
 
     def next_run(self, job: str) -> datetime | None:
         """When a job runs next: a source's name, or `<source>:full` (None if not scheduled)."""
@@ -431,6 +665,8 @@ class Daemon:
         # Stop firing jobs but leave the running ones alone: shutting APScheduler down now would
         # cancel them, skip their bookkeeping and log each one as a job error with a traceback.
         self._scheduler.pause()
+        if self._poller is not None:
+            await asyncio.gather(self._poller, return_exceptions=True)
         running = [t for t in self._active.values() if not t.done()]
         grace = self._settings.shutdown_grace
         pending: set[asyncio.Task[SyncResult | None]] = set()

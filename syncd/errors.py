@@ -38,6 +38,11 @@ class SourceBusyError(StoreError):
     """Another live process holds a running sync of the same source."""
 
 
+class LeaseLostError(StoreError):
+    """A write of a run was refused by its lease's fence: another replica owns the source now
+    (or the lease expired), so this run must stop writing and give the source up."""
+
+
 class ChangesExpiredError(StoreError):
     """A change-feed reader asked for entries that retention already removed."""
 

@@ -17,7 +17,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from syncd.store.postgres_schema import TABLES
+from syncd.store.postgres_schema import COORDINATION_TABLES, TABLES
 
 DEFAULT_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
 
@@ -63,7 +63,7 @@ def empty_tables(url: str) -> None:
             row[0]
             for row in conn.execute(
                 "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename = ANY(%s)",
-                (list(TABLES),),
+                ([*TABLES, *COORDINATION_TABLES],),
             )
         ]
         # DELETE, not TRUNCATE: the tables hold a few rows, and TRUNCATE recreates (and syncs)

@@ -33,6 +33,7 @@ org_id = "ORG@AdobeOrg"
 STATUS_KEYS = {
     "source", "kind", "enabled", "schedule", "products", "last_run", "last_success_at", "age_s",
     "stale_limit_s", "stale", "token_expires_at", "needs_reauth", "reauth_reason", "action",
+    "lease",
 }  # fmt: skip
 
 
@@ -173,6 +174,7 @@ def test_status_json_shape_staleness_and_actions(
     assert document["schema"] == 1 and document["generated_at"].endswith("Z")
     shop, ac = document["sources"]
     assert set(shop) == set(ac) == STATUS_KEYS
+    assert shop["lease"] is None  # SQLite: one process, no leases
     assert (
         shop["last_run"]["status"] == "failed" and shop["last_run"]["error"] == "GET /x: HTTP 500"
     )

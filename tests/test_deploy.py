@@ -8,6 +8,7 @@ import json
 import os
 import re
 import shlex
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -320,3 +321,33 @@ def test_the_build_context_holds_what_the_image_copies_and_nothing_heavy() -> No
         assert not ignored(f"{source.rstrip('/')}/__init__.py") or "." in source, source
     for heavy in (".venv/bin/python", "syncd-demo.db", ".git/HEAD", "syncd/__pycache__/x.pyc"):
         assert ignored(heavy), heavy
+
+
+def test_compose_scales_out_to_postgres_and_two_replicas() -> None:
+    """The `scale` profile: PostgreSQL with a readiness check, and two replicas locked down as
+    the single daemon is, on one shared configuration with a PostgreSQL URL, waiting for the
+    database, and getting its password from a secret (never the environment)."""
+    document = yaml.safe_load((DEPLOY / "compose.yaml").read_text(encoding="utf-8"))
+    services = document["services"]
+    single = compose_service()
+    assert "profiles" not in single  # `up` alone keeps the embedded SQLite daemon
+    postgres = services["postgres"]
+    assert postgres["profiles"] == ["scale"] and "pg_isready" in postgres["healthcheck"]["test"]
+    assert postgres["environment"]["POSTGRES_PASSWORD_FILE"] == "/run/secrets/store.password"
+    replicas = [services[name] for name in services if name.startswith("replica-")]
+    assert len(replicas) == 2
+    for replica in replicas:
+        assert replica["profiles"] == ["scale"]
+        for key in ("stop_grace_period", "stop_signal", "read_only", "cap_drop", "security_opt"):
+            assert replica[key] == single[key], key
+        assert replica["depends_on"]["postgres"]["condition"] == "service_healthy"
+        assert "store.password" in replica["secrets"]
+        assert set(replica["secrets"]) <= set(document["secrets"])
+        assert replica["volumes"] == ["./syncd-scale.toml:/etc/syncd/syncd.toml:ro"]
+        assert not any(str(k).startswith("SYNCD_") for k in replica.get("environment", {}))
+    # The password file is where the store's secret lookup looks ([store] password).
+    defaults = tomllib.loads((DEPLOY / "image-defaults.toml").read_text(encoding="utf-8"))
+    assert defaults["secrets_dir"] == "/run/secrets"
+    example = tomllib.loads((DEPLOY / "syncd-scale.example.toml").read_text(encoding="utf-8"))
+    assert example["store"]["url"] == "postgresql://syncd@postgres:5432/syncd"
+    assert example["replica"]["lease_seconds"] > 0 and example["sources"]

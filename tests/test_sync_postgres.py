@@ -13,7 +13,8 @@ from syncd.config.settings import StoreSettings
 from syncd.daemon import Runtime
 from syncd.emulator import AdobeConfig, Emulator, EmulatorConfig
 from syncd.errors import SourceBusyError
-from syncd.store.factory import run_locks
+from syncd.store.postgres import PostgresStore
+from syncd.store.postgres_leases import PostgresLeases
 from tests.support import adobe_source, settings_for
 
 
@@ -70,13 +71,14 @@ async def test_full_then_incremental_sync_into_postgres_is_exact(
     assert list(tmp_path.iterdir()) == []  # noqa: ASYNC240
 
 
-async def test_a_held_postgres_run_lock_refuses_a_second_run(
+async def test_a_held_postgres_lease_refuses_a_second_run(
     emu: Emulator, postgres_url: str, tmp_path: Path
 ) -> None:
-    """While another process holds the source's advisory lock, a sync is refused naming it."""
+    """While another replica holds the source's lease, a sync is refused naming it."""
     settings = settings_for(tmp_path / "unused.db", adobe_source(emu))
     settings = settings.model_copy(update={"store": StoreSettings(url=postgres_url)})
-    async with run_locks(settings.store).hold("shop", "otherhost:42:x"), Runtime(settings) as rt:
+    async with PostgresStore(postgres_url) as store, Runtime(settings) as rt:
+        await PostgresLeases(store, 30).claim("shop", "otherhost:42:x")
         with pytest.raises(SourceBusyError, match="otherhost:42:x"):
             await rt.sync("shop")
     assert emu.adobe.stats.requests == 0

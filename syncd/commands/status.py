@@ -18,6 +18,8 @@ from syncd.ops.staleness import SourceHealth, assess, limits
 from syncd.store import RunRecord, Store, TokenEvent
 from syncd.store.base import ChangeFeed
 from syncd.store.factory import open_store
+from syncd.store.postgres import PostgresStore
+from syncd.store.postgres_leases import LeaseRow, PostgresLeases
 from syncd.store.rows import iso
 
 TOKEN_GRANTS = ("issued", "refreshed", "reused")
@@ -34,15 +36,22 @@ async def show_status(args: argparse.Namespace, settings: Settings) -> int:
     expiry: dict[str, str] = {}
     async with open_store(settings.store) as store:
         last = {run.source: run for run in await store.last_runs()}
+        leases: dict[str, LeaseRow] = {}
+        if isinstance(store, PostgresStore):
+            coordination = PostgresLeases(store, settings.replica.lease_seconds)
+            leases = {row.source: row for row in await coordination.leases()}
         health = {h.source: h for h in await assess(store, limits(settings.sources, now), now)}
         for source in settings.sources:
             grants = await store.token_events(source.name, limit=1, event=TOKEN_GRANTS)
             grant = grants[0] if grants else None
             expiry[source.name] = _expiry_text(grant)
             rows.append(
-                await _source_row(
-                    store, source, last.get(source.name), health.get(source.name), grant
-                )
+                {
+                    **await _source_row(
+                        store, source, last.get(source.name), health.get(source.name), grant
+                    ),
+                    "lease": _lease(leases.get(source.name)),
+                }
             )
         feed: dict[str, dict[str, object]] = {}
         backlog: dict[tuple[str, str], int] = {}
@@ -127,12 +136,34 @@ def _print_status(
                 f"stale after {human_duration(row['stale_limit_s'])}){stale}"
             )
         print(f"  token expires: {expiry[row['source']]}")
+        lease = row["lease"]
+        if lease is not None:
+            holder = (
+                f"{lease['owner']} (lease epoch {lease['epoch']} until {lease['expires_at']})"
+                if lease["live"]
+                else "none (free)"
+            )
+            print(f"  owner: {holder}; next run: {lease['next_run_at']}")
         if row["action"]:
             print(f"  ACTION NEEDED: {row['action']}")
             if row["reauth_reason"]:
                 print(f"  reason: {row['reauth_reason']}")
     for hook in webhooks:
         print(f"webhook {hook['webhook']} -> {hook['source']}: {hook['backlog']} entries pending")
+
+
+def _lease(row: LeaseRow | None) -> dict[str, Any] | None:
+    """A source's lease for `status` (PostgreSQL; None on SQLite or before any replica ran)."""
+    if row is None:
+        return None
+    return {
+        "owner": row.owner if row.live else None,
+        "epoch": row.epoch,
+        "expires_at": iso(row.expires_at) if row.live else None,
+        "live": row.live,
+        "next_run_at": iso(row.next_run_at),
+        "next_full_at": iso(row.next_full_at),
+    }
 
 
 def _expiry_text(grant: TokenEvent | None) -> str:

@@ -148,6 +148,24 @@ class HealthSettings(StrictModel):
         return self
 
 
+class ReplicaSettings(StrictModel):
+    """How a replica shares sources with the others on PostgreSQL (docs/SCALING.md); unused on
+    SQLite, where one process schedules everything in memory."""
+
+    lease_seconds: float = Field(
+        default=30.0,
+        ge=1.0,
+        le=3600.0,
+        description="seconds a claimed source stays owned without renewal (renewed every third)",
+    )
+    poll_interval: float = Field(
+        default=2.0, gt=0, le=300.0, description="seconds between polls for due sources"
+    )
+    max_concurrent_runs: int = Field(
+        default=8, ge=1, le=1000, description="sources one replica runs at once (its slots)"
+    )
+
+
 class Settings(BaseSettings):
     """Everything the daemon needs; build with `load_settings`."""
 
@@ -156,6 +174,7 @@ class Settings(BaseSettings):
     )
 
     store: StoreSettings = StoreSettings()
+    replica: ReplicaSettings = ReplicaSettings()
     http: HttpSettings = HttpSettings()
     health: HealthSettings = HealthSettings()
     sources: tuple[SourceSettings, ...] = ()

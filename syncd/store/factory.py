@@ -19,7 +19,7 @@ AnyStore = SqliteStore | PostgresStore
 
 class RunLocks(Protocol):
     """One run lock per source whose holder's death frees it (flock files, or PostgreSQL
-    advisory locks); the seam that leases with fencing will replace."""
+    advisory locks). Runs on PostgreSQL hold leases with fencing instead (postgres_leases.py)."""
 
     def hold(self, source: str, owner: str) -> AbstractAsyncContextManager[None]:
         """Hold the lock of `source` for the block; SourceBusyError naming the holder if taken."""
@@ -35,10 +35,12 @@ def open_store(
     *,
     redactor: Redactor | None = None,
     changes: ChangesSettings | None = None,
+    idle_in_transaction: float | None = None,
 ) -> AbstractAsyncContextManager[AnyStore]:
     """The store `settings` select, not yet opened: use it as `async with open_store(...)`.
     Free text it stores (run errors, event details) passes through `redactor` first; `changes`
-    says whether product writes append to the change feed (docs/CHANGES.md)."""
+    says whether product writes append to the change feed (docs/CHANGES.md); on PostgreSQL a
+    session idle inside a transaction for `idle_in_transaction` seconds is ended by the server."""
     changes = changes or ChangesSettings()
     if settings.url is not None:
         password = settings.password.get_secret_value() if settings.password else None
@@ -47,6 +49,7 @@ def open_store(
             password=password,
             pool_size=settings.pool_size,
             redactor=redactor,
+            idle_in_transaction=idle_in_transaction,
         )
     return SqliteStore(
         settings.path,

@@ -8,6 +8,7 @@ whose hash changed.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -19,7 +20,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import TupleRow
 from psycopg_pool import AsyncConnectionPool
 
-from syncd.errors import StoreError
+from syncd.errors import LeaseLostError, StoreError
 from syncd.redaction import Redactor
 from syncd.store.base import (
     CLEAR,
@@ -144,14 +145,34 @@ class PostgresStore:
         pool_size: int = 4,
         connect_timeout: float = 10.0,
         redactor: Redactor | None = None,
+        idle_in_transaction: float | None = None,
     ) -> None:
         self._url = url
+        # A replica stopped inside a transaction (SIGSTOP, a partition) would keep its fence's
+        # share lock on the lease row, and so the source, for as long as it is stopped: the
+        # server ends such a session after this many seconds, so that a takeover can proceed.
+        self._idle_in_transaction = idle_in_transaction
         self._redactor = redactor or Redactor()
         self._conninfo = conninfo(url, password)
         self._pool_size = pool_size
         self._connect_timeout = connect_timeout
         self._pool: AsyncConnectionPool[Connection] | None = None
         self._closed = False
+        self._fence: tuple[str, str, int] | None = None
+
+    def fenced(self, source: str, owner: str, epoch: int) -> Self:
+        """A view of this open store (same pool) whose writes of a run each check, in their own
+        transaction, that (`owner`, `epoch`) still holds the lease of `source`: LeaseLostError
+        otherwise (store/postgres_leases.py)."""
+        view = copy.copy(self)
+        view._fence = (source, owner, epoch)
+        return view
+
+    async def _check_fence(self, db: Connection) -> None:
+        """Refuse the transaction unless this view's lease is still held (no-op if unfenced);
+        the lease row stays share-locked until the transaction ends, so no claim can slip in."""
+        if self._fence is not None:
+            await db.execute("SELECT syncd_fence(%s, %s, %s)", self._fence)
 
     def _text(self, text: str | None) -> str | None:
         """Free text on its way to a column: an echoed credential becomes its fingerprint."""
@@ -172,6 +193,9 @@ class PostgresStore:
             raise RuntimeError("PostgresStore cannot be reopened; create a new PostgresStore")
         self._closed = True  # until the pool is open: a failed open cannot be retried
         utc = "-c timezone=UTC"
+        if self._idle_in_transaction is not None:
+            limit = max(1, round(self._idle_in_transaction * 1000))
+            utc += f" -c idle_in_transaction_session_timeout={limit}"
         try:
             # One connection first, for the schema: an unreachable server or a refused login is
             # reported at once with libpq's reason, not as a pool timeout after retries.
@@ -245,9 +269,24 @@ class PostgresStore:
         """One transaction on a pooled connection; psycopg errors become StoreError naming `what`."""
         try:
             async with self._opened.connection() as db, db.transaction():
+                await self._check_fence(db)
+                yield db
+        except psycopg.Error as exc:
+            raise _error(f"cannot {what}", exc) from exc
+
+    @asynccontextmanager
+    async def session(self, what: str) -> AsyncIterator[Connection]:
+        """One unfenced transaction on a pooled connection, for the lease tables; psycopg errors
+        become StoreError naming `what`."""
+        try:
+            async with self._opened.connection() as db, db.transaction():
                 yield db
         except psycopg.Error as exc:
             raise StoreError(f"cannot {what}: {first_line(exc)}") from exc
+
+    async def fetch(self, query: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Rows of one read-only query (for the lease tables)."""
+        return await self._read(query, params)
 
     async def check_file(self) -> None:
         """StoreError if the server cannot be reached: PostgreSQL owns its storage, so there is no
@@ -326,12 +365,11 @@ class PostgresStore:
                     # (never one without the other), and the scan resumes before them. Tokens
                     # and runs keep the server's durable default.
                     await db.execute("SET LOCAL synchronous_commit = off")
+                    await self._check_fence(db)
                     cursor = await db.execute(query, params)
                 row = await cursor.fetchone()
         except psycopg.Error as exc:
-            raise StoreError(
-                f"cannot store {len(latest)} products of {source!r}: {first_line(exc)}"
-            ) from exc
+            raise _error(f"cannot store {len(latest)} products of {source!r}", exc) from exc
         created, updated = (int(row[0]), int(row[1])) if row else (0, 0)
         return UpsertCounts(created, updated, len(latest) - created - updated)
 
@@ -731,6 +769,17 @@ def _run_record(row: tuple[Any, ...]) -> RunRecord:
         totals=RunTotals(*(int(v) for v in row[6:15])),
         error=row[15],
     )
+
+
+FENCE_REFUSED = "SY001"
+"""SQLSTATE raised by `syncd_fence` (postgres_schema.py, migration 2)."""
+
+
+def _error(what: str, exc: psycopg.Error) -> StoreError:
+    """`exc` as one line after `what`: LeaseLostError if the run's fence refused the write."""
+    if exc.sqlstate == FENCE_REFUSED:
+        return LeaseLostError(f"{what}: {first_line(exc)}")
+    return StoreError(f"{what}: {first_line(exc)}")
 
 
 def first_line(exc: BaseException) -> str:

@@ -7,7 +7,7 @@ vanishes (once TCP keepalives notice). So, as with the flock files, a `running` 
 lock can be taken was abandoned, and this holds across every host that shares the database.
 
 It is liveness, not fencing: a holder cut off from the server loses its lock without knowing.
-Leases with fencing epochs replace this seam when several replicas schedule the same sources.
+Runs on PostgreSQL hold leases with fencing epochs instead (postgres_leases.py).
 """
 
 from __future__ import annotations

@@ -104,6 +104,53 @@ MIGRATIONS: tuple[str, ...] = (
         updated_at    timestamptz NOT NULL
     );
     """,
+    # 3: coordination between replicas (PostgreSQL only; docs/SCALING.md): one lease row per
+    # source (owner, fencing epoch, expiry and schedule, all in the database's clock), the live
+    # replicas, and the fence every write of a run checks in its own transaction.
+    """
+    CREATE TABLE leases (
+        source        text COLLATE "C" PRIMARY KEY,
+        owner         text,
+        epoch         bigint NOT NULL DEFAULT 0,
+        claimed_at    timestamptz,
+        expires_at    timestamptz,
+        next_run_at   timestamptz NOT NULL,
+        next_full_at  timestamptz,
+        last_owner    text,
+        updated_at    timestamptz NOT NULL DEFAULT clock_timestamp()
+    );
+    CREATE INDEX leases_due ON leases (next_run_at);
+
+    CREATE TABLE replicas (
+        id            text COLLATE "C" PRIMARY KEY,
+        host          text NOT NULL,
+        pid           integer NOT NULL,
+        started_at    timestamptz NOT NULL,
+        heartbeat_at  timestamptz NOT NULL
+    );
+
+    -- Raises SQLSTATE SY001 unless (owner, epoch) still holds the unexpired lease of the source,
+    -- and share-locks the lease row until the caller's transaction ends, so that no claim (FOR
+    -- UPDATE SKIP LOCKED) can take the source between this check and the caller's commit.
+    CREATE FUNCTION syncd_fence(p_source text, p_owner text, p_epoch bigint) RETURNS void
+    LANGUAGE plpgsql AS $$
+    DECLARE
+        held leases%ROWTYPE;
+    BEGIN
+        SELECT * INTO held FROM leases WHERE source = p_source FOR SHARE;
+        IF NOT FOUND OR held.owner IS DISTINCT FROM p_owner OR held.epoch <> p_epoch THEN
+            RAISE EXCEPTION USING ERRCODE = 'SY001',
+                MESSAGE = format('lease of %s epoch %s lost to %s (epoch %s)', p_source, p_epoch,
+                                 coalesce(held.owner, 'nobody'), coalesce(held.epoch, 0));
+        END IF;
+        IF held.expires_at IS NULL OR held.expires_at <= clock_timestamp() THEN
+            RAISE EXCEPTION USING ERRCODE = 'SY001',
+                MESSAGE = format('lease of %s epoch %s expired at %s', p_source, p_epoch,
+                                 held.expires_at);
+        END IF;
+    END
+    $$;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -118,6 +165,9 @@ TABLES = (
     "source_rates",
 )
 """Every table of the contract, in an order `syncd store copy` can fill them."""
+
+COORDINATION_TABLES = ("leases", "replicas")
+"""PostgreSQL-only tables of replica coordination (not part of the store contract, not copied)."""
 
 MIGRATION_LOCK = 0x73796E6364_00  # "syncd" + 0: the advisory lock key schema changes hold
 """Key of the transaction-scoped advisory lock under which replicas create and migrate the schema."""
