@@ -47,6 +47,8 @@ def open_store(
             password=password,
             pool_size=settings.pool_size,
             redactor=redactor,
+            changes=changes.enabled,
+            change_payloads=changes.store_payloads,
         )
     return SqliteStore(
         settings.path,

@@ -23,8 +23,11 @@ from syncd.errors import StoreError
 from syncd.redaction import Redactor
 from syncd.store.base import (
     CLEAR,
+    ChangeEntry,
+    FeedHead,
     PageCommit,
     ProductRecord,
+    ProductSnapshot,
     RunKind,
     RunRecord,
     RunStatus,
@@ -34,6 +37,18 @@ from syncd.store.base import (
     TokenEvent,
     TokenRecord,
     UpsertCounts,
+)
+from syncd.store.postgres_changes import (
+    FEED_RETURNING,
+    FEED_RETURNING_PAYLOAD,
+    ChangeListener,
+    begin_snapshot,
+    feed_cte,
+    prune_chunk,
+    prune_cut,
+    read_changes,
+    read_heads,
+    tombstone_statement,
 )
 from syncd.store.postgres_schema import MIGRATION_LOCK, MIGRATIONS, SCHEMA_VERSION
 from syncd.store.rows import RUN_COLUMNS, iso, parse_iso, stored_time
@@ -65,7 +80,7 @@ WITH page AS (
         payload = excluded.payload, content_hash = excluded.content_hash,
         last_synced_at = excluded.last_synced_at, deleted_at = NULL
     WHERE p.content_hash <> excluded.content_hash OR p.deleted_at IS NOT NULL
-    RETURNING (xmax = 0) AS created
+    RETURNING (xmax = 0) AS created{returning}
 ){extra}
 SELECT count(*) FILTER (WHERE created), count(*) FILTER (WHERE NOT created) FROM written
 """
@@ -142,8 +157,12 @@ class PostgresStore:
         pool_size: int = 4,
         connect_timeout: float = 10.0,
         redactor: Redactor | None = None,
+        changes: bool = True,
+        change_payloads: bool = False,
     ) -> None:
         self._url = url
+        self._changes = changes  # append to the change feed (docs/CHANGES.md)
+        self._change_payloads = change_payloads  # copy payloads into it, not just refer to them
         self._redactor = redactor or Redactor()
         self._conninfo = conninfo(url, password)
         self._pool_size = pool_size
@@ -297,6 +316,7 @@ class PostgresStore:
             "forget": list(commit.forget),
             "arrived": len(records),
             "distinct": len(latest),
+            "feed_run": commit.run.run_id if commit.run else None,
         }
         run = commit.run
         if run is not None:
@@ -312,9 +332,13 @@ class PostgresStore:
                 _FORGET if commit.scan_id is not None and commit.forget else "",
                 _PROGRESS if progress else "",
                 _RUN if run is not None else "",
+                feed_cte(self._change_payloads) if self._changes and latest else "",
             )
         )
-        query = _UPSERT.replace("{extra}", extra)
+        returning = ""
+        if self._changes and latest:
+            returning = FEED_RETURNING_PAYLOAD if self._change_payloads else FEED_RETURNING
+        query = _UPSERT.replace("{extra}", extra).replace("{returning}", returning)
         try:
             # Pipelined: BEGIN, SET, the statement and COMMIT leave in one round trip.
             async with self._opened.connection() as db, db.pipeline():
@@ -386,22 +410,16 @@ class PostgresStore:
     ) -> int:
         """End a full scan: tombstone the products it did not see (if `tombstone`), forget its
         marks, clear the checkpoint and set the watermark (CLEAR erases it); return tombstones.
-        `run_id` is for a change feed, which this store does not keep yet."""
+        `run_id` is recorded on the `deleted` change-feed entries."""
         async with self._transaction(f"finish the full scan of {source!r}") as db:
             deleted = 0
             if tombstone:
-                # EXCEPT, not NOT EXISTS: right after a first scan the planner has no statistics
-                # for the freshly filled tables and picked a nested loop (3.6 s for 5k products);
-                # a set difference is one hash or sort pass whatever the estimates.
                 cursor = await db.execute(
-                    "UPDATE products AS p SET deleted_at = %(now)s FROM ("
-                    "SELECT sku FROM products WHERE source = %(source)s AND deleted_at IS NULL "
-                    "EXCEPT SELECT sku FROM full_scan_seen "
-                    "WHERE source = %(source)s AND scan_id = %(scan)s) AS gone "
-                    "WHERE p.source = %(source)s AND p.sku = gone.sku",
-                    {"now": _stamp(now), "source": source, "scan": scan_id},
+                    tombstone_statement(self._changes, self._change_payloads),
+                    {"now": _stamp(now), "source": source, "scan": scan_id, "feed_run": run_id},
                 )
-                deleted = cursor.rowcount
+                row = await cursor.fetchone()
+                deleted = int(row[0]) if row else 0
             await db.execute("DELETE FROM full_scan_seen WHERE source = %s", (source,))
             await _set_progress(db, source, now, CLEAR, watermark)
         return deleted
@@ -412,6 +430,79 @@ class PostgresStore:
             "SELECT count(*) FROM products WHERE source = %s AND deleted_at IS NULL", (source,)
         )
         return int(rows[0][0])
+
+    # -- change feed (docs/CHANGES.md) -------------------------------------------------------------
+
+    async def changes(self, source: str, since: int, limit: int) -> list[ChangeEntry]:
+        """Up to `limit` entries of `source` with seq > `since`, in seq order;
+        ChangesExpiredError if retention already removed some of them."""
+        try:
+            async with self._opened.connection() as db:
+                return await read_changes(db, source, since, limit)
+        except psycopg.Error as exc:
+            raise StoreError(f"cannot read from {self.url}: {first_line(exc)}") from exc
+
+    async def feed_heads(self) -> dict[str, FeedHead]:
+        """Where each source that ever appended an entry stands."""
+        try:
+            async with self._opened.connection() as db:
+                return await read_heads(db)
+        except psycopg.Error as exc:
+            raise StoreError(f"cannot read from {self.url}: {first_line(exc)}") from exc
+
+    async def prune_changes(self, before: datetime) -> int:
+        """Remove the entries older than `before` (oldest first, per source, in chunks: a long
+        delete must not hold the counter row the pages update); return how many."""
+        removed = 0
+        moment = _stamp(before)
+        for head in (await self.feed_heads()).values():
+            try:
+                async with self._opened.connection() as db:
+                    cut = await prune_cut(db, head, moment or before)
+            except psycopg.Error as exc:
+                raise StoreError(f"cannot read from {self.url}: {first_line(exc)}") from exc
+            more = cut > head.pruned_through
+            while more:
+                async with self._transaction(f"prune the change feed of {head.source!r}") as db:
+                    count, more = await prune_chunk(db, head.source, cut)
+                removed += count
+        return removed
+
+    @asynccontextmanager
+    async def snapshot(self, source: str) -> AsyncIterator[ProductSnapshot]:
+        """A consistent read of the live products of `source` and the seq it corresponds to."""
+        try:
+            async with self._opened.connection() as db:
+                snap = await begin_snapshot(db, source)
+                try:
+                    yield snap
+                finally:
+                    await db.execute("ROLLBACK")  # read only: nothing to keep
+        except psycopg.Error as exc:
+            raise StoreError(f"cannot read from {self.url}: {first_line(exc)}") from exc
+
+    def listener(self) -> ChangeListener:
+        """A LISTEN connection woken by each page that appends entries (`syncd changes
+        --follow`); not opened yet."""
+        self._opened  # noqa: B018 - the same misuse error as every other method
+        return ChangeListener(self._conninfo, self._connect_timeout)
+
+    async def webhook_cursors(self, webhook: str) -> dict[str, int]:
+        """source -> the last seq webhook `webhook` delivered (sources never delivered absent)."""
+        rows = await self._read(
+            "SELECT source, seq FROM webhook_cursors WHERE webhook = %s", (webhook,)
+        )
+        return {r[0]: int(r[1]) for r in rows}
+
+    async def set_webhook_cursor(self, webhook: str, source: str, seq: int, now: datetime) -> None:
+        """Record that `webhook` delivered every entry of `source` up to `seq`."""
+        async with self._transaction(f"record what webhook {webhook!r} delivered") as db:
+            await db.execute(
+                "INSERT INTO webhook_cursors (webhook, source, seq, updated_at) "
+                "VALUES (%s, %s, %s, %s) ON CONFLICT (webhook, source) DO UPDATE SET "
+                "seq = excluded.seq, updated_at = excluded.updated_at",
+                (webhook, source, seq, _stamp(now)),
+            )
 
     # -- runs -------------------------------------------------------------------------------------
 
