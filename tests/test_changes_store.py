@@ -118,7 +118,7 @@ async def test_a_failed_write_takes_no_seq(feed_store: Any) -> None:
     store = feed_store
     await store.upsert_products("s", [product("p1")], T0)
     bad = ProductRecord("p2", 2, None, None, None, None, None, None, "h")  # type: ignore[arg-type]
-    with pytest.raises(StoreError, match="(?i)NOT NULL|not-null"):
+    with pytest.raises(StoreError, match=r"NOT NULL|not-null"):
         await store.upsert_products("s", [bad], T0)
     await store.upsert_products("s", [product("p3")], T0)
     assert [(e.seq, e.sku) for e in await store.changes("s", 0, 10)] == [(1, "p1"), (2, "p3")]

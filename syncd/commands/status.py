@@ -18,7 +18,6 @@ from syncd.feed import webhook_backlog
 from syncd.ops.health import check, probe_url
 from syncd.ops.staleness import assess, limits
 from syncd.store import TokenEvent
-from syncd.store.base import ChangeFeed
 from syncd.store.factory import open_store
 from syncd.store.rows import iso
 
@@ -76,9 +75,8 @@ async def show_status(args: argparse.Namespace, settings: Settings) -> int:
             )
         feed: dict[str, dict[str, object]] = {}
         backlog: dict[tuple[str, str], int] = {}
-        if isinstance(store, ChangeFeed):  # the PostgreSQL store keeps no feed yet
-            feed = {name: asdict(head) for name, head in (await store.feed_heads()).items()}
-            backlog = await webhook_backlog(store, settings.webhooks)
+        feed = {name: asdict(head) for name, head in (await store.feed_heads()).items()}
+        backlog = await webhook_backlog(store, settings.webhooks)
     webhooks = [{"webhook": w, "source": s, "backlog": n} for (w, s), n in sorted(backlog.items())]
     if args.json:
         document = {

@@ -42,19 +42,23 @@ FEED_RETURNING = ", p.sku, p.content_hash"
 FEED_RETURNING_PAYLOAD = ", p.sku, p.content_hash, p.payload"
 
 # The counter row and the entries, after a CTE `changed(sku, content_hash, payload, op)`.
-_APPEND = """, counted AS (
+_APPEND = (
+    """, counted AS (
     SELECT count(*) AS total FROM changed
 ), counter AS (
     INSERT INTO change_sequences AS c (source, last_seq)
     SELECT %(source)s, total FROM counted WHERE total > 0
     ON CONFLICT (source) DO UPDATE SET last_seq = c.last_seq + excluded.last_seq
-    RETURNING c.last_seq, pg_notify('""" + CHANNEL + """', %(source)s)
+    RETURNING c.last_seq, pg_notify('"""
+    + CHANNEL
+    + """', %(source)s)
 ), appended AS (
     INSERT INTO product_changes (source, seq, sku, op, run_id, at, content_hash, payload)
     SELECT %(source)s, counter.last_seq - counted.total + row_number() OVER (ORDER BY ch.sku),
            ch.sku, ch.op, %(feed_run)s, %(now)s, ch.content_hash, ch.payload
     FROM changed ch, counter, counted
 )"""
+)
 
 
 def feed_cte(payloads: bool) -> str:
@@ -242,9 +246,9 @@ class ChangeListener:
             db, self._db = self._db, None
             await db.close()
 
-    async def wait(self, timeout: float) -> list[str]:
-        """The sources notified within `timeout` seconds (stops at the first notice; empty on
-        timeout)."""
+    async def wait(self, seconds: float) -> list[str]:
+        """The sources notified within `seconds` (stops at the first notice; empty when none
+        came)."""
         if self._db is None:
             raise RuntimeError("ChangeListener is not open; use it inside 'async with'")
-        return [n.payload async for n in self._db.notifies(timeout=timeout, stop_after=1)]
+        return [n.payload async for n in self._db.notifies(timeout=seconds, stop_after=1)]
