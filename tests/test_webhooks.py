@@ -19,6 +19,7 @@ from structlog.testing import capture_logs
 
 from syncd.clock import FakeClock
 from syncd.config.feed import ChangesSettings, WebhookSettings
+from syncd.config.settings import StoreSettings
 from syncd.daemon import Daemon, Runtime
 from syncd.emulator import AdobeConfig, Emulator, EmulatorConfig
 from syncd.errors import ChangesExpiredError
@@ -26,6 +27,7 @@ from syncd.feed import WebhookDispatcher, full_jitter, sign, verify, webhook_bac
 from syncd.feed.webhooks import DeliveryError, WebhookSender
 from syncd.sources.base import make_record
 from syncd.store import ProductRecord, SqliteStore
+from syncd.store.postgres import PostgresStore
 from tests.support import adobe_source, settings_for, until
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -102,14 +104,24 @@ def hook_settings(url: str, **overrides: object) -> WebhookSettings:
     return WebhookSettings(**{**fields, **overrides})  # type: ignore[arg-type]
 
 
-async def cursors_reach(store: SqliteStore, expected: dict[str, int]) -> None:
+@pytest.fixture(params=["sqlite", "postgres"])
+def backend_url(request: pytest.FixtureRequest) -> str | None:
+    """Each backend: None for SQLite (a file in tmp_path), else a PostgreSQL database's URL."""
+    return request.getfixturevalue("postgres_url") if request.param == "postgres" else None
+
+
+def store_for(url: str | None, tmp_path: Path) -> SqliteStore | PostgresStore:
+    return SqliteStore(tmp_path / "syncd.db") if url is None else PostgresStore(url)
+
+
+async def cursors_reach(store: SqliteStore | PostgresStore, expected: dict[str, int]) -> None:
     """Wait (bounded) for the cursors: each moves just after its batch's 2xx arrives."""
     async with asyncio.timeout(5):
         while await store.webhook_cursors("hook") != expected:  # noqa: ASYNC110 - a DB row
             await asyncio.sleep(0.001)
 
 
-async def fill(store: SqliteStore) -> None:
+async def fill(store: SqliteStore | PostgresStore) -> None:
     """25 entries in source a, 12 in b (creates, then updates)."""
     await store.upsert_products("a", [product(f"a{i}", 1) for i in range(20)], T0)
     await store.upsert_products("a", [product(f"a{i}", 2) for i in range(5)], T0)
@@ -122,10 +134,10 @@ async def fill(store: SqliteStore) -> None:
     indirect=True,
 )
 async def test_a_flaky_receiver_ends_up_with_every_entry_in_order_each_signed(
-    tmp_path: Path, receiver: Receiver
+    tmp_path: Path, receiver: Receiver, backend_url: str | None
 ) -> None:
     clock = FakeClock(T0)
-    async with SqliteStore(tmp_path / "syncd.db") as store:
+    async with store_for(backend_url, tmp_path) as store:
         await fill(store)
         hooks = [hook_settings(receiver.url)]
         assert await webhook_backlog(store, hooks) == {("hook", "a"): 25, ("hook", "b"): 12}
@@ -231,7 +243,7 @@ def test_webhook_settings_refuse_bad_values() -> None:
 
 @pytest.mark.parametrize("receiver", [["500"] * 1000], indirect=True)
 async def test_the_daemon_pushes_after_a_run_and_a_dead_receiver_only_builds_a_backlog(
-    tmp_path: Path, receiver: Receiver
+    tmp_path: Path, receiver: Receiver, backend_url: str | None
 ) -> None:
     """Two webhooks on one daemon: the dead one (always 500) neither blocks the run nor the live
     one, which gets every entry after the run; the backlog is in the metrics."""
@@ -250,6 +262,8 @@ async def test_the_daemon_pushes_after_a_run_and_a_dead_receiver_only_builds_a_b
     try:
         async with Emulator(EmulatorConfig(adobe=AdobeConfig(products=30))) as emu:
             settings = settings_for(tmp_path / "d.db", adobe_source(emu), webhooks=hooks)
+            if backend_url is not None:
+                settings = settings.model_copy(update={"store": StoreSettings(url=backend_url)})
             with capture_logs() as logs:
                 async with Runtime(settings) as runtime, Daemon(runtime, handle_signals=False) as d:
                     await until(lambda: len(d.results) == 1)
