@@ -321,13 +321,17 @@ async def test_a_bug_in_a_delivery_is_logged_and_retried_not_fatal(
     assert [e["error"] for e in errors] == ["RuntimeError: unexpected"]
 
 
-async def test_the_daemon_prunes_the_feed_after_a_run(tmp_path: Path) -> None:
+async def test_the_daemon_prunes_the_feed_after_a_run(
+    tmp_path: Path, backend_url: str | None
+) -> None:
     """Retention shorter than a run: the run's own entries are pruned right after it, and a
     reader from seq 0 is told to resync."""
     async with Emulator(EmulatorConfig(adobe=AdobeConfig(products=12))) as emu:
         settings = settings_for(
             tmp_path / "d.db", adobe_source(emu), changes=ChangesSettings(retention=0.001)
         )
+        if backend_url is not None:
+            settings = settings.model_copy(update={"store": StoreSettings(url=backend_url)})
         with capture_logs() as logs:
             async with Runtime(settings) as runtime, Daemon(runtime, handle_signals=False) as d:
                 await until(lambda: any(e["event"] == "changes.pruned" for e in logs))
