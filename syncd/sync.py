@@ -18,6 +18,7 @@ from typing import TypeVar
 import structlog
 
 from syncd.clock import Clock
+from syncd.commit_window import CommitWindow
 from syncd.completeness import Doubts, Screened, screen
 from syncd.config.sources import CHECKPOINT_MAX_AGE
 from syncd.errors import NeedsReauthError, SyncdError
@@ -274,9 +275,14 @@ class SyncEngine:
         done = set(checkpoint.done)
         total, mutated = checkpoint.total, checkpoint.mutated
         doubts = Doubts()
+        # Several commits in flight where the store runs them in parallel (syncd/commit_window.py).
+        window = CommitWindow(getattr(self._store, "commit_depth", 1), done)
         # Closed on exit: when a commit fails, the page workers stop now, not when collected.
-        async with _closing(source.full_pages(http, frozenset(done))) as pages:
+        async with _closing(source.full_pages(http, frozenset(done))) as pages, window:
             async for page in pages:
+                was_mutated = mutated
+                if window.overlaps(r.sku for r in page.records):
+                    await window.drain()  # screened against its committed row and scan mark
                 if page.total_count is not None:
                     if total is not None and page.total_count != total and not mutated:
                         mutated = True
@@ -299,16 +305,19 @@ class SyncEngine:
                     # A short page is not done: a resumed scan asks for it again.
                     done.add(page.number)
                 mutated = mutated or bool(screened.repeated or screened.disputed)
+                if mutated and not was_mutated:
+                    await window.drain()  # no checkpoint without the flag may land after this one
                 checkpoint = FullScanCheckpoint(
                     checkpoint.scan_id, checkpoint.started, source.page_size, total,
-                    frozenset(done), mutated,
+                    window.claims(None if short else page.number), mutated,
                 )  # fmt: skip
                 commit = PageCommit(
                     checkpoint.scan_id, checkpoint.encode(), forget=tuple(screened.disputed)
                 )
                 await self._commit(
-                    source.name, Page(page.number, screened.keep), tally, commit, len(page.records)
-                )
+                    source.name, Page(page.number, screened.keep), tally, commit, len(page.records),
+                    window=window, done=None if short else page.number,
+                )  # fmt: skip
                 if progress is not None:
                     progress(len(done), page.expected_pages, tally.seen)
         # A deletion shifts every later offset page, so a product may have slid into a page
@@ -527,16 +536,30 @@ class SyncEngine:
                     progress(tally.pages, None, tally.seen)
 
     async def _commit(
-        self, source: str, page: Page, tally: _Tally, commit: PageCommit, seen: int | None = None
+        self,
+        source: str,
+        page: Page,
+        tally: _Tally,
+        commit: PageCommit,
+        seen: int | None = None,
+        *,
+        window: CommitWindow | None = None,
+        done: int | None = None,
     ) -> None:
-        """Write `page`; `seen` is how many products arrived (default: those written)."""
+        """Write `page`; `seen` is how many products arrived (default: those written). With a
+        `window`, the write is started there (confirming page `done` when it commits)."""
         http = tally.http  # the run's row shows its progress page by page (`syncd status`)
         live = RunProgress(tally.run_id, http.requests, http.retries, http.rate_limited)
         commit = replace(commit, run=live)
+        arrived = len(page.records) if seen is None else seen
+        if window is not None:
+            written = self._store.commit_page(source, page.records, self._clock.now(), commit)
+            skus = [*(r.sku for r in page.records), *commit.forget]
+            await window.add(done, skus, written, lambda c: self._add(tally, arrived, c))
+            return
         write = asyncio.ensure_future(
             self._store.commit_page(source, page.records, self._clock.now(), commit)
         )
-        arrived = len(page.records) if seen is None else seen
         try:
             counts = await asyncio.shield(write)
         except asyncio.CancelledError:

@@ -19,7 +19,7 @@ LAYER: dict[str, float] = {
     "auth": 3,
     "http": 4,
     "sources": 5,
-    **dict.fromkeys(("progress", "sync", "completeness"), 6),
+    **dict.fromkeys(("progress", "sync", "completeness", "commit_window"), 6),
     **dict.fromkeys(("scheduler", "breaker", "daemon", "ops", "feed"), 7),
     **dict.fromkeys(("commands", "cli", "catalogue"), 8),
 }

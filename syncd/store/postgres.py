@@ -169,6 +169,9 @@ class PostgresStore:
         self._connect_timeout = connect_timeout
         self._pool: AsyncConnectionPool[Connection] | None = None
         self._closed = False
+        # Page commits a full scan may keep in flight (syncd/commit_window.py): each on its own
+        # pooled connection, run in parallel by the server; one connection is left for reads.
+        self.commit_depth = max(1, min(3, pool_size - 1))
 
     def _text(self, text: str | None) -> str | None:
         """Free text on its way to a column: an echoed credential becomes its fingerprint."""
