@@ -26,15 +26,16 @@ CHANNEL = "syncd_changes"
 
 # Appended to the page's statement (postgres._UPSERT) when the feed is on. All CTEs of a
 # statement read one snapshot, so `products o` here is each row as it was before this page:
-# that tells an update from a revival. The counter row takes the page's seqs (a rolled back
+# that tells an update from a revival (probed only for rewritten rows, not for inserted ones). The counter row takes the page's seqs (a rolled back
 # page gives them back: no gaps), the NOTIFY is sent at commit (never for a rolled back page).
 # Entries of one page are numbered in sku order.
 FEED_CTE = """, changed AS (
     SELECT w.sku, w.content_hash, {payload} AS payload,
            CASE WHEN w.created THEN 'created'
-                WHEN o.deleted_at IS NOT NULL THEN 'revived' ELSE 'updated' END AS op
+                WHEN EXISTS (SELECT FROM products o WHERE o.source = %(source)s
+                             AND o.sku = w.sku AND o.deleted_at IS NOT NULL) THEN 'revived'
+                ELSE 'updated' END AS op
     FROM written w
-    LEFT JOIN products o ON NOT w.created AND o.source = %(source)s AND o.sku = w.sku
 ){append}"""
 
 # What `written` returns for the feed, beyond `created`.
