@@ -82,7 +82,9 @@ WITH page AS (
     WHERE p.content_hash <> excluded.content_hash OR p.deleted_at IS NOT NULL
     RETURNING (xmax = 0) AS created{returning}
 ){extra}
-SELECT count(*) FILTER (WHERE created), count(*) FILTER (WHERE NOT created) FROM written
+SELECT count(*) FILTER (WHERE created), count(*) FILTER (WHERE NOT created),
+       set_config('synchronous_commit', 'off', true)
+FROM written
 """
 
 _MARK_SEEN = """, seen AS (
@@ -343,15 +345,17 @@ class PostgresStore:
             returning = FEED_RETURNING_PAYLOAD if self._change_payloads else FEED_RETURNING
         query = _UPSERT.replace("{extra}", extra).replace("{returning}", returning)
         try:
-            # Pipelined: BEGIN, SET, the statement and COMMIT leave in one round trip.
-            async with self._opened.connection() as db, db.pipeline():
-                async with db.transaction():
-                    # A page need not wait for its WAL flush, as SQLite's synchronous=NORMAL
-                    # does not: a server crash may lose the last pages with their checkpoint
-                    # (never one without the other), and the scan resumes before them. Tokens
-                    # and runs keep the server's durable default.
-                    await db.execute("SET LOCAL synchronous_commit = off")
-                    cursor = await db.execute(query, params)
+            # One statement on an autocommit connection: its own transaction, one round trip,
+            # committed by the server as soon as it ends. No BEGIN/COMMIT from the client, so
+            # the rows every page locks (the counter, the checkpoint, the run) are never held
+            # while the client is waiting to be scheduled: commits in flight together
+            # (syncd/commit_window.py) would queue behind that. The statement's
+            # `set_config('synchronous_commit', 'off', true)` lasts for its transaction: a page
+            # need not wait for its WAL flush, as SQLite's synchronous=NORMAL does not (a server
+            # crash may lose the last pages with their checkpoint, never one without the other,
+            # and the scan resumes before them). Tokens and runs keep the durable default.
+            async with self._opened.connection() as db:
+                cursor = await db.execute(query, params)
                 row = await cursor.fetchone()
         except psycopg.Error as exc:
             raise StoreError(
