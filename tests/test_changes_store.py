@@ -181,3 +181,21 @@ async def test_snapshot_streams_live_products_with_the_seq_they_match(feed_store
         assert (snap.seq, skus) == (5, ["p1"])
     async with store.snapshot("s") as snap:
         assert snap.seq == 6
+
+
+async def test_a_postgres_page_that_appends_entries_notifies_its_source(postgres_url: str) -> None:
+    """The NOTIFY is sent at commit, by pages that appended entries only; a lost LISTEN
+    connection degrades to waiting (the caller polls), never to an error or a busy loop."""
+    async with PostgresStore(postgres_url) as store, store.listener() as listener:
+        await store.upsert_products("s", [product("p1")], T0)
+        assert await listener.wait(10) == ["s"]
+        await store.upsert_products("s", [product("p1")], T0)  # unchanged: no entry, no notice
+        assert await listener.wait(0.05) == []
+        async with store._opened.connection() as db:
+            await db.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND query LIKE 'LISTEN%%'"
+            )
+        assert await listener.wait(0.05) == []
+        assert listener.lost
+        assert await listener.wait(0.01) == []

@@ -5,6 +5,7 @@ it, pruning it, the export snapshot, and the LISTEN/NOTIFY wake-up of `syncd cha
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -14,7 +15,7 @@ from typing import Any, Self
 import psycopg
 from psycopg.rows import TupleRow
 
-from syncd.errors import ChangesExpiredError
+from syncd.errors import ChangesExpiredError, StoreError
 from syncd.store.base import ChangeEntry, FeedHead, ProductRecord
 from syncd.store.changes import EXPORT_BATCH, PRUNE_CHUNK, expired_message
 from syncd.store.rows import iso
@@ -225,15 +226,24 @@ class ChangeListener:
         self._conninfo = conninfo
         self._connect_timeout = connect_timeout
         self._db: Connection | None = None
+        self.lost = False
+        """Whether the LISTEN connection failed: `wait` then only waits (the caller polls)."""
 
     async def __aenter__(self) -> Self:
-        self._db = await psycopg.AsyncConnection.connect(
-            self._conninfo, autocommit=True, connect_timeout=max(2, round(self._connect_timeout))
-        )
+        try:
+            self._db = await psycopg.AsyncConnection.connect(
+                self._conninfo,
+                autocommit=True,
+                connect_timeout=max(2, round(self._connect_timeout)),
+            )
+        except psycopg.Error as exc:
+            raise StoreError(f"cannot LISTEN for new entries: {_first_line(exc)}") from exc
         try:
             await self._db.execute(f"LISTEN {CHANNEL}")
-        except BaseException:
+        except BaseException as exc:
             await self._db.close()
+            if isinstance(exc, psycopg.Error):
+                raise StoreError(f"cannot LISTEN for new entries: {_first_line(exc)}") from exc
             raise
         return self
 
@@ -252,4 +262,17 @@ class ChangeListener:
         came)."""
         if self._db is None:
             raise RuntimeError("ChangeListener is not open; use it inside 'async with'")
-        return [n.payload async for n in self._db.notifies(timeout=seconds, stop_after=1)]
+        if not self.lost:
+            try:
+                return [n.payload async for n in self._db.notifies(timeout=seconds, stop_after=1)]
+            except psycopg.Error:
+                # The connection dropped (a server restart, a terminated backend): from now on
+                # the caller's polling is what finds new entries. Never a busy loop.
+                self.lost = True
+        await asyncio.sleep(seconds)
+        return []
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
