@@ -27,14 +27,15 @@ CHANNEL = "syncd_changes"
 
 # Appended to the page's statement (postgres._UPSERT) when the feed is on. All CTEs of a
 # statement read one snapshot, so `products o` here is each row as it was before this page:
-# that tells an update from a revival (probed only for rewritten rows, not for inserted ones). The counter row takes the page's seqs (a rolled back
+# that tells an update from a revival (probed only for rewritten rows, not for inserted ones;
+# a scalar subquery, which the planner never turns into a hash of the whole table). The counter row takes the page's seqs (a rolled back
 # page gives them back: no gaps), the NOTIFY is sent at commit (never for a rolled back page).
 # Entries of one page are numbered in sku order.
 FEED_CTE = """, changed AS (
     SELECT w.sku, w.content_hash, {payload} AS payload,
            CASE WHEN w.created THEN 'created'
-                WHEN EXISTS (SELECT FROM products o WHERE o.source = %(source)s
-                             AND o.sku = w.sku AND o.deleted_at IS NOT NULL) THEN 'revived'
+                WHEN (SELECT o.deleted_at FROM products o
+                      WHERE o.source = %(source)s AND o.sku = w.sku) IS NOT NULL THEN 'revived'
                 ELSE 'updated' END AS op
     FROM written w
 ){append}"""
@@ -100,11 +101,13 @@ async def read_changes(db: Connection, source: str, since: int, limit: int) -> l
     """Up to `limit` entries after `since`; ChangesExpiredError if retention removed some."""
     # An entry without its own payload shows the row's while the row still has the entry's
     # content (see store/changes.py); jsonb comes back as PostgreSQL renders it.
+    # The row's payload by a correlated subquery (an index probe per entry), whatever the
+    # planner's statistics: a join could read the whole catalog for a batch of 500.
     cursor = await db.execute(
         "SELECT c.source, c.seq, c.sku, c.op, c.run_id, c.at, c.content_hash, "
-        "coalesce(c.payload, CASE WHEN p.content_hash = c.content_hash THEN p.payload END)::text "
-        "FROM product_changes c LEFT JOIN products p ON p.source = c.source AND p.sku = c.sku "
-        "WHERE c.source = %s AND c.seq > %s ORDER BY c.seq LIMIT %s",
+        "coalesce(c.payload, (SELECT p.payload FROM products p WHERE p.source = c.source "
+        "AND p.sku = c.sku AND p.content_hash = c.content_hash))::text "
+        "FROM product_changes c WHERE c.source = %s AND c.seq > %s ORDER BY c.seq LIMIT %s",
         (source, since, limit),
     )
     rows = await cursor.fetchall()
