@@ -12,7 +12,6 @@ engine waits for the window first), so their rows and scan marks never interleav
 from __future__ import annotations
 
 import asyncio
-import inspect
 from collections.abc import Awaitable, Callable, Iterable
 from types import TracebackType
 from typing import Self
@@ -65,25 +64,15 @@ class CommitWindow:
         counted: Callable[[UpsertCounts], None],
     ) -> None:
         """Start `write` (confirming page `number` when it succeeds; None: a page that is not
-        done) once the window has room for it, and return: the next page is read and screened
-        while up to `depth` writes run. With depth 1, return when it is done (SQLite: one
-        connection, which nothing else may read while it writes). Raises the error of a failed
-        write."""
-        try:
-            self._raise()
-            while len(self._pending) >= self.depth:
-                done, _ = await asyncio.wait(self._pending, return_when=asyncio.FIRST_COMPLETED)
-                self._settle(done)
-                self._raise()
-        except BaseException:
-            if inspect.iscoroutine(write):
-                write.close()  # never started: nothing of it was sent
-            raise
+        done), then wait while the window is full. Raises the error of a failed write."""
+        self._raise()
         task = asyncio.ensure_future(write)
         self._pending[task] = (number, frozenset(skus))
         self._counted[task] = counted
-        if self.depth == 1:
-            await self.drain()
+        while len(self._pending) >= self.depth:
+            done, _ = await asyncio.wait(self._pending, return_when=asyncio.FIRST_COMPLETED)
+            self._settle(done)
+            self._raise()
 
     async def drain(self) -> None:
         """Wait for every write in flight; raises the error of a failed one."""
