@@ -5,8 +5,9 @@
 
 One emulator process (no rate limit) serves every run; each run is a fresh syncd process into a
 fresh database: a new SQLite file, or a PostgreSQL database created for it and dropped after.
-The runs alternate (SQLite, PostgreSQL, PostgreSQL without the change feed, SQLite, ...) so
-that drift of the machine's load hits all alike; the third is what the feed costs on PostgreSQL
+The runs alternate (SQLite, PostgreSQL, PostgreSQL without the change feed, SQLite, ...; the two
+PostgreSQL modes swap places every repeat) so that drift of the machine's load hits all alike;
+the third is what the feed costs on PostgreSQL
 (`[changes] enabled = false`). Writes `results/stores-nolimit-<size>[-nopin].json`; the medians
 are quoted in docs/SCALING.md.
 """
@@ -80,7 +81,8 @@ def compare(runner: Runner, size: int, repeats: int, server: str, command: str, 
             db = runner._fresh_db(f"{name}-{repeat}")
             row = runner._syncd(emu, profile, db, "full", concurrency, False)
             record["runs"].append({"store": "sqlite", **row})
-            for store, extra in (("postgres", ()), ("postgres-nofeed", ("--no-changes",))):
+            modes = [("postgres", ()), ("postgres-nofeed", ("--no-changes",))]
+            for store, extra in modes[repeat % 2 :] + modes[: repeat % 2]:  # rotate: no order bias
                 with scratch_database(server) as url:
                     row = runner._syncd(
                         emu, profile, db, "full", concurrency, False, ("--store-url", url, *extra)
