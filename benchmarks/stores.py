@@ -5,8 +5,11 @@
 
 One emulator process (no rate limit) serves every run; each run is a fresh syncd process into a
 fresh database: a new SQLite file, or a PostgreSQL database created for it and dropped after.
-The runs alternate (SQLite, PostgreSQL, SQLite, ...) so that drift of the machine's load hits
-both alike. Writes `results/stores-nolimit-<size>[-nopin].json`; the medians are quoted in docs/SCALING.md.
+The runs alternate (SQLite, PostgreSQL, PostgreSQL without the change feed, SQLite, ...; the two
+PostgreSQL modes swap places every repeat) so that drift of the machine's load hits all alike;
+the third is what the feed costs on PostgreSQL
+(`[changes] enabled = false`). Writes `results/stores-nolimit-<size>[-nopin].json`; the medians
+are quoted in docs/SCALING.md.
 """
 
 from __future__ import annotations
@@ -78,16 +81,18 @@ def compare(runner: Runner, size: int, repeats: int, server: str, command: str, 
             db = runner._fresh_db(f"{name}-{repeat}")
             row = runner._syncd(emu, profile, db, "full", concurrency, False)
             record["runs"].append({"store": "sqlite", **row})
-            with scratch_database(server) as url:
-                row = runner._syncd(
-                    emu, profile, db, "full", concurrency, False, ("--store-url", url)
-                )
-            record["runs"].append({"store": "postgres", **row})
+            modes = [("postgres", ()), ("postgres-nofeed", ("--no-changes",))]
+            for store, extra in modes[repeat % 2 :] + modes[: repeat % 2]:  # rotate: no order bias
+                with scratch_database(server) as url:
+                    row = runner._syncd(
+                        emu, profile, db, "full", concurrency, False, ("--store-url", url, *extra)
+                    )
+                record["runs"].append({"store": store, **row})
     shutil.rmtree(runner.scratch, ignore_errors=True)
     record["load_after"] = load()
     record["median_products_per_s"] = {
         store: statistics.median(r["products_per_s"] for r in record["runs"] if r["store"] == store)
-        for store in ("sqlite", "postgres")
+        for store in ("sqlite", "postgres", "postgres-nofeed")
     }
     say(f"  median products/s: {record['median_products_per_s']}")
     return runner._write(name, record)

@@ -18,7 +18,7 @@ from syncd.auth import TokenCache
 from syncd.breaker import BreakerPolicy, SourceBreaker
 from syncd.clock import Clock, SystemClock
 from syncd.config import Settings, SourceSettings
-from syncd.errors import ConfigError, LeaseLostError, SourceBusyError, StoreError, SyncdError
+from syncd.errors import LeaseLostError, SourceBusyError, StoreError, SyncdError
 from syncd.feed import WebhookDispatcher
 from syncd.fleet import first_run, kept, next_run
 from syncd.http import ClientPool, RetryBudget
@@ -293,14 +293,10 @@ class Daemon:
         async with AsyncExitStack() as stack:
             await stack.enter_async_context(self.monitor)
             if self._settings.webhooks:
-                feed = self._runtime.store
-                if not isinstance(feed, ChangeFeed):
-                    raise ConfigError(
-                        ["webhooks: need the change feed, which this store does not keep yet "
-                         "(the PostgreSQL store has none): remove [[webhooks]] or use SQLite"]
-                    )  # fmt: skip
                 self.webhooks = await stack.enter_async_context(
-                    WebhookDispatcher(self._settings.webhooks, feed, self._runtime.clock)
+                    WebhookDispatcher(
+                        self._settings.webhooks, self._runtime.store, self._runtime.clock
+                    )
                 )
             if self._settings.health.enabled:
                 self.health = await stack.enter_async_context(
@@ -545,9 +541,7 @@ class Daemon:
         """Push what the run appended to the feed, and prune what retention no longer keeps."""
         if self.webhooks is not None:
             self.webhooks.wake()
-        feed = self._runtime.store
-        if not isinstance(feed, ChangeFeed):
-            return  # this store keeps no feed (PostgreSQL, for now)
+        feed: ChangeFeed = self._runtime.store
         retention = self._settings.changes.retention
         before = self._runtime.clock.now() - timedelta(seconds=retention)
         try:

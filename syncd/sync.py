@@ -19,6 +19,7 @@ import structlog
 
 from syncd.checkpoint import FullScanCheckpoint, decode_cursor, encode_cursor
 from syncd.clock import Clock
+from syncd.commit_window import CommitWindow
 from syncd.completeness import Doubts, Screened, screen
 from syncd.config.sources import CHECKPOINT_MAX_AGE
 from syncd.errors import NeedsReauthError, SyncdError
@@ -307,18 +308,28 @@ class SyncEngine:
         else:
             log.info("sync.resumed", scan_id=checkpoint.scan_id, pages_done=len(checkpoint.done))
         doubts = Doubts()
+        # Several commits in flight where the store runs them in parallel (syncd/commit_window.py).
+        window = CommitWindow(getattr(self._store, "commit_depth", 1), checkpoint.done)
         # Closed on exit: when a commit fails, the page workers stop now, not when collected.
-        async with _closing(source.full_pages(run.stats, checkpoint.done)) as pages:
+        async with _closing(source.full_pages(run.stats, checkpoint.done)) as pages, window:
             async for page in pages:
-                checkpoint = await self._scan_page(run, checkpoint, page, doubts)
+                checkpoint = await self._scan_page(run, checkpoint, page, doubts, window)
         return await self._settle(run, checkpoint, doubts)
 
     async def _scan_page(
-        self, run: _Run, checkpoint: FullScanCheckpoint, page: Page, doubts: Doubts
+        self,
+        run: _Run,
+        checkpoint: FullScanCheckpoint,
+        page: Page,
+        doubts: Doubts,
+        window: CommitWindow,
     ) -> FullScanCheckpoint:
         """Screen and commit one page of the full scan; the checkpoint that includes it."""
         source = run.source
+        if window.overlaps(r.sku for r in page.records):
+            await window.drain()  # screened against its committed row and scan mark
         total, mutated = checkpoint.total, checkpoint.mutated
+        was_mutated = mutated
         if page.total_count is not None:
             if total is not None and page.total_count != total and not mutated:
                 mutated = True
@@ -330,22 +341,26 @@ class SyncEngine:
                 )
             total = page.total_count if total is None else total
         screened = await self._screen(source.name, checkpoint.scan_id, page, doubts)
-        done = checkpoint.done
         short = self._short(page, total, source.page_size)
         if short:
-            doubts.short(page.number, len(page.records), short, source.page_size)
-        else:
             # A short page is not done: a resumed scan asks for it again.
-            done = done | {page.number}
+            doubts.short(page.number, len(page.records), short, source.page_size)
         mutated = mutated or bool(screened.repeated or screened.disputed)
+        if mutated and not was_mutated:
+            await window.drain()  # no checkpoint without the flag may land after this one
+        # The checkpoint claims only pages whose own commit succeeded, plus this one.
         checkpoint = FullScanCheckpoint(
-            checkpoint.scan_id, checkpoint.started, source.page_size, total, done, mutated
-        )
+            checkpoint.scan_id, checkpoint.started, source.page_size, total,
+            window.claims(None if short else page.number), mutated,
+        )  # fmt: skip
         commit = PageCommit(
             checkpoint.scan_id, checkpoint.encode(), forget=tuple(screened.disputed)
         )
-        await self._commit(run, Page(page.number, screened.keep), commit, len(page.records))
-        run.report(len(done), page.expected_pages)
+        await self._commit(
+            run, Page(page.number, screened.keep), commit, len(page.records),
+            window=window, done=None if short else page.number,
+        )  # fmt: skip
+        run.report(len(checkpoint.done), page.expected_pages)
         return checkpoint
 
     async def _settle(
@@ -555,16 +570,30 @@ class SyncEngine:
                 run.report(run.tally.pages, None)
 
     async def _commit(
-        self, run: _Run, page: Page, commit: PageCommit, seen: int | None = None
+        self,
+        run: _Run,
+        page: Page,
+        commit: PageCommit,
+        seen: int | None = None,
+        *,
+        window: CommitWindow | None = None,
+        done: int | None = None,
     ) -> None:
-        """Write `page`; `seen` is how many products arrived (default: those written)."""
+        """Write `page`; `seen` is how many products arrived (default: those written). With a
+        `window`, the write is started there (confirming page `done` when it commits)."""
         stats = run.stats  # the run's row shows its progress page by page (`syncd status`)
         live = RunProgress(run.run_id, stats.requests, stats.retries, stats.rate_limited)
         commit = replace(commit, run=live)
+        arrived = len(page.records) if seen is None else seen
+        if window is not None:
+            name = run.source.name
+            written = self._store.commit_page(name, page.records, self._clock.now(), commit)
+            skus = [*(r.sku for r in page.records), *commit.forget]
+            await window.add(done, skus, written, lambda c: run.tally.add(arrived, c))
+            return
         write = asyncio.ensure_future(
             self._store.commit_page(run.source.name, page.records, self._clock.now(), commit)
         )
-        arrived = len(page.records) if seen is None else seen
         try:
             counts = await asyncio.shield(write)
         except asyncio.CancelledError:

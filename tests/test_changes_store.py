@@ -7,6 +7,7 @@ can be added to its parameters.
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,6 +19,7 @@ from syncd.errors import ChangesExpiredError, StoreError
 from syncd.sources.base import make_record
 from syncd.store import PageCommit, ProductRecord, RunProgress, SqliteStore
 from syncd.store.base import ChangeEntry
+from syncd.store.postgres import PostgresStore
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -30,20 +32,25 @@ def product(sku: str, price: float = 10.0) -> ProductRecord:
     )  # fmt: skip
 
 
-class PayloadModeStore(SqliteStore):
-    """A SQLite store that says which payload mode it was opened in, for the assertions."""
-
-    def __init__(self, path: Path, *, change_payloads: bool) -> None:
-        super().__init__(path, change_payloads=change_payloads)
-        self.test_payloads = change_payloads
-
-
-@pytest.fixture(params=["sqlite", "sqlite-payloads"])
+@pytest.fixture(params=["sqlite", "sqlite-payloads", "postgres", "postgres-payloads"])
 async def feed_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Any]:
     """A fresh store of each backend that implements the change feed, in both payload modes."""
     payloads = request.param.endswith("-payloads")
-    async with PayloadModeStore(tmp_path / "syncd.db", change_payloads=payloads) as store:
+    store: SqliteStore | PostgresStore
+    if request.param.startswith("postgres"):
+        store = PostgresStore(request.getfixturevalue("postgres_url"), change_payloads=payloads)
+    else:
+        store = SqliteStore(tmp_path / "syncd.db", change_payloads=payloads)
+    async with store:
+        store.test_payloads = payloads  # type: ignore[union-attr]
         yield store
+
+
+def same_json(payload: str | None, expected: str | None) -> bool:
+    """Payloads compared as JSON values: PostgreSQL stores jsonb and renders it its own way."""
+    if payload is None or expected is None:
+        return payload is expected
+    return bool(json.loads(payload) == json.loads(expected))
 
 
 def replay(entries: list[ChangeEntry]) -> dict[str, tuple[str, bool]]:
@@ -78,10 +85,10 @@ async def test_each_change_appends_one_entry_in_seq_order(feed_store: Any) -> No
         (7, "p1", "revived", 4),
     ]
     deleted = entries[5]
-    assert deleted.payload == product("p2", 12.0).payload  # the last payload stored
+    assert same_json(deleted.payload, product("p2", 12.0).payload)  # the last payload stored
     # Superseded: a copy of its own, or null where the entry only refers to the row.
-    assert entries[1].payload == (product("p2").payload if store.test_payloads else None)
-    assert entries[6].payload == product("p1").payload  # the row's current content
+    assert same_json(entries[1].payload, product("p2").payload if store.test_payloads else None)
+    assert same_json(entries[6].payload, product("p1").payload)  # the row's current content
     assert deleted.content_hash == product("p2", 12.0).content_hash
     assert entries[0].at == "2026-01-01T00:00:00.000Z"
     assert entries[-1].at == "2026-01-01T00:00:01.000Z"
@@ -111,7 +118,7 @@ async def test_a_failed_write_takes_no_seq(feed_store: Any) -> None:
     store = feed_store
     await store.upsert_products("s", [product("p1")], T0)
     bad = ProductRecord("p2", 2, None, None, None, None, None, None, "h")  # type: ignore[arg-type]
-    with pytest.raises(StoreError, match="NOT NULL"):
+    with pytest.raises(StoreError, match=r"NOT NULL|not-null"):
         await store.upsert_products("s", [bad], T0)
     await store.upsert_products("s", [product("p3")], T0)
     assert [(e.seq, e.sku) for e in await store.changes("s", 0, 10)] == [(1, "p1"), (2, "p3")]
@@ -135,9 +142,19 @@ async def test_pruning_by_age_and_a_reader_behind_it_is_told_to_resync(feed_stor
     assert [e.seq for e in await store.changes("s", 5, 10)] == [6]  # seqs go on
 
 
-async def test_feed_can_be_switched_off(tmp_path: Path) -> None:
-    async with SqliteStore(tmp_path / "off.db", changes=False) as store:
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+async def test_feed_can_be_switched_off(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    store: SqliteStore | PostgresStore
+    if backend == "postgres":
+        store = PostgresStore(request.getfixturevalue("postgres_url"), changes=False)
+    else:
+        store = SqliteStore(tmp_path / "off.db", changes=False)
+    async with store:
         await store.upsert_products("s", [product("p1")], T0)
+        await store.commit_page("s", [product("p2")], T0, PageCommit(scan_id=1))
+        assert await store.finish_full_scan("s", 1, T0, tombstone=True, watermark=None) == 1
         assert await store.changes("s", 0, 10) == []
         assert await store.feed_heads() == {}
 
@@ -164,3 +181,21 @@ async def test_snapshot_streams_live_products_with_the_seq_they_match(feed_store
         assert (snap.seq, skus) == (5, ["p1"])
     async with store.snapshot("s") as snap:
         assert snap.seq == 6
+
+
+async def test_a_postgres_page_that_appends_entries_notifies_its_source(postgres_url: str) -> None:
+    """The NOTIFY is sent at commit, by pages that appended entries only; a lost LISTEN
+    connection degrades to waiting (the caller polls), never to an error or a busy loop."""
+    async with PostgresStore(postgres_url) as store, store.listener() as listener:
+        await store.upsert_products("s", [product("p1")], T0)
+        assert await listener.wait(10) == ["s"]
+        await store.upsert_products("s", [product("p1")], T0)  # unchanged: no entry, no notice
+        assert await listener.wait(0.05) == []
+        async with store._opened.connection() as db:
+            await db.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND query LIKE 'LISTEN%%'"
+            )
+        assert await listener.wait(0.05) == []
+        assert listener.lost
+        assert await listener.wait(0.01) == []

@@ -10,6 +10,7 @@ import json
 import os
 import signal
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -18,11 +19,13 @@ import pytest
 from syncd.cli import main
 from syncd.sources.base import make_record
 from syncd.store import PageCommit, ProductRecord, RunProgress, SqliteStore
+from syncd.store.postgres import PostgresStore
 
 T0 = datetime.now(UTC).replace(microsecond=0) - timedelta(days=30)
 CONFIG = """
 [store]
 path = "{db}"
+{url}
 
 [[sources]]
 name = "shop"
@@ -48,8 +51,12 @@ def product(sku: str, price: float) -> ProductRecord:
     )  # fmt: skip
 
 
-async def populate(db: Path) -> None:
-    async with SqliteStore(db) as store:
+Backend = Callable[[], SqliteStore | PostgresStore]
+"""Opens (not yet entered) the store the test's configuration selects."""
+
+
+async def populate(backend: Backend) -> None:
+    async with backend() as store:
         await store.commit_page(
             "shop", [product(f"p{i}", 1) for i in range(5)], T0, PageCommit(run=RunProgress(1))
         )
@@ -59,13 +66,24 @@ async def populate(db: Path) -> None:
         await store.finish_full_scan("shop", 9, T0, tombstone=True, watermark=None, run_id=2)
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
+    """Each backend: the commands read the feed through whichever the configuration selects."""
+    if request.param == "postgres":
+        url: str = request.getfixturevalue("postgres_url")
+        return lambda: PostgresStore(url)
+    return lambda: SqliteStore(tmp_path / "syncd.db")
+
+
 @pytest.fixture
-def config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    asyncio.run(populate(tmp_path / "syncd.db"))
+def config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, backend: Backend) -> Path:
+    asyncio.run(populate(backend))
     monkeypatch.setenv("SYNCD_SECRET_SHOP_CLIENT_SECRET", "s3cret-shop")
     monkeypatch.setenv("SYNCD_SECRET_WEBHOOK_SEARCH_SECRET", "whsec-search-secret")
     path = tmp_path / "syncd.toml"
-    path.write_text(CONFIG.format(db=tmp_path / "syncd.db"))
+    store = backend()
+    url = f'url = "{store.url}"' if isinstance(store, PostgresStore) else ""
+    path.write_text(CONFIG.format(db=tmp_path / "syncd.db", url=url))
     return path
 
 
@@ -98,10 +116,10 @@ def test_changes_as_json_lines_from_a_seq_with_a_limit(
 
 
 def test_a_cursor_behind_retention_is_told_to_resync(
-    config: Path, capsys: pytest.CaptureFixture[str]
+    config: Path, backend: Backend, capsys: pytest.CaptureFixture[str]
 ) -> None:
     async def prune() -> None:
-        async with SqliteStore(config.parent / "syncd.db") as store:
+        async with backend() as store:
             await store.upsert_products("shop", [product("p9", 1)], T0 + timedelta(days=2))
             assert await store.prune_changes(T0 + timedelta(days=1)) == 10
 
@@ -151,15 +169,20 @@ def test_status_shows_the_feed_and_the_webhook_backlog(
     assert "whsec-search-secret" not in out
 
 
-async def test_follow_prints_new_entries_and_stops_on_sigterm(config: Path) -> None:
+async def test_follow_prints_new_entries_and_stops_on_sigterm(
+    config: Path, backend: Backend
+) -> None:
+    """SQLite polls (every 0.02 s here); PostgreSQL is woken by NOTIFY: its poll interval (60 s)
+    is far longer than the test waits, so only the notice can deliver the second entry."""
+    listens = isinstance(backend(), PostgresStore)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "syncd", "--config", str(config), "changes", "shop", "--since",
-        "10", "--follow", "--json", "--interval", "0.02",
+        "10", "--follow", "--json", "--interval", "60" if listens else "0.02",
         env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     assert proc.stdout is not None
-    async with SqliteStore(config.parent / "syncd.db") as store:
+    async with backend() as store:
         await store.upsert_products("shop", [product("p7", 1)], T0)
         async with asyncio.timeout(20):
             first = json.loads(await proc.stdout.readline())

@@ -6,17 +6,20 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 
+from syncd.config.settings import StoreSettings
 from syncd.daemon import Runtime
 from syncd.emulator import AdobeConfig, Emulator, EmulatorConfig
 from syncd.store.base import RunKind
 from tests.support import adobe_source, query, settings_for, until
-from tests.test_process import start_syncd, stored_count, write_config
+from tests.test_process import start_syncd, write_config
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -30,6 +33,31 @@ async def emu() -> AsyncIterator[Emulator]:
         yield emulator
 
 
+class Database:
+    """The store a test's syncd processes write: the SQLite file, or a PostgreSQL database."""
+
+    def __init__(self, path: Path, url: str | None) -> None:
+        self.path, self.url = path, url
+
+    def query(self, sql: str) -> list[tuple[Any, ...]]:
+        if self.url is None:
+            return query(self.path, sql)
+        with psycopg.connect(self.url) as conn:
+            return conn.execute(sql).fetchall()
+
+    def stored_count(self) -> int:
+        try:
+            return int(self.query("SELECT count(*) FROM products")[0][0])
+        except (psycopg.Error, sqlite3.Error):  # the schema may not exist yet
+            return 0
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> Database:
+    url = request.getfixturevalue("postgres_url") if request.param == "postgres" else None
+    return Database(tmp_path / "syncd.db", url)
+
+
 async def syncd(config: Path, *args: str) -> tuple[int, str, str]:
     proc = await start_syncd(config, *args)
     async with asyncio.timeout(60):
@@ -38,18 +66,20 @@ async def syncd(config: Path, *args: str) -> tuple[int, str, str]:
     return proc.returncode, out.decode(), err.decode()
 
 
-async def sync(emu: Emulator, db: Path, kind: RunKind | None = None) -> str:
+async def sync(emu: Emulator, db: Database, kind: RunKind | None = None) -> str:
     """One run in this process (only the killed one needs a process of its own)."""
-    settings = settings_for(db, adobe_source(emu, page_size=10, max_concurrency=4))
+    settings = settings_for(db.path, adobe_source(emu, page_size=10, max_concurrency=4))
+    if db.url is not None:
+        settings = settings.model_copy(update={"store": StoreSettings(url=db.url)})
     async with Runtime(settings) as runtime:
         result = await runtime.sync("shop", kind)
     assert result.ok, result.error
     return result.kind
 
 
-def table(db: Path) -> dict[str, tuple[str, bool]]:
+def table(db: Database) -> dict[str, tuple[str, bool]]:
     """sku -> (content hash, tombstoned) of every row of `products`, live or not."""
-    rows = query(db, "SELECT sku, content_hash, deleted_at IS NOT NULL FROM products")
+    rows = db.query("SELECT sku, content_hash, deleted_at IS NOT NULL FROM products")
     return {sku: (content_hash, bool(deleted)) for sku, content_hash, deleted in rows}
 
 
@@ -61,25 +91,33 @@ def replay(lines: list[dict[str, Any]]) -> dict[str, tuple[str, bool]]:
 
 
 async def test_feed_replayed_from_zero_rebuilds_products_after_a_sigkill(
-    tmp_path: Path, emu: Emulator
+    tmp_path: Path, emu: Emulator, database: Database
 ) -> None:
     config = write_config(tmp_path, emu)
-    db = tmp_path / "syncd.db"
+    if database.url is not None:
+        config.write_text(
+            config.read_text().replace("[store]\n", f'[store]\nurl = "{database.url}"\n')
+        )
+    db = database
     catalog = emu.adobe.catalog
     skus = sorted(catalog.skus())
 
     # Run 1: killed mid-scan; the pages it committed keep their entries, nothing half-written.
     proc = await start_syncd(config, "sync", "shop")
-    await until(lambda: stored_count(db) >= 100, limit=30)
+    await until(lambda: db.stored_count() >= 100, limit=30)
     proc.send_signal(signal.SIGKILL)
     await proc.wait()
-    assert query(db, "SELECT status FROM sync_runs") == [("running",)]
-    assert query(db, "SELECT count(*) FROM product_changes") == query(
-        db, "SELECT count(*) FROM products"
+    if db.url is not None:
+        # The dead process's lease would run out lease_seconds later: let it have run out now.
+        with psycopg.connect(db.url) as conn:
+            conn.execute("UPDATE leases SET expires_at = clock_timestamp() - interval '1 second'")
+    assert db.query("SELECT status FROM sync_runs") == [("running",)]
+    assert db.query("SELECT count(*) FROM product_changes") == db.query(
+        "SELECT count(*) FROM products"
     )
 
     # Run 2 resumes the scan over a catalog that changed meanwhile (some of it already stored).
-    stored = sorted(row[0] for row in query(db, "SELECT sku FROM products"))
+    stored = sorted(row[0] for row in db.query("SELECT sku FROM products"))
     gone = stored[5:8]
     for sku in stored[:5]:
         catalog.update(sku, price=1.25)

@@ -375,14 +375,11 @@ async def test_both_schemas_have_the_same_tables_and_columns(
     postgres: dict[str, list[str]] = {}
     for table, column in rows:
         postgres.setdefault(table, []).append(column)
-    # The change feed's tables exist on SQLite only until the PostgreSQL store keeps the feed
-    # (issue 16 on PostgreSQL): the daemon refuses webhooks there and says so.
-    feed_only_on_sqlite = {"product_changes", "change_sequences", "webhook_cursors"}
     # Leases and replicas coordinate replicas on PostgreSQL; SQLite has one process.
     for table in COORDINATION_TABLES:
         assert postgres.pop(table)
-    assert postgres == {t: c for t, c in lite.items() if t not in feed_only_on_sqlite}
-    assert sorted(TABLES) == sorted(set(lite) - feed_only_on_sqlite)
+    assert postgres == lite
+    assert sorted(TABLES) == sorted(lite)
 
 
 async def test_a_page_postgres_cannot_hold_is_refused_whole(postgres_url: str) -> None:

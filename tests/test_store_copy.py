@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,9 @@ KEYS = {
     "source_state": "source",
     "full_scan_seen": "source, scan_id, sku",
     "source_rates": "source",
+    "product_changes": "source, seq",
+    "change_sequences": "source",
+    "webhook_cursors": "webhook, source",
 }
 
 
@@ -56,6 +60,7 @@ async def populate(db: Path) -> None:
         await store.set_needs_reauth("ac", "grant revoked", T0)
         await store.save_source_rate(SourceRate("shop", 2.5, T0 + timedelta(seconds=30), T0))
         await store.add_token_event(TokenEvent("ac", T0, "refreshed", None, "cd34", None, "r1"))
+        await store.set_webhook_cursor("search", "shop", 7, T0)
 
 
 def rows(
@@ -96,7 +101,7 @@ def test_copy_moves_every_table_exactly(
     """Each table of the copy equals the SQLite one, row by row; the ids continue after it."""
     assert main(["--config", str(config), "store", "copy", "--to", postgres_url]) == 0
     out = capsys.readouterr().out
-    assert "  products: 6 row(s)" in out and "copied 16 row(s)" in out
+    assert "  products: 6 row(s)" in out and "copied 30 row(s)" in out
     for table in TABLES:
         expected = rows(table, sqlite_path=tmp_path / "syncd.db")
         assert rows(table, url=postgres_url) == expected, table
@@ -110,6 +115,12 @@ def test_copy_moves_every_table_exactly(
             for source in ("shop", "ac"):
                 assert await new.source_state(source) == await old.source_state(source)
                 assert await new.count_products(source) == await old.count_products(source)
+                moved = [replace(e, payload=None) for e in await new.changes(source, 0, 100)]
+                assert moved == [
+                    replace(e, payload=None) for e in await old.changes(source, 0, 100)
+                ]
+            assert await new.feed_heads() == await old.feed_heads()
+            assert await new.webhook_cursors("search") == {"shop": 7}
             assert await new.start_run("shop", "full", T0) == 3  # after the copied ids 1 and 2
 
     asyncio.run(through_the_protocol())

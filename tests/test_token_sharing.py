@@ -121,7 +121,11 @@ async def test_two_replicas_refresh_an_expired_token_once(
     reused = [e for e in events if e.event == "reused"]
     assert len(refreshed) == 1 and len(reused) == 1
     assert reused[0].owner != refreshed[0].owner
-    assert reused[0].detail == f"refreshed by replica {refreshed[0].owner}"
+    # Waiting on the winner's intent, or arriving once its token is saved: reused either way.
+    assert reused[0].detail in (
+        f"refreshed by replica {refreshed[0].owner}",
+        "persisted token still valid",
+    )
 
 
 async def test_a_failed_refresh_lets_the_waiting_replica_try(

@@ -18,6 +18,7 @@ from pydantic import SecretStr
 from structlog.testing import capture_logs
 
 from syncd.config.feed import ChangesSettings, WebhookSettings
+from syncd.config.settings import StoreSettings
 from syncd.daemon import Daemon, Runtime
 from syncd.emulator import AdobeConfig, Emulator, EmulatorConfig
 from syncd.errors import ChangesExpiredError
@@ -25,6 +26,8 @@ from syncd.feed import WebhookDispatcher, full_jitter, sign, verify, webhook_bac
 from syncd.feed.webhooks import DeliveryError, WebhookSender
 from syncd.sources.base import make_record
 from syncd.store import ProductRecord, SqliteStore
+from syncd.store.base import ChangeFeed
+from syncd.store.postgres import PostgresStore
 from tests.clocks import FakeClock
 from tests.support import adobe_source, settings_for, until
 
@@ -106,14 +109,24 @@ def hook_settings(url: str, **overrides: object) -> WebhookSettings:
     return WebhookSettings(**{**fields, **overrides})  # type: ignore[arg-type]
 
 
-async def cursors_reach(store: SqliteStore, expected: dict[str, int]) -> None:
+@pytest.fixture(params=["sqlite", "postgres"])
+def backend_url(request: pytest.FixtureRequest) -> str | None:
+    """Each backend: None for SQLite (a file in tmp_path), else a PostgreSQL database's URL."""
+    return request.getfixturevalue("postgres_url") if request.param == "postgres" else None
+
+
+def store_for(url: str | None, tmp_path: Path) -> SqliteStore | PostgresStore:
+    return SqliteStore(tmp_path / "syncd.db") if url is None else PostgresStore(url)
+
+
+async def cursors_reach(store: SqliteStore | PostgresStore, expected: dict[str, int]) -> None:
     """Wait (bounded) for the cursors: each moves just after its batch's 2xx arrives."""
     async with asyncio.timeout(5):
         while await store.webhook_cursors("hook") != expected:  # noqa: ASYNC110 - a DB row
             await asyncio.sleep(0.001)
 
 
-async def fill(store: SqliteStore) -> None:
+async def fill(store: SqliteStore | PostgresStore) -> None:
     """25 entries in source a, 12 in b (creates, then updates)."""
     await store.upsert_products("a", [product(f"a{i}", 1) for i in range(20)], T0)
     await store.upsert_products("a", [product(f"a{i}", 2) for i in range(5)], T0)
@@ -126,10 +139,10 @@ async def fill(store: SqliteStore) -> None:
     indirect=True,
 )
 async def test_a_flaky_receiver_ends_up_with_every_entry_in_order_each_signed(
-    tmp_path: Path, receiver: Receiver
+    tmp_path: Path, receiver: Receiver, backend_url: str | None
 ) -> None:
     clock = FakeClock(T0)
-    async with SqliteStore(tmp_path / "syncd.db") as store:
+    async with store_for(backend_url, tmp_path) as store:
         await fill(store)
         hooks = [hook_settings(receiver.url)]
         assert await webhook_backlog(store, hooks) == {("hook", "a"): 25, ("hook", "b"): 12}
@@ -235,7 +248,7 @@ def test_webhook_settings_refuse_bad_values() -> None:
 
 @pytest.mark.parametrize("receiver", [["500"] * 1000], indirect=True)
 async def test_the_daemon_pushes_after_a_run_and_a_dead_receiver_only_builds_a_backlog(
-    tmp_path: Path, receiver: Receiver
+    tmp_path: Path, receiver: Receiver, backend_url: str | None
 ) -> None:
     """Two webhooks on one daemon: the dead one (always 500) neither blocks the run nor the live
     one, which gets every entry after the run; the backlog is in the metrics."""
@@ -254,6 +267,8 @@ async def test_the_daemon_pushes_after_a_run_and_a_dead_receiver_only_builds_a_b
     try:
         async with Emulator(EmulatorConfig(adobe=AdobeConfig(products=30))) as emu:
             settings = settings_for(tmp_path / "d.db", adobe_source(emu), webhooks=hooks)
+            if backend_url is not None:
+                settings = settings.model_copy(update={"store": StoreSettings(url=backend_url)})
             with capture_logs() as logs:
                 async with Runtime(settings) as runtime, Daemon(runtime, handle_signals=False) as d:
                     await until(lambda: len(d.results) == 1)
@@ -311,17 +326,21 @@ async def test_a_bug_in_a_delivery_is_logged_and_retried_not_fatal(
     assert [e["error"] for e in errors] == ["RuntimeError: unexpected"]
 
 
-async def test_the_daemon_prunes_the_feed_after_a_run(tmp_path: Path) -> None:
+async def test_the_daemon_prunes_the_feed_after_a_run(
+    tmp_path: Path, backend_url: str | None
+) -> None:
     """Retention shorter than a run: the run's own entries are pruned right after it, and a
     reader from seq 0 is told to resync."""
     async with Emulator(EmulatorConfig(adobe=AdobeConfig(products=12))) as emu:
         settings = settings_for(
             tmp_path / "d.db", adobe_source(emu), changes=ChangesSettings(retention=0.001)
         )
+        if backend_url is not None:
+            settings = settings.model_copy(update={"store": StoreSettings(url=backend_url)})
         with capture_logs() as logs:
             async with Runtime(settings) as runtime, Daemon(runtime, handle_signals=False) as d:
                 await until(lambda: any(e["event"] == "changes.pruned" for e in logs))
-                assert isinstance(runtime.store, SqliteStore)
+                assert isinstance(runtime.store, ChangeFeed)
                 heads = await runtime.store.feed_heads()
                 with pytest.raises(ChangesExpiredError):
                     await runtime.store.changes("shop", 0, 10)

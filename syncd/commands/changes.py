@@ -9,15 +9,17 @@ import contextlib
 import csv
 import signal
 import sys
-from collections.abc import Iterator
-from typing import TextIO
+from collections.abc import AsyncIterator, Iterator
+from typing import Any, TextIO
 
 import orjson
 
 from syncd.config import Settings
 from syncd.feed.webhooks import entry_json
-from syncd.store import SqliteStore
 from syncd.store.base import ChangeEntry
+from syncd.store.factory import AnyStore, open_store
+from syncd.store.postgres import PostgresStore
+from syncd.store.postgres_changes import ChangeListener
 
 READ_BATCH = 500
 """Entries read from the store at a time."""
@@ -27,8 +29,33 @@ EXPORT_COLUMNS = (
 )  # fmt: skip
 
 
-def _store(settings: Settings) -> SqliteStore:
-    return SqliteStore(settings.store.path, busy_timeout=settings.store.busy_timeout)
+def _store(settings: Settings) -> contextlib.AbstractAsyncContextManager[AnyStore]:
+    return open_store(settings.store, changes=settings.changes)
+
+
+@contextlib.asynccontextmanager
+async def _listener(store: AnyStore, follow: bool) -> AsyncIterator[ChangeListener | None]:
+    """On PostgreSQL, `--follow` is woken by LISTEN/NOTIFY (and still polls every --interval,
+    should a notice be missed); SQLite has no notices: it polls."""
+    if not follow or not isinstance(store, PostgresStore):
+        yield None
+        return
+    async with store.listener() as listener:
+        yield listener
+
+
+async def _pause(stop: asyncio.Event, listener: ChangeListener | None, seconds: float) -> None:
+    """Until new entries may be there: a notice, `seconds` passed, or `stop`."""
+    stopped = asyncio.ensure_future(stop.wait())
+    waits: set[asyncio.Future[Any]] = {stopped}
+    if listener is not None:
+        waits.add(asyncio.ensure_future(listener.wait(seconds)))
+    try:
+        await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiting in waits:
+            waiting.cancel()
+        await asyncio.gather(*waits, return_exceptions=True)
 
 
 def _line(entry: ChangeEntry, as_json: bool) -> str:
@@ -57,7 +84,7 @@ async def show_changes(args: argparse.Namespace, settings: Settings) -> int:
     out: TextIO = sys.stdout
     remaining: int | None = args.limit
     stop = asyncio.Event()
-    async with _store(settings) as store:
+    async with _store(settings) as store, _listener(store, args.follow) as listener:
         heads = await store.feed_heads()
         if args.source is not None and args.source not in heads:
             settings.source(args.source)  # ConfigError naming the known ones if it is unknown
@@ -80,9 +107,7 @@ async def show_changes(args: argparse.Namespace, settings: Settings) -> int:
                     cursors[name] = cursor
                 if not args.follow or remaining == 0:
                     break
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(args.interval):
-                        await stop.wait()
+                await _pause(stop, listener, args.interval)
     return 0
 
 

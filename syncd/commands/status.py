@@ -16,7 +16,6 @@ from syncd.feed import webhook_backlog
 from syncd.ops.health import check, probe_url
 from syncd.ops.staleness import SourceHealth, assess, limits
 from syncd.store import RunRecord, Store, TokenEvent
-from syncd.store.base import ChangeFeed
 from syncd.store.factory import open_store
 from syncd.store.postgres import PostgresStore
 from syncd.store.postgres_leases import LeaseRow, PostgresLeases
@@ -55,9 +54,8 @@ async def show_status(args: argparse.Namespace, settings: Settings) -> int:
             )
         feed: dict[str, dict[str, object]] = {}
         backlog: dict[tuple[str, str], int] = {}
-        if isinstance(store, ChangeFeed):  # the PostgreSQL store keeps no feed yet
-            feed = {name: asdict(head) for name, head in (await store.feed_heads()).items()}
-            backlog = await webhook_backlog(store, settings.webhooks)
+        feed = {name: asdict(head) for name, head in (await store.feed_heads()).items()}
+        backlog = await webhook_backlog(store, settings.webhooks)
     webhooks = [{"webhook": w, "source": s, "backlog": n} for (w, s), n in sorted(backlog.items())]
     if args.json:
         document = {

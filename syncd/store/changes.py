@@ -26,6 +26,16 @@ CHANGE_COLUMNS = "source, seq, sku, op, run_id, at, content_hash, payload"
 PRODUCT_COLUMNS = "sku, id, name, price, status, type_id, updated_at, payload, content_hash"
 
 
+def expired_message(source: str, since: int, pruned_through: int) -> str:
+    """The one line a reader behind retention gets: what is gone and how to resync."""
+    return (
+        f"the change feed of {source!r} no longer holds the entries after seq {since}: "
+        f"retention removed every entry up to seq {pruned_through}. Resync from the "
+        f"table with 'syncd export {source}', then continue with "
+        f"'syncd changes {source} --since <the seq it reports>'"
+    )
+
+
 def stamp(moment: datetime) -> str:
     """ISO-8601 UTC with milliseconds, as in `product_changes.at`."""
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
@@ -127,12 +137,7 @@ async def read_changes(
     # entries it may have read whole, never hand out a batch with a hole in it.
     head = await read_head(db, source)
     if since < head.pruned_through:
-        raise ChangesExpiredError(
-            f"the change feed of {source!r} no longer holds the entries after seq {since}: "
-            f"retention removed every entry up to seq {head.pruned_through}. Resync from the "
-            f"table with 'syncd export {source}', then continue with "
-            f"'syncd changes {source} --since <the seq it reports>'"
-        )
+        raise ChangesExpiredError(expired_message(source, since, head.pruned_through))
     return [_entry(row) for row in rows]
 
 

@@ -50,6 +50,8 @@ def open_store(
             pool_size=settings.pool_size,
             redactor=redactor,
             idle_in_transaction=idle_in_transaction,
+            changes=changes.enabled,
+            change_payloads=changes.store_payloads,
         )
     return SqliteStore(
         settings.path,

@@ -24,8 +24,11 @@ from syncd.errors import LeaseLostError, StoreError
 from syncd.redaction import Redactor
 from syncd.store.base import (
     CLEAR,
+    ChangeEntry,
+    FeedHead,
     PageCommit,
     ProductRecord,
+    ProductSnapshot,
     RunKind,
     RunRecord,
     RunStatus,
@@ -37,6 +40,18 @@ from syncd.store.base import (
     TokenRecord,
     TokenState,
     UpsertCounts,
+)
+from syncd.store.postgres_changes import (
+    FEED_RETURNING,
+    FEED_RETURNING_PAYLOAD,
+    ChangeListener,
+    begin_snapshot,
+    feed_cte,
+    prune_chunk,
+    prune_cut,
+    read_changes,
+    read_heads,
+    tombstone_statement,
 )
 from syncd.store.postgres_schema import MIGRATION_LOCK, MIGRATIONS, SCHEMA_VERSION
 from syncd.store.rows import RUN_COLUMNS, iso, parse_iso, stored_time
@@ -68,9 +83,11 @@ WITH page AS (
         payload = excluded.payload, content_hash = excluded.content_hash,
         last_synced_at = excluded.last_synced_at, deleted_at = NULL
     WHERE p.content_hash <> excluded.content_hash OR p.deleted_at IS NOT NULL
-    RETURNING (xmax = 0) AS created
+    RETURNING (xmax = 0) AS created{returning}
 ){extra}
-SELECT count(*) FILTER (WHERE created), count(*) FILTER (WHERE NOT created) FROM written
+SELECT count(*) FILTER (WHERE created), count(*) FILTER (WHERE NOT created),
+       set_config('synchronous_commit', 'off', true)
+FROM written
 """
 
 _MARK_SEEN = """, seen AS (
@@ -89,6 +106,9 @@ _PROGRESS = """, progress AS (
         watermark = CASE WHEN %(set_watermark)s THEN excluded.watermark
                          ELSE source_state.watermark END
 )"""
+
+_SYNC_OFF = "set_config('synchronous_commit', 'off', true)"
+_FENCE_COLUMN = "(SELECT syncd_fence(%(fence_source)s, %(fence_owner)s, %(fence_epoch)s)::text)"
 
 _FORGET = """, forgotten AS (
     DELETE FROM full_scan_seen
@@ -146,12 +166,16 @@ class PostgresStore:
         connect_timeout: float = 10.0,
         redactor: Redactor | None = None,
         idle_in_transaction: float | None = None,
+        changes: bool = True,
+        change_payloads: bool = False,
     ) -> None:
         self._url = url
         # A replica stopped inside a transaction (SIGSTOP, a partition) would keep its fence's
         # share lock on the lease row, and so the source, for as long as it is stopped: the
         # server ends such a session after this many seconds, so that a takeover can proceed.
         self._idle_in_transaction = idle_in_transaction
+        self._changes = changes  # append to the change feed (docs/CHANGES.md)
+        self._change_payloads = change_payloads  # copy payloads into it, not just refer to them
         self._redactor = redactor or Redactor()
         self._conninfo = conninfo(url, password)
         self._pool_size = pool_size
@@ -159,6 +183,9 @@ class PostgresStore:
         self._pool: AsyncConnectionPool[Connection] | None = None
         self._closed = False
         self._fence: tuple[str, str, int] | None = None
+        # Page commits a full scan may keep in flight (syncd/commit_window.py): each on its own
+        # pooled connection, run in parallel by the server; one connection is left for reads.
+        self.commit_depth = max(1, min(3, pool_size - 1))
 
     def fenced(self, source: str, owner: str, epoch: int) -> Self:
         """A view of this open store (same pool) whose writes of a run each check, in their own
@@ -309,14 +336,16 @@ class PostgresStore:
         """Insert new products, rewrite changed ones, leave identical ones untouched."""
         return await self.commit_page(source, records, now, PageCommit())
 
-    async def commit_page(
-        self, source: str, records: Sequence[ProductRecord], now: datetime, commit: PageCommit
-    ) -> UpsertCounts:
-        """`upsert_products` plus the page's scan marks and progress, in one statement."""
-        latest = {record.sku: record for record in records}  # a page may repeat a sku: last wins
+    def _page_statement(
+        self,
+        source: str,
+        records: Sequence[ProductRecord],
+        latest: dict[str, ProductRecord],
+        now: datetime,
+        commit: PageCommit,
+    ) -> tuple[str, dict[str, Any]]:
+        """The one statement that writes a page (and what goes with it), and its parameters."""
         progress = commit.checkpoint is not None or commit.watermark is not None
-        if not latest and not progress and not commit.forget and commit.run is None:
-            return UpsertCounts()
         values = list(latest.values())
         params: dict[str, Any] = {
             "source": source,
@@ -338,6 +367,7 @@ class PostgresStore:
             "forget": list(commit.forget),
             "arrived": len(records),
             "distinct": len(latest),
+            "feed_run": commit.run.run_id if commit.run else None,
         }
         run = commit.run
         if run is not None:
@@ -353,20 +383,44 @@ class PostgresStore:
                 _FORGET if commit.scan_id is not None and commit.forget else "",
                 _PROGRESS if progress else "",
                 _RUN if run is not None else "",
+                feed_cte(self._change_payloads) if self._changes and latest else "",
             )
         )
-        query = _UPSERT.replace("{extra}", extra)
+        returning = ""
+        if self._changes and latest:
+            returning = FEED_RETURNING_PAYLOAD if self._change_payloads else FEED_RETURNING
+        query = _UPSERT.replace("{extra}", extra).replace("{returning}", returning)
+        if self._fence is not None:
+            # The fence in the page's own statement: the one-row aggregate evaluates it once, and
+            # a refusal rolls the whole statement back (the lease row stays share-locked until it
+            # commits, so no claim can slip in between).
+            query = query.replace(_SYNC_OFF, _SYNC_OFF + ", " + _FENCE_COLUMN)
+            params |= dict(
+                zip(("fence_source", "fence_owner", "fence_epoch"), self._fence, strict=True)
+            )
+        return query, params
+
+    async def commit_page(
+        self, source: str, records: Sequence[ProductRecord], now: datetime, commit: PageCommit
+    ) -> UpsertCounts:
+        """`upsert_products` plus the page's scan marks and progress, in one statement."""
+        latest = {record.sku: record for record in records}  # a page may repeat a sku: last wins
+        progress = commit.checkpoint is not None or commit.watermark is not None
+        if not latest and not progress and not commit.forget and commit.run is None:
+            return UpsertCounts()
+        query, params = self._page_statement(source, records, latest, now, commit)
         try:
-            # Pipelined: BEGIN, SET, the statement and COMMIT leave in one round trip.
-            async with self._opened.connection() as db, db.pipeline():
-                async with db.transaction():
-                    # A page need not wait for its WAL flush, as SQLite's synchronous=NORMAL
-                    # does not: a server crash may lose the last pages with their checkpoint
-                    # (never one without the other), and the scan resumes before them. Tokens
-                    # and runs keep the server's durable default.
-                    await db.execute("SET LOCAL synchronous_commit = off")
-                    await self._check_fence(db)
-                    cursor = await db.execute(query, params)
+            # One statement on an autocommit connection: its own transaction, one round trip,
+            # committed by the server as soon as it ends. No BEGIN/COMMIT from the client, so
+            # the rows every page locks (the counter, the checkpoint, the run) are never held
+            # while the client is waiting to be scheduled: commits in flight together
+            # (syncd/commit_window.py) would queue behind that. The statement's
+            # `set_config('synchronous_commit', 'off', true)` lasts for its transaction: a page
+            # need not wait for its WAL flush, as SQLite's synchronous=NORMAL does not (a server
+            # crash may lose the last pages with their checkpoint, never one without the other,
+            # and the scan resumes before them). Tokens and runs keep the durable default.
+            async with self._opened.connection() as db:
+                cursor = await db.execute(query, params)
                 row = await cursor.fetchone()
         except psycopg.Error as exc:
             raise _error(f"cannot store {len(latest)} products of {source!r}", exc) from exc
@@ -377,10 +431,14 @@ class PostgresStore:
         self, source: str, scan_id: int, skus: Sequence[str]
     ) -> dict[str, StoredProduct]:
         """The stored products among `skus`, each with whether scan `scan_id` has marked it seen."""
+        # The mark as a scalar subquery (one index probe per row): while a first scan fills the
+        # tables the planner has no statistics, and both a join and a hashed EXISTS read every
+        # mark of the scan for every page (670 ms, or 40 ms, a page at 55k marks: a quadratic
+        # scan). A scalar subquery is never hashed.
         rows = await self._read(
-            "SELECT p.sku, p.id, p.updated_at, p.deleted_at IS NULL, s.sku IS NOT NULL "
-            "FROM products p LEFT JOIN full_scan_seen s ON s.source = p.source "
-            "AND s.scan_id = %s AND s.sku = p.sku WHERE p.source = %s AND p.sku = ANY(%s)",
+            "SELECT p.sku, p.id, p.updated_at, p.deleted_at IS NULL, (SELECT true FROM "
+            "full_scan_seen s WHERE s.source = p.source AND s.scan_id = %s AND s.sku = p.sku) "
+            "FROM products p WHERE p.source = %s AND p.sku = ANY(%s)",
             (scan_id, source, list(skus)),
         )
         return {
@@ -426,22 +484,16 @@ class PostgresStore:
     ) -> int:
         """End a full scan: tombstone the products it did not see (if `tombstone`), forget its
         marks, clear the checkpoint and set the watermark (CLEAR erases it); return tombstones.
-        `run_id` is for a change feed, which this store does not keep yet."""
+        `run_id` is recorded on the `deleted` change-feed entries."""
         async with self._transaction(f"finish the full scan of {source!r}") as db:
             deleted = 0
             if tombstone:
-                # EXCEPT, not NOT EXISTS: right after a first scan the planner has no statistics
-                # for the freshly filled tables and picked a nested loop (3.6 s for 5k products);
-                # a set difference is one hash or sort pass whatever the estimates.
                 cursor = await db.execute(
-                    "UPDATE products AS p SET deleted_at = %(now)s FROM ("
-                    "SELECT sku FROM products WHERE source = %(source)s AND deleted_at IS NULL "
-                    "EXCEPT SELECT sku FROM full_scan_seen "
-                    "WHERE source = %(source)s AND scan_id = %(scan)s) AS gone "
-                    "WHERE p.source = %(source)s AND p.sku = gone.sku",
-                    {"now": _stamp(now), "source": source, "scan": scan_id},
+                    tombstone_statement(self._changes, self._change_payloads),
+                    {"now": _stamp(now), "source": source, "scan": scan_id, "feed_run": run_id},
                 )
-                deleted = cursor.rowcount
+                row = await cursor.fetchone()
+                deleted = int(row[0]) if row else 0
             await db.execute("DELETE FROM full_scan_seen WHERE source = %s", (source,))
             await _set_progress(db, source, now, CLEAR, watermark)
         return deleted
@@ -452,6 +504,79 @@ class PostgresStore:
             "SELECT count(*) FROM products WHERE source = %s AND deleted_at IS NULL", (source,)
         )
         return int(rows[0][0])
+
+    # -- change feed (docs/CHANGES.md) -------------------------------------------------------------
+
+    async def changes(self, source: str, since: int, limit: int) -> list[ChangeEntry]:
+        """Up to `limit` entries of `source` with seq > `since`, in seq order;
+        ChangesExpiredError if retention already removed some of them."""
+        try:
+            async with self._opened.connection() as db:
+                return await read_changes(db, source, since, limit)
+        except psycopg.Error as exc:
+            raise StoreError(f"cannot read from {self.url}: {first_line(exc)}") from exc
+
+    async def feed_heads(self) -> dict[str, FeedHead]:
+        """Where each source that ever appended an entry stands."""
+        try:
+            async with self._opened.connection() as db:
+                return await read_heads(db)
+        except psycopg.Error as exc:
+            raise StoreError(f"cannot read from {self.url}: {first_line(exc)}") from exc
+
+    async def prune_changes(self, before: datetime) -> int:
+        """Remove the entries older than `before` (oldest first, per source, in chunks: a long
+        delete must not hold the counter row the pages update); return how many."""
+        removed = 0
+        moment = _stamp(before)
+        for head in (await self.feed_heads()).values():
+            try:
+                async with self._opened.connection() as db:
+                    cut = await prune_cut(db, head, moment or before)
+            except psycopg.Error as exc:
+                raise StoreError(f"cannot read from {self.url}: {first_line(exc)}") from exc
+            more = cut > head.pruned_through
+            while more:
+                async with self._transaction(f"prune the change feed of {head.source!r}") as db:
+                    count, more = await prune_chunk(db, head.source, cut)
+                removed += count
+        return removed
+
+    @asynccontextmanager
+    async def snapshot(self, source: str) -> AsyncIterator[ProductSnapshot]:
+        """A consistent read of the live products of `source` and the seq it corresponds to."""
+        try:
+            async with self._opened.connection() as db:
+                snap = await begin_snapshot(db, source)
+                try:
+                    yield snap
+                finally:
+                    await db.execute("ROLLBACK")  # read only: nothing to keep
+        except psycopg.Error as exc:
+            raise StoreError(f"cannot read from {self.url}: {first_line(exc)}") from exc
+
+    def listener(self) -> ChangeListener:
+        """A LISTEN connection woken by each page that appends entries (`syncd changes
+        --follow`); not opened yet."""
+        self._opened  # noqa: B018 - the same misuse error as every other method
+        return ChangeListener(self._conninfo, self._connect_timeout)
+
+    async def webhook_cursors(self, webhook: str) -> dict[str, int]:
+        """source -> the last seq webhook `webhook` delivered (sources never delivered absent)."""
+        rows = await self._read(
+            "SELECT source, seq FROM webhook_cursors WHERE webhook = %s", (webhook,)
+        )
+        return {r[0]: int(r[1]) for r in rows}
+
+    async def set_webhook_cursor(self, webhook: str, source: str, seq: int, now: datetime) -> None:
+        """Record that `webhook` delivered every entry of `source` up to `seq`."""
+        async with self._transaction(f"record what webhook {webhook!r} delivered") as db:
+            await db.execute(
+                "INSERT INTO webhook_cursors (webhook, source, seq, updated_at) "
+                "VALUES (%s, %s, %s, %s) ON CONFLICT (webhook, source) DO UPDATE SET "
+                "seq = excluded.seq, updated_at = excluded.updated_at",
+                (webhook, source, seq, _stamp(now)),
+            )
 
     # -- runs -------------------------------------------------------------------------------------
 

@@ -151,6 +151,37 @@ MIGRATIONS: tuple[str, ...] = (
     END
     $$;
     """,
+    # 4: the change feed (docs/CHANGES.md), as SQLite's migration 4: the outbox written in the
+    # page's statement, the per-source seq counter (no gaps; what retention pruned), and what
+    # each webhook delivered. No index on `at`: pruning finds its cut by seq (`at` grows with
+    # it), and every index is one more write per entry.
+    """
+    CREATE TABLE product_changes (
+        source       text COLLATE "C" NOT NULL,
+        seq          bigint NOT NULL,
+        sku          text COLLATE "C" NOT NULL,
+        op           text NOT NULL,
+        run_id       bigint,
+        at           timestamptz NOT NULL,
+        content_hash text NOT NULL,
+        payload      jsonb,
+        PRIMARY KEY (source, seq)
+    );
+
+    CREATE TABLE change_sequences (
+        source         text COLLATE "C" PRIMARY KEY,
+        last_seq       bigint NOT NULL DEFAULT 0,
+        pruned_through bigint NOT NULL DEFAULT 0
+    );
+
+    CREATE TABLE webhook_cursors (
+        webhook     text COLLATE "C" NOT NULL,
+        source      text COLLATE "C" NOT NULL,
+        seq         bigint NOT NULL,
+        updated_at  timestamptz NOT NULL,
+        PRIMARY KEY (webhook, source)
+    );
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -163,6 +194,9 @@ TABLES = (
     "source_state",
     "full_scan_seen",
     "source_rates",
+    "product_changes",
+    "change_sequences",
+    "webhook_cursors",
 )
 """Every table of the contract, in an order `syncd store copy` can fill them."""
 
