@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TypedDict
 
 from syncd.auth import TokenCache
-from syncd.auth.americommerce import AmeriCommerceTokenProvider
+from syncd.auth.americommerce.refresh import AmeriCommerceTokenProvider
 from syncd.auth.ims import ImsTokenProvider
 from syncd.auth.magento_integration import IntegrationBearerProvider, IntegrationOAuth1Provider
 from syncd.auth.provider import TokenProvider

@@ -15,8 +15,8 @@ import aiohttp
 from yarl import URL
 
 from syncd.auth import AccessToken, TokenCache
-from syncd.auth.ac_bootstrap import AmeriCommerceAuthorizer
-from syncd.auth.americommerce import AmeriCommerceTokenProvider
+from syncd.auth.americommerce.bootstrap import AmeriCommerceAuthorizer
+from syncd.auth.americommerce.refresh import AmeriCommerceTokenProvider
 from syncd.config import AmeriCommerceAuthSettings, HttpSettings
 from syncd.emulator import AmeriCommerceConfig, Emulator, EmulatorConfig
 from syncd.http import ClientPool, RequestStats, SourceAuth, SourceClient

@@ -13,10 +13,10 @@ import pytest
 from structlog.testing import capture_logs
 
 from syncd.auth import AccessToken, EndpointResponse, TokenCache, fingerprint
-from syncd.auth.ac_bootstrap import UserLogin
-from syncd.auth.ac_signatures import current_refresh_signature, legacy_refresh_signature
-from syncd.auth.ac_wire import naive_zone, parse_expires
-from syncd.auth.americommerce import AmeriCommerceTokenProvider
+from syncd.auth.americommerce.bootstrap import UserLogin
+from syncd.auth.americommerce.refresh import AmeriCommerceTokenProvider
+from syncd.auth.americommerce.signatures import current_refresh_signature, legacy_refresh_signature
+from syncd.auth.americommerce.wire import naive_zone, parse_expires
 from syncd.emulator import Fault
 from syncd.errors import AuthError, NeedsReauthError, ServerError, StoreError
 from syncd.http import ClientPool

@@ -16,8 +16,8 @@ import pytest
 from yarl import URL
 
 from syncd.auth import EndpointResponse
-from syncd.auth.ac_bootstrap import AmeriCommerceAuthorizer, UserLogin, install_grant
-from syncd.auth.ac_callback import RedirectListener, loopback_target
+from syncd.auth.americommerce.bootstrap import AmeriCommerceAuthorizer, UserLogin, install_grant
+from syncd.auth.americommerce.callback import RedirectListener, loopback_target
 from syncd.errors import AuthError, ConfigError
 from tests.ac_support import USER, USER_KEY, AcWorld, ac_world, auth_settings, browse, free_port
 from tests.clocks import FakeClock, ManualClock

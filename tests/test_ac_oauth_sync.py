@@ -9,8 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from syncd.auth.ac_bootstrap import AmeriCommerceAuthorizer, UserLogin, install_grant
-from syncd.auth.americommerce import AmeriCommerceTokenProvider
+from syncd.auth.americommerce.bootstrap import AmeriCommerceAuthorizer, UserLogin, install_grant
+from syncd.auth.americommerce.refresh import AmeriCommerceTokenProvider
 from syncd.config import AmeriCommerceSourceSettings, Settings
 from syncd.daemon import Daemon, Runtime
 from syncd.emulator import AdobeConfig, Emulator, EmulatorConfig

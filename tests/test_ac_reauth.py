@@ -15,8 +15,8 @@ import aiohttp
 import pytest
 from structlog.testing import capture_logs
 
-from syncd.auth.ac_bootstrap import install_grant
-from syncd.auth.americommerce import AmeriCommerceTokenProvider
+from syncd.auth.americommerce.bootstrap import install_grant
+from syncd.auth.americommerce.refresh import AmeriCommerceTokenProvider
 from syncd.commands import status as commands
 from syncd.config import AmeriCommerceSourceSettings
 from syncd.daemon import Daemon, Runtime

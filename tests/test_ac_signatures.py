@@ -10,7 +10,7 @@ import hashlib
 
 import pytest
 
-from syncd.auth.ac_signatures import (
+from syncd.auth.americommerce.signatures import (
     current_refresh_signature,
     desktop_exchange_prose_signature,
     desktop_exchange_summary_signature,

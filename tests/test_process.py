@@ -18,8 +18,8 @@ import pytest
 from syncd.config import SourceSettings
 from syncd.daemon import Runtime
 from syncd.emulator import AdobeConfig, AmeriCommerceConfig, Emulator, EmulatorConfig
-from syncd.emulator.adobe import AdobeEmulator
-from syncd.emulator.americommerce import AmeriCommerceEmulator
+from syncd.emulator.adobe.app import AdobeEmulator
+from syncd.emulator.americommerce.app import AmeriCommerceEmulator
 from tests.support import ac_source, adobe_source, query, settings_for, stored_products, until
 
 pytestmark = pytest.mark.timeout(60)

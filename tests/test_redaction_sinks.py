@@ -19,8 +19,8 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from syncd.auth.ac_bootstrap import install_grant
-from syncd.auth.americommerce import AmeriCommerceTokenProvider
+from syncd.auth.americommerce.bootstrap import install_grant
+from syncd.auth.americommerce.refresh import AmeriCommerceTokenProvider
 from syncd.cli import main
 from syncd.config import AmeriCommerceSourceSettings, HealthSettings, HttpSettings
 from syncd.daemon import Daemon, Runtime

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from syncd.auth.ac_bootstrap import UserLogin
+from syncd.auth.americommerce.bootstrap import UserLogin
 from syncd.daemon import Runtime
 from syncd.emulator import AdobeConfig, AmeriCommerceConfig, Emulator, EmulatorConfig, Fault
 from syncd.errors import TransportError

@@ -16,7 +16,7 @@ import psycopg
 import pytest
 
 from syncd.auth import TokenCache
-from syncd.auth.americommerce import AmeriCommerceTokenProvider
+from syncd.auth.americommerce.refresh import AmeriCommerceTokenProvider
 from syncd.clock import SystemClock
 from syncd.config import AmeriCommerceSourceSettings, HttpSettings
 from syncd.config.settings import StoreSettings

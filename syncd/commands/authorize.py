@@ -10,8 +10,8 @@ from collections.abc import Callable, Mapping
 from typing import TextIO
 
 from syncd.auth import AccessToken, TokenCache, fingerprint
-from syncd.auth.ac_bootstrap import AmeriCommerceAuthorizer, UserLogin, install_grant
-from syncd.auth.americommerce import AmeriCommerceTokenProvider
+from syncd.auth.americommerce.bootstrap import AmeriCommerceAuthorizer, UserLogin, install_grant
+from syncd.auth.americommerce.refresh import AmeriCommerceTokenProvider
 from syncd.clock import Clock, SystemClock
 from syncd.config import (
     AmeriCommerceSourceSettings,

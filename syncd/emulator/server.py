@@ -9,8 +9,8 @@ from types import TracebackType
 from aiohttp import web
 
 from syncd.clock import Clock, SystemClock
-from syncd.emulator.adobe import AdobeEmulator
-from syncd.emulator.americommerce import AmeriCommerceEmulator
+from syncd.emulator.adobe.app import AdobeEmulator
+from syncd.emulator.americommerce.app import AmeriCommerceEmulator
 from syncd.emulator.config import EmulatorConfig
 
 _LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})

@@ -10,8 +10,8 @@ from datetime import timedelta
 
 import pytest
 
-from syncd.emulator.ac_products import AmeriCommerceProductModel
-from syncd.emulator.adobe_products import FIELD_KINDS, AdobeProductModel
+from syncd.emulator.adobe.products import FIELD_KINDS, AdobeProductModel
+from syncd.emulator.americommerce.products import AmeriCommerceProductModel
 from syncd.emulator.catalog import Catalog, ProductModel
 from syncd.emulator.predicates import Getter, Predicate, getter, predicate
 from syncd.emulator.selection import SortKey, select

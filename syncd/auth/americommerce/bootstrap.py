@@ -12,14 +12,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from urllib.parse import urlencode
 
-from syncd.auth.ac_callback import RedirectListener
-from syncd.auth.ac_signatures import (
+from syncd.auth.americommerce.callback import RedirectListener
+from syncd.auth.americommerce.signatures import (
     desktop_exchange_prose_signature,
     desktop_exchange_summary_signature,
     desktop_login_signature,
     web_exchange_signature,
 )
-from syncd.auth.ac_wire import (
+from syncd.auth.americommerce.wire import (
     ACCESS_TOKEN_PATH,
     AUTHORIZE_PATH,
     SchemeNames,

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from syncd.emulator.adobe_products import FIELD_KINDS
+from syncd.emulator.adobe.products import FIELD_KINDS
 from syncd.emulator.predicates import FieldKind, Getter, Predicate, predicate
 from syncd.emulator.selection import SortKey
 from syncd.emulator.timefmt import magento_format, magento_parse

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import hashlib
 
-from syncd.auth.ac_signatures import current_refresh_signature, legacy_refresh_signature
-from syncd.auth.ac_wire import (
+from syncd.auth.americommerce.signatures import current_refresh_signature, legacy_refresh_signature
+from syncd.auth.americommerce.wire import (
     REFRESH_PATH,
     SchemeNames,
     app_secret,

@@ -15,9 +15,13 @@ from typing import Any
 from aiohttp import web
 
 from syncd.clock import Clock
-from syncd.emulator.ac_oauth import AcAccessToken, AmeriCommerceOAuth, scopes_of
-from syncd.emulator.ac_products import ENGINE_FIELD, FIELD_KINDS, AmeriCommerceProductModel
-from syncd.emulator.ac_query import QueryError, parse_query
+from syncd.emulator.americommerce.oauth import AcAccessToken, AmeriCommerceOAuth, scopes_of
+from syncd.emulator.americommerce.products import (
+    ENGINE_FIELD,
+    FIELD_KINDS,
+    AmeriCommerceProductModel,
+)
+from syncd.emulator.americommerce.query import QueryError, parse_query
 from syncd.emulator.catalog import Catalog
 from syncd.emulator.config import AmeriCommerceConfig, FaultTarget
 from syncd.emulator.cost import ServerTime

@@ -18,18 +18,18 @@ from typing import Any
 from aiohttp import web
 
 from syncd.clock import Clock
-from syncd.emulator.adobe_products import FIELD_KINDS, AdobeProductModel
+from syncd.emulator.adobe.ims import ImsService, IssuedToken
+from syncd.emulator.adobe.magento_integration import UNAUTHORIZED, IntegrationAuth
+from syncd.emulator.adobe.products import FIELD_KINDS, AdobeProductModel
+from syncd.emulator.adobe.search_criteria import CriteriaError, parse_criteria
 from syncd.emulator.catalog import Catalog
 from syncd.emulator.config import AdobeConfig, FaultTarget
 from syncd.emulator.cost import ServerTime
 from syncd.emulator.fields import FieldTree, parse_fields, project
-from syncd.emulator.ims import ImsService, IssuedToken
 from syncd.emulator.limits import TokenBucket
-from syncd.emulator.magento_integration import UNAUTHORIZED, IntegrationAuth
 from syncd.emulator.platform import PlatformEmulator, seeded
 from syncd.emulator.predicates import FieldKind, Getter, getter
 from syncd.emulator.responses import dumps, json_response
-from syncd.emulator.search_criteria import CriteriaError, parse_criteria
 from syncd.emulator.selection import select
 from syncd.emulator.timefmt import magento_format, retry_after
 
