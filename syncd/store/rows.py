@@ -44,7 +44,10 @@ def stored_time(text: str | None) -> str | None:
         moment = datetime.fromisoformat(text.strip())
     except ValueError:
         return text
-    return iso(moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC))
+    if moment.tzinfo is None:
+        # `iso` of the moment read as UTC, without its two conversions: once per product row.
+        return moment.isoformat(timespec="milliseconds") + "Z"
+    return iso(moment)
 
 
 def parse_iso(text: str | None) -> datetime | None:
