@@ -22,8 +22,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from benchmarks.emulator_proc import build
 from syncd import codec
+from syncd.clock import SystemClock
+from syncd.emulator import AdobeConfig, Emulator, EmulatorConfig
 from syncd.sources.adobe_commerce import to_record
 from syncd.store.base import ChangeOp, ProductRecord
 from syncd.store.changes import append_changes, stamp
@@ -52,8 +53,9 @@ class _Timed:
 
 
 def records(products: int) -> list[ProductRecord]:
-    """The emulator's catalog as the Adobe adapter maps it."""
-    catalog = build(products, None, None, 0.0).adobe.catalog
+    """The emulator's catalog (the harness's seed) as the Adobe adapter maps it."""
+    config = EmulatorConfig(adobe=AdobeConfig(products=products), seed=6)
+    catalog = Emulator(config, SystemClock()).adobe.catalog
     return [to_record(codec.loads(catalog.render_bytes(slot))) for slot in catalog.alive]
 
 
