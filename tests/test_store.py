@@ -211,7 +211,7 @@ async def test_a_page_is_one_handoff_to_the_sqlite_thread(
     run_id = await store.start_run("s", "full", T0)
     await store.upsert_products("s", [product("p2")], T0)
     calls: list[object] = []
-    original = aiosqlite.Connection._execute
+    original: Any = aiosqlite.Connection._execute  # untyped in aiosqlite
 
     async def counted(self: aiosqlite.Connection, fn: Any, *args: Any, **kwargs: Any) -> Any:
         calls.append(fn)
