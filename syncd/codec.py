@@ -58,6 +58,14 @@ def canonical(item: Mapping[str, Any]) -> str:
         return _dumps(item, sort_keys=True)
 
 
+def canonical_bytes(item: Mapping[str, Any]) -> bytes:
+    """`canonical(item)` as UTF-8 bytes, without a round trip through `str`: what a hash takes."""
+    try:
+        return orjson.dumps(item, option=orjson.OPT_SORT_KEYS)
+    except TypeError:
+        return _dumps(item, sort_keys=True).encode()
+
+
 def _dumps(item: Mapping[str, Any], *, sort_keys: bool) -> str:
     """`json.dumps` for what orjson refuses (big integers, over 254 levels of nesting);
     NestingError where the stack runs out."""

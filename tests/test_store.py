@@ -7,12 +7,15 @@ import sqlite3
 import stat
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
+import aiosqlite
 import pytest
 
 from syncd.errors import StoreError
 from syncd.sources.base import make_record
 from syncd.store import ProductRecord, RunTotals, SqliteStore, TokenEvent, TokenRecord
+from syncd.store.base import PageCommit, RunProgress
 from syncd.store.schema import SCHEMA_VERSION
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -197,3 +200,58 @@ async def test_an_existing_database_keeps_its_mode(tmp_path: Path) -> None:
     async with SqliteStore(path) as opened:
         assert await opened.count_products("s") == 0
     assert stat.S_IMODE(path.stat().st_mode) == 0o640
+
+
+async def test_a_page_is_one_handoff_to_the_sqlite_thread(
+    store: SqliteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A page's whole transaction (products, feed, scan marks, progress, run counters) and the
+    scan's view of a page each cross to aiosqlite's thread once: per page, a dozen crossings
+    cost more CPU than the statements (docs/PERFORMANCE-CPU.md)."""
+    run_id = await store.start_run("s", "full", T0)
+    await store.upsert_products("s", [product("p2")], T0)
+    calls: list[object] = []
+    original: Any = aiosqlite.Connection._execute  # untyped in aiosqlite
+
+    async def counted(self: aiosqlite.Connection, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        calls.append(fn)
+        return await original(self, fn, *args, **kwargs)
+
+    monkeypatch.setattr(aiosqlite.Connection, "_execute", counted)
+    view = await store.scan_view("s", run_id, ["p1", "p2"])
+    assert len(calls) == 1 and set(view) == {"p2"}
+    page = [product("p1"), product("p2", price=3.0), product("p3")]
+    commit = PageCommit(run_id, "c1", forget=("p9",), run=RunProgress(run_id, requests=4))
+    counts = await store.commit_page("s", page, T0, commit)
+    assert len(calls) == 2
+    assert (counts.created, counts.updated, counts.unchanged) == (2, 1, 0)
+    monkeypatch.undo()
+    assert await store.unseen("s", run_id, ["p1", "p2", "p3", "p4"]) == ["p4"]
+    assert (await store.source_state("s")).checkpoint == "c1"
+    (run,) = await store.runs("s")
+    assert (run.totals.pages, run.totals.items_created, run.totals.requests) == (1, 2, 4)
+    assert [c.op for c in await store.changes("s", 0, 10)] == [
+        "created", "created", "updated", "created"
+    ]  # fmt: skip
+
+
+async def test_a_page_that_fails_midway_leaves_nothing(tmp_path: Path) -> None:
+    """A statement late in the page (the scan marks) refused: the products, the feed entries and
+    the checkpoint written before it in that handoff are rolled back with it."""
+    path = tmp_path / "x.db"
+    async with SqliteStore(path) as store:
+        await store.upsert_products("s", [product("p0")], T0)
+        with sqlite3.connect(path) as db:
+            db.execute(
+                "CREATE TRIGGER refuse BEFORE INSERT ON full_scan_seen "
+                "BEGIN SELECT RAISE(ABORT, 'refused by a test'); END"
+            )
+        commit = PageCommit(scan_id=1, checkpoint="c1")
+        with pytest.raises(StoreError, match=r"^cannot store 1 products of 's': refused"):
+            await store.commit_page("s", [product("p1")], T0, commit)
+        assert await store.count_products("s") == 1
+        assert (await store.source_state("s")).checkpoint is None
+        assert [c.sku for c in await store.changes("s", 0, 10)] == ["p0"]
+        # The connection is usable again: the failed transaction was rolled back, not left open.
+        await store.upsert_products("s", [product("p2")], T0)
+        assert await store.count_products("s") == 2

@@ -41,22 +41,20 @@ def stamp(moment: datetime) -> str:
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-async def _reserve(db: aiosqlite.Connection, source: str, count: int) -> int:
+def _reserve(db: sqlite3.Connection, source: str, count: int) -> int:
     """Take `count` seqs for `source` in the caller's transaction; return the last seq before
     them. A counter row (not AUTOINCREMENT) so that seqs are per source and have no gaps: a
-    transaction that rolls back gives its seqs back with everything else. One statement, one
-    round trip to aiosqlite's thread: per page, those hops cost more than the inserts."""
-    rows = await db.execute_fetchall(
+    transaction that rolls back gives its seqs back with everything else."""
+    (row,) = db.execute(
         "INSERT INTO change_sequences (source, last_seq) VALUES (?, ?) ON CONFLICT (source) "
         "DO UPDATE SET last_seq = last_seq + excluded.last_seq RETURNING last_seq",
         (source, count),
-    )
-    (row,) = rows
+    ).fetchall()
     return int(row[0]) - count
 
 
-async def append_changes(
-    db: aiosqlite.Connection,
+def append_changes(
+    db: sqlite3.Connection,
     source: str,
     changed: Sequence[tuple[ChangeOp, ProductRecord]],
     run_id: int | None,
@@ -64,15 +62,16 @@ async def append_changes(
     *,
     payloads: bool,
 ) -> None:
-    """Append one entry per changed product, in the caller's transaction (one executemany).
+    """Append one entry per changed product, in the caller's transaction (one executemany) on
+    the connection's own thread.
 
     Without `payloads` the entry does not copy the payload: a read takes it from `products`
     while the row still has the entry's content hash (see `read_changes`). Copying it doubles
     the bytes a full sync writes (docs/PERFORMANCE.md)."""
     if not changed:
         return
-    last = await _reserve(db, source, len(changed))
-    await db.executemany(
+    last = _reserve(db, source, len(changed))
+    db.executemany(
         f"INSERT INTO product_changes ({CHANGE_COLUMNS}) VALUES (?,?,?,?,?,?,?,?)",
         [
             (
@@ -90,8 +89,8 @@ async def append_changes(
     )
 
 
-async def append_tombstones(
-    db: aiosqlite.Connection,
+def append_tombstones(
+    db: sqlite3.Connection,
     source: str,
     scan_id: int,
     run_id: int | None,
@@ -105,13 +104,12 @@ async def append_tombstones(
         "FROM products WHERE source = ? AND deleted_at IS NULL AND sku NOT IN "
         "(SELECT sku FROM full_scan_seen WHERE source = ? AND scan_id = ?)"
     )
-    async with db.execute(f"SELECT count(*) {unseen}", (source, source, scan_id)) as cursor:
-        row = await cursor.fetchone()
+    row = db.execute(f"SELECT count(*) {unseen}", (source, source, scan_id)).fetchone()
     count = int(row[0]) if row else 0
     if not count:
         return
-    last = await _reserve(db, source, count)
-    await db.execute(
+    last = _reserve(db, source, count)
+    db.execute(
         f"INSERT INTO product_changes ({CHANGE_COLUMNS}) "
         "SELECT ?, ? + row_number() OVER (ORDER BY sku), sku, 'deleted', ?, ?, content_hash, "
         f"{'payload' if payloads else 'NULL'} {unseen}",

@@ -7,8 +7,6 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-import aiosqlite
-
 from syncd.store.base import (
     ChangeOp,
     ProductRecord,
@@ -46,7 +44,10 @@ def stored_time(text: str | None) -> str | None:
         moment = datetime.fromisoformat(text.strip())
     except ValueError:
         return text
-    return iso(moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC))
+    if moment.tzinfo is None:
+        # `iso` of the moment read as UTC, without its two conversions: once per product row.
+        return moment.isoformat(timespec="milliseconds") + "Z"
+    return iso(moment)
 
 
 def parse_iso(text: str | None) -> datetime | None:
@@ -60,45 +61,42 @@ def chunks(items: Sequence[str], size: int) -> Iterable[Sequence[str]]:
         yield items[start : start + size]
 
 
-async def upsert(
-    db: aiosqlite.Connection,
+def upsert(
+    db: sqlite3.Connection,
     source: str,
     latest: dict[str, ProductRecord],
     stamp: str | None,
     changed: list[tuple[ChangeOp, ProductRecord]] | None = None,
 ) -> UpsertCounts:
     """Insert new skus, rewrite those whose hash changed or that were tombstoned, count the rest;
-    each write is also appended to `changed` (for the change feed) when given."""
+    each write is also appended to `changed` (for the change feed) when given. Synchronous: it
+    runs inside the caller's transaction on the connection's own thread."""
     if not latest:
         return UpsertCounts()
     known: dict[str, tuple[str, str | None]] = {}
     for chunk in chunks(list(latest), IN_CHUNK):
         marks = ",".join("?" * len(chunk))
-        async with db.execute(
+        for sku, content_hash, deleted_at in db.execute(
             f"SELECT sku, content_hash, deleted_at FROM products WHERE source = ? AND sku IN ({marks})",
             (source, *chunk),
-        ) as cursor:
-            for sku, content_hash, deleted_at in await cursor.fetchall():
-                known[sku] = (content_hash, deleted_at)
+        ):
+            known[sku] = (content_hash, deleted_at)
     inserts: list[tuple[Any, ...]] = []
     updates: list[tuple[Any, ...]] = []
     unchanged = 0
     for sku, r in latest.items():
         previous = known.get(sku)
-        if changed is not None and (
-            previous is None or previous[0] != r.content_hash or previous[1] is not None
-        ):
-            op: ChangeOp = (
-                "created" if previous is None else "revived" if previous[1] else "updated"
-            )
-            changed.append((op, r))
         if previous is None:
+            if changed is not None:
+                changed.append(("created", r))
             inserts.append(
                 (source, sku, r.id, r.name, r.price, r.status, r.type_id, stored_time(r.updated_at),
                  r.payload, r.content_hash, stamp, stamp)
             )  # fmt: skip
         elif previous[0] != r.content_hash or previous[1] is not None:
             # Changed, or tombstoned and now back: rewrite (which also revives it).
+            if changed is not None:
+                changed.append(("revived" if previous[1] else "updated", r))
             updates.append(
                 (r.id, r.name, r.price, r.status, r.type_id, stored_time(r.updated_at), r.payload,
                  r.content_hash, stamp, source, sku)
@@ -106,13 +104,13 @@ async def upsert(
         else:
             unchanged += 1
     if inserts:
-        await db.executemany(
+        db.executemany(
             "INSERT INTO products (source, sku, id, name, price, status, type_id, updated_at, "
             "payload, content_hash, first_seen_at, last_synced_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
             inserts,
         )
     if updates:
-        await db.executemany(
+        db.executemany(
             "UPDATE products SET id=?, name=?, price=?, status=?, type_id=?, updated_at=?, "
             "payload=?, content_hash=?, last_synced_at=?, deleted_at=NULL WHERE source=? AND sku=?",
             updates,
@@ -120,25 +118,24 @@ async def upsert(
     return UpsertCounts(len(inserts), len(updates), unchanged)
 
 
-async def set_progress(
-    db: aiosqlite.Connection,
+def set_progress(
+    db: sqlite3.Connection,
     source: str,
     now: datetime,
     checkpoint: str | None,
     watermark: str | None,
 ) -> None:
-    """Write the non-None of checkpoint / watermark (CLEAR stores NULL)."""
-    await db.execute(
-        "INSERT INTO source_state (source, updated_at) VALUES (?, ?) "
-        "ON CONFLICT (source) DO UPDATE SET updated_at = excluded.updated_at",
-        (source, iso(now)),
-    )
-    for column, value in (("checkpoint", checkpoint), ("watermark", watermark)):
-        if value is not None:
-            await db.execute(
-                f"UPDATE source_state SET {column} = ? WHERE source = ?",
-                (value or None, source),
-            )
+    """Write the non-None of checkpoint / watermark (CLEAR stores NULL), in one statement."""
+    # A flag per column says whether to replace it: the text stays the same for every page,
+    # so sqlite3's statement cache prepares it once.
+    db.execute(
+        "INSERT INTO source_state (source, updated_at, checkpoint, watermark) VALUES (?,?,?,?) "
+        "ON CONFLICT (source) DO UPDATE SET updated_at = excluded.updated_at, "
+        "checkpoint = CASE WHEN ? THEN excluded.checkpoint ELSE checkpoint END, "
+        "watermark = CASE WHEN ? THEN excluded.watermark ELSE watermark END",
+        (source, iso(now), checkpoint or None, watermark or None,
+         checkpoint is not None, watermark is not None),
+    )  # fmt: skip
 
 
 def where(**conditions: Any) -> tuple[str, list[Any]]:

@@ -6,12 +6,12 @@ import asyncio
 import contextlib
 import os
 import sqlite3
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self, cast
+from typing import Any, Self, TypeVar, cast
 
 import aiosqlite
 
@@ -62,6 +62,8 @@ from syncd.store.rows import (
 from syncd.store.schema import MIGRATIONS, SCHEMA_VERSION, statements
 
 log = get_logger(__name__)
+
+T = TypeVar("T")
 
 
 class SqliteStore:
@@ -261,8 +263,38 @@ class SqliteStore:
 
     async def _read(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
         try:
-            async with self._conn.execute(sql, params) as cursor:
-                return cast(list[sqlite3.Row], list(await cursor.fetchall()))
+            # One handoff to aiosqlite's thread (execute + fetchall + close would be three).
+            return list(await self._conn.execute_fetchall(sql, params))
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot read from {str(self._path)!r}: {exc}") from exc
+
+    async def _on_thread(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """`work(connection)` run whole on aiosqlite's thread, in one handoff.
+
+        Each `await` on an aiosqlite call crosses to its thread and back (a queue put, a thread
+        wake-up, a wake-up of the event loop): per page, a dozen statements cost more CPU in
+        handoffs than in SQLite. aiosqlite has no public call for "run this function", so this
+        uses its queue (`Connection._execute`, there since 0.17); the work runs on the thread
+        that owns the sqlite3 connection, in order with every other call queued there.
+        """
+        db = cast(Any, self._conn)
+        return cast(T, await db._execute(work, db._conn))
+
+    async def _write(self, what: str, work: Callable[[sqlite3.Connection], T]) -> T:
+        """`work` in one serialized write transaction, BEGIN to COMMIT in a single handoff to
+        aiosqlite's thread; sqlite errors become StoreError naming `what`. Once handed over,
+        the transaction commits or rolls back whole even if the caller is cancelled meanwhile."""
+        async with self._lock:
+            await self.check_file()
+            try:
+                return await self._on_thread(lambda conn: _atomic(conn, work))
+            except sqlite3.Error as exc:
+                raise StoreError(f"cannot {what}: {exc}") from exc
+
+    async def _read_with(self, read: Callable[[sqlite3.Connection], T]) -> T:
+        """`read` (statements outside any write transaction) in one handoff."""
+        try:
+            return await self._on_thread(read)
         except sqlite3.Error as exc:
             raise StoreError(f"cannot read from {str(self._path)!r}: {exc}") from exc
 
@@ -280,51 +312,58 @@ class SqliteStore:
         """`upsert_products` plus the page's scan marks and progress, in one transaction."""
         latest = {record.sku: record for record in records}  # a page may repeat a sku: last wins
         changed: list[tuple[ChangeOp, ProductRecord]] | None = [] if self._changes else None
-        async with self._transaction(f"store {len(latest)} products of {source!r}") as db:
-            counts = await upsert(db, source, latest, iso(now), changed)
+        written, at = iso(now), stamp(now)
+        run, scan_id, payloads = commit.run, commit.scan_id, self._change_payloads
+
+        def page(db: sqlite3.Connection) -> UpsertCounts:
+            # The whole page in one handoff: every statement below runs on aiosqlite's thread.
+            counts = upsert(db, source, latest, written, changed)
             if changed:
-                await append_changes(
-                    db,
-                    source,
-                    changed,
-                    commit.run.run_id if commit.run else None,
-                    stamp(now),
-                    payloads=self._change_payloads,
-                )
-            if commit.scan_id is not None and latest:
-                await db.executemany(
+                run_id = run.run_id if run else None
+                append_changes(db, source, changed, run_id, at, payloads=payloads)
+            if scan_id is not None and latest:
+                db.executemany(
                     "INSERT OR IGNORE INTO full_scan_seen (source, scan_id, sku) VALUES (?,?,?)",
-                    [(source, commit.scan_id, sku) for sku in latest],
+                    [(source, scan_id, sku) for sku in latest],
                 )
-            if commit.scan_id is not None and commit.forget:
-                await db.executemany(
+            if scan_id is not None and commit.forget:
+                db.executemany(
                     "DELETE FROM full_scan_seen WHERE source = ? AND scan_id = ? AND sku = ?",
-                    [(source, commit.scan_id, sku) for sku in commit.forget],
+                    [(source, scan_id, sku) for sku in commit.forget],
                 )
             if commit.checkpoint is not None or commit.watermark is not None:
-                await set_progress(db, source, now, commit.checkpoint, commit.watermark)
-            if commit.run is not None:
-                r = commit.run
-                await db.execute(
+                set_progress(db, source, now, commit.checkpoint, commit.watermark)
+            if run is not None:
+                db.execute(
                     "UPDATE sync_runs SET pages = pages + 1, items_seen = items_seen + ?, "
                     "items_created = items_created + ?, items_updated = items_updated + ?, "
                     "items_unchanged = items_unchanged + ?, requests = ?, retries = ?, "
                     "rate_limited = ? WHERE id = ? AND status = 'running'",
                     (len(records), counts.created, counts.updated, counts.unchanged,
-                     r.requests, r.retries, r.rate_limited, r.run_id),
+                     run.requests, run.retries, run.rate_limited, run.run_id),
                 )  # fmt: skip
-        return counts
+            return counts
+
+        return await self._write(f"store {len(latest)} products of {source!r}", page)
 
     async def unseen(self, source: str, scan_id: int, skus: Sequence[str]) -> list[str]:
         """Those of `skus` that full scan `scan_id` has not marked as seen."""
-        seen: set[str] = set()
-        for chunk in chunks(list(skus), IN_CHUNK):
-            marks = ",".join("?" * len(chunk))
-            rows = await self._read(
-                f"SELECT sku FROM full_scan_seen WHERE source = ? AND scan_id = ? AND sku IN ({marks})",
-                (source, scan_id, *chunk),
-            )
-            seen.update(row[0] for row in rows)
+
+        def read(db: sqlite3.Connection) -> set[str]:
+            seen: set[str] = set()
+            for chunk in chunks(list(skus), IN_CHUNK):
+                marks = ",".join("?" * len(chunk))
+                seen.update(
+                    row[0]
+                    for row in db.execute(
+                        "SELECT sku FROM full_scan_seen WHERE source = ? AND scan_id = ? "
+                        f"AND sku IN ({marks})",
+                        (source, scan_id, *chunk),
+                    )
+                )
+            return seen
+
+        seen = await self._read_with(read)
         return [sku for sku in skus if sku not in seen]
 
     async def mark_seen(self, source: str, scan_id: int, skus: Sequence[str]) -> None:
@@ -339,18 +378,21 @@ class SqliteStore:
         self, source: str, scan_id: int, skus: Sequence[str]
     ) -> dict[str, StoredProduct]:
         """The stored products among `skus`, each with whether scan `scan_id` has marked it seen."""
-        view: dict[str, StoredProduct] = {}
-        for chunk in chunks(list(skus), IN_CHUNK):
-            marks = ",".join("?" * len(chunk))
-            rows = await self._read(
-                "SELECT p.sku, p.id, p.updated_at, p.deleted_at IS NULL, s.sku IS NOT NULL "
-                "FROM products p LEFT JOIN full_scan_seen s ON s.source = p.source "
-                f"AND s.scan_id = ? AND s.sku = p.sku WHERE p.source = ? AND p.sku IN ({marks})",
-                (scan_id, source, *chunk),
-            )
-            for sku, ident, updated, live, seen in rows:
-                view[sku] = StoredProduct(ident, updated, bool(live), bool(seen))
-        return view
+
+        def read(db: sqlite3.Connection) -> dict[str, StoredProduct]:
+            view: dict[str, StoredProduct] = {}
+            for chunk in chunks(list(skus), IN_CHUNK):
+                marks = ",".join("?" * len(chunk))
+                for sku, ident, updated, live, seen in db.execute(
+                    "SELECT p.sku, p.id, p.updated_at, p.deleted_at IS NULL, s.sku IS NOT NULL "
+                    "FROM products p LEFT JOIN full_scan_seen s ON s.source = p.source "
+                    f"AND s.scan_id = ? AND s.sku = p.sku WHERE p.source = ? AND p.sku IN ({marks})",
+                    (scan_id, source, *chunk),
+                ):
+                    view[sku] = StoredProduct(ident, updated, bool(live), bool(seen))
+            return view
+
+        return await self._read_with(read)
 
     async def count_seen(self, source: str, scan_id: int) -> int:
         """How many distinct skus scan `scan_id` has marked as seen."""
@@ -373,22 +415,25 @@ class SqliteStore:
         """End a full scan: tombstone the products it did not see (if `tombstone`), forget its
         marks, clear the checkpoint and set the watermark (CLEAR erases it); return tombstones.
         `run_id` is recorded on the `deleted` change-feed entries."""
-        async with self._transaction(f"finish the full scan of {source!r}") as db:
+        written, at, payloads = iso(now), stamp(now), self._change_payloads
+        changes = self._changes
+
+        def finish(db: sqlite3.Connection) -> int:
             deleted = 0
             if tombstone:
-                if self._changes:
-                    await append_tombstones(
-                        db, source, scan_id, run_id, stamp(now), payloads=self._change_payloads
-                    )
-                cursor = await db.execute(
+                if changes:
+                    append_tombstones(db, source, scan_id, run_id, at, payloads=payloads)
+                cursor = db.execute(
                     "UPDATE products SET deleted_at = ? WHERE source = ? AND deleted_at IS NULL "
                     "AND sku NOT IN (SELECT sku FROM full_scan_seen WHERE source = ? AND scan_id = ?)",
-                    (iso(now), source, source, scan_id),
+                    (written, source, source, scan_id),
                 )
                 deleted = cursor.rowcount
-            await db.execute("DELETE FROM full_scan_seen WHERE source = ?", (source,))
-            await set_progress(db, source, now, CLEAR, watermark)
-        return deleted
+            db.execute("DELETE FROM full_scan_seen WHERE source = ?", (source,))
+            set_progress(db, source, now, CLEAR, watermark)
+            return deleted
+
+        return await self._write(f"finish the full scan of {source!r}", finish)
 
     async def count_products(self, source: str) -> int:
         """How many live (not tombstoned) products `source` has."""
@@ -750,3 +795,18 @@ def _create_private(path: Path) -> None:
     except FileExistsError:
         return
     os.close(fd)
+
+
+def _atomic(db: sqlite3.Connection, work: Callable[[sqlite3.Connection], T]) -> T:
+    """`work` between BEGIN IMMEDIATE and COMMIT on `db` (autocommit mode), rolled back if it
+    raises anything; runs on the connection's own thread."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        result = work(db)
+        db.execute("COMMIT")
+    except BaseException:
+        # A failed COMMIT may already have rolled back; then ROLLBACK itself fails.
+        with contextlib.suppress(sqlite3.Error):
+            db.execute("ROLLBACK")
+        raise
+    return result
