@@ -1,11 +1,12 @@
-"""SqliteStore against real files: upsert semantics, runs, tokens, migrations, misuse."""
+"""SQLite-only store behaviour (file modes, WAL, the one handoff per page, schema versions);
+what every backend must do is in tests/test_store_conformance.py."""
 
 from __future__ import annotations
 
 import os
 import sqlite3
 import stat
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ import pytest
 
 from syncd.errors import StoreError
 from syncd.sources.base import make_record
-from syncd.store import ProductRecord, RunTotals, SqliteStore, TokenEvent, TokenRecord
+from syncd.store import ProductRecord, SqliteStore, TokenRecord
 from syncd.store.base import PageCommit, RunProgress
 from syncd.store.schema import SCHEMA_VERSION
 
@@ -29,105 +30,12 @@ def product(sku: str, price: float = 10.0, name: str = "Widget") -> ProductRecor
     )  # fmt: skip
 
 
-async def test_upsert_counts_created_updated_unchanged(store: SqliteStore) -> None:
-    """New skus are created, changed content updated, identical content left alone."""
-    first = await store.upsert_products("s", [product("p1"), product("p2")], T0)
-    assert (first.created, first.updated, first.unchanged) == (2, 0, 0)
-    second = await store.upsert_products(
-        "s", [product("p1"), product("p2", price=12.5), product("p3")], T0 + timedelta(hours=1)
-    )
-    assert (second.created, second.updated, second.unchanged) == (1, 1, 1)
-    assert await store.count_products("s") == 3
-
-
-async def test_unchanged_product_is_not_rewritten(store: SqliteStore, tmp_path: Path) -> None:
-    """Same content hash: the row (including last_synced_at) stays exactly as it was."""
-    await store.upsert_products("s", [product("p1")], T0)
-    await store.upsert_products("s", [product("p1")], T0 + timedelta(days=1))
-    await store.upsert_products("s", [product("p1", price=1.0)], T0 + timedelta(days=2))
-    rows = (
-        sqlite3.connect(tmp_path / "syncd.db")
-        .execute(
-            "SELECT first_seen_at, last_synced_at, price, payload FROM products WHERE sku='p1'"
-        )
-        .fetchall()
-    )
-    assert rows == [
-        ("2026-01-01T00:00:00.000Z", "2026-01-03T00:00:00.000Z", 1.0, product("p1", 1.0).payload)
-    ]
-
-
-async def test_sources_are_separate_namespaces(store: SqliteStore) -> None:
-    """The same sku in two sources is two products."""
-    await store.upsert_products("a", [product("p1")], T0)
-    counts = await store.upsert_products("b", [product("p1")], T0)
-    assert counts.created == 1
-    assert await store.count_products("a") == await store.count_products("b") == 1
-
-
-async def test_run_lifecycle_and_listing(store: SqliteStore) -> None:
-    """A run opens as running and closes with its totals; last_runs shows the newest per source."""
-    first = await store.start_run("s", "full", T0)
-    await store.finish_run(first, "failed", RunTotals(pages=1), T0, "boom")
-    second = await store.start_run("s", "full", T0 + timedelta(minutes=1))
-    await store.finish_run(second, "succeeded", RunTotals(pages=3, items_seen=250, requests=4), T0)
-    (last,) = await store.last_runs()
-    assert (last.id, last.status, last.totals.items_seen, last.totals.requests) == (
-        second, "succeeded", 250, 4,
-    )  # fmt: skip
-    failed = await store.runs("s", status="failed")
-    assert [r.error for r in failed] == ["boom"]
-
-
 async def test_abandoned_runs_are_marked_failed(store: SqliteStore) -> None:
     """Runs left `running` by a dead process become `failed` with the reason given."""
     run_id = await store.start_run("s", "full", T0)
     assert await store.fail_abandoned_runs(T0, "process died") == 1
     (run,) = await store.runs("s")
     assert (run.id, run.status, run.error) == (run_id, "failed", "process died")
-
-
-async def test_abandoned_runs_of_one_source_leave_the_others_running(store: SqliteStore) -> None:
-    """With `source`, only that source's running rows are closed; running_sources lists the rest."""
-    await store.start_run("a", "full", T0, "host:1")
-    await store.start_run("b", "full", T0, "host:1")
-    await store.start_run("b", "incremental", T0, "host:2")
-    assert await store.running_sources() == ["a", "b"]
-    assert await store.fail_abandoned_runs(T0, "gone", source="b") == 2
-    assert await store.running_sources() == ["a"]
-    assert [(r.source, r.status) for r in await store.runs()] == [
-        ("b", "failed"), ("b", "failed"), ("a", "running"),
-    ]  # fmt: skip
-
-
-async def test_tokens_round_trip_and_replace(store: SqliteStore) -> None:
-    """A saved token loads back with its expiry; saving again replaces it."""
-    await store.save_token("k", TokenRecord("tok-1", T0 + timedelta(hours=1), None, T0), T0)
-    await store.save_token("k", TokenRecord("tok-2", T0 + timedelta(hours=2), "r2", T0), T0)
-    loaded = await store.load_token("k")
-    assert loaded == TokenRecord("tok-2", T0 + timedelta(hours=2), "r2", T0)
-    await store.delete_token("k")
-    assert await store.load_token("k") is None
-
-
-async def test_token_events_are_listed_newest_first(store: SqliteStore) -> None:
-    """token_events keeps fingerprints and details in order."""
-    for i, event in enumerate(["issued", "invalidated", "refreshed"]):
-        await store.add_token_event(
-            TokenEvent("s", T0 + timedelta(seconds=i), event, None, f"fp{i}")
-        )
-    events = await store.token_events("s")
-    assert [e.event for e in events] == ["refreshed", "invalidated", "issued"]
-
-
-async def test_needs_reauth_flag(store: SqliteStore) -> None:
-    """The reauth flag is set with a reason and cleared with None."""
-    assert not (await store.source_state("s")).needs_reauth
-    await store.set_needs_reauth("s", "refresh rejected", T0)
-    state = await store.source_state("s")
-    assert state.needs_reauth and state.reauth_reason == "refresh rejected"
-    await store.set_needs_reauth("s", None, T0)
-    assert not (await store.source_state("s")).needs_reauth
 
 
 async def test_schema_is_versioned_and_wal(tmp_path: Path) -> None:
