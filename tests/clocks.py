@@ -11,7 +11,7 @@
   time stands still until it is served, as real time would. It is not for peers in another
   process (PostgreSQL), whose answers take real time to arrive.
 
-`FakeClock` and `ManualClock` are the same class with the first two rules as their default.
+`FakeClock` and `ManualClock` are the same class, named for the first two rules as their default.
 """
 
 from __future__ import annotations
@@ -56,6 +56,11 @@ class VirtualClock:
         self._now += timedelta(seconds=seconds)
         self._mono += seconds
         self._wake()
+
+    def step_wall(self, seconds: float) -> None:
+        """Move the wall clock only (negative: back), as `date -s` or an NTP step does; the
+        monotonic clock does not notice."""
+        self._now += timedelta(seconds=seconds)
 
     async def sleep(self, seconds: float) -> None:
         self.slept.append(seconds)
