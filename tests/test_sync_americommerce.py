@@ -179,7 +179,7 @@ async def test_window_spent_by_another_app_is_waited_out(
 ) -> None:
     """Another app spent the whole window first: one 429, its Retry-After (seconds or HTTP-date)
     is honoured, and the rest of the sync paces itself without another 429."""
-    clock = FakeClock(datetime.now(UTC))
+    clock = FakeClock()
     emu = await start_emu(clock, products=100, call_limit=5, retry_after_format=retry_after_format)
     async with aiohttp.ClientSession() as other_app:
         for _ in range(5):
