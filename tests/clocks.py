@@ -132,7 +132,7 @@ class FakeClock(VirtualClock):
     """The virtual clock whose `sleep` advances it instantly (the default rule)."""
 
 
-class ManualClock(VirtualClock):
+class ManualClock(FakeClock):
     """The virtual clock whose `sleep` blocks until the test calls `advance` past the deadline."""
 
     def __init__(self, start: datetime | None = None) -> None:
