@@ -11,7 +11,7 @@
   time stands still until it is served, as real time would. It is not for peers in another
   process (PostgreSQL), whose answers take real time to arrive.
 
-`FakeClock` and `ManualClock` are the same class, named for the first two rules as their default.
+`FakeClock` and `ManualClock` add no behaviour: they name the first two rules as a default.
 """
 
 from __future__ import annotations
