@@ -92,7 +92,7 @@ class VirtualClock:
         loop = asyncio.get_running_loop()
         while self._pending():
             await asyncio.sleep(0)
-            if not self._pending() or not _idle(loop):
+            if not self._pending() or not loop_is_idle(loop):
                 continue
             deadline = self._sleepers[0][0]
             self.advance(max(0.0, deadline - self.monotonic()))
@@ -109,7 +109,7 @@ class VirtualClock:
                 future.set_result(None)
 
 
-def _idle(loop: asyncio.AbstractEventLoop) -> bool:
+def loop_is_idle(loop: asyncio.AbstractEventLoop) -> bool:
     """Whether nothing on `loop` could run now: no callback ready, no timer due, no I/O ready.
 
     Reads the selector loop's internals (CPython's `BaseSelectorEventLoop`): asyncio has no public
