@@ -66,7 +66,12 @@ async def test_a_readable_socket_is_not_an_idle_loop() -> None:
     ours, theirs = socket.socketpair()
     ours.setblocking(False)
     got: asyncio.Future[bytes] = loop.create_future()
-    loop.add_reader(ours, lambda: got.done() or got.set_result(ours.recv(1)))
+
+    def read() -> None:
+        if not got.done():
+            got.set_result(ours.recv(1))
+
+    loop.add_reader(ours, read)
     try:
         assert loop_is_idle(loop)
         theirs.send(b"x")
