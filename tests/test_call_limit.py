@@ -15,7 +15,7 @@ import pytest
 from syncd.emulator.limits import CallWindow
 from syncd.http import Response
 from syncd.http.call_limit import CallLimitThrottle, parse_call_limit
-from tests.clocks import FakeClock, ManualClock
+from tests.clocks import FakeClock, ManualClock, VirtualClock
 from tests.conftest import settle
 
 
@@ -23,7 +23,7 @@ from tests.conftest import settle
 class Store:
     """A store's fixed call window; each call is answered `latency` seconds after it arrives."""
 
-    clock: ManualClock
+    clock: VirtualClock
     window: CallWindow
     latency: float = 0.08
     calls: list[tuple[float, bool]] = field(default_factory=list)
@@ -56,31 +56,26 @@ class Store:
         )
 
 
-def store_on(clock: EventClock, limit: int, into_window: float = 0.0) -> Store:
+def store_on(clock: VirtualClock, limit: int, into_window: float = 0.0) -> Store:
     """A store whose current window began `into_window` seconds before the first call."""
     window = CallWindow(limit, 10.0, clock)
     clock.advance(into_window)
     return Store(clock, window)
 
 
-class EventClock(ManualClock):
-    """A manual clock that a driver moves straight to the next sleeper's deadline."""
-
-    def next_deadline(self) -> float | None:
-        return min((deadline for deadline, _ in self._waiters), default=None)
+def event_clock() -> VirtualClock:
+    """A virtual clock that moves straight to the next sleeper's deadline once the loop is idle."""
+    return VirtualClock(advance="auto")
 
 
-async def drive(clock: EventClock, *jobs: Awaitable[None]) -> float:
+async def drive(clock: VirtualClock, *jobs: Awaitable[None]) -> float:
     """Run `jobs` to the end as a discrete-event simulation; returns the time it took."""
     start = clock.monotonic()
-    tasks = [asyncio.ensure_future(job) for job in jobs]
-    async with asyncio.timeout(10):
-        while not all(task.done() for task in tasks):
-            await settle()
-            deadline = clock.next_deadline()
-            if deadline is not None:
-                clock.advance(max(0.0, deadline - clock.monotonic()))
-    await asyncio.gather(*tasks)
+    try:
+        async with asyncio.timeout(10):
+            await asyncio.gather(*jobs)
+    finally:
+        await clock.close()
     return clock.monotonic() - start
 
 
@@ -107,7 +102,7 @@ def test_header_parsing(value: str | None, parsed: tuple[int, int] | None) -> No
 @pytest.mark.parametrize("into_window", [0.0, 6.3, 9.99])
 async def test_four_workers_stay_under_the_limit_at_full_speed(into_window: float) -> None:
     """100 calls at 10 per window: no 429, every window used to the full, whatever the phase."""
-    clock = EventClock()
+    clock = event_clock()
     store = store_on(clock, 10, into_window)
     elapsed = await drive(clock, *workers(store, CallLimitThrottle(clock), 100, 4))
     assert store.refused == 0 and len(store.calls) == 100
@@ -122,7 +117,7 @@ async def test_four_workers_stay_under_the_limit_at_full_speed(into_window: floa
 async def test_count_jumping_at_each_window_start_is_respected() -> None:
     """Another app spends 4 calls at the start of every window, before syncd: the jump is seen
     in the first answer and syncd takes the 6 calls left, never the 10 it would alone."""
-    clock = EventClock()
+    clock = event_clock()
     store = store_on(clock, 10)
     peer_refused: list[bool] = []
 
@@ -145,7 +140,7 @@ async def test_count_jumping_at_each_window_start_is_respected() -> None:
 async def test_another_app_at_random_moments_causes_almost_no_429(seed: int) -> None:
     """Another app calls at random moments (~8 a window), some of them while syncd's requests are
     in flight: syncd, without a reserve, sees at most one 429 in 60 calls."""
-    clock = EventClock()
+    clock = event_clock()
     store = store_on(clock, 10)
     rng = random.Random(seed)
 
@@ -165,7 +160,7 @@ async def test_another_app_at_random_moments_causes_almost_no_429(seed: int) -> 
 async def test_reserve_leaves_room_for_another_app() -> None:
     """reserve=3: syncd takes 7 calls a window, and another app calling 3 times a window at its
     own pace is never refused, and neither is syncd."""
-    clock = EventClock()
+    clock = event_clock()
     store = store_on(clock, 10)
     refused: list[bool] = []
 
@@ -255,7 +250,7 @@ async def test_429_marks_the_window_spent_until_retry_after() -> None:
     assert clock.monotonic() - before == pytest.approx(6)
 
 
-def shared_store(clock: EventClock, limit: int, other: int, seed: int) -> Store:
+def shared_store(clock: VirtualClock, limit: int, other: int, seed: int) -> Store:
     """A store whose window another app also uses: `other` calls a window, at seeded moments."""
     return Store(clock, CallWindow(limit, 10.0, clock, other_calls=other, rng=random.Random(seed)))
 
@@ -268,7 +263,7 @@ async def test_the_reserve_is_what_syncd_leaves_to_the_other_apps(
     """reserve = the other app's calls: syncd sends its `limit - reserve` in every full window
     (it used to count the other app's calls against its share too: 3.4-4.0 of 7), no 429 for it
     and none for the other app, whenever in the window the other app calls."""
-    clock = EventClock()
+    clock = event_clock()
     store = shared_store(clock, limit, other, seed)
     share = limit - other
     await drive(clock, *workers(store, CallLimitThrottle(clock, reserve=other), share * 6, 4))
@@ -280,7 +275,7 @@ async def test_the_reserve_is_what_syncd_leaves_to_the_other_apps(
 async def test_a_sync_smaller_than_its_share_does_not_wait_for_the_window() -> None:
     """Five calls with 7 of 10 left to syncd, the other app having called 3 times already: done in
     two round trips, not after the window it has not learned yet."""
-    clock = EventClock()
+    clock = event_clock()
     store = store_on(clock, 10)
     for _ in range(3):
         store.window.hit()
@@ -292,7 +287,7 @@ async def test_a_sync_smaller_than_its_share_does_not_wait_for_the_window() -> N
 async def test_a_full_window_stops_syncd_before_its_share() -> None:
     """Other apps took more than the reserve: the store's count says the window is full, and
     syncd waits for the next one instead of drawing a 429."""
-    clock = EventClock()
+    clock = event_clock()
     store = store_on(clock, 10)
     for _ in range(8):
         store.window.hit()

@@ -23,14 +23,6 @@ from tests.support import adobe_source, settings_for, until
 pytestmark = pytest.mark.timeout(30)
 
 
-class SteppingClock(FakeClock):
-    """A fake clock whose wall time can jump on its own, as `date -s` or an NTP step does."""
-
-    def step_wall(self, seconds: float) -> None:
-        """Move the wall clock only (negative: back); the monotonic clock does not notice."""
-        self._now += timedelta(seconds=seconds)
-
-
 async def never() -> None:
     """A job these tests never let run."""
 
@@ -38,7 +30,7 @@ async def never() -> None:
 async def test_a_backward_step_moves_every_next_run_back_by_the_step() -> None:
     """The wall clock steps back 10 minutes: each job keeps its monotonic deadline (its wall
     time moves back by the step), and the step is logged once."""
-    clock = SteppingClock(datetime.now(UTC))
+    clock = FakeClock(datetime.now(UTC))
     scheduler = SourceScheduler(clock=clock)
     first = clock.now() + timedelta(hours=1)
     scheduler.add("shop", parse_schedule("1h"), never, first)
@@ -63,7 +55,7 @@ async def test_a_backward_step_moves_every_next_run_back_by_the_step() -> None:
 
 async def test_a_forward_step_moves_nothing() -> None:
     """Forward, the jobs are merely late: APScheduler runs them at once, nothing is moved."""
-    clock = SteppingClock(datetime.now(UTC))
+    clock = FakeClock(datetime.now(UTC))
     scheduler = SourceScheduler(clock=clock)
     first = clock.now() + timedelta(hours=1)
     scheduler.add("shop", parse_schedule("1h"), never, first)
@@ -85,7 +77,7 @@ async def test_the_run_due_when_the_clock_stepped_back_happens_at_its_wake_up() 
     async def job() -> None:
         calls.append(clock.now())
 
-    clock = SteppingClock(datetime.now(UTC))
+    clock = FakeClock(datetime.now(UTC))
     scheduler = SourceScheduler(clock=clock)
     scheduler.add("shop", parse_schedule("1h"), job, clock.now() + timedelta(minutes=10))
     scheduler.start()
@@ -103,7 +95,7 @@ async def test_the_run_due_when_the_clock_stepped_back_happens_at_its_wake_up() 
 async def test_a_job_not_fired_for_more_than_its_period_is_overdue() -> None:
     """Overdue is judged on the monotonic clock: late by more than a period counts, less does
     not, and a wall step forward is no lateness."""
-    clock = SteppingClock(datetime.now(UTC))
+    clock = FakeClock(datetime.now(UTC))
     scheduler = SourceScheduler(clock=clock)
     scheduler.add("shop", parse_schedule("15m"), never, clock.now() + timedelta(minutes=1))
     scheduler.start()

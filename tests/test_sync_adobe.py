@@ -7,7 +7,6 @@ import io
 import json
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -177,7 +176,7 @@ async def test_json_logs_are_bound_to_source_and_run(tmp_path: Path, start_emu: 
 
 async def test_token_is_refreshed_before_it_expires(tmp_path: Path) -> None:
     """With one fake clock for both sides, no request ever carries an expired token."""
-    clock = FakeClock(datetime.now(UTC))
+    clock = FakeClock()
     config = EmulatorConfig(adobe=AdobeConfig(products=40, token_lifetime=600), seed=3)
     async with Emulator(config, clock=clock) as emu:
         settings = settings_for(tmp_path / "s.db", adobe_source(emu))

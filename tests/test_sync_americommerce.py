@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import io
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -32,7 +31,7 @@ from syncd.sources.americommerce_query import (
 from syncd.sources.base import Cursor
 from syncd.store import ProductRecord
 from syncd.sync import SyncResult
-from tests.clocks import FakeClock
+from tests.clocks import FakeClock, VirtualClock
 from tests.support import ac_source, query, settings_for, stored_products
 
 TOKEN = "ac-console-token"
@@ -64,16 +63,6 @@ async def sync(
 ) -> SyncResult:
     async with Runtime(settings_for(db, ac_source(emu, **source)), clock=clock) as runtime:
         return await runtime.sync("shop", kind)  # type: ignore[arg-type]
-
-
-class LoopbackClock(FakeClock):
-    """A fake clock shared by syncd and the emulator whose `sleep` first lets requests already on
-    the wire reach the emulator (a few real milliseconds on loopback), as real time would: a plain
-    FakeClock jumps a whole call window while they are still in flight."""
-
-    async def sleep(self, seconds: float) -> None:
-        await asyncio.sleep(0.02)
-        await super().sleep(seconds)
 
 
 def product_requests(emu: Emulator) -> list[dict[str, str]]:
@@ -168,16 +157,19 @@ async def test_page_one_answering_404_fails_and_tombstones_nothing(
 async def test_store_at_its_call_limit_sees_no_429(tmp_path: Path, start_emu: StartEmu) -> None:
     """5 calls per 10 s and 4 workers, on one fake clock: 20 pages and the probe take 5 windows
     and no 429."""
-    clock = LoopbackClock(datetime.now(UTC))
+    clock = VirtualClock(advance="auto")
     emu = await start_emu(clock, products=200, call_limit=5)
     start = clock.monotonic()
-    result = await sync(tmp_path / "s.db", emu, clock=clock)
+    try:
+        result = await sync(tmp_path / "s.db", emu, clock=clock)
+    finally:
+        await clock.close()
     assert result.ok, result.error
     assert emu.americommerce.stats.rate_limited == 0 and result.totals.rate_limited == 0
     assert result.totals.requests == 20 + 1
-    # 21 calls need 5 windows: the first starts with the run, each later one is waited for (one
-    # more if a loaded machine keeps a request on the wire past the clock's jump).
-    assert 40 <= clock.monotonic() - start <= 50
+    # 21 calls need 5 windows: the first starts with the run, each later one is waited for; the
+    # clock moves only when every request on the wire has been served, so the figure is exact.
+    assert clock.monotonic() - start == 40.0
     assert stored_products(tmp_path / "s.db", "shop") == emu.americommerce.catalog.snapshot()
 
 
@@ -187,7 +179,7 @@ async def test_window_spent_by_another_app_is_waited_out(
 ) -> None:
     """Another app spent the whole window first: one 429, its Retry-After (seconds or HTTP-date)
     is honoured, and the rest of the sync paces itself without another 429."""
-    clock = FakeClock(datetime.now(UTC))
+    clock = FakeClock()
     emu = await start_emu(clock, products=100, call_limit=5, retry_after_format=retry_after_format)
     async with aiohttp.ClientSession() as other_app:
         for _ in range(5):

@@ -15,7 +15,6 @@ can be rendered; `assert_recorded` (or `finish`, which is both) then fails on th
 from __future__ import annotations
 
 import asyncio
-import heapq
 import io
 import logging
 import random
@@ -39,7 +38,7 @@ from syncd.http import RequestStats
 from syncd.logging import configure_logging
 from syncd.store.base import RunKind
 from syncd.sync import SyncResult
-from tests.clocks import FakeClock
+from tests.clocks import VirtualClock
 from tests.elsewhere import Elsewhere
 from tests.faults.scenarios import SCENARIO_IDS
 from tests.support import adobe_source, stored_products, until
@@ -55,80 +54,22 @@ Event = MutableMapping[str, Any]
 CHURN_AGE = 600.0
 
 
-class LabClock(FakeClock):
-    """Virtual time: a sleep ends when the lab's time reaches its deadline, and the time jumps to
-    the next deadline only once the lab has gone quiet.
-
-    A `FakeClock` moves the moment anyone starts sleeping, so while one worker waits out a 429
-    every other worker's requests are stamped as if they had waited too: a shared pause and one
-    worker's own pause would look the same. Here the time stands still while anything else is
-    going on (`activity()` changes, a task starts to sleep) for `grace` seconds of real time: so
-    what does not wait really happens "at once", and each wait costs about `grace` of wall time.
+class LabClock(VirtualClock):
+    """The lab's virtual clock: `VirtualClock` on its "auto" rule (the time jumps to the next
+    deadline only when the event loop is idle, so while one worker waits out a 429 the others'
+    requests are stamped at the time they really happen), plus a structlog stamp.
 
     The daemon's periodic loops (the monitor's staleness check, a watchdog) would keep the time
-    jumping a minute at a time whenever the lab is quiet: they are parked until the daemon
+    jumping a minute at a time whenever the lab is idle: they are parked until the daemon
     cancels them (staleness is tested in tests/test_monitoring_catalogue.py).
     """
 
     PARKED_TASKS = frozenset({"staleness-check", "watchdog"})
 
-    def __init__(self, start: datetime, grace: float = 0.002) -> None:
-        super().__init__(start)
-        self.grace = grace
+    def __init__(self, start: datetime) -> None:
+        super().__init__(start, advance="auto", parked=self.PARKED_TASKS)
+        # How many requests the emulators have logged: stamped on each log event as `served`.
         self.activity: Callable[[], tuple[int, int]] = lambda: (0, 0)
-        self.parked: list[str] = []
-        self.waits = 0
-        self._sleepers: list[tuple[float, int, asyncio.Future[None]]] = []
-        self._driver: asyncio.Task[None] | None = None
-
-    def advance(self, seconds: float) -> None:
-        """Move the time forward by `seconds` (an outage is over, a token expires)."""
-        super().advance(seconds)
-        self._wake()
-
-    async def sleep(self, seconds: float) -> None:
-        task = asyncio.current_task()
-        if task is not None and task.get_name() in self.PARKED_TASKS:
-            self.parked.append(task.get_name())
-            await asyncio.Event().wait()  # cancelled when the daemon closes its monitor
-        if seconds <= 0:
-            await asyncio.sleep(0)
-            return
-        self.waits += 1
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        heapq.heappush(self._sleepers, (self.monotonic() + seconds, self.waits, future))
-        if self._driver is None or self._driver.done():
-            self._driver = asyncio.create_task(self._drive(), name="lab-clock")
-        await future
-
-    async def close(self) -> None:
-        """Stop the driver (the lab is over)."""
-        if self._driver is not None:
-            self._driver.cancel()
-            await asyncio.gather(self._driver, return_exceptions=True)
-
-    async def _drive(self) -> None:
-        while self._pending():
-            quiet = (self.activity(), self.waits)
-            await asyncio.sleep(self.grace)  # real time: whatever can run without waiting, runs
-            if (self.activity(), self.waits) != quiet or not self._pending():
-                continue
-            deadline = self._sleepers[0][0]
-            if deadline > self.monotonic():
-                self.advance(deadline - self.monotonic())
-            else:
-                self._wake()
-
-    def _pending(self) -> bool:
-        while self._sleepers and self._sleepers[0][2].done():  # cancelled sleeps
-            heapq.heappop(self._sleepers)
-        return bool(self._sleepers)
-
-    def _wake(self) -> None:
-        while self._sleepers and self._sleepers[0][0] <= self.monotonic():
-            future = heapq.heappop(self._sleepers)[2]
-            if not future.done():
-                future.set_result(None)
 
     def stamp(self, _: Any, __: str, event: Event) -> Event:
         """A structlog processor: when the event was logged, on the lab's time (`at`) and in the
@@ -324,7 +265,7 @@ class FaultLab:
     _world: AsyncExitStack | None = None
 
     def __post_init__(self) -> None:
-        # What the clock watches to tell a quiet lab: log events, and requests logged.
+        # Log events and requests logged so far (the stamp's `served`).
         self.clock.activity = lambda: (
             len(self.logs),
             sum(len(e.adobe.stats.log) for e in self.emulators),

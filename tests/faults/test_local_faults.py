@@ -9,25 +9,9 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
-import pytest
-
-from tests.faults.lab import FaultLab, LabClock
-
-
-class SteppingLabClock(LabClock):
-    """The lab's clock, whose wall time can also jump on its own (`date -s`, an NTP step)."""
-
-    def step_wall(self, seconds: float) -> None:
-        """Move the wall clock only; the monotonic clock does not notice."""
-        self._now += timedelta(seconds=seconds)
-
-
-@pytest.fixture
-def lab_clock() -> LabClock:
-    """This module's lab runs on a clock whose wall time can step."""
-    return SteppingLabClock(datetime.now(UTC))
+from tests.faults.lab import FaultLab
 
 
 async def test_a_deleted_database_stops_writes_and_readiness_until_a_restart(
@@ -116,7 +100,7 @@ async def test_a_wall_clock_stepped_back_keeps_the_schedule(lab: FaultLab) -> No
     await lab.open()
     daemon = lab.daemon
     clock = lab.clock
-    assert daemon is not None and isinstance(clock, SteppingLabClock)
+    assert daemon is not None
     planned = daemon.next_run("shop")
     lab.change_catalog()
     clock.step_wall(-600)
