@@ -163,6 +163,27 @@ MIGRATIONS: tuple[str, ...] = (
         updated_at    TEXT NOT NULL
     );
     """,
+    # 6: the outbox clustered on its key (WITHOUT ROWID). Entries are appended in (source, seq)
+    # order and, by default, hold no payload (they refer to the product row's), so they are small
+    # rows: one B-tree insert an entry instead of two (the rowid table and its key's index), which
+    # was most of what the feed cost a full sync.
+    """
+    CREATE TABLE product_changes_new (
+        source       TEXT NOT NULL,
+        seq          INTEGER NOT NULL,
+        sku          TEXT NOT NULL,
+        op           TEXT NOT NULL,
+        run_id       INTEGER,
+        at           TEXT NOT NULL,
+        content_hash TEXT NOT NULL,
+        payload      TEXT,
+        PRIMARY KEY (source, seq)
+    ) WITHOUT ROWID;
+    INSERT INTO product_changes_new SELECT source, seq, sku, op, run_id, at, content_hash, payload
+        FROM product_changes;
+    DROP TABLE product_changes;
+    ALTER TABLE product_changes_new RENAME TO product_changes;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
