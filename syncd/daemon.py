@@ -612,6 +612,11 @@ class Daemon:
         )
         return backoff.until
 
+    def running(self, name: str) -> bool:
+        """Whether a run of source `name` is going (its job still holds the source)."""
+        lock = self._locks.get(name)
+        return lock is not None and lock.locked()
+
     def next_run(self, job: str) -> datetime | None:
         """When a job runs next: a source's name, or `<source>:full` (None if not scheduled)."""
         return self._scheduler.next_run(job)
