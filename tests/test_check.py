@@ -225,3 +225,24 @@ async def test_a_source_waiting_for_reauth_is_not_sent_anything(
     assert capsys.readouterr().out == (
         "ac: FAILED: needs re-authorisation (the grant was revoked): run 'syncd auth ac'\n"
     )
+
+
+async def test_the_check_uses_the_configured_postgres_store(
+    tmp_path: Path, clock: FakeClock, capsys: pytest.CaptureFixture[str], postgres_url: str
+) -> None:
+    """With `[store] url` the token the check obtained is recorded in PostgreSQL, and no SQLite
+    file appears at `path` (the check used to open SQLite whatever the configuration said)."""
+    import psycopg
+
+    from syncd.config import StoreSettings
+
+    async with _emulator(clock) as emu:
+        settings = settings_for(tmp_path / "s.db", adobe_source(emu)).model_copy(
+            update={"store": StoreSettings(url=postgres_url)}
+        )
+        assert await check_sources(_args(), settings, clock=clock) == 0
+    assert capsys.readouterr().out.startswith("shop: ok: token issued")
+    assert not (tmp_path / "s.db").exists()
+    with psycopg.connect(postgres_url) as conn:
+        issued = conn.execute("SELECT count(*) FROM token_events WHERE event = 'issued'").fetchone()
+    assert issued == (1,)

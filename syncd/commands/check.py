@@ -8,7 +8,7 @@ source can be configured with is checked the way a run would use it.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -16,7 +16,7 @@ from datetime import datetime
 from syncd.auth import TokenCache
 from syncd.clock import Clock, SystemClock
 from syncd.commands.output import human_duration
-from syncd.config import HttpSettings, Settings, SourceSettings
+from syncd.config import Settings, SourceSettings
 from syncd.config.readiness import missing_secrets, store_problems
 from syncd.errors import (
     AuthError,
@@ -29,12 +29,11 @@ from syncd.errors import (
     TransportError,
 )
 from syncd.http import ClientPool, RequestStats
-from syncd.http.client import SourceAuth, SourceClient
 from syncd.http.response import Response
-from syncd.http.throttle import Throttle
 from syncd.sources import Source
 from syncd.sources.base import VerifiableSource
-from syncd.store import SqliteStore
+from syncd.store import Store
+from syncd.store.factory import open_store
 from syncd.wiring import build_source
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
@@ -77,40 +76,6 @@ def rate_headers(headers: Mapping[str, str]) -> dict[str, str]:
     }
 
 
-class CheckPool(ClientPool):
-    """A `ClientPool` whose source clients also report each answer to a `HeaderRecorder`."""
-
-    def __init__(self, settings: HttpSettings, clock: Clock) -> None:
-        super().__init__(settings, clock)
-        self.recorders: dict[str, HeaderRecorder] = {}
-
-    def client(
-        self,
-        *,
-        name: str,
-        max_concurrency: int,
-        request_timeout: float,
-        connect_timeout: float,
-        auth: SourceAuth | None = None,
-        headers: Mapping[str, str] | None = None,
-        throttles: Sequence[Throttle] = (),
-        is_source: bool = True,
-    ) -> SourceClient:
-        """The pool's client, with this source's recorder last among its throttles."""
-        if is_source:
-            throttles = [*throttles, self.recorders.setdefault(name, HeaderRecorder())]
-        return super().client(
-            name=name,
-            max_concurrency=max_concurrency,
-            request_timeout=request_timeout,
-            connect_timeout=connect_timeout,
-            auth=auth,
-            headers=headers,
-            throttles=throttles,
-            is_source=is_source,
-        )
-
-
 @dataclass(frozen=True, slots=True)
 class CheckResult:
     """One source's line: `ok`, or `config` (fix the configuration) or `failed` (anything else)."""
@@ -149,18 +114,19 @@ async def check_sources(
     results: list[CheckResult] = []
     async with AsyncExitStack() as stack:
         store = await stack.enter_async_context(
-            SqliteStore(
-                settings.store.path,
-                busy_timeout=settings.store.busy_timeout,
-                redactor=settings.redactor,
+            open_store(settings.store, redactor=settings.redactor)
+        )
+        recorders: dict[str, HeaderRecorder] = {}
+        pool = await stack.enter_async_context(
+            ClientPool(
+                http, clock, observer=lambda name: recorders.setdefault(name, HeaderRecorder())
             )
         )
-        pool = await stack.enter_async_context(CheckPool(http, clock))
         cache = await stack.enter_async_context(
             TokenCache(store, clock, redactor=settings.redactor)
         )
         for settings_of in targets:
-            result = await check_source(settings_of, store, pool, cache, clock)
+            result = await check_source(settings_of, store, pool, cache, clock, recorders)
             print(result.line(), flush=True)
             results.append(result)
     outcomes = {r.outcome for r in results}
@@ -170,7 +136,12 @@ async def check_sources(
 
 
 async def check_source(
-    settings: SourceSettings, store: SqliteStore, pool: CheckPool, cache: TokenCache, clock: Clock
+    settings: SourceSettings,
+    store: Store,
+    pool: ClientPool,
+    cache: TokenCache,
+    clock: Clock,
+    recorders: Mapping[str, HeaderRecorder],
 ) -> CheckResult:
     """Check one source: its secrets, its stored grant, a token, one product, the rate limits."""
     name = settings.name
@@ -199,7 +170,7 @@ async def check_source(
         await _token_fact(store, name, started, clock.now()),
         f"{total} products",
         f"{round(stats.latencies[-1] * 1000)} ms" if stats.latencies else "",
-        _limits_fact(pool.recorders.get(name)),
+        _limits_fact(recorders.get(name)),
     ]
     return CheckResult(name, "ok", ", ".join(fact for fact in facts if fact))
 
@@ -221,7 +192,7 @@ async def _one_product(source: Source, stats: RequestStats, now: datetime) -> in
     return page.total_count if page.total_count is not None else len(page.records)
 
 
-async def _token_fact(store: SqliteStore, name: str, since: datetime, now: datetime) -> str:
+async def _token_fact(store: Store, name: str, since: datetime, now: datetime) -> str:
     """What the check did with the credential: the token it got, and until when it is good."""
     events = await store.token_events(name, since=since, limit=10, event=TOKEN_GRANTS)
     grants = await store.token_events(name, limit=1, event=TOKEN_GRANTS)

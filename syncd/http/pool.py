@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Self
 from urllib.parse import urlsplit
@@ -34,8 +34,12 @@ class ClientPool:
         rng: random.Random | None = None,
         *,
         rates: RateStore | None = None,
+        observer: Callable[[str], Throttle] | None = None,
     ) -> None:
         self._settings = settings
+        # Sees every answer of each source client, last among its throttles (`syncd check` reads
+        # the rate-limit headers through it).
+        self._observer = observer
         self._rates = rates  # where sources' paces are kept for their next owner (None: nowhere)
         self._memories: list[RateMemory] = []
         self._clock = clock
@@ -111,6 +115,8 @@ class ClientPool:
             )
             self._memories.append(memory)
             throttles = [memory, *throttles]
+        if self._observer is not None and is_source:
+            throttles = [*throttles, self._observer(name)]
         return SourceClient(
             name=name,
             session=self.session,

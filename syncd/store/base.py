@@ -289,9 +289,14 @@ class Store(Protocol):
         ...
 
     async def token_events(
-        self, source: str | None = None, since: datetime | None = None, limit: int = 50
+        self,
+        source: str | None = None,
+        since: datetime | None = None,
+        limit: int = 50,
+        *,
+        event: str | Sequence[str] | None = None,
     ) -> list[TokenEvent]:
-        """Token events, newest first, filtered."""
+        """Token events, newest first, filtered; `event` keeps only that kind (or those kinds)."""
         ...
 
     async def token_event_counts(self) -> dict[tuple[str, str], int]:
