@@ -30,7 +30,7 @@ from typing import Any
 
 import aiohttp
 
-from benchmarks.measure import Meter, peak_rss_mb, pin_to_cpu
+from benchmarks.measure import Meter, Usage, peak_rss_mb, pin_to_cpu
 from benchmarks.outcome import ClientOutcome
 from syncd.emulator import AdobeConfig
 
@@ -200,11 +200,24 @@ async def run(args: argparse.Namespace) -> ClientOutcome:
         (stored,) = db.execute("SELECT count(*) FROM products").fetchone()
     finally:
         db.close()
+    return outcome(1, usage, products, pages, client, int(stored), boxed)
+
+
+def outcome(
+    concurrency: int,
+    usage: Usage,
+    products: int,
+    pages: int,
+    client: AccsApiClient,
+    stored: int,
+    boxed: bool,
+) -> ClientOutcome:
+    """What a baseline run prints: its figures in the harness's shape."""
     return ClientOutcome(
         tool="baseline",
         kind="full",
         status="cancelled" if boxed else "succeeded",
-        concurrency=1,
+        concurrency=concurrency,
         wall_s=round(usage.wall_s, 4),
         cpu_s=round(usage.cpu_s, 4),
         peak_rss_mb=round(peak_rss_mb(), 1),
@@ -212,7 +225,7 @@ async def run(args: argparse.Namespace) -> ClientOutcome:
         pages=pages,
         requests=client.requests,
         rate_limited=client.rate_limited,
-        stored=int(stored),
+        stored=stored,
         main_thread_cpu_s=round(usage.cpu_s, 4),
         time_boxed=boxed,
     )

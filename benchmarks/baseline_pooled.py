@@ -25,8 +25,8 @@ from typing import Any
 
 import aiohttp
 
-from benchmarks.baseline import AccsApiClient, TokenManager, open_db
-from benchmarks.measure import Meter, peak_rss_mb, pin_to_cpu
+from benchmarks.baseline import AccsApiClient, TokenManager, open_db, outcome
+from benchmarks.measure import Meter, pin_to_cpu
 from benchmarks.outcome import ClientOutcome
 from syncd.emulator import AdobeConfig
 
@@ -114,22 +114,7 @@ async def run(args: argparse.Namespace) -> ClientOutcome:
         (stored,) = db.execute("SELECT count(*) FROM products").fetchone()
     finally:
         db.close()
-    return ClientOutcome(
-        tool="baseline",
-        kind="full",
-        status="cancelled" if boxed else "succeeded",
-        concurrency=args.concurrency,
-        wall_s=round(usage.wall_s, 4),
-        cpu_s=round(usage.cpu_s, 4),
-        peak_rss_mb=round(peak_rss_mb(), 1),
-        products=products,
-        pages=pages,
-        requests=client.requests,
-        rate_limited=client.rate_limited,
-        stored=int(stored),
-        main_thread_cpu_s=round(usage.cpu_s, 4),
-        time_boxed=boxed,
-    )
+    return outcome(args.concurrency, usage, products, pages, client, int(stored), boxed)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -105,10 +105,9 @@ class EmulatorProcess:
         return answer
 
 
-def run_client(module: str, args: list[str], timeout: float) -> tuple[ClientOutcome, float]:
-    """Run `python -m module args...` to completion; the outcome it printed last, and the
-    process's whole wall time (interpreter start-up, imports, opening and closing included)."""
-    started = time.monotonic()
+def _last_line(module: str, args: list[str], timeout: float) -> str:
+    """Run `python -m module args...` to completion; the last line it printed (HarnessError with
+    the tail of its stderr if it failed or printed nothing)."""
     done = subprocess.run(  # noqa: S603 - our own interpreter and module, no shell
         [sys.executable, "-m", module, *args],
         cwd=ROOT,
@@ -121,22 +120,18 @@ def run_client(module: str, args: list[str], timeout: float) -> tuple[ClientOutc
     if done.returncode != 0 or not lines:
         tail = "\n".join(done.stderr.strip().splitlines()[-15:])
         raise HarnessError(f"{module} exited with code {done.returncode}:\n{tail}")
-    return ClientOutcome.from_json(lines[-1]), time.monotonic() - started
+    return lines[-1]
+
+
+def run_client(module: str, args: list[str], timeout: float) -> tuple[ClientOutcome, float]:
+    """Run a client to completion; the outcome it printed last, and the process's whole wall
+    time (interpreter start-up, imports, opening and closing included)."""
+    started = time.monotonic()
+    line = _last_line(module, args, timeout)
+    return ClientOutcome.from_json(line), time.monotonic() - started
 
 
 def run_json(module: str, args: list[str], timeout: float) -> dict[str, Any]:
-    """Run `python -m module args...` to completion and parse the JSON object it printed last."""
-    done = subprocess.run(  # noqa: S603 - our own interpreter and module, no shell
-        [sys.executable, "-m", module, *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-    lines = done.stdout.strip().splitlines()
-    if done.returncode != 0 or not lines:
-        tail = "\n".join(done.stderr.strip().splitlines()[-15:])
-        raise HarnessError(f"{module} exited with code {done.returncode}:\n{tail}")
-    answer: dict[str, Any] = json.loads(lines[-1])
+    """Run a module to completion and parse the JSON object it printed last."""
+    answer: dict[str, Any] = json.loads(_last_line(module, args, timeout))
     return answer
