@@ -309,7 +309,7 @@ class SyncEngine:
             log.info("sync.resumed", scan_id=checkpoint.scan_id, pages_done=len(checkpoint.done))
         doubts = Doubts()
         # Several commits in flight where the store runs them in parallel (syncd/commit_window.py).
-        window = CommitWindow(getattr(self._store, "commit_depth", 1), checkpoint.done)
+        window = CommitWindow(self._store.commit_depth, checkpoint.done)
         # Closed on exit: when a commit fails, the page workers stop now, not when collected.
         async with _closing(source.full_pages(run.stats, checkpoint.done)) as pages, window:
             async for page in pages:

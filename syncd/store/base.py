@@ -184,6 +184,10 @@ CLEAR = ""
 class Store(Protocol):
     """Durable state of the daemon; every method is one transaction."""
 
+    commit_depth: int
+    """How many page commits of one full scan the store runs at once (syncd/commit_window.py):
+    1 for a single writer (SQLite), more where the server runs them in parallel."""
+
     async def upsert_products(
         self, source: str, records: Sequence[ProductRecord], now: datetime
     ) -> UpsertCounts:

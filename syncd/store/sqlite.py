@@ -92,6 +92,7 @@ class SqliteStore:
         self._closed = False
         self._identity = (0, 0)
         self._file_reported = False
+        self.commit_depth = 1  # one writer: the engine waits for each page's commit
 
     @property
     def path(self) -> Path:
