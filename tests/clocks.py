@@ -193,7 +193,7 @@ def scheduler_on(clock: VirtualClock, monkeypatch: pytest.MonkeyPatch) -> None:
 
     class ClockDatetime(datetime):
         @classmethod
-        def now(cls, tz: tzinfo | None = None) -> ClockDatetime:  # type: ignore[override]
+        def now(cls, tz: tzinfo | None = None) -> ClockDatetime:
             now = clock.now() if tz is None else clock.now().astimezone(tz)
             return cls.fromtimestamp(now.timestamp(), now.tzinfo)
 

@@ -8,17 +8,19 @@ import json
 import math
 import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from structlog.testing import capture_logs
 
+from syncd.clock import Clock
 from syncd.daemon import Runtime
 from syncd.emulator import AdobeConfig, Emulator, EmulatorConfig, Fault
 from syncd.sources.adobe_commerce import format_magento_time
 from syncd.sync import SyncResult
+from tests.clocks import FakeClock
 from tests.support import adobe_source, query, settings_for, stored_products, until
 
 StartEmu = Callable[..., Awaitable[Emulator]]
@@ -29,11 +31,12 @@ GROUP1 = "searchCriteria[filter_groups][1][filters]"
 
 @pytest.fixture
 async def start_emu() -> AsyncIterator[StartEmu]:
-    """Start emulators (real clock, calm tie order) closed at teardown."""
+    """Start emulators (the real clock unless given one, calm tie order) closed at teardown."""
     emulators: list[Emulator] = []
 
-    async def start(**adobe: object) -> Emulator:
-        emu = Emulator(EmulatorConfig(adobe=AdobeConfig(**adobe), seed=11))  # type: ignore[arg-type]
+    async def start(clock: Clock | None = None, **adobe: object) -> Emulator:
+        config = EmulatorConfig(adobe=AdobeConfig(**adobe), seed=11)  # type: ignore[arg-type]
+        emu = Emulator(config, clock)
         await emu.start()
         emulators.append(emu)
         return emu
@@ -43,9 +46,11 @@ async def start_emu() -> AsyncIterator[StartEmu]:
         await emu.close()
 
 
-async def sync(db: Path, emu: Emulator, kind: str | None = None, **source: Any) -> SyncResult:
+async def sync(
+    db: Path, emu: Emulator, kind: str | None = None, clock: Clock | None = None, **source: Any
+) -> SyncResult:
     source.setdefault("incremental_overlap", 0)
-    async with Runtime(settings_for(db, adobe_source(emu, **source))) as runtime:
+    async with Runtime(settings_for(db, adobe_source(emu, **source)), clock) as runtime:
         return await runtime.sync("shop", kind)  # type: ignore[arg-type]
 
 
@@ -388,15 +393,16 @@ async def test_the_overlap_rereads_changes_committed_behind_the_watermark(
     """A change stamped 20 s before the watermark (a late commit, a web node's clock behind) is
     read by a run with incremental_overlap=30, which asks from watermark - 30 s; and a product
     created inside the overlap before a full scan makes that scan verify."""
-    emu = await start_emu(products=300)
+    clock = FakeClock()  # the emulator's time and syncd's: the scan starts when the test says
+    emu = await start_emu(clock, products=300)
     db = tmp_path / "s.db"
-    await sync(db, emu, incremental_overlap=30)
+    await sync(db, emu, clock=clock, incremental_overlap=30)
     since = watermark(db)
     catalog = emu.adobe.catalog
     late = list(catalog.skus())[7]
     catalog.update(late, price=2.5, updated_at=since - timedelta(seconds=20))
     emu.adobe.stats.reset()
-    result = await sync(db, emu, incremental_overlap=30)
+    result = await sync(db, emu, clock=clock, incremental_overlap=30)
     assert result.kind == "incremental" and result.totals.items_updated == 1
     first = emu.adobe.stats.log[0].query
     assert first[f"{GROUP0}[value]"] == format_magento_time(since - timedelta(seconds=30))
@@ -404,12 +410,13 @@ async def test_the_overlap_rereads_changes_committed_behind_the_watermark(
     # The probe looks as far back: a product created 20 s before the scan began may have been
     # committed during it, so the scan verifies.
     emu.adobe.stats.reset()
-    start = datetime.now(UTC)
-    catalog.insert(sku="JUST-BEFORE", price=1.0, created_at=start - timedelta(seconds=20))
-    full = await sync(db, emu, "full", incremental_overlap=30)
+    clock.advance(60)
+    catalog.insert(sku="JUST-BEFORE", price=1.0, created_at=clock.now() - timedelta(seconds=20))
+    full = await sync(db, emu, "full", clock=clock, incremental_overlap=30)
     assert full.ok and listings(emu) == math.ceil(301 / 10)
     emu.adobe.stats.reset()  # without the overlap the same product is older than the scan
-    assert (await sync(db, emu, "full", incremental_overlap=0)).ok and listings(emu) == 0
+    assert (await sync(db, emu, "full", clock=clock, incremental_overlap=0)).ok
+    assert listings(emu) == 0
 
 
 async def test_watermark_never_passes_an_uncommitted_page(
