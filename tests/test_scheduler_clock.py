@@ -78,7 +78,9 @@ async def test_a_forward_step_moves_nothing(clock: FakeClock) -> None:
         scheduler.shutdown()
 
 
-async def test_the_run_due_when_the_clock_stepped_back_happens_at_its_wake_up(clock: FakeClock) -> None:
+async def test_the_run_due_when_the_clock_stepped_back_happens_at_its_wake_up(
+    clock: FakeClock,
+) -> None:
     """The job is due in 10 minutes; 10 minutes pass (monotonic) and meanwhile the wall clock
     steps back 10 minutes, so by the wall clock (APScheduler's) it is still 10 minutes away. The
     timer's wake-up runs it anyway: without the realignment it would wait another 10 minutes."""
