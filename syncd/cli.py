@@ -15,10 +15,12 @@ import math
 import sys
 import traceback
 from collections.abc import Callable, Coroutine, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 from syncd import __version__
+from syncd.clock import Clock, SystemClock
 from syncd.commands import store_copy
 from syncd.config import Settings, load_settings
 from syncd.errors import ConfigError, SyncdError
@@ -217,8 +219,9 @@ def console() -> int:
     return main()
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the `syncd` console script."""
+def main(argv: Sequence[str] | None = None, clock: Clock | None = None) -> int:
+    """Entry point of the `syncd` console script; `clock` is what the commands read the time
+    from (the system's unless a test gives its own)."""
     args = _parser().parse_args(argv)
     redactor = Redactor()
     configure_logging(args.log_level or "info", args.log_format or "auto", redactor=redactor)
@@ -227,7 +230,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     with redacted_output(redactor):
         try:
             settings = None if args.command in STANDALONE else _settings(args, redactor)
-            return _dispatch(args, settings)
+            return _dispatch(args, settings, clock or SystemClock())
         except KeyboardInterrupt:
             print("syncd: interrupted", file=sys.stderr)
             return EXIT_INTERRUPTED
@@ -277,7 +280,7 @@ def _settings(args: argparse.Namespace, redactor: Redactor) -> Settings:
     return settings
 
 
-def _dispatch(args: argparse.Namespace, settings: Settings | None) -> int:
+def _dispatch(args: argparse.Namespace, settings: Settings | None, clock: Clock) -> int:
     from syncd.commands import (
         authorize,
         changes,
@@ -291,16 +294,16 @@ def _dispatch(args: argparse.Namespace, settings: Settings | None) -> int:
     )  # fmt: skip
 
     handlers: dict[str, Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, int]]] = {
-        "run": running.run_daemon,
-        "sync": running.sync_now,
+        "run": partial(running.run_daemon, clock=clock),
+        "sync": partial(running.sync_now, clock=clock),
         "check-config": running.check_config,
-        "check": check.check_sources,
-        "status": status.show_status,
+        "check": partial(check.check_sources, clock=clock),
+        "status": partial(status.show_status, clock=clock),
         "replicas": replicas.show_replicas,
         "healthcheck": status.healthcheck,
-        "auth": authorize.authorize_source,
-        "runs": history.show_runs,
-        "events": history.show_events,
+        "auth": partial(authorize.authorize_source, clock=clock),
+        "runs": partial(history.show_runs, clock=clock),
+        "events": partial(history.show_events, clock=clock),
         "store": store_copy.copy_store,
         "changes": changes.show_changes,
         "export": changes.export_catalog,

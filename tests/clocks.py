@@ -10,7 +10,13 @@
   the same loop (the emulator on loopback): a request on the wire is a readable socket, so the
   time stands still until it is served, as real time would. It is not for peers in another
   process (PostgreSQL), whose answers take real time to arrive.
+- ``"loop"``: the event loop itself runs on this clock (`run(main)`): the loop's `time()` is the
+  clock's monotonic time, so `asyncio.sleep`, timeouts and aiolimiter read it too, and `sleep(s)`
+  is `asyncio.sleep(s)`. When nothing is ready, the time jumps to the next timer: a discrete-event
+  simulation, for code that does no real I/O.
 
+Whatever the rule, there is one "now": `now()` and `monotonic()` move together (but for
+`step_wall`), and APScheduler can be made to read it too (`scheduler_on`).
 `FakeClock` and `ManualClock` add no behaviour: they name the first two rules as a default.
 """
 
@@ -18,10 +24,16 @@ from __future__ import annotations
 
 import asyncio
 import heapq
-from datetime import UTC, datetime, timedelta
-from typing import Literal
+import selectors
+from collections.abc import Coroutine
+from datetime import UTC, datetime, timedelta, tzinfo
+from typing import Any, Literal, TypeVar
 
-Advance = Literal["instant", "manual", "auto"]
+import pytest
+
+T = TypeVar("T")
+
+Advance = Literal["instant", "manual", "auto", "loop"]
 
 
 class VirtualClock:
@@ -68,6 +80,9 @@ class VirtualClock:
         if task is not None and task.get_name() in self.parked_tasks:
             self.parked.append(task.get_name())
             await asyncio.Event().wait()
+        if self.mode == "loop":
+            await asyncio.sleep(max(0.0, seconds))
+            return
         if self.mode == "instant":
             self.advance(max(0.0, seconds))
             await asyncio.sleep(0)
@@ -81,6 +96,21 @@ class VirtualClock:
         if self.mode == "auto" and (self._driver is None or self._driver.done()):
             self._driver = asyncio.create_task(self._drive(), name="virtual-clock")
         await future
+
+    def next_wake(self) -> float | None:
+        """The monotonic deadline of the earliest pending `sleep` (None: nobody sleeps)."""
+        return self._sleepers[0][0] if self._pending() else None
+
+    def run(self, main: Coroutine[Any, Any, T]) -> T:
+        """Run `main` to completion on a fresh event loop whose time is this clock ("loop" rule)."""
+        if self.mode != "loop":
+            raise RuntimeError("VirtualClock.run needs advance='loop'")
+        loop = _ClockLoop(self)
+        try:
+            return loop.run_until_complete(main)
+        finally:
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
 
     async def close(self) -> None:
         """Stop the auto-advance driver (the test is over)."""
@@ -126,6 +156,49 @@ def loop_is_idle(loop: asyncio.AbstractEventLoop) -> bool:
     if scheduled and scheduled[0].when() <= loop.time():
         return False
     return not selector.select(0)
+
+
+class _IdleSelector(selectors.DefaultSelector):
+    """A selector with nothing to watch: a wait for `timeout` is the clock moving by it.
+
+    Each pass of the loop costs at least a microsecond: a timer due "now" plus a rounding error
+    (aiolimiter computes its wake-ups by float arithmetic) would otherwise never come due.
+    """
+
+    def __init__(self, clock: VirtualClock) -> None:
+        super().__init__()
+        self._clock = clock
+
+    def select(self, timeout: float | None = None) -> list[Any]:
+        if timeout is None:
+            raise RuntimeError("virtual time: every task waits and no timer is due (deadlock)")
+        self._clock.advance(max(timeout, 1e-6))
+        return []
+
+
+class _ClockLoop(asyncio.SelectorEventLoop):
+    """An event loop whose `time()` is a `VirtualClock`'s monotonic time; no real I/O."""
+
+    def __init__(self, clock: VirtualClock) -> None:
+        self._clock = clock
+        super().__init__(_IdleSelector(clock))
+
+    def time(self) -> float:
+        return self._clock.monotonic()
+
+
+def scheduler_on(clock: VirtualClock, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make APScheduler 3 read `clock.now()` where it reads the system clock (when a job is due,
+    where an interval starts, how late a run is), so next runs are exact instants of the test."""
+
+    class ClockDatetime(datetime):
+        @classmethod
+        def now(cls, tz: tzinfo | None = None) -> ClockDatetime:
+            now = clock.now() if tz is None else clock.now().astimezone(tz)
+            return cls.fromtimestamp(now.timestamp(), now.tzinfo)
+
+    for module in ("schedulers.base", "executors.base", "triggers.interval"):
+        monkeypatch.setattr(f"apscheduler.{module}.datetime", ClockDatetime)
 
 
 class FakeClock(VirtualClock):

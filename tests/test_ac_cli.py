@@ -185,24 +185,19 @@ def test_static_token_source_is_authorised_without_a_flow(
 
 
 def test_web_flow_without_a_redirect_fails_with_one_line(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """No browser ever comes back: exit 1 and one clear line once --timeout has passed (on a fake
-    clock: the five minutes pass at once)."""
-    clocks: list[FakeClock] = []
-
-    def fake_clock() -> FakeClock:
-        clocks.append(FakeClock())
-        return clocks[-1]
-
-    monkeypatch.setattr(commands, "SystemClock", fake_clock)
+    """No browser ever comes back: exit 1 and one clear line once --timeout has passed (on the
+    command's fake clock: the five minutes pass at once)."""
+    clock = FakeClock()
     auth = (
         f'app_id = "{APP}"\napp_secret = "{SECRET}"\n'
         f'redirect_uri = "http://127.0.0.1:{free_port()}/cb"'
     )
     config = _write_config(tmp_path, "americommerce", auth)
-    assert main(["--config", str(config), "auth", "ac", "--web", "--timeout", "300"]) == 1
-    assert [c.slept for c in clocks] == [[300]]
+    args = ["--config", str(config), "auth", "ac", "--web", "--timeout", "300"]
+    assert main(args, clock=clock) == 1
+    assert clock.slept == [300]
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("syncd: error: no redirect reached http://127.0.0.1:")
     assert err[-1].endswith(

@@ -20,8 +20,11 @@ from syncd.cli import main
 from syncd.sources.base import make_record
 from syncd.store import PageCommit, ProductRecord, RunProgress, SqliteStore
 from syncd.store.postgres import PostgresStore
+from tests.clocks import FakeClock
 
-T0 = datetime.now(UTC).replace(microsecond=0) - timedelta(days=30)
+T0 = datetime(2026, 2, 1, 9, 0, tzinfo=UTC)
+"""When the catalog changed; the commands run 30 days later (`main`'s clock)."""
+NOW = T0 + timedelta(days=30)
 CONFIG = """
 [store]
 path = "{db}"
@@ -88,7 +91,7 @@ def config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, backend: Backend) ->
 
 
 def run(config: Path, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    code = main(["--config", str(config), *args])
+    code = main(["--config", str(config), *args], clock=FakeClock(NOW))
     out, err = capsys.readouterr()
     return code, out, err
 
@@ -138,7 +141,7 @@ def test_unknown_source_and_bad_numbers_are_one_line(
     code, _, err = run(config, capsys, "changes", "nope")
     assert code == 2 and "'nope' is not configured" in err
     with pytest.raises(SystemExit) as exit_info:
-        main(["--config", str(config), "changes", "--since", "-1"])
+        main(["--config", str(config), "changes", "--since", "-1"], clock=FakeClock(NOW))
     assert exit_info.value.code == 2
     assert "'-1' is invalid" in capsys.readouterr().err
 

@@ -13,8 +13,10 @@ import pytest
 from syncd.cli import main
 from syncd.commands.history import parse_since, render_table
 from syncd.store import RunTotals, SqliteStore, TokenEvent
+from tests.clocks import FakeClock
 
-NOW = datetime.now(UTC).replace(microsecond=0)
+NOW = datetime(2026, 3, 14, 15, 9, 26, tzinfo=UTC)
+"""The time of every command these tests run (`main`'s clock)."""
 CONFIG = """
 [store]
 path = "{db}"
@@ -71,7 +73,7 @@ def config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def run(config: Path, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    code = main(["--config", str(config), *args])
+    code = main(["--config", str(config), *args], clock=FakeClock(NOW))
     out, err = capsys.readouterr()
     return code, out, err
 
@@ -182,10 +184,9 @@ def test_status_json_shape_staleness_and_actions(
     finished = finished.replace("+00:00", "Z")
     assert shop["last_success_at"] == finished
     assert shop["stale"] is True and shop["stale_limit_s"] == 2700
-    # The age counts from the document's own clock, not from when this module was imported.
-    generated = datetime.fromisoformat(document["generated_at"].replace("Z", "+00:00"))
-    success = NOW - timedelta(hours=3) + timedelta(seconds=60)
-    assert shop["age_s"] == pytest.approx((generated - success).total_seconds(), abs=1)
+    # The age counts from the command's clock.
+    assert document["generated_at"] == "2026-03-14T15:09:26.000Z"
+    assert shop["age_s"] == 3 * 3600 - 60
     assert (shop["needs_reauth"], shop["action"]) == (False, None)
     assert ac["stale"] is False and ac["needs_reauth"] is True
     assert ac["reauth_reason"] == "the refresh token was revoked"

@@ -15,6 +15,7 @@ from structlog.testing import capture_logs
 from syncd.config import HttpSettings
 from syncd.daemon import Daemon, Runtime
 from syncd.emulator import AdobeConfig, Emulator, EmulatorConfig
+from tests.clocks import ManualClock, scheduler_on
 from tests.conftest import settle
 from tests.support import adobe_source, query, settings_for, until
 
@@ -31,14 +32,25 @@ async def refusing() -> AsyncIterator[Emulator]:
 
 
 @pytest.fixture
-def failed_once(tmp_path: Path, refusing: Emulator) -> Started:
+def clock(monkeypatch: pytest.MonkeyPatch) -> ManualClock:
+    """The daemon's time, APScheduler's too: next runs are exact instants of it."""
+    clock = ManualClock(datetime(2026, 1, 1, 1, 30, tzinfo=UTC))  # its sleeps wait for the test
+    scheduler_on(clock, monkeypatch)
+    return clock
+
+
+@pytest.fixture
+def failed_once(tmp_path: Path, refusing: Emulator, clock: ManualClock) -> Started:
     """A daemon on one source whose first run (at start) has failed and been accounted for."""
 
     @asynccontextmanager
     async def start(**source: Any) -> AsyncIterator[tuple[Daemon, list[MutableMapping[str, Any]]]]:
         settings = settings_for(tmp_path / "d.db", adobe_source(refusing, **source), http=FAST)
         with capture_logs() as logs:
-            async with Runtime(settings) as runtime, Daemon(runtime, handle_signals=False) as d:
+            async with (
+                Runtime(settings, clock) as runtime,
+                Daemon(runtime, handle_signals=False) as d,
+            ):
                 await until(lambda: any(e["event"] == "sync.finished" for e in logs))
                 # The breaker is fed right after the run: wait for its word, or for the job's end.
                 await until(lambda: any(e["event"] == "source.backoff" for e in logs) or (
@@ -50,13 +62,14 @@ def failed_once(tmp_path: Path, refusing: Emulator) -> Started:
     return start
 
 
-def seconds_from_now(when: datetime | None) -> float:
+def seconds_after(clock: ManualClock, when: datetime | None) -> float:
+    """Seconds from the clock's now to `when`."""
     assert when is not None
-    return (when - datetime.now(UTC)).total_seconds()
+    return (when - clock.now()).total_seconds()
 
 
 async def test_a_backoff_longer_than_the_schedule_moves_every_job_of_the_source(
-    failed_once: Started,
+    failed_once: Started, clock: ManualClock
 ) -> None:
     """2 h of backoff on an hourly source with a nightly full: both jobs wait at least 2 h."""
     async with failed_once(
@@ -66,26 +79,30 @@ async def test_a_backoff_longer_than_the_schedule_moves_every_job_of_the_source(
         backoff = next(e for e in logs if e["event"] == "source.backoff")
         assert (backoff["source"], backoff["failures"], backoff["delay_s"]) == ("shop", 1, 7200)
         assert "invalid_client" in backoff["error"]
-        assert 7100 < seconds_from_now(daemon.next_run("shop")) <= 7200
-        assert seconds_from_now(daemon.next_run("shop:full")) > 7100
+        assert seconds_after(clock, daemon.next_run("shop")) == 7200
+        assert seconds_after(clock, daemon.next_run("shop:full")) == 7200
 
 
-async def test_a_backoff_shorter_than_the_schedule_changes_nothing(failed_once: Started) -> None:
+async def test_a_backoff_shorter_than_the_schedule_changes_nothing(
+    failed_once: Started, clock: ManualClock
+) -> None:
     """A 60 s backoff never brings an hourly run forward: the schedule stands, the log says so."""
     async with failed_once(schedule="1h", breaker_threshold=1, breaker_base_delay=60) as (
         daemon,
         logs,
     ):
         backoff = next(e for e in logs if e["event"] == "source.backoff")
-        assert seconds_from_now(daemon.next_run("shop")) > 3500
+        assert seconds_after(clock, daemon.next_run("shop")) == 3600
         assert backoff["next_run"] == daemon.next_run("shop").isoformat()  # type: ignore[union-attr]
 
 
-async def test_below_the_threshold_nothing_is_backed_off(failed_once: Started) -> None:
+async def test_below_the_threshold_nothing_is_backed_off(
+    failed_once: Started, clock: ManualClock
+) -> None:
     """One failure with the default threshold of 3: no backoff line, the schedule as it was."""
     async with failed_once(schedule="1h") as (daemon, logs):
         assert not [e for e in logs if e["event"] == "source.backoff"]
-        assert 3500 < seconds_from_now(daemon.next_run("shop")) <= 3600
+        assert seconds_after(clock, daemon.next_run("shop")) == 3600
 
 
 async def test_a_source_never_runs_twice_at_once(tmp_path: Path) -> None:

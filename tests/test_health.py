@@ -31,7 +31,7 @@ from syncd.log_events import scan
 from syncd.ops.health import HealthServer, check, probe_url
 from syncd.ops.metrics import TOKEN_EVENTS, Metrics, StoreSnapshot
 from syncd.ops.staleness import judge, schedule_period, stale_limit
-from tests.clocks import ManualClock
+from tests.clocks import ManualClock, scheduler_on
 from tests.support import adobe_source, settings_for, until
 
 pytestmark = pytest.mark.timeout(30)
@@ -46,9 +46,11 @@ async def emu() -> AsyncIterator[Emulator]:
 
 
 @pytest.fixture
-def clock() -> ManualClock:
-    """Fake time starting now (APScheduler fires on real time, so the two must agree)."""
-    return ManualClock(datetime.now(UTC))
+def clock(monkeypatch: pytest.MonkeyPatch) -> ManualClock:
+    """Fake time, APScheduler's too (`scheduler_on`)."""
+    clock = ManualClock(datetime(2026, 1, 1, 1, 30, tzinfo=UTC))
+    scheduler_on(clock, monkeypatch)
+    return clock
 
 
 @asynccontextmanager

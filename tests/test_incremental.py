@@ -3,23 +3,24 @@ loopback); what both platforms share is in test_incremental_platforms.py."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import math
 import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from structlog.testing import capture_logs
 
+from syncd.clock import Clock
 from syncd.daemon import Runtime
 from syncd.emulator import AdobeConfig, Emulator, EmulatorConfig, Fault
 from syncd.sources.adobe_commerce import format_magento_time
 from syncd.sync import SyncResult
-from tests.support import adobe_source, query, settings_for, stored_products, until
+from tests.clocks import FakeClock
+from tests.support import adobe_source, query, settings_for, stored_products
 
 StartEmu = Callable[..., Awaitable[Emulator]]
 LISTING = "items[id,sku],total_count"
@@ -29,11 +30,12 @@ GROUP1 = "searchCriteria[filter_groups][1][filters]"
 
 @pytest.fixture
 async def start_emu() -> AsyncIterator[StartEmu]:
-    """Start emulators (real clock, calm tie order) closed at teardown."""
+    """Start emulators (the real clock unless given one, calm tie order) closed at teardown."""
     emulators: list[Emulator] = []
 
-    async def start(**adobe: object) -> Emulator:
-        emu = Emulator(EmulatorConfig(adobe=AdobeConfig(**adobe), seed=11))  # type: ignore[arg-type]
+    async def start(clock: Clock | None = None, **adobe: object) -> Emulator:
+        config = EmulatorConfig(adobe=AdobeConfig(**adobe), seed=11)  # type: ignore[arg-type]
+        emu = Emulator(config, clock)
         await emu.start()
         emulators.append(emu)
         return emu
@@ -43,24 +45,16 @@ async def start_emu() -> AsyncIterator[StartEmu]:
         await emu.close()
 
 
-async def sync(db: Path, emu: Emulator, kind: str | None = None, **source: Any) -> SyncResult:
+async def sync(
+    db: Path, emu: Emulator, kind: str | None = None, clock: Clock | None = None, **source: Any
+) -> SyncResult:
     source.setdefault("incremental_overlap", 0)
-    async with Runtime(settings_for(db, adobe_source(emu, **source))) as runtime:
+    async with Runtime(settings_for(db, adobe_source(emu, **source)), clock) as runtime:
         return await runtime.sync("shop", kind)  # type: ignore[arg-type]
 
 
 def tombstoned(db: Path) -> set[str]:
     return {r[0] for r in query(db, "SELECT sku FROM products WHERE deleted_at IS NOT NULL")}
-
-
-def probes(emu: Emulator) -> list[int]:
-    """Positions (1-based) in the request log of the catalog probes (newest by created_at)."""
-    log = list(emu.adobe.stats.log)
-    return [
-        n
-        for n, r in enumerate(log, 1)
-        if r.query.get("searchCriteria[sortOrders][0][field]") == "created_at"
-    ]
 
 
 def listings(emu: Emulator) -> int:
@@ -70,34 +64,6 @@ def listings(emu: Emulator) -> int:
 def watermark(db: Path) -> datetime:
     (row,) = query(db, "SELECT watermark FROM source_state WHERE source='shop'")
     return datetime.fromisoformat(json.loads(row[0])["since"])
-
-
-async def mutate_when(emu: Emulator, after_requests: int, action: Callable[[], None]) -> None:
-    """Run `action` once the emulator has served `after_requests` product requests."""
-    start = emu.adobe.stats.requests
-    await until(lambda: emu.adobe.stats.requests - start >= after_requests)
-    action()
-
-
-async def test_incremental_requests_only_the_pages_that_hold_changes(
-    tmp_path: Path, start_emu: StartEmu
-) -> None:
-    """After 25 changes an incremental run costs ceil(25 / page_size) requests, and is exact."""
-    emu = await start_emu(products=600)
-    db = tmp_path / "s.db"
-    assert (await sync(db, emu)).kind == "full"
-    skus = list(emu.adobe.catalog.skus())
-    for sku in skus[::24]:  # 25 products
-        emu.adobe.catalog.update(sku, price=1.5)
-    since = format_magento_time(watermark(db))
-    in_window = sum(p["updated_at"] >= since for p in emu.adobe.catalog.snapshot().values())
-    assert in_window == 25  # the watermark is the full scan's start: only the changes are after it
-    emu.adobe.stats.reset()
-    result = await sync(db, emu)
-    assert result.kind == "incremental" and result.ok
-    assert emu.adobe.stats.requests == math.ceil(in_window / 10) == 3
-    assert result.totals.items_updated == 25
-    assert stored_products(db, "shop") == emu.adobe.catalog.snapshot()
 
 
 async def test_many_changes_in_one_second_are_all_read(tmp_path: Path, start_emu: StartEmu) -> None:
@@ -111,87 +77,6 @@ async def test_many_changes_in_one_second_are_all_read(tmp_path: Path, start_emu
     result = await sync(db, emu)
     assert result.totals.items_updated == 47
     assert emu.adobe.stats.requests == math.ceil(47 / 10)  # one keyset walks through the second
-    assert stored_products(db, "shop") == emu.adobe.catalog.snapshot()
-
-
-async def test_incremental_run_mutated_midway_converges_after_the_next(
-    tmp_path: Path, start_emu: StartEmu
-) -> None:
-    """Inserts and updates landing during an incremental run are all stored by the next one."""
-    emu = await start_emu(products=300, latency=0.004)
-    db = tmp_path / "s.db"
-    await sync(db, emu)
-    skus = list(emu.adobe.catalog.skus())
-    for sku in skus[:60]:
-        emu.adobe.catalog.update(sku, price=2.0)
-
-    def churn() -> None:
-        for sku in skus[5:15]:  # already read: they move to the end of the keyset order
-            emu.adobe.catalog.update(sku, price=3.0)
-        for n in range(5):
-            emu.adobe.catalog.insert(sku=f"NEW-{n}", name=f"new {n}", price=9.0)
-
-    mutator = asyncio.create_task(mutate_when(emu, 2, churn))
-    first = await sync(db, emu)
-    await mutator
-    assert first.ok
-    second = await sync(db, emu)
-    assert second.kind == "incremental" and second.ok
-    assert stored_products(db, "shop") == emu.adobe.catalog.snapshot()
-
-
-async def test_full_run_mutated_midway_verifies_and_is_exact(
-    tmp_path: Path, start_emu: StartEmu
-) -> None:
-    """Deletions shift offsets mid-scan: a keyset sku listing finds what was missed, then tombstones."""
-    emu = await start_emu(products=300, latency=0.004)
-    db = tmp_path / "s.db"
-    await sync(db, emu)
-    skus = list(emu.adobe.catalog.skus())
-
-    def churn() -> None:
-        for sku in skus[:6]:
-            emu.adobe.catalog.delete(sku)
-        emu.adobe.catalog.insert(sku="LATE-1", name="late", price=1.0)
-        emu.adobe.catalog.update(skus[200], name="changed mid-run")
-
-    mutator = asyncio.create_task(mutate_when(emu, 3, churn))
-    first = await sync(db, emu, "full", max_concurrency=2)
-    await mutator
-    assert first.ok and first.totals.items_deleted == 6
-    listings = [
-        r for r in emu.adobe.stats.log if r.query.get("fields") == "items[id,sku],total_count"
-    ]
-    assert len(listings) == 30  # the verification pass: skus only, one keyset page per 10
-    assert stored_products(db, "shop") == emu.adobe.catalog.snapshot()
-    tombstoned = {r[0] for r in query(db, "SELECT sku FROM products WHERE deleted_at IS NOT NULL")}
-    assert tombstoned == set(skus[:6])
-    second = await sync(db, emu)
-    assert second.kind == "incremental" and second.ok
-    assert stored_products(db, "shop") == emu.adobe.catalog.snapshot()
-
-
-async def test_unchanged_catalog_full_run_costs_its_pages_and_one_probe(
-    tmp_path: Path, start_emu: StartEmu
-) -> None:
-    """Deletions between runs only: ceil(N/P) pages, then one probe (newest by created_at, one
-    trimmed item), no listing; exactly the deleted products are tombstoned."""
-    emu = await start_emu(products=300)
-    db = tmp_path / "s.db"
-    await sync(db, emu)
-    gone = list(emu.adobe.catalog.skus())[40:43]
-    for sku in gone:
-        emu.adobe.catalog.delete(sku)
-    emu.adobe.stats.reset()
-    result = await sync(db, emu, "full")
-    assert result.ok and result.totals.items_deleted == 3
-    assert emu.adobe.stats.requests == result.totals.requests == 30 + 1
-    assert probes(emu) == [31] and listings(emu) == 0
-    probe = emu.adobe.stats.log[-1].query
-    assert probe["searchCriteria[sortOrders][0][direction]"] == "DESC"
-    assert probe["searchCriteria[pageSize]"] == "1"
-    assert probe["fields"] == "items[id,sku,created_at],total_count"
-    assert tombstoned(db) == set(gone)
     assert stored_products(db, "shop") == emu.adobe.catalog.snapshot()
 
 
@@ -388,15 +273,16 @@ async def test_the_overlap_rereads_changes_committed_behind_the_watermark(
     """A change stamped 20 s before the watermark (a late commit, a web node's clock behind) is
     read by a run with incremental_overlap=30, which asks from watermark - 30 s; and a product
     created inside the overlap before a full scan makes that scan verify."""
-    emu = await start_emu(products=300)
+    clock = FakeClock()  # the emulator's time and syncd's: the scan starts when the test says
+    emu = await start_emu(clock, products=300)
     db = tmp_path / "s.db"
-    await sync(db, emu, incremental_overlap=30)
+    await sync(db, emu, clock=clock, incremental_overlap=30)
     since = watermark(db)
     catalog = emu.adobe.catalog
     late = list(catalog.skus())[7]
     catalog.update(late, price=2.5, updated_at=since - timedelta(seconds=20))
     emu.adobe.stats.reset()
-    result = await sync(db, emu, incremental_overlap=30)
+    result = await sync(db, emu, clock=clock, incremental_overlap=30)
     assert result.kind == "incremental" and result.totals.items_updated == 1
     first = emu.adobe.stats.log[0].query
     assert first[f"{GROUP0}[value]"] == format_magento_time(since - timedelta(seconds=30))
@@ -404,43 +290,13 @@ async def test_the_overlap_rereads_changes_committed_behind_the_watermark(
     # The probe looks as far back: a product created 20 s before the scan began may have been
     # committed during it, so the scan verifies.
     emu.adobe.stats.reset()
-    start = datetime.now(UTC)
-    catalog.insert(sku="JUST-BEFORE", price=1.0, created_at=start - timedelta(seconds=20))
-    full = await sync(db, emu, "full", incremental_overlap=30)
+    clock.advance(60)
+    catalog.insert(sku="JUST-BEFORE", price=1.0, created_at=clock.now() - timedelta(seconds=20))
+    full = await sync(db, emu, "full", clock=clock, incremental_overlap=30)
     assert full.ok and listings(emu) == math.ceil(301 / 10)
     emu.adobe.stats.reset()  # without the overlap the same product is older than the scan
-    assert (await sync(db, emu, "full", incremental_overlap=0)).ok and listings(emu) == 0
-
-
-async def test_watermark_never_passes_an_uncommitted_page(
-    tmp_path: Path, start_emu: StartEmu
-) -> None:
-    """An incremental run failing on its third page leaves the watermark at the last product of
-    page two; the next run reads the rest and is exact."""
-    emu = await start_emu(products=200)
-    db = tmp_path / "s.db"
-    await sync(db, emu)
-    base = watermark(db)
-    catalog = emu.adobe.catalog
-    changed = list(catalog.skus())[:40]
-    for n, sku in enumerate(changed):
-        catalog.update(sku, price=4.0, updated_at=base + timedelta(seconds=1 + n))
-    emu.adobe.faults.add(Fault(kind="status", status=500, after=2, times=None))
-    failed = await sync(db, emu)
-    assert failed.status == "failed" and failed.totals.pages == 2
-    (row,) = query(db, "SELECT watermark FROM source_state WHERE source='shop'")
-    stored = json.loads(row[0])
-    last_of_page_two = catalog.get(changed[19])
-    assert (
-        format_magento_time(datetime.fromisoformat(stored["since"]))
-        == last_of_page_two["updated_at"]
-    )
-    assert stored["after_id"] == last_of_page_two["id"]
-    assert stored_products(db, "shop")[changed[20]] != catalog.get(changed[20])
-    emu.adobe.faults.clear()
-    assert (await sync(db, emu)).ok
-    assert stored_products(db, "shop") == catalog.snapshot()
-    assert format_magento_time(watermark(db)) == catalog.get(changed[-1])["updated_at"]
+    assert (await sync(db, emu, "full", clock=clock, incremental_overlap=0)).ok
+    assert listings(emu) == 0
 
 
 async def test_a_stock_change_is_invisible_to_incremental_runs_and_found_by_the_next_full(

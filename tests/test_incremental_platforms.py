@@ -1,137 +1,23 @@
-"""What every platform's runs must do alike, over both emulators: tombstones only from full runs,
-revival, resume after a failure, churn during a scan or between its attempts (verified by keyset
-listing), and the cost of an idle incremental.
+"""What every platform's runs must do alike, over both emulators: incremental runs that cost the
+pages holding changes, converge under churn and never pass an uncommitted page; full runs that
+tombstone only what is gone (one probe when nothing moved, a keyset listing when it did), revive,
+resume after a failure, and survive churn during a scan or between its attempts.
 
 What differs between the adapters (request shapes, keysets, time formats) stays in
-test_incremental.py (Adobe Commerce) and test_incremental_americommerce.py.
+test_incremental.py (Adobe Commerce) and test_incremental_americommerce.py; the platforms
+themselves are described in tests/platforms.py.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+import asyncio
+import math
+from datetime import timedelta
 
-import pytest
-
-from syncd.config import SourceSettings
-from syncd.daemon import Runtime
-from syncd.emulator import AdobeConfig, AmeriCommerceConfig, Emulator, EmulatorConfig, Fault
-from syncd.emulator.adobe.app import AdobeEmulator
+from syncd.emulator import Fault
 from syncd.emulator.americommerce.app import AmeriCommerceEmulator
-from syncd.store.base import RunKind
-from syncd.sync import SyncResult
-from tests.support import ac_source, adobe_source, query, settings_for, stored_products
-
-Api = AdobeEmulator | AmeriCommerceEmulator
-ADOBE_GROUP0 = "searchCriteria[filter_groups][0][filters][0]"
-
-
-@dataclass(frozen=True)
-class Platform:
-    """What differs between the platforms here: the emulator, the source, the catalog's field
-    names for a new product, and how the request log shows a probe and a sku listing."""
-
-    name: str
-    config: Callable[[int], EmulatorConfig]
-    source: Callable[..., SourceSettings]
-    api: Callable[[Emulator], Api]
-    product: Callable[[str, str, float], dict[str, Any]]
-    is_probe: Callable[[dict[str, str]], bool]
-    listing: str
-    fetched: Callable[[Api], list[str]]
-    """What the verification fetched by key, in request order (Adobe: skus, AmeriCommerce: ids)."""
-    fetch_key: Callable[[list[str], int], str]
-    """How the product at `index` of the seeded catalog's skus shows in `fetched`."""
-
-
-ADOBE = Platform(
-    "adobe",
-    lambda n: EmulatorConfig(adobe=AdobeConfig(products=n), seed=11),
-    adobe_source,
-    lambda emu: emu.adobe,
-    lambda sku, name, price: {"sku": sku, "name": name, "price": price},
-    lambda q: q.get("searchCriteria[sortOrders][0][field]") == "created_at",
-    "items[id,sku],total_count",
-    lambda api: [
-        r.query[f"{ADOBE_GROUP0}[value]"]
-        for r in api.stats.log
-        if r.query.get(f"{ADOBE_GROUP0}[field]") == "sku"
-    ],
-    lambda skus, index: skus[index],
-)
-AMERICOMMERCE = Platform(
-    "americommerce",
-    lambda n: EmulatorConfig(
-        americommerce=AmeriCommerceConfig(
-            products=n, static_tokens=("ac-console-token",), call_limit=100_000
-        ),
-        seed=11,
-    ),
-    ac_source,
-    lambda emu: emu.americommerce,
-    lambda sku, name, price: {"item_number": sku, "item_name": name, "price": price},
-    lambda q: q.get("sort") == "-created_at",
-    "id,item_number",
-    lambda api: [r.query["id"] for r in api.stats.log if r.query.get("id", "").startswith("eq:")],
-    lambda skus, index: f"eq:{index + 1}",  # the seeded catalog's ids count from 1
-)
-
-
-@dataclass
-class Shop:
-    """One platform's emulator, its API and the database a test syncs it into."""
-
-    platform: Platform
-    emu: Emulator
-    api: Api
-    db: Path
-
-    async def sync(self, kind: RunKind | None = None, **source: Any) -> SyncResult:
-        source.setdefault("incremental_overlap", 0)
-        settings = settings_for(self.db, self.platform.source(self.emu, **source))
-        async with Runtime(settings) as runtime:
-            return await runtime.sync("shop", kind)
-
-    def probes(self) -> list[int]:
-        """Positions (1-based) in the request log of the catalog probes."""
-        return [n for n, r in enumerate(self.api.stats.log, 1) if self.platform.is_probe(r.query)]
-
-    def listings(self) -> int:
-        return sum(r.query.get("fields") == self.platform.listing for r in self.api.stats.log)
-
-    def fetched(self) -> list[str]:
-        return self.platform.fetched(self.api)
-
-    def tombstoned(self) -> set[str]:
-        rows = query(self.db, "SELECT sku FROM products WHERE deleted_at IS NOT NULL")
-        return {r[0] for r in rows}
-
-
-OpenShop = Callable[[int], Awaitable[Shop]]
-
-
-@pytest.fixture(params=[ADOBE, AMERICOMMERCE], ids=lambda p: p.name)
-def platform(request: pytest.FixtureRequest) -> Platform:
-    chosen: Platform = request.param
-    return chosen
-
-
-@pytest.fixture
-async def open_shop(platform: Platform, tmp_path: Path) -> AsyncIterator[Callable[[int], Any]]:
-    """Start the platform's emulator (real clock) with `n` products; closed at teardown."""
-    emulators: list[Emulator] = []
-
-    async def start(products: int) -> Shop:
-        emu = Emulator(platform.config(products))
-        await emu.start()
-        emulators.append(emu)
-        return Shop(platform, emu, platform.api(emu), tmp_path / "s.db")
-
-    yield start
-    for emu in emulators:
-        await emu.close()
+from tests.platforms import ADOBE, OpenShop, open_shop_fixture, platform_fixture  # noqa: F401
+from tests.support import query, stored_products
 
 
 async def test_failed_run_tombstones_nothing_and_the_next_resumes(
@@ -298,3 +184,157 @@ async def test_churn_between_a_failed_attempt_and_its_resume(open_shop: OpenShop
     # and skus[120], which slid into committed page 12.
     assert shop.api.stats.requests == 1 + 18 + 1 + 30 + 1
     assert shop.fetched() == [shop.platform.fetch_key(skus, 120)]
+
+
+async def test_incremental_requests_only_the_pages_that_hold_changes(open_shop: OpenShop) -> None:
+    """After 25 scattered changes (25 distinct milliseconds) an incremental run costs the pages
+    that hold them, and is exact."""
+    shop = await open_shop(600)
+    assert (await shop.sync()).kind == "full"
+    catalog = shop.api.catalog
+    since, _ = shop.watermark()
+    for n, sku in enumerate(list(catalog.skus())[::24]):  # 25 products
+        catalog.update(sku, price=1.5, updated_at=since + timedelta(seconds=1, milliseconds=n))
+    # The watermark is the full scan's start: only the changes are after it.
+    assert sum(shop.updated_at(sku) >= since for sku in catalog.skus()) == 25
+    shop.api.stats.reset()
+    result = await shop.sync()
+    assert result.kind == "incremental" and result.ok, result.error
+    pages = 1 + math.ceil((25 - 10) / shop.platform.per_incremental_page)
+    assert shop.api.stats.requests == pages == 3
+    assert result.totals.items_updated == 25
+    assert stored_products(shop.db, "shop") == catalog.snapshot()
+    if isinstance(shop.api, AmeriCommerceEmulator):  # the keyset is asked for by its sort
+        asked = shop.api.stats.requests_to("/api/v1/products")
+        assert {r.query["sort"] for r in asked} == {"updated_at,id"}
+
+
+async def test_incremental_run_mutated_midway_converges_after_the_next(
+    open_shop: OpenShop,
+) -> None:
+    """Updates, inserts and deletions landing during an incremental run: exact after the next
+    incremental run, and the next full run tombstones the deleted products."""
+    shop = await open_shop(300, latency=0.004)
+    await shop.sync()
+    catalog = shop.api.catalog
+    skus = list(catalog.skus())
+    for sku in skus[:60]:
+        catalog.update(sku, price=2.0)
+
+    def churn() -> None:
+        for sku in skus[5:15]:  # already read: they move to the end of the keyset order
+            catalog.update(sku, price=3.0)
+        for sku in skus[40:44]:  # not read yet: gone before the read reaches them
+            catalog.delete(sku)
+        for n in range(5):
+            shop.insert(f"NEW-{n}", f"new {n}", 9.0)
+
+    mutator = asyncio.create_task(shop.mutate_when(2, churn))
+    first = await shop.sync()
+    await mutator
+    assert first.ok, first.error
+    second = await shop.sync()
+    assert second.kind == "incremental" and second.ok
+    live = stored_products(shop.db, "shop")
+    assert {sku: live[sku] for sku in catalog.snapshot()} == catalog.snapshot()
+    # Deletions are invisible to incremental runs: the next full run tombstones them.
+    assert set(live) - set(catalog.snapshot()) == set(skus[40:44])
+    third = await shop.sync("full")
+    assert third.ok and third.totals.items_deleted == 4
+    assert stored_products(shop.db, "shop") == catalog.snapshot()
+
+
+async def test_full_run_mutated_midway_verifies_and_is_exact(open_shop: OpenShop) -> None:
+    """Deletions shift offsets mid-scan (AmeriCommerce: the last page runs past the end, 404): a
+    keyset listing finds what was missed, then exactly the deleted products are tombstoned."""
+    shop = await open_shop(300, latency=0.004)
+    await shop.sync()
+    catalog = shop.api.catalog
+    skus = list(catalog.skus())
+
+    def churn() -> None:
+        for sku in skus[:12]:
+            catalog.delete(sku)
+        shop.insert("LATE-1", "late", 1.0)
+        shop.rename(skus[200], "changed mid-run")
+
+    shop.api.stats.reset()
+    mutator = asyncio.create_task(shop.mutate_when(3, churn))
+    first = await shop.sync("full", max_concurrency=2)
+    await mutator
+    assert first.ok, first.error
+    assert first.totals.items_deleted == 12
+    assert shop.listings() == math.ceil(289 / 10)  # the verification: keys only, a page per 10
+    assert stored_products(shop.db, "shop") == catalog.snapshot()
+    assert shop.tombstoned() == set(skus[:12])
+    if isinstance(shop.api, AmeriCommerceEmulator):  # pages by number, slid products by id
+        log = shop.api.stats.requests_to("/api/v1/products")
+        assert any(r.status == 404 for r in log)  # page 30 of 289: past the end, no error
+        pages = [r for r in log if "id" not in r.query]
+        assert sorted(int(r.query["page"]) for r in pages) == list(range(1, 31))
+        assert 1 <= len(shop.fetched()) <= 2
+    second = await shop.sync()
+    assert second.kind == "incremental" and second.ok
+    assert stored_products(shop.db, "shop") == catalog.snapshot()
+
+
+PROBES = {
+    "adobe": {
+        "searchCriteria[sortOrders][0][field]": "created_at",
+        "searchCriteria[sortOrders][0][direction]": "DESC",
+        "searchCriteria[pageSize]": "1",
+        "searchCriteria[currentPage]": "1",
+        "fields": "items[id,sku,created_at],total_count",
+    },
+    "americommerce": {
+        "page": "1", "count": "1", "sort": "-created_at", "fields": "id,item_number,created_at"
+    },
+}  # fmt: skip
+"""The probe as each platform's request: the newest product by created_at, trimmed to its keys."""
+
+
+async def test_unchanged_catalog_full_run_costs_its_pages_and_one_probe(
+    open_shop: OpenShop,
+) -> None:
+    """Deletions between runs only: ceil(N/P) pages, then one probe (newest by created_at, one
+    trimmed item), no listing; exactly the deleted products are tombstoned."""
+    shop = await open_shop(300)
+    await shop.sync()
+    catalog = shop.api.catalog
+    gone = list(catalog.skus())[40:43]
+    for sku in gone:
+        catalog.delete(sku)
+    shop.api.stats.reset()
+    result = await shop.sync("full")
+    assert result.ok and result.totals.items_deleted == 3
+    assert shop.api.stats.requests == result.totals.requests == 30 + 1
+    assert shop.probes() == [31] and shop.listings() == 0
+    assert shop.api.stats.log[-1].query == PROBES[shop.platform.name]
+    assert shop.tombstoned() == set(gone)
+    assert stored_products(shop.db, "shop") == catalog.snapshot()
+
+
+async def test_watermark_never_passes_an_uncommitted_page(open_shop: OpenShop) -> None:
+    """An incremental run failing on its third page leaves the watermark at the last product of
+    page two; the next run reads the rest and is exact."""
+    shop = await open_shop(200)
+    await shop.sync()
+    base, _ = shop.watermark()
+    catalog = shop.api.catalog
+    changed = list(catalog.skus())[:40]
+    for n, sku in enumerate(changed):
+        catalog.update(sku, price=4.0, updated_at=base + timedelta(seconds=1 + n))
+    shop.api.faults.add(Fault(kind="status", status=500, after=2, times=None))
+    failed = await shop.sync()
+    assert failed.status == "failed" and failed.totals.pages == 2
+    last_of_page_two = changed[10 + shop.platform.per_incremental_page - 1]
+    since, after_id = shop.watermark()
+    assert since == shop.updated_at(last_of_page_two)
+    if shop.platform is ADOBE:  # its keyset goes on after the last id read
+        assert after_id == catalog.get(last_of_page_two)["id"]
+    unread = changed[changed.index(last_of_page_two) + 1]
+    assert stored_products(shop.db, "shop")[unread] != catalog.get(unread)
+    shop.api.faults.clear()
+    assert (await shop.sync()).ok
+    assert stored_products(shop.db, "shop") == catalog.snapshot()
+    assert shop.watermark()[0] == shop.updated_at(changed[-1])

@@ -19,6 +19,7 @@ from syncd.daemon import ABANDONED, Daemon, Runtime, process_owner
 from syncd.emulator import AdobeConfig, Emulator, EmulatorConfig
 from syncd.errors import SourceBusyError
 from syncd.store import SourceLocks, SqliteStore
+from tests.clocks import FakeClock
 from tests.support import adobe_source, query, settings_for, until
 
 pytestmark = pytest.mark.timeout(30)
@@ -123,11 +124,14 @@ async def test_runs_left_by_this_process_or_another_host_are_failed_at_start(
     """Same host:pid (a container's PID 1 after a restart), this runtime's own owner string, and a
     dead container's hostname: no lock is held, so all are failed and the source runs again."""
     legacy = f"{socket.gethostname()}:{os.getpid()}"
+    clock = FakeClock()  # the runtime's start, so its own owner string is known beforehand
     await open_run(db, legacy)
-    await open_run(db, process_owner(datetime.now(UTC)))
+    own = process_owner(clock.now())
+    await open_run(db, own)
     await open_run(db, OTHER, source="gone-source")
     with capture_logs() as logs:
-        async with Runtime(settings_for(db, adobe_source(emu))) as runtime:
+        async with Runtime(settings_for(db, adobe_source(emu)), clock) as runtime:
+            assert runtime.owner == own
             result = await runtime.sync("shop")
     assert result.ok
     assert statuses(db) == [

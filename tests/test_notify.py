@@ -19,7 +19,7 @@ from syncd import cli
 from syncd.daemon import Daemon, Runtime
 from syncd.emulator import AdobeConfig, Emulator, EmulatorConfig
 from syncd.ops.notify import Notifier, socket_address, watchdog_interval
-from tests.clocks import ManualClock
+from tests.clocks import ManualClock, scheduler_on
 from tests.support import adobe_source, settings_for, until
 
 pytestmark = pytest.mark.timeout(30)
@@ -147,10 +147,11 @@ async def test_keep_alive_pings_on_the_injected_clock(systemd: FakeSystemd, tmp_
 
 
 async def test_daemon_sends_ready_status_watchdog_stopping_in_order(
-    systemd: FakeSystemd, tmp_path: Path, emu: Emulator
+    systemd: FakeSystemd, tmp_path: Path, emu: Emulator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """READY after the schedule is loaded, STATUS after the run, pings on the clock, STOPPING last."""
-    clock = ManualClock(datetime.now(UTC))
+    clock = ManualClock(datetime(2026, 1, 1, 1, 30, tzinfo=UTC))
+    scheduler_on(clock, monkeypatch)  # APScheduler's time too
     settings = settings_for(tmp_path / "s.db", adobe_source(emu, schedule="1h"))
     notifier = Notifier(str(tmp_path / "notify"), watchdog=10.0)
     async with Runtime(settings, clock) as runtime:

@@ -23,7 +23,7 @@ from syncd.http.adaptive import RateTuning
 from syncd.http.client import SourceClient
 from syncd.http.retry import RetryPolicy
 from syncd.http.throttle import AdaptiveThrottle, Throttle
-from tests.virtual_time import LoopClock, run_virtual
+from tests.clocks import VirtualClock
 
 
 @dataclass
@@ -46,7 +46,7 @@ class Store:
 
     rate: float
     burst: int
-    clock: LoopClock
+    clock: VirtualClock
     refuse: frozenset[int] = frozenset()
     seed: int = 1
     arrivals: list[tuple[float, int]] = field(default_factory=list)
@@ -59,12 +59,12 @@ class Store:
         return _Exchange(self)
 
     async def answer(self) -> _Answer:
-        await asyncio.sleep(self._rng.uniform(0.001, 0.006))  # on the way in
+        await self.clock.sleep(self._rng.uniform(0.001, 0.006))  # on the way in
         wait = self._bucket.take()
         if len(self.arrivals) + 1 in self.refuse:
             wait = wait or 0.05  # a stray 429: another client of the store spent the token
         self.arrivals.append((self.clock.monotonic(), 200 if wait is None else 429))
-        await asyncio.sleep(0.02 + self._rng.uniform(0, 0.01))  # work and the way back
+        await self.clock.sleep(0.02 + self._rng.uniform(0, 0.01))  # work and the way back
         if wait is None:
             return _Answer(200, {})
         return _Answer(429, {"Retry-After": str(max(1, math.ceil(wait)))})
@@ -114,7 +114,7 @@ def paced(store: Store, rate: float, burst: int) -> list[Throttle]:
 
 async def drain(client: SourceClient, requests: int, workers: int = 8) -> float:
     """`requests` GETs by `workers` workers; returns the virtual seconds they took."""
-    loop = asyncio.get_running_loop()
+    loop = asyncio.get_running_loop()  # its time is the test's VirtualClock ("loop" rule)
     stats = RequestStats()
     todo = iter(range(requests))
 
@@ -131,12 +131,14 @@ async def drain(client: SourceClient, requests: int, workers: int = 8) -> float:
 def test_at_the_store_limit_nothing_is_refused(rate: float, burst: int) -> None:
     """Configured with the store's rate and burst, 300 requests draw no 429 and use the limit."""
 
+    clock = VirtualClock(advance="loop")
+
     async def main() -> tuple[Store, float]:
-        store = Store(rate, burst, LoopClock())
+        store = Store(rate, burst, clock)
         wall = await drain(client_for(store, paced(store, rate, burst)), 300)
         return store, wall
 
-    store, wall = run_virtual(main())
+    store, wall = clock.run(main())
     assert store.refused_at == []
     assert store.accepted_share(wall) >= 0.95
 
@@ -146,13 +148,15 @@ def test_a_stray_429_costs_one_answer_and_holds_every_worker(rate: float, burst:
     """One refused request: nothing reaches the store during its Retry-After, and the workers
     that waited meanwhile do not leave together when it ends (which drew more 429s)."""
 
+    clock = VirtualClock(advance="loop")
+
     async def main() -> tuple[Store, float]:
-        store = Store(rate, burst, LoopClock(), refuse=frozenset({30}))
+        store = Store(rate, burst, clock, refuse=frozenset({30}))
         wall = await drain(client_for(store, paced(store, rate, burst)), 300)
         return store, wall
 
     with capture_logs() as logs:
-        store, wall = run_virtual(main())
+        store, wall = clock.run(main())
     (refused,) = store.refused_at
     pause = next(e["retry_after"] for e in logs if e["event"] == "http.rate_limited")
     during = [at for at, _ in store.arrivals if refused < at < refused + pause]
@@ -164,23 +168,27 @@ def test_a_stray_429_costs_one_answer_and_holds_every_worker(rate: float, burst:
 def test_fixed_rate_paces_at_the_configured_rate() -> None:
     """RateThrottle(10/s, burst 1): 51 requests take 5 s, whatever the concurrency."""
 
+    clock = VirtualClock(advance="loop")
+
     async def main() -> float:
-        store = Store(1000, 1000, LoopClock())
+        store = Store(1000, 1000, clock)
         return await drain(client_for(store, [RateThrottle(10, 1)]), 51)
 
-    wall = run_virtual(main())
+    wall = clock.run(main())
     assert 5.0 <= wall <= 5.1
 
 
 def test_burst_above_one_keeps_a_reserve_for_jitter() -> None:
     """Burst 10 at 100/s: 5 requests leave at once (50 ms of jitter's worth is held back)."""
 
+    clock = VirtualClock(advance="loop")
+
     async def main() -> Store:
-        store = Store(1000, 1000, LoopClock())
+        store = Store(1000, 1000, clock)
         await drain(client_for(store, [RateThrottle(100, 10)], concurrency=20), 20, workers=20)
         return store
 
-    store = run_virtual(main())
+    store = clock.run(main())
     first = store.arrivals[0][0]
     at_once = sum(1 for at, _ in store.arrivals if at - first < 0.007)
     assert at_once == 5
@@ -191,10 +199,11 @@ def test_cancelled_waiters_give_their_places_back() -> None:
     the first cut, the next 429 (an answer at the new rate) cuts again. Counted as leaked, they
     made it look like a late answer to the old flight, so the rate stayed too high."""
 
+    clock = VirtualClock(advance="loop")
     cuts: list[float | None] = []
 
     async def main() -> None:
-        store = Store(1000, 1000, LoopClock(), refuse=frozenset({2, 3}))
+        store = Store(1000, 1000, clock, refuse=frozenset({2, 3}))
         adaptive = AdaptiveThrottle(
             "shop",
             store.clock,
@@ -216,13 +225,13 @@ def test_cancelled_waiters_give_their_places_back() -> None:
             asyncio.ensure_future(client.get_json("http://store.test/p", stats=stats))
             for _ in range(6)
         ]
-        await asyncio.sleep(0.5)
+        await clock.sleep(0.5)
         for task in waiting:
             task.cancel()
         await asyncio.gather(*waiting, return_exceptions=True)
         await client.get_json("http://store.test/p", stats=stats)  # 429, 429, then 200
 
-    run_virtual(main())
+    clock.run(main())
     # Both 429s cut: the second from the rate the first one set (the floor here).
     assert len(cuts) == 2 and cuts[0] is None and cuts[1] is not None
 
@@ -237,8 +246,10 @@ def test_without_a_configured_rate_the_source_settles_below_the_store_limit(
     second half of the run draws at most one 429 (a probe) and still gets >= 90% of the rate.
     (It used to be released at full speed after recovering, and drew a 429 each time.)"""
 
+    clock = VirtualClock(advance="loop")
+
     async def main() -> tuple[Store, float]:
-        store = Store(rate, burst, LoopClock())
+        store = Store(rate, burst, clock)
         adaptive = AdaptiveThrottle(
             "shop",
             store.clock,
@@ -249,9 +260,9 @@ def test_without_a_configured_rate_the_source_settles_below_the_store_limit(
         wall = await drain(client_for(store, [adaptive]), requests)
         return store, wall
 
-    store, wall = run_virtual(main())
-    half = wall / 2
-    late = [(at, status) for at, status in store.arrivals if at >= half]
+    store, wall = clock.run(main())
+    halfway = clock.monotonic() - wall / 2  # the run ended at the clock's time
+    late = [(at, status) for at, status in store.arrivals if at >= halfway]
     assert sum(1 for _, status in late if status == 429) <= 1
     accepted = sum(1 for _, status in late if status == 200)
-    assert accepted / (rate * (wall - half)) >= 0.9
+    assert accepted / (rate * wall / 2) >= 0.9

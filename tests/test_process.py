@@ -1,96 +1,34 @@
-"""Real processes and real signals: SIGTERM drains `syncd run`, SIGKILL of `syncd sync` resumes
-(on both platforms: the resume is the engine's, the request shapes are each adapter's)."""
+"""Real processes and real signals: SIGTERM drains `syncd run`; SIGTERM or SIGINT ends `syncd sync`
+as Ctrl-C does, with the run recorded; SIGKILL of `syncd sync` resumes (on both platforms: the
+resume is the engine's, the request shapes are each adapter's)."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from syncd.config import SourceSettings
 from syncd.daemon import Runtime
-from syncd.emulator import AdobeConfig, AmeriCommerceConfig, Emulator, EmulatorConfig
-from syncd.emulator.adobe.app import AdobeEmulator
-from syncd.emulator.americommerce.app import AmeriCommerceEmulator
-from tests.support import ac_source, adobe_source, query, settings_for, stored_products, until
+from syncd.emulator import Emulator
+from tests.platforms import ADOBE, PLATFORMS, Platform
+from tests.support import query, settings_for, stored_products, until
 
 pytestmark = pytest.mark.timeout(60)
-AC_TOKEN = "ac-console-token"
-
-
-@dataclass(frozen=True)
-class Platform:
-    """What differs between the platforms for these tests: the emulator, the source's config
-    section, its secret (given by environment, never to be printed), and the emulator's API."""
-
-    name: str
-    config: EmulatorConfig
-    source_section: Callable[[Emulator], str]
-    secret_env: str
-    secret: str
-    settings: Callable[..., SourceSettings]
-    api: Callable[[Emulator], AdobeEmulator | AmeriCommerceEmulator]
-
-
-def _adobe_section(emu: Emulator) -> str:
-    adobe = emu.adobe.config
-    return f"""kind = "adobe_commerce"
-base_url = "{emu.url}"
-
-[sources.auth]
-token_url = "{emu.ims_token_url}"
-client_id = "{adobe.client_id}"
-org_id = "{adobe.org_id}"
-"""
-
-
-def _ac_section(emu: Emulator) -> str:
-    return f"""kind = "americommerce"
-base_url = "{emu.url}"
-
-[sources.auth]
-auth_scheme = "current"
-"""
-
-
-# 2,000 products served slowly (10 ms a request) so that a run lasts long enough to interrupt.
-ADOBE = Platform(
-    "adobe",
-    EmulatorConfig(adobe=AdobeConfig(products=2000, latency=0.01), seed=5),
-    _adobe_section,
-    "SYNCD_SECRET_SHOP_CLIENT_SECRET",
-    "syncd-emulator-secret",
-    adobe_source,
-    lambda emu: emu.adobe,
-)
-AMERICOMMERCE = Platform(
-    "americommerce",
-    EmulatorConfig(
-        americommerce=AmeriCommerceConfig(
-            products=2000, latency=0.01, static_tokens=(AC_TOKEN,), call_limit=100_000
-        ),
-        seed=5,
-    ),
-    _ac_section,
-    "SYNCD_SECRET_SHOP_STATIC_TOKEN",
-    AC_TOKEN,
-    ac_source,
-    lambda emu: emu.americommerce,
-)
 
 
 @asynccontextmanager
 async def slow_emulator(platform: Platform) -> AsyncIterator[Emulator]:
-    """The platform's slow emulator on loopback."""
-    async with Emulator(platform.config) as emu:
+    """The platform's emulator on loopback with 2,000 products served slowly (10 ms a request),
+    so that a run lasts long enough to interrupt."""
+    async with Emulator(platform.emulator(2000, seed=5, latency=0.01)) as emu:
         yield emu
 
 
@@ -114,7 +52,7 @@ name = "shop"
 page_size = 10
 max_concurrency = 2
 schedule = "1h"
-{platform.source_section(emu)}"""
+{platform.section(emu)}"""
     )
     return path
 
@@ -160,7 +98,7 @@ async def test_sigterm_leaves_a_cancelled_run_and_a_consistent_database(tmp_path
     assert b'"daemon.stopped"' in stderr
 
 
-@pytest.mark.parametrize("platform", [ADOBE, AMERICOMMERCE], ids=lambda p: p.name)
+@pytest.mark.parametrize("platform", PLATFORMS, ids=lambda p: p.name)
 async def test_sigkill_mid_sync_is_detected_and_the_next_run_resumes(
     tmp_path: Path, platform: Platform
 ) -> None:
@@ -178,7 +116,7 @@ async def test_sigkill_mid_sync_is_detected_and_the_next_run_resumes(
         stored_before = stored_count(db)
         api.stats.reset()
         overrides: dict[str, Any] = {"page_size": 10, "max_concurrency": 4}
-        settings = settings_for(db, platform.settings(emu, **overrides))
+        settings = settings_for(db, platform.source(emu, **overrides))
         async with Runtime(settings) as runtime:
             result = await runtime.sync("shop")
         assert result.ok and result.kind == "full"
@@ -190,3 +128,42 @@ async def test_sigkill_mid_sync_is_detected_and_the_next_run_resumes(
         assert api.stats.requests < 200 - 30  # committed pages were not fetched again
         assert stored_products(db, "shop") == api.catalog.snapshot()
     assert query(db, "SELECT count(*) FROM products WHERE deleted_at IS NOT NULL") == [(0,)]
+
+
+SIGNALS = {
+    signal.SIGTERM: (143, "syncd sync was stopped by SIGTERM during the run",
+                     "syncd: terminated (SIGTERM); the run is recorded as cancelled"),
+    signal.SIGINT: (130, "the run was stopped before it finished", "syncd: interrupted"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("sig", list(SIGNALS), ids=lambda s: s.name)
+async def test_a_signal_cancels_a_manual_sync_records_it_and_exits_128_plus_it(
+    tmp_path: Path, sig: signal.Signals
+) -> None:
+    """SIGTERM as SIGINT (Ctrl-C) mid-run: the run is `cancelled` (not left `running`) with a
+    reason that speaks of no daemon, the final `sync.finished` line is logged, one line says so,
+    exit 143 (130)."""
+    code, reason, last_line = SIGNALS[sig]
+    async with slow_emulator(ADOBE) as emu:
+        config = write_config(tmp_path, emu)
+        db = tmp_path / "syncd.db"
+        proc = await start_syncd(config, "sync", "shop")
+        await until(lambda: stored_count(db) >= 100, limit=30)
+        proc.send_signal(sig)
+        async with asyncio.timeout(15):
+            _, stderr_bytes = await proc.communicate()
+    stderr = stderr_bytes.decode()
+    assert proc.returncode == code, stderr[-2000:]
+    ((status, error, seen, pages),) = query(
+        db, "SELECT status, error, items_seen, pages FROM sync_runs"
+    )
+    assert status == "cancelled", (status, error)
+    assert error == reason
+    assert stored_count(db) == seen == pages * 10  # whole pages only
+    lines = stderr.strip().splitlines()
+    assert lines[-1] == last_line
+    events = [json.loads(line) for line in lines if line.startswith("{")]
+    finished = [e for e in events if e["event"] == "sync.finished"]
+    assert len(finished) == 1 and finished[0]["status"] == "cancelled"
+    assert "Traceback" not in stderr

@@ -1,6 +1,7 @@
 """The schedule against the wall clock: a step back does not stall it, and a job the scheduler has
-stopped firing makes the daemon unhealthy. All on an injected clock that starts at the real time
-(APScheduler reads the system clock): no test waits for a slot."""
+stopped firing makes the daemon unhealthy. All on an injected clock that APScheduler reads too
+(`scheduler_on`), as it reads the system's wall clock outside tests: a step of that clock is a
+step for both, and no test waits for a slot."""
 
 from __future__ import annotations
 
@@ -17,20 +18,30 @@ from syncd.daemon import Daemon, Runtime
 from syncd.emulator import AdobeConfig, Emulator, EmulatorConfig
 from syncd.schedule import parse_schedule
 from syncd.scheduler import SourceScheduler
-from tests.clocks import FakeClock, ManualClock
+from tests.clocks import FakeClock, ManualClock, scheduler_on
 from tests.support import adobe_source, settings_for, until
 
 pytestmark = pytest.mark.timeout(30)
+
+
+START = datetime(2026, 1, 1, 1, 30, tzinfo=UTC)
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
+    """The wall and monotonic time of the test, APScheduler's too."""
+    clock = FakeClock(START)
+    scheduler_on(clock, monkeypatch)
+    return clock
 
 
 async def never() -> None:
     """A job these tests never let run."""
 
 
-async def test_a_backward_step_moves_every_next_run_back_by_the_step() -> None:
+async def test_a_backward_step_moves_every_next_run_back_by_the_step(clock: FakeClock) -> None:
     """The wall clock steps back 10 minutes: each job keeps its monotonic deadline (its wall
     time moves back by the step), and the step is logged once."""
-    clock = FakeClock(datetime.now(UTC))
     scheduler = SourceScheduler(clock=clock)
     first = clock.now() + timedelta(hours=1)
     scheduler.add("shop", parse_schedule("1h"), never, first)
@@ -53,9 +64,8 @@ async def test_a_backward_step_moves_every_next_run_back_by_the_step() -> None:
         scheduler.shutdown()
 
 
-async def test_a_forward_step_moves_nothing() -> None:
+async def test_a_forward_step_moves_nothing(clock: FakeClock) -> None:
     """Forward, the jobs are merely late: APScheduler runs them at once, nothing is moved."""
-    clock = FakeClock(datetime.now(UTC))
     scheduler = SourceScheduler(clock=clock)
     first = clock.now() + timedelta(hours=1)
     scheduler.add("shop", parse_schedule("1h"), never, first)
@@ -68,7 +78,9 @@ async def test_a_forward_step_moves_nothing() -> None:
         scheduler.shutdown()
 
 
-async def test_the_run_due_when_the_clock_stepped_back_happens_at_its_wake_up() -> None:
+async def test_the_run_due_when_the_clock_stepped_back_happens_at_its_wake_up(
+    clock: FakeClock,
+) -> None:
     """The job is due in 10 minutes; 10 minutes pass (monotonic) and meanwhile the wall clock
     steps back 10 minutes, so by the wall clock (APScheduler's) it is still 10 minutes away. The
     timer's wake-up runs it anyway: without the realignment it would wait another 10 minutes."""
@@ -77,7 +89,6 @@ async def test_the_run_due_when_the_clock_stepped_back_happens_at_its_wake_up() 
     async def job() -> None:
         calls.append(clock.now())
 
-    clock = FakeClock(datetime.now(UTC))
     scheduler = SourceScheduler(clock=clock)
     scheduler.add("shop", parse_schedule("1h"), job, clock.now() + timedelta(minutes=10))
     scheduler.start()
@@ -86,16 +97,15 @@ async def test_the_run_due_when_the_clock_stepped_back_happens_at_its_wake_up() 
         clock.step_wall(-600)
         scheduler._scheduler.wakeup()  # what APScheduler's monotonic timer does at the deadline
         await until(lambda: len(calls) == 1)
-        upcoming = scheduler.next_run("shop")
-        assert upcoming is not None and upcoming > datetime.now(UTC) + timedelta(minutes=50)
+        assert calls == [START]  # the wall time it was due at, once the step was taken back
+        assert scheduler.next_run("shop") == START + timedelta(hours=1)
     finally:
         scheduler.shutdown()
 
 
-async def test_a_job_not_fired_for_more_than_its_period_is_overdue() -> None:
+async def test_a_job_not_fired_for_more_than_its_period_is_overdue(clock: FakeClock) -> None:
     """Overdue is judged on the monotonic clock: late by more than a period counts, less does
     not, and a wall step forward is no lateness."""
-    clock = FakeClock(datetime.now(UTC))
     scheduler = SourceScheduler(clock=clock)
     scheduler.add("shop", parse_schedule("15m"), never, clock.now() + timedelta(minutes=1))
     scheduler.start()
@@ -117,10 +127,13 @@ async def emu() -> AsyncIterator[Emulator]:
         yield emulator
 
 
-async def test_healthz_is_unhealthy_while_a_job_is_overdue(tmp_path: Path, emu: Emulator) -> None:
+async def test_healthz_is_unhealthy_while_a_job_is_overdue(
+    tmp_path: Path, emu: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The start-up run done, the hourly job's next run is an hour away; two hours later (by the
     daemon's clock) it has not fired: /healthz answers 503 naming the job and how late it is."""
-    clock = ManualClock(datetime.now(UTC))
+    clock = ManualClock(START)
+    scheduler_on(clock, monkeypatch)
     settings = settings_for(tmp_path / "s.db", adobe_source(emu, schedule="1h"))
     settings = settings.model_copy(update={"health": HealthSettings(enabled=True, port=0)})
 

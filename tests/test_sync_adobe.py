@@ -1,4 +1,5 @@
-"""Adobe Commerce end to end: the real engine, client and store against the emulator on loopback."""
+"""Adobe Commerce end to end: the real engine, client and store against the emulator on loopback;
+what both platforms share is in test_sync_platforms.py."""
 
 from __future__ import annotations
 
@@ -44,23 +45,6 @@ async def start_emu() -> AsyncIterator[StartEmu]:
 async def sync(db: Path, emu: Emulator, kind: str | None = None, **source: object) -> SyncResult:
     async with Runtime(settings_for(db, adobe_source(emu, **source))) as runtime:  # type: ignore[arg-type]
         return await runtime.sync("shop", kind)  # type: ignore[arg-type]
-
-
-async def test_full_sync_stores_every_product_once_as_received(
-    tmp_path: Path, start_emu: StartEmu
-) -> None:
-    """Every catalog product lands exactly once, with the payload the API served."""
-    emu = await start_emu(products=237)
-    result = await sync(tmp_path / "s.db", emu)
-    assert result.ok, result.error
-    assert stored_products(tmp_path / "s.db", "shop") == emu.adobe.catalog.snapshot()
-    assert query(tmp_path / "s.db", "SELECT count(*), count(DISTINCT sku) FROM products") == [
-        (237, 237)
-    ]
-    t = result.totals
-    # 24 pages, then the probe (the newest product by created_at: the catalog did not change).
-    assert (t.pages, t.items_seen, t.items_created, t.requests) == (24, 237, 237, 25)
-    assert emu.adobe.stats.token_requests == 1
 
 
 async def test_columns_are_extracted(tmp_path: Path, start_emu: StartEmu) -> None:
@@ -193,55 +177,6 @@ async def test_token_is_refreshed_before_it_expires(tmp_path: Path) -> None:
     assert events == ["issued", "refreshed"]
 
 
-async def test_ims_error_body_surfaces_and_fails_the_run(
-    tmp_path: Path, start_emu: StartEmu
-) -> None:
-    """A refused client_credentials grant fails the run with IMS's error and description."""
-    emu = await start_emu(products=10)
-    emu.adobe.set_client_disabled(True)
-    result = await sync(tmp_path / "s.db", emu)
-    assert result.status == "failed"
-    assert "invalid_client" in (result.error or "") and "HTTP 4" in (result.error or "")
-    assert emu.adobe.config.client_secret not in (result.error or "")
-    (event,) = query(tmp_path / "s.db", "SELECT event, detail FROM token_events")
-    assert event[0] == "failed" and "invalid_client" in event[1]
-    assert emu.adobe.stats.requests == 0
-
-
-@pytest.mark.parametrize(
-    ("body", "expected"),
-    [
-        ('{"items": [null], "total_count": 40}', "item 0 is NoneType, not a JSON object"),
-        ('{"items": [{"sku": "A"}, 7], "total_count": 40}', "item 1 is int, not a JSON object"),
-        ('{"items": {"0": {}}, "total_count": 40}', "has no 'items' list"),
-        ("[]", "has no 'items' list"),
-        ('{"items": [], "total_count": "many"}', "has no integer total_count (got 'many')"),
-        ('{"items": [], "total_count": true}', "has no integer total_count (got True)"),
-        ('{"items": [{"id": 3}], "total_count": 40}', "a product without a sku"),
-    ],
-)
-async def test_a_malformed_answer_fails_the_run_clearly_and_loses_nothing(
-    tmp_path: Path, start_emu: StartEmu, body: str, expected: str
-) -> None:
-    """A 200 whose JSON has the wrong shape: the run is failed with one line naming the URL and
-    the page, the products stored before are untouched, and nothing is tombstoned."""
-    emu = await start_emu(products=40)
-    db = tmp_path / "s.db"
-    assert (await sync(db, emu)).ok
-    before = stored_products(db, "shop")
-    emu.adobe.faults.add(Fault("json", body=body, after=1))
-    result = await sync(db, emu, "full", max_concurrency=1)
-    assert result.status == "failed"
-    error = result.error or ""
-    assert expected in error and "\n" not in error, error
-    assert f"{emu.url}/rest/V1/products page 2" in error or "without a sku" in error
-    assert query(db, "SELECT status, error FROM sync_runs WHERE id = ?", result.run_id) == [
-        ("failed", error)
-    ]
-    assert stored_products(db, "shop") == before == emu.adobe.catalog.snapshot()
-    assert query(db, "SELECT count(*) FROM products WHERE deleted_at IS NOT NULL") == [(0,)]
-
-
 async def test_an_internal_error_shows_a_token_by_its_fingerprint_only(
     tmp_path: Path, start_emu: StartEmu, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -347,27 +282,6 @@ async def test_a_page_size_over_the_store_limit_names_the_real_limit(
     assert emu.adobe.stats.requests == 1  # a refusal is not retried
     assert stored_products(db, "shop") == {}
     assert (await sync(db, emu, page_size=50)).ok
-
-
-async def test_a_store_that_silently_caps_page_size_fails_the_full_run_clearly(
-    tmp_path: Path, start_emu: StartEmu
-) -> None:
-    """A store that serves 50 items when 100 are asked (no 400) would leave half of every page
-    unread: page 1 shows it, the run fails naming the limit, and what is stored stays."""
-    emu = await start_emu(products=300, page_size_cap=50, page_size_cap_silent=True)
-    db = tmp_path / "s.db"
-    assert (await sync(db, emu, page_size=50)).ok
-    before = stored_products(db, "shop")
-    emu.adobe.stats.reset()
-    result = await sync(db, emu, "full", page_size=100)
-    assert result.status == "failed"
-    assert result.error == (
-        "source 'shop': asked for page_size=100 but the store returned 50 of 300 products on "
-        "page 1; the store caps the page size (input limits), set page_size to at most 50"
-    )
-    assert emu.adobe.stats.requests == 1
-    assert stored_products(db, "shop") == before == emu.adobe.catalog.snapshot()
-    assert query(db, "SELECT count(*) FROM products WHERE deleted_at IS NOT NULL") == [(0,)]
 
 
 async def test_an_incremental_run_reads_everything_from_a_silently_capping_store(

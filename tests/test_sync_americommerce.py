@@ -1,9 +1,8 @@
-"""AmeriCommerce end to end: the real engine, client, throttle and store against the emulator."""
+"""AmeriCommerce end to end: the real engine, client, throttle and store against the emulator; what
+both platforms share is in test_sync_platforms.py."""
 
 from __future__ import annotations
 
-import io
-import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -17,7 +16,6 @@ from syncd.config import load_settings
 from syncd.daemon import Runtime
 from syncd.emulator import AmeriCommerceConfig, Emulator, EmulatorConfig, Fault
 from syncd.errors import ConfigError
-from syncd.logging import configure_logging
 from syncd.sources.americommerce import to_record
 from syncd.sources.americommerce_query import (
     any_of,
@@ -65,32 +63,6 @@ async def sync(
         return await runtime.sync("shop", kind)  # type: ignore[arg-type]
 
 
-def product_requests(emu: Emulator) -> list[dict[str, str]]:
-    return [r.query for r in emu.americommerce.stats.requests_to(PRODUCTS)]
-
-
-async def test_full_sync_stores_every_product_once_as_received(
-    tmp_path: Path, start_emu: StartEmu
-) -> None:
-    """237 products in pages of 10: each page once, sorted by id, none past the end, then the
-    probe (the newest product by created_at): 25 requests."""
-    emu = await start_emu(products=237)
-    db = tmp_path / "s.db"
-    result = await sync(db, emu)
-    assert result.ok, result.error
-    assert stored_products(db, "shop") == emu.americommerce.catalog.snapshot()
-    assert query(db, "SELECT count(*), count(DISTINCT sku) FROM products") == [(237, 237)]
-    t = result.totals
-    assert (t.pages, t.items_seen, t.items_created, t.requests, t.rate_limited) == (
-        24, 237, 237, 25, 0
-    )  # fmt: skip
-    *asked, probe = product_requests(emu)
-    assert sorted(int(q["page"]) for q in asked) == list(range(1, 25))
-    assert {(q["count"], q["sort"]) for q in asked} == {("10", "id")}
-    assert (probe["count"], probe["sort"]) == ("1", "-created_at")
-    assert emu.americommerce.stats.cache_hits == 0
-
-
 @pytest.mark.parametrize("utc_offset", [-300, 330])
 async def test_columns_are_extracted_and_times_normalised_to_utc(
     tmp_path: Path, start_emu: StartEmu, utc_offset: int
@@ -128,16 +100,6 @@ async def test_no_cache_header_reads_past_the_store_cache(
     assert again.totals.items_updated == 1
     assert stored_products(db, "shop")[sku]["item_name"] == "Renamed"
     assert emu.americommerce.stats.cache_hits == 0
-
-
-async def test_capped_count_is_a_clear_error(tmp_path: Path, start_emu: StartEmu) -> None:
-    """A store that serves fewer products per page than asked fails the run, saying what to set."""
-    emu = await start_emu(products=120, max_count=50)
-    db = tmp_path / "s.db"
-    result = await sync(db, emu, page_size=100)
-    assert result.status == "failed"
-    assert "count=100" in (result.error or "") and "at most 50" in (result.error or "")
-    assert query(db, "SELECT count(*) FROM products") == [(0,)]
 
 
 async def test_page_one_answering_404_fails_and_tombstones_nothing(
@@ -189,22 +151,6 @@ async def test_window_spent_by_another_app_is_waited_out(
     assert result.ok, result.error
     assert emu.americommerce.stats.rate_limited == 1 and result.totals.rate_limited == 1
     assert stored_products(tmp_path / "s.db", "shop") == emu.americommerce.catalog.snapshot()
-
-
-async def test_refused_token_fails_clearly_and_never_leaks(
-    tmp_path: Path, start_emu: StartEmu
-) -> None:
-    """A revoked admin-console token: the run fails on the second 401, and neither the error nor
-    any log line carries the token."""
-    emu = await start_emu(products=10)
-    emu.americommerce.revoke_tokens(static_tokens=True)
-    stream = io.StringIO()
-    configure_logging("info", "json", stream)
-    result = await sync(tmp_path / "s.db", emu)
-    assert result.status == "failed" and "401" in (result.error or "")
-    assert TOKEN not in (result.error or "") and TOKEN not in stream.getvalue()
-    finished = [json.loads(line) for line in stream.getvalue().splitlines()]
-    assert any(e["event"] == "sync.finished" and e["status"] == "failed" for e in finished)
 
 
 # -- the pure parts: datetimes, record mapping, the keyset cursor, URL batches ----------------
@@ -291,36 +237,3 @@ def test_bad_americommerce_settings_name_the_field(tmp_path: Path) -> None:
     )
     assert any(p.startswith("sources[0] (shop).call_window: 0 is invalid") for p in problems)
     assert "secret-console-token" not in str(caught.value)
-
-
-@pytest.mark.parametrize(
-    ("body", "expected"),
-    [
-        ('{"total_count": 40, "products": [null]}', "product 0 is NoneType, not a JSON object"),
-        ('{"total_count": 40, "products": [{}, "x"]}', "product 1 is str, not a JSON object"),
-        ('{"total_count": 40, "products": {}}', "has no 'products' list"),
-        ('{"total_count": "lots", "products": []}', "has no integer total_count (got 'lots')"),
-        ('{"total_count": -1, "products": []}', "has no integer total_count (got -1)"),
-        ('{"total_count": 40, "products": [{"id": 3}]}', "without an item_number"),
-    ],
-)
-async def test_a_malformed_answer_fails_the_run_clearly_and_loses_nothing(
-    tmp_path: Path, start_emu: StartEmu, body: str, expected: str
-) -> None:
-    """A 200 whose JSON has the wrong shape: the run is failed with one line naming the URL and
-    the page, the products stored before are untouched, and nothing is tombstoned."""
-    emu = await start_emu(products=40)
-    db = tmp_path / "s.db"
-    assert (await sync(db, emu)).ok
-    before = stored_products(db, "shop")
-    emu.americommerce.faults.add(Fault("json", body=body, after=1))
-    result = await sync(db, emu, "full", max_concurrency=1)
-    assert result.status == "failed"
-    error = result.error or ""
-    assert expected in error and "\n" not in error, error
-    assert f"page 2 of {emu.url}/api/v1/products" in error or "item_number" in error
-    assert query(db, "SELECT status, error FROM sync_runs WHERE id = ?", result.run_id) == [
-        ("failed", error)
-    ]
-    assert stored_products(db, "shop") == before == emu.americommerce.catalog.snapshot()
-    assert query(db, "SELECT count(*) FROM products WHERE deleted_at IS NOT NULL") == [(0,)]

@@ -6,12 +6,13 @@ from __future__ import annotations
 import io
 import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from syncd.clock import Clock
 from syncd.config import AdobeCommerceSourceSettings
 from syncd.daemon import Runtime
 from syncd.emulator import AdobeConfig, Emulator, EmulatorConfig, Fault
@@ -25,11 +26,11 @@ StartEmu = Callable[..., Awaitable[Emulator]]
 
 @pytest.fixture
 async def start_emu() -> AsyncIterator[StartEmu]:
-    """Start emulators (real clock) that are closed at teardown."""
+    """Start emulators (the real clock unless given one) that are closed at teardown."""
     emulators: list[Emulator] = []
 
-    async def start(**adobe: Any) -> Emulator:
-        emu = Emulator(EmulatorConfig(adobe=AdobeConfig(**adobe), seed=5))
+    async def start(clock: Clock | None = None, **adobe: Any) -> Emulator:
+        emu = Emulator(EmulatorConfig(adobe=AdobeConfig(**adobe), seed=5), clock)
         await emu.start()
         emulators.append(emu)
         return emu
@@ -208,8 +209,9 @@ async def test_a_clock_far_ahead_of_the_stores_is_named(
 ) -> None:
     """Signed with a clock 11 minutes ahead, the request is Magento's timestamp 400: the run
     fails saying which clock to fix."""
-    emu = await start_emu(products=3)
-    ahead = FakeClock(datetime.now(UTC) + timedelta(minutes=11))
+    store_time = FakeClock()
+    emu = await start_emu(clock=store_time, products=3)
+    ahead = FakeClock(store_time.now() + timedelta(minutes=11))
     settings = settings_for(tmp_path / "s.db", source_for(emu, auth_for(emu, "oauth1")))
     async with Runtime(settings, clock=ahead) as runtime:
         result = await runtime.sync("shop", "full")

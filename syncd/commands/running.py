@@ -10,6 +10,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from syncd.clock import Clock
 from syncd.commands.output import ProgressBar, print_result
 from syncd.config import (
     Settings,
@@ -21,19 +22,23 @@ from syncd.store.base import RunKind
 from syncd.store.factory import store_name
 
 
-async def run_daemon(args: argparse.Namespace, settings: Settings) -> int:
+async def run_daemon(
+    args: argparse.Namespace, settings: Settings, *, clock: Clock | None = None
+) -> int:
     """`syncd run`: schedule every source until SIGTERM/SIGINT."""
     require_runnable(settings)
     notifier = Notifier.from_environ(os.environ)
-    async with Runtime(settings) as runtime, Daemon(runtime, notifier=notifier) as daemon:
+    async with Runtime(settings, clock) as runtime, Daemon(runtime, notifier=notifier) as daemon:
         await daemon.wait()
     return 0
 
 
-async def sync_now(args: argparse.Namespace, settings: Settings) -> int:
+async def sync_now(
+    args: argparse.Namespace, settings: Settings, *, clock: Clock | None = None
+) -> int:
     """`syncd sync SOURCE`: one run now; exit 0 on success."""
     require_secrets(settings, [args.source])
-    async with Runtime(settings) as runtime:
+    async with Runtime(settings, clock) as runtime:
         state = await runtime.store.source_state(args.source)
         if state.needs_reauth:
             print(

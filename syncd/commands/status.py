@@ -9,7 +9,7 @@ import sys
 from dataclasses import asdict
 from typing import Any
 
-from syncd.clock import SystemClock
+from syncd.clock import Clock, SystemClock
 from syncd.commands.output import human_duration
 from syncd.config import Settings, SourceSettings
 from syncd.feed import webhook_backlog
@@ -28,9 +28,11 @@ STATUS_SCHEMA = 1
 """Version of the `status --json` shape (docs/MONITORING.md): keys are added, never renamed."""
 
 
-async def show_status(args: argparse.Namespace, settings: Settings) -> int:
+async def show_status(
+    args: argparse.Namespace, settings: Settings, *, clock: Clock | None = None
+) -> int:
     """`syncd status`: each source's last run, staleness, product count, token expiry and actions."""
-    now = SystemClock().now()
+    now = (clock or SystemClock()).now()
     rows: list[dict[str, Any]] = []
     expiry: dict[str, str] = {}
     async with open_store(settings.store) as store:

@@ -8,7 +8,7 @@ import asyncio
 import pytest
 
 from syncd.emulator.cost import ServerCost, ServerTime
-from tests.virtual_time import run_virtual
+from tests.clocks import VirtualClock
 
 
 def test_page_time_grows_with_page_size_and_catalog() -> None:
@@ -37,5 +37,5 @@ def test_workers_bound_how_many_pages_are_served_at_once() -> None:
         await asyncio.gather(*(server.page(100, 1000) for _ in range(8)))
         return loop.time() - start
 
-    assert run_virtual(main(ServerCost(base=0.1, workers=4))) == pytest.approx(0.2, abs=1e-3)
-    assert run_virtual(main(None)) == pytest.approx(0.0, abs=1e-3)
+    for cost, took in ((ServerCost(base=0.1, workers=4), 0.2), (None, 0.0)):
+        assert VirtualClock(advance="loop").run(main(cost)) == pytest.approx(took, abs=1e-3)
