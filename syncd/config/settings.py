@@ -23,7 +23,6 @@ from syncd.config.sources import SourceSettings
 from syncd.errors import ConfigError
 from syncd.redaction import Redactor
 
-
 HISTORY_RETENTION = 30 * 86400.0
 
 

@@ -27,8 +27,9 @@ RUNS_KEPT = 3
 
 HistoryTable = Literal["sync_runs", "token_events"]
 
-SqliteChunk = Callable[[sqlite3.Connection, int, int, str], tuple[int, int, bool]]
-"""One chunk of a prune: (connection, after, cut, before) -> (deleted, next after, more)."""
+SqliteChunk = Callable[[int, int, str, sqlite3.Connection], tuple[int, int, bool]]
+"""One chunk of a prune: (after, cut, before, connection) -> (deleted, next after, more); the
+bounds first, so that `partial` makes it the function of a connection `_write` runs."""
 
 _TIME = {"sync_runs": "started_at", "token_events": "at"}
 
@@ -88,7 +89,7 @@ def history_cut(db: sqlite3.Connection, table: HistoryTable, before: str) -> int
 
 
 def prune_runs_chunk(
-    db: sqlite3.Connection, after: int, cut: int, before: str
+    after: int, cut: int, before: str, db: sqlite3.Connection
 ) -> tuple[int, int, bool]:
     """Delete up to HISTORY_CHUNK expired runs with ids in (`after`, `cut`], in the caller's
     transaction; return (how many, the id to go on after, whether more may remain)."""
@@ -98,7 +99,7 @@ def prune_runs_chunk(
 
 
 def prune_token_events_chunk(
-    db: sqlite3.Connection, after: int, cut: int, before: str
+    after: int, cut: int, before: str, db: sqlite3.Connection
 ) -> tuple[int, int, bool]:
     """Delete up to HISTORY_CHUNK expired token events with ids in (`after`, `cut`] and add them
     to the tallies, in the caller's transaction; return as `prune_runs_chunk` does."""

@@ -814,19 +814,10 @@ class SqliteStore:
         cut = await self._read_with(lambda db: history_cut(db, table, before))
         removed, after, more = 0, 0, cut > 0
         while more:
-            step: Callable[[sqlite3.Connection], tuple[int, int, bool]] = partial(
-                _chunk_after, chunk, after=after, cut=cut, before=before
-            )
+            step = partial(chunk, after, cut, before)
             count, after, more = await self._write(f"prune {table}", step)
             removed += count
         return removed
-
-
-def _chunk_after(
-    chunk: SqliteChunk, db: sqlite3.Connection, *, after: int, cut: int, before: str
-) -> tuple[int, int, bool]:
-    """`chunk` with its bounds given by name, for `partial` (the connection comes last)."""
-    return chunk(db, after, cut, before)
 
 
 def _create_private(path: Path) -> None:
