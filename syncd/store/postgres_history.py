@@ -25,6 +25,10 @@ Connection = psycopg.AsyncConnection[TupleRow]
 PostgresChunk = Callable[[Connection, int, int, datetime], Awaitable[tuple[int, int, bool]]]
 """One chunk of a prune: (connection, after, cut, before) -> (deleted, next after, more)."""
 
+# The planner costs the chunk's scan as if it read the whole table (it stops after a chunk), and
+# JIT-compiles it: ~0.9 s a chunk spent compiling a query that runs in ~0.1 s.
+NO_JIT = "SET LOCAL jit = off"
+
 # Deleted and tallied in one statement: a replica pruning the same rows at once deletes none of
 # them twice, so each event is tallied exactly once.
 _DELETE_EVENTS = """
@@ -58,6 +62,7 @@ async def prune_runs_chunk(
 ) -> tuple[int, int, bool]:
     """Delete up to HISTORY_CHUNK expired runs with ids in (`after`, `cut`], in the caller's
     transaction; return (how many, the id to go on after, whether more may remain)."""
+    await db.execute(NO_JIT)
     cursor = await db.execute(pg(EXPIRED_RUNS), (after, cut, before, RUNS_KEPT - 1, HISTORY_CHUNK))
     ids = [int(r[0]) for r in await cursor.fetchall()]
     if not ids:
@@ -73,6 +78,7 @@ async def prune_token_events_chunk(
 ) -> tuple[int, int, bool]:
     """Delete up to HISTORY_CHUNK expired token events with ids in (`after`, `cut`] and add them
     to the tallies, in the caller's transaction; return as `prune_runs_chunk` does."""
+    await db.execute(NO_JIT)
     cursor = await db.execute(pg(EXPIRED_EVENTS), (after, cut, before, HISTORY_CHUNK))
     ids = [int(r[0]) for r in await cursor.fetchall()]
     if not ids:
