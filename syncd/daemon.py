@@ -564,6 +564,8 @@ class Daemon:
         once per HISTORY_PRUNE_INTERVAL (the first after the daemon's first run)."""
         clock = self._runtime.clock
         last = self._history_pruned_at
+        if self._stopping.is_set():
+            return  # draining: a backlog of chunks would only delay the stop
         if last is not None and clock.monotonic() - last < HISTORY_PRUNE_INTERVAL:
             return
         self._history_pruned_at = clock.monotonic()
