@@ -38,6 +38,10 @@ from syncd.wiring import build_source
 
 log = get_logger(__name__)
 
+HISTORY_PRUNE_INTERVAL = 3600.0
+"""Seconds between two prunes of run history and token events (`[store] history_retention`):
+each removes at most what an hour added, in chunks, instead of a few rows after every run."""
+
 RECENT_RESULTS = 100
 """Finished runs a daemon keeps in `Daemon.results` (the oldest goes first): the metrics and the
 store hold the whole history."""
@@ -288,6 +292,7 @@ class Daemon:
         self.webhooks: WebhookDispatcher | None = None
         self._leased: dict[str, asyncio.Task[None]] = {}
         self._poller: asyncio.Task[None] | None = None
+        self._history_pruned_at: float | None = None  # monotonic time of the last history prune
 
     async def __aenter__(self) -> Self:
         async with AsyncExitStack() as stack:
@@ -448,6 +453,7 @@ class Daemon:
             self._leased.pop(name, None)
             try:
                 await self._feed_after_run()
+                await self.prune_history()
                 await self.monitor.after_run()
             except StoreError as exc:
                 log.error("fleet.after_run_failed", source=name, error=str(exc))
@@ -532,6 +538,7 @@ class Daemon:
         finally:
             try:
                 await self._feed_after_run()
+                await self.prune_history()
                 await self.monitor.after_run()
             finally:
                 if task is not None:
@@ -551,6 +558,28 @@ class Daemon:
             return
         if removed:
             log.info("changes.pruned", entries=removed, retention_s=retention)
+
+    async def prune_history(self) -> None:
+        """Remove the runs and token events older than `[store] history_retention`, at most
+        once per HISTORY_PRUNE_INTERVAL (the first after the daemon's first run)."""
+        clock = self._runtime.clock
+        last = self._history_pruned_at
+        if self._stopping.is_set():
+            return  # draining: a backlog of chunks would only delay the stop
+        if last is not None and clock.monotonic() - last < HISTORY_PRUNE_INTERVAL:
+            return
+        self._history_pruned_at = clock.monotonic()
+        retention = self._settings.store.history_retention
+        before = clock.now() - timedelta(seconds=retention)
+        store = self._runtime.store
+        try:
+            runs = await store.prune_runs(before)
+            events = await store.prune_token_events(before)
+        except StoreError as exc:
+            log.error("history.prune_failed", error=str(exc))
+            return
+        if runs or events:
+            log.info("history.pruned", runs=runs, token_events=events, retention_s=retention)
 
     async def trigger(self, name: str, kind: RunKind | None = None) -> None:
         """Run source `name` now as its scheduled jobs do: skipped while a run of it is going,

@@ -29,11 +29,15 @@ from syncd.store import (
     SourceRate,
     TokenEvent,
     TokenRecord,
+    history,
+    postgres_history,
 )
 from syncd.store.factory import AnyStore, open_store, run_locks
+from syncd.store.history import RUNS_KEPT
 from syncd.store.postgres import PostgresStore
 from syncd.store.postgres_schema import COORDINATION_TABLES, SCHEMA_VERSION, TABLES
 from syncd.store.rows import iso
+from syncd.sync import RESUME_ATTEMPTS
 from tests.postgres_support import throwaway_database
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -547,3 +551,117 @@ async def test_source_rates_round_trip(store: AnyStore) -> None:
     await store.save_source_rate(SourceRate("t", None, None, T0))
     assert await store.source_rate("s") == SourceRate("s", 2.5, T0 + timedelta(seconds=30), T0)
     assert await store.source_rate("t") == SourceRate("t", None, None, T0)
+
+
+# -- history retention ([store] history_retention) ------------------------------------------------
+
+
+async def add_run(
+    store: AnyStore, source: str, at: datetime, status: str = "failed", kind: str = "incremental"
+) -> int:
+    """A run of `source` started at `at` and (unless `running`) finished a minute later."""
+    run_id = await store.start_run(source, kind, at)  # type: ignore[arg-type]
+    if status != "running":
+        await store.finish_run(run_id, status, RunTotals(), at + timedelta(minutes=1))  # type: ignore[arg-type]
+    return run_id
+
+
+def run_ids(backend: Backend) -> list[int]:
+    return [int(r[0]) for r in backend.rows("SELECT id FROM sync_runs ORDER BY id")]
+
+
+async def test_pruning_runs_keeps_what_status_staleness_and_resume_read(
+    store: AnyStore, backend: Backend
+) -> None:
+    """Old runs go, except a running one, each source's newest RUNS_KEPT and its newest
+    succeeded run; what status, staleness and the resume guard read is unchanged."""
+    a = [
+        await add_run(store, "a", T0 + timedelta(hours=i), "succeeded" if i < 2 else "failed")
+        for i in range(10)
+    ]
+    b = await add_run(store, "b", T0, "succeeded")
+    c = await add_run(store, "c", T0, "running")
+    last, success = await store.last_runs(), await store.runs("a", "succeeded", limit=1)
+    recent = await store.runs("a", limit=RESUME_ATTEMPTS)
+
+    assert await store.prune_runs(T0 + timedelta(days=30)) == 6
+    assert run_ids(backend) == sorted([a[1], *a[-RUNS_KEPT:], b, c])
+    assert await store.last_runs() == last
+    assert await store.runs("a", "succeeded", limit=1) == success
+    assert await store.runs("a", limit=RESUME_ATTEMPTS) == recent
+    assert await store.running_sources() == ["c"]
+    assert await store.prune_runs(T0 + timedelta(days=30)) == 0  # idempotent
+
+
+async def test_pruning_runs_keeps_those_that_ended_after_the_cut(
+    store: AnyStore, backend: Backend
+) -> None:
+    """A run is kept for the retention after it finished: the cut is by `finished_at`, and a
+    run that started before it but finished after stays."""
+    ids = [await add_run(store, "a", T0 + timedelta(days=i), "succeeded") for i in range(10)]
+    long = await store.start_run("a", "full", T0 + timedelta(days=4, hours=23))
+    await store.finish_run(long, "failed", RunTotals(), T0 + timedelta(days=6))
+    ids += [await add_run(store, "a", T0 + timedelta(days=i)) for i in range(10, 13)]
+    assert await store.prune_runs(T0 + timedelta(days=5, hours=1)) == 6
+    assert run_ids(backend) == sorted([long, *ids[6:]])
+
+
+async def test_pruning_runs_in_chunks_skips_kept_rows_between_them(
+    store: AnyStore, backend: Backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Chunks smaller than the backlog (kept rows scattered among them) remove exactly the
+    expired runs, each chunk after the last one's cursor."""
+    monkeypatch.setattr(history, "HISTORY_CHUNK", 4)
+    monkeypatch.setattr(postgres_history, "HISTORY_CHUNK", 4)
+    # Sources with one old run each, kept, before the chunks of a busy source's runs.
+    kept = [
+        await add_run(store, f"quiet{i}", T0 + timedelta(minutes=i), "succeeded") for i in range(3)
+    ]
+    for i in range(30):
+        await add_run(store, "busy", T0 + timedelta(hours=i), "succeeded" if i == 3 else "failed")
+    kept += run_ids(backend)[-RUNS_KEPT:]
+    busy_success = (await store.runs("busy", "succeeded", limit=1))[0].id
+    assert await store.prune_runs(T0 + timedelta(days=30)) == 30 - RUNS_KEPT - 1
+    assert run_ids(backend) == sorted([*kept, busy_success])
+
+
+async def test_pruning_token_events_keeps_the_newest_of_each_kind_and_the_counts(
+    store: AnyStore, backend: Backend
+) -> None:
+    """Old events go except the newest of each (source, event): the last grant `syncd status`
+    shows stays, and `token_event_counts` (a Prometheus counter) never goes down."""
+    kinds = ["issued", "refreshed", "refreshed", "reused", "refreshed", "failed", "reused"]
+    for i, kind in enumerate(kinds):
+        await store.add_token_event(TokenEvent("s", T0 + timedelta(hours=i), kind))
+    await store.add_token_event(TokenEvent("t", T0, "issued"))
+    counts = await store.token_event_counts()
+    grant = await store.token_events("s", limit=1, event=["issued", "refreshed", "reused"])
+
+    assert await store.prune_token_events(T0 + timedelta(days=30)) == 3
+    left = backend.rows("SELECT source, event FROM token_events ORDER BY id")
+    assert left == [("s", "issued"), ("s", "refreshed"), ("s", "failed"), ("s", "reused"),
+                    ("t", "issued")]  # fmt: skip
+    assert await store.token_event_counts() == counts
+    assert await store.token_events("s", limit=1, event=["issued", "refreshed", "reused"]) == grant
+    assert await store.prune_token_events(T0 + timedelta(days=30)) == 0
+
+    await store.add_token_event(TokenEvent("s", T0 + timedelta(days=1), "refreshed"))
+    assert await store.prune_token_events(T0 + timedelta(days=30)) == 1
+    assert (await store.token_event_counts())["s", "refreshed"] == counts["s", "refreshed"] + 1
+
+
+async def test_pruning_history_leaves_recent_rows_and_an_empty_store_alone(
+    store: AnyStore,
+) -> None:
+    """Nothing older than the cut: nothing removed (and an empty store is no error)."""
+    assert await store.prune_runs(T0) == await store.prune_token_events(T0) == 0
+    for i in range(5):
+        await add_run(store, "a", T0 + timedelta(hours=i))
+        await store.add_token_event(TokenEvent("a", T0 + timedelta(hours=i), "reused"))
+    assert await store.prune_runs(T0) == await store.prune_token_events(T0) == 0
+    assert len(await store.runs("a")) == len(await store.token_events("a")) == 5
+
+
+def test_the_runs_kept_cover_what_the_resume_guard_reads() -> None:
+    """The engine decides whether to resume a failing scan from the last RESUME_ATTEMPTS runs."""
+    assert RUNS_KEPT >= RESUME_ATTEMPTS

@@ -32,6 +32,7 @@ KEYS = {
     "product_changes": "source, seq",
     "change_sequences": "source",
     "webhook_cursors": "webhook, source",
+    "token_event_tallies": "source, event",
 }
 
 
@@ -61,6 +62,9 @@ async def populate(db: Path) -> None:
         await store.save_source_rate(SourceRate("shop", 2.5, T0 + timedelta(seconds=30), T0))
         await store.add_token_event(TokenEvent("ac", T0, "refreshed", None, "cd34", None, "r1"))
         await store.set_webhook_cursor("search", "shop", 7, T0)
+        # A newer grant, so that retention prunes the first and tallies it.
+        await store.add_token_event(TokenEvent("ac", T0 + timedelta(minutes=1), "issued"))
+        assert await store.prune_token_events(T0 + timedelta(days=1)) == 1
 
 
 def rows(
@@ -101,7 +105,7 @@ def test_copy_moves_every_table_exactly(
     """Each table of the copy equals the SQLite one, row by row; the ids continue after it."""
     assert main(["--config", str(config), "store", "copy", "--to", postgres_url]) == 0
     out = capsys.readouterr().out
-    assert "  products: 6 row(s)" in out and "copied 30 row(s)" in out
+    assert "  products: 6 row(s)" in out and "copied 31 row(s)" in out
     for table in TABLES:
         expected = rows(table, sqlite_path=tmp_path / "syncd.db")
         assert rows(table, url=postgres_url) == expected, table
@@ -111,6 +115,7 @@ def test_copy_moves_every_table_exactly(
         async with SqliteStore(tmp_path / "syncd.db") as old, PostgresStore(postgres_url) as new:
             assert await new.runs() == await old.runs()
             assert await new.token_events() == await old.token_events()
+            assert await new.token_event_counts() == await old.token_event_counts()
             assert await new.load_token("ac:key") == await old.load_token("ac:key")
             for source in ("shop", "ac"):
                 assert await new.source_state(source) == await old.source_state(source)

@@ -23,6 +23,8 @@ from syncd.config.sources import SourceSettings
 from syncd.errors import ConfigError
 from syncd.redaction import Redactor
 
+HISTORY_RETENTION = 30 * 86400.0
+
 
 class StoreSettings(StrictModel):
     """Where the database lives: a SQLite file (`path`, the default) or PostgreSQL (`url`)."""
@@ -51,6 +53,12 @@ class StoreSettings(StrictModel):
         gt=0,
         description="seconds after which a replica's unfinished token refresh counts as dead "
         "(keep it above [http] retry_deadline)",
+    )
+    history_retention: float = Field(
+        default=HISTORY_RETENTION,
+        gt=0,
+        description="seconds a finished run (sync_runs) and a token event (token_events) are "
+        "kept; older ones are pruned, except the newest of each source",
     )
 
     @field_validator("url")

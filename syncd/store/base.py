@@ -364,6 +364,18 @@ class Store(Protocol):
         deleted or replaced since); cheap enough for every probe."""
         ...
 
+    async def prune_runs(self, before: datetime) -> int:
+        """Remove the runs that ended before `before`, oldest first, in bounded transactions;
+        never a running run, nor the newest few or the newest succeeded run of a source
+        (store/history.py); return how many."""
+        ...
+
+    async def prune_token_events(self, before: datetime) -> int:
+        """Remove the token events older than `before`, oldest first, in bounded transactions;
+        never the newest of a (source, event), and `token_event_counts` still counts the
+        removed ones; return how many."""
+        ...
+
 
 ChangeOp = Literal["created", "updated", "deleted", "revived"]
 CHANGE_OPS: tuple[ChangeOp, ...] = get_args(ChangeOp)

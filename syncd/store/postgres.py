@@ -41,6 +41,7 @@ from syncd.store.base import (
     TokenState,
     UpsertCounts,
 )
+from syncd.store.history import HistoryTable
 from syncd.store.postgres_changes import (
     FEED_RETURNING,
     FEED_RETURNING_PAYLOAD,
@@ -52,6 +53,12 @@ from syncd.store.postgres_changes import (
     read_changes,
     read_heads,
     tombstone_statement,
+)
+from syncd.store.postgres_history import (
+    PostgresChunk,
+    history_cut,
+    prune_runs_chunk,
+    prune_token_events_chunk,
 )
 from syncd.store.postgres_schema import MIGRATION_LOCK, MIGRATIONS, SCHEMA_VERSION
 from syncd.store.rows import RUN_COLUMNS, iso, parse_iso, stored_time
@@ -706,7 +713,10 @@ class PostgresStore:
         rows = await self._read(
             "SELECT source, event, count(*) FROM token_events GROUP BY source, event"
         )
-        return {(r[0], r[1]): int(r[2]) for r in rows}
+        counts = {(r[0], r[1]): int(r[2]) for r in rows}
+        for r in await self._read("SELECT source, event, pruned FROM token_event_tallies"):
+            counts[r[0], r[1]] = counts.get((r[0], r[1]), 0) + int(r[2])  # pruned by retention
+        return counts
 
     async def load_token(self, key: str) -> TokenRecord | None:
         """The persisted credential for cache key `key`."""
@@ -843,6 +853,36 @@ class PostgresStore:
                 "updated_at=excluded.updated_at",
                 (source, reason is not None, self._text(reason), _stamp(now)),
             )
+
+    # -- history retention ([store] history_retention, store/history.py) -------------------------
+
+    async def prune_runs(self, before: datetime) -> int:
+        """Remove the runs that ended before `before`, in bounded transactions, keeping what
+        readers need (store/history.py); return how many."""
+        return await self._prune_history("sync_runs", prune_runs_chunk, before)
+
+    async def prune_token_events(self, before: datetime) -> int:
+        """Remove the token events older than `before`, in bounded transactions, keeping the
+        newest of each (source, event) and tallying the rest; return how many."""
+        return await self._prune_history("token_events", prune_token_events_chunk, before)
+
+    async def _prune_history(
+        self, table: HistoryTable, chunk: PostgresChunk, before: datetime
+    ) -> int:
+        """`chunk` in one transaction after another, up to the cut: no long delete holds locks
+        or bloats one transaction, and page commits run in between."""
+        moment = _stamp(before) or before
+        try:
+            async with self._opened.connection() as db:
+                cut = await history_cut(db, table, moment)
+        except psycopg.Error as exc:
+            raise StoreError(f"cannot read from {self.url}: {first_line(exc)}") from exc
+        removed, after, more = 0, 0, cut > 0
+        while more:
+            async with self._transaction(f"prune {table}") as db:
+                count, after, more = await chunk(db, after, cut, moment)
+            removed += count
+        return removed
 
 
 async def _set_progress(

@@ -182,6 +182,16 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (webhook, source)
     );
     """,
+    # 5: history retention, as SQLite's migration 7: what pruning removed from `token_events`,
+    # per (source, event), so that the `syncd_token_events` counts never go down.
+    """
+    CREATE TABLE token_event_tallies (
+        source  text COLLATE "C" NOT NULL,
+        event   text NOT NULL,
+        pruned  bigint NOT NULL DEFAULT 0,
+        PRIMARY KEY (source, event)
+    );
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -197,6 +207,7 @@ TABLES = (
     "product_changes",
     "change_sequences",
     "webhook_cursors",
+    "token_event_tallies",
 )
 """Every table of the contract, in an order `syncd store copy` can fill them."""
 

@@ -184,6 +184,17 @@ MIGRATIONS: tuple[str, ...] = (
     DROP TABLE product_changes;
     ALTER TABLE product_changes_new RENAME TO product_changes;
     """,
+    # 7: history retention ([store] history_retention). What pruning removed from `token_events`,
+    # counted per (source, event), so that the counts behind the `syncd_token_events` counter
+    # never go down when old events are deleted.
+    """
+    CREATE TABLE token_event_tallies (
+        source  TEXT NOT NULL,
+        event   TEXT NOT NULL,
+        pruned  INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (source, event)
+    ) WITHOUT ROWID;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -9,6 +9,7 @@ import sqlite3
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, TypeVar, cast
@@ -47,6 +48,13 @@ from syncd.store.changes import (
     read_changes,
     read_heads,
     stamp,
+)
+from syncd.store.history import (
+    HistoryTable,
+    SqliteChunk,
+    history_cut,
+    prune_runs_chunk,
+    prune_token_events_chunk,
 )
 from syncd.store.rows import (
     IN_CHUNK,
@@ -647,7 +655,10 @@ class SqliteStore:
         rows = await self._read(
             "SELECT source, event, count(*) FROM token_events GROUP BY source, event"
         )
-        return {(r[0], r[1]): int(r[2]) for r in rows}
+        counts = {(r[0], r[1]): int(r[2]) for r in rows}
+        for r in await self._read("SELECT source, event, pruned FROM token_event_tallies"):
+            counts[r[0], r[1]] = counts.get((r[0], r[1]), 0) + int(r[2])  # pruned by retention
+        return counts
 
     async def load_token(self, key: str) -> TokenRecord | None:
         """The persisted credential for cache key `key`."""
@@ -782,6 +793,31 @@ class SqliteStore:
                 "updated_at=excluded.updated_at",
                 (source, reason is not None, self._text(reason), iso(now)),
             )
+
+    # -- history retention ([store] history_retention, store/history.py) -------------------------
+
+    async def prune_runs(self, before: datetime) -> int:
+        """Remove the runs that ended before `before`, in bounded transactions, keeping what
+        readers need (store/history.py); return how many."""
+        return await self._prune_history("sync_runs", prune_runs_chunk, iso(before) or "")
+
+    async def prune_token_events(self, before: datetime) -> int:
+        """Remove the token events older than `before`, in bounded transactions, keeping the
+        newest of each (source, event) and tallying the rest; return how many."""
+        return await self._prune_history(
+            "token_events", prune_token_events_chunk, iso(before) or ""
+        )
+
+    async def _prune_history(self, table: HistoryTable, chunk: SqliteChunk, before: str) -> int:
+        """`chunk` in one write transaction after another, up to the cut, so that page commits
+        (which wait for the same lock) get in between."""
+        cut = await self._read_with(lambda db: history_cut(db, table, before))
+        removed, after, more = 0, 0, cut > 0
+        while more:
+            step = partial(chunk, after, cut, before)
+            count, after, more = await self._write(f"prune {table}", step)
+            removed += count
+        return removed
 
 
 def _create_private(path: Path) -> None:
