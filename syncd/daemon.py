@@ -41,6 +41,9 @@ log = get_logger(__name__)
 RECENT_RESULTS = 100
 """Finished runs a daemon keeps in `Daemon.results` (the oldest goes first): the metrics and the
 store hold the whole history."""
+# Seconds between prunes of every source's change feed (a source no longer run keeps its entries
+# until then); after each run only the source that ran is pruned.
+FEED_SWEEP_INTERVAL = 3600.0
 
 
 class Runtime:
@@ -288,6 +291,7 @@ class Daemon:
         self.webhooks: WebhookDispatcher | None = None
         self._leased: dict[str, asyncio.Task[None]] = {}
         self._poller: asyncio.Task[None] | None = None
+        self._feed_swept_at: float | None = None  # monotonic; the last prune of every source
 
     async def __aenter__(self) -> Self:
         async with AsyncExitStack() as stack:
@@ -447,7 +451,7 @@ class Daemon:
             self._active.pop(name, None)
             self._leased.pop(name, None)
             try:
-                await self._feed_after_run()
+                await self._feed_after_run(name)
                 await self.monitor.after_run()
             except StoreError as exc:
                 log.error("fleet.after_run_failed", source=name, error=str(exc))
@@ -531,21 +535,28 @@ class Daemon:
             await self.trigger(name, kind)
         finally:
             try:
-                await self._feed_after_run()
+                await self._feed_after_run(name)
                 await self.monitor.after_run()
             finally:
                 if task is not None:
                     self._job_tasks.discard(task)
 
-    async def _feed_after_run(self) -> None:
-        """Push what the run appended to the feed, and prune what retention no longer keeps."""
+    async def _feed_after_run(self, source: str) -> None:
+        """Push what the run appended to the feed, and prune what retention no longer keeps: the
+        source that ran, and every source at most once per FEED_SWEEP_INTERVAL (each source's
+        prune costs a few queries: pruning all of them after every run was quadratic)."""
         if self.webhooks is not None:
             self.webhooks.wake()
         feed: ChangeFeed = self._runtime.store
         retention = self._settings.changes.retention
-        before = self._runtime.clock.now() - timedelta(seconds=retention)
+        clock = self._runtime.clock
+        before = clock.now() - timedelta(seconds=retention)
+        swept = self._feed_swept_at
+        sweep = swept is None or clock.monotonic() - swept >= FEED_SWEEP_INTERVAL
+        if sweep:
+            self._feed_swept_at = clock.monotonic()
         try:
-            removed = await feed.prune_changes(before)
+            removed = await feed.prune_changes(before, None if sweep else [source])
         except StoreError as exc:
             log.error("changes.prune_failed", error=str(exc))
             return
