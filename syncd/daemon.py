@@ -350,13 +350,18 @@ class Daemon:
         await leases.heartbeat(runtime.owner, socket.gethostname(), os.getpid(), runtime.started_at)
         now = await leases.now()
         firsts: dict[str, tuple[datetime, datetime | None]] = {}
-        for source in self._settings.sources:
-            if source.enabled:
-                full = source.parsed_full_schedule
-                firsts[source.name] = (
-                    first_run(source.parsed_schedule, now),
-                    None if full is None else next_run(full, now, now),
-                )
+        enabled = [s for s in self._settings.sources if s.enabled]
+        among = sum(isinstance(s.parsed_schedule, IntervalSchedule) for s in enabled)
+        index = 0
+        for source in enabled:
+            full, schedule = source.parsed_full_schedule, source.parsed_schedule
+            first = first_run(schedule, now)
+            if isinstance(schedule, IntervalSchedule):
+                # Spread as on one process (`_first_delay`): sources due at one instant would stay
+                # aligned on one grid, and every round would start as a herd.
+                first += timedelta(seconds=_first_delay(index, among, schedule.seconds))
+                index += 1
+            firsts[source.name] = (first, None if full is None else next_run(full, now, now))
         await leases.ensure(firsts)
         self._poller = asyncio.create_task(self._poll(leases, sorted(firsts)), name="lease-poll")
         log.info(
