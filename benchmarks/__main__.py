@@ -87,6 +87,7 @@ def _parser() -> argparse.ArgumentParser:
     fleet.add_argument("--poll", type=float, default=1.0, help="replica.poll_interval")
     fleet.add_argument("--slots", type=int, default=8, help="replica.max_concurrent_runs")
     fleet.add_argument("--deadline", type=float, default=330.0, help="give up after, seconds")
+    fleet.add_argument("--logs", type=Path, default=None, help="keep the replicas' logs here")
     fleet.add_argument("--postgres", default=None, help="server URL (a database is made)")
     report = commands.add_parser("report", help="render docs/PERFORMANCE.md and the chart")
     report.add_argument("--results", type=Path, default=RESULTS)
@@ -157,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
 
         shape = Shape(
             args.replicas, args.sources, args.products, args.interval, args.rounds,
-            args.lease, args.poll, args.slots, args.deadline,
+            args.lease, args.poll, args.slots, args.deadline, args.logs,
         )  # fmt: skip
         command = shlex.join([".venv/bin/python", "-m", "benchmarks", *argv])
         replicas_main(args.postgres or DEFAULT_SERVER, shape, command, echo)

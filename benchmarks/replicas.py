@@ -71,6 +71,8 @@ class Shape:
     poll: float = 1.0
     slots: int = 8
     deadline: float = 330.0
+    logs: Path | None = None
+    """Keep the replicas' logs (at level info) in this folder."""
 
     @property
     def names(self) -> list[str]:
@@ -87,7 +89,8 @@ def _config(folder: Path, url: str, emulator: str, shape: Shape) -> Path:
     )
     path = folder / "syncd.toml"
     path.write_text(
-        f'log_format = "json"\nlog_level = "warning"\nshutdown_grace = 5\n\n'
+        f'log_format = "json"\nlog_level = "{"info" if shape.logs else "warning"}"\n'
+        f"shutdown_grace = 5\n\n"
         f'[store]\nurl = "{url}"\n\n'
         f"[replica]\nlease_seconds = {shape.lease}\npoll_interval = {shape.poll}\n"
         f"max_concurrent_runs = {shape.slots}\n{sources}"
@@ -289,19 +292,22 @@ def _throughput(runs: list[Run], shape: Shape) -> dict[str, Any]:
     }
 
 
-async def _stop(fleet: list[asyncio.subprocess.Process]) -> float:
-    """SIGTERM every replica (a clean stop drains its runs); how long until all had exited."""
+async def _stop(fleet: list[asyncio.subprocess.Process]) -> list[float]:
+    """SIGTERM every replica (a clean stop drains its runs for `shutdown_grace`); how long each
+    took to exit (one still running after 30 s is killed)."""
     began = time.monotonic()
-    for proc in fleet:
+
+    async def one(proc: asyncio.subprocess.Process) -> float:
         if proc.returncode is None:
             proc.send_signal(signal.SIGTERM)
-    for proc in fleet:
         try:
             await asyncio.wait_for(proc.wait(), 30)
         except TimeoutError:
             proc.kill()
             await proc.wait()
-    return time.monotonic() - began
+        return round(time.monotonic() - began, 1)
+
+    return list(await asyncio.gather(*(one(proc) for proc in fleet)))
 
 
 async def _measure(server: str, shape: Shape, say: Say) -> dict[str, Any]:
@@ -311,7 +317,8 @@ async def _measure(server: str, shape: Shape, say: Say) -> dict[str, Any]:
         window=10.0,
     )  # fmt: skip
     with TemporaryDirectory() as tmp, scratch_database(server) as url:
-        folder = Path(tmp)
+        folder = shape.logs or Path(tmp)
+        folder.mkdir(parents=True, exist_ok=True)
         meter = Meter()
         async with build(args) as emulator:
             config = _config(folder, url, emulator.url, shape)
@@ -339,7 +346,7 @@ async def _measure(server: str, shape: Shape, say: Say) -> dict[str, Any]:
         "nothing_lost": lost,
         "emulator_and_harness_cpu_s": round(harness.cpu_s, 2),
         "exit_codes": [p.returncode for p in fleet],
-        "stop_s": round(stopped, 1),
+        "stop_s": stopped,
     }
 
 
@@ -353,7 +360,7 @@ def main(server: str, shape: Shape, command: str, say: Say) -> Path:
         "postgres": postgres_version(server),
         "load_before": before,
         "load_after": load(),
-        "shape": {k: getattr(shape, k) for k in Shape.__dataclass_fields__},
+        "shape": {k: getattr(shape, k) for k in Shape.__dataclass_fields__ if k != "logs"},
         **figures,
     }
     path = RESULTS / f"replicas-{shape.replicas}x{shape.sources}.json"
