@@ -79,7 +79,7 @@ def _parser() -> argparse.ArgumentParser:
     fleet.add_argument("--replicas", type=int, default=3)
     fleet.add_argument("--sources", type=int, default=300)
     fleet.add_argument("--products", type=int, default=1000, help="per source")
-    fleet.add_argument("--interval", type=int, default=60, help="each source's schedule, seconds")
+    fleet.add_argument("--interval", type=int, default=120, help="each source's schedule, seconds")
     fleet.add_argument(
         "--rounds", type=int, default=2, help="successful runs per source to wait for"
     )

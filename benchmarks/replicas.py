@@ -1,7 +1,7 @@
 """Replicas x small sources on one PostgreSQL: throughput, cost per replica, start delay, nothing lost.
 
     python -m benchmarks replicas [--replicas 3] [--sources 300] [--products 1000]
-        [--interval 60] [--rounds 2] [--lease 10] [--poll 1] [--slots 8]
+        [--interval 120] [--rounds 2] [--lease 10] [--poll 1] [--slots 8]
         [--postgres postgresql://postgres@127.0.0.1:5432/postgres]
 
 Real `syncd run` processes, one configuration, share a fresh PostgreSQL database and an emulator
@@ -65,7 +65,7 @@ class Shape:
     replicas: int = 3
     sources: int = 300
     products: int = 1000
-    interval: int = 60
+    interval: int = 120
     rounds: int = 2
     lease: float = 10.0
     poll: float = 1.0
