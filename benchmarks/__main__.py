@@ -73,6 +73,22 @@ def _parser() -> argparse.ArgumentParser:
     takeover.add_argument("--poll", type=float, default=0.2, help="replica.poll_interval")
     takeover.add_argument("--replicas", type=int, default=3)
     takeover.add_argument("--postgres", default=None, help="server URL (a database is made)")
+    fleet = commands.add_parser(
+        "replicas", help="N syncd run replicas x many small sources on one PostgreSQL"
+    )
+    fleet.add_argument("--replicas", type=int, default=3)
+    fleet.add_argument("--sources", type=int, default=300)
+    fleet.add_argument("--products", type=int, default=1000, help="per source")
+    fleet.add_argument("--interval", type=int, default=120, help="each source's schedule, seconds")
+    fleet.add_argument(
+        "--rounds", type=int, default=2, help="successful runs per source to wait for"
+    )
+    fleet.add_argument("--lease", type=float, default=10.0, help="replica.lease_seconds")
+    fleet.add_argument("--poll", type=float, default=1.0, help="replica.poll_interval")
+    fleet.add_argument("--slots", type=int, default=8, help="replica.max_concurrent_runs")
+    fleet.add_argument("--deadline", type=float, default=330.0, help="give up after, seconds")
+    fleet.add_argument("--logs", type=Path, default=None, help="keep the replicas' logs here")
+    fleet.add_argument("--postgres", default=None, help="server URL (a database is made)")
     report = commands.add_parser("report", help="render docs/PERFORMANCE.md and the chart")
     report.add_argument("--results", type=Path, default=RESULTS)
     report.add_argument("--doc", type=Path, default=None, help="default: docs/PERFORMANCE.md")
@@ -134,6 +150,18 @@ def main(argv: list[str] | None = None) -> int:
         command = shlex.join([".venv/bin/python", "-m", "benchmarks", *argv])
         server = args.postgres or DEFAULT_SERVER
         takeover_main(server, args.kills, args.lease, args.poll, args.replicas, command, echo)
+        return 0
+    if args.command == "replicas":
+        from benchmarks.replicas import Shape
+        from benchmarks.replicas import main as replicas_main
+        from benchmarks.stores import DEFAULT_SERVER
+
+        shape = Shape(
+            args.replicas, args.sources, args.products, args.interval, args.rounds,
+            args.lease, args.poll, args.slots, args.deadline, args.logs,
+        )  # fmt: skip
+        command = shlex.join([".venv/bin/python", "-m", "benchmarks", *argv])
+        replicas_main(args.postgres or DEFAULT_SERVER, shape, command, echo)
         return 0
     from benchmarks.report import write_report
 

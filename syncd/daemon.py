@@ -45,6 +45,9 @@ each removes at most what an hour added, in chunks, instead of a few rows after 
 RECENT_RESULTS = 100
 """Finished runs a daemon keeps in `Daemon.results` (the oldest goes first): the metrics and the
 store hold the whole history."""
+# Seconds between prunes of every source's change feed (a source no longer run keeps its entries
+# until then); after each run only the source that ran is pruned.
+FEED_SWEEP_INTERVAL = 3600.0
 
 
 class Runtime:
@@ -293,6 +296,7 @@ class Daemon:
         self._leased: dict[str, asyncio.Task[None]] = {}
         self._poller: asyncio.Task[None] | None = None
         self._history_pruned_at: float | None = None  # monotonic time of the last history prune
+        self._feed_swept_at: float | None = None  # monotonic; the last prune of every source
 
     async def __aenter__(self) -> Self:
         async with AsyncExitStack() as stack:
@@ -351,13 +355,18 @@ class Daemon:
         await leases.heartbeat(runtime.owner, socket.gethostname(), os.getpid(), runtime.started_at)
         now = await leases.now()
         firsts: dict[str, tuple[datetime, datetime | None]] = {}
-        for source in self._settings.sources:
-            if source.enabled:
-                full = source.parsed_full_schedule
-                firsts[source.name] = (
-                    first_run(source.parsed_schedule, now),
-                    None if full is None else next_run(full, now, now),
-                )
+        enabled = [s for s in self._settings.sources if s.enabled]
+        among = sum(isinstance(s.parsed_schedule, IntervalSchedule) for s in enabled)
+        index = 0
+        for source in enabled:
+            full, schedule = source.parsed_full_schedule, source.parsed_schedule
+            first = first_run(schedule, now)
+            if isinstance(schedule, IntervalSchedule):
+                # Spread as on one process (`_first_delay`): sources due at one instant would stay
+                # aligned on one grid, and every round would start as a herd.
+                first += timedelta(seconds=_first_delay(index, among, schedule.seconds))
+                index += 1
+            firsts[source.name] = (first, None if full is None else next_run(full, now, now))
         await leases.ensure(firsts)
         self._poller = asyncio.create_task(self._poll(leases, sorted(firsts)), name="lease-poll")
         log.info(
@@ -452,7 +461,7 @@ class Daemon:
             self._active.pop(name, None)
             self._leased.pop(name, None)
             try:
-                await self._feed_after_run()
+                await self._feed_after_run(name)
                 await self.prune_history()
                 await self.monitor.after_run()
             except StoreError as exc:
@@ -537,22 +546,29 @@ class Daemon:
             await self.trigger(name, kind)
         finally:
             try:
-                await self._feed_after_run()
+                await self._feed_after_run(name)
                 await self.prune_history()
                 await self.monitor.after_run()
             finally:
                 if task is not None:
                     self._job_tasks.discard(task)
 
-    async def _feed_after_run(self) -> None:
-        """Push what the run appended to the feed, and prune what retention no longer keeps."""
+    async def _feed_after_run(self, source: str) -> None:
+        """Push what the run appended to the feed, and prune what retention no longer keeps: the
+        source that ran, and every source at most once per FEED_SWEEP_INTERVAL (each source's
+        prune costs a few queries: pruning all of them after every run was quadratic)."""
         if self.webhooks is not None:
             self.webhooks.wake()
         feed: ChangeFeed = self._runtime.store
         retention = self._settings.changes.retention
-        before = self._runtime.clock.now() - timedelta(seconds=retention)
+        clock = self._runtime.clock
+        before = clock.now() - timedelta(seconds=retention)
+        swept = self._feed_swept_at
+        sweep = swept is None or clock.monotonic() - swept >= FEED_SWEEP_INTERVAL
+        if sweep:
+            self._feed_swept_at = clock.monotonic()
         try:
-            removed = await feed.prune_changes(before)
+            removed = await feed.prune_changes(before, None if sweep else [source])
         except StoreError as exc:
             log.error("changes.prune_failed", error=str(exc))
             return

@@ -142,6 +142,18 @@ async def test_pruning_by_age_and_a_reader_behind_it_is_told_to_resync(feed_stor
     assert [e.seq for e in await store.changes("s", 5, 10)] == [6]  # seqs go on
 
 
+async def test_pruning_only_the_given_sources(feed_store: Any) -> None:
+    """After a run the daemon prunes only the source that ran: the others keep their entries."""
+    store = feed_store
+    for source in ("a", "b"):
+        await store.upsert_products(source, [product("p1")], T0)
+    assert await store.prune_changes(T0 + timedelta(days=1), ["a"]) == 1
+    heads = await store.feed_heads()
+    assert (heads["a"].pruned_through, heads["b"].pruned_through) == (1, 0)
+    assert await store.prune_changes(T0 + timedelta(days=1), []) == 0
+    assert await store.prune_changes(T0 + timedelta(days=1)) == 1  # every source
+
+
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])
 async def test_feed_can_be_switched_off(
     backend: str, tmp_path: Path, request: pytest.FixtureRequest

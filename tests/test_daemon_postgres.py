@@ -5,7 +5,7 @@ whichever replica polls next honours it. The clock is manual: only the first pol
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +14,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from syncd.config import HttpSettings, StoreSettings
-from syncd.daemon import Daemon, Runtime
+from syncd.daemon import FIRST_RUN_SPACING, Daemon, Runtime
 from syncd.emulator import AdobeConfig, Emulator, EmulatorConfig
 from tests.clocks import ManualClock
 from tests.conftest import settle
@@ -78,3 +78,30 @@ async def test_a_failing_source_is_backed_off_in_the_shared_schedule(
     # Not the 1 s slot: the breaker's delay, stored for every replica to honour.
     assert next_run_at - now > timedelta(seconds=backoff["delay_s"] - 5)  # type: ignore[operator]
     assert backoff["delay_s"] > 5
+
+
+async def test_interval_sources_first_runs_are_spread_as_on_one_process(
+    emu: Emulator, postgres_url: str, tmp_path: Path
+) -> None:
+    """Sources first due at one instant would stay aligned on one grid and start every round as
+    a herd: the lease rows start them FIRST_RUN_SPACING apart (a cron source keeps its slot)."""
+    names = [f"s{n}" for n in range(4)]
+    sources = [adobe_source(emu, name=name, schedule="1h", page_size=10) for name in names]
+    cron = adobe_source(emu, name="nightly", schedule="0 3 * * *")
+    settings = settings_for(tmp_path / "unused.db", *sources, cron, http=FAST).model_copy(
+        update={"store": StoreSettings(url=postgres_url)}
+    )
+    with capture_logs() as logs:
+        async with (
+            Runtime(settings, clock=ManualClock()) as runtime,
+            Daemon(runtime, handle_signals=False),
+        ):
+            await until(lambda: any(e["event"] == "fleet.joined" for e in logs))
+            await settle()
+    with psycopg.connect(postgres_url) as conn:
+        found = conn.execute("SELECT source, next_run_at FROM leases").fetchall()
+    due: dict[str, datetime] = dict(found)
+    # A run moves its source's next run by whole intervals on the grid it started on.
+    offsets = [(due[name] - due["s0"]) % timedelta(hours=1) for name in names]
+    assert offsets == [timedelta(seconds=n * FIRST_RUN_SPACING) for n in range(4)]
+    assert due["nightly"].hour == 3 and due["nightly"].minute == 0

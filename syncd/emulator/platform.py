@@ -73,6 +73,7 @@ class PlatformEmulator:
         """`handler` behind latency, counters, the request log and fault injection."""
 
         async def serve(request: web.Request) -> web.StreamResponse:
+            began = self.clock.monotonic()
             if self._latency > 0:
                 await asyncio.sleep(self._latency)
             if target == "api":
@@ -93,7 +94,12 @@ class PlatformEmulator:
                 self.stats.faults_injected += 1
                 response, status = await self._inject(fault, target, request, handler)
             self.stats.record(
-                request.method, request.path, dict(request.query), status, self.clock.monotonic()
+                request.method,
+                request.path,
+                dict(request.query),
+                status,
+                self.clock.monotonic(),
+                began,
             )
             return response
 

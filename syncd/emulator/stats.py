@@ -8,13 +8,15 @@ from dataclasses import dataclass, field
 
 @dataclass(frozen=True, slots=True)
 class RequestRecord:
-    """One request: what was asked and what was answered (status 0: connection dropped)."""
+    """One request: what was asked and what was answered (status 0: connection dropped); `at`
+    when it was answered and `began` when it arrived (the emulator's monotonic clock)."""
 
     method: str
     path: str
     query: dict[str, str]
     status: int
     at: float
+    began: float
 
 
 @dataclass(slots=True)
@@ -45,9 +47,19 @@ class Stats:
         self.cache_hits = 0
         self.log.clear()
 
-    def record(self, method: str, path: str, query: dict[str, str], status: int, at: float) -> None:
-        """Append one request to the log."""
-        self.log.append(RequestRecord(method, path, query, status, at))
+    def record(
+        self,
+        method: str,
+        path: str,
+        query: dict[str, str],
+        status: int,
+        at: float,
+        began: float | None = None,
+    ) -> None:
+        """Append one request to the log (`began`: when it arrived, if not `at`)."""
+        self.log.append(
+            RequestRecord(method, path, query, status, at, at if began is None else began)
+        )
 
     def requests_to(self, path: str) -> list[RequestRecord]:
         """Logged requests whose path is `path`."""

@@ -437,8 +437,9 @@ class ChangeFeed(Protocol):
         """Where each source that ever appended an entry stands."""
         ...
 
-    async def prune_changes(self, before: datetime) -> int:
-        """Remove the entries older than `before` (oldest first, per source); return how many."""
+    async def prune_changes(self, before: datetime, sources: Sequence[str] | None = None) -> int:
+        """Remove the entries older than `before` (oldest first, per source; of `sources` only
+        when given); return how many."""
         ...
 
     def snapshot(self, source: str) -> AbstractAsyncContextManager[ProductSnapshot]:

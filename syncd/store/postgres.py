@@ -531,12 +531,15 @@ class PostgresStore:
         except psycopg.Error as exc:
             raise StoreError(f"cannot read from {self.url}: {first_line(exc)}") from exc
 
-    async def prune_changes(self, before: datetime) -> int:
+    async def prune_changes(self, before: datetime, sources: Sequence[str] | None = None) -> int:
         """Remove the entries older than `before` (oldest first, per source, in chunks: a long
-        delete must not hold the counter row the pages update); return how many."""
+        delete must not hold the counter row the pages update; of `sources` only when given);
+        return how many."""
         removed = 0
         moment = _stamp(before)
         for head in (await self.feed_heads()).values():
+            if sources is not None and head.source not in sources:
+                continue
             try:
                 async with self._opened.connection() as db:
                     cut = await prune_cut(db, head, moment or before)

@@ -468,10 +468,13 @@ class SqliteStore:
         except sqlite3.Error as exc:
             raise StoreError(f"cannot read from {str(self._path)!r}: {exc}") from exc
 
-    async def prune_changes(self, before: datetime) -> int:
-        """Remove the entries older than `before` (oldest first, per source); return how many."""
+    async def prune_changes(self, before: datetime, sources: Sequence[str] | None = None) -> int:
+        """Remove the entries older than `before` (oldest first, per source; of `sources` only
+        when given); return how many."""
         removed = 0
         for head in (await self.feed_heads()).values():
+            if sources is not None and head.source not in sources:
+                continue
             try:
                 cut = await prune_cut(self._conn, head, stamp(before))
             except sqlite3.Error as exc:
