@@ -71,7 +71,8 @@ Connection = psycopg.AsyncConnection[TupleRow]
 _UPSERT = """
 WITH page AS (
     SELECT r->>0 AS sku, (r->>1)::bigint AS id, r->>2 AS name, (r->>3)::float8 AS price,
-           (r->>4)::bigint AS status, r->>5 AS type_id, r->>6 AS updated_at, r->7 AS payload,
+           (r->>4)::bigint AS status, r->>5 AS type_id, r->>6 AS updated_at,
+           nullif(r->7, 'null') AS payload,
            r->>8 AS content_hash
     FROM jsonb_array_elements(%(rows)s::jsonb) AS r
 ), written AS (
@@ -135,14 +136,15 @@ _SET_PROGRESS = "WITH page AS (SELECT 1)" + _PROGRESS + " SELECT 1"
 
 def _page_rows(records: Iterable[ProductRecord]) -> str:
     """A page's records as the JSON array of arrays `_UPSERT` reads, each payload embedded as is."""
+    # A missing payload (never made by a source) goes as null, which the statement turns into
+    # NULL: the NOT NULL constraint refuses it, as it refuses one in SQLite.
+    rows = [
+        [r.sku, r.id, r.name, _price(r.price), r.status, r.type_id, stored_time(r.updated_at),
+         None if r.payload is None else orjson.Fragment(r.payload), r.content_hash]
+        for r in records
+    ]  # fmt: skip
     try:
-        return orjson.dumps(
-            [
-                [r.sku, r.id, r.name, _price(r.price), r.status, r.type_id,
-                 stored_time(r.updated_at), orjson.Fragment(r.payload), r.content_hash]
-                for r in records
-            ]  # fmt: skip
-        ).decode()
+        return orjson.dumps(rows).decode()
     except orjson.JSONEncodeError as exc:  # an integer past 64 bits, a lone surrogate
         raise StoreError(f"cannot encode a page for PostgreSQL: {exc}") from None
 
