@@ -1,0 +1,101 @@
+"""The PostgreSQL page statement's encoding: a page travels as one JSON array (store/postgres.py),
+so every column must come back exactly as it went in, whatever characters or values it holds."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+import pytest
+
+from syncd.errors import StoreError
+from syncd.sources.base import make_record
+from syncd.store import PageCommit, ProductRecord
+from syncd.store.postgres import PostgresStore
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+# Text that JSON, array literals or SQL would each need to escape, and text beyond ASCII.
+AWKWARD = ['quote " and \\ backslash', "{brace},comma", "NULL", "tab\tnew\nline", "ünïcødé ✓ 𝄞"]
+
+
+def record(sku: str, **fields: Any) -> ProductRecord:
+    """A record of `sku` whose payload holds `fields` too, with every column defaulted."""
+    columns: dict[str, Any] = {
+        "id": 1, "name": "n", "price": 1.5, "status": 1, "type_id": "simple",
+        "updated_at": "2026-01-01 10:00:00",
+    } | fields  # fmt: skip
+    item = {"sku": sku, **{k: v for k, v in columns.items() if isinstance(v, str | int)}}
+    return make_record(item, sku=sku, **columns)
+
+
+@pytest.fixture
+async def pg(postgres_url: str) -> AsyncIterator[PostgresStore]:
+    """The open PostgreSQL store of the test database."""
+    async with PostgresStore(postgres_url) as store:
+        yield store
+
+
+def rows(url: str) -> dict[str, tuple[Any, ...]]:
+    """sku -> the stored columns the page wrote."""
+    with psycopg.connect(url) as conn:
+        found = conn.execute(
+            "SELECT sku, id, name, price, status, type_id, updated_at, payload::text, "
+            "content_hash FROM products"
+        ).fetchall()
+    return {row[0]: row[1:] for row in found}
+
+
+async def test_awkward_text_and_missing_values_round_trip(
+    pg: PostgresStore, postgres_url: str
+) -> None:
+    """Every column of every record is stored exactly, quotes, escapes, NULLs and all."""
+    records = [record(text, name=text, type_id=text) for text in AWKWARD]
+    records.append(
+        record("none", id=None, name=None, price=None, status=None, type_id=None, updated_at=None)
+    )
+    records.append(record("big", id=2**63 - 1, status=-(2**63), price=1e300))
+    counts = await pg.commit_page("s", records, T0, PageCommit())
+    assert counts.created == len(records)
+    stored = rows(postgres_url)
+    for r in records:
+        expected_time = None if r.updated_at is None else "2026-01-01T10:00:00.000Z"
+        assert stored[r.sku][:6] == (r.id, r.name, r.price, r.status, r.type_id, expected_time)
+        assert stored[r.sku][7] == r.content_hash
+    with psycopg.connect(postgres_url) as conn:
+        for r in records:
+            same = conn.execute(
+                "SELECT payload = %s::jsonb FROM products WHERE sku = %s", (r.payload, r.sku)
+            ).fetchone()
+            assert same == (True,), r.sku
+
+
+async def test_prices_json_cannot_carry_are_stored_as_float8(
+    pg: PostgresStore, postgres_url: str
+) -> None:
+    """NaN and the infinities are stored as themselves, not as NULL."""
+    prices = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
+    await pg.commit_page("s", [record(s, price=p) for s, p in prices.items()], T0, PageCommit())
+    stored = {sku: columns[2] for sku, columns in rows(postgres_url).items()}
+    assert math.isnan(stored["nan"])
+    assert (stored["inf"], stored["-inf"]) == (math.inf, -math.inf)
+
+
+async def test_an_id_past_64_bits_is_a_store_error(pg: PostgresStore, postgres_url: str) -> None:
+    """A value the page cannot carry fails the page with a StoreError, writing nothing."""
+    with pytest.raises(StoreError, match="cannot encode a page"):
+        await pg.commit_page("s", [record("ok"), record("huge", id=2**64)], T0, PageCommit())
+    assert rows(postgres_url) == {}
+
+
+async def test_scan_view_finds_awkward_skus(pg: PostgresStore) -> None:
+    """The skus of a scan's view travel in binary: awkward ones are found, an empty list works."""
+    await pg.commit_page("s", [record(text) for text in AWKWARD], T0, PageCommit(scan_id=7))
+    view = await pg.scan_view("s", 7, [*AWKWARD, "absent"])
+    assert sorted(view) == sorted(AWKWARD)
+    assert all(v.seen and v.live for v in view.values())
+    assert await pg.scan_view("s", 7, []) == {}
+    assert await pg.unseen("s", 7, [*AWKWARD, "absent"]) == ["absent"]
