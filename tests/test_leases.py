@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import pytest
 
-from syncd.errors import LeaseLostError, SourceBusyError
+from syncd.errors import LeaseLostError, SourceBusyError, StoreError
 from syncd.fleet import first_run, next_run
 from syncd.schedule import parse_schedule
 from syncd.sources.base import make_record
@@ -226,3 +226,22 @@ async def test_a_session_stopped_inside_a_write_is_ended_so_the_source_can_move(
         assert (new.owner, new.epoch) == ("r2", old.epoch + 1)
     finally:
         await stalled.close()
+
+
+async def test_a_release_behind_a_write_stuck_open_gives_up_instead_of_waiting(
+    store: PostgresStore, postgres_url: str
+) -> None:
+    """A session holding the lease row's share lock (a fenced write that never commits) makes
+    renewal and release fail within a third of the lease, naming what failed: the job ends and
+    the lease expires, rather than the replica hanging on the row."""
+    leases = PostgresLeases(store, lease_seconds=0.6)
+    await due_now(leases, "a")
+    (lease,) = await leases.claim_due(["a"], "r1", 1)
+    with psycopg.connect(postgres_url) as stuck:
+        stuck.execute("SELECT 1 FROM leases WHERE source = 'a' FOR SHARE")
+        with pytest.raises(StoreError, match="release the lease of 'a'"):
+            await asyncio.wait_for(leases.release(lease, None), timeout=5)
+        with pytest.raises(StoreError, match="renew the lease of 'a'"):
+            await asyncio.wait_for(leases.renew(lease), timeout=5)
+        stuck.rollback()
+    assert await leases.release(lease, None)  # the lock gone, the release goes through

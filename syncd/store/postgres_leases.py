@@ -13,12 +13,13 @@ replicas' clocks need not agree.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 
 from syncd.errors import SourceBusyError
-from syncd.store.postgres import PostgresStore
+from syncd.store.postgres import Connection, PostgresStore
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,10 +165,26 @@ class PostgresLeases:
         )
         return int(rows[0][0])
 
+    @asynccontextmanager
+    async def _bounded(self, what: str) -> AsyncIterator[Connection]:
+        """A session whose statements give up (StoreError) instead of waiting without end: an
+        update of a lease row waits for the share locks of fenced writes, and a write stuck
+        open must cost a renewal or a release (the lease then expires and is taken over),
+        never the whole job and with it the replica's stop."""
+        wait_ms = str(max(1, int(self.lease_seconds * 1000 / 3)))
+        run_ms = str(max(1, int(self.lease_seconds * 1000)))
+        async with self._store.session(what) as db:
+            await db.execute(
+                "SELECT set_config('lock_timeout', %s, true), "
+                "set_config('statement_timeout', %s, true)",
+                (wait_ms, run_ms),
+            )
+            yield db
+
     async def renew(self, lease: Lease) -> Lease | None:
         """Extend `lease` by `lease_seconds` from now; None if it is no longer this owner's (taken
         over, or expired: an expired lease is never revived, its runs' writes are refused)."""
-        async with self._store.session(f"renew the lease of {lease.source!r}") as db:
+        async with self._bounded(f"renew the lease of {lease.source!r}") as db:
             cursor = await db.execute(
                 "UPDATE leases SET expires_at = clock_timestamp() + make_interval(secs => %s), "
                 "updated_at = clock_timestamp() WHERE source = %s AND owner = %s AND epoch = %s "
@@ -184,7 +201,7 @@ class PostgresLeases:
     ) -> bool:
         """Give `lease` up, storing the source's next run times (None keeps the stored one);
         False if it was no longer this owner's (nothing is changed then)."""
-        async with self._store.session(f"release the lease of {lease.source!r}") as db:
+        async with self._bounded(f"release the lease of {lease.source!r}") as db:
             cursor = await db.execute(
                 "UPDATE leases SET owner = NULL, expires_at = NULL, last_owner = owner, "
                 "next_run_at = coalesce(%s, next_run_at), "
