@@ -47,14 +47,16 @@ async def test_schema_is_versioned_and_wal(tmp_path: Path) -> None:
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
-async def test_schema_7_drops_the_updated_at_index_and_keeps_the_rows(tmp_path: Path) -> None:
-    """A schema 6 database loses `products_source_updated` (no read uses it; every page paid for
-    it) and keeps its products; an index an operator creates again afterwards stays."""
+async def test_the_updated_at_index_is_dropped_and_the_rows_kept(tmp_path: Path) -> None:
+    """A database from before the migration that drops `products_source_updated` (no read uses
+    it; every page paid for it) loses it and keeps its products; an index an operator creates
+    again afterwards stays."""
+    (dropping,) = [n for n, m in enumerate(MIGRATIONS) if "DROP INDEX IF EXISTS products_" in m]
     path = tmp_path / "x.db"
     with sqlite3.connect(path) as db:
-        for script in MIGRATIONS[:6]:
+        for script in MIGRATIONS[:dropping]:
             db.executescript(script)
-        db.execute("PRAGMA user_version = 6")
+        db.execute(f"PRAGMA user_version = {dropping}")
         db.execute(
             "INSERT INTO products (source, sku, updated_at, payload, content_hash, first_seen_at, "
             "last_synced_at) VALUES ('s', 'p1', 'u', '{}', 'h', 'f', 'l')"
