@@ -99,8 +99,9 @@ concurrently, and that first round trip weighs more on a one-second run.
     "throughput": """
 syncd is CPU-bound on one core: the event loop and the SQLite thread share it, so throughput is
 a million divided by the CPU microseconds per product in the stage table. What would move it:
-SQLite writes the row, two index entries and a scan mark per product (a `last_seen_scan` column
-instead of the `full_scan_seen` table would save a B-tree insert per product); the event loop
+SQLite writes the row, its key's index entry, a scan mark and a feed entry per product (a
+`last_seen_scan` column instead of the `full_scan_seen` table would save a B-tree insert per new
+product, but rewrite every unchanged row of a later scan: docs/PERFORMANCE-CPU.md); the event loop
 still builds every product as Python objects to hash it (decoding only the stored columns and
 keeping each item's bytes as received would remove most of that, but changes the hash and the
 payload's form). The figures come from a shared two-core machine: rerun on a quiet one.

@@ -75,8 +75,9 @@ def render(
         "it compares with the client the Adobe Commerce S2S integration guide describes "
         "(the *baseline*). Every figure below is read from the JSON the harness wrote.",
         "",
-        "Elsewhere: CPU per product before and after the page transaction became one handoff to "
-        "the SQLite thread, [PERFORMANCE-CPU.md](PERFORMANCE-CPU.md); PostgreSQL against SQLite, "
+        "Elsewhere: CPU per product before and after the two rounds of work on it (one handoff "
+        "per page, then fewer B-trees per page), [PERFORMANCE-CPU.md](PERFORMANCE-CPU.md); "
+        "PostgreSQL against SQLite, "
         "replicas and lease takeover, [SCALING.md](SCALING.md); what each fault costs, "
         "[RELIABILITY.md](RELIABILITY.md).",
         "",

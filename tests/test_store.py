@@ -17,7 +17,7 @@ from syncd.errors import StoreError
 from syncd.sources.base import make_record
 from syncd.store import ProductRecord, SqliteStore, TokenRecord
 from syncd.store.base import PageCommit, RunProgress
-from syncd.store.schema import SCHEMA_VERSION
+from syncd.store.schema import MIGRATIONS, SCHEMA_VERSION
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -45,6 +45,36 @@ async def test_schema_is_versioned_and_wal(tmp_path: Path) -> None:
     db = sqlite3.connect(tmp_path / "x.db")
     assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+async def test_the_updated_at_index_is_dropped_and_the_rows_kept(tmp_path: Path) -> None:
+    """A database from before the migration that drops `products_source_updated` (no read uses
+    it; every page paid for it) loses it and keeps its products; an index an operator creates
+    again afterwards stays."""
+    (dropping,) = [n for n, m in enumerate(MIGRATIONS) if "DROP INDEX IF EXISTS products_" in m]
+    path = tmp_path / "x.db"
+    with sqlite3.connect(path) as db:
+        for script in MIGRATIONS[:dropping]:
+            db.executescript(script)
+        db.execute(f"PRAGMA user_version = {dropping}")
+        db.execute(
+            "INSERT INTO products (source, sku, updated_at, payload, content_hash, first_seen_at, "
+            "last_synced_at) VALUES ('s', 'p1', 'u', '{}', 'h', 'f', 'l')"
+        )
+    indexes = "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'products'"
+    assert ("products_source_updated",) in sqlite3.connect(path).execute(indexes).fetchall()
+    async with SqliteStore(path) as store:
+        assert await store.count_products("s") == 1
+    db = sqlite3.connect(path)
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    assert ("products_source_updated",) not in db.execute(indexes).fetchall()
+    db.execute("CREATE INDEX products_source_updated ON products (source, updated_at)")
+    db.commit()
+    db.close()
+    async with SqliteStore(path):
+        pass
+    db = sqlite3.connect(path)
+    assert ("products_source_updated",) in db.execute(indexes).fetchall()
 
 
 async def test_newer_schema_is_refused(tmp_path: Path) -> None:

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal, Protocol, get_args, runtime_checkable
+from typing import Literal, NamedTuple, Protocol, get_args, runtime_checkable
 
 RunKind = Literal["full", "incremental"]
 RunStatus = Literal["running", "succeeded", "failed", "cancelled"]
@@ -16,9 +16,11 @@ TOKEN_EVENT_KINDS: tuple[TokenEventKind, ...] = get_args(TokenEventKind)
 the metrics."""
 
 
-@dataclass(frozen=True, slots=True)
-class ProductRecord:
-    """One product as it will be stored: the columns operators query plus the payload as received."""
+class ProductRecord(NamedTuple):
+    """One product as it will be stored: the columns operators query plus the payload as received.
+
+    A named tuple, not a frozen dataclass: one is built per product, and a tuple is built in a
+    third of the time (a frozen dataclass sets each field through `object.__setattr__`)."""
 
     sku: str
     id: int | None
