@@ -50,10 +50,14 @@ class SimStore:
     service: float = 0.013
     workers: int = 4
     seed: int = 1
+    # (seconds from the start, new rate): the store's limit changes while the sync runs.
+    changes: tuple[tuple[float, float], ...] = ()
     arrivals: list[tuple[float, int]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self._bucket = TokenBucket(self.rate, self.burst, self.clock)
+        self._start = self.clock.monotonic()
+        self._changes = list(self.changes)
         self._rng = random.Random(self.seed)
         self._builders = asyncio.Semaphore(self.workers)
 
@@ -62,6 +66,9 @@ class SimStore:
 
     async def answer(self) -> _Answer:
         await self.clock.sleep(self._rng.uniform(0.0002, 0.001))  # on the way in
+        while self._changes and self.clock.monotonic() - self._start >= self._changes[0][0]:
+            _, self.rate = self._changes.pop(0)
+            self._bucket = TokenBucket(self.rate, self.burst, self.clock)
         wait = self._bucket.take()
         self.arrivals.append((self.clock.monotonic(), 200 if wait is None else 429))
         if wait is not None:
@@ -91,7 +98,8 @@ class _Exchange:
 
 @dataclass(frozen=True)
 class SyncResult:
-    """What one simulated sync did: wall seconds, requests, 429s, and the share of the allowed."""
+    """What one simulated sync did: wall seconds, requests, 429s, and the share of the allowed
+    (accepted requests over the bucket's burst plus its rate times the wall time)."""
 
     wall: float
     requests: int
@@ -99,6 +107,14 @@ class SyncResult:
     allowed_share: float
     share_429: float
     throttle: AdaptiveThrottle
+    store: SimStore
+
+    def accepted_between(self, start: float, end: float) -> int:
+        """Requests the store accepted from `start` to `end` seconds into the sync."""
+        first = self.store.arrivals[0][0]
+        return sum(
+            1 for at, status in self.store.arrivals if status == 200 and start <= at - first < end
+        )
 
 
 async def full_sync(
@@ -109,10 +125,11 @@ async def full_sync(
     concurrency: int = 8,
     cpu: float = 0.0047,
     seed: int = 1,
+    changes: tuple[tuple[float, float], ...] = (),
     clock: VirtualClock,
 ) -> SyncResult:
     """`pages` pages fetched by `concurrency` workers, each page costing `cpu` of one shared core."""
-    store = SimStore(rate, burst, clock, seed=seed)
+    store = SimStore(rate, burst, clock, seed=seed, changes=changes)
     policy = RetryPolicy.from_settings(HttpSettings())
     adaptive = AdaptiveThrottle(
         "shop", clock, RateTuning.from_settings(HttpSettings()), policy, None
@@ -149,6 +166,7 @@ async def full_sync(
         allowed_share=accepted / (burst + rate * wall),
         share_429=store.refused / requests,
         throttle=adaptive,
+        store=store,
     )
 
 

@@ -306,13 +306,12 @@ class AdaptiveRate:
         # Held without a 429: the store accepts this rate.
         self._changed_at = now
         if self._probing:
-            self._probing = False
+            # The store's limit rose past the bound: climb, further each time, until a 429.
+            self._probing, self._soft = False, True
             self._probe_wait = self.tuning.probe_interval
         self.lower = max(rate, lower or 0.0)
         self._descent = None
         if not self._soft and upper <= self.lower * self.tuning.precision:
-            # A probe that held: the bound above it is only a guess, so keep probing next time.
-            self.upper = max(upper, self.lower)
             if rate >= self.lower:
                 return None
             self.rate = self.lower
