@@ -7,17 +7,27 @@ the ceiling, where it is held smoothly.
 
 A source without one is not paced until its first 429; from then on it searches for the store's
 limit and settles below it, instead of swinging around it (released at full speed, it drew a 429
-each time it came back):
+each time it came back). Every 429 costs its `Retry-After` (a whole second at least) for every
+worker, so the search spends as few as it can:
 
-- **Bounds.** `upper` is the rate that drew the last 429 (the store's limit is below it);
-  `lower` is the highest rate held for `proof_time` without one (the limit is at or above it).
-- **Search.** While nothing is proven the rate is cut by `decrease` squared on each 429; once a lower
-  bound exists the next rate tried is the geometric middle of the two bounds. A rate held without
-  a 429 for the proof time becomes the new lower bound. The search ends when the bounds are within
-  `precision` of each other: the source is then held at `lower`, below the limit it found.
+- **Bounds.** `upper` is the rate that drew the last 429 (the store's limit is below it; only
+  roughly when measured while unpaced); `lower` is the highest rate shown to be within the limit.
+- **Search.** While nothing is proven the rate is cut by `decrease` squared on each 429. A rate
+  held without a 429 for the proof time becomes the lower bound; the next rate tried is the
+  geometric middle of the bounds, but no further above what held than `precision` squared, then
+  to the power 4, 8... (a trial that draws a 429 costs its pause; one that holds, little). Above a
+  rough bound only those steps apply. The search ends when the bounds are within `precision` of
+  each other: the source is then held at `lower`, below the limit it found.
+- **What got through.** A 429 ends a trial begun with the store's bucket full (after the last
+  pause); once its answers are in (as sending resumes), what the store let through is read as a
+  token bucket would have it: the bucket plus its rate times the time. Trials at one rate bound
+  the burst (`burst`); that bound turns what got through into a limit proven at once (often
+  closer than the precision) and, in the descent, caps the next rate; and the proof time is long
+  enough that the burst could hide no more than a few percent of overshoot near `upper`.
 - **Probing.** Held for `probe_interval` without a 429, the upper bound is raised by `probe_step`
-  and the middle tried: a store whose limit was raised is followed. A probe that draws a 429
-  doubles the wait before the next one, so a steady store sees fewer and fewer of them.
+  and the middle tried. A probe that draws a 429 doubles the wait before the next one, so a steady
+  store sees fewer and fewer of them; one that holds shows the store's limit rose, and the search
+  climbs on, further each time, until a 429 says where it is.
 
 `floor` bounds every cut.
 """
