@@ -47,8 +47,9 @@ def test_a_limit_that_falls_is_followed() -> None:
 
 
 def test_a_limit_that_rises_is_followed() -> None:
-    """The store doubles its limit a minute in: probes find it within a few minutes."""
-    result = simulate(10, 2, 8000, changes=((60.0, 20.0),))
+    """The store doubles its limit half a minute in: a probe finds it held, and the search
+    climbs to the new limit within a few minutes (not one probe step per probe interval)."""
+    result = simulate(10, 2, 3000, changes=((30.0, 20.0),))
     found = result.throttle.rate.found
     assert found is not None and found >= 18
     end = result.wall
