@@ -47,6 +47,8 @@ _BELOW = 0.99
 # A rate counts as proven once held long enough that a store's burst could hide no more than
 # this share above its limit (a rate proven above the limit draws a 429 later, and its pause).
 _PROOF_MARGIN = 0.03
+# Answers each of two trials must have let through for their difference to tell the rate.
+_CROSSED_ANSWERS = 20
 # Trials ended by a 429 kept to bound the store's burst.
 _RUNS = 8
 
@@ -124,10 +126,11 @@ class AdaptiveRate:
         # set: when, and the answers accepted by then. A 429 ends both: read as sending resumes.
         self._trial: tuple[float, int] = (0.0, 0)
         self._segment: tuple[float, int] = (0.0, 0)
-        self._ended: tuple[tuple[float, int], tuple[float, int], float] | None = None
+        self._ended: tuple[tuple[float, int], tuple[float, int] | None, float] | None = None
         # What got through in each trial at one rate that a 429 ended, and the seconds it took
         # (the latest few): each bounds the store's burst.
         self._runs: list[tuple[int, float]] = []
+        self._start_burst = math.inf
         self._stride = 2
         self._soft = False
 
@@ -137,10 +140,10 @@ class AdaptiveRate:
         at one rate that began with the bucket full and ended with it empty let through the
         bucket plus what the store's rate (at least `lower`) refilled meanwhile, plus at most
         one."""
-        if not self._runs:
-            return None
         lower = self.lower or 0.0
-        return max(1.0, min(through + 1.0 - lower * span for through, span in self._runs))
+        bound = min((n + 1.0 - lower * span for n, span in self._runs), default=math.inf)
+        bound = min(bound, self._start_burst)
+        return None if math.isinf(bound) else max(1.0, bound)
 
     @property
     def engaged(self) -> bool:
@@ -171,7 +174,9 @@ class AdaptiveRate:
             self.rate = max(self.tuning.floor, base * self.tuning.decrease)
             return RateChange(old, round(self.rate, 6), "rate_limited")
         drawn = max(self.tuning.floor, old if old is not None else measured)
-        self._ended = (self._trial, self._segment, now)
+        # Unpaced, the start may have sent below the limit a while (the bucket full, its
+        # refill lost): such a trial bounds no burst.
+        self._ended = (self._trial, self._segment if old is not None else None, now)
         self._stride = max(2, self._stride // 2)
         if self._probing:
             self._probe_wait *= 2  # the store did not move: look again later, and less often
@@ -211,14 +216,23 @@ class AdaptiveRate:
         if ended is None or self.ceiling is not None or self.rate is None or self.upper is None:
             return None
         old = self.rate
-        (since, before), (began, counted), until = ended
+        (since, before), segment, until = ended
+        began, counted = segment or (math.inf, 0)
         through, sending = accepted - before, until - since
+        if segment is None:
+            # The bucket, full as the source began, ran dry: it held at most what got through,
+            # plus one (less what the store refilled meanwhile, but when is unknown).
+            self._start_burst = min(self._start_burst, through + 1.0)
         if began == since:
             # One rate from a full bucket to an empty one (a trial that raised its rate may have
             # sent below the limit a while, the bucket full and its refill lost: no bound).
             self._runs = [*self._runs[-(_RUNS - 1) :], (through, sending)]
         if self.lower is None:
             self.rate = max(self.tuning.floor, min(self.rate, self._let_through(through, sending)))
+        crossed = self._crossed()
+        if crossed is not None and self.lower is not None and crossed < self.lower:
+            # Two trials disagree with what was proven: it was proven too soon.
+            self.lower = self.rate = max(self.tuning.floor, crossed * _BELOW)
         held = max(self._held(through, sending), self._held(accepted - counted, until - began))
         # In the descent, a bound below the next rate to try says nothing new.
         if held > (self.rate if self.lower is None else self.lower):
@@ -248,6 +262,17 @@ class AdaptiveRate:
             least = max(n - self.upper * s for n, s in self._runs)
             bound = min(bound, (through + 1.0 - least) / sending)
         return bound
+
+    def _crossed(self) -> float | None:
+        """The store's rate from the last two trials at one rate, when they were long: each let
+        through the same bucket plus the rate times its length (None: too short to tell)."""
+        if len(self._runs) < 2:
+            return None
+        (n1, s1), (n2, s2) = self._runs[-2:]
+        if min(n1, n2) < _CROSSED_ANSWERS or abs(s1 - s2) < self.tuning.recovery_interval:
+            return None
+        rate = (n1 - n2) / (s1 - s2)
+        return rate if rate > 0 else None
 
     def _held(self, through: int, span: float) -> float:
         """The limit shown by `through` answers in `span` seconds that ended with a 429: at most
