@@ -20,10 +20,12 @@ worker, so the search spends as few as it can:
   each other: the source is then held at `lower`, below the limit it found.
 - **What got through.** A 429 ends a trial begun with the store's bucket full (after the last
   pause); once its answers are in (as sending resumes), what the store let through is read as a
-  token bucket would have it: the bucket plus its rate times the time. Trials at one rate bound
-  the burst (`burst`); that bound turns what got through into a limit proven at once (often
-  closer than the precision) and, in the descent, caps the next rate; and the proof time is long
-  enough that the burst could hide no more than a few percent of overshoot near `upper`.
+  token bucket would have it: the bucket plus its rate times the time. What got through before
+  the first 429, and each trial at one rate, bound the burst (`burst`); that bound turns what got
+  through into a limit proven at once (often closer than the precision) and, in the descent,
+  caps the next rate; the proof time is long enough that the burst could hide no more than a few
+  percent of overshoot near `upper`; and two long trials at one rate whose difference shows a
+  limit below what was proven step the source down to it.
 - **Probing.** Held for `probe_interval` without a 429, the upper bound is raised by `probe_step`
   and the middle tried. A probe that draws a 429 doubles the wait before the next one, so a steady
   store sees fewer and fewer of them; one that holds shows the store's limit rose, and the search
