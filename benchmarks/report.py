@@ -264,7 +264,10 @@ def _cases(records: list[Record]) -> list[str]:
         if record.get("changed") is not None:
             notes.append(f"incremental after {record['changed']:,} products changed")
         if record.get("time_box_s"):
-            notes.append(f"runs time-boxed at {record['time_box_s']:g} s")
+            boxed = f"runs time-boxed at {record['time_box_s']:g} s"
+            if record["profile"].get("rate") is not None:
+                boxed += " (syncd untold: the full sync, its search included)"
+            notes.append(boxed)
         if record.get("incremental_skipped"):
             notes.append(f"no incremental run: {record['incremental_skipped']}")
         lines += [title, ""]

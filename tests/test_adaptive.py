@@ -69,24 +69,60 @@ def test_an_unconfigured_source_is_cut_from_its_measured_rate() -> None:
 
 
 def test_the_descent_is_bounded_by_what_the_store_let_through() -> None:
-    """While nothing is proven, a cut goes no higher than the rate the store accepted since the
-    descent began, pauses left out."""
+    """While nothing is proven, the next rate goes no higher than the rate the store accepted in
+    the trials since the first pause, read once their answers are in (as sending resumes)."""
     rate = AdaptiveRate(SEARCH)
-    rate.cut(now=0, measured=150, resume_at=1, accepted=2)
-    # 1 s paused, then 0.5 s of sending in which 2 more answers were accepted: 4/s, below
-    # the 37.5 * 0.25 the cut alone would give.
-    change = rate.cut(now=1.5, measured=0, resume_at=2.5, accepted=4)
-    assert change == RateChange(37.5, 4.0, "rate_limited")
+    rate.sending(0.0, accepted=0)
+    rate.cut(now=0.1, measured=150, resume_at=1.1, accepted=2)
+    assert rate.sending(1.1, accepted=2) is None  # the descent counts from here
+    # 0.5 s of sending in which 2 more answers were accepted: 4/s, below the 37.5 * 0.25 the
+    # cut alone gives.
+    assert rate.cut(now=1.6, measured=0, resume_at=2.6, accepted=4).new == 9.375
+    assert rate.sending(2.6, accepted=4) == RateChange(9.375, 4.0, "rate_limited")
 
 
-def test_a_held_rate_is_proven_and_the_middle_tried_next() -> None:
-    """Held for the proof time without a 429, the rate becomes the lower bound; the next rate is
-    the geometric middle of the bounds."""
+def test_a_held_rate_is_proven_and_the_search_climbs_past_an_unpaced_bound() -> None:
+    """Held for the proof time without a 429, the rate becomes the lower bound. The bound from
+    the unpaced start is only a rough measure: the search climbs `precision` squared, then
+    twice as many powers per proof, and may pass it."""
     rate = AdaptiveRate(SEARCH)
-    rate.cut(now=0, measured=40)  # 10/s, bound 40
+    rate.cut(now=0, measured=40)  # 10/s, bound 40 (measured while unpaced)
     assert rate.recover(1.9) is None
-    assert rate.recover(2.0) == RateChange(10.0, 20.0, "proven")
+    assert rate.recover(2.0) == RateChange(10.0, 12.1, "proven")
     assert rate.lower == 10
+    change = rate.recover(4.0)
+    assert change is not None and change.new == round(10 * 1.1**2 * 1.1**4, 6)
+
+
+def test_below_a_paced_bound_the_middle_is_tried() -> None:
+    """A paced rate that drew a 429 bounds the search: the next trial is the geometric middle
+    of what held and it."""
+    rate = AdaptiveRate(SEARCH)
+    rate.cut(now=0, measured=40)
+    rate.recover(2.0)  # 10 held: 12.1 next
+    change = rate.cut(now=2.5, measured=0, resume_at=3.5)
+    assert rate.upper == pytest.approx(12.1) and rate.lower == 10
+    assert change.new == 11.0 and change.reason == "rate_limited"
+
+
+def test_what_got_through_bounds_the_burst_and_proves_a_limit() -> None:
+    """What got through before a 429 bounds the store's burst, and a later trial's answers
+    beyond the burst prove the rate the store let through."""
+    rate = AdaptiveRate(SEARCH)
+    rate.sending(0.0, accepted=0)
+    rate.cut(now=0.2, measured=40, resume_at=1.2, accepted=5)  # 5 through in 0.2 s
+    rate.sending(1.2, accepted=5)
+    assert rate.burst == 6.0
+    # 10/s held for the proof time (the burst could hide 10% for 6 / (10 * 0.1) s): 12.1 next.
+    assert rate.recover(7.2, accepted=65) is not None
+    # The burst is at most the 5 that got through before the first 429, plus one (the unpaced
+    # start may have sent below the limit a while: what the store refilled is not known).
+    assert rate.burst == 6.0
+    # 12.1/s for 10 s: 121 answers, then a 429. At most 6 came from the bucket: >= 11.5/s.
+    rate.cut(now=17.2, measured=0, resume_at=18.2, accepted=186)
+    change = rate.sending(18.2, accepted=186)
+    assert rate.lower == pytest.approx(11.5)
+    assert change is not None and change.reason == "proven"
 
 
 def test_the_search_settles_below_the_limit_and_stays_there() -> None:

@@ -7,17 +7,29 @@ the ceiling, where it is held smoothly.
 
 A source without one is not paced until its first 429; from then on it searches for the store's
 limit and settles below it, instead of swinging around it (released at full speed, it drew a 429
-each time it came back):
+each time it came back). Every 429 costs its `Retry-After` (a whole second at least) for every
+worker, so the search spends as few as it can:
 
-- **Bounds.** `upper` is the rate that drew the last 429 (the store's limit is below it);
-  `lower` is the highest rate held for `proof_time` without one (the limit is at or above it).
-- **Search.** While nothing is proven the rate is cut by `decrease` squared on each 429; once a lower
-  bound exists the next rate tried is the geometric middle of the two bounds. A rate held without
-  a 429 for the proof time becomes the new lower bound. The search ends when the bounds are within
-  `precision` of each other: the source is then held at `lower`, below the limit it found.
+- **Bounds.** `upper` is the rate that drew the last 429 (the store's limit is below it; only
+  roughly when measured while unpaced); `lower` is the highest rate shown to be within the limit.
+- **Search.** While nothing is proven the rate is cut by `decrease` squared on each 429. A rate
+  held without a 429 for the proof time becomes the lower bound; the next rate tried is the
+  geometric middle of the bounds, but no further above what held than `precision` squared, then
+  to the power 4, 8... (a trial that draws a 429 costs its pause; one that holds, little). Above a
+  rough bound only those steps apply. The search ends when the bounds are within `precision` of
+  each other: the source is then held at `lower`, below the limit it found.
+- **What got through.** A 429 ends a trial begun with the store's bucket full (after the last
+  pause); once its answers are in (as sending resumes), what the store let through is read as a
+  token bucket would have it: the bucket plus its rate times the time. What got through before
+  the first 429, and each trial at one rate, bound the burst (`burst`); that bound turns what got
+  through into a limit proven at once (often closer than the precision) and, in the descent,
+  caps the next rate; the proof time is long enough that the burst could hide no more than a few
+  percent of overshoot near `upper`; and two long trials at one rate whose difference shows a
+  limit below what was proven step the source down to it.
 - **Probing.** Held for `probe_interval` without a 429, the upper bound is raised by `probe_step`
-  and the middle tried: a store whose limit was raised is followed. A probe that draws a 429
-  doubles the wait before the next one, so a steady store sees fewer and fewer of them.
+  and the middle tried. A probe that draws a 429 doubles the wait before the next one, so a steady
+  store sees fewer and fewer of them; one that holds shows the store's limit rose, and the search
+  climbs on, further each time, until a 429 says where it is.
 
 `floor` bounds every cut.
 """
@@ -32,6 +44,15 @@ from syncd.config import HttpSettings
 
 # Below this many seconds of sending since the descent began, nothing was measured.
 _ACHIEVED_SPAN = 0.05
+# A limit proven by what the store let through stays this far below the rate that drew a 429.
+_BELOW = 0.99
+# A rate counts as proven once held long enough that a store's burst could hide no more than
+# this share above its limit (a rate proven above the limit draws a 429 later, and its pause).
+_PROOF_MARGIN = 0.03
+# Answers each of two trials must have let through for their difference to tell the rate.
+_CROSSED_ANSWERS = 20
+# Trials ended by a 429 kept to bound the store's burst.
+_RUNS = 8
 
 ChangeReason = Literal["rate_limited", "recovering", "recovered", "proven", "probing"]
 
@@ -47,7 +68,7 @@ class RateTuning:
     # The search for an unconfigured store's limit (see the module doc).
     precision: float = 1.08
     proof_requests: int = 4
-    probe_interval: float = 60.0
+    probe_interval: float = 120.0
     probe_step: float = 0.05
 
     def __post_init__(self) -> None:
@@ -70,9 +91,12 @@ class RateTuning:
             floor=http.rate_floor,
         )
 
-    def proof_time(self, rate: float) -> float:
-        """Seconds a rate must be held without a 429 to count as within the store's limit."""
-        return max(self.recovery_interval, self.proof_requests / rate)
+    def proof_time(self, rate: float, burst: float = 0.0, margin: float = 0.0) -> float:
+        """Seconds a rate must be held without a 429 to count as within the store's limit: long
+        enough that a `burst` of requests the store holds could hide no more than `margin` of
+        overshoot (the precision when not given)."""
+        margin = margin or self.precision - 1
+        return max(self.recovery_interval, self.proof_requests / rate, burst / (rate * margin))
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,8 +122,30 @@ class AdaptiveRate:
         self.lower: float | None = None
         self._probe_wait = tuning.probe_interval
         self._probing = False
-        # As the descent began: when, the answers accepted by then; and the seconds paused since.
-        self._descent: tuple[float, int, float] | None = None
+        # Since the descent began: the answers accepted and the seconds spent sending.
+        self._descent: tuple[int, float] | None = None
+        # Since the last pause (the store's bucket full again), and since the current rate was
+        # set: when, and the answers accepted by then. A 429 ends both: read as sending resumes.
+        self._trial: tuple[float, int] = (0.0, 0)
+        self._segment: tuple[float, int] = (0.0, 0)
+        self._ended: tuple[tuple[float, int], tuple[float, int] | None, float] | None = None
+        # What got through in each trial at one rate that a 429 ended, and the seconds it took
+        # (the latest few): each bounds the store's burst.
+        self._runs: list[tuple[int, float]] = []
+        self._start_burst = math.inf
+        self._stride = 2
+        self._soft = False
+
+    @property
+    def burst(self) -> float | None:
+        """The most the store's bucket can hold, as far as shown (None: no 429 yet). A trial
+        at one rate that began with the bucket full and ended with it empty let through the
+        bucket plus what the store's rate (at least `lower`) refilled meanwhile, plus at most
+        one."""
+        lower = self.lower or 0.0
+        bound = min((n + 1.0 - lower * span for n, span in self._runs), default=math.inf)
+        bound = min(bound, self._start_burst)
+        return None if math.isinf(bound) else max(1.0, bound)
 
     @property
     def engaged(self) -> bool:
@@ -130,32 +176,113 @@ class AdaptiveRate:
             self.rate = max(self.tuning.floor, base * self.tuning.decrease)
             return RateChange(old, round(self.rate, 6), "rate_limited")
         drawn = max(self.tuning.floor, old if old is not None else measured)
+        # Unpaced, the start may have sent below the limit a while (the bucket full, its
+        # refill lost): such a trial bounds no burst.
+        self._ended = (self._trial, self._segment if old is not None else None, now)
+        self._stride = max(2, self._stride // 2)
         if self._probing:
             self._probe_wait *= 2  # the store did not move: look again later, and less often
             self._probing = False
-        self.upper = drawn
         if self.lower is not None and self.lower >= drawn:
             # What was proven no longer holds: it was proven too soon (a large burst hid the
             # overshoot), or the store lowered its limit. The limit is most likely just below:
-            # step down by twice the precision, and search again from there.
+            # step down by twice the precision, and search again from there (`sending` may
+            # find from what got through that it is closer).
+            self.upper, self._soft = drawn, False
             self.lower = max(self.tuning.floor, drawn / self.tuning.precision**2)
             self.rate = self.lower
             return RateChange(old, round(self.rate, 6), "rate_limited")
+        # A rate measured while unpaced is only a rough bound: the search may pass it.
+        self.upper, self._soft = drawn, old is None
         if self.lower is None:
-            if self._descent is None:
-                self._descent = (now, accepted, 0.0)
-            since, before, paused = self._descent
             # Cut twice as hard: nothing is proven, and an unpaced source's rate is far above
             # the limit (each cut costs a 429 and its pause).
-            next_rate = drawn * self.tuning.decrease**2
-            sending = now - since - paused
-            if sending >= _ACHIEVED_SPAN:
-                next_rate = min(next_rate, (accepted - before) / sending)
-            self._descent = (since, before, paused + max(0.0, self._changed_at - now))
-            self.rate = max(self.tuning.floor, next_rate)
+            self.rate = max(self.tuning.floor, drawn * self.tuning.decrease**2)
         else:
             self.rate = self._next_trial(self.lower, drawn)
         return RateChange(old, round(self.rate, 6), "rate_limited")
+
+    def sending(self, now: float, accepted: int) -> RateChange | None:
+        """The source sends again after a pause (or for the first time): the store's bucket has
+        refilled, and `accepted` answers other than 429 had come back by `now`.
+
+        Every answer to the trial the last 429 ended is in by now (a 429 comes back before the
+        pages sent just ahead of it), so this is where what the store let through is read: in
+        the descent, the rate it let through since the descent began bounds the next rate (a
+        source that sent at 30 times the limit would otherwise need a dozen cuts, each a 429
+        and a pause, to get down); and what got through in the trial proves a limit of at least
+        that rate less the store's burst, which the trial bounds too.
+        """
+        ended, self._ended = self._ended, None
+        self._trial = self._segment = (now, accepted)
+        if ended is None or self.ceiling is not None or self.rate is None or self.upper is None:
+            return None
+        old = self.rate
+        (since, before), segment, until = ended
+        began, counted = segment or (math.inf, 0)
+        through, sending = accepted - before, until - since
+        if segment is None:
+            # The bucket, full as the source began, ran dry: it held at most what got through,
+            # plus one (less what the store refilled meanwhile, but when is unknown).
+            self._start_burst = min(self._start_burst, through + 1.0)
+        if began == since:
+            # One rate from a full bucket to an empty one (a trial that raised its rate may have
+            # sent below the limit a while, the bucket full and its refill lost: no bound).
+            self._runs = [*self._runs[-(_RUNS - 1) :], (through, sending)]
+        if self.lower is None:
+            self.rate = max(self.tuning.floor, min(self.rate, self._let_through(through, sending)))
+        crossed = self._crossed()
+        if crossed is not None and self.lower is not None and crossed < self.lower:
+            # Two trials disagree with what was proven: it was proven too soon.
+            self.lower = self.rate = max(self.tuning.floor, crossed * _BELOW)
+        held = max(self._held(through, sending), self._held(accepted - counted, until - began))
+        # In the descent, a bound below the next rate to try says nothing new.
+        if held > (self.rate if self.lower is None else self.lower):
+            self.lower, self._descent = held, None
+            self.rate = max(held, self._next_trial(held, self.upper))
+        if self.rate == old:
+            return None
+        return RateChange(old, round(self.rate, 6), "proven" if self.rate > old else "rate_limited")
+
+    def _let_through(self, through: int, sending: float) -> float:
+        """In the descent, the most the store's rate can be: what it let through since the
+        descent began (the trials after the first pause: the unpaced start's answers were not
+        all in when it was measured); and what the last trial let through beyond the bucket,
+        which held at least what any trial let through beyond what the lowest rate that drew a
+        429 could have refilled (a store whose every trial ends after about its burst is far
+        below the rates tried: without this, each cut would cost a 429 and its pause)."""
+        bound = math.inf
+        if self._descent is None:
+            self._descent = (0, 0.0)
+        else:
+            total, span = self._descent
+            total, span = total + through, span + sending
+            self._descent = (total, span)
+            if span >= _ACHIEVED_SPAN:
+                bound = total / span
+        if self.upper is not None and sending >= _ACHIEVED_SPAN and self._runs:
+            least = max(n - self.upper * s for n, s in self._runs)
+            bound = min(bound, (through + 1.0 - least) / sending)
+        return bound
+
+    def _crossed(self) -> float | None:
+        """The store's rate from the last two trials at one rate, when they were long: each let
+        through the same bucket plus the rate times its length (None: too short to tell)."""
+        if len(self._runs) < 2:
+            return None
+        (n1, s1), (n2, s2) = self._runs[-2:]
+        if min(n1, n2) < _CROSSED_ANSWERS or abs(s1 - s2) < self.tuning.recovery_interval:
+            return None
+        rate = (n1 - n2) / (s1 - s2)
+        return rate if rate > 0 else None
+
+    def _held(self, through: int, span: float) -> float:
+        """The limit shown by `through` answers in `span` seconds that ended with a 429: at most
+        `burst` of them came from the bucket, the rest at the store's rate (0: nothing shown)."""
+        if span < _ACHIEVED_SPAN or self.upper is None:
+            return 0.0
+        held = min((through - (self.burst or 0.0)) / span, self.upper * _BELOW)
+        return held if held >= self.tuning.floor else 0.0
 
     def refused(self, resume_at: float) -> None:
         """A 429 that cut nothing (an answer to a request sent before the last cut) still holds
@@ -163,10 +290,14 @@ class AdaptiveRate:
         if self.ceiling is None:
             self._changed_at = max(self._changed_at, resume_at)
 
-    def recover(self, now: float) -> RateChange | None:
-        """Apply what the time since the last change brings by `now`, if anything."""
+    def recover(self, now: float, accepted: int = 0) -> RateChange | None:
+        """Apply what the time since the last change brings by `now`, if anything (`accepted`:
+        the source's answers other than 429 so far, where a rate raised now starts counting)."""
         if self.ceiling is None:
-            return self._search(now)
+            change = self._search(now)
+            if change is not None:
+                self._segment = (now, accepted)
+            return change
         rate, reference = self.rate, self._reference
         if rate is None or reference is None:
             return None
@@ -189,7 +320,12 @@ class AdaptiveRate:
         if rate is None or upper is None:
             return None
         lower = self.lower
-        settled = lower is not None and rate <= lower and upper <= lower * self.tuning.precision
+        settled = (
+            not self._soft
+            and lower is not None
+            and rate <= lower
+            and upper <= lower * self.tuning.precision
+        )
         if settled:
             if now - self._changed_at < self._probe_wait:
                 return None
@@ -198,30 +334,39 @@ class AdaptiveRate:
             self.upper = max(upper, rate * self.tuning.precision) * (1 + self.tuning.probe_step)
             self.rate = self._next_trial(rate, self.upper)
             return RateChange(rate, round(self.rate, 6), "probing")
-        if now - self._changed_at < self.tuning.proof_time(rate):
+        # Near the rate that drew a 429, a rate proven above the limit would be tried again and
+        # again, each time a 429: prove it longer there than far below.
+        near = rate * self.tuning.precision**2 >= upper
+        margin = _PROOF_MARGIN if near else 0.0
+        if now - self._changed_at < self.tuning.proof_time(rate, self.burst or 0.0, margin):
             return None
         # Held without a 429: the store accepts this rate.
         self._changed_at = now
         if self._probing:
-            self._probing = False
+            # The store's limit rose past the bound: climb, further each time, until a 429.
+            self._probing, self._soft = False, True
             self._probe_wait = self.tuning.probe_interval
         self.lower = max(rate, lower or 0.0)
         self._descent = None
-        if upper <= self.lower * self.tuning.precision:
-            # A probe that held: the bound above it is only a guess, so keep probing next time.
-            self.upper = max(upper, self.lower)
+        if not self._soft and upper <= self.lower * self.tuning.precision:
             if rate >= self.lower:
                 return None
             self.rate = self.lower
         else:
             self.rate = self._next_trial(self.lower, upper)
+            self._stride *= 2
         return RateChange(rate, round(self.rate, 6), "proven")
 
     def _next_trial(self, lower: float, upper: float) -> float:
-        """The rate to try between what held and what drew a 429 (the lower one when close)."""
+        """The rate to try between what held and what drew a 429 (the lower one when close):
+        the geometric middle, but no further above what held than `precision` to the power of
+        the proofs in a row (a trial that draws a 429 costs its pause; one that holds, little)."""
+        stride = lower * self.tuning.precision**self._stride
+        if self._soft:
+            return max(self.tuning.floor, stride)
         if upper <= lower * self.tuning.precision:
             return lower
-        return max(self.tuning.floor, math.sqrt(lower * upper))
+        return max(self.tuning.floor, min(math.sqrt(lower * upper), stride))
 
     def resume(self, rate: float | None, now: float, resume_at: float | None = None) -> None:
         """Continue from a rate an earlier owner of the source persisted (None: not engaged);

@@ -135,6 +135,8 @@ class AdaptiveThrottle:
         self._sent: deque[float] = deque()
         self._tally = _Tally()
         self._accepted = 0
+        # Set by a pause: the next request to leave starts a new trial of the rate.
+        self._resuming = ceiling is None
 
     async def acquire(self) -> None:
         """Wait for this request's slot; free passage while the adaptive rate is not engaged.
@@ -149,11 +151,15 @@ class AdaptiveThrottle:
         async with self._queue:
             while True:
                 now = self._clock.monotonic()
-                self._apply(self.rate.recover(now), None)
+                # Answers still to come for requests already sent count as before any change.
+                self._apply(self.rate.recover(now, self._accepted + self._in_flight), None)
                 slot = max(now, self._hold_until)
                 if self.rate.rate is not None:
                     slot = max(slot, self._next_slot)
                 if slot <= now:
+                    if self._resuming:
+                        self._resuming = False
+                        self._apply(self.rate.sending(now, self._accepted), None)
                     break
                 await self._clock.sleep(slot - now)
             if self.rate.rate is not None:
@@ -199,6 +205,7 @@ class AdaptiveThrottle:
             self.rate.refused(self._hold_until)
             return
         measured = self._measured(now)
+        self._resuming = self.rate.ceiling is None
         self._next_slot = self._hold_until
         self._absorb = self._in_flight
         self._apply(self.rate.cut(now, measured, self._hold_until, self._accepted), pause)
