@@ -97,6 +97,10 @@ class CallLimitThrottle:
         # The current window began in (anchor - width, anchor]: `window` means nothing is known.
         self._width = window
         self._rtt = 0.0
+        # The most calls of other apps seen in a window: the reserve, unless they took more.
+        self._others = reserve
+        self._probe_refused = False
+        self._rolled = False  # a window has ended since the first answer
         self._used = 0
         self._own = 0  # syncd's calls in the current window, those in flight included
         self._tickets = 0
@@ -169,6 +173,7 @@ class CallLimitThrottle:
             if flight is not None:
                 self._rtt = max(0.9 * self._rtt, now - flight.sent)
             if response.status == 429:
+                self._probe_refused = self._probe_refused or (flight is not None and flight.probe)
                 self._spent(now, response, limit)
                 return
             self._count(flight, seen)
@@ -212,14 +217,19 @@ class CallLimitThrottle:
 
     def _probe_at(self, share: int) -> float | None:
         """When the window's last call leaves while the phase is being learned (None: it is
-        known well enough, or a share of one call has nothing to hold back)."""
-        if self._anchor is None or share < 2:
+        known well enough, or a share of one call has nothing to hold back). Only the share
+        the reserve guarantees is held back: without a reserve, or once a probe found the window
+        full (other apps took more than it), later in the window is where others' calls are."""
+        anchor = self._anchor
+        if anchor is None or not self._rolled or share < 2 or not self._reserve:
+            return None
+        if self._probe_refused:
             return None
         enough = max(self._window / share, 3 * self._rtt)
         if self._width <= enough:
             return None
         # The middle of the interval in which the next boundary falls.
-        return self._anchor + self._window - self._width / 2
+        return anchor + self._window - self._width / 2
 
     def _count(self, flight: _Flight | None, seen: _Seen) -> None:
         """Fold an accepted answer into the window's count, and what it says of the phase."""
@@ -241,6 +251,7 @@ class CallLimitThrottle:
             # An answer from the previous window (a request in flight across the boundary)
             # cannot be told apart from one in this window: counting it here is the safe side.
             self._used = max(self._used, seen.used + after)
+        self._others = max(self._others, seen.used - self._own)
         self._history.append(seen)
 
     def _boundary(self, after: float, before: float, sent_after: int) -> None:
@@ -272,18 +283,21 @@ class CallLimitThrottle:
         self._history.clear()
 
     def _probe_stayed(self, flight: _Flight, seen: _Seen, earlier: _Seen, after: int) -> None:
-        """The probe was counted after `earlier` in one window, unless a new window already
-        holds as many calls as the other apps may make: then the phase is learned again."""
-        assert self._anchor is not None
-        if seen.used > 1 + self._reserve + after:
+        """The probe was counted after `earlier` in one window, unless a new window could
+        already hold as many calls (the other apps' most in a window, plus ours since the
+        probe)."""
+        anchor = self._anchor
+        assert anchor is not None
+        if not anchor <= flight.sent < anchor + self._window:
+            return  # the window it left in is over: the count moved on with the clock
+        if seen.used > 1 + self._others + after:
             # No boundary between `earlier`'s answer and the probe's departure.
-            if flight.sent < self._anchor + self._window:
-                self._width = min(self._width, self._anchor + self._window - flight.sent)
-            return
-        # Perhaps a new window: it began by this answer at the latest, and our whole share is
-        # counted in it until it ends (a window then is one that began at most at `now`).
-        self._anchor, self._width = seen.answered, self._window
-        self._history.clear()
+            self._width = min(self._width, anchor + self._window - flight.sent)
+        else:
+            # Perhaps in a new window: that one began by this answer at the latest, and our
+            # whole share counts in it until it ends (the phase is learned again).
+            self._anchor, self._width = seen.answered, self._window
+            self._history.clear()
 
     def _spent(self, now: float, response: Response, limit: int) -> None:
         """A 429: the window is spent, and `Retry-After` (if given) says when it resets."""
@@ -303,6 +317,7 @@ class CallLimitThrottle:
         if self._anchor is None or now < self._anchor + self._window - _EPSILON:
             return
         passed = max(1, math.floor((now - self._anchor + _EPSILON) / self._window))
+        self._rolled = True
         self._anchor += passed * self._window
         self._used = self._own = len(self._flights)
         # The count restarts: answers of the window that ended say nothing of this one's.
