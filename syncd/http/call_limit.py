@@ -4,10 +4,11 @@ The store counts every call it receives in a window of `window` seconds (10 on A
 answers 429 past `max`. Its count is shared with every other app installed on the store, and the
 window's phase is not announced. `CallLimitThrottle` keeps an estimate of the current window:
 
-- **Phase.** A response whose `used` is not above that of a response received *before this request
-  was sent* proves that a new window began in between: the estimate is re-anchored to the moment
-  that response arrived, the latest start consistent with what was seen. Estimating late is the safe
-  side: a window believed to end later than it does only makes syncd wait a little longer.
+- **Anchor.** A response whose `used` is not above that of a response received *before this
+  request was sent* proves that a new window began in between. The anchor is the latest moment
+  the current window can have begun: the first answer's arrival, then moved a window at a time
+  on the clock, and earlier only by a proven boundary (below). Estimating late is the safe side:
+  a window believed to end later than it does only makes syncd wait a little longer.
 - **Count.** `used` of the latest answer, plus our requests sent after that one that have not been
   answered yet (they are probably not counted in it), plus one for every request admitted since.
   Other apps' calls show up as jumps in `used` and are added the same way.
@@ -19,14 +20,16 @@ window's phase is not announced. `CallLimitThrottle` keeps an estimate of the cu
   others queue behind it, so a fake clock is advanced once, not once per worker. A sync smaller
   than the share never waits for a window boundary it has not learned.
 - **Phase.** Windows follow each other every `window` seconds, so every boundary seen narrows
-  the phase: the throttle keeps an interval of `width` seconds ending at the anchor in which the
-  current window began. While that is wider than a share's worth of time (`window / share`), the
+  where they fall: the current window began within `width` seconds before the anchor. From the
+  second window on, while that is wider than a share's worth of time (`window / share`), the
   last call of each window's share is held back as a probe and sent in the middle of the interval
-  where the next boundary may fall: answered in the old window it moves the interval's start, in
-  a new one its end (and the rest of the new share leaves at once). Either way the probe is one
-  of the calls the share allows, so learning costs no 429 and no call of the other apps; it costs
-  at most one call of a window, for a few windows. Then bursts leave when a window opens, not up
-  to a window later: the first window's phase is a surprise, the others are not.
+  where the next boundary may fall: counted in the old window, it moves the interval's start; in
+  a new one, its end and the anchor (and the rest of the new share leaves at once). The probe is
+  one of the calls the share allows, so learning draws no 429 and takes no call of the other
+  apps; it can cost one call of a window, for a few windows. Then bursts leave as a window opens,
+  not as late as the first answer's moment in it. There is no probe without a reserve (nothing
+  guarantees the call later in the window) nor after one drew a 429, and none in the first
+  window, so a sync of one share never waits.
 
 Before the first answer only one request is in flight (the limit is unknown); a store that sends no
 header is not paced at all. A 429 is handled by the client (`Retry-After` pauses every worker); here
@@ -251,7 +254,9 @@ class CallLimitThrottle:
             # An answer from the previous window (a request in flight across the boundary)
             # cannot be told apart from one in this window: counting it here is the safe side.
             self._used = max(self._used, seen.used + after)
-        self._others = max(self._others, seen.used - self._own)
+        if flight is not None and self._anchor is not None and flight.sent >= self._anchor:
+            # Left in this window, so counted in it (or a later one): the others' lower bound.
+            self._others = max(self._others, seen.used - self._own)
         self._history.append(seen)
 
     def _boundary(self, after: float, before: float, sent_after: int) -> None:
