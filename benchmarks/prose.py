@@ -113,9 +113,11 @@ starts, each leaving the whole share free (its last window too: a client that kn
 open could use it); a finished run on the windows from its first call's to its last's, counted
 by the emulator, the last one only for the calls the sync still needed. syncd learns when
 windows open (a probe call per window for a few windows), so a time-boxed run loses its last
-window only when the box closes before syncd's phase estimate says it opened: on ac5, whose
-share is 3 calls, that is about one run in four (85.7% instead of 95%), on the larger plans
-rarely; tests/test_call_limit.py measures the same runs in virtual time from 12 phases.
+window only when the box closes before syncd's phase estimate says it opened. On ac5, whose
+share is 3 calls, a probe that lands in the next window costs a third of a window and a missed
+last window a seventh of a 60 s run: 81-95% over runs, about 91% on average (virtual time, 40
+phases); the larger plans lose a call or two in learning and their last window rarely.
+tests/test_call_limit.py runs the same plans in virtual time.
 """,
     "many stores": """
 What the sources themselves cost is small: built and scheduled, each adds well under 0.1 MB

@@ -329,7 +329,6 @@ async def boxed_run(limit: int, other: int, seed: int, box: float = 60.0) -> tup
     store = Store(clock, CallWindow(limit, 10.0, clock, other_calls=other, rng=rng), latency=0.015)
     clock.advance(rng.uniform(0, 10))
     throttle = CallLimitThrottle(clock, reserve=other)
-    start = clock.monotonic()
     jobs = [asyncio.ensure_future(job) for job in workers(store, throttle, 10**6, 8)]
 
     async def time_box() -> None:
