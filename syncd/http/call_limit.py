@@ -246,7 +246,7 @@ class CallLimitThrottle:
             self._used = seen.used + after
         elif newer and earlier is not None:
             # Only a new window makes the store's count go down or stay put.
-            self._boundary(earlier.sent, seen.answered, after)
+            self._boundary(earlier.sent, seen.answered)
             self._used = max(self._used, seen.used + after)
         else:
             if flight is not None and flight.probe and earlier is not None:
@@ -259,31 +259,36 @@ class CallLimitThrottle:
             self._others = max(self._others, seen.used - self._own)
         self._history.append(seen)
 
-    def _boundary(self, after: float, before: float, sent_after: int) -> None:
+    def _boundary(self, after: float, before: float) -> None:
         """A window began in (after, before]: narrow the phase to it. The latest copy of the
         phase interval that meets it wins (believing a window began later is the safe side)."""
         anchor, width, window = self._anchor, self._width, self._window
         assert anchor is not None
-        top = math.ceil((before - anchor) / window) + 1
-        for k in range(top, math.floor((after - anchor) / window) - 2, -1):
+        met = []
+        for k in range(math.floor((after - anchor) / window) - 1, 3):
             high = min(anchor + k * window, before)
             low = max(anchor + k * window - width, after)
             if low < high:
-                break
-        else:
+                met.append((k, low, high))
+        # Ours still in flight may be counted in the new window too, whatever order they left
+        # in (answers overtake each other).
+        counted = 1 + len(self._flights)
+        if not met:
             # Not where the phase said (the store moved its windows): learn it again, and count
             # what this window has already seen of ours too (the safe side).
             self._anchor, self._width = before, window
-            self._own = max(self._own, 1 + sent_after)
+            self._own = max(self._own, counted)
             self._used = 0
             self._history.clear()
             return
+        k, low, high = met[-1]
         self._width = min(window, high - low)
         if k <= 0:
             return  # the window the count already moved to on the clock
-        # A window the count had not moved to yet: this answer and ours sent after it are its.
+        # A window the count had not moved to yet: this answer and ours in flight are its. If
+        # the boundary may also be the one the count moved to, what it counted stays.
         self._anchor = high
-        self._own = 1 + sent_after
+        self._own = counted if len(met) == 1 else max(self._own, counted)
         self._used = 0
         self._history.clear()
 
