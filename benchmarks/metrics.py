@@ -11,13 +11,18 @@ from benchmarks.plan import Profile
 
 def delta(before: dict[str, Any], after: dict[str, Any]) -> dict[str, float]:
     """Counter differences between two `stats` answers of the emulator. On AmeriCommerce also
-    `run_windows`, the call windows from the run's first accepted call to its last, and
-    `last_window_calls`, its accepted calls in the last of them."""
+    `run_windows`, the call windows from the run's first accepted call to its last,
+    `last_window_calls`, its accepted calls in the last of them, and `first_window_taken`, the
+    calls earlier runs had made in its first (runs follow each other in one emulator)."""
     out = {key: after[key] - before[key] for key in after if isinstance(after[key], int | float)}
-    calls = _window_delta(before.get("client_window_calls"), after.get("client_window_calls"))
+    earlier = before.get("client_window_calls")
+    calls = _window_delta(earlier, after.get("client_window_calls"))
     if calls:
         first, last = min(calls), max(calls)
-        out.update(run_windows=last - first + 1, last_window_calls=calls[last])
+        taken = int(earlier.get(str(first), 0)) if isinstance(earlier, dict) else 0
+        out.update(
+            run_windows=last - first + 1, last_window_calls=calls[last], first_window_taken=taken
+        )
     return out
 
 
@@ -88,9 +93,13 @@ def _window_allowance(
     (its calls are free from the moment it opens). A run that finished touched exactly the
     windows from its first call's to its last's, and needed only what it sent in the last
     one: counting that window's whole share would mark a sync down for being done (a 21-call
-    sync with a 35-call share read as 56%)."""
+    sync with a 35-call share read as 56%). Either way the calls an earlier run made in the
+    run's first window were not free to it (the harness runs one after the other)."""
+    taken = min(share, served.get("first_window_taken", 0))
     windows = served.get("run_windows")
     if outcome.time_boxed or windows is None:
-        return share * (wall / window + 1)
+        return max(1.0, share * (wall / window + 1) - taken)
     last = min(share, served.get("last_window_calls", share))
-    return max(1.0, share * (windows - 1) + last)
+    if windows == 1:
+        return max(1.0, last)
+    return max(1.0, share * (windows - 1) - taken + last)

@@ -111,7 +111,9 @@ store's count stops it only when the window is full. The measure: a time-boxed r
 is judged on w / window + 1 windows, the number it touches on average over where in a window it
 starts, each leaving the whole share free (its last window too: a client that knew when windows
 open could use it); a finished run on the windows from its first call's to its last's, counted
-by the emulator, the last one only for the calls the sync still needed. syncd learns when
+by the emulator, the last one only for the calls the sync still needed. Calls an earlier run
+made in a run's first window are not counted as free to it (runs follow each other in one
+emulator: a repeat that starts in a window its predecessor spent read 78% for 100%). syncd learns when
 windows open (a probe call per window for a few windows), so a time-boxed run loses its last
 window only when the box closes before syncd's phase estimate says it opened. On ac5, whose
 share is 3 calls, a probe that lands in the next window costs a third of a window and a missed

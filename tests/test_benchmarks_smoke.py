@@ -145,6 +145,11 @@ def test_the_call_window_measure_counts_the_windows_a_run_touched() -> None:
     # A sync done inside its first window is not marked down for the share it did not need.
     small = delta(before, {**after, "requests": 6, "client_window_calls": {"3": 5, "4": 6}})
     assert run_figures(_outcome(wall_s=0.3), small, profile)["allowed_share"] == round(6 / 6, 4)
+    # The run before this one had spent 5 of the first window's 7 calls: 2 were free.
+    calls = {"3": 7, "4": 7, "5": 7, "6": 3}
+    late = delta(before, {**after, "requests": 19, "client_window_calls": calls})
+    assert late["first_window_taken"] == 5
+    assert run_figures(_outcome(), late, profile)["allowed_share"] == round(19 / (2 + 7 + 7 + 3), 4)
 
 
 def test_floors_fail_when_the_figures_miss_them() -> None:
