@@ -118,6 +118,7 @@ def stats(emulator: Emulator, platform: str, meter: Meter) -> dict[str, Any]:
         "unauthorized": s.unauthorized,
         "other_app_calls": window.other_made if platform == "americommerce" else 0,
         "other_app_refused": window.other_refused if platform == "americommerce" else 0,
+        "client_window_calls": dict(window.client_calls) if platform == "americommerce" else {},
         "server_s": round(served.server.spent, 3),  # type: ignore[attr-defined]
         "cpu_s": round(meter.stop().cpu_s, 3),
     }

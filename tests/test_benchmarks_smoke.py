@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks.floors import all_checks
-from benchmarks.metrics import run_figures
+from benchmarks.metrics import delta, run_figures
 from benchmarks.outcome import ClientOutcome
 from benchmarks.plan import PROFILES, Plan, Profile
 from benchmarks.report import write_report
@@ -125,6 +125,31 @@ def test_allowed_share_counts_only_accepted_requests_against_burst_plus_rate() -
     assert row["share_429"] == round(10 / 220, 4)
     assert row["cpu_s_per_10k"] == 2.0
     assert run_figures(_outcome(), served, PROFILES["nolimit"])["allowed_share"] is None
+
+
+def test_the_call_window_measure_counts_the_windows_a_run_touched() -> None:
+    """AmeriCommerce (share 7 of 10): a finished run is judged on the windows from its first
+    call's to its last's, the last one only for what it still needed; a time-boxed run on
+    w / window + 1 windows (the average over where its box starts), each a whole share."""
+    profile = PROFILES["ac10"]
+    before = {"requests": 0, "rate_limited": 0, "token_requests": 0, "cpu_s": 0.0,
+              "client_window_calls": {"3": 5}}  # fmt: skip
+    after = {"requests": 101, "rate_limited": 0, "token_requests": 1, "cpu_s": 0.1,
+             "client_window_calls": {"3": 5, **{str(i): 7 for i in range(4, 18)}, "18": 3}}  # fmt: skip
+    served = delta(before, after)
+    assert (served["run_windows"], served["last_window_calls"]) == (15, 3)
+    done = run_figures(_outcome(wall_s=140.2), served, profile)
+    assert done["allowed_share"] == round(101 / (7 * 14 + 3), 4) == 1.0
+    boxed = run_figures(_outcome(wall_s=140.2, time_boxed=True), served, profile)
+    assert boxed["allowed_share"] == round(101 / (7 * (140.2 / 10 + 1)), 4)
+    # A sync done inside its first window is not marked down for the share it did not need.
+    small = delta(before, {**after, "requests": 6, "client_window_calls": {"3": 5, "4": 6}})
+    assert run_figures(_outcome(wall_s=0.3), small, profile)["allowed_share"] == round(6 / 6, 4)
+    # The run before this one had spent 5 of the first window's 7 calls: 2 were free.
+    calls = {"3": 7, "4": 7, "5": 7, "6": 3}
+    late = delta(before, {**after, "requests": 19, "client_window_calls": calls})
+    assert late["first_window_taken"] == 5
+    assert run_figures(_outcome(), late, profile)["allowed_share"] == round(19 / (2 + 7 + 7 + 3), 4)
 
 
 def test_floors_fail_when_the_figures_miss_them() -> None:

@@ -27,6 +27,9 @@ class Store:
     window: CallWindow
     latency: float = 0.08
     calls: list[tuple[float, bool]] = field(default_factory=list)
+    # Up to this much more on the way there and back, at random: answers overtake each other.
+    jitter: float = 0.0
+    rng: random.Random = field(default_factory=lambda: random.Random(0))
 
     def hit(self) -> Response:
         state = self.window.hit()
@@ -41,8 +44,10 @@ class Store:
         await throttle.acquire()
         answer: Response | None = None
         try:
+            if self.jitter:
+                await self.clock.sleep(self.rng.uniform(0, self.jitter))
             answer = self.hit()
-            await self.clock.sleep(self.latency)
+            await self.clock.sleep(self.latency + self.rng.uniform(0, self.jitter))
         finally:
             throttle.observe(answer)
 
@@ -109,9 +114,9 @@ async def test_four_workers_stay_under_the_limit_at_full_speed(into_window: floa
     counts = store.per_window()
     assert max(counts.values()) == 10
     assert sum(1 for n in counts.values() if n < 10) <= 2  # only where the run starts and ends
-    # Ten windows' worth: the unknown phase costs at most the rest of the first window, and the
-    # late estimate drifts by one answer's latency per window.
-    assert elapsed < 92
+    # Ten windows' worth: the unknown phase costs at most the rest of the first window (without
+    # a reserve no call is held back to learn it), and the estimate does not drift.
+    assert elapsed < 91
 
 
 async def test_count_jumping_at_each_window_start_is_respected() -> None:
@@ -317,3 +322,88 @@ def test_the_other_app_calls_at_seeded_moments_in_every_window() -> None:
     assert all(10 <= w[-1] <= 13 for w in windows)  # 10 of the client's, and the other app's
     others = [tuple(used - n - 1 for n, used in enumerate(w)) for w in windows]
     assert len(set(others)) > 1  # the other app's moments differ from window to window
+
+
+async def boxed_run(
+    limit: int, other: int, seed: int, box: float = 60.0, jitter: float = 0.0
+) -> tuple[float, Store]:
+    """A time-boxed full sync (8 workers, unlimited pages) against a plan another app shares at
+    seeded moments, starting at a seeded moment of the store's window, as the harness runs it.
+    Returns the harness's measure: accepted calls over the calls the windows the run touched
+    left free (`benchmarks.metrics`: the plan minus the other app, per window)."""
+    clock = event_clock()
+    rng = random.Random(seed)
+    window = CallWindow(limit, 10.0, clock, other_calls=other, rng=rng)
+    store = Store(clock, window, latency=0.015, jitter=jitter, rng=random.Random(seed + 1))
+    clock.advance(rng.uniform(0, 10))
+    throttle = CallLimitThrottle(clock, reserve=other)
+    jobs = [asyncio.ensure_future(job) for job in workers(store, throttle, 10**6, 8)]
+
+    async def time_box() -> None:
+        await clock.sleep(box)
+        for job in jobs:
+            job.cancel()
+
+    boxer = asyncio.ensure_future(time_box())
+    try:
+        async with asyncio.timeout(10):
+            await asyncio.gather(*jobs, return_exceptions=True)
+    finally:
+        boxer.cancel()
+        await clock.close()
+    accepted = sum(1 for _, allowed in store.calls if allowed)
+    return accepted / ((limit - other) * (box / 10.0 + 1)), store
+
+
+@pytest.mark.parametrize(("limit", "other"), [(5, 2), (10, 3), (20, 6), (50, 15)])
+async def test_a_boxed_run_uses_the_calls_the_windows_leave_free(limit: int, other: int) -> None:
+    """The harness's ac5/ac10/ac20/ac50 plans in virtual time, 60 s boxes from 12 phases: at
+    least 90% of the free calls on average (a run whose box closes before its last window's
+    burst gets 6 of 7 windows), no 429, and the other app never refused. Bursting at the
+    first answer's phase instead of the learned one gets exactly 6 of 7 in every run."""
+    shares = []
+    for seed in range(12):
+        share, store = await boxed_run(limit, other, seed)
+        assert store.refused == 0 and store.window.other_refused == 0, seed
+        shares.append(share)
+    assert sum(shares) / len(shares) >= 0.9, shares
+    assert sorted(shares)[len(shares) // 2] >= 0.9, shares
+
+
+async def test_bursts_learn_to_leave_when_a_window_opens() -> None:
+    """The run starts 6 s into a window: the first answer's phase would put every burst 6 s
+    after its window opened. Probes find the phase within a share's worth of time (10 s / 7)
+    in a few windows, and the last windows' first calls leave that soon after they open."""
+    clock = event_clock()
+    store = shared_store(clock, 10, 3, seed=5)
+    clock.advance(6.0)
+    await drive(clock, *workers(store, CallLimitThrottle(clock, reserve=3), 7 * 12, 8))
+    assert store.refused == 0 and store.window.other_refused == 0
+    opened: dict[int, float] = {}
+    for at, _ in store.calls:
+        index = int((at - store.window._origin) // 10)
+        opened.setdefault(index, at - store.window._origin - index * 10)
+    late = [round(opened[index], 2) for index in sorted(opened)[-4:]]
+    assert max(late) <= 10 / 7, late
+
+
+async def test_a_sync_of_one_share_is_not_held_back_in_its_first_window() -> None:
+    """Seven calls with 7 of 10 left to syncd: no call is kept back to learn the phase in the
+    first window (a probe there would make this sync wait half a window)."""
+    clock = event_clock()
+    store = shared_store(clock, 10, 3, seed=1)
+    elapsed = await drive(clock, *workers(store, CallLimitThrottle(clock, reserve=3), 7, 8))
+    assert store.refused == 0 and len(store.calls) == 7
+    assert elapsed < 0.5
+
+
+@pytest.mark.parametrize(("limit", "other"), [(5, 2), (10, 3), (20, 6), (50, 15)])
+async def test_answers_overtaking_each_other_cost_no_429_and_no_call_of_the_others(
+    limit: int, other: int
+) -> None:
+    """Up to 0.6 s more each way (a loaded machine): calls reach the store out of the order
+    they left in, some across a boundary. Still no 429 and no call taken from the other app:
+    a window found in an answer counts all our calls in flight, not only those sent after."""
+    for seed in range(12):
+        _, store = await boxed_run(limit, other, seed, jitter=0.6)
+        assert store.refused == 0 and store.window.other_refused == 0, seed

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 from syncd.clock import Clock
 
+_KEPT = 4096
+
 
 class TokenBucket:
     """`rate` tokens per second, holding at most `burst`; one request spends one token."""
@@ -76,6 +78,9 @@ class CallWindow:
         self._other_due: list[float] = self._other_moments()
         self.other_made = 0
         self.other_refused = 0
+        # The client's accepted calls by window index (the latest `_KEPT` windows): what a
+        # benchmark run used of each window it touched.
+        self.client_calls: dict[int, int] = {}
 
     @property
     def limit(self) -> int:
@@ -114,4 +119,7 @@ class CallWindow:
         if self._used >= self._limit:
             return WindowState(False, self._used, self._limit, reset_in)
         self._used += 1
+        self.client_calls[index] = self.client_calls.get(index, 0) + 1
+        if len(self.client_calls) > _KEPT:
+            del self.client_calls[min(self.client_calls)]
         return WindowState(True, self._used, self._limit, reset_in)

@@ -4,10 +4,11 @@ The store counts every call it receives in a window of `window` seconds (10 on A
 answers 429 past `max`. Its count is shared with every other app installed on the store, and the
 window's phase is not announced. `CallLimitThrottle` keeps an estimate of the current window:
 
-- **Phase.** A response whose `used` is not above that of a response received *before this request
-  was sent* proves that a new window began in between: the estimate is re-anchored to the moment
-  that response arrived, the latest start consistent with what was seen. Estimating late is the safe
-  side: a window believed to end later than it does only makes syncd wait a little longer.
+- **Anchor.** A response whose `used` is not above that of a response received *before this
+  request was sent* proves that a new window began in between. The anchor is the latest moment
+  the current window can have begun: the first answer's arrival, then moved a window at a time
+  on the clock, and earlier only by a proven boundary (below). Estimating late is the safe side:
+  a window believed to end later than it does only makes syncd wait a little longer.
 - **Count.** `used` of the latest answer, plus our requests sent after that one that have not been
   answered yet (they are probably not counted in it), plus one for every request admitted since.
   Other apps' calls show up as jumps in `used` and are added the same way.
@@ -18,6 +19,17 @@ window's phase is not announced. `CallLimitThrottle` keeps an estimate of the cu
   really no call left). Otherwise one task sleeps until the estimated end of the window and the
   others queue behind it, so a fake clock is advanced once, not once per worker. A sync smaller
   than the share never waits for a window boundary it has not learned.
+- **Phase.** Windows follow each other every `window` seconds, so every boundary seen narrows
+  where they fall: the current window began within `width` seconds before the anchor. From the
+  second window on, while that is wider than a share's worth of time (`window / share`), the
+  last call of each window's share is held back as a probe and sent in the middle of the interval
+  where the next boundary may fall: counted in the old window, it moves the interval's start; in
+  a new one, its end and the anchor (and the rest of the new share leaves at once). The probe is
+  one of the calls the share allows, so learning draws no 429 and takes no call of the other
+  apps; it can cost one call of a window, for a few windows. Then bursts leave as a window opens,
+  not as late as the first answer's moment in it. There is no probe without a reserve (nothing
+  guarantees the call later in the window) nor after one drew a 429, and none in the first
+  window, so a sync of one share never waits.
 
 Before the first answer only one request is in flight (the limit is unknown); a store that sends no
 header is not paced at all. A 429 is handled by the client (`Retry-After` pauses every worker); here
@@ -36,6 +48,8 @@ from syncd.http.response import Response
 from syncd.http.retry import ascii_int, parse_retry_after
 
 CALL_LIMIT_HEADER = "X-AC-Call-Limit"
+# Clock readings this close to a window's end are at its end.
+_EPSILON = 1e-9
 
 
 def parse_call_limit(value: str | None) -> tuple[int, int] | None:
@@ -56,6 +70,19 @@ class _Flight:
 
     ticket: int
     observed_before: int
+    sent: float
+    probe: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class _Seen:
+    """An answer observed since the anchor: its observation index, the store's count in it, and
+    when its request left and its answer arrived (the store counted it in between)."""
+
+    index: int
+    used: int
+    sent: float
+    answered: float
 
 
 class CallLimitThrottle:
@@ -70,13 +97,20 @@ class CallLimitThrottle:
         self._limit: int | None = None
         self._answered = False
         self._anchor: float | None = None
+        # The current window began in (anchor - width, anchor]: `window` means nothing is known.
+        self._width = window
+        self._rtt = 0.0
+        # The most calls of other apps seen in a window: the reserve, unless they took more.
+        self._others = reserve
+        self._probe_refused = False
+        self._rolled = False  # a window has ended since the first answer
         self._used = 0
         self._own = 0  # syncd's calls in the current window, those in flight included
         self._tickets = 0
         self._observed = 0
         self._flights: dict[asyncio.Task[object], _Flight] = {}
-        # (observation index, used) of the answers observed since the window was anchored.
-        self._history: deque[tuple[int, int]] = deque(maxlen=256)
+        # The answers observed since the window was anchored.
+        self._history: deque[_Seen] = deque(maxlen=256)
         self._sleeper = asyncio.Lock()
         self._answer = asyncio.Event()
 
@@ -99,6 +133,11 @@ class CallLimitThrottle:
     def window_end(self) -> float | None:
         """Monotonic time at which the current window is believed to end."""
         return None if self._anchor is None else self._anchor + self._window
+
+    @property
+    def phase_width(self) -> float:
+        """Seconds within which the current window's start is known (`window`: unknown)."""
+        return self._width
 
     async def acquire(self) -> None:
         """Return when one more call fits in the window (see module doc)."""
@@ -132,25 +171,15 @@ class CallLimitThrottle:
             self._limit = limit
             now = self._clock.monotonic()
             self._roll(now)
-            index = self._observed
+            seen = _Seen(self._observed, used, now if flight is None else flight.sent, now)
             self._observed += 1
+            if flight is not None:
+                self._rtt = max(0.9 * self._rtt, now - flight.sent)
             if response.status == 429:
+                self._probe_refused = self._probe_refused or (flight is not None and flight.probe)
                 self._spent(now, response, limit)
                 return
-            after = self._sent_after(flight)
-            reset = self._reset_between(flight, used)
-            if self._anchor is None or reset:
-                if reset:
-                    # This answer and ours sent after it are the new window's.
-                    self._own = 1 + after
-                self._anchor = now
-                self._history.clear()
-                self._used = used + after
-            else:
-                # An answer from the previous window (a request in flight across the boundary)
-                # cannot be told apart from one in this window: counting it here is the safe side.
-                self._used = max(self._used, used + after)
-            self._history.append((index, used))
+            self._count(flight, seen)
         finally:
             self._wake()
 
@@ -171,17 +200,114 @@ class CallLimitThrottle:
         if not self._answered and self._flights:
             return math.inf
         limit = self._limit
-        if limit is not None and (
-            self._own >= max(1, limit - self._reserve) or self._used >= limit
-        ):
-            if self._anchor is None:
-                return math.inf
-            return max(0.0, self._anchor + self._window - now)
-        self._flights[_task()] = _Flight(self._tickets, self._observed)
+        probe = False
+        if limit is not None:
+            share = max(1, limit - self._reserve)
+            if self._own >= share or self._used >= limit:
+                if self._anchor is None:
+                    return math.inf
+                return max(0.0, self._anchor + self._window - now)
+            probe_at = self._probe_at(share)
+            if probe_at is not None and self._own == share - 1:
+                if now < probe_at:
+                    return probe_at - now
+                probe = True
+        self._flights[_task()] = _Flight(self._tickets, self._observed, now, probe)
         self._tickets += 1
         self._used += 1
         self._own += 1
         return None
+
+    def _probe_at(self, share: int) -> float | None:
+        """When the window's last call leaves while the phase is being learned (None: it is
+        known well enough, or a share of one call has nothing to hold back). Only the share
+        the reserve guarantees is held back: without a reserve, or once a probe found the window
+        full (other apps took more than it), later in the window is where others' calls are."""
+        anchor = self._anchor
+        if anchor is None or not self._rolled or share < 2 or not self._reserve:
+            return None
+        if self._probe_refused:
+            return None
+        enough = max(self._window / share, 3 * self._rtt)
+        if self._width <= enough:
+            return None
+        # The middle of the interval in which the next boundary falls.
+        return anchor + self._window - self._width / 2
+
+    def _count(self, flight: _Flight | None, seen: _Seen) -> None:
+        """Fold an accepted answer into the window's count, and what it says of the phase."""
+        after = self._sent_after(flight)
+        earlier = self._earlier(flight)
+        newer = earlier is not None and seen.used <= earlier.used
+        if self._anchor is None:
+            # Only a probe was sent: its window began at most when it was answered.
+            self._anchor, self._width = seen.answered, self._window
+            self._history.clear()
+            self._used = seen.used + after
+        elif newer and earlier is not None:
+            # Only a new window makes the store's count go down or stay put.
+            self._boundary(earlier.sent, seen.answered)
+            self._used = max(self._used, seen.used + after)
+        else:
+            if flight is not None and flight.probe and earlier is not None:
+                self._probe_stayed(flight, seen, earlier, after)
+            # An answer from the previous window (a request in flight across the boundary)
+            # cannot be told apart from one in this window: counting it here is the safe side.
+            self._used = max(self._used, seen.used + after)
+        if flight is not None and self._anchor is not None and flight.sent >= self._anchor:
+            # Left in this window, so counted in it (or a later one): the others' lower bound.
+            self._others = max(self._others, seen.used - self._own)
+        self._history.append(seen)
+
+    def _boundary(self, after: float, before: float) -> None:
+        """A window began in (after, before]: narrow the phase to it. The latest copy of the
+        phase interval that meets it wins (believing a window began later is the safe side)."""
+        anchor, width, window = self._anchor, self._width, self._window
+        assert anchor is not None
+        met = []
+        for k in range(math.floor((after - anchor) / window) - 1, 3):
+            high = min(anchor + k * window, before)
+            low = max(anchor + k * window - width, after)
+            if low < high:
+                met.append((k, low, high))
+        # Ours still in flight may be counted in the new window too, whatever order they left
+        # in (answers overtake each other).
+        counted = 1 + len(self._flights)
+        if not met:
+            # Not where the phase said (the store moved its windows): learn it again, and count
+            # what this window has already seen of ours too (the safe side).
+            self._anchor, self._width = before, window
+            self._own = max(self._own, counted)
+            self._used = 0
+            self._history.clear()
+            return
+        k, low, high = met[-1]
+        self._width = min(window, high - low)
+        if k <= 0:
+            return  # the window the count already moved to on the clock
+        # A window the count had not moved to yet: this answer and ours in flight are its. If
+        # the boundary may also be the one the count moved to, what it counted stays.
+        self._anchor = high
+        self._own = counted if len(met) == 1 else max(self._own, counted)
+        self._used = 0
+        self._history.clear()
+
+    def _probe_stayed(self, flight: _Flight, seen: _Seen, earlier: _Seen, after: int) -> None:
+        """The probe was counted after `earlier` in one window, unless a new window could
+        already hold as many calls (the other apps' most in a window, plus ours since the
+        probe)."""
+        anchor = self._anchor
+        assert anchor is not None
+        if not anchor <= flight.sent < anchor + self._window:
+            return  # the window it left in is over: the count moved on with the clock
+        if seen.used > 1 + self._others + after:
+            # No boundary between `earlier`'s answer and the probe's departure.
+            self._width = min(self._width, anchor + self._window - flight.sent)
+        else:
+            # Perhaps in a new window: that one began by this answer at the latest, and our
+            # whole share counts in it until it ends (the phase is learned again).
+            self._anchor, self._width = seen.answered, self._window
+            self._history.clear()
 
     def _spent(self, now: float, response: Response, limit: int) -> None:
         """A 429: the window is spent, and `Retry-After` (if given) says when it resets."""
@@ -189,28 +315,31 @@ class CallLimitThrottle:
         reset_in = parse_retry_after(response.headers.get("Retry-After"), self._clock.now())
         if reset_in is not None:
             self._anchor = now + reset_in - self._window
+            self._width = self._window
             self._history.clear()
         elif self._anchor is None:
             self._anchor = now
 
     def _roll(self, now: float) -> None:
         """Move to the window `now` falls in; calls still in flight may be counted in it."""
-        if self._anchor is None or now < self._anchor + self._window:
+        # A hair of tolerance: a sleep that ends at the boundary may read a clock a rounding
+        # error short of it (a virtual clock then never moves again).
+        if self._anchor is None or now < self._anchor + self._window - _EPSILON:
             return
-        passed = math.floor((now - self._anchor) / self._window)
+        passed = max(1, math.floor((now - self._anchor + _EPSILON) / self._window))
+        self._rolled = True
         self._anchor += passed * self._window
         self._used = self._own = len(self._flights)
+        # The count restarts: answers of the window that ended say nothing of this one's.
+        self._history.clear()
 
-    def _reset_between(self, flight: _Flight | None, used: int) -> bool | None:
-        """Whether the window reset between the answers observed before this request left and
-        this answer (None: no such answer to compare with). Only a reset makes the store's count
-        go down or stay put; other apps only push it up."""
+    def _earlier(self, flight: _Flight | None) -> _Seen | None:
+        """Of the answers observed before this request left, the one with the highest count
+        (None: there is none to compare with). Other apps only push the count up."""
         if flight is None:
             return None
-        earlier = [u for index, u in self._history if index < flight.observed_before]
-        if not earlier:
-            return None
-        return used <= max(earlier)
+        earlier = [seen for seen in self._history if seen.index < flight.observed_before]
+        return max(earlier, key=lambda seen: seen.used, default=None)
 
     def _sent_after(self, flight: _Flight | None) -> int:
         """Our unanswered requests that left after this one: probably not in its `used` yet."""
