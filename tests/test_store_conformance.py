@@ -309,6 +309,19 @@ async def test_run_lock_excludes_a_second_holder_until_released(backend: Backend
         assert again
 
 
+async def test_a_released_run_lock_is_free_at_once(backend: Backend) -> None:
+    """The source's next run, right after the last one let go, finds the lock free: every time
+    (on PostgreSQL, closing the lock's connection alone freed it only once the server noticed)."""
+    locks, rival = run_locks(backend.settings), run_locks(backend.settings)
+    refused = 0
+    for _ in range(30):
+        async with locks.try_hold("s", "host:1:a") as held:
+            assert held
+        async with rival.try_hold("s", "host:2:b") as again:
+            refused += not again
+    assert refused == 0
+
+
 # -- PostgreSQL only ------------------------------------------------------------------------------
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 
 import psycopg
 
@@ -65,6 +65,7 @@ class PostgresRunLocks:
                 f"cannot take the run lock of {source!r} on {describe(self._url)}: "
                 f"{first_line(exc)}"
             ) from exc
+        held = False
         try:
             try:
                 cursor = await conn.execute("SELECT pg_try_advisory_lock(%s)", (lock_key(source),))
@@ -73,9 +74,16 @@ class PostgresRunLocks:
                 raise StoreError(
                     f"cannot take the run lock of {source!r}: {first_line(exc)}"
                 ) from exc
-            # Closing the connection releases the lock: no unlock call that could be skipped.
-            yield bool(row and row[0])
+            held = bool(row and row[0])
+            yield held
         finally:
+            # Closing the connection would release the lock too, but only once the server's
+            # backend has exited, after close() returns: the source's next run, right after,
+            # could find it still held. The unlock's answer says it is free; closing stays the
+            # safety net should the unlock fail.
+            if held:
+                with suppress(psycopg.Error):
+                    await conn.execute("SELECT pg_advisory_unlock(%s)", (lock_key(source),))
             await conn.close()
 
     async def holder(self, source: str) -> str | None:
