@@ -44,9 +44,10 @@ from syncd.config import (
     Settings,
     StoreSettings,
 )
-from syncd.daemon import Daemon, Runtime
+from syncd.daemon import Daemon
 from syncd.gcpolicy import tune_for_streaming
 from syncd.logging import configure_logging
+from syncd.runtime import Runtime
 
 _LAG_PERIOD = 0.05
 

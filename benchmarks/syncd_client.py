@@ -33,10 +33,10 @@ from syncd.config import (
     StoreSettings,
 )
 from syncd.config.feed import ChangesSettings
-from syncd.daemon import Runtime
 from syncd.emulator import AdobeConfig
 from syncd.gcpolicy import tune_for_streaming
 from syncd.logging import configure_logging
+from syncd.runtime import Runtime
 
 SOURCE = "bench"
 

@@ -16,10 +16,10 @@ from typing import Any
 import pytest
 
 from syncd.config import SourceSettings
-from syncd.daemon import Runtime
 from syncd.emulator import AdobeConfig, AmeriCommerceConfig, Emulator, EmulatorConfig
 from syncd.emulator.adobe.app import AdobeEmulator
 from syncd.emulator.americommerce.app import AmeriCommerceEmulator
+from syncd.runtime import Runtime
 from syncd.store.base import RunKind
 from syncd.sync import SyncResult
 from tests.support import ac_source, adobe_source, query, settings_for, until

@@ -12,8 +12,9 @@ from typing import Any
 from syncd.auth.americommerce.bootstrap import AmeriCommerceAuthorizer, UserLogin, install_grant
 from syncd.auth.americommerce.refresh import AmeriCommerceTokenProvider
 from syncd.config import AmeriCommerceSourceSettings, Settings
-from syncd.daemon import Daemon, Runtime
+from syncd.daemon import Daemon
 from syncd.emulator import AdobeConfig, Emulator, EmulatorConfig
+from syncd.runtime import Runtime
 from tests.ac_support import USER, USER_KEY, ac_config, auth_settings
 from tests.clocks import FakeClock
 from tests.support import adobe_source, query, settings_for, stored_products

@@ -19,8 +19,9 @@ from syncd.auth.americommerce.bootstrap import install_grant
 from syncd.auth.americommerce.refresh import AmeriCommerceTokenProvider
 from syncd.commands import status as commands
 from syncd.config import AmeriCommerceSourceSettings
-from syncd.daemon import Daemon, Runtime
+from syncd.daemon import Daemon
 from syncd.emulator import AdobeConfig, Emulator, EmulatorConfig
+from syncd.runtime import Runtime
 from tests.ac_support import ac_config, auth_settings, hand_grant
 from tests.clocks import FakeClock
 from tests.support import adobe_source, settings_for

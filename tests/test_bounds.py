@@ -22,13 +22,13 @@ from aioresponses import CallbackResult, aioresponses
 from syncd import codec
 from syncd.auth import AccessToken, EndpointResponse, TokenCache
 from syncd.config import HttpSettings
-from syncd.daemon import Runtime
 from syncd.emulator import AdobeConfig, AmeriCommerceConfig, Emulator, EmulatorConfig, Fault
 from syncd.errors import HttpStatusError, ResponseError, SourceError
 from syncd.http import ClientPool, RequestStats, SourceAuth, parse_retry_after
 from syncd.http.call_limit import CallLimitThrottle, parse_call_limit
 from syncd.http.client import parse_content_length
 from syncd.http.retry import ascii_int
+from syncd.runtime import Runtime
 from syncd.sources.adobe_commerce import AdobeCommerceSource, to_record
 from syncd.sources.base import Page, as_int
 from syncd.sources.fanout import fetch_concurrently

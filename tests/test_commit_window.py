@@ -14,9 +14,9 @@ import pytest
 
 from syncd.checkpoint import FullScanCheckpoint
 from syncd.commit_window import CommitWindow
-from syncd.daemon import Runtime
 from syncd.emulator import AdobeConfig, Emulator, EmulatorConfig
 from syncd.errors import StoreError
+from syncd.runtime import Runtime
 from syncd.store import PageCommit, ProductRecord, UpsertCounts
 from syncd.sync import SyncEngine
 from tests.support import adobe_source, query, settings_for, stored_products

@@ -19,10 +19,10 @@ from structlog.testing import capture_logs
 
 from syncd.checkpoint import FullScanCheckpoint
 from syncd.completeness import screen
-from syncd.daemon import Runtime
 from syncd.emulator import AdobeConfig, AmeriCommerceConfig, Emulator, EmulatorConfig, Fault
 from syncd.emulator.platform import PlatformEmulator
 from syncd.http import RequestStats
+from syncd.runtime import Runtime
 from syncd.sources import AdobeCommerceSource, AmeriCommerceSource
 from syncd.sources.base import ListingIncomplete
 from syncd.store.base import ProductRecord, StoredProduct

@@ -13,8 +13,9 @@ import pytest
 from structlog.testing import capture_logs
 
 from syncd.config import HttpSettings
-from syncd.daemon import Daemon, Runtime
+from syncd.daemon import Daemon
 from syncd.emulator import AdobeConfig, Emulator, EmulatorConfig
+from syncd.runtime import Runtime
 from tests.clocks import ManualClock, scheduler_on
 from tests.conftest import settle
 from tests.support import adobe_source, query, settings_for, until

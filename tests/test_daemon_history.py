@@ -10,9 +10,10 @@ import pytest
 from structlog.testing import capture_logs
 
 from syncd.config.settings import StoreSettings
-from syncd.daemon import HISTORY_PRUNE_INTERVAL, Daemon, Runtime
+from syncd.daemon import HISTORY_PRUNE_INTERVAL, Daemon
 from syncd.emulator import AdobeConfig, Emulator, EmulatorConfig
 from syncd.errors import StoreError
+from syncd.runtime import Runtime
 from syncd.store import RunTotals, TokenEvent
 from syncd.store.factory import AnyStore, open_store
 from syncd.store.history import RUNS_KEPT

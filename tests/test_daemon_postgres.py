@@ -14,8 +14,9 @@ import pytest
 from structlog.testing import capture_logs
 
 from syncd.config import HttpSettings, StoreSettings
-from syncd.daemon import FIRST_RUN_SPACING, Daemon, Runtime
+from syncd.daemon import FIRST_RUN_SPACING, Daemon
 from syncd.emulator import AdobeConfig, Emulator, EmulatorConfig
+from syncd.runtime import Runtime
 from tests.clocks import ManualClock
 from tests.conftest import settle
 from tests.support import adobe_source, settings_for, until

@@ -15,8 +15,8 @@ import psycopg
 import pytest
 
 from syncd.config.settings import StoreSettings
-from syncd.daemon import Runtime
 from syncd.emulator import AdobeConfig, Emulator, EmulatorConfig
+from syncd.runtime import Runtime
 from syncd.store.base import RunKind
 from tests.support import adobe_source, query, settings_for, until
 from tests.test_process import start_syncd, write_config

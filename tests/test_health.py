@@ -24,13 +24,14 @@ from syncd.config import (
     Settings,
     load_settings,
 )
-from syncd.daemon import Daemon, Runtime
+from syncd.daemon import Daemon
 from syncd.emulator import AdobeConfig, Emulator, EmulatorConfig, Fault
 from syncd.errors import ConfigError
 from syncd.log_events import scan
 from syncd.ops.health import HealthServer, check, probe_url
 from syncd.ops.metrics import TOKEN_EVENTS, Metrics, StoreSnapshot
 from syncd.ops.staleness import judge, schedule_period, stale_limit
+from syncd.runtime import Runtime
 from tests.clocks import ManualClock, scheduler_on
 from tests.support import adobe_source, settings_for, until
 

@@ -15,8 +15,8 @@ import pytest
 from structlog.testing import capture_logs
 
 from syncd.clock import Clock
-from syncd.daemon import Runtime
 from syncd.emulator import AdobeConfig, Emulator, EmulatorConfig, Fault
+from syncd.runtime import Runtime
 from syncd.sources.adobe_commerce import format_magento_time
 from syncd.sync import SyncResult
 from tests.clocks import FakeClock

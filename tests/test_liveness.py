@@ -15,9 +15,10 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from syncd.daemon import ABANDONED, Daemon, Runtime, process_owner
+from syncd.daemon import Daemon
 from syncd.emulator import AdobeConfig, Emulator, EmulatorConfig
 from syncd.errors import SourceBusyError
+from syncd.runtime import ABANDONED, Runtime, process_owner
 from syncd.store import SourceLocks, SqliteStore
 from tests.clocks import FakeClock
 from tests.support import adobe_source, query, settings_for, until

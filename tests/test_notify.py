@@ -16,9 +16,10 @@ import pytest
 from structlog.testing import capture_logs
 
 from syncd import cli
-from syncd.daemon import Daemon, Runtime
+from syncd.daemon import Daemon
 from syncd.emulator import AdobeConfig, Emulator, EmulatorConfig
 from syncd.ops.notify import Notifier, socket_address, watchdog_interval
+from syncd.runtime import Runtime
 from tests.clocks import ManualClock, scheduler_on
 from tests.support import adobe_source, settings_for, until
 

@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from syncd.daemon import Runtime
 from syncd.emulator import Emulator
+from syncd.runtime import Runtime
 from tests.platforms import ADOBE, PLATFORMS, Platform
 from tests.support import query, settings_for, stored_products, until
 

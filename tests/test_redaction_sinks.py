@@ -23,10 +23,11 @@ from syncd.auth.americommerce.bootstrap import install_grant
 from syncd.auth.americommerce.refresh import AmeriCommerceTokenProvider
 from syncd.cli import main
 from syncd.config import AmeriCommerceSourceSettings, HealthSettings, HttpSettings
-from syncd.daemon import Daemon, Runtime
+from syncd.daemon import Daemon
 from syncd.emulator import AdobeConfig, Emulator, EmulatorConfig, Fault
 from syncd.logging import configure_logging
 from syncd.redaction import fingerprint
+from syncd.runtime import Runtime
 from tests.ac_support import APP, SCOPE, SECRET, ac_config, auth_settings, hand_grant, sha256_hex
 from tests.clocks import FakeClock
 from tests.support import adobe_source, settings_for

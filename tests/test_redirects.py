@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 
 from syncd.auth.americommerce.bootstrap import UserLogin
-from syncd.daemon import Runtime
 from syncd.emulator import AdobeConfig, AmeriCommerceConfig, Emulator, EmulatorConfig, Fault
 from syncd.errors import TransportError
 from syncd.http.client import redirect_origin
+from syncd.runtime import Runtime
 from tests.ac_support import USER, USER_KEY, ac_world, auth_settings
 from tests.clocks import FakeClock
 from tests.elsewhere import Elsewhere

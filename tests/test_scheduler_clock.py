@@ -14,8 +14,9 @@ import pytest
 from structlog.testing import capture_logs
 
 from syncd.config import HealthSettings
-from syncd.daemon import Daemon, Runtime
+from syncd.daemon import Daemon
 from syncd.emulator import AdobeConfig, Emulator, EmulatorConfig
+from syncd.runtime import Runtime
 from syncd.schedule import parse_schedule
 from syncd.scheduler import SourceScheduler
 from tests.clocks import FakeClock, ManualClock, scheduler_on

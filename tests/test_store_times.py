@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from syncd.daemon import Runtime
 from syncd.emulator import AdobeConfig, Emulator, EmulatorConfig
+from syncd.runtime import Runtime
 from syncd.sources.base import make_record
 from syncd.store import PageCommit, ProductRecord, RunProgress, RunTotals, SqliteStore
 from syncd.store.rows import stored_time

@@ -14,10 +14,11 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from syncd.daemon import Daemon, Runtime
+from syncd.daemon import Daemon
 from syncd.emulator import AdobeConfig, Emulator, EmulatorConfig, Fault
 from syncd.logging import configure_logging
 from syncd.redaction import fingerprint
+from syncd.runtime import Runtime
 from syncd.sources.adobe_commerce import AdobeCommerceSource, magento_message
 from syncd.sync import SyncResult
 from tests.clocks import FakeClock

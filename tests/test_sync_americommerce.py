@@ -13,9 +13,9 @@ import pytest
 
 from syncd.clock import Clock
 from syncd.config import load_settings
-from syncd.daemon import Runtime
 from syncd.emulator import AmeriCommerceConfig, Emulator, EmulatorConfig, Fault
 from syncd.errors import ConfigError
+from syncd.runtime import Runtime
 from syncd.sources.americommerce import to_record
 from syncd.sources.americommerce_query import (
     any_of,

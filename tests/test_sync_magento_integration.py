@@ -14,9 +14,9 @@ import pytest
 
 from syncd.clock import Clock
 from syncd.config import AdobeCommerceSourceSettings
-from syncd.daemon import Runtime
 from syncd.emulator import AdobeConfig, Emulator, EmulatorConfig, Fault
 from syncd.logging import configure_logging
+from syncd.runtime import Runtime
 from syncd.sync import SyncResult
 from tests.clocks import FakeClock
 from tests.support import settings_for, stored_products

@@ -10,9 +10,9 @@ import psycopg
 import pytest
 
 from syncd.config.settings import StoreSettings
-from syncd.daemon import Runtime
 from syncd.emulator import AdobeConfig, Emulator, EmulatorConfig
 from syncd.errors import SourceBusyError
+from syncd.runtime import Runtime
 from syncd.store.postgres import PostgresStore
 from syncd.store.postgres_leases import PostgresLeases
 from tests.support import adobe_source, settings_for

@@ -20,9 +20,9 @@ from syncd.auth.americommerce.refresh import AmeriCommerceTokenProvider
 from syncd.clock import SystemClock
 from syncd.config import AmeriCommerceSourceSettings, HttpSettings
 from syncd.config.settings import StoreSettings
-from syncd.daemon import Runtime
 from syncd.emulator import Emulator, EmulatorConfig, Fault
 from syncd.http import ClientPool, RequestStats, SourceAuth
+from syncd.runtime import Runtime
 from syncd.store.postgres import PostgresStore
 from tests.ac_support import APP, SCOPE, SECRET, ac_config, auth_settings, hand_grant
 from tests.clocks import FakeClock

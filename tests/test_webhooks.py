@@ -19,11 +19,12 @@ from structlog.testing import capture_logs
 
 from syncd.config.feed import ChangesSettings, WebhookSettings
 from syncd.config.settings import StoreSettings
-from syncd.daemon import Daemon, Runtime
+from syncd.daemon import Daemon
 from syncd.emulator import AdobeConfig, Emulator, EmulatorConfig
 from syncd.errors import ChangesExpiredError
 from syncd.feed import WebhookDispatcher, full_jitter, sign, verify, webhook_backlog
 from syncd.feed.webhooks import DeliveryError, WebhookSender
+from syncd.runtime import Runtime
 from syncd.sources.base import make_record
 from syncd.store import ProductRecord, SqliteStore
 from syncd.store.base import ChangeFeed

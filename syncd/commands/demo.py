@@ -17,7 +17,7 @@ from syncd.config import (
     Settings,
     StoreSettings,
 )
-from syncd.daemon import Runtime
+from syncd.runtime import Runtime
 
 if TYPE_CHECKING:
     from syncd.emulator.catalog import Catalog

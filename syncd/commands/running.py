@@ -16,8 +16,9 @@ from syncd.config import (
     Settings,
 )
 from syncd.config.readiness import require_runnable, require_secrets
-from syncd.daemon import Daemon, Runtime
+from syncd.daemon import Daemon
 from syncd.ops.notify import Notifier
+from syncd.runtime import Runtime
 from syncd.store.base import RunKind
 from syncd.store.factory import store_name
 

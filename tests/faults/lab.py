@@ -31,11 +31,12 @@ from typing import Any
 import structlog
 
 from syncd.config import AdobeCommerceSourceSettings, HttpSettings, Settings, StoreSettings
-from syncd.daemon import Daemon, Runtime
+from syncd.daemon import Daemon
 from syncd.emulator import AdobeConfig, Emulator, EmulatorConfig, Fault
 from syncd.emulator.faults import PAGE_FAULTS
 from syncd.http import RequestStats
 from syncd.logging import configure_logging
+from syncd.runtime import Runtime
 from syncd.store.base import RunKind
 from syncd.sync import SyncResult
 from tests.clocks import VirtualClock

@@ -15,7 +15,8 @@ from collections import deque
 from typing import Any
 
 from syncd.commands.running import sync_now
-from syncd.daemon import Daemon, Runtime
+from syncd.daemon import Daemon
+from syncd.runtime import Runtime
 from syncd.store.schema import SCHEMA_VERSION
 from tests.faults.lab import FaultLab, RunRecord
 from tests.support import until
