@@ -30,7 +30,9 @@ LAYER: dict[str, float] = {
     "http": 4,
     "sources": 5,
     **dict.fromkeys(("checkpoint", "sync", "completeness", "commit_window"), 6),
-    **dict.fromkeys(("scheduler", "breaker", "daemon", "runtime", "wiring", "ops", "feed", "fleet"), 7),
+    **dict.fromkeys(
+        ("scheduler", "breaker", "daemon", "runtime", "wiring", "ops", "feed", "fleet"), 7
+    ),
     **dict.fromkeys(("commands", "cli", "log_events"), 8),
 }
 
