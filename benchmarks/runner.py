@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 import sys
 from collections.abc import Callable
@@ -38,7 +39,9 @@ class Runner:
     def __init__(self, plan: Plan, results: Path = RESULTS, say: Say = _quiet) -> None:
         self.plan = plan
         self.results = results
-        self.scratch = results / "tmp"
+        # One scratch folder per invocation: two harness runs at once (a rate-limited case beside
+        # another) must not delete each other's databases when one of them finishes.
+        self.scratch = results / "tmp" / str(os.getpid())
         self.say = say
         two_cpus = plan.pin and cpu_count() >= 2
         # "One core": the client on CPU 0, the emulator on CPU 1.
