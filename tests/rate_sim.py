@@ -27,13 +27,15 @@ from tests.clocks import VirtualClock
 
 
 @dataclass
-class _Answer:
+class Answer:
+    """A bare HTTP answer, as much of aiohttp's response as the client reads."""
+
     status: int
     headers: dict[str, str]
     content_type: str = "application/json"
 
     @property
-    def content(self) -> _Answer:
+    def content(self) -> Answer:
         return self  # the client reads the body in chunks from `content`
 
     async def iter_chunked(self, size: int) -> AsyncIterator[bytes]:
@@ -64,7 +66,7 @@ class SimStore:
     def request(self, method: str, url: str, **_: Any) -> _Exchange:
         return _Exchange(self)
 
-    async def answer(self) -> _Answer:
+    async def answer(self) -> Answer:
         await self.clock.sleep(self._rng.uniform(0.0002, 0.001))  # on the way in
         while self._changes and self.clock.monotonic() - self._start >= self._changes[0][0]:
             _, self.rate = self._changes.pop(0)
@@ -73,10 +75,10 @@ class SimStore:
         self.arrivals.append((self.clock.monotonic(), 200 if wait is None else 429))
         if wait is not None:
             await self.clock.sleep(0.0005)
-            return _Answer(429, {"Retry-After": str(max(1, math.ceil(wait - 1e-9)))})
+            return Answer(429, {"Retry-After": str(max(1, math.ceil(wait - 1e-9)))})
         async with self._builders:
             await self.clock.sleep(self.service * self._rng.uniform(0.9, 1.1))
-        return _Answer(200, {})
+        return Answer(200, {})
 
     @property
     def refused(self) -> int:
@@ -87,7 +89,7 @@ class _Exchange:
     def __init__(self, store: SimStore) -> None:
         self._store = store
 
-    async def __aenter__(self) -> _Answer:
+    async def __aenter__(self) -> Answer:
         return await self._store.answer()
 
     async def __aexit__(

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import math
 import random
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
@@ -24,20 +24,7 @@ from syncd.http.client import SourceClient
 from syncd.http.retry import RetryPolicy
 from syncd.http.throttle import AdaptiveThrottle, Throttle
 from tests.clocks import VirtualClock
-
-
-@dataclass
-class _Answer:
-    status: int
-    headers: dict[str, str]
-    content_type: str = "application/json"
-
-    @property
-    def content(self) -> _Answer:
-        return self  # the client reads the body in chunks from `content`
-
-    async def iter_chunked(self, size: int) -> AsyncIterator[bytes]:
-        yield b'{"items": []}'
+from tests.rate_sim import Answer
 
 
 @dataclass
@@ -58,7 +45,7 @@ class Store:
     def request(self, method: str, url: str, **_: Any) -> _Exchange:
         return _Exchange(self)
 
-    async def answer(self) -> _Answer:
+    async def answer(self) -> Answer:
         await self.clock.sleep(self._rng.uniform(0.001, 0.006))  # on the way in
         wait = self._bucket.take()
         if len(self.arrivals) + 1 in self.refuse:
@@ -66,8 +53,8 @@ class Store:
         self.arrivals.append((self.clock.monotonic(), 200 if wait is None else 429))
         await self.clock.sleep(0.02 + self._rng.uniform(0, 0.01))  # work and the way back
         if wait is None:
-            return _Answer(200, {})
-        return _Answer(429, {"Retry-After": str(max(1, math.ceil(wait)))})
+            return Answer(200, {})
+        return Answer(429, {"Retry-After": str(max(1, math.ceil(wait)))})
 
     @property
     def refused_at(self) -> list[float]:
@@ -83,7 +70,7 @@ class _Exchange:
     def __init__(self, store: Store) -> None:
         self._store = store
 
-    async def __aenter__(self) -> _Answer:
+    async def __aenter__(self) -> Answer:
         return await self._store.answer()
 
     async def __aexit__(

@@ -26,9 +26,10 @@ pytestmark = pytest.mark.timeout(60)
 
 @asynccontextmanager
 async def slow_emulator(platform: Platform) -> AsyncIterator[Emulator]:
-    """The platform's emulator on loopback with 2,000 products served slowly (10 ms a request),
-    so that a run lasts long enough to interrupt."""
-    async with Emulator(platform.emulator(2000, seed=5, latency=0.01)) as emu:
+    """The platform's emulator on loopback with 2,000 products served slowly (30 ms a request),
+    so that a run lasts long enough to interrupt (about 3 s: at 10 ms a loaded machine let a
+    run finish before the test's signal reached it)."""
+    async with Emulator(platform.emulator(2000, seed=5, latency=0.03)) as emu:
         yield emu
 
 
