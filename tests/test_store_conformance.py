@@ -35,6 +35,7 @@ from syncd.store import (
 from syncd.store.factory import AnyStore, open_store, run_locks
 from syncd.store.history import RUNS_KEPT
 from syncd.store.postgres import PostgresStore
+from syncd.store.postgres_locks import PostgresRunLocks
 from syncd.store.postgres_schema import COORDINATION_TABLES, SCHEMA_VERSION, TABLES
 from syncd.store.rows import iso
 from syncd.sync import RESUME_ATTEMPTS
@@ -678,3 +679,15 @@ async def test_pruning_history_leaves_recent_rows_and_an_empty_store_alone(
 def test_the_runs_kept_cover_what_the_resume_guard_reads() -> None:
     """The engine decides whether to resume a failing scan from the last RESUME_ATTEMPTS runs."""
     assert RUNS_KEPT >= RESUME_ATTEMPTS
+
+
+async def test_a_run_lock_on_an_unreachable_server_is_a_store_error_naming_it() -> None:
+    """No server at the URL: taking the lock is a StoreError naming the source and the server
+    (without its password), and asking for the holder answers "unknown" (None), not a crash."""
+    url = "postgresql://syncd:hunter2@127.0.0.1:1/nowhere"
+    locks = PostgresRunLocks(url, url, connect_timeout=1)
+    with pytest.raises(StoreError, match="cannot take the run lock of 's'") as caught:
+        async with locks.try_hold("s", "host:1:a"):
+            pass
+    assert "hunter2" not in str(caught.value)
+    assert await locks.holder("s") is None
