@@ -133,7 +133,7 @@ class Runtime:
     ) -> SyncResult:
         """One run of source `name` with its configured options, holding the source's run lock
         (SourceBusyError, naming the holder, while another process or runtime runs it)."""
-        settings = self.settings.source(name)
+        self.settings.source(name)  # an unknown name: the clear error, before any claim or lock
         if self.leases is not None:
             lease = await self.leases.claim(name, self.owner)
             try:
@@ -144,14 +144,7 @@ class Runtime:
         async with self._run_locks.hold(name, self.owner):
             # A process that died since this runtime opened left its row `running`: close it.
             await self._close_abandoned(name)
-            return await self._engine().run(
-                self.sources[name],
-                kind,
-                progress,
-                overlap=settings.incremental_overlap,
-                retry_budget=RetryBudget.from_settings(self.settings.http),
-                checkpoint_max_age=settings.checkpoint_max_age,
-            )
+            return await self._run(self._engine(), name, kind, progress)
 
     async def sync_leased(
         self, lease: Lease, kind: RunKind | None = None, progress: ProgressCallback | None = None
@@ -162,7 +155,6 @@ class Runtime:
         if self.leases is None:
             raise RuntimeError("leases are PostgreSQL's; this runtime holds run locks")
         name = lease.source
-        settings = self.settings.source(name)
         store = self.store
         assert isinstance(store, PostgresStore)
         fenced = store.fenced(name, lease.owner, lease.epoch)
@@ -177,17 +169,7 @@ class Runtime:
         if count:
             log.warning("sync.abandoned_runs", source=name, count=count, owner=lease.previous)
         engine = SyncEngine(fenced, self.clock, owner=self.owner, redactor=self.settings.redactor)
-        run = asyncio.create_task(
-            engine.run(
-                self.sources[name],
-                kind,
-                progress,
-                overlap=settings.incremental_overlap,
-                retry_budget=RetryBudget.from_settings(self.settings.http),
-                checkpoint_max_age=settings.checkpoint_max_age,
-            ),
-            name=f"run-{name}",
-        )
+        run = asyncio.create_task(self._run(engine, name, kind, progress), name=f"run-{name}")
         lost: list[str] = []
 
         def give_up(reason: str) -> None:
@@ -202,6 +184,24 @@ class Runtime:
                 if lost and current is not None and not current.cancelling():
                     raise LeaseLostError(lost[0]) from None  # cancelled by the lost lease
                 raise
+
+    async def _run(
+        self,
+        engine: SyncEngine,
+        name: str,
+        kind: RunKind | None,
+        progress: ProgressCallback | None,
+    ) -> SyncResult:
+        """One run of `name` by `engine` with the source's own settings (locked or leased)."""
+        settings = self.settings.source(name)
+        return await engine.run(
+            self.sources[name],
+            kind,
+            progress,
+            overlap=settings.incremental_overlap,
+            retry_budget=RetryBudget.from_settings(self.settings.http),
+            checkpoint_max_age=settings.checkpoint_max_age,
+        )
 
     async def _close_abandoned(self, name: str) -> None:
         """Fail every `running` row of `name`; only while holding its run lock."""

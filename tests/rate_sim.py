@@ -12,7 +12,7 @@ import random
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 
@@ -63,8 +63,8 @@ class SimStore:
         self._rng = random.Random(self.seed)
         self._builders = asyncio.Semaphore(self.workers)
 
-    def request(self, method: str, url: str, **_: Any) -> _Exchange:
-        return _Exchange(self)
+    def request(self, method: str, url: str, **_: Any) -> Exchange:
+        return Exchange(self)
 
     async def answer(self) -> Answer:
         await self.clock.sleep(self._rng.uniform(0.0002, 0.001))  # on the way in
@@ -85,8 +85,16 @@ class SimStore:
         return sum(1 for _, status in self.arrivals if status == 429)
 
 
-class _Exchange:
-    def __init__(self, store: SimStore) -> None:
+class Answering(Protocol):
+    """A simulated store: answers each request in its own (virtual) time."""
+
+    async def answer(self) -> Answer: ...
+
+
+class Exchange:
+    """One request to a simulated store, as aiohttp's `session.request(...)` context manager."""
+
+    def __init__(self, store: Answering) -> None:
         self._store = store
 
     async def __aenter__(self) -> Answer:

@@ -9,7 +9,6 @@ import math
 import random
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Any
 
 import aiohttp
@@ -24,7 +23,7 @@ from syncd.http.client import SourceClient
 from syncd.http.retry import RetryPolicy
 from syncd.http.throttle import AdaptiveThrottle, Throttle
 from tests.clocks import VirtualClock
-from tests.rate_sim import Answer
+from tests.rate_sim import Answer, Exchange
 
 
 @dataclass
@@ -42,8 +41,8 @@ class Store:
         self._bucket = TokenBucket(self.rate, self.burst, self.clock)
         self._rng = random.Random(self.seed)
 
-    def request(self, method: str, url: str, **_: Any) -> _Exchange:
-        return _Exchange(self)
+    def request(self, method: str, url: str, **_: Any) -> Exchange:
+        return Exchange(self)
 
     async def answer(self) -> Answer:
         await self.clock.sleep(self._rng.uniform(0.001, 0.006))  # on the way in
@@ -64,19 +63,6 @@ class Store:
         """Accepted requests over what the bucket admits in `wall` seconds."""
         accepted = sum(1 for _, status in self.arrivals if status == 200)
         return accepted / (self.burst + self.rate * wall)
-
-
-class _Exchange:
-    def __init__(self, store: Store) -> None:
-        self._store = store
-
-    async def __aenter__(self) -> Answer:
-        return await self._store.answer()
-
-    async def __aexit__(
-        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        return None
 
 
 def client_for(store: Store, throttles: Iterable[Throttle], concurrency: int = 8) -> SourceClient:
