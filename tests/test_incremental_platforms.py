@@ -14,8 +14,11 @@ import asyncio
 import math
 from datetime import timedelta
 
+import pytest
+
 from syncd.emulator import Fault
 from syncd.emulator.americommerce.app import AmeriCommerceEmulator
+from syncd.emulator.config import FaultKind
 from tests.platforms import ADOBE, OpenShop, open_shop_fixture, platform_fixture  # noqa: F401
 from tests.support import query, stored_products
 
@@ -338,3 +341,34 @@ async def test_watermark_never_passes_an_uncommitted_page(open_shop: OpenShop) -
     assert (await shop.sync()).ok
     assert stored_products(shop.db, "shop") == catalog.snapshot()
     assert shop.watermark()[0] == shop.updated_at(changed[-1])
+
+
+@pytest.mark.parametrize("kind", ["empty_page", "short_page", "stale_page"])
+async def test_a_cache_serving_keyset_pages_empty_short_or_old_loses_no_change(
+    open_shop: OpenShop, kind: FaultKind
+) -> None:
+    """A cache or proxy in front of the incremental reads (every keyset page but the first served
+    empty, cut to a third, or as it was the first time): the watermark moves only past what was
+    read, so no change is skipped, only delayed; nothing is tombstoned or overwritten by an older
+    copy, and once the cache is gone the store equals the catalog."""
+    shop = await open_shop(120)
+    catalog = shop.api.catalog
+    await shop.sync()
+    shop.api.faults.add(Fault(kind=kind, changes=True, after=1, times=None))
+    shop.api.stats.reset()
+    behind = False
+    for round_ in range(3):
+        for sku in list(catalog.skus())[round_ * 20 : round_ * 20 + 45]:
+            shop.rename(sku, f"{sku} round {round_}")
+        run = await shop.sync(page_size=10)
+        assert run.ok, run.error
+        behind |= stored_products(shop.db, "shop") != catalog.snapshot()
+    assert shop.api.stats.faults_injected >= 3  # the cache served keyset pages, not only the first
+    # An empty page ends a keyset read, holding the rest back until a later run (a cut page
+    # does not: the keyset goes on after its last product).
+    assert behind or kind != "empty_page"
+    shop.api.faults.clear()
+    for _ in range(3):  # the cache gone: the reads catch up from where the watermark stands
+        assert (await shop.sync(page_size=10)).ok
+    assert shop.tombstoned() == set()
+    assert stored_products(shop.db, "shop") == catalog.snapshot()

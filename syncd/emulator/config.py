@@ -68,6 +68,8 @@ class Fault:
     (the same `total_count` either way); `duplicate_sku` gives its first product the sku of the
     catalog's first product (another product, another id); `stale_page` serves the page as this
     same request was answered the first time the fault hit it (a cache serving an old copy).
+    With `changes`, a page fault hits the incremental reads' keyset pages (changed since a time)
+    instead of the full scan's, every one of them (`after` spares the first ones).
     """
 
     kind: FaultKind
@@ -86,6 +88,7 @@ class Fault:
     depth: int = 100_000
     retry_after: str | None = None
     page: int | None = None
+    changes: bool = False
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.probability <= 1.0:

@@ -44,12 +44,18 @@ class FaultInjector:
         return [a.fault for a in self._armed]
 
     def draw(
-        self, target: FaultTarget, *, reused: bool = False, page: int | None = None
+        self,
+        target: FaultTarget,
+        *,
+        reused: bool = False,
+        page: int | None = None,
+        changes: bool = False,
     ) -> Fault | None:
         """The fault that hits this request to `target`, if any (each fault counts the request).
 
         `reused` says whether the request came on a connection that has already served one;
-        `page` is the offset page of a full scan it asks for (None: not such a request).
+        `page` is the offset page of a full scan it asks for (None: not such a request);
+        `changes` whether it is a keyset page of an incremental read.
         """
         now = self._now()
         self._armed = [a for a in self._armed if not _expired(a, now)]
@@ -57,7 +63,7 @@ class FaultInjector:
         for armed in self._armed:
             if armed.fault.target != target or (armed.fault.reused_only and not reused):
                 continue
-            if not page_matches(armed.fault, page):
+            if not page_matches(armed.fault, page, changes):
                 continue
             armed.seen += 1
             if armed.seen > armed.fault.after:
@@ -82,15 +88,18 @@ def _expired(armed: _Armed, now: float) -> bool:
     return duration is not None and now >= armed.armed_at + duration
 
 
-# -- page faults: a cache or proxy that serves a full scan's page empty, short, mixed up or old --
+# -- page faults: a cache or proxy that serves a scan's page empty, short, mixed up or old --
 
 PAGE_FAULTS = frozenset({"empty_page", "short_page", "duplicate_sku", "stale_page"})
 
 
-def page_matches(fault: Fault, page: int | None) -> bool:
-    """Whether `fault` may hit a request for offset page `page` (None: not a full-scan page)."""
+def page_matches(fault: Fault, page: int | None, changes: bool = False) -> bool:
+    """Whether `fault` may hit a request for offset page `page` (None: not a full-scan page),
+    or, for a fault on the incremental reads, a keyset page of one (`changes`)."""
     if fault.kind not in PAGE_FAULTS:
         return True
+    if fault.changes:
+        return changes
     if page is None:
         return False
     return page == fault.page if fault.page is not None else page > 1

@@ -57,6 +57,11 @@ class PlatformEmulator:
         (only those can be hit by page faults)."""
         return None
 
+    def changes_page(self, request: web.Request) -> bool:
+        """Whether `request` asks for a keyset page of an incremental read (products changed
+        since a time); those can be hit by page faults armed with `changes`."""
+        return False
+
     def first_sku(self) -> str:
         """The sku of the catalog's first product (what `duplicate_sku` hands another one)."""
         raise NotImplementedError
@@ -85,6 +90,7 @@ class PlatformEmulator:
                 target,
                 reused=self._count_on_connection(request) > 1,
                 page=self.offset_page(request) if target == "api" else None,
+                changes=target == "api" and self.changes_page(request),
             )
             response: web.StreamResponse
             if fault is None:

@@ -113,6 +113,15 @@ class AdobeEmulator(PlatformEmulator):
         page = query.get("searchCriteria[currentPage]", "1")
         return int(page) if page.isdigit() else None
 
+    def changes_page(self, request: web.Request) -> bool:
+        """A listing whose first filter is on `updated_at` (syncd's keyset of changes)."""
+        query = request.query
+        return (
+            request.path.endswith("/V1/products")
+            and "fields" not in query
+            and query.get("searchCriteria[filter_groups][0][filters][0][field]") == "updated_at"
+        )
+
     def first_sku(self) -> str:
         """The sku of the catalog's first live product."""
         return self.catalog.sku_at(self.catalog.alive[0])

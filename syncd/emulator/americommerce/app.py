@@ -146,6 +146,15 @@ class AmeriCommerceEmulator(PlatformEmulator):
         page = query.get("page", "1")
         return int(page) if query.get("sort") == "id" and page.isdigit() else None
 
+    def changes_page(self, request: web.Request) -> bool:
+        """A listing filtered on `updated_at` in (updated_at, id) order (the keyset of changes)."""
+        query = request.query
+        return (
+            request.path.startswith("/api/v1/products")
+            and "updated_at" in query
+            and query.get("sort", "").startswith("updated_at")
+        )
+
     def first_sku(self) -> str:
         """The item number of the catalog's first live product."""
         return self.catalog.sku_at(self.catalog.alive[0])
