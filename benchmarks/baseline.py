@@ -231,16 +231,21 @@ def outcome(
     )
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Parse, pin, run, print the outcome."""
-    p = argparse.ArgumentParser(prog="python -m benchmarks.baseline")
+def parser(prog: str) -> argparse.ArgumentParser:
+    """The options both baselines take (the emulator's URLs, the database, paging, pinning)."""
+    p = argparse.ArgumentParser(prog=prog)
     p.add_argument("--url", required=True)
     p.add_argument("--token-url", required=True)
     p.add_argument("--db", type=Path, required=True)
     p.add_argument("--page-size", type=int, default=100)
     p.add_argument("--time-box", type=float, default=None)
     p.add_argument("--cpu", type=int, default=None)
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Parse, pin, run, print the outcome."""
+    args = parser("python -m benchmarks.baseline").parse_args(argv)
     pin_to_cpu(args.cpu)
     print(asyncio.run(run(args)).to_json(), flush=True)
 

@@ -20,12 +20,11 @@ import json
 import math
 import sqlite3
 import time
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 
-from benchmarks.baseline import AccsApiClient, TokenManager, open_db, outcome
+from benchmarks.baseline import AccsApiClient, TokenManager, open_db, outcome, parser
 from benchmarks.measure import Meter, pin_to_cpu
 from benchmarks.outcome import ClientOutcome
 from syncd.emulator import AdobeConfig
@@ -119,14 +118,8 @@ async def run(args: argparse.Namespace) -> ClientOutcome:
 
 def main(argv: list[str] | None = None) -> None:
     """Parse, pin, run, print the outcome."""
-    p = argparse.ArgumentParser(prog="python -m benchmarks.baseline_pooled")
-    p.add_argument("--url", required=True)
-    p.add_argument("--token-url", required=True)
-    p.add_argument("--db", type=Path, required=True)
-    p.add_argument("--page-size", type=int, default=100)
+    p = parser("python -m benchmarks.baseline_pooled")
     p.add_argument("--concurrency", type=int, default=8)
-    p.add_argument("--time-box", type=float, default=None)
-    p.add_argument("--cpu", type=int, default=None)
     args = p.parse_args(argv)
     pin_to_cpu(args.cpu)
     print(asyncio.run(run(args)).to_json(), flush=True)
