@@ -69,6 +69,13 @@ class ProductModel(Protocol):
         ...
 
 
+def attributes(defaults: dict[str, Any], row: Row) -> dict[str, Any]:
+    """A product's attributes: its model's `defaults` with the row's mutations laid over them."""
+    if row.overrides:
+        defaults.update(row.overrides)
+    return defaults
+
+
 def _sku_key(sku: str) -> str:
     # Both stores compare skus through case-insensitive collations.
     return sku.casefold()

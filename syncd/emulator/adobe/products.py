@@ -10,7 +10,7 @@ import json
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
-from syncd.emulator.catalog import Row, mix
+from syncd.emulator.catalog import Row, attributes, mix
 from syncd.emulator.predicates import FieldKind
 from syncd.emulator.timefmt import MagentoFormatter, magento_format
 
@@ -139,10 +139,7 @@ class AdobeProductModel:
         return out
 
     def _attrs(self, row: Row) -> dict[str, Any]:
-        attrs = self.defaults(row.entity_id)
-        if row.overrides:
-            attrs.update(row.overrides)
-        return attrs
+        return attributes(self.defaults(row.entity_id), row)
 
     def render(self, row: Row) -> dict[str, Any]:
         """The item as Magento's product repository serializes it."""
