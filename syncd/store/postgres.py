@@ -1,9 +1,9 @@
 """PostgreSQL backend of the `Store` protocol: a psycopg 3 connection pool, one transaction per call.
 
 Many processes share one database, so nothing here may rely on being alone: the schema is created
-and migrated under a transaction-scoped advisory lock, and a page is one statement (pipelined
-with its BEGIN and COMMIT: one round trip, one transaction) whose upsert rewrites only the rows
-whose hash changed.
+and migrated under a transaction-scoped advisory lock, and a page is one statement on an
+autocommit connection (one round trip, one transaction) whose upsert rewrites only the rows whose
+hash changed.
 """
 
 from __future__ import annotations
