@@ -94,15 +94,15 @@ def test_a_held_rate_is_proven_and_the_search_climbs_past_an_unpaced_bound() -> 
     assert change is not None and change.new == round(10 * 1.1**2 * 1.1**4, 6)
 
 
-def test_below_a_paced_bound_the_middle_is_tried() -> None:
-    """A paced rate that drew a 429 bounds the search: the next trial is the geometric middle
-    of what held and it."""
+def test_below_a_paced_bound_a_trial_near_what_held_is_tried() -> None:
+    """A paced rate that drew a 429 bounds the search: the next trial lies a quarter of the way
+    (in log terms) from what held to it, since a trial above the limit costs a pause."""
     rate = AdaptiveRate(SEARCH)
     rate.cut(now=0, measured=40)
     rate.recover(2.0)  # 10 held: 12.1 next
     change = rate.cut(now=2.5, measured=0, resume_at=3.5)
     assert rate.upper == pytest.approx(12.1) and rate.lower == 10
-    assert change.new == 11.0 and change.reason == "rate_limited"
+    assert change.new == round(10 * 1.21**0.25, 6) and change.reason == "rate_limited"
 
 
 def test_what_got_through_bounds_the_burst_and_proves_a_limit() -> None:
