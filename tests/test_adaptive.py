@@ -113,14 +113,14 @@ def test_what_got_through_bounds_the_burst_and_proves_a_limit() -> None:
     rate.cut(now=0.2, measured=40, resume_at=1.2, accepted=5)  # 5 through in 0.2 s
     rate.sending(1.2, accepted=5)
     assert rate.burst == 6.0
-    # 10/s held for the proof time (the burst could hide 10% for 6 / (10 * 0.1) s): 12.1 next.
-    assert rate.recover(7.2, accepted=65) is not None
+    # 10/s held for the proof time (the burst could hide 8% for 6 / (10 * 0.08) s): 12.1 next.
+    assert rate.recover(8.8, accepted=81) is not None
     # The burst is at most the 5 that got through before the first 429, plus one (the unpaced
     # start may have sent below the limit a while: what the store refilled is not known).
     assert rate.burst == 6.0
     # 12.1/s for 10 s: 121 answers, then a 429. At most 6 came from the bucket: >= 11.5/s.
-    rate.cut(now=17.2, measured=0, resume_at=18.2, accepted=186)
-    change = rate.sending(18.2, accepted=186)
+    rate.cut(now=18.8, measured=0, resume_at=19.8, accepted=202)
+    change = rate.sending(19.8, accepted=202)
     assert rate.lower == pytest.approx(11.5)
     assert change is not None and change.reason == "proven"
 

@@ -50,6 +50,8 @@ _BELOW = 0.99
 # A rate counts as proven once held long enough that a store's burst could hide no more than
 # this share above its limit (a rate proven above the limit draws a 429 later, and its pause).
 _PROOF_MARGIN = 0.03
+# The same far from the rate that drew a 429 (a trial there is a small share of the limit).
+_FAR_MARGIN = 0.08
 # Answers each of two trials must have let through for their difference to tell the rate.
 _CROSSED_ANSWERS = 20
 # Trials ended by a 429 kept to bound the store's burst.
@@ -100,7 +102,7 @@ class RateTuning:
         """Seconds a rate must be held without a 429 to count as within the store's limit: long
         enough that a `burst` of requests the store holds could hide no more than `margin` of
         overshoot (the precision when not given)."""
-        margin = margin or self.precision - 1
+        margin = margin or _FAR_MARGIN
         return max(self.recovery_interval, self.proof_requests / rate, burst / (rate * margin))
 
 
