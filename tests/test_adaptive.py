@@ -172,6 +172,25 @@ def test_a_failed_probe_doubles_the_wait_for_the_next() -> None:
     assert rate.recover(settled + 60.5 + 120).reason == "probing"  # type: ignore[union-attr]
 
 
+def test_a_held_probe_climbs_from_the_smallest_step() -> None:
+    """A probe that holds starts a climb at `precision` squared above it, however many proofs
+    the search took before settling (each doubled its step: the climb leapt 6x at 5/s)."""
+    rate = AdaptiveRate(SEARCH)
+    rate.cut(now=0, measured=21)
+    now = 0.0
+    while not (rate.rate == rate.lower and rate.upper <= rate.lower * SEARCH.precision):  # type: ignore[operator]
+        now += 2
+        rate.recover(now)
+        if rate.rate > 9.9:  # type: ignore[operator]
+            rate.cut(now=now, measured=0)  # the store's limit: 9.9/s
+        assert now < 100
+    probe = rate.recover(now + 60)
+    assert probe is not None and probe.reason == "probing"
+    climb = rate.recover(now + 62)  # held: the store's limit rose
+    assert climb is not None and climb.reason == "proven"
+    assert climb.new == pytest.approx(probe.new * SEARCH.precision**2, rel=1e-6)  # type: ignore[operator]
+
+
 def test_a_429_at_the_proven_rate_steps_down_below_it() -> None:
     """The store lowered its limit (or the proof was too short): the rate that held is no bound
     any more; the source steps down below it at once."""

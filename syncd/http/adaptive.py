@@ -337,7 +337,9 @@ class AdaptiveRate:
             if now - self._changed_at < self._probe_wait:
                 return None
             self._changed_at = now
-            self._probing = True
+            # A climb after the probe starts from the smallest step again (the stride grew
+            # with every proof of the search: a held probe would otherwise leap far above).
+            self._probing, self._stride = True, 2
             self.upper = max(upper, rate * self.tuning.precision) * (1 + self.tuning.probe_step)
             self.rate = self._next_trial(rate, self.upper)
             return RateChange(rate, round(self.rate, 6), "probing")
