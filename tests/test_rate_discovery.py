@@ -49,7 +49,7 @@ def test_a_burst_of_a_whole_second_costs_a_few_more_429s() -> None:
 @pytest.mark.parametrize("burst", [2, 10, 100])
 def test_at_100_per_second_the_search_costs_few_429s(burst: int) -> None:
     """The ten-second sync at 100/s: a few 429s, each a second of pause, and no more (what it
-    reaches: 73-89% of the allowed, 68-89% with trials at the middle of the bounds; the told
+    reaches: 73-88% of the allowed, 68-90% with trials at the middle of the bounds; the told
     source reaches 95%)."""
     result = simulate(100, burst, PAGES)
     assert result.refused <= 5
