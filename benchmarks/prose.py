@@ -84,7 +84,8 @@ the full sync, search included (not time-boxed). Every 429 costs its `Retry-Afte
 second here) for every worker, and at least one 429 is needed to learn that there is a limit:
 at 100 requests/s a 100k-product sync lasts ten seconds, so that first second of pause alone is
 about 9% of it, which puts 90% out of reach there (the search's virtual-time tests,
-tests/test_rate_discovery.py, reach 59-90% at 100/s; >= 90% with < 1% 429s at 5/s and 20/s, but for 5/s with a one-second burst: 1.1%).
+tests/test_rate_discovery.py, reach 73-88% at 100/s; >= 90% with < 1% 429s at 5/s and 20/s, and 93% with 3 429s
+at 20/s with a burst of 2, the rate20 profile, at round trips up to 20 ms).
 Told the limit:
 
 A 429 holds every worker of the source for its `Retry-After`, cuts the source's rate by
@@ -138,7 +139,10 @@ the number of sources; it now re-reads only the source that ran.
 """,
     "incremental": """
 An incremental run costs its fixed start (state, run row, token) plus one request per 100
-changed products, read one after the other.
+changed products. The next keyset page is asked for while the current one is committed, and a read
+of six pages or more goes on in two entity-id ranges side by side after its first page (one request
+more for the highest id, and at most one partly filled page): 1,000 changes take 12 requests at
+most, about seven server round trips in a row instead of ten (docs/SYNC.md).
 """,
     "memory": """
 Peak RSS includes the interpreter and its imports (about 40 MB before the first request).

@@ -28,6 +28,7 @@ from syncd.logging import get_logger
 from syncd.redaction import Redactor
 from syncd.sources import Page, Source
 from syncd.sources.base import Cursor, ListingIncomplete, VerifiableSource
+from syncd.sources.fanout import read_ahead
 from syncd.store import (
     CLEAR,
     PageCommit,
@@ -555,7 +556,10 @@ class SyncEngine:
     async def _incremental(self, run: _Run, cursor: Cursor) -> None:
         """Read the changes since `cursor`, page by page, each page moving the watermark."""
         name = run.source.name
-        async with _closing(run.source.changed_pages(run.stats, cursor)) as pages:
+        # Page N+1 is asked for while page N is screened and committed: the keyset read makes
+        # the same requests in the same order, and the watermark still moves only with commits.
+        changed = read_ahead(run.source.changed_pages(run.stats, cursor))
+        async with _closing(changed) as pages:
             async for page in pages:
                 next_cursor = page.cursor or cursor
                 # No scan marks here (scan id 0 is never used): only the stored rows count.

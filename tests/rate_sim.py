@@ -52,6 +52,8 @@ class SimStore:
     service: float = 0.013
     workers: int = 4
     seed: int = 1
+    # The network's round trip, half on the way in and half on the way back.
+    rtt: float = 0.0
     # (seconds from the start, new rate): the store's limit changes while the sync runs.
     changes: tuple[tuple[float, float], ...] = ()
     arrivals: list[tuple[float, int]] = field(default_factory=list)
@@ -67,17 +69,18 @@ class SimStore:
         return Exchange(self)
 
     async def answer(self) -> Answer:
-        await self.clock.sleep(self._rng.uniform(0.0002, 0.001))  # on the way in
+        await self.clock.sleep(self.rtt / 2 + self._rng.uniform(0.0002, 0.001))  # on the way in
         while self._changes and self.clock.monotonic() - self._start >= self._changes[0][0]:
             _, self.rate = self._changes.pop(0)
             self._bucket = TokenBucket(self.rate, self.burst, self.clock)
         wait = self._bucket.take()
         self.arrivals.append((self.clock.monotonic(), 200 if wait is None else 429))
         if wait is not None:
-            await self.clock.sleep(0.0005)
+            await self.clock.sleep(0.0005 + self.rtt / 2)
             return Answer(429, {"Retry-After": str(max(1, math.ceil(wait - 1e-9)))})
         async with self._builders:
             await self.clock.sleep(self.service * self._rng.uniform(0.9, 1.1))
+        await self.clock.sleep(self.rtt / 2)
         return Answer(200, {})
 
     @property
@@ -136,10 +139,12 @@ async def full_sync(
     cpu: float = 0.0047,
     seed: int = 1,
     changes: tuple[tuple[float, float], ...] = (),
+    service: float = 0.013,
+    rtt: float = 0.0,
     clock: VirtualClock,
 ) -> SyncResult:
     """`pages` pages fetched by `concurrency` workers, each page costing `cpu` of one shared core."""
-    store = SimStore(rate, burst, clock, seed=seed, changes=changes)
+    store = SimStore(rate, burst, clock, service=service, seed=seed, rtt=rtt, changes=changes)
     policy = RetryPolicy.from_settings(HttpSettings())
     adaptive = AdaptiveThrottle(
         "shop", clock, RateTuning.from_settings(HttpSettings()), policy, None

@@ -94,15 +94,15 @@ def test_a_held_rate_is_proven_and_the_search_climbs_past_an_unpaced_bound() -> 
     assert change is not None and change.new == round(10 * 1.1**2 * 1.1**4, 6)
 
 
-def test_below_a_paced_bound_the_middle_is_tried() -> None:
-    """A paced rate that drew a 429 bounds the search: the next trial is the geometric middle
-    of what held and it."""
+def test_below_a_paced_bound_a_trial_near_what_held_is_tried() -> None:
+    """A paced rate that drew a 429 bounds the search: the next trial lies a quarter of the way
+    (in log terms) from what held to it, since a trial above the limit costs a pause."""
     rate = AdaptiveRate(SEARCH)
     rate.cut(now=0, measured=40)
     rate.recover(2.0)  # 10 held: 12.1 next
     change = rate.cut(now=2.5, measured=0, resume_at=3.5)
     assert rate.upper == pytest.approx(12.1) and rate.lower == 10
-    assert change.new == 11.0 and change.reason == "rate_limited"
+    assert change.new == round(10 * 1.21**0.25, 6) and change.reason == "rate_limited"
 
 
 def test_what_got_through_bounds_the_burst_and_proves_a_limit() -> None:
@@ -113,14 +113,14 @@ def test_what_got_through_bounds_the_burst_and_proves_a_limit() -> None:
     rate.cut(now=0.2, measured=40, resume_at=1.2, accepted=5)  # 5 through in 0.2 s
     rate.sending(1.2, accepted=5)
     assert rate.burst == 6.0
-    # 10/s held for the proof time (the burst could hide 10% for 6 / (10 * 0.1) s): 12.1 next.
-    assert rate.recover(7.2, accepted=65) is not None
+    # 10/s held for the proof time (the burst could hide 8% for 6 / (10 * 0.08) s): 12.1 next.
+    assert rate.recover(8.8, accepted=81) is not None
     # The burst is at most the 5 that got through before the first 429, plus one (the unpaced
     # start may have sent below the limit a while: what the store refilled is not known).
     assert rate.burst == 6.0
     # 12.1/s for 10 s: 121 answers, then a 429. At most 6 came from the bucket: >= 11.5/s.
-    rate.cut(now=17.2, measured=0, resume_at=18.2, accepted=186)
-    change = rate.sending(18.2, accepted=186)
+    rate.cut(now=18.8, measured=0, resume_at=19.8, accepted=202)
+    change = rate.sending(19.8, accepted=202)
     assert rate.lower == pytest.approx(11.5)
     assert change is not None and change.reason == "proven"
 
@@ -170,6 +170,25 @@ def test_a_failed_probe_doubles_the_wait_for_the_next() -> None:
     assert rate.rate == rate.lower
     assert rate.recover(settled + 60.5 + 119) is None
     assert rate.recover(settled + 60.5 + 120).reason == "probing"  # type: ignore[union-attr]
+
+
+def test_a_held_probe_climbs_from_the_smallest_step() -> None:
+    """A probe that holds starts a climb at `precision` squared above it, however many proofs
+    the search took before settling (each doubled its step: the climb leapt 6x at 5/s)."""
+    rate = AdaptiveRate(SEARCH)
+    rate.cut(now=0, measured=21)
+    now = 0.0
+    while not (rate.rate == rate.lower and rate.upper <= rate.lower * SEARCH.precision):  # type: ignore[operator]
+        now += 2
+        rate.recover(now)
+        if rate.rate > 9.9:  # type: ignore[operator]
+            rate.cut(now=now, measured=0)  # the store's limit: 9.9/s
+        assert now < 100
+    probe = rate.recover(now + 60)
+    assert probe is not None and probe.reason == "probing"
+    climb = rate.recover(now + 62)  # held: the store's limit rose
+    assert climb is not None and climb.reason == "proven"
+    assert climb.new == pytest.approx(probe.new * SEARCH.precision**2, rel=1e-6)  # type: ignore[operator]
 
 
 def test_a_429_at_the_proven_rate_steps_down_below_it() -> None:

@@ -12,15 +12,17 @@ from __future__ import annotations
 
 import asyncio
 import math
-from datetime import timedelta
+from collections.abc import Sequence
+from datetime import datetime, timedelta
 
 import pytest
 
 from syncd.emulator import Fault
 from syncd.emulator.americommerce.app import AmeriCommerceEmulator
 from syncd.emulator.config import FaultKind
+from syncd.store import PageCommit, ProductRecord, SqliteStore, UpsertCounts
 from tests.platforms import ADOBE, OpenShop, open_shop_fixture, platform_fixture  # noqa: F401
-from tests.support import query, stored_products
+from tests.support import query, stored_products, until
 
 
 async def test_failed_run_tombstones_nothing_and_the_next_resumes(
@@ -371,4 +373,89 @@ async def test_a_cache_serving_keyset_pages_empty_short_or_old_loses_no_change(
     for _ in range(3):  # the cache gone: the reads catch up from where the watermark stands
         assert (await shop.sync(page_size=10)).ok
     assert shop.tombstoned() == set()
+    assert stored_products(shop.db, "shop") == catalog.snapshot()
+
+
+async def test_the_next_keyset_page_is_asked_for_while_a_page_commits(
+    open_shop: OpenShop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each incremental page's commit is held until the store has been asked for the page after
+    it: the read goes on while the database writes (a run that read one page only after
+    committing the last would wait here until `until` gives up), and the run is exact."""
+    shop = await open_shop(200)
+    await shop.sync()
+    base, _ = shop.watermark()
+    catalog = shop.api.catalog
+    for n, sku in enumerate(list(catalog.skus())[:30]):
+        catalog.update(sku, price=4.0, updated_at=base + timedelta(seconds=1 + n))
+    pages = 1 + math.ceil((30 - 10) / shop.platform.per_incremental_page)
+    commit = SqliteStore.commit_page
+    committed = 0
+
+    async def held(
+        store: SqliteStore,
+        source: str,
+        records: Sequence[ProductRecord],
+        now: datetime,
+        page: PageCommit,
+    ) -> UpsertCounts:
+        nonlocal committed
+        if page.watermark is not None and committed + 1 < pages:
+            await until(lambda: shop.api.stats.requests >= committed + 2, limit=5)
+        counts = await commit(store, source, records, now, page)
+        committed += page.watermark is not None
+        return counts
+
+    monkeypatch.setattr(SqliteStore, "commit_page", held)
+    shop.api.stats.reset()
+    result = await shop.sync()
+    assert result.ok and result.kind == "incremental", result.error
+    assert committed == result.totals.pages == shop.api.stats.requests == pages
+    assert stored_products(shop.db, "shop") == catalog.snapshot()
+
+
+async def test_a_long_incremental_read_mutated_midway_converges(open_shop: OpenShop) -> None:
+    """100 changes, pages of 10 (Adobe Commerce reads the rest in two id ranges side by side,
+    AmeriCommerce one keyset): products already read change again, unread ones change or go and
+    new ones arrive while it reads. Within ceil(100/P) + 2 requests and never a product left
+    stale before the watermark; exact after the next run, and the next full run tombstones
+    exactly the deleted products."""
+    shop = await open_shop(600, latency=0.002)
+    await shop.sync()
+    base, _ = shop.watermark()
+    catalog = shop.api.catalog
+    skus = list(catalog.skus())
+    changed = skus[::6][:100]
+    for n, sku in enumerate(changed):
+        catalog.update(sku, price=4.0, updated_at=base + timedelta(seconds=1 + n))
+    gone = [changed[70], changed[95]]
+
+    def churn() -> None:
+        # Stamped after every change above (which the test dates ahead of the clock), as a
+        # store's own clock would stamp them.
+        later = base + timedelta(seconds=200)
+        for n, sku in enumerate([*changed[2:5], *changed[60:62], *changed[-3:]]):
+            catalog.update(sku, price=5.0, updated_at=later + timedelta(seconds=n))
+        for sku in gone:
+            catalog.delete(sku)
+        for n in range(3):
+            product = shop.platform.product(f"LATE-{n}", f"late {n}", 3.0)
+            catalog.insert(**product, updated_at=later + timedelta(seconds=10 + n))
+
+    shop.api.stats.reset()
+    shop.api.before_request(5, churn)
+    first = await shop.sync()
+    assert first.ok and first.kind == "incremental", first.error
+    per = shop.platform.per_incremental_page
+    assert shop.api.stats.requests <= 1 + math.ceil((100 - 10 + 3 + 8) / per) + 2
+    mark, _ = shop.watermark()
+    live = stored_products(shop.db, "shop")
+    behind = [sku for sku, product in catalog.snapshot().items() if live.get(sku) != product]
+    assert all(shop.updated_at(sku) >= mark for sku in behind)
+    assert (await shop.sync()).ok
+    live = stored_products(shop.db, "shop")
+    assert {sku: live[sku] for sku in catalog.snapshot()} == catalog.snapshot()
+    assert set(live) - set(catalog.snapshot()) == set(gone)
+    full = await shop.sync("full")
+    assert full.ok and full.totals.items_deleted == 2
     assert stored_products(shop.db, "shop") == catalog.snapshot()

@@ -99,3 +99,14 @@ async def test_scan_view_finds_awkward_skus(pg: PostgresStore) -> None:
     assert all(v.seen and v.live for v in view.values())
     assert await pg.scan_view("s", 7, []) == {}
     assert await pg.unseen("s", 7, [*AWKWARD, "absent"]) == ["absent"]
+
+
+async def test_a_payload_with_a_lone_surrogate_is_a_store_error(
+    pg: PostgresStore, postgres_url: str
+) -> None:
+    """A payload UTF-8 cannot carry (a lone surrogate, kept by the lenient parser) fails the page
+    with a StoreError, writing nothing."""
+    bad = record("bad")._replace(payload='{"sku":"bad","name":"\ud800"}')
+    with pytest.raises(StoreError, match="cannot encode a page"):
+        await pg.commit_page("s", [record("ok"), bad], T0, PageCommit())
+    assert rows(postgres_url) == {}

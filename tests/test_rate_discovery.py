@@ -28,21 +28,32 @@ def test_an_untold_full_sync_uses_90_percent_of_the_limit_with_under_1_percent_4
     assert found is not None and 0.9 * rate <= found <= 1.05 * rate
 
 
+@pytest.mark.parametrize("rtt", [0.0, 0.005, 0.02])
+def test_at_20_per_second_and_a_small_burst_the_floor_holds_with_margin(rtt: float) -> None:
+    """The benchmark's rate20 profile (burst 2) at round trips from loopback to 20 ms: >= 91% of
+    the allowed with < 1% 429s, so a real run clears 90% with room for its noise. A trial
+    placed at the middle of the search's bounds drew a fourth 429 here (90.2%)."""
+    result = simulate(20, 2, PAGES, rtt=rtt)
+    assert result.allowed_share >= 0.91
+    assert result.refused <= 3
+
+
 def test_a_burst_of_a_whole_second_costs_a_few_more_429s() -> None:
     """5/s with a bucket of 5: a rate a few percent above the limit holds for tens of seconds
-    before its 429, so a proof can be wrong and cost more 429s (11 in 1,000 today: 1.1%)."""
+    before its 429, so a proof can be wrong and cost more 429s (9 in 1,000 today: 0.9%)."""
     result = simulate(5, 5, PAGES)
     assert result.allowed_share >= 0.95
-    assert result.refused <= 12
+    assert result.refused <= 10
 
 
 @pytest.mark.parametrize("burst", [2, 10, 100])
 def test_at_100_per_second_the_search_costs_few_429s(burst: int) -> None:
     """The ten-second sync at 100/s: a few 429s, each a second of pause, and no more (what it
-    reaches: 68-90% of the allowed; the told source reaches 95%)."""
+    reaches: 73-88% of the allowed, 68-90% with trials at the middle of the bounds; the told
+    source reaches 95%)."""
     result = simulate(100, burst, PAGES)
-    assert result.refused <= 6
-    assert result.allowed_share >= 0.65
+    assert result.refused <= 5
+    assert result.allowed_share >= 0.72
 
 
 def test_a_limit_that_falls_is_followed() -> None:

@@ -36,7 +36,7 @@ from syncd.store.factory import AnyStore, open_store, run_locks
 from syncd.store.history import RUNS_KEPT
 from syncd.store.postgres import PostgresStore
 from syncd.store.postgres_locks import PostgresRunLocks
-from syncd.store.postgres_schema import COORDINATION_TABLES, SCHEMA_VERSION, TABLES
+from syncd.store.postgres_schema import COORDINATION_TABLES, MIGRATIONS, SCHEMA_VERSION, TABLES
 from syncd.store.rows import iso
 from syncd.sync import RESUME_ATTEMPTS
 from tests.postgres_support import throwaway_database
@@ -356,6 +356,35 @@ async def test_replicas_starting_at_once_create_the_schema_once() -> None:
                 (SCHEMA_VERSION,)
             ]
             assert conn.execute("SELECT count(*) FROM products").fetchone() == (5,)
+
+
+async def test_the_postgres_updated_at_index_is_dropped_and_the_rows_kept() -> None:
+    """A PostgreSQL database from before the migration that drops `products_source_updated` (no
+    read uses it; every page paid for it) loses it and keeps its products; an index an operator
+    creates again afterwards stays."""
+    (dropping,) = [n for n, m in enumerate(MIGRATIONS) if "DROP INDEX IF EXISTS products_" in m]
+    indexes = "SELECT indexname FROM pg_indexes WHERE tablename = 'products' ORDER BY 1"
+    with throwaway_database("syncd_index") as url:
+        with psycopg.connect(url, autocommit=True) as conn:
+            for script in MIGRATIONS[:dropping]:
+                conn.execute(script)
+            conn.execute("CREATE TABLE syncd_schema (version integer NOT NULL)")
+            conn.execute("INSERT INTO syncd_schema VALUES (%s)", (dropping,))
+            conn.execute(
+                "INSERT INTO products (source, sku, payload, content_hash, first_seen_at, "
+                "last_synced_at) VALUES ('s', 'p1', '{}', 'h', now(), now())"
+            )
+            before = conn.execute(indexes).fetchall()
+        assert ("products_source_updated",) in before
+        async with PostgresStore(url) as store:
+            assert await store.count_products("s") == 1
+        with psycopg.connect(url, autocommit=True) as conn:
+            assert conn.execute(indexes).fetchall() == [("products_pkey",)]
+            conn.execute("CREATE INDEX products_source_updated ON products (source, updated_at)")
+        async with PostgresStore(url):
+            pass
+        with psycopg.connect(url) as conn:
+            assert ("products_source_updated",) in conn.execute(indexes).fetchall()
 
 
 async def test_a_newer_postgres_schema_is_refused(postgres_url: str) -> None:

@@ -13,9 +13,10 @@ worker, so the search spends as few as it can:
 - **Bounds.** `upper` is the rate that drew the last 429 (the store's limit is below it; only
   roughly when measured while unpaced); `lower` is the highest rate shown to be within the limit.
 - **Search.** While nothing is proven the rate is cut by `decrease` squared on each 429. A rate
-  held without a 429 for the proof time becomes the lower bound; the next rate tried is the
-  geometric middle of the bounds, but no further above what held than `precision` squared, then
-  to the power 4, 8... (a trial that draws a 429 costs its pause; one that holds, little). Above a
+  held without a 429 for the proof time becomes the lower bound; the next rate tried lies a
+  quarter of the way from it to the upper bound in log terms (not the middle: a trial that draws
+  a 429 costs its pause; one that holds, a proof time a little below the limit), but no further
+  above what held than `precision` squared, then to the power 4, 8... Above a
   rough bound only those steps apply. The search ends when the bounds are within `precision` of
   each other: the source is then held at `lower`, below the limit it found.
 - **What got through.** A 429 ends a trial begun with the store's bucket full (after the last
@@ -49,10 +50,16 @@ _BELOW = 0.99
 # A rate counts as proven once held long enough that a store's burst could hide no more than
 # this share above its limit (a rate proven above the limit draws a 429 later, and its pause).
 _PROOF_MARGIN = 0.03
+# The same far from the rate that drew a 429 (a trial there is a small share of the limit).
+_FAR_MARGIN = 0.08
 # Answers each of two trials must have let through for their difference to tell the rate.
 _CROSSED_ANSWERS = 20
 # Trials ended by a 429 kept to bound the store's burst.
 _RUNS = 8
+# Where between the bounds (in log terms) the next trial lies: a quarter of the way up from what
+# held, not the middle. A trial above the limit costs a 429 and its whole `Retry-After` (a second
+# at least, of every worker); one that holds costs only its proof time a little below the limit.
+_SPLIT = 0.25
 
 ChangeReason = Literal["rate_limited", "recovering", "recovered", "proven", "probing"]
 
@@ -66,7 +73,7 @@ class RateTuning:
     recovery_interval: float = 2.0
     floor: float = 0.1
     # The search for an unconfigured store's limit (see the module doc).
-    precision: float = 1.08
+    precision: float = 1.12
     proof_requests: int = 4
     probe_interval: float = 120.0
     probe_step: float = 0.05
@@ -95,7 +102,7 @@ class RateTuning:
         """Seconds a rate must be held without a 429 to count as within the store's limit: long
         enough that a `burst` of requests the store holds could hide no more than `margin` of
         overshoot (the precision when not given)."""
-        margin = margin or self.precision - 1
+        margin = margin or _FAR_MARGIN
         return max(self.recovery_interval, self.proof_requests / rate, burst / (rate * margin))
 
 
@@ -330,7 +337,9 @@ class AdaptiveRate:
             if now - self._changed_at < self._probe_wait:
                 return None
             self._changed_at = now
-            self._probing = True
+            # A climb after the probe starts from the smallest step again (the stride grew
+            # with every proof of the search: a held probe would otherwise leap far above).
+            self._probing, self._stride = True, 2
             self.upper = max(upper, rate * self.tuning.precision) * (1 + self.tuning.probe_step)
             self.rate = self._next_trial(rate, self.upper)
             return RateChange(rate, round(self.rate, 6), "probing")
@@ -359,14 +368,15 @@ class AdaptiveRate:
 
     def _next_trial(self, lower: float, upper: float) -> float:
         """The rate to try between what held and what drew a 429 (the lower one when close):
-        the geometric middle, but no further above what held than `precision` to the power of
-        the proofs in a row (a trial that draws a 429 costs its pause; one that holds, little)."""
+        `_SPLIT` of the way up in log terms, but no further above what held than `precision` to
+        the power of the proofs in a row."""
         stride = lower * self.tuning.precision**self._stride
         if self._soft:
             return max(self.tuning.floor, stride)
         if upper <= lower * self.tuning.precision:
             return lower
-        return max(self.tuning.floor, min(math.sqrt(lower * upper), stride))
+        trial: float = lower * (upper / lower) ** _SPLIT
+        return max(self.tuning.floor, min(trial, stride))
 
     def resume(self, rate: float | None, now: float, resume_at: float | None = None) -> None:
         """Continue from a rate an earlier owner of the source persisted (None: not engaged);

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import math
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from contextlib import aclosing
 from datetime import UTC, datetime
 from typing import Any
@@ -25,6 +26,7 @@ from syncd.sources.base import (
     make_record,
 )
 from syncd.sources.fanout import fetch_concurrently
+from syncd.sources.keyset import SPLIT_FROM, IdRange, KeysetAnswer, halves, read_ranges
 from syncd.store import ProductRecord
 
 log = get_logger(__name__)
@@ -59,13 +61,15 @@ def full_params(page: int, page_size: int) -> dict[str, str]:
     }
 
 
-def changed_params(cursor: Cursor, page_size: int) -> dict[str, str]:
+def changed_params(cursor: Cursor, page_size: int, ids: IdRange = (None, None)) -> dict[str, str]:
     """Keyset paging in (updated_at, entity_id) order, strictly after `cursor` (see `Cursor`).
 
     After a product (T, ID) the filter is the keyset in conjunctive form, as searchCriteria
     wants it: group 0 `updated_at gteq T` AND group 1 (`updated_at gt T` OR `entity_id gt ID`).
     Filters in one group are ORed, groups ANDed, and Magento's filter processor ORs filters on
-    different fields within a group, so no product is read twice and none is skipped.
+    different fields within a group, so no product is read twice and none is skipped. `ids`
+    narrows the read to an entity-id range (above the first bound, up to the second), a group
+    per bound.
     """
     when = format_magento_time(cursor.since)
     prefix = "searchCriteria[filter_groups]"
@@ -85,6 +89,17 @@ def changed_params(cursor: Cursor, page_size: int) -> dict[str, str]:
                 f"{prefix}[1][filters][1][condition_type]": "gt",
             }
         )
+    group = 1 + (cursor.after_id is not None)
+    for bound, condition in zip(ids, ("gt", "lteq"), strict=True):
+        if bound is not None:  # one group each: groups are ANDed
+            params.update(
+                {
+                    f"{prefix}[{group}][filters][0][field]": "entity_id",
+                    f"{prefix}[{group}][filters][0][value]": str(bound),
+                    f"{prefix}[{group}][filters][0][condition_type]": condition,
+                }
+            )
+            group += 1
     params.update(
         {
             "searchCriteria[sortOrders][0][field]": "updated_at",
@@ -120,6 +135,17 @@ def probe_params() -> dict[str, str]:
         "searchCriteria[pageSize]": "1",
         "searchCriteria[currentPage]": "1",
         "fields": "items[id,sku,created_at],total_count",
+    }
+
+
+def highest_id_params() -> dict[str, str]:
+    """The product with the highest `entity_id`, trimmed to its id, and `total_count`."""
+    return {
+        "searchCriteria[sortOrders][0][field]": "entity_id",
+        "searchCriteria[sortOrders][0][direction]": "DESC",
+        "searchCriteria[pageSize]": "1",
+        "searchCriteria[currentPage]": "1",
+        "fields": "items[id],total_count",
     }
 
 
@@ -298,30 +324,78 @@ class AdobeCommerceSource:
                     yield page
 
     async def changed_pages(self, stats: RequestStats, cursor: Cursor) -> AsyncIterator[Page]:
-        """Products updated at or after `cursor.since`, one keyset page after the other.
+        """Products updated at or after `cursor.since`, by keyset in (updated_at, entity_id) order.
 
         Each answer's `total_count` counts the products after the cursor, so the page that holds
         them all is the last one asked: `⌈C/P⌉` requests for `C` products (1 when none), even
         where the store returns fewer items than asked. Once as many distinct products were read
         as the first answer counted, the read stops too: products changed meanwhile land after
-        the cursor and are read by the next run.
+        the cursor and are read by the next run. When the first answer leaves `SPLIT_FROM` pages
+        or more, the rest is read in two entity-id ranges side by side, split at the middle of
+        the ids left (syncd/sources/keyset.py says why nothing is lost): two requests more at
+        most, the highest id and a partly filled page.
         """
         size = self._settings.page_size
-        expected: int | None = None
-        seen: set[str] = set()
-        number = 0
+        first = await self._keyset_page(stats, cursor, (None, None), 1)
+        yield Page(1, first.records, first.total, None, first.following)
+        if first.total <= len(first.records) or first.following == cursor:
+            return
+        ranges: list[IdRange] = []
+        pages_left = math.ceil((first.total - len(first.records)) / size)
+        if self._settings.max_concurrency > 1 and pages_left >= SPLIT_FROM:
+            top = await self._highest_id(stats)
+            ranges = halves(first.following.after_id or 0, top) if top is not None else []
+        if ranges:
+            read = functools.partial(self._keyset, stats)
+            async with aclosing(read_ranges(read, first.following, ranges, 1)) as pages:
+                async for page in pages:
+                    yield page
+            return
+        # As one read with the first page: it stops once it read what the first answer counted.
+        seen = {record.sku for record in first.records}
+        rest = self._keyset(stats, first.following, (None, None), 2, first.total, seen)
+        number = 1
+        async with aclosing(rest) as answers:
+            async for answer in answers:
+                number += 1
+                yield Page(number, answer.records, answer.total, None, answer.following)
+
+    async def _highest_id(self, stats: RequestStats) -> int | None:
+        """The highest `entity_id` in the catalog now (one request, one trimmed item)."""
+        items, _ = await self._envelope(highest_id_params(), stats, "highest id")
+        return as_int(items[0].get("id")) if items else None
+
+    async def _keyset_page(
+        self, stats: RequestStats, cursor: Cursor, ids: IdRange, number: int
+    ) -> KeysetAnswer:
+        """The keyset page after `cursor` among the products in `ids`."""
+        params = changed_params(cursor, self._settings.page_size, ids)
+        records, total = await self._fetch(number, stats, params, f"keyset page {number}")
+        return KeysetAnswer(records, total, next_cursor(cursor, records))
+
+    async def _keyset(
+        self,
+        stats: RequestStats,
+        cursor: Cursor,
+        ids: IdRange,
+        number: int,
+        expected: int | None = None,
+        seen: set[str] | None = None,
+    ) -> AsyncGenerator[KeysetAnswer, None]:
+        """One keyset read of the products in `ids` from `cursor`, page after page, until an
+        answer holds all that remain, as many distinct products were read as the first answer
+        counted (`expected`, if the read began earlier), or the cursor stops moving."""
+        seen = set() if seen is None else seen
         while True:
-            number += 1
-            records, total = await self._fetch(
-                number, stats, changed_params(cursor, size), f"keyset page {number}"
-            )
-            expected = total if expected is None else expected
-            seen.update(record.sku for record in records)
-            following = next_cursor(cursor, records)
-            yield Page(number, records, total, None, following)
-            if total <= len(records) or len(seen) >= expected or following == cursor:
+            answer = await self._keyset_page(stats, cursor, ids, number)
+            expected = answer.total if expected is None else expected
+            seen.update(record.sku for record in answer.records)
+            yield answer
+            if answer.total <= len(answer.records) or len(seen) >= expected:
                 return
-            cursor = following
+            if answer.following == cursor:
+                return
+            cursor, number = answer.following, number + 1
 
     async def list_skus(self, stats: RequestStats) -> AsyncIterator[list[str]]:
         """Every sku, by `entity_id` keyset with payloads trimmed to id and sku (`fields`): `⌈N/P⌉`

@@ -1,11 +1,15 @@
-"""Fetch numbered pages with a few workers and stream them to one consumer, in completion order."""
+"""Fetch numbered pages with a few workers and stream them to one consumer, in completion order;
+or read a sequential source one page ahead of its consumer."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from typing import TypeVar
 
 from syncd.sources.base import Page
+
+T = TypeVar("T")
 
 
 async def fetch_concurrently(
@@ -57,3 +61,36 @@ async def fetch_concurrently(
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+_END = object()
+"""What a read-ahead step returns when the pages have run out (a Task must not raise
+StopAsyncIteration: it is an exception the event loop treats as a failure)."""
+
+
+async def read_ahead(pages: AsyncIterator[T]) -> AsyncGenerator[T, None]:
+    """`pages` in their order, the next one already being fetched while the consumer handles
+    this one (one step ahead: a keyset read learns where the next page starts from this page).
+
+    The sequence of requests is the one `pages` makes alone; only their timing changes. Leaving
+    the iteration cancels the step in flight, then closes `pages`.
+    """
+
+    async def step() -> T | object:
+        try:
+            return await anext(pages)
+        except StopAsyncIteration:
+            return _END
+
+    ahead: asyncio.Task[T | object] = asyncio.create_task(step(), name="read-ahead")
+    try:
+        while (item := await ahead) is not _END:
+            ahead = asyncio.create_task(step(), name="read-ahead")
+            yield item  # type: ignore[misc]  # not _END, so a T
+    finally:
+        ahead.cancel()
+        # The step's own error (a page that failed while the consumer stopped) is moot now.
+        await asyncio.gather(ahead, return_exceptions=True)
+        aclose = getattr(pages, "aclose", None)
+        if aclose is not None:
+            await aclose()

@@ -1,9 +1,9 @@
 """PostgreSQL backend of the `Store` protocol: a psycopg 3 connection pool, one transaction per call.
 
 Many processes share one database, so nothing here may rely on being alone: the schema is created
-and migrated under a transaction-scoped advisory lock, and a page is one statement (pipelined
-with its BEGIN and COMMIT: one round trip, one transaction) whose upsert rewrites only the rows
-whose hash changed.
+and migrated under a transaction-scoped advisory lock, and a page is one statement on an
+autocommit connection (one round trip, one transaction) whose upsert rewrites only the rows whose
+hash changed.
 """
 
 from __future__ import annotations
@@ -71,17 +71,19 @@ Connection = psycopg.AsyncConnection[TupleRow]
 # as data-modifying CTEs of a single INSERT, so the page is atomic and costs one round trip.
 # `xmax = 0` on a RETURNING row means the row was inserted, not updated; the ON CONFLICT ... WHERE
 # leaves rows whose hash is unchanged (and that are live) untouched, so they return nothing.
-# The page's rows go as one JSON array of arrays (`_page_rows`), the payloads embedded as they
-# are: orjson writes it in C, where nine arrays cost a Python loop per element in psycopg's
-# array dumpers (in text form, worse: a regular expression escapes every quote of every
-# payload). The server parses the payloads once either way, since they are stored as jsonb.
+# The page's small columns go as one JSON array of arrays (`_page_rows`): orjson writes it in C,
+# where nine arrays cost a Python loop per element in psycopg's array dumpers. The payloads go
+# beside it as one binary text[] (length-prefixed, so the server neither unescapes nor re-lexes
+# them) and are parsed once each, by their own cast. Embedded in the JSON array they were parsed
+# into a jsonb of the whole page and then copied out of it: 2.5-3.5 ms of server CPU a page of
+# 100 products against 1.4-1.5 ms this way (the parse alone, same sitting, same pages).
 _UPSERT = """
 WITH page AS (
     SELECT r->>0 AS sku, (r->>1)::bigint AS id, r->>2 AS name, (r->>3)::float8 AS price,
            (r->>4)::bigint AS status, r->>5 AS type_id, r->>6 AS updated_at,
-           nullif(r->7, 'null') AS payload,
-           r->>8 AS content_hash
-    FROM jsonb_array_elements(%(rows)s::jsonb) AS r
+           payload::jsonb AS payload, r->>7 AS content_hash
+    FROM ROWS FROM (jsonb_array_elements(%(rows)s::jsonb), unnest(%(payloads)b::text[]))
+         AS e(r, payload)
 ), written AS (
     INSERT INTO products AS p (source, sku, id, name, price, status, type_id, updated_at,
                                payload, content_hash, first_seen_at, last_synced_at)
@@ -141,17 +143,17 @@ _RUN = """, run AS (
 _SET_PROGRESS = "WITH page AS (SELECT 1)" + _PROGRESS + " SELECT 1"
 
 
-def _page_rows(records: Iterable[ProductRecord]) -> str:
-    """A page's records as the JSON array of arrays `_UPSERT` reads, each payload embedded as is."""
-    # A missing payload (never made by a source) goes as null, which the statement turns into
-    # NULL: the NOT NULL constraint refuses it, as it refuses one in SQLite.
+def _page_rows(records: Iterable[ProductRecord]) -> tuple[str, list[str | None]]:
+    """A page's records as the JSON array of arrays `_UPSERT` reads, and their payloads."""
+    # A missing payload (never made by a source) goes as NULL: the NOT NULL constraint refuses
+    # it, as it refuses one in SQLite.
     rows = [
         [r.sku, r.id, r.name, _price(r.price), r.status, r.type_id, stored_time(r.updated_at),
-         None if r.payload is None else orjson.Fragment(r.payload), r.content_hash]
+         r.content_hash]
         for r in records
     ]  # fmt: skip
     try:
-        return orjson.dumps(rows).decode()
+        return orjson.dumps(rows).decode(), [r.payload for r in records]
     except orjson.JSONEncodeError as exc:  # an integer past 64 bits, a lone surrogate
         raise StoreError(f"cannot encode a page for PostgreSQL: {exc}") from None
 
@@ -379,10 +381,12 @@ class PostgresStore:
     ) -> tuple[str, dict[str, Any]]:
         """The one statement that writes a page (and what goes with it), and its parameters."""
         progress = commit.checkpoint is not None or commit.watermark is not None
+        rows, payloads = _page_rows(latest.values())
         params: dict[str, Any] = {
             "source": source,
             "now": _stamp(now),
-            "rows": _page_rows(latest.values()),
+            "rows": rows,
+            "payloads": payloads,
             "scan_id": commit.scan_id,
             "checkpoint": commit.checkpoint or None,
             "watermark": commit.watermark or None,
@@ -448,6 +452,8 @@ class PostgresStore:
                 row = await cursor.fetchone()
         except psycopg.Error as exc:
             raise _error(f"cannot store {len(latest)} products of {source!r}", exc) from exc
+        except UnicodeEncodeError as exc:  # a lone surrogate in a payload, met by psycopg's dump
+            raise StoreError(f"cannot encode a page for PostgreSQL: {exc.reason}") from None
         created, updated = (int(row[0]), int(row[1])) if row else (0, 0)
         return UpsertCounts(created, updated, len(latest) - created - updated)
 
