@@ -42,12 +42,22 @@ def decode_cursor(text: str | None) -> Cursor | None:
 
 def to_ranges(numbers: Iterable[int]) -> list[list[int]]:
     """[1,2,3,7,8] -> [[1,3],[7,8]]: pages complete almost in order, so this stays tiny."""
+    ordered = sorted(set(numbers))
     ranges: list[list[int]] = []
-    for n in sorted(set(numbers)):
-        if ranges and n == ranges[-1][1] + 1:
-            ranges[-1][1] = n
+    # Encoded after every page: rather than step through every number, halve the slices until
+    # each is a run (distinct sorted numbers are consecutive iff last - first == count - 1).
+    todo = [(0, len(ordered) - 1)] if ordered else []
+    while todo:
+        lo, hi = todo.pop()
+        first, last = ordered[lo], ordered[hi]
+        if last - first == hi - lo:
+            if ranges and first == ranges[-1][1] + 1:
+                ranges[-1][1] = last
+            else:
+                ranges.append([first, last])
         else:
-            ranges.append([n, n])
+            mid = (lo + hi) // 2
+            todo += ((mid + 1, hi), (lo, mid))  # the lower half next: ranges come out in order
     return ranges
 
 

@@ -6,8 +6,9 @@ A full scan parses and re-serialises every product; orjson does both several tim
   `json.loads`. One difference stays: an integer beyond 64 bits parses as a float. Neither
   platform can send one (PHP's and .NET's integers are 64-bit), and checking every page for long
   digit runs would cost more than the parse saves;
-- canonical text: orjson writes exponents without zero padding (`1e-7`, not `1e-07`); integers
-  beyond 64 bits, which it refuses, go to `json.dumps`.
+- canonical text (sorted keys, compact, raw UTF-8: the stored payload and the hash's input):
+  orjson writes exponents without zero padding (`1e-7`, not `1e-07`); integers beyond 64 bits,
+  which it refuses, go to `json.dumps`.
 """
 
 from __future__ import annotations
@@ -40,36 +41,29 @@ def loads(body: bytes) -> Any:
         raise NestingError(_TOO_DEEP) from None
 
 
-def compact(item: Mapping[str, Any]) -> str:
-    """The item as compact JSON in the key order it arrived in, raw UTF-8 (`json.dumps(item,
-    separators=(",", ":"), ensure_ascii=False)`): how a payload is stored."""
-    try:
-        return orjson.dumps(item).decode()
-    except TypeError:
-        return _dumps(item, sort_keys=False)
-
-
 def canonical(item: Mapping[str, Any]) -> str:
     """The item as compact JSON with sorted keys and raw UTF-8 (`json.dumps(item,
-    sort_keys=True, separators=(",", ":"), ensure_ascii=False)`): one text per content."""
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False)`): one text per content, the
+    stored payload and what the content hash is taken over."""
     try:
         return orjson.dumps(item, option=orjson.OPT_SORT_KEYS).decode()
     except TypeError:
-        return _dumps(item, sort_keys=True)
+        return _dumps(item)
 
 
 def canonical_bytes(item: Mapping[str, Any]) -> bytes:
-    """`canonical(item)` as UTF-8 bytes, without a round trip through `str`: what a hash takes."""
+    """`canonical(item)` as UTF-8 bytes, as orjson makes them: the payload's text is decoded from
+    them and the hash taken over them, so a product is serialised once."""
     try:
         return orjson.dumps(item, option=orjson.OPT_SORT_KEYS)
     except TypeError:
-        return _dumps(item, sort_keys=True).encode()
+        return _dumps(item).encode()
 
 
-def _dumps(item: Mapping[str, Any], *, sort_keys: bool) -> str:
+def _dumps(item: Mapping[str, Any]) -> str:
     """`json.dumps` for what orjson refuses (big integers, over 254 levels of nesting);
     NestingError where the stack runs out."""
     try:
-        return json.dumps(item, sort_keys=sort_keys, separators=(",", ":"), ensure_ascii=False)
+        return json.dumps(item, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     except RecursionError:
         raise NestingError(_TOO_DEEP) from None

@@ -1,4 +1,5 @@
-"""Content hashes and payloads: stable, independent of key order, unchanged by the fast path."""
+"""Content hashes and payloads: stable, independent of key order, unchanged by the fast path;
+the payload is the canonical text the hash is taken over."""
 
 from __future__ import annotations
 
@@ -13,10 +14,14 @@ from syncd.sources.base import content_hash
 from tests.clocks import FakeClock
 
 
+def _stdlib_text(item: Any) -> str:
+    """The definition of the payload: sorted-key, compact, raw-UTF-8 JSON."""
+    return json.dumps(item, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
 def _stdlib_hash(item: Any) -> str:
-    """The definition: SHA-256 of sorted-key, compact, raw-UTF-8 JSON."""
-    text = json.dumps(item, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(text.encode()).hexdigest()
+    """The definition of the hash: SHA-256 of the payload's text."""
+    return hashlib.sha256(_stdlib_text(item).encode()).hexdigest()
 
 
 def test_a_known_item_keeps_its_hash() -> None:
@@ -44,7 +49,7 @@ def test_emulated_products_hash_as_the_standard_library_defines() -> None:
     for product in catalog.snapshot().values():
         record = to_record(product)
         assert record.content_hash == _stdlib_hash(product)
-        assert json.loads(record.payload) == product
+        assert record.payload == _stdlib_text(product)
 
 
 def test_integers_beyond_64_bits_take_the_standard_path() -> None:
@@ -54,8 +59,17 @@ def test_integers_beyond_64_bits_take_the_standard_path() -> None:
     assert content_hash(item) == _stdlib_hash(item)
 
 
-def test_the_payload_keeps_the_order_the_item_came_in() -> None:
-    """Stored as received (compact), while the hash stays independent of key order."""
+def test_the_payload_is_the_canonical_text_the_hash_is_taken_over() -> None:
+    """Keys sorted at every level, compact: one text per content, and its SHA-256 is the hash."""
     record = to_record({"sku": "X", "price": 5, "extension_attributes": {"qty": 1, "a": None}})
-    assert record.payload == '{"sku":"X","price":5,"extension_attributes":{"qty":1,"a":null}}'
-    assert record.content_hash == to_record(json.loads(record.payload)).content_hash
+    assert record.payload == '{"extension_attributes":{"a":null,"qty":1},"price":5,"sku":"X"}'
+    assert record.content_hash == hashlib.sha256(record.payload.encode()).hexdigest()
+    reordered = to_record({"extension_attributes": {"a": None, "qty": 1}, "sku": "X", "price": 5})
+    assert reordered == record
+
+
+def test_a_payload_orjson_refuses_is_the_standard_librarys_canonical_text() -> None:
+    """The fallback (an integer beyond 64 bits) stores the same canonical form it hashes."""
+    record = to_record({"sku": "BIG", "barcode": 2**70, "name": "é"})
+    assert record.payload == '{"barcode":1180591620717411303424,"name":"é","sku":"BIG"}'
+    assert record.content_hash == _stdlib_hash({"sku": "BIG", "barcode": 2**70, "name": "é"})

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urljoin, urlsplit
 
 import aiohttp
@@ -52,6 +53,13 @@ _CHUNK = 64 * 1024
 DEFAULT_MAX_BODY_SIZE = 32 * 1024 * 1024
 
 
+@functools.cache
+def _signs(provider: type) -> bool:
+    """Whether providers of this class sign each request (`RequestSigner`): asked per request,
+    and an isinstance check against a Protocol walks its members every time."""
+    return issubclass(provider, RequestSigner)
+
+
 @dataclass(frozen=True, slots=True)
 class SourceAuth:
     """A source's credential: the provider that mints tokens and the cache that shares them."""
@@ -69,8 +77,8 @@ class SourceAuth:
     ) -> dict[str, str]:
         """The headers that authenticate this request: signed per request where the provider
         signs (OAuth 1.0a), the token's own headers otherwise."""
-        if isinstance(self.provider, RequestSigner):
-            return self.provider.request_headers(token, method, url, params)
+        if _signs(type(self.provider)):
+            return cast(RequestSigner, self.provider).request_headers(token, method, url, params)
         return self.provider.auth_headers(token)
 
     async def reject(self, token: AccessToken) -> None:

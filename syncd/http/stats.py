@@ -41,7 +41,9 @@ class RequestStats:
     def paced_by(self, throttles: Iterable[object]) -> None:
         """Remember the throttles that paced this run's requests, to summarize them at its end."""
         for throttle in throttles:
-            if isinstance(throttle, Summarized) and throttle not in self.pacers:
+            # Membership first: an isinstance check against a Protocol walks its members, and
+            # this runs for every request.
+            if throttle not in self.pacers and isinstance(throttle, Summarized):
                 self.pacers.append(throttle)
 
     def summarize(self) -> None:

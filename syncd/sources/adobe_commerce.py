@@ -202,21 +202,22 @@ def next_cursor(cursor: Cursor, records: list[ProductRecord]) -> Cursor:
 
 def to_record(item: Mapping[str, Any]) -> ProductRecord:
     """Map one Magento product to a store record."""
-    sku = item.get("sku")
+    get = item.get
+    sku = get("sku")
     if not isinstance(sku, str) or not sku:
-        raise SourceError(f"a product without a sku was returned (id={item.get('id')!r})")
-    name = item.get("name")
-    type_id = item.get("type_id")
-    updated = item.get("updated_at")
+        raise SourceError(f"a product without a sku was returned (id={get('id')!r})")
+    ident, name, price, status = get("id"), get("name"), get("price"), get("status")
+    type_id, updated = get("type_id"), get("updated_at")
+    # The usual types tested inline, the rest converted: once per product, a call each costs.
     return make_record(
         item,
-        sku=sku,
-        id=as_int(item.get("id")),
-        name=name if isinstance(name, str) else None,
-        price=as_float(item.get("price")),
-        status=as_int(item.get("status")),
-        type_id=type_id if isinstance(type_id, str) else None,
-        updated_at=updated if isinstance(updated, str) else None,
+        sku,
+        ident if type(ident) is int else as_int(ident),
+        name if isinstance(name, str) else None,
+        price if type(price) is float else as_float(price),
+        status if type(status) is int else as_int(status),
+        type_id if isinstance(type_id, str) else None,
+        updated if isinstance(updated, str) else None,
     )
 
 

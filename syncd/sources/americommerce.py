@@ -67,13 +67,13 @@ def to_record(item: Mapping[str, Any], naive_offset: timezone | None) -> Product
     name = item.get("item_name")
     return make_record(
         item,
-        sku=sku,
-        id=as_int(item.get("id")),
-        name=name if isinstance(name, str) else None,
-        price=as_float(item.get("price")),
-        status=as_int(item.get("product_status_id")),
-        type_id=None,
-        updated_at=stamp,
+        sku,
+        as_int(item.get("id")),
+        name if isinstance(name, str) else None,
+        as_float(item.get("price")),
+        as_int(item.get("product_status_id")),
+        None,
+        stamp,
     )
 
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
-from syncd.codec import NestingError, canonical_bytes, compact
+from syncd.codec import NestingError, canonical_bytes
 from syncd.errors import SourceError
 from syncd.http.stats import RequestStats
 from syncd.store import ProductRecord
@@ -126,7 +126,6 @@ def content_hash(item: Mapping[str, Any]) -> str:
 
 def make_record(
     item: Mapping[str, Any],
-    *,
     sku: str,
     id: int | None,
     name: str | None,
@@ -135,15 +134,19 @@ def make_record(
     type_id: str | None,
     updated_at: str | None,
 ) -> ProductRecord:
-    """A store record whose payload is the item as received (re-serialised compactly, keys in the
-    order they came), hashed over its canonical form so key order never counts as a change."""
+    """A store record whose payload is the item's canonical JSON (sorted keys, compact): the very
+    bytes its content hash is taken over, so key order never counts as a change."""
     try:
-        # The hash takes orjson's bytes as they come: no str made only to be encoded again.
-        payload, digest = compact(item), hashlib.sha256(canonical_bytes(item)).hexdigest()
+        # One serialisation serves both: the payload and the hash, which the stored rows'
+        # hashes were always taken over (so an upgrade rewrites nothing).
+        canonical = canonical_bytes(item)
     except NestingError as exc:
         raise SourceError(f"product {sku!r}: its JSON is {exc}") from None
-    # Positional: once per product, keyword arguments cost measurably more.
-    return ProductRecord(sku, id, name, price, status, type_id, updated_at, payload, digest)
+    # Positional, here and by the callers: once per product, keyword arguments cost measurably.
+    return ProductRecord(
+        sku, id, name, price, status, type_id, updated_at, canonical.decode(),
+        hashlib.sha256(canonical).hexdigest(),
+    )  # fmt: skip
 
 
 def checked_envelope(items: list[Any], raw_total: Any, where: str, noun: str) -> int:

@@ -17,7 +17,7 @@ the metrics."""
 
 
 class ProductRecord(NamedTuple):
-    """One product as it will be stored: the columns operators query plus the payload as received.
+    """One product as it will be stored: the columns operators query plus the payload (canonical JSON).
 
     A named tuple, not a frozen dataclass: one is built per product, and a tuple is built in a
     third of the time (a frozen dataclass sets each field through `object.__setattr__`)."""

@@ -92,28 +92,22 @@ def append_changes(
 def append_tombstones(
     db: sqlite3.Connection,
     source: str,
-    scan_id: int,
+    skus: Sequence[str],
     run_id: int | None,
     at: str,
     *,
     payloads: bool,
 ) -> None:
-    """Append a `deleted` entry (with its last payload) for each live product of `source` that
-    scan `scan_id` did not see; call it just before tombstoning them, in the same transaction."""
-    unseen = (
-        "FROM products WHERE source = ? AND deleted_at IS NULL AND sku NOT IN "
-        "(SELECT sku FROM full_scan_seen WHERE source = ? AND scan_id = ?)"
-    )
-    row = db.execute(f"SELECT count(*) {unseen}", (source, source, scan_id)).fetchone()
-    count = int(row[0]) if row else 0
-    if not count:
+    """Append a `deleted` entry (with its last payload) for each of `skus`, stored products about
+    to be tombstoned, numbered in the order given; in the tombstoning transaction."""
+    if not skus:
         return
-    last = _reserve(db, source, count)
-    db.execute(
+    last = _reserve(db, source, len(skus))
+    db.executemany(
         f"INSERT INTO product_changes ({CHANGE_COLUMNS}) "
-        "SELECT ?, ? + row_number() OVER (ORDER BY sku), sku, 'deleted', ?, ?, content_hash, "
-        f"{'payload' if payloads else 'NULL'} {unseen}",
-        (source, last, run_id, at, source, source, scan_id),
+        "SELECT source, ?, sku, 'deleted', ?, ?, content_hash, "
+        f"{'payload' if payloads else 'NULL'} FROM products WHERE source = ? AND sku = ?",
+        [(last + n, run_id, at, source, sku) for n, sku in enumerate(skus, start=1)],
     )
 
 

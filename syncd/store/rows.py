@@ -85,21 +85,23 @@ def upsert(
     updates: list[tuple[Any, ...]] = []
     unchanged = 0
     for sku, r in latest.items():
+        # Unpacked once: a named tuple's fields by name cost a descriptor call each, per product.
+        _, ident, name, price, status, type_id, updated_at, payload, digest = r
         previous = known.get(sku)
         if previous is None:
             if changed is not None:
                 changed.append(("created", r))
             inserts.append(
-                (source, sku, r.id, r.name, r.price, r.status, r.type_id, stored_time(r.updated_at),
-                 r.payload, r.content_hash, stamp, stamp)
+                (source, sku, ident, name, price, status, type_id, stored_time(updated_at),
+                 payload, digest, stamp, stamp)
             )  # fmt: skip
-        elif previous[0] != r.content_hash or previous[1] is not None:
+        elif previous[0] != digest or previous[1] is not None:
             # Changed, or tombstoned and now back: rewrite (which also revives it).
             if changed is not None:
                 changed.append(("revived" if previous[1] else "updated", r))
             updates.append(
-                (r.id, r.name, r.price, r.status, r.type_id, stored_time(r.updated_at), r.payload,
-                 r.content_hash, stamp, source, sku)
+                (ident, name, price, status, type_id, stored_time(updated_at), payload, digest,
+                 stamp, source, sku)
             )  # fmt: skip
         else:
             unchanged += 1

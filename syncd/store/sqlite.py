@@ -428,19 +428,29 @@ class SqliteStore:
         changes = self._changes
 
         def finish(db: sqlite3.Connection) -> int:
-            deleted = 0
+            gone: list[str] = []
             if tombstone:
+                # One pass over the source's rows finds them; the feed's entries and the
+                # tombstones then go by key (a pass reads every payload, and each pass more
+                # cost about a twentieth of a 100k-product sync). In sku order, the index's.
+                gone = [
+                    sku
+                    for (sku,) in db.execute(
+                        "SELECT sku FROM products WHERE source = ? AND deleted_at IS NULL AND sku "
+                        "NOT IN (SELECT sku FROM full_scan_seen WHERE source = ? AND scan_id = ?) "
+                        "ORDER BY sku",
+                        (source, source, scan_id),
+                    )
+                ]
                 if changes:
-                    append_tombstones(db, source, scan_id, run_id, at, payloads=payloads)
-                cursor = db.execute(
-                    "UPDATE products SET deleted_at = ? WHERE source = ? AND deleted_at IS NULL "
-                    "AND sku NOT IN (SELECT sku FROM full_scan_seen WHERE source = ? AND scan_id = ?)",
-                    (written, source, source, scan_id),
+                    append_tombstones(db, source, gone, run_id, at, payloads=payloads)
+                db.executemany(
+                    "UPDATE products SET deleted_at = ? WHERE source = ? AND sku = ?",
+                    [(written, source, sku) for sku in gone],
                 )
-                deleted = cursor.rowcount
             db.execute("DELETE FROM full_scan_seen WHERE source = ?", (source,))
             set_progress(db, source, now, CLEAR, watermark)
-            return deleted
+            return len(gone)
 
         return await self._write(f"finish the full scan of {source!r}", finish)
 
