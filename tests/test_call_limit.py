@@ -293,12 +293,43 @@ async def test_a_full_window_stops_syncd_before_its_share() -> None:
     """Other apps took more than the reserve: the store's count says the window is full, and
     syncd waits for the next one instead of drawing a 429."""
     clock = event_clock()
+    store = store_on(clock, 10, into_window=5.0)
+    peer_refused: list[bool] = []
+
+    async def other_app() -> None:
+        # In the second window, before syncd's burst there (it believes the window opens 5 s
+        # after it does, at its first answer's moment).
+        await clock.sleep(7.0)
+        peer_refused.extend(not store.window.hit().allowed for _ in range(8))
+
+    await drive(clock, other_app(), *workers(store, CallLimitThrottle(clock, reserve=3), 11, 2))
+    assert store.refused == 0 and not any(peer_refused)
+    assert sorted(store.per_window().items()) == [(0, 7), (1, 2), (2, 2)]
+
+
+async def test_a_first_window_past_the_reserve_may_be_spent_by_an_earlier_process() -> None:
+    """A process sent 6 calls and stopped; a new one starts in the same window, another app
+    having called once and about to call twice more: the 7 calls before its first are more
+    than the reserve, so they may be its predecessor's share. It sends nothing more in that
+    window, and neither it nor the other app is refused (it used to fill the window)."""
+    clock = event_clock()
     store = store_on(clock, 10)
-    for _ in range(8):
-        store.window.hit()
-    await drive(clock, *workers(store, CallLimitThrottle(clock, reserve=3), 6, 2))
-    assert store.refused == 0
-    assert sorted(store.per_window().items()) == [(0, 2), (1, 4)]
+    peer_refused: list[bool] = []
+
+    async def other_app() -> None:
+        await clock.sleep(4.0)
+        peer_refused.extend(not store.window.hit().allowed for _ in range(2))
+
+    async def one_after_the_other() -> None:
+        await asyncio.gather(*workers(store, CallLimitThrottle(clock, reserve=3), 6, 4))
+        peer_refused.append(not store.window.hit().allowed)
+        successor = CallLimitThrottle(clock, reserve=3)
+        await asyncio.gather(other_app(), *workers(store, successor, 10, 8))
+
+    await drive(clock, one_after_the_other())
+    assert store.refused == 0 and not any(peer_refused) and len(peer_refused) == 3
+    # Window 0: the predecessor's 6 and the successor's first call only.
+    assert sorted(store.per_window().items()) == [(0, 6 + 1), (1, 7), (2, 2)]
 
 
 def test_the_other_app_calls_at_seeded_moments_in_every_window() -> None:
