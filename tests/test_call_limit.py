@@ -388,17 +388,18 @@ async def boxed_run(
 
 @pytest.mark.parametrize(("limit", "other"), [(5, 2), (10, 3), (20, 6), (50, 15)])
 async def test_a_boxed_run_uses_the_calls_the_windows_leave_free(limit: int, other: int) -> None:
-    """The harness's ac5/ac10/ac20/ac50 plans in virtual time, 60 s boxes from 12 phases: at
-    least 90% of the free calls on average (a run whose box closes before its last window's
-    burst gets 6 of 7 windows), no 429, and the other app never refused. Bursting at the
-    first answer's phase instead of the learned one gets exactly 6 of 7 in every run."""
+    """The harness's ac5/ac10/ac20/ac50 plans in virtual time, 60 s boxes from 40 phases: at
+    least 93% of the free calls on average and 80% of the runs at 90% or more (a run whose box
+    closes before its last window's burst gets 6 of 7 windows), no 429, and the other app never
+    refused. Probes in the middle of the interval read 91.7% on ac5 (a call lost in most runs);
+    bursting at the first answer's phase instead of a learned one gets 6 of 7 in every run."""
     shares = []
-    for seed in range(12):
+    for seed in range(40):
         share, store = await boxed_run(limit, other, seed)
         assert store.refused == 0 and store.window.other_refused == 0, seed
         shares.append(share)
-    assert sum(shares) / len(shares) >= 0.9, shares
-    assert sorted(shares)[len(shares) // 2] >= 0.9, shares
+    assert sum(shares) / len(shares) >= 0.93, shares
+    assert sum(1 for share in shares if share >= 0.9) >= 0.8 * len(shares), shares
 
 
 async def test_bursts_learn_to_leave_when_a_window_opens() -> None:
@@ -438,3 +439,52 @@ async def test_answers_overtaking_each_other_cost_no_429_and_no_call_of_the_othe
     for seed in range(12):
         _, store = await boxed_run(limit, other, seed, jitter=0.6)
         assert store.refused == 0 and store.window.other_refused == 0, seed
+
+
+async def successive_runs(limit: int, other: int, seed: int) -> tuple[Store, int]:
+    """A process cut off at a seeded moment, then a new one on the same store for 20 s, as the
+    harness's repeats run; returns the store and the index of the second one's first call."""
+    clock = event_clock()
+    rng = random.Random(seed)
+    window = CallWindow(limit, 10.0, clock, other_calls=other, rng=rng)
+    store = Store(clock, window, latency=0.015, rng=random.Random(seed + 1))
+    clock.advance(rng.uniform(0, 10))
+    firsts: list[int] = []
+
+    async def process(box: float) -> None:
+        firsts.append(len(store.calls))
+        throttle = CallLimitThrottle(clock, reserve=other)
+        jobs = [asyncio.ensure_future(job) for job in workers(store, throttle, 10**6, 8)]
+        await clock.sleep(box)
+        for job in jobs:
+            job.cancel()
+        await asyncio.gather(*jobs, return_exceptions=True)
+
+    async def one_after_the_other() -> None:
+        await process(rng.uniform(0.5, 25))
+        await process(20)
+
+    await drive(clock, one_after_the_other())
+    return store, firsts[1]
+
+
+@pytest.mark.parametrize(("limit", "other"), [(5, 2), (10, 3), (20, 6), (50, 15)])
+async def test_a_new_process_does_not_overdraw_a_window_its_predecessor_spent(
+    limit: int, other: int
+) -> None:
+    """Two processes one after the other on one store (the harness's repeats, a restart): the
+    first is cut off at a seeded moment, the second starts at once, knowing nothing of it. Its
+    first call may find the window full or take its last free call (nothing can tell it
+    before); no call after that is refused, its own or the other app's. (A predecessor's calls
+    no more than the reserve look like the other apps' and are taken for theirs.)"""
+    for seed in range(24):
+        store, first = await successive_runs(limit, other, seed)
+        window = store.window
+        refused = [n for n, (_, allowed) in enumerate(store.calls) if not allowed]
+        assert refused in ([], [first]), (seed, refused, first)
+        start = int((store.calls[first][0] - window._origin) // 10)
+        inherited = store.per_window()[start] - sum(
+            1 for at, _ in store.calls[first:] if int((at - window._origin) // 10) == start
+        )
+        if inherited > other:
+            assert len(refused) + window.other_refused <= 1, seed

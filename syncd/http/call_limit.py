@@ -20,16 +20,21 @@ window's phase is not announced. `CallLimitThrottle` keeps an estimate of the cu
   others queue behind it, so a fake clock is advanced once, not once per worker. A sync smaller
   than the share never waits for a window boundary it has not learned.
 - **Phase.** Windows follow each other every `window` seconds, so every boundary seen narrows
-  where they fall: the current window began within `width` seconds before the anchor. From the
-  second window on, while that is wider than a share's worth of time (`window / share`), the
-  last call of each window's share is held back as a probe and sent in the middle of the interval
-  where the next boundary may fall: counted in the old window, it moves the interval's start; in
-  a new one, its end and the anchor (and the rest of the new share leaves at once). The probe is
-  one of the calls the share allows, so learning draws no 429 and takes no call of the other
-  apps; it can cost one call of a window, for a few windows. Then bursts leave as a window opens,
-  not as late as the first answer's moment in it. There is no probe without a reserve (nothing
-  guarantees the call later in the window) nor after one drew a 429, and none in the first
-  window, so a sync of one share never waits.
+  where they fall: the current window began within `width` seconds before the anchor. While that
+  is wider than a share's worth of time (`window / share`), the last call of each window's share
+  is held back as a probe and sent early in the interval where the next boundary may fall:
+  counted in the old window, it moves the interval's start; in a new one, its end and the anchor
+  (and the rest of the new share leaves at once). The probe is one of the calls the share
+  allows, so learning draws no 429 and takes no call of the other apps; one that lands in the
+  new window costs a call of the old one, so it leaves early in the interval (the smaller the
+  share, the earlier). Then bursts leave as a window opens, not as late as the first answer's
+  moment in it. There is no probe without a reserve (nothing guarantees the call later in the
+  window) nor after one drew a 429, and none in the first window unless more calls are already
+  waiting than its share, so a sync of one share never waits.
+- **First window.** Calls the store counted before our first are taken for the other apps' up
+  to the reserve. Past it they may be an earlier process's (a restart, another owner, started in
+  a window its predecessor spent), and nothing tells them apart: they count as our own, up to
+  the share, so the other apps still get their reserve.
 
 Before the first answer only one request is in flight (the limit is unknown); a store that sends no
 header is not paced at all. A 429 is handled by the client (`Retry-After` pauses every worker); here
@@ -252,7 +257,7 @@ class CallLimitThrottle:
         # share, the dearer a call against it: these fractions minimise the expected calls lost
         # over five windows for shares of 3 to 35 (a dynamic programme over the interval).
         if self._placed:
-            fraction = min(0.5, 0.1 * share ** (1 / 3))
+            fraction = min(0.5, 0.1 * math.cbrt(share))
         else:
             fraction = min(0.55, 0.15 * math.sqrt(share))
         return anchor + self._window - self._width * (1 - fraction)
