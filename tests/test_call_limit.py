@@ -8,15 +8,41 @@ import random
 from collections import Counter
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import pytest
 
 from syncd.emulator.limits import CallWindow
 from syncd.http import Response
 from syncd.http.call_limit import CallLimitThrottle, parse_call_limit
+from syncd.http.rate_memory import RateMemory
+from syncd.http.retry import RetryPolicy
+from syncd.store import SourceRate
 from tests.clocks import FakeClock, ManualClock, VirtualClock
 from tests.conftest import settle
+
+
+class Gate(Protocol):
+    """What a request passes through before it is sent, and tells its answer to."""
+
+    async def acquire(self) -> None: ...
+
+    def observe(self, response: Response | None) -> None: ...
+
+
+@dataclass
+class Chain:
+    """Throttles in a client's order: each admits the request in turn, all see its answer."""
+
+    throttles: list[CallLimitThrottle | RateMemory]
+
+    async def acquire(self) -> None:
+        for throttle in self.throttles:
+            await throttle.acquire()
+
+    def observe(self, response: Response | None) -> None:
+        for throttle in self.throttles:
+            throttle.observe(response)
 
 
 @dataclass
@@ -39,7 +65,7 @@ class Store:
             headers["Retry-After"] = str(max(1, math.ceil(state.reset_in)))
         return Response(200 if state.allowed else 429, headers, "application/json", b"{}")
 
-    async def call(self, throttle: CallLimitThrottle) -> None:
+    async def call(self, throttle: Gate) -> None:
         """One request through the throttle: it arrives at once, the answer comes back later."""
         await throttle.acquire()
         answer: Response | None = None
@@ -84,7 +110,7 @@ async def drive(clock: VirtualClock, *jobs: Awaitable[None]) -> float:
     return clock.monotonic() - start
 
 
-def workers(store: Store, throttle: CallLimitThrottle, calls: int, count: int) -> list[Any]:
+def workers(store: Store, throttle: Gate, calls: int, count: int) -> list[Any]:
     todo = iter(range(calls))
 
     async def worker() -> None:
@@ -441,9 +467,25 @@ async def test_answers_overtaking_each_other_cost_no_429_and_no_call_of_the_othe
         assert store.refused == 0 and store.window.other_refused == 0, seed
 
 
-async def successive_runs(limit: int, other: int, seed: int) -> tuple[Store, int]:
+@dataclass
+class Rates:
+    """The `source_rates` table of a database both processes use."""
+
+    rows: dict[str, SourceRate] = field(default_factory=dict)
+
+    async def source_rate(self, source: str) -> SourceRate | None:
+        return self.rows.get(source)
+
+    async def save_source_rate(self, rate: SourceRate) -> None:
+        self.rows[rate.source] = rate
+
+
+async def successive_runs(
+    limit: int, other: int, seed: int, rates: Rates | None = None
+) -> tuple[Store, int]:
     """A process cut off at a seeded moment, then a new one on the same store for 20 s, as the
-    harness's repeats run; returns the store and the index of the second one's first call."""
+    harness's repeats run; returns the store and the index of the second one's first call.
+    With `rates`, both keep their pace there (`RateMemory`), as processes sharing a database."""
     clock = event_clock()
     rng = random.Random(seed)
     window = CallWindow(limit, 10.0, clock, other_calls=other, rng=rng)
@@ -454,11 +496,18 @@ async def successive_runs(limit: int, other: int, seed: int) -> tuple[Store, int
     async def process(box: float) -> None:
         firsts.append(len(store.calls))
         throttle = CallLimitThrottle(clock, reserve=other)
-        jobs = [asyncio.ensure_future(job) for job in workers(store, throttle, 10**6, 8)]
+        gate: Gate = throttle
+        memory = None
+        if rates is not None:
+            memory = RateMemory("ac", rates, clock, RetryPolicy(), None, window=throttle)
+            gate = Chain([memory, throttle])
+        jobs = [asyncio.ensure_future(job) for job in workers(store, gate, 10**6, 8)]
         await clock.sleep(box)
         for job in jobs:
             job.cancel()
         await asyncio.gather(*jobs, return_exceptions=True)
+        if memory is not None:
+            await memory.aclose()  # the client pool closing as the process stops
 
     async def one_after_the_other() -> None:
         await process(rng.uniform(0.5, 25))
@@ -488,3 +537,16 @@ async def test_a_new_process_does_not_overdraw_a_window_its_predecessor_spent(
         )
         if inherited > other:
             assert len(refused) + window.other_refused <= 1, seed
+
+
+@pytest.mark.parametrize(("limit", "other"), [(5, 2), (10, 3), (20, 6), (50, 15)])
+async def test_a_new_process_on_the_same_database_takes_on_the_window(
+    limit: int, other: int
+) -> None:
+    """The same two processes sharing a database (`source_rates`): the second loads the window
+    the first left, its calls and phase, so not even its first call overdraws it: no 429 and
+    none for the other app, whatever the first one left. Without the database (above), the
+    first call may."""
+    for seed in range(24):
+        store, first = await successive_runs(limit, other, seed, Rates())
+        assert store.refused == 0 and store.window.other_refused == 0, (seed, first)

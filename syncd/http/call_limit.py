@@ -47,14 +47,19 @@ import asyncio
 import math
 from collections import deque
 from dataclasses import dataclass
+from datetime import timedelta
 
 from syncd.clock import Clock
 from syncd.http.response import Response
 from syncd.http.retry import ascii_int, parse_retry_after
+from syncd.store import CallWindowState
 
 CALL_LIMIT_HEADER = "X-AC-Call-Limit"
 # Clock readings this close to a window's end are at its end.
 _EPSILON = 1e-9
+# How far apart the wall clocks of two hosts sharing a store may be (NTP keeps them within
+# milliseconds): a window's end read from another process's state is taken this much later.
+_CLOCK_SKEW = 0.1
 
 
 def parse_call_limit(value: str | None) -> tuple[int, int] | None:
@@ -147,6 +152,33 @@ class CallLimitThrottle:
     def phase_width(self) -> float:
         """Seconds within which the current window's start is known (`window`: unknown)."""
         return self._width
+
+    def state(self) -> CallWindowState | None:
+        """The current window as another process can resume it (None: nothing learned yet)."""
+        now = self._clock.monotonic()
+        self._roll(now)
+        if self._anchor is None or self._limit is None:
+            return None
+        ends_in = self._anchor + self._window - now
+        return CallWindowState(
+            self._clock.now() + timedelta(seconds=ends_in), self._limit, self._own, self._width
+        )
+
+    def resume(self, state: CallWindowState) -> None:
+        """Take on the window a previous process (or owner) left: its calls in it count as
+        ours, and its phase holds, so the share is not spent twice. Only a window that has not
+        ended yet is taken: an ended one says nothing sure of windows after an idle time."""
+        now, wall = self._clock.monotonic(), self._clock.now()
+        ends_at = now + (state.ends_at - wall).total_seconds() + _CLOCK_SKEW
+        if ends_at <= now or state.limit < 1 or (self.window_end or 0.0) >= ends_at:
+            return
+        self._limit = state.limit
+        self._answered = True
+        self._anchor = ends_at - self._window
+        self._width = min(self._window, state.phase_width + 2 * _CLOCK_SKEW)
+        self._own = max(self._own, state.calls + len(self._flights))
+        self._used = max(self._used, self._own)
+        self._history.clear()
 
     async def acquire(self) -> None:
         """Return when one more call fits in the window (see module doc)."""
