@@ -415,17 +415,18 @@ async def boxed_run(
 @pytest.mark.parametrize(("limit", "other"), [(5, 2), (10, 3), (20, 6), (50, 15)])
 async def test_a_boxed_run_uses_the_calls_the_windows_leave_free(limit: int, other: int) -> None:
     """The harness's ac5/ac10/ac20/ac50 plans in virtual time, 60 s boxes from 40 phases: at
-    least 93% of the free calls on average and 80% of the runs at 90% or more (a run whose box
+    least 93% of the free calls on average and 90% of the runs at 90% or more (a run whose box
     closes before its last window's burst gets 6 of 7 windows), no 429, and the other app never
-    refused. Probes in the middle of the interval read 91.7% on ac5 (a call lost in most runs);
-    bursting at the first answer's phase instead of a learned one gets 6 of 7 in every run."""
+    refused. Probes in the middle of the interval, and none once it was narrow although no
+    boundary had been seen, read 91.7% on ac5 with 75% of runs at 90%; bursting at the first
+    answer's phase instead of a learned one gets 6 of 7 in every run."""
     shares = []
     for seed in range(40):
         share, store = await boxed_run(limit, other, seed)
         assert store.refused == 0 and store.window.other_refused == 0, seed
         shares.append(share)
     assert sum(shares) / len(shares) >= 0.93, shares
-    assert sum(1 for share in shares if share >= 0.9) >= 0.8 * len(shares), shares
+    assert sum(1 for share in shares if share >= 0.9) >= 0.9 * len(shares), shares
 
 
 async def test_bursts_learn_to_leave_when_a_window_opens() -> None:
@@ -526,17 +527,23 @@ async def test_a_new_process_does_not_overdraw_a_window_its_predecessor_spent(
     first call may find the window full or take its last free call (nothing can tell it
     before); no call after that is refused, its own or the other app's. (A predecessor's calls
     no more than the reserve look like the other apps' and are taken for theirs.)"""
-    for seed in range(24):
+    checked = 0
+    for seed in range(40):
         store, first = await successive_runs(limit, other, seed)
         window = store.window
+
+        def index(at: float) -> int:
+            return int((at - window._origin) // 10)  # noqa: B023 (called in this iteration)
+
+        start = index(store.calls[first][0])
+        inherited = sum(1 for at, ok in store.calls[:first] if ok and index(at) == start)
+        if inherited <= other:
+            continue
+        checked += 1
         refused = [n for n, (_, allowed) in enumerate(store.calls) if not allowed]
         assert refused in ([], [first]), (seed, refused, first)
-        start = int((store.calls[first][0] - window._origin) // 10)
-        inherited = store.per_window()[start] - sum(
-            1 for at, _ in store.calls[first:] if int((at - window._origin) // 10) == start
-        )
-        if inherited > other:
-            assert len(refused) + window.other_refused <= 1, seed
+        assert len(refused) + window.other_refused <= 1, seed
+    assert checked >= 5
 
 
 @pytest.mark.parametrize(("limit", "other"), [(5, 2), (10, 3), (20, 6), (50, 15)])

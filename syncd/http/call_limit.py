@@ -20,14 +20,15 @@ window's phase is not announced. `CallLimitThrottle` keeps an estimate of the cu
   others queue behind it, so a fake clock is advanced once, not once per worker. A sync smaller
   than the share never waits for a window boundary it has not learned.
 - **Phase.** Windows follow each other every `window` seconds, so every boundary seen narrows
-  where they fall: the current window began within `width` seconds before the anchor. While that
-  is wider than a share's worth of time (`window / share`), the last call of each window's share
-  is held back as a probe and sent early in the interval where the next boundary may fall:
-  counted in the old window, it moves the interval's start; in a new one, its end and the anchor
-  (and the rest of the new share leaves at once). The probe is one of the calls the share
-  allows, so learning draws no 429 and takes no call of the other apps; one that lands in the
-  new window costs a call of the old one, so it leaves early in the interval (the smaller the
-  share, the earlier). Then bursts leave as a window opens, not as late as the first answer's
+  where they fall: the current window began within `width` seconds before the anchor. Until a
+  probe has landed in a new window, and then while the interval is wider than a share's worth of
+  time (`window / share`), the last call of each window's share is held back as a probe and sent
+  part-way into the interval where the next boundary may fall: counted in the old window, it
+  moves the interval's start; in a new one, its end and the anchor (and the rest of the new
+  share leaves at once). The probe is one of the calls the share allows, so learning draws no
+  429 and takes no call of the other apps; one that lands in the new window costs a call of the
+  old one, so the smaller the share, the earlier in the interval it leaves. Only the anchor
+  moving earlier makes bursts leave as a window opens, not as late as the first answer's
   moment in it. There is no probe without a reserve (nothing guarantees the call later in the
   window) nor after one drew a 429, and none in the first window unless more calls are already
   waiting than its share, so a sync of one share never waits.
@@ -278,20 +279,22 @@ class CallLimitThrottle:
             return None  # the first window's share may be the whole sync: it never waits
         if self._probe_refused:
             return None
+        # Until a probe lands past a boundary, bursts leave the first answer's offset after
+        # their window opened however narrow the interval has become (it only grew from below),
+        # and a run that ends within that offset of a window's opening loses its share.
         enough = max(self._window / share, 3 * self._rtt)
-        if self._width <= enough:
+        if self._placed and self._width <= enough:
             return None
         # Where in the interval in which the next boundary falls: a probe past the boundary
-        # costs a call of the window it was held back in, one before it costs nothing. Only a
-        # probe past it moves the bursts earlier (until one does, they leave the first answer's
-        # offset late, and a run that ends then loses its last window's share); after that,
-        # probes before it narrow the interval for the next one at no cost. The smaller the
-        # share, the dearer a call against it: these fractions minimise the expected calls lost
-        # over five windows for shares of 3 to 35 (a dynamic programme over the interval).
+        # costs a call of the window it was held back in, one before it costs nothing. The
+        # smaller the share, the dearer a call against it: until one has landed past a
+        # boundary, a probe leaves about a third into the interval on a share of 3, half-way
+        # on larger ones; after that, earlier (narrowing the interval before the boundary is
+        # free). Fitted in virtual time over shares of 3 to 35 (tests/test_call_limit.py).
         if self._placed:
             fraction = min(0.5, 0.1 * math.cbrt(share))
         else:
-            fraction = min(0.55, 0.15 * math.sqrt(share))
+            fraction = min(0.55, 0.25 * math.sqrt(share))
         return anchor + self._window - self._width * (1 - fraction)
 
     def _count(self, flight: _Flight | None, seen: _Seen) -> None:
