@@ -8,15 +8,41 @@ import random
 from collections import Counter
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import pytest
 
 from syncd.emulator.limits import CallWindow
 from syncd.http import Response
 from syncd.http.call_limit import CallLimitThrottle, parse_call_limit
+from syncd.http.rate_memory import RateMemory
+from syncd.http.retry import RetryPolicy
+from syncd.store import SourceRate
 from tests.clocks import FakeClock, ManualClock, VirtualClock
 from tests.conftest import settle
+
+
+class Gate(Protocol):
+    """What a request passes through before it is sent, and tells its answer to."""
+
+    async def acquire(self) -> None: ...
+
+    def observe(self, response: Response | None) -> None: ...
+
+
+@dataclass
+class Chain:
+    """Throttles in a client's order: each admits the request in turn, all see its answer."""
+
+    throttles: list[CallLimitThrottle | RateMemory]
+
+    async def acquire(self) -> None:
+        for throttle in self.throttles:
+            await throttle.acquire()
+
+    def observe(self, response: Response | None) -> None:
+        for throttle in self.throttles:
+            throttle.observe(response)
 
 
 @dataclass
@@ -39,7 +65,7 @@ class Store:
             headers["Retry-After"] = str(max(1, math.ceil(state.reset_in)))
         return Response(200 if state.allowed else 429, headers, "application/json", b"{}")
 
-    async def call(self, throttle: CallLimitThrottle) -> None:
+    async def call(self, throttle: Gate) -> None:
         """One request through the throttle: it arrives at once, the answer comes back later."""
         await throttle.acquire()
         answer: Response | None = None
@@ -84,7 +110,7 @@ async def drive(clock: VirtualClock, *jobs: Awaitable[None]) -> float:
     return clock.monotonic() - start
 
 
-def workers(store: Store, throttle: CallLimitThrottle, calls: int, count: int) -> list[Any]:
+def workers(store: Store, throttle: Gate, calls: int, count: int) -> list[Any]:
     todo = iter(range(calls))
 
     async def worker() -> None:
@@ -293,12 +319,43 @@ async def test_a_full_window_stops_syncd_before_its_share() -> None:
     """Other apps took more than the reserve: the store's count says the window is full, and
     syncd waits for the next one instead of drawing a 429."""
     clock = event_clock()
+    store = store_on(clock, 10, into_window=5.0)
+    peer_refused: list[bool] = []
+
+    async def other_app() -> None:
+        # In the second window, before syncd's burst there (it believes the window opens 5 s
+        # after it does, at its first answer's moment).
+        await clock.sleep(7.0)
+        peer_refused.extend(not store.window.hit().allowed for _ in range(8))
+
+    await drive(clock, other_app(), *workers(store, CallLimitThrottle(clock, reserve=3), 11, 2))
+    assert store.refused == 0 and not any(peer_refused)
+    assert sorted(store.per_window().items()) == [(0, 7), (1, 2), (2, 2)]
+
+
+async def test_a_first_window_past_the_reserve_may_be_spent_by_an_earlier_process() -> None:
+    """A process sent 6 calls and stopped; a new one starts in the same window, another app
+    having called once and about to call twice more: the 7 calls before its first are more
+    than the reserve, so they may be its predecessor's share. It sends nothing more in that
+    window, and neither it nor the other app is refused (it used to fill the window)."""
+    clock = event_clock()
     store = store_on(clock, 10)
-    for _ in range(8):
-        store.window.hit()
-    await drive(clock, *workers(store, CallLimitThrottle(clock, reserve=3), 6, 2))
-    assert store.refused == 0
-    assert sorted(store.per_window().items()) == [(0, 2), (1, 4)]
+    peer_refused: list[bool] = []
+
+    async def other_app() -> None:
+        await clock.sleep(4.0)
+        peer_refused.extend(not store.window.hit().allowed for _ in range(2))
+
+    async def one_after_the_other() -> None:
+        await asyncio.gather(*workers(store, CallLimitThrottle(clock, reserve=3), 6, 4))
+        peer_refused.append(not store.window.hit().allowed)
+        successor = CallLimitThrottle(clock, reserve=3)
+        await asyncio.gather(other_app(), *workers(store, successor, 10, 8))
+
+    await drive(clock, one_after_the_other())
+    assert store.refused == 0 and not any(peer_refused) and len(peer_refused) == 3
+    # Window 0: the predecessor's 6 and the successor's first call only.
+    assert sorted(store.per_window().items()) == [(0, 6 + 1), (1, 7), (2, 2)]
 
 
 def test_the_other_app_calls_at_seeded_moments_in_every_window() -> None:
@@ -357,17 +414,19 @@ async def boxed_run(
 
 @pytest.mark.parametrize(("limit", "other"), [(5, 2), (10, 3), (20, 6), (50, 15)])
 async def test_a_boxed_run_uses_the_calls_the_windows_leave_free(limit: int, other: int) -> None:
-    """The harness's ac5/ac10/ac20/ac50 plans in virtual time, 60 s boxes from 12 phases: at
-    least 90% of the free calls on average (a run whose box closes before its last window's
-    burst gets 6 of 7 windows), no 429, and the other app never refused. Bursting at the
-    first answer's phase instead of the learned one gets exactly 6 of 7 in every run."""
+    """The harness's ac5/ac10/ac20/ac50 plans in virtual time, 60 s boxes from 40 phases: at
+    least 93% of the free calls on average and 90% of the runs at 90% or more (a run whose box
+    closes before its last window's burst gets 6 of 7 windows), no 429, and the other app never
+    refused. Probes in the middle of the interval, and none once it was narrow although no
+    boundary had been seen, read 91.7% on ac5 with 75% of runs at 90%; bursting at the first
+    answer's phase instead of a learned one gets 6 of 7 in every run."""
     shares = []
-    for seed in range(12):
+    for seed in range(40):
         share, store = await boxed_run(limit, other, seed)
         assert store.refused == 0 and store.window.other_refused == 0, seed
         shares.append(share)
-    assert sum(shares) / len(shares) >= 0.9, shares
-    assert sorted(shares)[len(shares) // 2] >= 0.9, shares
+    assert sum(shares) / len(shares) >= 0.93, shares
+    assert sum(1 for share in shares if share >= 0.9) >= 0.9 * len(shares), shares
 
 
 async def test_bursts_learn_to_leave_when_a_window_opens() -> None:
@@ -407,3 +466,94 @@ async def test_answers_overtaking_each_other_cost_no_429_and_no_call_of_the_othe
     for seed in range(12):
         _, store = await boxed_run(limit, other, seed, jitter=0.6)
         assert store.refused == 0 and store.window.other_refused == 0, seed
+
+
+@dataclass
+class Rates:
+    """The `source_rates` table of a database both processes use."""
+
+    rows: dict[str, SourceRate] = field(default_factory=dict)
+
+    async def source_rate(self, source: str) -> SourceRate | None:
+        return self.rows.get(source)
+
+    async def save_source_rate(self, rate: SourceRate) -> None:
+        self.rows[rate.source] = rate
+
+
+async def successive_runs(
+    limit: int, other: int, seed: int, rates: Rates | None = None
+) -> tuple[Store, int]:
+    """A process cut off at a seeded moment, then a new one on the same store for 20 s, as the
+    harness's repeats run; returns the store and the index of the second one's first call.
+    With `rates`, both keep their pace there (`RateMemory`), as processes sharing a database."""
+    clock = event_clock()
+    rng = random.Random(seed)
+    window = CallWindow(limit, 10.0, clock, other_calls=other, rng=rng)
+    store = Store(clock, window, latency=0.015, rng=random.Random(seed + 1))
+    clock.advance(rng.uniform(0, 10))
+    firsts: list[int] = []
+
+    async def process(box: float) -> None:
+        firsts.append(len(store.calls))
+        throttle = CallLimitThrottle(clock, reserve=other)
+        gate: Gate = throttle
+        memory = None
+        if rates is not None:
+            memory = RateMemory("ac", rates, clock, RetryPolicy(), None, window=throttle)
+            gate = Chain([memory, throttle])
+        jobs = [asyncio.ensure_future(job) for job in workers(store, gate, 10**6, 8)]
+        await clock.sleep(box)
+        for job in jobs:
+            job.cancel()
+        await asyncio.gather(*jobs, return_exceptions=True)
+        if memory is not None:
+            await memory.aclose()  # the client pool closing as the process stops
+
+    async def one_after_the_other() -> None:
+        await process(rng.uniform(0.5, 25))
+        await process(20)
+
+    await drive(clock, one_after_the_other())
+    return store, firsts[1]
+
+
+@pytest.mark.parametrize(("limit", "other"), [(5, 2), (10, 3), (20, 6), (50, 15)])
+async def test_a_new_process_does_not_overdraw_a_window_its_predecessor_spent(
+    limit: int, other: int
+) -> None:
+    """Two processes one after the other on one store (the harness's repeats, a restart): the
+    first is cut off at a seeded moment, the second starts at once, knowing nothing of it. Its
+    first call may find the window full or take its last free call (nothing can tell it
+    before); no call after that is refused, its own or the other app's. (A predecessor's calls
+    no more than the reserve look like the other apps' and are taken for theirs.)"""
+    checked = 0
+    for seed in range(40):
+        store, first = await successive_runs(limit, other, seed)
+        window = store.window
+
+        def index(at: float) -> int:
+            return int((at - window._origin) // 10)  # noqa: B023 (called in this iteration)
+
+        start = index(store.calls[first][0])
+        inherited = sum(1 for at, ok in store.calls[:first] if ok and index(at) == start)
+        if inherited <= other:
+            continue
+        checked += 1
+        refused = [n for n, (_, allowed) in enumerate(store.calls) if not allowed]
+        assert refused in ([], [first]), (seed, refused, first)
+        assert len(refused) + window.other_refused <= 1, seed
+    assert checked >= 5
+
+
+@pytest.mark.parametrize(("limit", "other"), [(5, 2), (10, 3), (20, 6), (50, 15)])
+async def test_a_new_process_on_the_same_database_takes_on_the_window(
+    limit: int, other: int
+) -> None:
+    """The same two processes sharing a database (`source_rates`): the second loads the window
+    the first left, its calls and phase, so not even its first call overdraws it: no 429 and
+    none for the other app, whatever the first one left. Without the database (above), the
+    first call may."""
+    for seed in range(24):
+        store, first = await successive_runs(limit, other, seed, Rates())
+        assert store.refused == 0 and store.window.other_refused == 0, (seed, first)

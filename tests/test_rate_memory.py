@@ -14,6 +14,7 @@ from syncd.config import HttpSettings
 from syncd.errors import RateLimitedError
 from syncd.http import ClientPool, RateThrottle, RequestStats
 from syncd.http.adaptive import RateTuning
+from syncd.http.call_limit import CallLimitThrottle
 from syncd.http.rate_memory import RateMemory
 from syncd.http.response import Response
 from syncd.http.retry import RetryPolicy
@@ -117,3 +118,48 @@ async def test_changes_are_saved_at_once_then_at_most_every_interval(clock: Fake
     memory.observe(refused)  # within the next interval: written when the pool closes
     await memory.aclose()
     assert len(rates.saved) == 3 and rates.saved[-1].paused_until is not None
+
+
+async def ac_owner_sends(
+    db: Path, clock: FakeClock, http_mock: aioresponses, calls: int, counts: list[int]
+) -> list[float]:
+    """A pool and client for `ac` (a 10-call window, 3 left to others) on `db` send `calls`
+    requests; the store answers with `counts` as its window's count. Their sleeps."""
+    for used in counts:
+        http_mock.get(ANY, payload={"items": []}, headers={"X-AC-Call-Limit": f"{used}/10"})
+    clock.slept.clear()
+    async with SqliteStore(db) as store, ClientPool(SETTINGS, clock, rates=store) as pool:
+        window = CallLimitThrottle(clock, reserve=3)
+        client = pool.client(name="ac", max_concurrency=1, request_timeout=5,
+                             connect_timeout=5, throttles=[window])  # fmt: skip
+        for _ in range(calls):
+            assert (await client.get_json(URL, stats=RequestStats())).status == 200
+    return list(clock.slept)
+
+
+async def test_a_restarted_process_resumes_the_call_window_it_left(
+    tmp_path: Path, clock: FakeClock, http_mock: aioresponses
+) -> None:
+    """A process spends its 7 calls of an AmeriCommerce window and stops; the next one, on the
+    same database 2 s later, waits the 8 s left of that window before its first call, instead
+    of taking the 7 calls again (the store would count them against the other apps' 3)."""
+    db = tmp_path / "syncd.db"
+    assert await ac_owner_sends(db, clock, http_mock, 7, list(range(1, 8))) == []
+    async with SqliteStore(db) as store:
+        saved = await store.source_rate("ac")
+    assert saved is not None and saved.window is not None
+    assert (saved.window.limit, saved.window.calls) == (10, 7)
+    assert (saved.window.ends_at - clock.now()).total_seconds() == pytest.approx(10, abs=0.01)
+    clock.advance(2)
+    slept = await ac_owner_sends(db, clock, http_mock, 1, [1])
+    assert slept and slept[0] == pytest.approx(8, abs=0.2)  # 0.1 s more for the hosts' clocks
+
+
+async def test_a_window_that_has_ended_is_not_resumed(
+    tmp_path: Path, clock: FakeClock, http_mock: aioresponses
+) -> None:
+    """The control: started after that window ended, the next process sends at once."""
+    db = tmp_path / "syncd.db"
+    await ac_owner_sends(db, clock, http_mock, 7, list(range(1, 8)))
+    clock.advance(11)
+    assert await ac_owner_sends(db, clock, http_mock, 3, [1, 2, 3]) == []

@@ -23,6 +23,7 @@ from syncd.errors import SourceBusyError, StoreError
 from syncd.sources.base import make_record
 from syncd.store import (
     CLEAR,
+    CallWindowState,
     PageCommit,
     ProductRecord,
     RunTotals,
@@ -609,6 +610,18 @@ async def test_source_rates_round_trip(store: AnyStore) -> None:
     await store.save_source_rate(SourceRate("t", None, None, T0))
     assert await store.source_rate("s") == SourceRate("s", 2.5, T0 + timedelta(seconds=30), T0)
     assert await store.source_rate("t") == SourceRate("t", None, None, T0)
+
+
+async def test_a_call_window_round_trips_with_the_rate(store: AnyStore) -> None:
+    """An AmeriCommerce source's call window is saved with its pace, replaced, and cleared."""
+    window = CallWindowState(T0 + timedelta(seconds=7.25), 50, 35, 1.5)
+    await store.save_source_rate(SourceRate("ac", None, None, T0, window))
+    assert await store.source_rate("ac") == SourceRate("ac", None, None, T0, window)
+    later = CallWindowState(T0 + timedelta(seconds=17.25), 50, 3, 0.75)
+    await store.save_source_rate(SourceRate("ac", 4.0, None, T0, later))
+    assert await store.source_rate("ac") == SourceRate("ac", 4.0, None, T0, later)
+    await store.save_source_rate(SourceRate("ac", 4.0, None, T0))
+    assert await store.source_rate("ac") == SourceRate("ac", 4.0, None, T0)
 
 
 # -- history retention ([store] history_retention) ------------------------------------------------

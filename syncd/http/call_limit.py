@@ -20,16 +20,22 @@ window's phase is not announced. `CallLimitThrottle` keeps an estimate of the cu
   others queue behind it, so a fake clock is advanced once, not once per worker. A sync smaller
   than the share never waits for a window boundary it has not learned.
 - **Phase.** Windows follow each other every `window` seconds, so every boundary seen narrows
-  where they fall: the current window began within `width` seconds before the anchor. From the
-  second window on, while that is wider than a share's worth of time (`window / share`), the
-  last call of each window's share is held back as a probe and sent in the middle of the interval
-  where the next boundary may fall: counted in the old window, it moves the interval's start; in
-  a new one, its end and the anchor (and the rest of the new share leaves at once). The probe is
-  one of the calls the share allows, so learning draws no 429 and takes no call of the other
-  apps; it can cost one call of a window, for a few windows. Then bursts leave as a window opens,
-  not as late as the first answer's moment in it. There is no probe without a reserve (nothing
-  guarantees the call later in the window) nor after one drew a 429, and none in the first
-  window, so a sync of one share never waits.
+  where they fall: the current window began within `width` seconds before the anchor. Until a
+  probe has landed in a new window, and then while the interval is wider than a share's worth of
+  time (`window / share`), the last call of each window's share is held back as a probe and sent
+  part-way into the interval where the next boundary may fall: counted in the old window, it
+  moves the interval's start; in a new one, its end and the anchor (and the rest of the new
+  share leaves at once). The probe is one of the calls the share allows, so learning draws no
+  429 and takes no call of the other apps; one that lands in the new window costs a call of the
+  old one, so the smaller the share, the earlier in the interval it leaves. Only the anchor
+  moving earlier makes bursts leave as a window opens, not as late as the first answer's
+  moment in it. There is no probe without a reserve (nothing guarantees the call later in the
+  window) nor after one drew a 429, and none in the first window unless more calls are already
+  waiting than its share, so a sync of one share never waits.
+- **First window.** Calls the store counted before our first are taken for the other apps' up
+  to the reserve. Past it they may be an earlier process's (a restart, another owner, started in
+  a window its predecessor spent), and nothing tells them apart: they count as our own, up to
+  the share, so the other apps still get their reserve.
 
 Before the first answer only one request is in flight (the limit is unknown); a store that sends no
 header is not paced at all. A 429 is handled by the client (`Retry-After` pauses every worker); here
@@ -42,14 +48,19 @@ import asyncio
 import math
 from collections import deque
 from dataclasses import dataclass
+from datetime import timedelta
 
 from syncd.clock import Clock
 from syncd.http.response import Response
 from syncd.http.retry import ascii_int, parse_retry_after
+from syncd.store import CallWindowState
 
 CALL_LIMIT_HEADER = "X-AC-Call-Limit"
 # Clock readings this close to a window's end are at its end.
 _EPSILON = 1e-9
+# How far apart the wall clocks of two hosts sharing a store may be (NTP keeps them within
+# milliseconds): a window's end read from another process's state is taken this much later.
+_CLOCK_SKEW = 0.1
 
 
 def parse_call_limit(value: str | None) -> tuple[int, int] | None:
@@ -104,6 +115,10 @@ class CallLimitThrottle:
         self._others = reserve
         self._probe_refused = False
         self._rolled = False  # a window has ended since the first answer
+        # A boundary was found before the clock's estimate of it: bursts no longer leave a whole
+        # first-answer offset after their window opened.
+        self._placed = False
+        self._waiting = 0  # tasks inside `acquire`: more calls want to leave than are admitted
         self._used = 0
         self._own = 0  # syncd's calls in the current window, those in flight included
         self._tickets = 0
@@ -139,8 +154,42 @@ class CallLimitThrottle:
         """Seconds within which the current window's start is known (`window`: unknown)."""
         return self._width
 
+    def state(self) -> CallWindowState | None:
+        """The current window as another process can resume it (None: nothing learned yet)."""
+        now = self._clock.monotonic()
+        self._roll(now)
+        if self._anchor is None or self._limit is None:
+            return None
+        ends_in = self._anchor + self._window - now
+        return CallWindowState(
+            self._clock.now() + timedelta(seconds=ends_in), self._limit, self._own, self._width
+        )
+
+    def resume(self, state: CallWindowState) -> None:
+        """Take on the window a previous process (or owner) left: its calls in it count as
+        ours, and its phase holds, so the share is not spent twice. Only a window that has not
+        ended yet is taken: an ended one says nothing sure of windows after an idle time."""
+        now, wall = self._clock.monotonic(), self._clock.now()
+        ends_at = now + (state.ends_at - wall).total_seconds() + _CLOCK_SKEW
+        if ends_at <= now or state.limit < 1 or (self.window_end or 0.0) >= ends_at:
+            return
+        self._limit = state.limit
+        self._answered = True
+        self._anchor = ends_at - self._window
+        self._width = min(self._window, state.phase_width + 2 * _CLOCK_SKEW)
+        self._own = max(self._own, state.calls + len(self._flights))
+        self._used = max(self._used, self._own)
+        self._history.clear()
+
     async def acquire(self) -> None:
         """Return when one more call fits in the window (see module doc)."""
+        self._waiting += 1
+        try:
+            await self._acquire()
+        finally:
+            self._waiting -= 1
+
+    async def _acquire(self) -> None:
         while True:
             delay = self._admit_or_delay()
             if delay is None:
@@ -224,15 +273,29 @@ class CallLimitThrottle:
         the reserve guarantees is held back: without a reserve, or once a probe found the window
         full (other apps took more than it), later in the window is where others' calls are."""
         anchor = self._anchor
-        if anchor is None or not self._rolled or share < 2 or not self._reserve:
+        if anchor is None or share < 2 or not self._reserve:
             return None
+        if not self._rolled and self._waiting < 2:
+            return None  # the first window's share may be the whole sync: it never waits
         if self._probe_refused:
             return None
+        # Until a probe lands past a boundary, bursts leave the first answer's offset after
+        # their window opened however narrow the interval has become (it only grew from below),
+        # and a run that ends within that offset of a window's opening loses its share.
         enough = max(self._window / share, 3 * self._rtt)
-        if self._width <= enough:
+        if self._placed and self._width <= enough:
             return None
-        # The middle of the interval in which the next boundary falls.
-        return anchor + self._window - self._width / 2
+        # Where in the interval in which the next boundary falls: a probe past the boundary
+        # costs a call of the window it was held back in, one before it costs nothing. The
+        # smaller the share, the dearer a call against it: until one has landed past a
+        # boundary, a probe leaves about a third into the interval on a share of 3, half-way
+        # on larger ones; after that, earlier (narrowing the interval before the boundary is
+        # free). Fitted in virtual time over shares of 3 to 35 (tests/test_call_limit.py).
+        if self._placed:
+            fraction = min(0.5, 0.1 * math.cbrt(share))
+        else:
+            fraction = min(0.55, 0.25 * math.sqrt(share))
+        return anchor + self._window - self._width * (1 - fraction)
 
     def _count(self, flight: _Flight | None, seen: _Seen) -> None:
         """Fold an accepted answer into the window's count, and what it says of the phase."""
@@ -244,6 +307,7 @@ class CallLimitThrottle:
             self._anchor, self._width = seen.answered, self._window
             self._history.clear()
             self._used = seen.used + after
+            self._own = max(self._own, self._inherited(seen.used - 1 - after))
         elif newer and earlier is not None:
             # Only a new window makes the store's count go down or stay put.
             self._boundary(earlier.sent, seen.answered)
@@ -276,7 +340,7 @@ class CallLimitThrottle:
         if not met:
             # Not where the phase said (the store moved its windows): learn it again, and count
             # what this window has already seen of ours too (the safe side).
-            self._anchor, self._width = before, window
+            self._anchor, self._width, self._placed = before, window, False
             self._own = max(self._own, counted)
             self._used = 0
             self._history.clear()
@@ -287,10 +351,21 @@ class CallLimitThrottle:
             return  # the window the count already moved to on the clock
         # A window the count had not moved to yet: this answer and ours in flight are its. If
         # the boundary may also be the one the count moved to, what it counted stays.
-        self._anchor = high
+        self._anchor, self._placed = high, True
         self._own = counted if len(met) == 1 else max(self._own, counted)
         self._used = 0
         self._history.clear()
+
+    def _inherited(self, before: int) -> int:
+        """Our own calls in the first window, given `before` calls the store counted there ahead
+        of ours. Up to the reserve they are taken as the other apps' (a sync within the share
+        then waits for no window). Past it, they may be an earlier syncd process's that spent
+        this window's share (a restart, another owner): nothing tells them apart, so they count
+        as ours, up to the share, and the other apps still get their reserve."""
+        limit = self._limit
+        if limit is None or before <= self._reserve:
+            return 1
+        return min(max(1, limit - self._reserve), 1 + before)
 
     def _probe_stayed(self, flight: _Flight, seen: _Seen, earlier: _Seen, after: int) -> None:
         """The probe was counted after `earlier` in one window, unless a new window could
@@ -307,6 +382,7 @@ class CallLimitThrottle:
             # Perhaps in a new window: that one began by this answer at the latest, and our
             # whole share counts in it until it ends (the phase is learned again).
             self._anchor, self._width = seen.answered, self._window
+            self._placed = False
             self._history.clear()
 
     def _spent(self, now: float, response: Response, limit: int) -> None:
@@ -316,6 +392,7 @@ class CallLimitThrottle:
         if reset_in is not None:
             self._anchor = now + reset_in - self._window
             self._width = self._window
+            self._placed = False
             self._history.clear()
         elif self._anchor is None:
             self._anchor = now

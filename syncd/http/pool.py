@@ -15,6 +15,7 @@ from syncd.auth import EndpointResponse
 from syncd.clock import Clock
 from syncd.config import HttpSettings
 from syncd.http.adaptive import RateTuning
+from syncd.http.call_limit import CallLimitThrottle
 from syncd.http.client import SourceAuth, SourceClient
 from syncd.http.rate_memory import RateMemory, RateStore
 from syncd.http.retry import RetryPolicy
@@ -111,6 +112,7 @@ class ClientPool:
                 self._clock,
                 self._policy,
                 adaptive,
+                window=next((t for t in throttles if isinstance(t, CallLimitThrottle)), None),
                 save_interval=self._settings.rate_save_interval,
             )
             self._memories.append(memory)

@@ -3,11 +3,12 @@ in the store and loaded by whichever replica (or process) sends the source's nex
 
 `RateMemory` is a throttle that paces nothing itself. Placed first in a source's throttles, it
 loads the persisted pace before the first request (and again after `reload_after` idle seconds,
-when the source may have run elsewhere meanwhile): the adaptive rate resumes where it was, and
-requests wait out a pause another owner was told to keep. It sees every answer, so it knows when
-the pace changes (a 429, a recovery step), and saves it at most every `save_interval` seconds: the
-first change at once, later ones with the next request after the interval (no timer of its own),
-and what is still unsaved when the client pool closes.
+when the source may have run elsewhere meanwhile): the adaptive rate resumes where it was,
+requests wait out a pause another owner was told to keep, and an AmeriCommerce source's call
+window that has not ended yet keeps the calls already spent in it. It sees every answer, so it
+knows when the pace changes (a 429, a recovery step, a call counted in the window), and saves it
+at most every `save_interval` seconds: the first change at once, later ones with the next request
+after the interval (no timer of its own), and what is still unsaved when the client pool closes.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Literal, Protocol
 
 from syncd.clock import Clock
 from syncd.errors import StoreError
+from syncd.http.call_limit import CallLimitThrottle
 from syncd.http.response import Response
 from syncd.http.retry import RetryPolicy, parse_retry_after
 from syncd.http.throttle import AdaptiveThrottle
@@ -51,6 +53,7 @@ class RateMemory:
         policy: RetryPolicy,
         adaptive: AdaptiveThrottle | None,
         *,
+        window: CallLimitThrottle | None = None,
         save_interval: float = 2.0,
         reload_after: float = 60.0,
     ) -> None:
@@ -59,6 +62,8 @@ class RateMemory:
         self._clock = clock
         self._policy = policy
         self._adaptive = adaptive
+        self._window = window
+        self._saved_window: tuple[object, ...] | None = None  # `_window_key` of the last save
         self._save_interval = save_interval
         self._reload_after = reload_after
         self._last_used: float | None = None  # monotonic; None: never loaded
@@ -77,8 +82,8 @@ class RateMemory:
                 if self._load_due():
                     await self._load()
         self._last_used = self._clock.monotonic()
-        if self._dirty or self._current() != self._saved:
-            self._changed()  # a recovery step (or the release) since the last save
+        if self._stale():
+            self._changed()  # a recovery step, a call in the window (or the release) since then
         while (delay := self._resume_at - self._clock.monotonic()) > 0:
             await self._clock.sleep(delay)
 
@@ -102,8 +107,22 @@ class RateMemory:
         if self._saving is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._saving
-        if self._dirty:
+        if self._stale():
             await self._save()
+
+    def _stale(self) -> bool:
+        """Something the store does not hold yet."""
+        return (
+            self._dirty
+            or self._current() != self._saved
+            or self._window_key() != self._saved_window
+        )
+
+    def _window_key(self) -> tuple[object, ...] | None:
+        window = self._window
+        if window is None:
+            return None
+        return (window.limit, window.own, window.window_end, window.phase_width)
 
     def _load_due(self) -> bool:
         if self._last_used is None:
@@ -124,6 +143,9 @@ class RateMemory:
         self._last_used = self._clock.monotonic()
         if saved is None:
             return
+        if saved.window is not None and self._window is not None:
+            self._window.resume(saved.window)
+            self._saved_window = self._window_key()
         now = self._clock.now()
         self._saved = saved.rate
         paused_for = 0.0
@@ -158,13 +180,16 @@ class RateMemory:
         now = self._clock.now()
         rate = self._current()
         paused = self._paused_until if self._paused_until and self._paused_until > now else None
+        window = None if self._window is None else self._window.state()
+        key = self._window_key()  # after `state()`, which moves the window on with the clock
         try:
-            await self._store.save_source_rate(SourceRate(self.source, rate, paused, now))
+            await self._store.save_source_rate(SourceRate(self.source, rate, paused, now, window))
         except StoreError as exc:
             self._dirty = True
             self._failed("save", exc)
             return
         self._saved = rate
+        self._saved_window = key
 
     def _failed(self, action: Literal["load", "save"], exc: StoreError) -> None:
         log.warning(

@@ -2,6 +2,7 @@
 
 from syncd.store.base import (
     CLEAR,
+    CallWindowState,
     PageCommit,
     ProductRecord,
     RunProgress,
@@ -20,6 +21,7 @@ from syncd.store.sqlite import SqliteStore
 
 __all__ = [
     "CLEAR",
+    "CallWindowState",
     "PageCommit",
     "ProductRecord",
     "RunProgress",

@@ -114,14 +114,28 @@ class TokenState:
 
 
 @dataclass(frozen=True, slots=True)
+class CallWindowState:
+    """A store's call window as syncd last knew it (AmeriCommerce): when the current one ends, the
+    store's `max`, syncd's own calls counted in it, and within how many seconds its start is
+    known, so that a new process does not take that window's share again."""
+
+    ends_at: datetime
+    limit: int
+    calls: int
+    phase_width: float
+
+
+@dataclass(frozen=True, slots=True)
 class SourceRate:
-    """A source's persisted pace: its adaptive rate (None: not paced by one) and the end of a
-    pending `Retry-After` pause (None: none), so that the next owner of the source starts there."""
+    """A source's persisted pace: its adaptive rate (None: not paced by one), the end of a
+    pending `Retry-After` pause (None: none) and its call window (None: none known), so that the
+    next owner of the source starts there."""
 
     source: str
     rate: float | None
     paused_until: datetime | None
     updated_at: datetime
+    window: CallWindowState | None = None
 
 
 @dataclass(frozen=True, slots=True)

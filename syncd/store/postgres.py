@@ -26,6 +26,7 @@ from syncd.errors import LeaseLostError, StoreError
 from syncd.redaction import Redactor
 from syncd.store.base import (
     CLEAR,
+    CallWindowState,
     ChangeEntry,
     FeedHead,
     PageCommit,
@@ -840,22 +841,36 @@ class PostgresStore:
     async def source_rate(self, source: str) -> SourceRate | None:
         """The persisted pace of `source` (None: never saved)."""
         rows = await self._read(
-            "SELECT rate, paused_until, updated_at FROM source_rates WHERE source = %s", (source,)
+            "SELECT rate, paused_until, updated_at, window_ends_at, window_limit, window_calls, "
+            "window_phase_width FROM source_rates WHERE source = %s",
+            (source,),
         )
         if not rows:
             return None
         r = rows[0]
-        return SourceRate(source, r[0], r[1], r[2])
+        window = None if r[3] is None else CallWindowState(r[3], r[4], r[5], r[6])
+        return SourceRate(source, r[0], r[1], r[2], window)
 
     async def save_source_rate(self, rate: SourceRate) -> None:
         """Persist (replace) the pace of `rate.source`."""
         async with self._transaction(f"save the rate of {rate.source!r}") as db:
+            window = rate.window
             await db.execute(
-                "INSERT INTO source_rates (source, rate, paused_until, updated_at) "
-                "VALUES (%s, %s, %s, %s) ON CONFLICT (source) DO UPDATE SET rate = excluded.rate, "
-                "paused_until = excluded.paused_until, updated_at = excluded.updated_at",
-                (rate.source, rate.rate, _stamp(rate.paused_until), _stamp(rate.updated_at)),
-            )
+                "INSERT INTO source_rates (source, rate, paused_until, updated_at, window_ends_at, "
+                "window_limit, window_calls, window_phase_width) "
+                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (source) DO UPDATE SET "
+                "rate = excluded.rate, paused_until = excluded.paused_until, "
+                "updated_at = excluded.updated_at, window_ends_at = excluded.window_ends_at, "
+                "window_limit = excluded.window_limit, window_calls = excluded.window_calls, "
+                "window_phase_width = excluded.window_phase_width",
+                (
+                    rate.source, rate.rate, _stamp(rate.paused_until), _stamp(rate.updated_at),
+                    None if window is None else _stamp(window.ends_at),
+                    None if window is None else window.limit,
+                    None if window is None else window.calls,
+                    None if window is None else window.phase_width,
+                ),
+            )  # fmt: skip
 
     # -- source state -----------------------------------------------------------------------------
 

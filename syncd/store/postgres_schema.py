@@ -200,6 +200,13 @@ MIGRATIONS: tuple[str, ...] = (
     """
     DROP INDEX IF EXISTS products_source_updated;
     """,
+    # 7: a source's call window in `source_rates`, as SQLite's migration 9.
+    """
+    ALTER TABLE source_rates ADD COLUMN window_ends_at timestamptz;
+    ALTER TABLE source_rates ADD COLUMN window_limit integer;
+    ALTER TABLE source_rates ADD COLUMN window_calls integer;
+    ALTER TABLE source_rates ADD COLUMN window_phase_width double precision;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

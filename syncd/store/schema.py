@@ -203,6 +203,15 @@ MIGRATIONS: tuple[str, ...] = (
     """
     DROP INDEX IF EXISTS products_source_updated;
     """,
+    # 9: a source's call window (AmeriCommerce) in `source_rates`: when the current window ends,
+    # the store's limit, syncd's own calls in it and how well its start is known, so that a
+    # restarted process or another owner does not spend that window's share a second time.
+    """
+    ALTER TABLE source_rates ADD COLUMN window_ends_at TEXT;
+    ALTER TABLE source_rates ADD COLUMN window_limit INTEGER;
+    ALTER TABLE source_rates ADD COLUMN window_calls INTEGER;
+    ALTER TABLE source_rates ADD COLUMN window_phase_width REAL;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -21,6 +21,7 @@ from syncd.logging import get_logger
 from syncd.redaction import Redactor
 from syncd.store.base import (
     CLEAR,
+    CallWindowState,
     ChangeEntry,
     ChangeOp,
     FeedHead,
@@ -765,22 +766,37 @@ class SqliteStore:
     async def source_rate(self, source: str) -> SourceRate | None:
         """The persisted pace of `source` (None: never saved)."""
         rows = await self._read(
-            "SELECT rate, paused_until, updated_at FROM source_rates WHERE source = ?", (source,)
+            "SELECT rate, paused_until, updated_at, window_ends_at, window_limit, window_calls, "
+            "window_phase_width FROM source_rates WHERE source = ?",
+            (source,),
         )
         if not rows:
             return None
         r = rows[0]
-        return SourceRate(source, r[0], parse_iso(r[1]), cast(datetime, parse_iso(r[2])))
+        ends_at = parse_iso(r[3])
+        window = None if ends_at is None else CallWindowState(ends_at, r[4], r[5], r[6])
+        return SourceRate(source, r[0], parse_iso(r[1]), cast(datetime, parse_iso(r[2])), window)
 
     async def save_source_rate(self, rate: SourceRate) -> None:
         """Persist (replace) the pace of `rate.source`."""
         async with self._transaction(f"save the rate of {rate.source!r}") as db:
+            window = rate.window
             await db.execute(
-                "INSERT INTO source_rates (source, rate, paused_until, updated_at) "
-                "VALUES (?,?,?,?) ON CONFLICT (source) DO UPDATE SET rate = excluded.rate, "
-                "paused_until = excluded.paused_until, updated_at = excluded.updated_at",
-                (rate.source, rate.rate, iso(rate.paused_until), iso(rate.updated_at)),
-            )
+                "INSERT INTO source_rates (source, rate, paused_until, updated_at, window_ends_at, "
+                "window_limit, window_calls, window_phase_width) VALUES (?,?,?,?,?,?,?,?) "
+                "ON CONFLICT (source) DO UPDATE SET rate = excluded.rate, "
+                "paused_until = excluded.paused_until, updated_at = excluded.updated_at, "
+                "window_ends_at = excluded.window_ends_at, window_limit = excluded.window_limit, "
+                "window_calls = excluded.window_calls, "
+                "window_phase_width = excluded.window_phase_width",
+                (
+                    rate.source, rate.rate, iso(rate.paused_until), iso(rate.updated_at),
+                    None if window is None else iso(window.ends_at),
+                    None if window is None else window.limit,
+                    None if window is None else window.calls,
+                    None if window is None else window.phase_width,
+                ),
+            )  # fmt: skip
 
     # -- source state -----------------------------------------------------------------------------
 
