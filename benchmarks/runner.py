@@ -6,8 +6,10 @@ from __future__ import annotations
 import json
 import math
 import os
+import random
 import shutil
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -36,8 +38,19 @@ def _quiet(_: str) -> None:
 class Runner:
     """Executes a `Plan`, writing `<results>/<case>.json` per case and `sweep-*.json`."""
 
-    def __init__(self, plan: Plan, results: Path = RESULTS, say: Say = _quiet) -> None:
+    def __init__(
+        self,
+        plan: Plan,
+        results: Path = RESULTS,
+        say: Say = _quiet,
+        *,
+        rng: random.Random | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self.plan = plan
+        # Seeded: the same command draws the same start phases (see _next_window).
+        self.rng = rng or random.Random(17)
+        self.sleep = sleep
         self.results = results
         # One scratch folder per invocation: two harness runs at once (a rate-limited case beside
         # another) must not delete each other's databases when one of them finishes.
@@ -100,6 +113,8 @@ class Runner:
         runs: list[dict[str, Any]] = record["runs"]
         with self._emulator(profile, size) as emu:
             for repeat in range(plan.repeats):
+                if repeat:
+                    self._next_window(profile)
                 for variant in _variants(profile):
                     db = self._fresh_db(f"{name}-{variant}")
                     # Not told the limit, syncd first searches for it: the goal is the share of
@@ -134,6 +149,18 @@ class Runner:
             record["small"] = self._small_ac(profile, name)
         record["load_after"] = load()
         return self._write(name, record)
+
+    def _next_window(self, profile: Profile) -> None:
+        """Between repeats on a call window: wait until the previous repeat's last window has
+        ended, then a random part of a window. The call-window measure averages over where in a
+        window a run starts; back to back, each repeat started about a second later in the window
+        than the one before (the same few phases every time), and in a window the previous run
+        had spent, which it cannot tell from the other app's calls on a fresh database."""
+        if profile.call_limit is None:
+            return
+        pause = profile.window + self.rng.uniform(0, profile.window)
+        self.say(f"  next repeat in {pause:.1f} s (a new window, at a random phase)")
+        self.sleep(pause)
 
     def _fleet(self, command: str) -> Path:
         """Many stores in one daemon process (benchmarks/fleet.py): RSS and CPU per source,
