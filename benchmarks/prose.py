@@ -118,12 +118,13 @@ is judged on w / window + 1 windows, the number it touches on average over where
 starts, each leaving the whole share free (its last window too: a client that knew when windows
 open could use it); a finished run on the windows from its first call's to its last's, counted
 by the emulator, the last one only for the calls the sync still needed. Calls an earlier run
-made in a run's first window are not counted as free to it (runs follow each other in one
-emulator: a repeat that starts in a window its predecessor spent read 78% for 100%). Each repeat
-has a fresh database, so a new process knows nothing of the window its predecessor left: its
-first call may find that window full (a 429 no client could avoid), and past the reserve the
-calls counted before its first are taken for a predecessor's spent share, so it sends no more
-there. A process restarted on the same database (or another owner) resumes that window from
+made in a run's first window are not counted as free to it. Repeats follow each other in one
+emulator, each on a fresh database (a new process knows nothing of the window its predecessor
+left), so the harness waits a window and a random part of another between them: each repeat
+starts in a window no earlier run touched, at a phase drawn evenly over the window (seeded), as
+the measure assumes (back to back, each started about a second later in the window than the one
+before, and in a window its predecessor had spent: a 429 no client could avoid on a fresh
+database). A process restarted on the same database (or another owner) resumes that window from
 `source_rates` and does not draw even that one. syncd learns when windows open with a probe
 call held back from a window's share, sent part-way into the interval where the next boundary
 may fall, until one has landed in a new window and the interval is narrower than a share's worth
