@@ -77,7 +77,14 @@ def settings(args: argparse.Namespace) -> Settings:
     )
     store = StoreSettings(url=args.store_url) if args.store_url else StoreSettings(path=args.db)
     changes = ChangesSettings(enabled=not args.no_changes, store_payloads=args.change_payloads)
-    return Settings(store=store, sources=(source,), changes=changes)
+    # As dicts, the sections merge with SYNCD_* variables the way a config file's do: a model
+    # instance would be replaced whole by any SYNCD_STORE__* variable (`--store-url` then lost,
+    # and the run written to ./syncd.db instead).
+    return Settings(
+        store=store.model_dump(exclude_unset=True),  # type: ignore[arg-type]
+        sources=(source,),
+        changes=changes,
+    )
 
 
 async def run(args: argparse.Namespace) -> ClientOutcome:

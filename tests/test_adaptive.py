@@ -150,18 +150,25 @@ def test_the_search_settles_below_the_limit_and_stays_there() -> None:
     assert sum(1 for a, b in itertools.pairwise(settled) if b > a) <= 5
 
 
-def test_a_failed_probe_doubles_the_wait_for_the_next() -> None:
-    """Settled, the source probes after `probe_interval`; a probe that draws a 429 makes the
-    next one wait twice as long."""
+def settled_below(limit: float) -> tuple[AdaptiveRate, float]:
+    """A rate cut once from 21/s that searched down to a store whose limit is `limit`, and the
+    time its search settled at."""
     rate = AdaptiveRate(SEARCH)
     rate.cut(now=0, measured=21)
     now = 0.0
     while not (rate.rate == rate.lower and rate.upper <= rate.lower * SEARCH.precision):  # type: ignore[operator]
         now += 2
         rate.recover(now)
-        if rate.rate > 9.9:  # type: ignore[operator]
-            rate.cut(now=now, measured=0)  # the store's limit: 9.9/s
+        if rate.rate > limit:  # type: ignore[operator]
+            rate.cut(now=now, measured=0)
         assert now < 100
+    return rate, now
+
+
+def test_a_failed_probe_doubles_the_wait_for_the_next() -> None:
+    """Settled, the source probes after `probe_interval`; a probe that draws a 429 makes the
+    next one wait twice as long."""
+    rate, now = settled_below(9.9)  # the store's limit: 9.9/s
     settled = now
     assert rate.recover(settled + 59) is None
     probe = rate.recover(settled + 60)
@@ -175,15 +182,7 @@ def test_a_failed_probe_doubles_the_wait_for_the_next() -> None:
 def test_a_held_probe_climbs_from_the_smallest_step() -> None:
     """A probe that holds starts a climb at `precision` squared above it, however many proofs
     the search took before settling (each doubled its step: the climb leapt 6x at 5/s)."""
-    rate = AdaptiveRate(SEARCH)
-    rate.cut(now=0, measured=21)
-    now = 0.0
-    while not (rate.rate == rate.lower and rate.upper <= rate.lower * SEARCH.precision):  # type: ignore[operator]
-        now += 2
-        rate.recover(now)
-        if rate.rate > 9.9:  # type: ignore[operator]
-            rate.cut(now=now, measured=0)  # the store's limit: 9.9/s
-        assert now < 100
+    rate, now = settled_below(9.9)  # the store's limit: 9.9/s
     probe = rate.recover(now + 60)
     assert probe is not None and probe.reason == "probing"
     climb = rate.recover(now + 62)  # held: the store's limit rose
