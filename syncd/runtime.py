@@ -29,6 +29,8 @@ from syncd.wiring import build_source
 
 log = get_logger(__name__)
 
+_NOT_OPEN = "Runtime is not open; use it inside 'async with Runtime(...)'"
+
 
 class Runtime:
     """Everything one process needs to sync: store, pool, token cache, engine and built sources."""
@@ -106,21 +108,21 @@ class Runtime:
     def store(self) -> AnyStore:
         """The open store."""
         if self._store is None:
-            raise RuntimeError("Runtime is not open; use it inside 'async with Runtime(...)'")
+            raise RuntimeError(_NOT_OPEN)
         return self._store
 
     @property
     def pool(self) -> ClientPool:
         """The open client pool."""
         if self._pool is None:
-            raise RuntimeError("Runtime is not open; use it inside 'async with Runtime(...)'")
+            raise RuntimeError(_NOT_OPEN)
         return self._pool
 
     @property
     def cache(self) -> TokenCache:
         """The shared token cache."""
         if self._cache is None:
-            raise RuntimeError("Runtime is not open; use it inside 'async with Runtime(...)'")
+            raise RuntimeError(_NOT_OPEN)
         return self._cache
 
     def _engine(self) -> SyncEngine:

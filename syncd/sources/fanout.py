@@ -63,9 +63,12 @@ async def fetch_concurrently(
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
-_END = object()
-"""What a read-ahead step returns when the pages have run out (a Task must not raise
-StopAsyncIteration: it is an exception the event loop treats as a failure)."""
+class _End:
+    """What a read-ahead step returns when the pages have run out (a Task must not raise
+    StopAsyncIteration: it is an exception the event loop treats as a failure)."""
+
+
+_END = _End()
 
 
 async def read_ahead(pages: AsyncIterator[T]) -> AsyncGenerator[T, None]:
@@ -76,17 +79,17 @@ async def read_ahead(pages: AsyncIterator[T]) -> AsyncGenerator[T, None]:
     the iteration cancels the step in flight, then closes `pages`.
     """
 
-    async def step() -> T | object:
+    async def step() -> T | _End:
         try:
             return await anext(pages)
         except StopAsyncIteration:
             return _END
 
-    ahead: asyncio.Task[T | object] = asyncio.create_task(step(), name="read-ahead")
+    ahead: asyncio.Task[T | _End] = asyncio.create_task(step(), name="read-ahead")
     try:
-        while (item := await ahead) is not _END:
+        while not isinstance(item := await ahead, _End):
             ahead = asyncio.create_task(step(), name="read-ahead")
-            yield item  # type: ignore[misc]  # not _END, so a T
+            yield item
     finally:
         ahead.cancel()
         # The step's own error (a page that failed while the consumer stopped) is moot now.
