@@ -41,6 +41,7 @@ from benchmarks.plan import AC_TOKEN
 from syncd.config import (
     AmeriCommerceAuthSettings,
     AmeriCommerceSourceSettings,
+    ExactSettings,
     Settings,
     StoreSettings,
 )
@@ -83,7 +84,7 @@ def settings(args: argparse.Namespace) -> Settings:
         )
         for n in range(args.sources)
     )
-    return Settings(store=StoreSettings(path=args.db), sources=sources)
+    return ExactSettings(store=StoreSettings(path=args.db), sources=sources)
 
 
 def percentile(values: list[float], q: float) -> float | None:

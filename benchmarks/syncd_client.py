@@ -27,6 +27,7 @@ from syncd.config import (
     AdobeCommerceSourceSettings,
     AmeriCommerceAuthSettings,
     AmeriCommerceSourceSettings,
+    ExactSettings,
     ImsAuthSettings,
     Settings,
     SourceSettings,
@@ -58,7 +59,7 @@ def settings(args: argparse.Namespace) -> Settings:
             call_limit_reserve=args.call_reserve,
             auth=AmeriCommerceAuthSettings(static_token=AC_TOKEN),  # type: ignore[arg-type]
         )
-        return Settings(store=StoreSettings(path=args.db), sources=(source,))
+        return ExactSettings(store=StoreSettings(path=args.db), sources=(source,))
     creds = AdobeConfig()
     source = AdobeCommerceSourceSettings(
         name=SOURCE,
@@ -77,14 +78,7 @@ def settings(args: argparse.Namespace) -> Settings:
     )
     store = StoreSettings(url=args.store_url) if args.store_url else StoreSettings(path=args.db)
     changes = ChangesSettings(enabled=not args.no_changes, store_payloads=args.change_payloads)
-    # As dicts, the sections merge with SYNCD_* variables the way a config file's do: a model
-    # instance would be replaced whole by any SYNCD_STORE__* variable (`--store-url` then lost,
-    # and the run written to ./syncd.db instead).
-    return Settings(
-        store=store.model_dump(exclude_unset=True),  # type: ignore[arg-type]
-        sources=(source,),
-        changes=changes,
-    )
+    return ExactSettings(store=store, sources=(source,), changes=changes)
 
 
 async def run(args: argparse.Namespace) -> ClientOutcome:

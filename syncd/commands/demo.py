@@ -8,13 +8,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
-
 from syncd.commands.output import ProgressBar, print_result
 from syncd.config import (
     AdobeCommerceSourceSettings,
+    ExactSettings,
     ImsAuthSettings,
-    Settings,
     StoreSettings,
 )
 from syncd.runtime import Runtime
@@ -26,22 +24,6 @@ if TYPE_CHECKING:
 DEMO_CATALOG_UNTIL = datetime(2026, 1, 1, tzinfo=UTC)
 """The demo catalog's history ends here in every process, so a second demo run sees the same
 catalog plus the products it changes itself, and shows what an incremental run costs."""
-
-
-class DemoSettings(Settings):
-    """The demo's settings are exactly what it passes: a shell's SYNCD_* variables (perhaps a
-    production one's SYNCD_STORE__PATH) must not redirect the demo into another database."""
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings,)
 
 
 def change_products(catalog: Catalog, count: int, rng: random.Random) -> int:
@@ -64,7 +46,7 @@ async def demo(products: int, db: Path) -> int:
     config = EmulatorConfig(adobe=AdobeConfig(products=products), catalog_until=DEMO_CATALOG_UNTIL)
     async with Emulator(config) as emu:
         adobe = emu.adobe.config
-        settings = DemoSettings(
+        settings = ExactSettings(
             store=StoreSettings(path=db),
             sources=(
                 AdobeCommerceSourceSettings(

@@ -8,7 +8,13 @@ from syncd.config.base import (
     is_loopback,
 )
 from syncd.config.loading import load_settings, secret_env_name
-from syncd.config.settings import HealthSettings, HttpSettings, Settings, StoreSettings
+from syncd.config.settings import (
+    ExactSettings,
+    HealthSettings,
+    HttpSettings,
+    Settings,
+    StoreSettings,
+)
 from syncd.config.sources import (
     AdobeCommerceSourceSettings,
     AmeriCommerceAuthSettings,
@@ -27,6 +33,7 @@ __all__ = [
     "AdobeCommerceSourceSettings",
     "AmeriCommerceAuthSettings",
     "AmeriCommerceSourceSettings",
+    "ExactSettings",
     "HealthSettings",
     "HttpSettings",
     "ImsAuthSettings",

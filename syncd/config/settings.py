@@ -287,3 +287,22 @@ def _secrets_in(model: BaseModel) -> list[str]:
         elif isinstance(value, BaseModel):
             found.extend(_secrets_in(value))
     return found
+
+
+class ExactSettings(Settings):
+    """Settings that are exactly what the code passes, for commands and tools that build them
+    in code (the demo, the benchmark clients): no SYNCD_* variable, `.env` or secret file reaches
+    them. `Settings` lets the environment win over its arguments (the TOML file arrives as
+    arguments), and a SYNCD_STORE__* variable replaces a store section passed as a model whole,
+    which would redirect such a run into an operator's database."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings,)
