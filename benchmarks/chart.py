@@ -96,6 +96,7 @@ def throughput_chart(sweeps: list[Record], cases: list[Record], path: Path) -> P
             left.legend(fontsize=7)
         series = (
             [("syncd told", "syncd", "told"), ("syncd not told", "syncd", "untold"),
+             ("syncd not told, next sync", "syncd", "untold-next"),
              ("baseline", "baseline", None)]
             if platform == "adobe" else [("syncd", "syncd", None)]
         )  # fmt: skip

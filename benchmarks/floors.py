@@ -70,18 +70,26 @@ def _cases(records: list[Record]) -> list[Record]:
     return [r for r in records if r.get("kind") == "case"]
 
 
+# How the floors name the variants of a rate case.
+_VARIANTS = {
+    "untold": "untold, first sync",
+    "untold-next": "untold, next sync",
+}
+
+
 def rate_limited(records: list[Record]) -> list[Check]:
     """>= 90% of the allowed request rate over the run, < 1% of answers 429 (syncd full runs),
-    told the store's limit (`rate_limit` set) and not told (the adaptive rate finds it)."""
+    told the store's limit (`rate_limit` set) and not told (the adaptive rate finds it: on a
+    store's first sync, and on the next one, which resumes the search the first saved)."""
     out = []
     for record in _cases(records):
         if record["profile"]["rate"] is None:
             continue
-        for variant in ("told", "untold", ""):
+        for variant in ("told", "untold", "untold-next", ""):
             runs = _runs(record, "syncd", "full", variant)
             if not runs:
                 continue
-            floor = "rate limit" + (f" ({variant})" if variant else "")
+            floor = "rate limit" + (f" ({_VARIANTS.get(variant, variant)})" if variant else "")
             floor += ": >= 90% of allowed rate, < 1% 429"
             burst = record["profile"]["burst"] or 1
             if all(r["served_requests"] <= burst for r in runs):

@@ -31,6 +31,10 @@ FLEET_INTERVAL = 120
 Say = Callable[[str], None]
 
 
+# The variant of a rate case that is the next untold full sync, on the store of the first.
+UNTOLD_NEXT = "untold-next"
+
+
 def _quiet(_: str) -> None:
     pass
 
@@ -116,12 +120,15 @@ class Runner:
                 if repeat:
                     self._next_window(profile)
                 for variant in _variants(profile):
-                    db = self._fresh_db(f"{name}-{variant}")
+                    # The next untold sync runs on the first one's store, where the search it
+                    # made is saved with the source's pace.
+                    if variant != UNTOLD_NEXT:
+                        db = self._fresh_db(f"{name}-{variant}")
                     # Not told the limit, syncd first searches for it: the goal is the share of
                     # the limit over a whole full sync, which a time box would cut short.
                     full = self._syncd(
-                        emu, profile, db, "full", plan.concurrency, boxed and variant != "untold",
-                        variant=variant,
+                        emu, profile, db, "full", plan.concurrency,
+                        boxed and not variant.startswith("untold"), variant=variant,
                     )  # fmt: skip
                     runs.append(full)
                     if variant != _variants(profile)[0]:
@@ -331,7 +338,7 @@ class Runner:
         variant: str = "",
     ) -> dict[str, Any]:
         args = [*self._common(emu, db, boxed), "--kind", kind, "--concurrency", str(concurrency)]
-        if profile.rate is not None and variant != "untold":
+        if profile.rate is not None and not variant.startswith("untold"):
             args += ["--rate-limit", str(profile.rate)]
             if profile.burst is not None:
                 args += ["--rate-burst", str(profile.burst)]
@@ -422,14 +429,15 @@ def _profile_json(profile: Profile) -> dict[str, Any]:
 
 
 def _variants(profile: Profile) -> tuple[str, ...]:
-    """The syncd runs of a case: on a rate-limited Adobe store, told the limit and not told."""
-    return ("told", "untold") if profile.rate is not None else ("",)
+    """The syncd runs of a case: on a rate-limited Adobe store, told the limit, not told (a first
+    sync, on a fresh store), and not told again (the next full sync of that store)."""
+    return ("told", "untold", UNTOLD_NEXT) if profile.rate is not None else ("",)
 
 
 def _line(row: dict[str, Any]) -> str:
     share = row["allowed_share"]
     return (
-        f"  {row['tool']:<8} {row['variant']:<6} {row['kind']:<11} c={row['concurrency']:<2} "
+        f"  {row['tool']:<8} {row['variant']:<11} {row['kind']:<11} c={row['concurrency']:<2} "
         f"{row['status']:<9} "
         f"{row['products']:>8} products {row['wall_s']:>8.2f} s {row['products_per_s'] or 0:>9.0f}/s "
         f"{row['served_requests']:>5} req {row['served_429']:>4} x429 "

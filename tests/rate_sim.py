@@ -11,6 +11,7 @@ import math
 import random
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from types import TracebackType
 from typing import Any, Protocol
 
@@ -21,8 +22,9 @@ from syncd.emulator.limits import TokenBucket
 from syncd.http import RequestStats
 from syncd.http.adaptive import RateTuning
 from syncd.http.client import SourceClient
+from syncd.http.rate_memory import RateMemory, RateStore
 from syncd.http.retry import RetryPolicy
-from syncd.http.throttle import AdaptiveThrottle
+from syncd.http.throttle import AdaptiveThrottle, Throttle
 from tests.clocks import VirtualClock
 
 
@@ -121,6 +123,7 @@ class SyncResult:
     share_429: float
     throttle: AdaptiveThrottle
     store: SimStore
+    ended: datetime
 
     def accepted_between(self, start: float, end: float) -> int:
         """Requests the store accepted from `start` to `end` seconds into the sync."""
@@ -141,14 +144,21 @@ async def full_sync(
     changes: tuple[tuple[float, float], ...] = (),
     service: float = 0.013,
     rtt: float = 0.0,
+    rates: RateStore | None = None,
     clock: VirtualClock,
 ) -> SyncResult:
-    """`pages` pages fetched by `concurrency` workers, each page costing `cpu` of one shared core."""
+    """`pages` pages fetched by `concurrency` workers, each page costing `cpu` of one shared core;
+    with `rates`, the source's pace is loaded from it first and saved to it at the end."""
     store = SimStore(rate, burst, clock, service=service, seed=seed, rtt=rtt, changes=changes)
     policy = RetryPolicy.from_settings(HttpSettings())
     adaptive = AdaptiveThrottle(
         "shop", clock, RateTuning.from_settings(HttpSettings()), policy, None
     )
+    throttles: list[Throttle] = [adaptive]
+    memory = None
+    if rates is not None:
+        memory = RateMemory("shop", rates, clock, policy, adaptive)
+        throttles.insert(0, memory)
     client = SourceClient(
         name="shop",
         session=store,  # type: ignore[arg-type]
@@ -157,7 +167,7 @@ async def full_sync(
         policy=policy,
         max_concurrency=concurrency,
         timeout=aiohttp.ClientTimeout(total=30),
-        throttles=[adaptive],
+        throttles=throttles,
     )
     stats = RequestStats()
     core = asyncio.Lock()
@@ -172,6 +182,8 @@ async def full_sync(
     start = clock.monotonic()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     wall = clock.monotonic() - start
+    if memory is not None:
+        await memory.aclose()
     requests = len(store.arrivals)
     accepted = requests - store.refused
     return SyncResult(
@@ -182,14 +194,17 @@ async def full_sync(
         share_429=store.refused / requests,
         throttle=adaptive,
         store=store,
+        ended=clock.now(),
     )
 
 
-def simulate(rate: float, burst: int, pages: int, **kwargs: Any) -> SyncResult:
-    """Run `full_sync` on a fresh event loop and auto-advancing virtual clock."""
+def simulate(
+    rate: float, burst: int, pages: int, start: datetime | None = None, **kwargs: Any
+) -> SyncResult:
+    """Run `full_sync` on a fresh event loop and auto-advancing virtual clock (from `start`)."""
 
     async def main() -> SyncResult:
-        clock = VirtualClock(advance="auto")
+        clock = VirtualClock(advance="auto", start=start)
         try:
             return await full_sync(rate, burst, pages, clock=clock, **kwargs)
         finally:

@@ -8,6 +8,7 @@ import pytest
 
 from syncd.config import HttpSettings
 from syncd.http.adaptive import AdaptiveRate, RateChange, RateTuning
+from syncd.store import RateSearch
 
 TUNING = RateTuning(decrease=0.5, recovery_step=0.1, recovery_interval=2.0, floor=0.5)
 
@@ -225,3 +226,33 @@ def test_a_cut_must_cut(decrease: float) -> None:
     """A decrease factor outside (0, 1) is refused."""
     with pytest.raises(ValueError, match="decrease"):
         RateTuning(decrease=decrease)
+
+
+def test_a_settled_search_resumes_held_below_the_limit_it_found() -> None:
+    """A new owner given a settled search holds the source 3% below the proven rate (proven only
+    to within that margin), with no trial above it; its `search` is what was given."""
+    found = RateSearch(100.0, 108.0, 10.0)
+    rate = AdaptiveRate(RateTuning())
+    rate.resume(100.0, now=50.0, search=found)
+    assert rate.rate == pytest.approx(100 / 1.03)
+    assert (rate.lower, rate.upper, rate.burst) == (100.0, 108.0, 10.0)
+    assert rate.search == found
+    assert rate.recover(50.0 + RateTuning().probe_interval - 1) is None  # held until the probe
+
+
+def test_an_unsettled_search_resumes_its_trial() -> None:
+    """Bounds still apart: the saved trial rate goes on being proven between them (no cut to
+    below the proven rate), and a bound on the burst that was still loose is not carried."""
+    rate = AdaptiveRate(RateTuning())
+    rate.resume(90.0, now=0.0, search=RateSearch(80.0, 120.0, 186.0))
+    assert (rate.rate, rate.lower, rate.upper, rate.burst) == (90.0, 80.0, 120.0, None)
+    change = rate.recover(RateTuning().proof_time(90.0, margin=0.0) + 0.01)
+    assert change is not None and change.reason == "proven" and rate.lower == 90.0
+
+
+def test_without_a_search_the_resumed_rate_searches_from_a_cut_above() -> None:
+    """An older store saved no search: the rate before one cut stands in for its upper bound."""
+    rate = AdaptiveRate(RateTuning())
+    rate.resume(60.0, now=0.0)
+    assert (rate.rate, rate.lower, rate.upper) == (60.0, None, 80.0)
+    assert rate.search is None

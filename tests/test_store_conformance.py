@@ -26,6 +26,7 @@ from syncd.store import (
     CallWindowState,
     PageCommit,
     ProductRecord,
+    RateSearch,
     RunTotals,
     SourceRate,
     TokenEvent,
@@ -622,6 +623,18 @@ async def test_a_call_window_round_trips_with_the_rate(store: AnyStore) -> None:
     assert await store.source_rate("ac") == SourceRate("ac", 4.0, None, T0, later)
     await store.save_source_rate(SourceRate("ac", 4.0, None, T0))
     assert await store.source_rate("ac") == SourceRate("ac", 4.0, None, T0)
+
+
+async def test_a_limit_search_round_trips_with_the_rate(store: AnyStore) -> None:
+    """Where the search for an untold limit stands is saved with the pace, replaced, cleared."""
+    search = SourceRate("s", 19.5, None, T0, found=RateSearch(19.75, 21.5, 2.25))
+    await store.save_source_rate(search)
+    assert await store.source_rate("s") == search
+    unbounded = SourceRate("s", 19.5, None, T0, found=RateSearch(19.75, 21.5))
+    await store.save_source_rate(unbounded)
+    assert await store.source_rate("s") == unbounded
+    await store.save_source_rate(SourceRate("s", 30.0, None, T0))
+    assert await store.source_rate("s") == SourceRate("s", 30.0, None, T0)
 
 
 # -- history retention ([store] history_retention) ------------------------------------------------

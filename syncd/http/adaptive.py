@@ -42,6 +42,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from syncd.config import HttpSettings
+from syncd.store import RateSearch
 
 # Below this many seconds of sending since the descent began, nothing was measured.
 _ACHIEVED_SPAN = 0.05
@@ -153,6 +154,14 @@ class AdaptiveRate:
         bound = min((n + 1.0 - lower * span for n, span in self._runs), default=math.inf)
         bound = min(bound, self._start_burst)
         return None if math.isinf(bound) else max(1.0, bound)
+
+    @property
+    def search(self) -> RateSearch | None:
+        """Where the search for the store's limit stands, to resume it elsewhere (None: told the
+        limit, not searched yet, or climbing after a probe held, where `upper` bounds nothing)."""
+        if self.ceiling is not None or self._soft or self.lower is None or self.upper is None:
+            return None
+        return RateSearch(self.lower, self.upper, self.burst)
 
     @property
     def engaged(self) -> bool:
@@ -378,11 +387,18 @@ class AdaptiveRate:
         trial: float = lower * (upper / lower) ** _SPLIT
         return max(self.tuning.floor, min(trial, stride))
 
-    def resume(self, rate: float | None, now: float, resume_at: float | None = None) -> None:
+    def resume(
+        self,
+        rate: float | None,
+        now: float,
+        resume_at: float | None = None,
+        search: RateSearch | None = None,
+    ) -> None:
         """Continue from a rate an earlier owner of the source persisted (None: not engaged);
         recovery counts from `resume_at` (the end of a pause still pending), else `now`. Without
-        a ceiling, the reference the rate recovers to is not persisted: the rate before one cut
-        (`rate / decrease`) stands in for it."""
+        a ceiling, `search` (see `search`) resumes the earlier search where it stood, so a settled
+        source is held at the limit it found with no 429 to find it again; without it, the rate
+        before one cut (`rate / decrease`) stands in for the bound that drew a 429."""
         if rate is None:
             self.rate, self._reference = None, self.ceiling
             return
@@ -391,7 +407,24 @@ class AdaptiveRate:
         self.rate = max(self.tuning.floor, rate)
         if self._reference is None:
             self._reference = max(self.rate / self.tuning.decrease, self.tuning.floor)
-        if self.ceiling is None and self.upper is None:
+        if self.ceiling is None and search is not None and 0 < search.lower <= search.upper:
+            self.lower, self.upper, self._soft = (
+                max(self.tuning.floor, search.lower),
+                search.upper,
+                False,
+            )
+            self._probing, self._descent = False, None
+            if self.upper <= self.lower * self.tuning.precision:
+                # Settled, held at a rate proven only to within the proof margin: that far below
+                # it, a long hold meets no 429 from a rate proven a little above the limit. Its
+                # probes are timed by the burst (a large one hides an overshoot longer).
+                self.rate = min(self.rate, self.lower / (1 + _PROOF_MARGIN))
+                if search.burst is not None:
+                    self._start_burst = min(self._start_burst, max(1.0, search.burst))
+            # Not settled, the search goes on; a burst bound that was still loose would make
+            # each proof outlast a short run, which then never gets past its saved rate.
+            self.rate = max(self.tuning.floor, min(self.rate, self.upper))
+        elif self.ceiling is None and self.upper is None:
             # The search goes on from here: the rate before one cut is the bound that drew a 429,
             # so the new owner proves the persisted rate and climbs back, never bursting.
             self.upper = self._reference

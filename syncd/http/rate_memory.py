@@ -25,9 +25,12 @@ from syncd.http.response import Response
 from syncd.http.retry import RetryPolicy, parse_retry_after
 from syncd.http.throttle import AdaptiveThrottle
 from syncd.logging import get_logger
-from syncd.store import SourceRate
+from syncd.store import RateSearch, SourceRate
 
 log = get_logger(__name__)
+
+# A source's adaptive rate and where the search for its limit stands.
+_Pace = tuple[float | None, RateSearch | None]
 
 
 class RateStore(Protocol):
@@ -69,7 +72,7 @@ class RateMemory:
         self._last_used: float | None = None  # monotonic; None: never loaded
         self._resume_at = 0.0  # monotonic end of a pause loaded from the store
         self._paused_until: datetime | None = None  # wall-clock end of the latest pause
-        self._saved: float | None = None  # the rate the store holds
+        self._saved: _Pace = (None, None)  # what the store holds
         self._dirty = False  # a change not saved yet
         self._saved_at: float | None = None  # monotonic time of the last save begun
         self._saving: asyncio.Task[None] | None = None
@@ -131,8 +134,10 @@ class RateMemory:
         # Not while a change of ours waits to be saved: the store holds an older pace.
         return not self._dirty and self._saving is None and idle >= self._reload_after
 
-    def _current(self) -> float | None:
-        return None if self._adaptive is None else self._adaptive.rate.rate
+    def _current(self) -> _Pace:
+        if self._adaptive is None:
+            return (None, None)
+        return (self._adaptive.rate.rate, self._adaptive.rate.search)
 
     async def _load(self) -> None:
         try:
@@ -147,7 +152,7 @@ class RateMemory:
             self._window.resume(saved.window)
             self._saved_window = self._window_key()
         now = self._clock.now()
-        self._saved = saved.rate
+        self._saved = (saved.rate, saved.found)
         paused_for = 0.0
         if saved.paused_until is not None and saved.paused_until > now:
             self._paused_until = saved.paused_until
@@ -156,12 +161,13 @@ class RateMemory:
         if self._adaptive is not None:
             # Recovery counts from the end of the pause, as after a 429 of this process's own.
             mono = self._clock.monotonic()
-            self._adaptive.rate.resume(saved.rate, mono, max(mono, self._resume_at))
+            self._adaptive.rate.resume(saved.rate, mono, max(mono, self._resume_at), saved.found)
         if saved.rate is not None or paused_for:
             log.info(
                 "http.rate_restored",
                 source=self.source,
                 rate=None if saved.rate is None else round(saved.rate, 3),
+                found_rate=None if saved.found is None else round(saved.found.lower, 3),
                 paused_for=round(paused_for, 3),
                 saved_at=saved.updated_at.isoformat(),
             )
@@ -178,17 +184,20 @@ class RateMemory:
         self._saved_at = self._clock.monotonic()
         self._dirty = False
         now = self._clock.now()
-        rate = self._current()
+        pace = self._current()
+        rate, found = pace
         paused = self._paused_until if self._paused_until and self._paused_until > now else None
         window = None if self._window is None else self._window.state()
         key = self._window_key()  # after `state()`, which moves the window on with the clock
         try:
-            await self._store.save_source_rate(SourceRate(self.source, rate, paused, now, window))
+            await self._store.save_source_rate(
+                SourceRate(self.source, rate, paused, now, window, found)
+            )
         except StoreError as exc:
             self._dirty = True
             self._failed("save", exc)
             return
-        self._saved = rate
+        self._saved = pace
         self._saved_window = key
 
     def _failed(self, action: Literal["load", "save"], exc: StoreError) -> None:

@@ -126,16 +126,29 @@ class CallWindowState:
 
 
 @dataclass(frozen=True, slots=True)
+class RateSearch:
+    """Where the search for the limit of a source not told it stands: the highest rate proven
+    accepted, the rate that drew a 429 (the limit lies between) and the most the store's burst
+    was shown to hold (None: not bounded)."""
+
+    lower: float
+    upper: float
+    burst: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class SourceRate:
     """A source's persisted pace: its adaptive rate (None: not paced by one), the end of a
-    pending `Retry-After` pause (None: none) and its call window (None: none known), so that the
-    next owner of the source starts there."""
+    pending `Retry-After` pause (None: none), its call window (None: none known) and, for a
+    source not told its limit, where the search for it stands (None: not searched), so that the
+    next owner of the source, or its next run, starts there."""
 
     source: str
     rate: float | None
     paused_until: datetime | None
     updated_at: datetime
     window: CallWindowState | None = None
+    found: RateSearch | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,6 +32,7 @@ from syncd.store.base import (
     PageCommit,
     ProductRecord,
     ProductSnapshot,
+    RateSearch,
     RunKind,
     RunRecord,
     RunStatus,
@@ -842,33 +843,42 @@ class PostgresStore:
         """The persisted pace of `source` (None: never saved)."""
         rows = await self._read(
             "SELECT rate, paused_until, updated_at, window_ends_at, window_limit, window_calls, "
-            "window_phase_width FROM source_rates WHERE source = %s",
+            "window_phase_width, found_lower, found_upper, found_burst FROM source_rates "
+            "WHERE source = %s",
             (source,),
         )
         if not rows:
             return None
         r = rows[0]
         window = None if r[3] is None else CallWindowState(r[3], r[4], r[5], r[6])
-        return SourceRate(source, r[0], r[1], r[2], window)
+        found = None if r[7] is None or r[8] is None else RateSearch(r[7], r[8], r[9])
+        return SourceRate(source, r[0], r[1], r[2], window, found)
 
     async def save_source_rate(self, rate: SourceRate) -> None:
         """Persist (replace) the pace of `rate.source`."""
         async with self._transaction(f"save the rate of {rate.source!r}") as db:
-            window = rate.window
+            window, found = rate.window, rate.found
             await db.execute(
                 "INSERT INTO source_rates (source, rate, paused_until, updated_at, window_ends_at, "
-                "window_limit, window_calls, window_phase_width) "
-                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (source) DO UPDATE SET "
-                "rate = excluded.rate, paused_until = excluded.paused_until, "
+                "window_limit, window_calls, window_phase_width, found_lower, found_upper, "
+                "found_burst) "
+                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (source) "
+                "DO UPDATE "
+                "SET rate = excluded.rate, paused_until = excluded.paused_until, "
                 "updated_at = excluded.updated_at, window_ends_at = excluded.window_ends_at, "
                 "window_limit = excluded.window_limit, window_calls = excluded.window_calls, "
-                "window_phase_width = excluded.window_phase_width",
+                "window_phase_width = excluded.window_phase_width, "
+                "found_lower = excluded.found_lower, found_upper = excluded.found_upper, "
+                "found_burst = excluded.found_burst",
                 (
                     rate.source, rate.rate, _stamp(rate.paused_until), _stamp(rate.updated_at),
                     None if window is None else _stamp(window.ends_at),
                     None if window is None else window.limit,
                     None if window is None else window.calls,
                     None if window is None else window.phase_width,
+                    None if found is None else found.lower,
+                    None if found is None else found.upper,
+                    None if found is None else found.burst,
                 ),
             )  # fmt: skip
 

@@ -207,6 +207,12 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE source_rates ADD COLUMN window_calls integer;
     ALTER TABLE source_rates ADD COLUMN window_phase_width double precision;
     """,
+    # 8: where the search for an unconfigured source's limit ended, as SQLite's migration 10.
+    """
+    ALTER TABLE source_rates ADD COLUMN found_lower double precision;
+    ALTER TABLE source_rates ADD COLUMN found_upper double precision;
+    ALTER TABLE source_rates ADD COLUMN found_burst double precision;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -28,6 +28,7 @@ from syncd.store.base import (
     PageCommit,
     ProductRecord,
     ProductSnapshot,
+    RateSearch,
     RunKind,
     RunRecord,
     RunStatus,
@@ -767,7 +768,8 @@ class SqliteStore:
         """The persisted pace of `source` (None: never saved)."""
         rows = await self._read(
             "SELECT rate, paused_until, updated_at, window_ends_at, window_limit, window_calls, "
-            "window_phase_width FROM source_rates WHERE source = ?",
+            "window_phase_width, found_lower, found_upper, found_burst FROM source_rates "
+            "WHERE source = ?",
             (source,),
         )
         if not rows:
@@ -775,26 +777,36 @@ class SqliteStore:
         r = rows[0]
         ends_at = parse_iso(r[3])
         window = None if ends_at is None else CallWindowState(ends_at, r[4], r[5], r[6])
-        return SourceRate(source, r[0], parse_iso(r[1]), cast(datetime, parse_iso(r[2])), window)
+        found = None if r[7] is None or r[8] is None else RateSearch(r[7], r[8], r[9])
+        return SourceRate(
+            source, r[0], parse_iso(r[1]), cast(datetime, parse_iso(r[2])), window, found
+        )
 
     async def save_source_rate(self, rate: SourceRate) -> None:
         """Persist (replace) the pace of `rate.source`."""
         async with self._transaction(f"save the rate of {rate.source!r}") as db:
-            window = rate.window
+            window, found = rate.window, rate.found
             await db.execute(
                 "INSERT INTO source_rates (source, rate, paused_until, updated_at, window_ends_at, "
-                "window_limit, window_calls, window_phase_width) VALUES (?,?,?,?,?,?,?,?) "
+                "window_limit, window_calls, window_phase_width, found_lower, found_upper, "
+                "found_burst) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?) "
                 "ON CONFLICT (source) DO UPDATE SET rate = excluded.rate, "
                 "paused_until = excluded.paused_until, updated_at = excluded.updated_at, "
                 "window_ends_at = excluded.window_ends_at, window_limit = excluded.window_limit, "
                 "window_calls = excluded.window_calls, "
-                "window_phase_width = excluded.window_phase_width",
+                "window_phase_width = excluded.window_phase_width, "
+                "found_lower = excluded.found_lower, found_upper = excluded.found_upper, "
+                "found_burst = excluded.found_burst",
                 (
                     rate.source, rate.rate, iso(rate.paused_until), iso(rate.updated_at),
                     None if window is None else iso(window.ends_at),
                     None if window is None else window.limit,
                     None if window is None else window.calls,
                     None if window is None else window.phase_width,
+                    None if found is None else found.lower,
+                    None if found is None else found.upper,
+                    None if found is None else found.burst,
                 ),
             )  # fmt: skip
 
