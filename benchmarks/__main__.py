@@ -89,6 +89,13 @@ def _parser() -> argparse.ArgumentParser:
     fleet.add_argument("--deadline", type=float, default=330.0, help="give up after, seconds")
     fleet.add_argument("--logs", type=Path, default=None, help="keep the replicas' logs here")
     fleet.add_argument("--postgres", default=None, help="server URL (a database is made)")
+    cpu_ab = commands.add_parser(
+        "cpu-ab", help="products per CPU second against an earlier checkout, alternated pairs"
+    )
+    cpu_ab.add_argument("--before", type=Path, required=True, help="checkout with its own .venv")
+    cpu_ab.add_argument("--pairs", type=int, default=7)
+    cpu_ab.add_argument("--products", type=int, default=100_000)
+    cpu_ab.add_argument("--results", type=Path, default=RESULTS)
     report = commands.add_parser("report", help="render docs/PERFORMANCE.md and the chart")
     report.add_argument("--results", type=Path, default=RESULTS)
     report.add_argument("--doc", type=Path, default=None, help="default: docs/PERFORMANCE.md")
@@ -162,6 +169,17 @@ def main(argv: list[str] | None = None) -> int:
         )  # fmt: skip
         command = shlex.join([".venv/bin/python", "-m", "benchmarks", *argv])
         replicas_main(args.postgres or DEFAULT_SERVER, shape, command, echo)
+        return 0
+    if args.command == "cpu-ab":
+        from benchmarks.cpu_ab import compare
+        from benchmarks.processes import HarnessError
+
+        command = shlex.join([".venv/bin/python", "-m", "benchmarks", *argv])
+        try:
+            compare(args.before.resolve(), args.pairs, args.products, args.results, command, echo)
+        except HarnessError as exc:
+            echo(f"cpu-ab: {exc}")
+            return 1
         return 0
     from benchmarks.report import write_report
 

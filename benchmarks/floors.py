@@ -340,8 +340,39 @@ def fleet(records: list[Record]) -> list[Check]:
     return out
 
 
-def all_checks(records: list[Record]) -> list[Check]:
-    """Every floor, in the issue's order."""
+# The issue's CPU floor: products per CPU second against the client of this commit.
+CPU_BEFORE = "77c716d"
+CPU_FLOOR = 1.5
+
+
+def cpu(ab: list[Record]) -> list[Check]:
+    """Products per CPU second of the client, this commit against CPU_BEFORE, from `benchmarks
+    cpu-ab` (alternated pairs): both summaries must reach the floor, the median of the pair
+    ratios and the ratio of each side's median."""
+    out = []
+    for record in ab:
+        if not str(record["before"]["commit"]).startswith(CPU_BEFORE[:7]):
+            continue
+        pairs = record["pairs"]
+        both = (record["median_pair_ratio"], record["ratio_of_medians"])
+        least = min(both)
+        out.append(
+            Check(
+                f"CPU: >= {CPU_FLOOR}x products per CPU second against {CPU_BEFORE}",
+                record["case"],
+                f"median of {len(pairs)} pair ratios {both[0]:.2f}x (range "
+                f"{min(p['ratio'] for p in pairs):.2f}-{max(p['ratio'] for p in pairs):.2f}); "
+                f"medians of each side {record['median_before']:,.0f} -> "
+                f"{record['median_after']:,.0f} products per CPU s: {both[1]:.2f}x",
+                f">= {CPU_FLOOR}x (both summaries)",
+                least >= CPU_FLOOR,
+            )
+        )
+    return out
+
+
+def all_checks(records: list[Record], ab: list[Record] | None = None) -> list[Check]:
+    """Every floor, in the issue's order (`ab`: `benchmarks cpu-ab` records)."""
     return [
         *rate_limited(records),
         *call_window(records),
@@ -351,4 +382,5 @@ def all_checks(records: list[Record]) -> list[Check]:
         *memory(records),
         *tokens(records),
         *fleet(records),
+        *cpu(ab or []),
     ]

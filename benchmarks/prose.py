@@ -104,6 +104,12 @@ up. Requests that were waiting for their turn during the pause queue again behin
 (tests/test_pacing.py pins that a stray 429 draws no second one), so a run that misses this floor
 had several requests arrive early: look at the 429 column and the machine's load for that run.
 """,
+    "CPU": """
+Measured by `python -m benchmarks cpu-ab --before CHECKOUT` (the client of each checkout in turn,
+CPU seconds of its full sync of `nolimit-100k`, alternated pairs); what each round changed, the
+instruction counts under callgrind (which do not move with the machine's load) and what is left
+are in docs/PERFORMANCE-CPU.md.
+""",
     "latency": """
 With 50 ms per response and 8 requests in flight the store allows 16,000 products/s, so syncd is
 bound by its CPU per product here as well (the throughput floor). A 10,000-product catalog is

@@ -50,7 +50,12 @@ def write_report(results: Path, doc: Path | None = None) -> list[Path]:
         )
         written.append(chart)
     doc.parent.mkdir(parents=True, exist_ok=True)
-    doc.write_text(render(records, all_checks(records), chart, doc.parent, results))
+    ab = [
+        data
+        for path in sorted(results.glob("cpu-ab-*.json"))
+        if (data := json.loads(path.read_text())).get("kind") == "cpu-ab"
+    ]
+    doc.write_text(render(records, all_checks(records, ab), chart, doc.parent, results))
     written.append(doc)
     return written
 
