@@ -72,10 +72,10 @@ def compare(before: Path, pairs: int, size: int, results: Path, command: str, sa
         "pairs": [],
     }
     scratch = Path(tempfile.mkdtemp(prefix="cpu-ab-"))
+    repeats = _knows_repeats(before)
     try:
         for n in range(pairs):
-            # The older harness may not know `--repeats` (it runs once without it).
-            first = _side(before, size, _knows_repeats(before), scratch)
+            first = _side(before, size, repeats, scratch)
             second = _side(ROOT, size, True, scratch)
             ratio = round(second["products_per_cpu_s"] / first["products_per_cpu_s"], 3)
             record["pairs"].append({"before": first, "after": second, "ratio": ratio})
@@ -115,5 +115,13 @@ def _commit(tree: Path) -> str:
 
 
 def _knows_repeats(tree: Path) -> bool:
-    main = tree / "benchmarks" / "__main__.py"
-    return main.exists() and "--repeats" in main.read_text()
+    """Whether the harness of `tree` takes `run --repeats` (older ones ran each case once)."""
+    python = tree / ".venv" / "bin" / "python"
+    done = subprocess.run(  # noqa: S603
+        [str(python), "-m", "benchmarks", "run", "--help"],
+        cwd=tree,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return "--repeats" in done.stdout
