@@ -256,3 +256,16 @@ def test_without_a_search_the_resumed_rate_searches_from_a_cut_above() -> None:
     rate.resume(60.0, now=0.0)
     assert (rate.rate, rate.lower, rate.upper) == (60.0, None, 80.0)
     assert rate.search is None
+
+
+def test_a_settled_search_keeps_the_time_it_has_held_over_runs() -> None:
+    """Held 100 s of the 120-s probe interval in earlier runs: the probe is due 20 s into this
+    one, not 120 s; `held_for` counts on from there, and is 0 once the search moves."""
+    tuning = RateTuning()
+    rate = AdaptiveRate(tuning)
+    rate.resume(97.0, now=1000.0, search=RateSearch(100.0, 108.0, 10.0, held=100.0))
+    assert rate.held_for(1010.0) == pytest.approx(110.0)
+    assert rate.recover(1019.9) is None
+    change = rate.recover(1020.0)
+    assert change is not None and change.reason == "probing"
+    assert rate.held_for(1021.0) == 0.0

@@ -114,3 +114,20 @@ def test_the_next_sync_starts_at_the_limit_the_first_found(
     second = simulate(rate, burst, PAGES, later, rtt=rtt, rates=rates, seed=2)
     assert second.allowed_share >= 0.91
     assert second.refused <= (3 if rate == 5 else 0)
+
+
+def test_over_syncs_shorter_than_the_probe_interval_a_raised_limit_is_found() -> None:
+    """The first sync settles at the store's 10/s; the store then allows 20/s. Each later sync
+    (25 s at the new limit) is shorter than the probe interval (120 s), but the time held at
+    the settled rate carries over, so a probe comes due every few syncs and the source climbs
+    to the new limit (without that, it stayed at half of it for good)."""
+    rates = SavedRates()
+    start = simulate(10, 2, PAGES, rates=rates).ended
+    shares = []
+    for n in range(6):
+        start += timedelta(minutes=15)
+        later = simulate(20, 2, 500, start, rates=rates, seed=n + 2)
+        start = later.ended
+        shares.append(later.allowed_share)
+    assert shares[0] < 0.6  # held at the old limit until a probe is due
+    assert shares[-1] >= 0.9

@@ -627,7 +627,7 @@ async def test_a_call_window_round_trips_with_the_rate(store: AnyStore) -> None:
 
 async def test_a_limit_search_round_trips_with_the_rate(store: AnyStore) -> None:
     """Where the search for an untold limit stands is saved with the pace, replaced, cleared."""
-    search = SourceRate("s", 19.5, None, T0, found=RateSearch(19.75, 21.5, 2.25))
+    search = SourceRate("s", 19.5, None, T0, found=RateSearch(19.75, 21.5, 2.25, 42.5))
     await store.save_source_rate(search)
     assert await store.source_rate("s") == search
     unbounded = SourceRate("s", 19.5, None, T0, found=RateSearch(19.75, 21.5))

@@ -163,6 +163,24 @@ class AdaptiveRate:
             return None
         return RateSearch(self.lower, self.upper, self.burst)
 
+    def held_for(self, now: float) -> float:
+        """Seconds the source has been held at the limit it settled on without a 429 by `now`
+        (its probe is due after `probe_interval` of them); 0 while the search goes on."""
+        if not self._settled():
+            return 0.0
+        return max(0.0, now - self._changed_at)
+
+    def _settled(self) -> bool:
+        rate, lower, upper = self.rate, self.lower, self.upper
+        return (
+            not self._soft
+            and rate is not None
+            and lower is not None
+            and upper is not None
+            and rate <= lower
+            and upper <= lower * self.tuning.precision
+        )
+
     @property
     def engaged(self) -> bool:
         """True while the adaptive rate paces the source."""
@@ -336,13 +354,7 @@ class AdaptiveRate:
         if rate is None or upper is None:
             return None
         lower = self.lower
-        settled = (
-            not self._soft
-            and lower is not None
-            and rate <= lower
-            and upper <= lower * self.tuning.precision
-        )
-        if settled:
+        if self._settled():
             if now - self._changed_at < self._probe_wait:
                 return None
             self._changed_at = now
@@ -407,25 +419,25 @@ class AdaptiveRate:
         self.rate = max(self.tuning.floor, rate)
         if self._reference is None:
             self._reference = max(self.rate / self.tuning.decrease, self.tuning.floor)
+        resumed = max(now, resume_at or now)
+        self._changed_at = resumed
         if self.ceiling is None and search is not None and 0 < search.lower <= search.upper:
-            self.lower, self.upper, self._soft = (
-                max(self.tuning.floor, search.lower),
-                search.upper,
-                False,
-            )
-            self._probing, self._descent = False, None
+            self.lower, self.upper = max(self.tuning.floor, search.lower), search.upper
+            self._soft, self._probing, self._descent = False, False, None
+            # Not settled, the search goes on from the saved trial; a burst bound that was still
+            # loose would make each proof outlast a short run, which then never gets past it.
+            self.rate = max(self.tuning.floor, min(self.rate, self.upper))
             if self.upper <= self.lower * self.tuning.precision:
                 # Settled, held at a rate proven only to within the proof margin: that far below
                 # it, a long hold meets no 429 from a rate proven a little above the limit. Its
-                # probes are timed by the burst (a large one hides an overshoot longer).
-                self.rate = min(self.rate, self.lower / (1 + _PROOF_MARGIN))
+                # probes are timed by the burst (a large one hides an overshoot longer), and stay
+                # due over runs shorter than the probe interval: a limit settled too low (a stray
+                # 429 in the search) or raised since is found again.
+                self.rate = max(self.tuning.floor, min(self.rate, self.lower / (1 + _PROOF_MARGIN)))
                 if search.burst is not None:
                     self._start_burst = min(self._start_burst, max(1.0, search.burst))
-            # Not settled, the search goes on; a burst bound that was still loose would make
-            # each proof outlast a short run, which then never gets past its saved rate.
-            self.rate = max(self.tuning.floor, min(self.rate, self.upper))
+                self._changed_at = resumed - min(max(0.0, search.held), self._probe_wait)
         elif self.ceiling is None and self.upper is None:
             # The search goes on from here: the rate before one cut is the bound that drew a 429,
             # so the new owner proves the persisted rate and climbs back, never bursting.
             self.upper = self._reference
-        self._changed_at = max(now, resume_at or now)

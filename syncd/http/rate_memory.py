@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 from datetime import datetime, timedelta
 from typing import Literal, Protocol
 
@@ -106,12 +107,17 @@ class RateMemory:
         """Nothing was admitted here that needs giving back."""
 
     async def aclose(self) -> None:
-        """Save a pending change now (the store must still be open)."""
+        """Save a pending change now, and how long a settled search has held (the store must
+        still be open)."""
         if self._saving is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._saving
-        if self._stale():
+        if self._stale() or self._held():
             await self._save()
+
+    def _held(self) -> float:
+        adaptive = self._adaptive
+        return 0.0 if adaptive is None else adaptive.rate.held_for(self._clock.monotonic())
 
     def _stale(self) -> bool:
         """Something the store does not hold yet."""
@@ -186,6 +192,8 @@ class RateMemory:
         now = self._clock.now()
         pace = self._current()
         rate, found = pace
+        if found is not None:
+            found = dataclasses.replace(found, held=self._held())
         paused = self._paused_until if self._paused_until and self._paused_until > now else None
         window = None if self._window is None else self._window.state()
         key = self._window_key()  # after `state()`, which moves the window on with the clock

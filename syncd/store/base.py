@@ -128,12 +128,14 @@ class CallWindowState:
 @dataclass(frozen=True, slots=True)
 class RateSearch:
     """Where the search for the limit of a source not told it stands: the highest rate proven
-    accepted, the rate that drew a 429 (the limit lies between) and the most the store's burst
-    was shown to hold (None: not bounded)."""
+    accepted, the rate that drew a 429 (the limit lies between), the most the store's burst was
+    shown to hold (None: not bounded) and, once settled, the seconds the source has been held
+    there without a 429 (its probe is due after `probe_interval` of them, over runs)."""
 
     lower: float
     upper: float
     burst: float | None = None
+    held: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)

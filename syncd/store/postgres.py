@@ -843,7 +843,8 @@ class PostgresStore:
         """The persisted pace of `source` (None: never saved)."""
         rows = await self._read(
             "SELECT rate, paused_until, updated_at, window_ends_at, window_limit, window_calls, "
-            "window_phase_width, found_lower, found_upper, found_burst FROM source_rates "
+            "window_phase_width, found_lower, found_upper, found_burst, found_held "
+            "FROM source_rates "
             "WHERE source = %s",
             (source,),
         )
@@ -851,7 +852,9 @@ class PostgresStore:
             return None
         r = rows[0]
         window = None if r[3] is None else CallWindowState(r[3], r[4], r[5], r[6])
-        found = None if r[7] is None or r[8] is None else RateSearch(r[7], r[8], r[9])
+        found = None
+        if r[7] is not None and r[8] is not None:
+            found = RateSearch(r[7], r[8], r[9], r[10] or 0.0)
         return SourceRate(source, r[0], r[1], r[2], window, found)
 
     async def save_source_rate(self, rate: SourceRate) -> None:
@@ -861,15 +864,15 @@ class PostgresStore:
             await db.execute(
                 "INSERT INTO source_rates (source, rate, paused_until, updated_at, window_ends_at, "
                 "window_limit, window_calls, window_phase_width, found_lower, found_upper, "
-                "found_burst) "
-                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (source) "
+                "found_burst, found_held) "
+                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (source) "
                 "DO UPDATE "
                 "SET rate = excluded.rate, paused_until = excluded.paused_until, "
                 "updated_at = excluded.updated_at, window_ends_at = excluded.window_ends_at, "
                 "window_limit = excluded.window_limit, window_calls = excluded.window_calls, "
                 "window_phase_width = excluded.window_phase_width, "
                 "found_lower = excluded.found_lower, found_upper = excluded.found_upper, "
-                "found_burst = excluded.found_burst",
+                "found_burst = excluded.found_burst, found_held = excluded.found_held",
                 (
                     rate.source, rate.rate, _stamp(rate.paused_until), _stamp(rate.updated_at),
                     None if window is None else _stamp(window.ends_at),
@@ -879,6 +882,7 @@ class PostgresStore:
                     None if found is None else found.lower,
                     None if found is None else found.upper,
                     None if found is None else found.burst,
+                    None if found is None else found.held,
                 ),
             )  # fmt: skip
 

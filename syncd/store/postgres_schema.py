@@ -212,6 +212,7 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE source_rates ADD COLUMN found_lower double precision;
     ALTER TABLE source_rates ADD COLUMN found_upper double precision;
     ALTER TABLE source_rates ADD COLUMN found_burst double precision;
+    ALTER TABLE source_rates ADD COLUMN found_held double precision;
     """,
 )
 

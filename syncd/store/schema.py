@@ -213,12 +213,14 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE source_rates ADD COLUMN window_phase_width REAL;
     """,
     # 10: where the search for an unconfigured source's limit stands (the highest rate proven
-    # accepted, the rate that drew a 429, the most the store's burst was shown to hold), so that
-    # the next run starts at the limit it found instead of drawing 429s to find it again.
+    # accepted, the rate that drew a 429, the most the store's burst was shown to hold, how long
+    # it has been held there), so that the next run starts at the limit it found instead of
+    # drawing 429s to find it again, and its probes stay due across short runs.
     """
     ALTER TABLE source_rates ADD COLUMN found_lower REAL;
     ALTER TABLE source_rates ADD COLUMN found_upper REAL;
     ALTER TABLE source_rates ADD COLUMN found_burst REAL;
+    ALTER TABLE source_rates ADD COLUMN found_held REAL;
     """,
 )
 

@@ -768,7 +768,8 @@ class SqliteStore:
         """The persisted pace of `source` (None: never saved)."""
         rows = await self._read(
             "SELECT rate, paused_until, updated_at, window_ends_at, window_limit, window_calls, "
-            "window_phase_width, found_lower, found_upper, found_burst FROM source_rates "
+            "window_phase_width, found_lower, found_upper, found_burst, found_held "
+            "FROM source_rates "
             "WHERE source = ?",
             (source,),
         )
@@ -777,7 +778,9 @@ class SqliteStore:
         r = rows[0]
         ends_at = parse_iso(r[3])
         window = None if ends_at is None else CallWindowState(ends_at, r[4], r[5], r[6])
-        found = None if r[7] is None or r[8] is None else RateSearch(r[7], r[8], r[9])
+        found = None
+        if r[7] is not None and r[8] is not None:
+            found = RateSearch(r[7], r[8], r[9], r[10] or 0.0)
         return SourceRate(
             source, r[0], parse_iso(r[1]), cast(datetime, parse_iso(r[2])), window, found
         )
@@ -789,15 +792,15 @@ class SqliteStore:
             await db.execute(
                 "INSERT INTO source_rates (source, rate, paused_until, updated_at, window_ends_at, "
                 "window_limit, window_calls, window_phase_width, found_lower, found_upper, "
-                "found_burst) "
-                "VALUES (?,?,?,?,?,?,?,?,?,?,?) "
+                "found_burst, found_held) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?) "
                 "ON CONFLICT (source) DO UPDATE SET rate = excluded.rate, "
                 "paused_until = excluded.paused_until, updated_at = excluded.updated_at, "
                 "window_ends_at = excluded.window_ends_at, window_limit = excluded.window_limit, "
                 "window_calls = excluded.window_calls, "
                 "window_phase_width = excluded.window_phase_width, "
                 "found_lower = excluded.found_lower, found_upper = excluded.found_upper, "
-                "found_burst = excluded.found_burst",
+                "found_burst = excluded.found_burst, found_held = excluded.found_held",
                 (
                     rate.source, rate.rate, iso(rate.paused_until), iso(rate.updated_at),
                     None if window is None else iso(window.ends_at),
@@ -807,6 +810,7 @@ class SqliteStore:
                     None if found is None else found.lower,
                     None if found is None else found.upper,
                     None if found is None else found.burst,
+                    None if found is None else found.held,
                 ),
             )  # fmt: skip
 
