@@ -18,7 +18,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from syncd.checkpoint import FullScanCheckpoint
-from syncd.completeness import screen
+from syncd.completeness import FirstScan, screen
 from syncd.emulator import AdobeConfig, AmeriCommerceConfig, Emulator, EmulatorConfig, Fault
 from syncd.emulator.platform import PlatformEmulator
 from syncd.http import RequestStats
@@ -26,6 +26,7 @@ from syncd.runtime import Runtime
 from syncd.sources import AdobeCommerceSource, AmeriCommerceSource
 from syncd.sources.base import ListingIncomplete
 from syncd.store.base import ProductRecord, StoredProduct
+from syncd.store.sqlite import SqliteStore
 from syncd.sync import SyncResult
 from tests.support import ac_source, adobe_source, query, settings_for, stored_products
 
@@ -233,6 +234,44 @@ async def test_an_empty_listing_page_while_more_remain_is_incomplete(world: Worl
 
 def record(sku: str, id: int, updated: str = "2026-01-01 00:00:00") -> ProductRecord:
     return ProductRecord(sku, id, None, None, None, None, updated, "{}", sku + str(id))
+
+
+async def test_a_first_scan_reads_the_stored_view_only_for_a_page_with_a_sku_it_wrote(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Into an empty store, page 6 serving page 1's first sku with another id: only page 6 reads
+    the stored view (its sku was written), which disputes it, so no row takes another product's
+    payload; the verification then finds the product page 6 hid."""
+    config = EmulatorConfig(adobe=AdobeConfig(products=PRODUCTS), seed=3)
+    views: list[list[str]] = []
+    read = SqliteStore.scan_view
+
+    async def spy(self: SqliteStore, source: str, scan_id: int, skus: Any) -> Any:
+        views.append(list(skus))
+        return await read(self, source, scan_id, skus)
+
+    monkeypatch.setattr(SqliteStore, "scan_view", spy)
+    async with Emulator(config) as emu:
+        world = World(emu, "adobe", tmp_path / "syncd.db")
+        await arm(world, Fault("duplicate_sku", page=6))
+        with capture_logs() as logs:
+            result = await world.sync()
+        assert result.ok, result.error
+        assert world.stored() == world.catalog()
+        first = next(iter(world.store.catalog.skus()))  # type: ignore[attr-defined]
+        (conflict,) = [e for e in logs if e["event"] == "sync.sku_conflict"]
+        assert conflict["skus"] == [first]
+        assert any(e["event"] == "sync.verified" for e in logs)
+        assert [first in skus for skus in views] == [True]
+
+
+def test_a_first_scan_past_its_limit_reads_every_view() -> None:
+    """Past `limit` skus the written set is dropped: every page reads the store again."""
+    first = FirstScan(limit=3)
+    first.add(["a", "b"])
+    assert first.untouched(["c"]) and not first.untouched(["b", "c"])
+    first.add(["c", "d"])
+    assert not first.untouched(["e"]) and not first.written
 
 
 def test_the_screen_keeps_new_and_same_products_and_disputes_the_rest() -> None:
