@@ -320,7 +320,7 @@ class SyncEngine:
         async with _closing(source.full_pages(run.stats, checkpoint.done)) as pages, window:
             async for page in pages:
                 checkpoint = await self._scan_page(run, checkpoint, page, doubts, window, first)
-        return await self._settle(run, checkpoint, doubts)
+        return await self._settle(run, checkpoint, doubts, first=first is not None)
 
     async def _scan_page(
         self,
@@ -373,10 +373,11 @@ class SyncEngine:
         return checkpoint
 
     async def _settle(
-        self, run: _Run, checkpoint: FullScanCheckpoint, doubts: Doubts
+        self, run: _Run, checkpoint: FullScanCheckpoint, doubts: Doubts, *, first: bool = False
     ) -> str | None:
         """After the last page: tombstone what a complete (or verified) scan did not see, or
-        nothing when that cannot be proved; returns why nothing was tombstoned, if so."""
+        nothing when that cannot be proved; returns why nothing was tombstoned, if so. `first`:
+        the scan began with no live product (`FirstScan`)."""
         # A deletion shifts every later offset page, so a product may have slid into a page
         # already read; a proxy may serve a page empty, short or stale. Only a scan that provably
         # saw every product (checked below), or a keyset verification pass, proves that a product
@@ -411,6 +412,11 @@ class SyncEngine:
                     skipped = f"{doubts.summary()}; the verification listing: {exc}"
         elif doubts:
             watermark = CLEAR  # nothing can find what the scan missed: the next run is full
+        if first and scan_id == checkpoint.scan_id and not doubts.disputed:
+            # Every live product was written by this scan, with its mark in the same commit, and
+            # only a disputed sku loses its mark: the set difference would find nothing, after
+            # reading every row of the source.
+            tombstone = False
         if skipped is not None:
             tombstone, watermark = False, CLEAR  # the next run is a full scan that tries again
             log.warning(

@@ -265,6 +265,32 @@ async def test_a_first_scan_reads_the_stored_view_only_for_a_page_with_a_sku_it_
         assert [first in skus for skus in views] == [True]
 
 
+async def test_only_a_clean_first_scan_skips_the_tombstone_pass(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Into an empty store a clean scan has nothing to tombstone (every live row is its own,
+    marked) and skips the pass; a first scan that disputed a sku and verified, and a second
+    scan, do tombstone."""
+    config = EmulatorConfig(adobe=AdobeConfig(products=PRODUCTS), seed=3)
+    passes: list[bool] = []
+    finish = SqliteStore.finish_full_scan
+
+    async def spy(self: SqliteStore, *args: Any, **kwargs: Any) -> int:
+        passes.append(kwargs["tombstone"])
+        return await finish(self, *args, **kwargs)
+
+    monkeypatch.setattr(SqliteStore, "finish_full_scan", spy)
+    async with Emulator(config) as emu:
+        clean = World(emu, "adobe", tmp_path / "clean.db")
+        assert (await clean.sync()).ok
+        gone = clean.delete(15)
+        assert (await clean.sync()).ok and clean.tombstoned() == gone
+        doubted = World(emu, "adobe", tmp_path / "doubted.db")
+        await arm(doubted, Fault("duplicate_sku", page=6))
+        assert (await doubted.sync()).ok
+    assert passes == [False, True, True]
+
+
 def test_a_first_scan_past_its_limit_reads_every_view() -> None:
     """Past `limit` skus the written set is dropped: every page reads the store again."""
     first = FirstScan(limit=3)
