@@ -312,7 +312,7 @@ class SyncEngine:
         # A first scan reads no stored view for pages that cannot have stored rows: one round
         # trip less per page (a resumed scan reads them all: its first attempt wrote some).
         first = None
-        if resumed is None and await self._store.count_products(source.name) == 0:
+        if resumed is None and not await self._store.has_products(source.name):
             first = FirstScan()
         # Several commits in flight where the store runs them in parallel (syncd/commit_window.py).
         window = CommitWindow(self._store.commit_depth, checkpoint.done)

@@ -173,6 +173,16 @@ async def test_full_scan_tombstones_the_unseen_and_revives_returners(
     assert backend.rows("SELECT deleted_at FROM products WHERE sku = 'p3'") == [(None,)]
 
 
+async def test_has_products_counts_only_live_rows_of_the_source(store: AnyStore) -> None:
+    """A source with only tombstoned rows, or only another source's rows, has no products."""
+    assert not await store.has_products("s")
+    await store.commit_page("s", [product("p1")], T0, PageCommit(scan_id=1))
+    await store.commit_page("t", [product("p1")], T0, PageCommit())
+    assert await store.has_products("s") and not await store.has_products("u")
+    assert await store.finish_full_scan("s", 2, T0, tombstone=True, watermark=None) == 1
+    assert not await store.has_products("s") and await store.has_products("t")
+
+
 async def test_a_scan_without_tombstoning_deletes_nothing(store: AnyStore) -> None:
     """tombstone=False (an unreliable scan) keeps every product and still clears the marks."""
     await store.commit_page("s", [product("p1"), product("p2")], T0, PageCommit(scan_id=1))

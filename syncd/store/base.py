@@ -253,6 +253,10 @@ class Store(Protocol):
         """How many live (not tombstoned) products `source` has."""
         ...
 
+    async def has_products(self, source: str) -> bool:
+        """Whether `source` has a live (not tombstoned) product."""
+        ...
+
     async def start_run(
         self,
         source: str,
