@@ -33,6 +33,8 @@ class Screened:
     keep: list[ProductRecord]
     disputed: list[str]
     repeated: list[str]
+    stored: int = 0
+    """How many of the page's skus have a live stored row."""
 
 
 def screen(records: Sequence[ProductRecord], stored: Mapping[str, StoredProduct]) -> Screened:
@@ -51,8 +53,10 @@ def screen(records: Sequence[ProductRecord], stored: Mapping[str, StoredProduct]
             else:
                 repeated[record.sku] = None
         by_sku[record.sku] = record
+    live = 0
     for sku, record in by_sku.items():
         row = stored.get(sku)
+        live += row is not None and row.live
         if row is None or sku in disputed or not row.live:
             continue
         if row.id is not None and record.id is not None and row.id != record.id:
@@ -62,7 +66,7 @@ def screen(records: Sequence[ProductRecord], stored: Mapping[str, StoredProduct]
         elif row.seen:
             repeated[sku] = None
     keep = [record for sku, record in by_sku.items() if sku not in disputed]
-    return Screened(keep, list(disputed), [sku for sku in repeated if sku not in disputed])
+    return Screened(keep, list(disputed), [sku for sku in repeated if sku not in disputed], live)
 
 
 @dataclass(slots=True)

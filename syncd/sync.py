@@ -363,7 +363,10 @@ class SyncEngine:
             window.claims(None if short else page.number), mutated,
         )  # fmt: skip
         commit = PageCommit(
-            checkpoint.scan_id, checkpoint.encode(), forget=tuple(screened.disputed)
+            checkpoint.scan_id,
+            checkpoint.encode(),
+            forget=tuple(screened.disputed),
+            new=not screened.stored,
         )
         await self._commit(
             run, Page(page.number, screened.keep), commit, len(page.records),

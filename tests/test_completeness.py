@@ -322,6 +322,7 @@ def test_the_screen_keeps_new_and_same_products_and_disputes_the_rest() -> None:
     assert [r.sku for r in screened.keep] == ["a", "d", "e"]
     assert sorted(screened.disputed) == ["b", "c", "f"]
     assert screened.repeated == ["a"]
+    assert screened.stored == 3  # a, b, c: d is tombstoned, e and f are not stored
 
 
 async def test_an_incremental_page_never_writes_a_sku_over_another_products_row(

@@ -180,6 +180,9 @@ class PageCommit:
     forget: tuple[str, ...] = ()
     """Skus whose `scan_id` marks are removed (a sku served again with another id or an older
     version: the scan no longer counts it as seen, so its verification reads it again)."""
+    new: bool = False
+    """A hint: no product of the page has a live stored row (the screen's view was empty), so
+    the store need not look for unchanged rows before writing. Never changes what is written."""
 
 
 @dataclass(frozen=True, slots=True)
