@@ -589,7 +589,8 @@ class SyncEngine:
                 )
                 await self._commit(
                     run, Page(page.number, kept.keep),
-                    PageCommit(watermark=encode_cursor(next_cursor)), len(page.records),
+                    PageCommit(watermark=encode_cursor(next_cursor), new=not kept.stored),
+                    len(page.records),
                 )  # fmt: skip
                 cursor = next_cursor
                 run.report(run.tally.pages, None)
