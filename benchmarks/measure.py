@@ -60,6 +60,16 @@ def thread_cpu_seconds() -> tuple[float, float]:
     return (main, other)
 
 
+def process_cpu_seconds(pid: int) -> float | None:
+    """CPU seconds so far of process `pid` (user + system), from /proc; None if it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    rest = stat[stat.rindex(")") + 2 :].split()
+    return (int(rest[11]) + int(rest[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def peak_rss_mb() -> float:
     """This process's peak resident set size so far, in MiB (Linux reports KiB, macOS bytes)."""
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

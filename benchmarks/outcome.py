@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import MISSING, asdict, dataclass, fields
 from typing import Any, Literal
 
 Tool = Literal["syncd", "baseline"]
@@ -31,6 +31,7 @@ class ClientOutcome:
     time_boxed: bool = False
     error: str | None = None
     stages: dict[str, float] | None = None
+    server_cpu_s: float | None = None
 
     def to_json(self) -> str:
         """One line of JSON."""
@@ -41,7 +42,7 @@ class ClientOutcome:
         """Inverse of `to_json`; ValueError if a field is missing."""
         data: dict[str, Any] = json.loads(line)
         names = {f.name for f in fields(cls)}
-        optional = {"time_boxed", "error", "main_thread_cpu_s", "other_threads_cpu_s", "stages"}
+        optional = {f.name for f in fields(cls) if f.default is not MISSING}
         missing = names - set(data) - optional
         if missing:
             raise ValueError(f"client outcome lacks {sorted(missing)}")

@@ -443,8 +443,16 @@ def _line(row: dict[str, Any]) -> str:
         f"{row['served_requests']:>5} req {row['served_429']:>4} x429 "
         f"{'' if share is None else f'{share:.0%} of allowed '}"
         f"tokens {row['token_requests']} cpu/10k {row['cpu_s_per_10k'] or 0:.2f}s "
-        f"rss {row['peak_rss_mb']:.0f} MB process {row['process_wall_s'] or 0:.2f} s"
+        f"rss {row['peak_rss_mb']:.0f} MB process {row['process_wall_s'] or 0:.2f} s" + _server(row)
     )
+
+
+def _server(row: dict[str, Any]) -> str:
+    """The PostgreSQL backends' CPU per page, for a run into PostgreSQL (else nothing)."""
+    spent = row.get("server_cpu_s")
+    if spent is None or not row["pages"]:
+        return ""
+    return f" server {spent:.2f} s ({spent / row['pages'] * 1000:.2f} ms/page)"
 
 
 def echo(text: str) -> None:

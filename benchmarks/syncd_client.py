@@ -19,7 +19,13 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from benchmarks.measure import Meter, peak_rss_mb, pin_to_cpu, thread_cpu_seconds
+from benchmarks.measure import (
+    Meter,
+    peak_rss_mb,
+    pin_to_cpu,
+    process_cpu_seconds,
+    thread_cpu_seconds,
+)
 from benchmarks.outcome import ClientOutcome, RunKind
 from benchmarks.plan import AC_TOKEN
 from benchmarks.stages import stage_seconds
@@ -38,6 +44,8 @@ from syncd.emulator import AdobeConfig
 from syncd.gcpolicy import tune_for_streaming
 from syncd.logging import configure_logging
 from syncd.runtime import Runtime
+from syncd.store.factory import AnyStore
+from syncd.store.postgres import PostgresStore
 
 SOURCE = "bench"
 
@@ -90,6 +98,7 @@ async def run(args: argparse.Namespace) -> ClientOutcome:
     kind: RunKind = args.kind
     boxed = False
     async with Runtime(settings(args)) as runtime:
+        server_before = await server_cpu(runtime.store)
         main_before, other_before = thread_cpu_seconds()
         meter = Meter()
         try:
@@ -100,6 +109,7 @@ async def run(args: argparse.Namespace) -> ClientOutcome:
         usage = meter.stop()
         # Read while the SQLite thread is alive: it ends with the store.
         main_cpu, other_cpu = thread_cpu_seconds()
+        server_after = await server_cpu(runtime.store)
         (record,) = await runtime.store.runs(SOURCE, limit=1)
         stored = await runtime.store.count_products(SOURCE)
     t = record.totals
@@ -120,7 +130,32 @@ async def run(args: argparse.Namespace) -> ClientOutcome:
         other_threads_cpu_s=round(other_cpu - other_before, 4),
         time_boxed=boxed,
         error=record.error,
+        server_cpu_s=server_spent(server_before, server_after),
     )
+
+
+async def server_cpu(store: AnyStore) -> dict[int, float] | None:
+    """CPU seconds so far of each PostgreSQL backend on the store's database (None: SQLite).
+
+    The server runs on this machine (the benchmarks' setup), so /proc has its processes; the
+    pool keeps its connections for the run, so a backend seen after the run saw all its pages.
+    """
+    if not isinstance(store, PostgresStore):
+        return None
+    rows = await store.fetch(
+        "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+        "AND backend_type = 'client backend'"
+    )
+    return {
+        pid: seconds for (pid,) in rows if (seconds := process_cpu_seconds(int(pid))) is not None
+    }
+
+
+def server_spent(before: dict[int, float] | None, after: dict[int, float] | None) -> float | None:
+    """The backends' CPU seconds between two `server_cpu` readings (a new one counts whole)."""
+    if before is None or after is None:
+        return None
+    return round(sum(seconds - before.get(pid, 0.0) for pid, seconds in after.items()), 4)
 
 
 def profiled(args: argparse.Namespace) -> ClientOutcome:

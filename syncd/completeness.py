@@ -6,7 +6,7 @@ Pure data, no I/O: the engine feeds it pages and the store's view of their skus.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from syncd.store.base import ProductRecord, StoredProduct
@@ -15,6 +15,9 @@ from syncd.store.rows import stored_time
 # Doubts kept for the log line and the run's row; the counts behind them are kept in full.
 MAX_REASONS = 5
 MAX_SKUS = 10
+# Skus a first scan remembers (about 100 bytes each) before it reads every page's view from the
+# store again: the memory stays bounded on any catalog, and either way the screen is exact.
+FIRST_SCAN_SKUS = 250_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +33,8 @@ class Screened:
     keep: list[ProductRecord]
     disputed: list[str]
     repeated: list[str]
+    stored: int = 0
+    """How many of the page's skus have a live stored row."""
 
 
 def screen(records: Sequence[ProductRecord], stored: Mapping[str, StoredProduct]) -> Screened:
@@ -48,8 +53,10 @@ def screen(records: Sequence[ProductRecord], stored: Mapping[str, StoredProduct]
             else:
                 repeated[record.sku] = None
         by_sku[record.sku] = record
+    live = 0
     for sku, record in by_sku.items():
         row = stored.get(sku)
+        live += row is not None and row.live
         if row is None or sku in disputed or not row.live:
             continue
         if row.id is not None and record.id is not None and row.id != record.id:
@@ -59,7 +66,31 @@ def screen(records: Sequence[ProductRecord], stored: Mapping[str, StoredProduct]
         elif row.seen:
             repeated[sku] = None
     keep = [record for sku, record in by_sku.items() if sku not in disputed]
-    return Screened(keep, list(disputed), [sku for sku in repeated if sku not in disputed])
+    return Screened(keep, list(disputed), [sku for sku in repeated if sku not in disputed], live)
+
+
+@dataclass(slots=True)
+class FirstScan:
+    """The skus written so far by a full scan of a source that had no live product when the scan
+    began. Nobody else writes the source meanwhile (its run lock, or lease), so a page none of
+    whose skus is here has no live stored row: it is screened without reading the store."""
+
+    written: set[str] = field(default_factory=set)
+    limit: int = FIRST_SCAN_SKUS
+    full: bool = False
+
+    def untouched(self, skus: Iterable[str]) -> bool:
+        """Whether none of `skus` can have a live stored row (False once past the limit)."""
+        return not self.full and self.written.isdisjoint(skus)
+
+    def add(self, skus: Iterable[str]) -> None:
+        """Remember `skus` as written (or about to be, in the commit window)."""
+        if self.full:
+            return
+        self.written.update(skus)
+        if len(self.written) > self.limit:
+            self.full = True
+            self.written = set()
 
 
 @dataclass(slots=True)

@@ -20,7 +20,7 @@ import structlog
 from syncd.checkpoint import FullScanCheckpoint, decode_cursor, encode_cursor
 from syncd.clock import Clock
 from syncd.commit_window import CommitWindow
-from syncd.completeness import Doubts, Screened, screen
+from syncd.completeness import Doubts, FirstScan, Screened, screen
 from syncd.config.sources import CHECKPOINT_MAX_AGE
 from syncd.errors import NeedsReauthError, SyncdError
 from syncd.http import RequestStats, RetryBudget
@@ -309,13 +309,18 @@ class SyncEngine:
         else:
             log.info("sync.resumed", scan_id=checkpoint.scan_id, pages_done=len(checkpoint.done))
         doubts = Doubts()
+        # A first scan reads no stored view for pages that cannot have stored rows: one round
+        # trip less per page (a resumed scan reads them all: its first attempt wrote some).
+        first = None
+        if resumed is None and not await self._store.has_products(source.name):
+            first = FirstScan()
         # Several commits in flight where the store runs them in parallel (syncd/commit_window.py).
         window = CommitWindow(self._store.commit_depth, checkpoint.done)
         # Closed on exit: when a commit fails, the page workers stop now, not when collected.
         async with _closing(source.full_pages(run.stats, checkpoint.done)) as pages, window:
             async for page in pages:
-                checkpoint = await self._scan_page(run, checkpoint, page, doubts, window)
-        return await self._settle(run, checkpoint, doubts)
+                checkpoint = await self._scan_page(run, checkpoint, page, doubts, window, first)
+        return await self._settle(run, checkpoint, doubts, first=first is not None)
 
     async def _scan_page(
         self,
@@ -324,6 +329,7 @@ class SyncEngine:
         page: Page,
         doubts: Doubts,
         window: CommitWindow,
+        first: FirstScan | None = None,
     ) -> FullScanCheckpoint:
         """Screen and commit one page of the full scan; the checkpoint that includes it."""
         source = run.source
@@ -341,7 +347,9 @@ class SyncEngine:
                     consequence=_consequence(source),
                 )
             total = page.total_count if total is None else total
-        screened = await self._screen(source.name, checkpoint.scan_id, page, doubts)
+        screened = await self._screen(source.name, checkpoint.scan_id, page, doubts, first=first)
+        if first is not None:
+            first.add(r.sku for r in screened.keep)
         short = self._short(page, total, source.page_size)
         if short:
             # A short page is not done: a resumed scan asks for it again.
@@ -355,7 +363,10 @@ class SyncEngine:
             window.claims(None if short else page.number), mutated,
         )  # fmt: skip
         commit = PageCommit(
-            checkpoint.scan_id, checkpoint.encode(), forget=tuple(screened.disputed)
+            checkpoint.scan_id,
+            checkpoint.encode(),
+            forget=tuple(screened.disputed),
+            new=not screened.stored,
         )
         await self._commit(
             run, Page(page.number, screened.keep), commit, len(page.records),
@@ -365,10 +376,11 @@ class SyncEngine:
         return checkpoint
 
     async def _settle(
-        self, run: _Run, checkpoint: FullScanCheckpoint, doubts: Doubts
+        self, run: _Run, checkpoint: FullScanCheckpoint, doubts: Doubts, *, first: bool = False
     ) -> str | None:
         """After the last page: tombstone what a complete (or verified) scan did not see, or
-        nothing when that cannot be proved; returns why nothing was tombstoned, if so."""
+        nothing when that cannot be proved; returns why nothing was tombstoned, if so. `first`:
+        the scan began with no live product (`FirstScan`)."""
         # A deletion shifts every later offset page, so a product may have slid into a page
         # already read; a proxy may serve a page empty, short or stale. Only a scan that provably
         # saw every product (checked below), or a keyset verification pass, proves that a product
@@ -403,6 +415,11 @@ class SyncEngine:
                     skipped = f"{doubts.summary()}; the verification listing: {exc}"
         elif doubts:
             watermark = CLEAR  # nothing can find what the scan missed: the next run is full
+        if first and scan_id == checkpoint.scan_id and not doubts.disputed:
+            # Every live product was written by this scan, with its mark in the same commit, and
+            # only a disputed sku loses its mark: the set difference would find nothing, after
+            # reading every row of the source.
+            tombstone = False
         if skipped is not None:
             tombstone, watermark = False, CLEAR  # the next run is a full scan that tries again
             log.warning(
@@ -445,12 +462,16 @@ class SyncEngine:
         *,
         stored: bool = True,
         later: str = "read again by sku before any tombstone",
+        first: FirstScan | None = None,
     ) -> Screened:
         """`page` against the stored rows and this scan's marks (see `completeness.screen`);
         without `stored`, only against itself (one sku with two ids). `later` says what becomes
-        of a disputed sku, for the log."""
+        of a disputed sku, for the log. `first`: no read when none of the page can be stored."""
         skus = [r.sku for r in page.records]
-        view = await self._store.scan_view(source, scan_id, skus) if stored else {}
+        # A page that overlaps a write in flight waited for it (`_scan_page`), so every sku
+        # `first` holds for this page is committed: the read below then sees it.
+        read = stored and not (first is not None and first.untouched(skus))
+        view = await self._store.scan_view(source, scan_id, skus) if read else {}
         screened = screen(page.records, view)
         if screened.disputed:
             log.warning(
@@ -568,7 +589,8 @@ class SyncEngine:
                 )
                 await self._commit(
                     run, Page(page.number, kept.keep),
-                    PageCommit(watermark=encode_cursor(next_cursor)), len(page.records),
+                    PageCommit(watermark=encode_cursor(next_cursor), new=not kept.stored),
+                    len(page.records),
                 )  # fmt: skip
                 cursor = next_cursor
                 run.report(run.tally.pages, None)

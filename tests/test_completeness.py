@@ -18,7 +18,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from syncd.checkpoint import FullScanCheckpoint
-from syncd.completeness import screen
+from syncd.completeness import FirstScan, screen
 from syncd.emulator import AdobeConfig, AmeriCommerceConfig, Emulator, EmulatorConfig, Fault
 from syncd.emulator.platform import PlatformEmulator
 from syncd.http import RequestStats
@@ -26,6 +26,7 @@ from syncd.runtime import Runtime
 from syncd.sources import AdobeCommerceSource, AmeriCommerceSource
 from syncd.sources.base import ListingIncomplete
 from syncd.store.base import ProductRecord, StoredProduct
+from syncd.store.sqlite import SqliteStore
 from syncd.sync import SyncResult
 from tests.support import ac_source, adobe_source, query, settings_for, stored_products
 
@@ -235,6 +236,70 @@ def record(sku: str, id: int, updated: str = "2026-01-01 00:00:00") -> ProductRe
     return ProductRecord(sku, id, None, None, None, None, updated, "{}", sku + str(id))
 
 
+async def test_a_first_scan_reads_the_stored_view_only_for_a_page_with_a_sku_it_wrote(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Into an empty store, page 6 serving page 1's first sku with another id: only page 6 reads
+    the stored view (its sku was written), which disputes it, so no row takes another product's
+    payload; the verification then finds the product page 6 hid."""
+    config = EmulatorConfig(adobe=AdobeConfig(products=PRODUCTS), seed=3)
+    views: list[list[str]] = []
+    read = SqliteStore.scan_view
+
+    async def spy(self: SqliteStore, source: str, scan_id: int, skus: Any) -> Any:
+        views.append(list(skus))
+        return await read(self, source, scan_id, skus)
+
+    monkeypatch.setattr(SqliteStore, "scan_view", spy)
+    async with Emulator(config) as emu:
+        world = World(emu, "adobe", tmp_path / "syncd.db")
+        await arm(world, Fault("duplicate_sku", page=6))
+        with capture_logs() as logs:
+            result = await world.sync()
+        assert result.ok, result.error
+        assert world.stored() == world.catalog()
+        first = next(iter(world.store.catalog.skus()))  # type: ignore[attr-defined]
+        (conflict,) = [e for e in logs if e["event"] == "sync.sku_conflict"]
+        assert conflict["skus"] == [first]
+        assert any(e["event"] == "sync.verified" for e in logs)
+        assert [first in skus for skus in views] == [True]
+
+
+async def test_only_a_clean_first_scan_skips_the_tombstone_pass(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Into an empty store a clean scan has nothing to tombstone (every live row is its own,
+    marked) and skips the pass; a first scan that disputed a sku and verified, and a second
+    scan, do tombstone."""
+    config = EmulatorConfig(adobe=AdobeConfig(products=PRODUCTS), seed=3)
+    passes: list[bool] = []
+    finish = SqliteStore.finish_full_scan
+
+    async def spy(self: SqliteStore, *args: Any, **kwargs: Any) -> int:
+        passes.append(kwargs["tombstone"])
+        return await finish(self, *args, **kwargs)
+
+    monkeypatch.setattr(SqliteStore, "finish_full_scan", spy)
+    async with Emulator(config) as emu:
+        clean = World(emu, "adobe", tmp_path / "clean.db")
+        assert (await clean.sync()).ok
+        gone = clean.delete(15)
+        assert (await clean.sync()).ok and clean.tombstoned() == gone
+        doubted = World(emu, "adobe", tmp_path / "doubted.db")
+        await arm(doubted, Fault("duplicate_sku", page=6))
+        assert (await doubted.sync()).ok
+    assert passes == [False, True, True]
+
+
+def test_a_first_scan_past_its_limit_reads_every_view() -> None:
+    """Past `limit` skus the written set is dropped: every page reads the store again."""
+    first = FirstScan(limit=3)
+    first.add(["a", "b"])
+    assert first.untouched(["c"]) and not first.untouched(["b", "c"])
+    first.add(["c", "d"])
+    assert not first.untouched(["e"]) and not first.written
+
+
 def test_the_screen_keeps_new_and_same_products_and_disputes_the_rest() -> None:
     """Another id than stored, an older updated_at, or one sku twice with two ids in a page is
     disputed; the same product again is a repeat; a tombstoned row is not compared."""
@@ -257,6 +322,7 @@ def test_the_screen_keeps_new_and_same_products_and_disputes_the_rest() -> None:
     assert [r.sku for r in screened.keep] == ["a", "d", "e"]
     assert sorted(screened.disputed) == ["b", "c", "f"]
     assert screened.repeated == ["a"]
+    assert screened.stored == 3  # a, b, c: d is tombstoned, e and f are not stored
 
 
 async def test_an_incremental_page_never_writes_a_sku_over_another_products_row(

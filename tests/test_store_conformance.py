@@ -135,6 +135,32 @@ async def test_postgres_leaves_an_unchanged_row_version_alone(postgres_url: str)
     assert after[0] == before[0] and after[1] != before[1]
 
 
+async def test_postgres_does_not_even_lock_an_unchanged_row(postgres_url: str) -> None:
+    """An unchanged product of a page is left out before the insert: no row lock (xmax stays 0,
+    no WAL record), where ON CONFLICT's WHERE alone locks each row it then leaves as it is."""
+    backend = Backend("postgres", StoreSettings(url=postgres_url))
+    async with open_store(backend.settings) as store:
+        await store.upsert_products("s", [product("p1")], T0)
+        counts = await store.upsert_products("s", [product("p1"), product("p2")], T0)
+        assert (counts.created, counts.unchanged) == (1, 1)
+        assert backend.rows("SELECT sku, xmax::text FROM products ORDER BY sku") == [
+            ("p1", "0"),
+            ("p2", "0"),
+        ]
+
+
+async def test_a_wrong_new_hint_changes_nothing_written(store: AnyStore) -> None:
+    """`PageCommit.new` only picks how a store writes: a page hinted new whose skus are stored
+    (unchanged, changed, tombstoned) still counts and writes each as it is."""
+    await store.upsert_products("s", [product("p1"), product("p2"), product("p3")], T0)
+    assert await store.finish_full_scan("s", 1, T0, tombstone=True, watermark=None) == 3
+    await store.upsert_products("s", [product("p1"), product("p2")], T0)
+    page = [product("p1"), product("p2", price=3.0), product("p3"), product("p4")]
+    counts = await store.commit_page("s", page, T0, PageCommit(new=True))
+    assert (counts.created, counts.updated, counts.unchanged) == (1, 2, 1)
+    assert await store.count_products("s") == 4
+
+
 async def test_sources_are_separate_namespaces(store: AnyStore) -> None:
     """The same sku in two sources is two products."""
     await store.upsert_products("a", [product("p1")], T0)
@@ -172,6 +198,16 @@ async def test_full_scan_tombstones_the_unseen_and_revives_returners(
     counts = await store.upsert_products("s", [product("p3")], later)
     assert (counts.created, counts.updated, counts.unchanged) == (0, 1, 0)
     assert backend.rows("SELECT deleted_at FROM products WHERE sku = 'p3'") == [(None,)]
+
+
+async def test_has_products_counts_only_live_rows_of_the_source(store: AnyStore) -> None:
+    """A source with only tombstoned rows, or only another source's rows, has no products."""
+    assert not await store.has_products("s")
+    await store.commit_page("s", [product("p1")], T0, PageCommit(scan_id=1))
+    await store.commit_page("t", [product("p1")], T0, PageCommit())
+    assert await store.has_products("s") and not await store.has_products("u")
+    assert await store.finish_full_scan("s", 2, T0, tombstone=True, watermark=None) == 1
+    assert not await store.has_products("s") and await store.has_products("t")
 
 
 async def test_a_scan_without_tombstoning_deletes_nothing(store: AnyStore) -> None:

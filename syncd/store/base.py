@@ -195,6 +195,9 @@ class PageCommit:
     forget: tuple[str, ...] = ()
     """Skus whose `scan_id` marks are removed (a sku served again with another id or an older
     version: the scan no longer counts it as seen, so its verification reads it again)."""
+    new: bool = False
+    """A hint: no product of the page has a live stored row (the screen's view was empty), so
+    the store need not look for unchanged rows before writing. Never changes what is written."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -266,6 +269,10 @@ class Store(Protocol):
 
     async def count_products(self, source: str) -> int:
         """How many live (not tombstoned) products `source` has."""
+        ...
+
+    async def has_products(self, source: str) -> bool:
+        """Whether `source` has a live (not tombstoned) product."""
         ...
 
     async def start_run(

@@ -463,6 +463,14 @@ class SqliteStore:
         )
         return int(rows[0][0])
 
+    async def has_products(self, source: str) -> bool:
+        """Whether `source` has a live (not tombstoned) product: stops at the first one."""
+        rows = await self._read(
+            "SELECT EXISTS (SELECT 1 FROM products WHERE source = ? AND deleted_at IS NULL)",
+            (source,),
+        )
+        return bool(rows[0][0])
+
     # -- change feed (docs/CHANGES.md) -------------------------------------------------------------
 
     async def changes(self, source: str, since: int, limit: int) -> list[ChangeEntry]:
