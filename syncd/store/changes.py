@@ -71,19 +71,21 @@ def append_changes(
     if not changed:
         return
     last = _reserve(db, source, len(changed))
+    if payloads:
+        db.executemany(
+            f"INSERT INTO product_changes ({CHANGE_COLUMNS}) VALUES (?,?,?,?,?,?,?,?)",
+            [
+                (source, last + i, r.sku, op, run_id, at, r.content_hash, r.payload)
+                for i, (op, r) in enumerate(changed, start=1)
+            ],
+        )
+        return
+    # NULL written in the statement, not bound: sqlite3 looks for an adapter for every bound
+    # None (two failed attribute lookups, each formatting an AttributeError), once per entry.
     db.executemany(
-        f"INSERT INTO product_changes ({CHANGE_COLUMNS}) VALUES (?,?,?,?,?,?,?,?)",
+        f"INSERT INTO product_changes ({CHANGE_COLUMNS}) VALUES (?,?,?,?,?,?,?,NULL)",
         [
-            (
-                source,
-                last + i,
-                r.sku,
-                op,
-                run_id,
-                at,
-                r.content_hash,
-                r.payload if payloads else None,
-            )
+            (source, last + i, r.sku, op, run_id, at, r.content_hash)
             for i, (op, r) in enumerate(changed, start=1)
         ],
     )

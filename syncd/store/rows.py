@@ -40,6 +40,20 @@ def stored_time(text: str | None) -> str | None:
     HH:MM:SS`) read as UTC. Text that is no timestamp is kept as received, never dropped."""
     if text is None:
         return None
+    if (
+        len(text) == 19
+        and text[10] == " "
+        and text[4] == text[7] == "-"
+        and text[13] == text[16] == ":"
+    ):
+        # Magento's form, once per product row: `datetime` checks digits and ranges, and the
+        # text is rearranged, because formatting the parsed moment costs five times the parse.
+        try:
+            datetime.fromisoformat(text)
+        except ValueError:
+            pass  # the general path below decides what is stored
+        else:
+            return f"{text[:10]}T{text[11:]}.000Z"
     try:
         moment = datetime.fromisoformat(text.strip())
     except ValueError:
@@ -61,26 +75,34 @@ def chunks(items: Sequence[str], size: int) -> Iterable[Sequence[str]]:
         yield items[start : start + size]
 
 
+Known = dict[str, tuple[str, str | None]]
+"""Stored rows by sku: their content hash and tombstone time (None: live)."""
+
+
 def upsert(
     db: sqlite3.Connection,
     source: str,
     latest: dict[str, ProductRecord],
     stamp: str | None,
     changed: list[tuple[ChangeOp, ProductRecord]] | None = None,
+    known: Known | None = None,
 ) -> UpsertCounts:
     """Insert new skus, rewrite those whose hash changed or that were tombstoned, count the rest;
-    each write is also appended to `changed` (for the change feed) when given. Synchronous: it
-    runs inside the caller's transaction on the connection's own thread."""
+    each write is also appended to `changed` (for the change feed) when given. `known`, if
+    given, is every stored row among `latest` as the transaction sees it (else they are read).
+    Synchronous: it runs inside the caller's transaction on the connection's own thread."""
     if not latest:
         return UpsertCounts()
-    known: dict[str, tuple[str, str | None]] = {}
-    for chunk in chunks(list(latest), IN_CHUNK):
-        marks = ",".join("?" * len(chunk))
-        for sku, content_hash, deleted_at in db.execute(
-            f"SELECT sku, content_hash, deleted_at FROM products WHERE source = ? AND sku IN ({marks})",
-            (source, *chunk),
-        ):
-            known[sku] = (content_hash, deleted_at)
+    if known is None:
+        known = {}
+        for chunk in chunks(list(latest), IN_CHUNK):
+            marks = ",".join("?" * len(chunk))
+            for sku, content_hash, deleted_at in db.execute(
+                "SELECT sku, content_hash, deleted_at FROM products WHERE source = ? "
+                f"AND sku IN ({marks})",
+                (source, *chunk),
+            ):
+                known[sku] = (content_hash, deleted_at)
     inserts: list[tuple[Any, ...]] = []
     updates: list[tuple[Any, ...]] = []
     unchanged = 0
@@ -93,7 +115,7 @@ def upsert(
                 changed.append(("created", r))
             inserts.append(
                 (source, sku, ident, name, price, status, type_id, stored_time(updated_at),
-                 payload, digest, stamp, stamp)
+                 payload, digest, stamp)
             )  # fmt: skip
         elif previous[0] != digest or previous[1] is not None:
             # Changed, or tombstoned and now back: rewrite (which also revives it).
@@ -108,7 +130,9 @@ def upsert(
     if inserts:
         db.executemany(
             "INSERT INTO products (source, sku, id, name, price, status, type_id, updated_at, "
-            "payload, content_hash, first_seen_at, last_synced_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+            "payload, content_hash, first_seen_at, last_synced_at) "
+            # The stamp bound once for both columns: sqlite3 copies every bound text.
+            "VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?11)",
             inserts,
         )
     if updates:
