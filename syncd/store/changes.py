@@ -13,6 +13,7 @@ from urllib.parse import quote
 
 import aiosqlite
 
+from syncd.codec import sql_rows
 from syncd.errors import ChangesExpiredError
 from syncd.store.base import ChangeEntry, ChangeOp, FeedHead, ProductRecord
 
@@ -78,6 +79,17 @@ def append_changes(
                 (source, last + i, r.sku, op, run_id, at, r.content_hash, r.payload)
                 for i, (op, r) in enumerate(changed, start=1)
             ],
+        )
+        return
+    # The page's entries as rows of one JSON array, in one statement: executed once per entry,
+    # the statement would bind and copy seven values and run its program again for each.
+    entries = sql_rows([(r.sku, op, r.content_hash) for op, r in changed])
+    if entries is not None:
+        db.execute(
+            f"INSERT INTO product_changes ({CHANGE_COLUMNS}) SELECT ?1, ?2 + key, "
+            "json_extract(value, '$[0]'), json_extract(value, '$[1]'), ?3, ?4, "
+            "json_extract(value, '$[2]'), NULL FROM json_each(?5)",
+            (source, last + 1, run_id, at, entries),
         )
         return
     # NULL written in the statement, not bound: sqlite3 looks for an adapter for every bound

@@ -17,6 +17,7 @@ from typing import Any, Self, TypeVar, cast
 
 import aiosqlite
 
+from syncd.codec import sql_rows
 from syncd.errors import StoreError
 from syncd.logging import get_logger
 from syncd.redaction import Redactor
@@ -350,10 +351,7 @@ class SqliteStore:
                 run_id = run.run_id if run else None
                 append_changes(db, source, changed, run_id, at, payloads=payloads)
             if scan_id is not None and latest:
-                db.executemany(
-                    "INSERT OR IGNORE INTO full_scan_seen (source, scan_id, sku) VALUES (?,?,?)",
-                    [(source, scan_id, sku) for sku in latest],
-                )
+                mark(db, source, scan_id, list(latest))
             if scan_id is not None and commit.forget:
                 db.executemany(
                     "DELETE FROM full_scan_seen WHERE source = ? AND scan_id = ? AND sku = ?",
@@ -396,11 +394,10 @@ class SqliteStore:
 
     async def mark_seen(self, source: str, scan_id: int, skus: Sequence[str]) -> None:
         """Record `skus` as seen by scan `scan_id` (without touching their products)."""
-        async with self._transaction(f"record skus seen in {source!r}") as db:
-            await db.executemany(
-                "INSERT OR IGNORE INTO full_scan_seen (source, scan_id, sku) VALUES (?,?,?)",
-                [(source, scan_id, sku) for sku in skus],
-            )
+        listed = list(skus)
+        await self._write(
+            f"record skus seen in {source!r}", lambda db: mark(db, source, scan_id, listed)
+        )
 
     async def scan_view(
         self, source: str, scan_id: int, skus: Sequence[str]
@@ -904,6 +901,23 @@ def _create_private(path: Path) -> None:
     except FileExistsError:
         return
     os.close(fd)
+
+
+def mark(db: sqlite3.Connection, source: str, scan_id: int, skus: list[str]) -> None:
+    """Mark `skus` as seen by scan `scan_id`, in the caller's transaction: one statement over
+    a JSON array of them (executed once per sku, it would bind three values for each)."""
+    listed = sql_rows(skus)
+    if listed is None:
+        db.executemany(
+            "INSERT OR IGNORE INTO full_scan_seen (source, scan_id, sku) VALUES (?,?,?)",
+            [(source, scan_id, sku) for sku in skus],
+        )
+        return
+    db.execute(
+        "INSERT OR IGNORE INTO full_scan_seen (source, scan_id, sku) "
+        "SELECT ?, ?, value FROM json_each(?)",
+        (source, scan_id, listed),
+    )
 
 
 def _atomic(db: sqlite3.Connection, work: Callable[[sqlite3.Connection], T]) -> T:
