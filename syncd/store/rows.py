@@ -75,6 +75,28 @@ def chunks(items: Sequence[str], size: int) -> Iterable[Sequence[str]]:
         yield items[start : start + size]
 
 
+INSERT_BATCH = 50
+"""New products per INSERT statement: 2 + 9 x 50 bound values, under the oldest cap (999)."""
+
+
+def _insert_products(rows: int) -> str:
+    """An INSERT of `rows` products; ?1 is the source and ?2 the stamp (first seen and last
+    synced) of them all, then nine values per product from ?3 on."""
+    values = ",".join(
+        f"(?1,{','.join(f'?{3 + 9 * row + n}' for n in range(9))},?2,?2)" for row in range(rows)
+    )
+    return (
+        "INSERT INTO products (source, sku, id, name, price, status, type_id, updated_at, "
+        f"payload, content_hash, first_seen_at, last_synced_at) VALUES {values}"
+    )
+
+
+# Executed once per product, an INSERT runs its whole program again (and hands the GIL over
+# and back) each time; one statement per INSERT_BATCH products does that once. The texts stay
+# the same page after page, so sqlite3's statement cache prepares each once.
+_INSERT_MANY = _insert_products(INSERT_BATCH)
+_INSERT_ONE = _insert_products(1)
+
 Known = dict[str, tuple[str, str | None]]
 """Stored rows by sku: their content hash and tombstone time (None: live)."""
 
@@ -114,9 +136,8 @@ def upsert(
             if changed is not None:
                 changed.append(("created", r))
             inserts.append(
-                (source, sku, ident, name, price, status, type_id, stored_time(updated_at),
-                 payload, digest, stamp)
-            )  # fmt: skip
+                (sku, ident, name, price, status, type_id, stored_time(updated_at), payload, digest)
+            )
         elif previous[0] != digest or previous[1] is not None:
             # Changed, or tombstoned and now back: rewrite (which also revives it).
             if changed is not None:
@@ -128,13 +149,7 @@ def upsert(
         else:
             unchanged += 1
     if inserts:
-        db.executemany(
-            "INSERT INTO products (source, sku, id, name, price, status, type_id, updated_at, "
-            "payload, content_hash, first_seen_at, last_synced_at) "
-            # The stamp bound once for both columns: sqlite3 copies every bound text.
-            "VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?11)",
-            inserts,
-        )
+        _insert(db, source, stamp, inserts)
     if updates:
         db.executemany(
             "UPDATE products SET id=?, name=?, price=?, status=?, type_id=?, updated_at=?, "
@@ -142,6 +157,21 @@ def upsert(
             updates,
         )
     return UpsertCounts(len(inserts), len(updates), unchanged)
+
+
+def _insert(
+    db: sqlite3.Connection, source: str, stamp: str | None, rows: list[tuple[Any, ...]]
+) -> None:
+    """Insert `rows` (nine values each, from the sku on), in their order, INSERT_BATCH at a time
+    and the rest one by one; the source and the stamp are bound once per statement."""
+    whole = len(rows) - len(rows) % INSERT_BATCH
+    for start in range(0, whole, INSERT_BATCH):
+        params: list[Any] = [source, stamp]
+        for row in rows[start : start + INSERT_BATCH]:
+            params.extend(row)
+        db.execute(_INSERT_MANY, params)
+    if whole < len(rows):
+        db.executemany(_INSERT_ONE, [(source, stamp, *row) for row in rows[whole:]])
 
 
 def set_progress(
