@@ -61,10 +61,12 @@ def canonical_bytes(item: Mapping[str, Any]) -> bytes:
 
 
 def sql_rows(rows: Sequence[str] | Sequence[Sequence[str]]) -> str | None:
-    """Texts (or rows of texts) as one JSON array for SQLite's `json_each`, which turns it back
-    into rows inside one statement; None where SQLite would not give every text back as it was
-    (a NUL character ends a text there)."""
-    text = orjson.dumps(rows).decode()
+    """Texts (or rows of texts) as one JSON array for SQLite's `json_each`; None where SQLite
+    would not give every text back whole (a NUL ends one) or a text is no Unicode (a surrogate)."""
+    try:
+        text = orjson.dumps(rows).decode()
+    except TypeError:
+        return None
     return None if "\\u0000" in text else text
 
 
