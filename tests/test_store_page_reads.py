@@ -8,8 +8,10 @@ import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
+
 from syncd.sources.base import make_record
-from syncd.store import ProductRecord, SqliteStore
+from syncd.store import ProductRecord, SqliteStore, rows
 from syncd.store.base import PageCommit
 from syncd.store.rows import stored_time
 from tests.test_store import product
@@ -37,6 +39,7 @@ async def test_a_screened_page_is_committed_without_reading_its_rows_again(
     counts = await store.commit_page("s", page, T0, PageCommit(7))
     assert (counts.created, counts.updated, counts.unchanged) == (1, 1, 1)
     assert not [s for s in statements if s.startswith(LOOKUP)]
+    assert len([s for s in statements if "json_each" in s]) == 2  # the marks, the feed entries
     # Without a view of the page first, the commit reads the rows itself.
     await store.commit_page("s", [product("p4")], T0, PageCommit(7))
     assert [s for s in statements if s.startswith(LOOKUP)]
@@ -116,3 +119,18 @@ async def test_new_products_are_stored_whole_and_in_page_order(
          r.payload, r.content_hash, stamp, stamp)
         for r in page
     ]  # fmt: skip
+
+
+async def test_without_sqlites_json_functions_a_page_is_written_row_by_row(
+    store: SqliteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An SQLite built without `json_each`: the marks and feed entries are bound row by row,
+    the same rows as with it."""
+    monkeypatch.setattr(rows, "_has_json_each", lambda: False)
+    statements = await traced(store)
+    page = [product("p1"), product("p2")]
+    await store.commit_page("s", page, T0, PageCommit(7))
+    assert not [s for s in statements if "json_each" in s]
+    assert await store.unseen("s", 7, ["p1", "p2", "p3"]) == ["p3"]
+    entries = [(c.sku, c.op, c.content_hash) for c in await store.changes("s", 0, 10)]
+    assert entries == [(r.sku, "created", r.content_hash) for r in page]

@@ -13,9 +13,9 @@ from urllib.parse import quote
 
 import aiosqlite
 
-from syncd.codec import sql_rows
 from syncd.errors import ChangesExpiredError
 from syncd.store.base import ChangeEntry, ChangeOp, FeedHead, ProductRecord
+from syncd.store.rows import json_rows
 
 PRUNE_CHUNK = 10_000
 """Entries deleted per transaction while pruning: a long delete must not stall the page writes."""
@@ -83,7 +83,7 @@ def append_changes(
         return
     # The page's entries as rows of one JSON array, in one statement: executed once per entry,
     # the statement would bind and copy seven values and run its program again for each.
-    entries = sql_rows([(r.sku, op, r.content_hash) for op, r in changed])
+    entries = json_rows([(r.sku, op, r.content_hash) for op, r in changed])
     if entries is not None:
         db.execute(
             f"INSERT INTO product_changes ({CHANGE_COLUMNS}) SELECT ?1, ?2 + key, "

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import sqlite3
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from syncd.codec import sql_rows
 from syncd.store.base import (
     ChangeOp,
     ProductRecord,
@@ -99,6 +102,23 @@ _INSERT_ONE = _insert_products(1)
 
 Known = dict[str, tuple[str, str | None]]
 """Stored rows by sku: their content hash and tombstone time (None: live)."""
+
+
+@functools.cache
+def _has_json_each() -> bool:
+    """Whether this process's SQLite has `json_each` (built in since 3.38, an option before)."""
+    try:
+        with contextlib.closing(sqlite3.connect(":memory:")) as db:
+            db.execute("SELECT value FROM json_each('[1]')").fetchall()
+    except sqlite3.Error:
+        return False
+    return True
+
+
+def json_rows(rows: Sequence[str] | Sequence[Sequence[str]]) -> str | None:
+    """`codec.sql_rows(rows)` where SQLite can read it with `json_each`, else None (the caller
+    then binds every value)."""
+    return sql_rows(rows) if _has_json_each() else None
 
 
 def upsert(

@@ -17,7 +17,6 @@ from typing import Any, Self, TypeVar, cast
 
 import aiosqlite
 
-from syncd.codec import sql_rows
 from syncd.errors import StoreError
 from syncd.logging import get_logger
 from syncd.redaction import Redactor
@@ -65,6 +64,7 @@ from syncd.store.rows import (
     Known,
     chunks,
     iso,
+    json_rows,
     parse_iso,
     run_record,
     set_progress,
@@ -906,7 +906,7 @@ def _create_private(path: Path) -> None:
 def mark(db: sqlite3.Connection, source: str, scan_id: int, skus: list[str]) -> None:
     """Mark `skus` as seen by scan `scan_id`, in the caller's transaction: one statement over
     a JSON array of them (executed once per sku, it would bind three values for each)."""
-    listed = sql_rows(skus)
+    listed = json_rows(skus)
     if listed is None:
         db.executemany(
             "INSERT OR IGNORE INTO full_scan_seen (source, scan_id, sku) VALUES (?,?,?)",
