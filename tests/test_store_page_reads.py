@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from syncd.errors import StoreError
 from syncd.sources.base import make_record
 from syncd.store import ProductRecord, SqliteStore, rows
 from syncd.store.base import PageCommit
@@ -134,3 +135,21 @@ async def test_without_sqlites_json_functions_a_page_is_written_row_by_row(
     assert await store.unseen("s", 7, ["p1", "p2", "p3"]) == ["p3"]
     entries = [(c.sku, c.op, c.content_hash) for c in await store.changes("s", 0, 10)]
     assert entries == [(r.sku, "created", r.content_hash) for r in page]
+
+
+async def test_a_product_refused_by_the_table_leaves_nothing_of_its_page(
+    store: SqliteStore, tmp_path: Path
+) -> None:
+    """A row the products table refuses (no payload) inside a statement of 50: the statement
+    rolls the whole page back (products, feed entries, marks) and the store goes on."""
+    page = [varied(n) for n in range(1, 61)]
+    page[9] = page[9]._replace(payload=None)  # type: ignore[arg-type]
+    with pytest.raises(StoreError, match="NOT NULL"):
+        await store.commit_page("s", page, T0, PageCommit(7, "c1"))
+    counts = await store.commit_page("s", [varied(1)], T0, PageCommit(7))
+    assert counts.created == 1
+    with sqlite3.connect(tmp_path / "syncd.db") as db:
+        assert db.execute("SELECT count(*) FROM products").fetchone() == (1,)
+        assert db.execute("SELECT count(*) FROM full_scan_seen").fetchone() == (1,)
+    assert [c.sku for c in await store.changes("s", 0, 100)] == [varied(1).sku]
+    assert (await store.source_state("s")).checkpoint is None

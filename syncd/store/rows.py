@@ -88,9 +88,12 @@ def _insert_products(rows: int) -> str:
     values = ",".join(
         f"(?1,{','.join(f'?{3 + 9 * row + n}' for n in range(9))},?2,?2)" for row in range(rows)
     )
+    # OR ROLLBACK: a failing row ends the whole page's transaction, as any error in it does. The
+    # default (ABORT) would undo only this statement, so SQLite would first copy every page it
+    # changes to a statement journal, which past 64 KiB spills to a temporary file.
     return (
-        "INSERT INTO products (source, sku, id, name, price, status, type_id, updated_at, "
-        f"payload, content_hash, first_seen_at, last_synced_at) VALUES {values}"
+        "INSERT OR ROLLBACK INTO products (source, sku, id, name, price, status, type_id, "
+        f"updated_at, payload, content_hash, first_seen_at, last_synced_at) VALUES {values}"
     )
 
 
