@@ -14,7 +14,7 @@ A full scan parses and re-serialises every product; orjson does both several tim
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -58,6 +58,16 @@ def canonical_bytes(item: Mapping[str, Any]) -> bytes:
         return orjson.dumps(item, option=orjson.OPT_SORT_KEYS)
     except TypeError:
         return _dumps(item).encode()
+
+
+def sql_rows(rows: Sequence[str] | Sequence[Sequence[str]]) -> str | None:
+    """Texts (or rows of texts) as one JSON array for SQLite's `json_each`; None where SQLite
+    would not give every text back whole (a NUL ends one) or a text is no Unicode (a surrogate)."""
+    try:
+        text = orjson.dumps(rows).decode()
+    except TypeError:
+        return None
+    return None if "\\u0000" in text else text
 
 
 def _dumps(item: Mapping[str, Any]) -> str:

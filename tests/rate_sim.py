@@ -40,7 +40,7 @@ class Answer:
     def content(self) -> Answer:
         return self  # the client reads the body in chunks from `content`
 
-    async def iter_chunked(self, size: int) -> AsyncIterator[bytes]:
+    async def iter_any(self) -> AsyncIterator[bytes]:
         yield b'{"items": []}'
 
 

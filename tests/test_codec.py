@@ -40,3 +40,13 @@ def test_64_bit_integers_stay_exact() -> None:
     """The whole signed and unsigned 64-bit range parses exactly."""
     values = [2**63 - 1, -(2**63), 2**64 - 1]
     assert codec.loads(json.dumps(values).encode()) == values
+
+
+def test_rows_for_sqlite_keep_every_text_or_are_refused() -> None:
+    """What SQLite's `json_each` reads back exactly is a JSON array; a NUL (which SQLite's JSON
+    ends a text at) or a lone surrogate (no Unicode) leaves the caller to bind the values."""
+    texts = ["a", 'q"\\', "é\u2028😀", "tab\t"]
+    assert json.loads(codec.sql_rows(texts) or "") == texts
+    assert json.loads(codec.sql_rows([["a", "b"]]) or "") == [["a", "b"]]
+    assert codec.sql_rows(["a\x00b"]) is None
+    assert codec.sql_rows(["\ud800"]) is None

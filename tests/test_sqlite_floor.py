@@ -12,5 +12,9 @@ def test_the_floor_runs_the_store_write_path_and_names_its_statements() -> None:
     first, *rest = report.splitlines()
     assert first.startswith("300 products in pages of 100: ")
     timed = {line.split("s  ", 1)[1] for line in rest}
-    assert {"COMMIT", "INSERT INTO products", "INSERT INTO product_changes"} <= timed
-    assert "INSERT OR IGNORE" in timed  # the scan marks
+    assert {
+        "COMMIT",
+        "INSERT OR ROLLBACK INTO products",
+        "INSERT INTO product_changes",
+        "INSERT OR IGNORE INTO full_scan_seen",  # the scan marks
+    } <= timed

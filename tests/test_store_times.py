@@ -46,6 +46,31 @@ def test_a_platform_time_is_stored_in_the_one_form(received: str | None, stored:
     assert stored_time(received) == stored
 
 
+@pytest.mark.parametrize(
+    "received",
+    [
+        "2024-02-29 23:59:59",
+        "0001-01-01 00:00:00",
+        "9999-12-31 23:59:59",
+        "2025-13-05 00:22:02",  # no month 13: kept as received
+        "2025-02-29 00:22:02",  # no such day
+        "2025-12-05 24:00:00",
+        "2025-12-05 0a:22:02",
+        "2025-12-05T00:22:02",  # the ISO separator: the general path
+        " 025-12-05 00:22:02",  # Magento's length and separators, but no year
+    ],
+)
+def test_magentos_form_is_stored_as_the_general_path_stores_it(received: str) -> None:
+    """The shortcut for `YYYY-MM-DD HH:MM:SS` gives what parsing and formatting give, and
+    keeps what does not parse as received."""
+    try:
+        expected = datetime.fromisoformat(received.strip()).isoformat(timespec="milliseconds")
+        expected += "Z"
+    except ValueError:
+        expected = received
+    assert stored_time(received) == expected
+
+
 async def test_both_platforms_forms_share_the_column_and_sort_as_times(
     store: SqliteStore, tmp_path: Path
 ) -> None:

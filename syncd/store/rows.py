@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import sqlite3
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from syncd.codec import sql_rows
 from syncd.store.base import (
     ChangeOp,
     ProductRecord,
@@ -40,6 +43,20 @@ def stored_time(text: str | None) -> str | None:
     HH:MM:SS`) read as UTC. Text that is no timestamp is kept as received, never dropped."""
     if text is None:
         return None
+    if (
+        len(text) == 19
+        and text[10] == " "
+        and text[4] == text[7] == "-"
+        and text[13] == text[16] == ":"
+    ):
+        # Magento's form, once per product row: `datetime` checks digits and ranges, and the
+        # text is rearranged, because formatting the parsed moment costs five times the parse.
+        try:
+            datetime.fromisoformat(text)
+        except ValueError:
+            pass  # the general path below decides what is stored
+        else:
+            return f"{text[:10]}T{text[11:]}.000Z"
     try:
         moment = datetime.fromisoformat(text.strip())
     except ValueError:
@@ -61,26 +78,76 @@ def chunks(items: Sequence[str], size: int) -> Iterable[Sequence[str]]:
         yield items[start : start + size]
 
 
+INSERT_BATCH = 50
+"""New products per INSERT statement: 2 + 9 x 50 bound values, under the oldest cap (999)."""
+
+
+def _insert_products(rows: int) -> str:
+    """An INSERT of `rows` products; ?1 is the source and ?2 the stamp (first seen and last
+    synced) of them all, then nine values per product from ?3 on."""
+    values = ",".join(
+        f"(?1,{','.join(f'?{3 + 9 * row + n}' for n in range(9))},?2,?2)" for row in range(rows)
+    )
+    # OR ROLLBACK: a failing row ends the whole page's transaction, as any error in it does. The
+    # default (ABORT) would undo only this statement, so SQLite would first copy every page it
+    # changes to a statement journal, which past 64 KiB spills to a temporary file.
+    return (
+        "INSERT OR ROLLBACK INTO products (source, sku, id, name, price, status, type_id, "
+        f"updated_at, payload, content_hash, first_seen_at, last_synced_at) VALUES {values}"
+    )
+
+
+# Executed once per product, an INSERT runs its whole program again (and hands the GIL over
+# and back) each time; one statement per INSERT_BATCH products does that once. The texts stay
+# the same page after page, so sqlite3's statement cache prepares each once.
+_INSERT_MANY = _insert_products(INSERT_BATCH)
+_INSERT_ONE = _insert_products(1)
+
+Known = dict[str, tuple[str, str | None]]
+"""Stored rows by sku: their content hash and tombstone time (None: live)."""
+
+
+@functools.cache
+def _has_json_each() -> bool:
+    """Whether this process's SQLite has `json_each` (built in since 3.38, an option before)."""
+    try:
+        with contextlib.closing(sqlite3.connect(":memory:")) as db:
+            db.execute("SELECT value FROM json_each('[1]')").fetchall()
+    except sqlite3.Error:
+        return False
+    return True
+
+
+def json_rows(rows: Sequence[str] | Sequence[Sequence[str]]) -> str | None:
+    """`codec.sql_rows(rows)` where SQLite can read it with `json_each`, else None (the caller
+    then binds every value)."""
+    return sql_rows(rows) if _has_json_each() else None
+
+
 def upsert(
     db: sqlite3.Connection,
     source: str,
     latest: dict[str, ProductRecord],
     stamp: str | None,
     changed: list[tuple[ChangeOp, ProductRecord]] | None = None,
+    known: Known | None = None,
 ) -> UpsertCounts:
     """Insert new skus, rewrite those whose hash changed or that were tombstoned, count the rest;
-    each write is also appended to `changed` (for the change feed) when given. Synchronous: it
-    runs inside the caller's transaction on the connection's own thread."""
+    each write is also appended to `changed` (for the change feed) when given. `known`, if
+    given, is every stored row among `latest` as the transaction sees it (else they are read).
+    Synchronous: it runs inside the caller's transaction on the connection's own thread."""
     if not latest:
         return UpsertCounts()
-    known: dict[str, tuple[str, str | None]] = {}
-    for chunk in chunks(list(latest), IN_CHUNK):
-        marks = ",".join("?" * len(chunk))
-        for sku, content_hash, deleted_at in db.execute(
-            f"SELECT sku, content_hash, deleted_at FROM products WHERE source = ? AND sku IN ({marks})",
-            (source, *chunk),
-        ):
-            known[sku] = (content_hash, deleted_at)
+    if known is None:
+        known = {}
+        for chunk in chunks(list(latest), IN_CHUNK):
+            marks = ",".join("?" * len(chunk))
+            for sku, content_hash, deleted_at in db.execute(
+                "SELECT sku, content_hash, deleted_at FROM products WHERE source = ? "
+                f"AND sku IN ({marks})",
+                (source, *chunk),
+            ):
+                known[sku] = (content_hash, deleted_at)
     inserts: list[tuple[Any, ...]] = []
     updates: list[tuple[Any, ...]] = []
     unchanged = 0
@@ -92,9 +159,8 @@ def upsert(
             if changed is not None:
                 changed.append(("created", r))
             inserts.append(
-                (source, sku, ident, name, price, status, type_id, stored_time(updated_at),
-                 payload, digest, stamp, stamp)
-            )  # fmt: skip
+                (sku, ident, name, price, status, type_id, stored_time(updated_at), payload, digest)
+            )
         elif previous[0] != digest or previous[1] is not None:
             # Changed, or tombstoned and now back: rewrite (which also revives it).
             if changed is not None:
@@ -106,11 +172,7 @@ def upsert(
         else:
             unchanged += 1
     if inserts:
-        db.executemany(
-            "INSERT INTO products (source, sku, id, name, price, status, type_id, updated_at, "
-            "payload, content_hash, first_seen_at, last_synced_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-            inserts,
-        )
+        _insert(db, source, stamp, inserts)
     if updates:
         db.executemany(
             "UPDATE products SET id=?, name=?, price=?, status=?, type_id=?, updated_at=?, "
@@ -118,6 +180,21 @@ def upsert(
             updates,
         )
     return UpsertCounts(len(inserts), len(updates), unchanged)
+
+
+def _insert(
+    db: sqlite3.Connection, source: str, stamp: str | None, rows: list[tuple[Any, ...]]
+) -> None:
+    """Insert `rows` (nine values each, from the sku on), in their order, INSERT_BATCH at a time
+    and the rest one by one; the source and the stamp are bound once per statement."""
+    whole = len(rows) - len(rows) % INSERT_BATCH
+    for start in range(0, whole, INSERT_BATCH):
+        params: list[Any] = [source, stamp]
+        for row in rows[start : start + INSERT_BATCH]:
+            params.extend(row)
+        db.execute(_INSERT_MANY, params)
+    if whole < len(rows):
+        db.executemany(_INSERT_ONE, [(source, stamp, *row) for row in rows[whole:]])
 
 
 def set_progress(

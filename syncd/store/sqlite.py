@@ -8,6 +8,7 @@ import os
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
 from pathlib import Path
@@ -61,8 +62,10 @@ from syncd.store.history import (
 from syncd.store.rows import (
     IN_CHUNK,
     RUN_COLUMNS,
+    Known,
     chunks,
     iso,
+    json_rows,
     parse_iso,
     run_record,
     set_progress,
@@ -74,6 +77,19 @@ from syncd.store.schema import MIGRATIONS, SCHEMA_VERSION, statements
 log = get_logger(__name__)
 
 T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class _ViewRead:
+    """The stored rows the last `scan_view` read, and how to tell whether they are still so:
+    the database's `data_version` (moves when another connection commits) and this
+    connection's `total_changes` (moves when it writes), both taken before the read."""
+
+    source: str
+    skus: frozenset[str]
+    data_version: int
+    total_changes: int
+    known: Known
 
 
 class SqliteStore:
@@ -102,6 +118,7 @@ class SqliteStore:
         self._closed = False
         self._identity = (0, 0)
         self._file_reported = False
+        self._view_read: _ViewRead | None = None  # what the page's commit need not read again
         self.commit_depth = 1  # one writer: the engine waits for each page's commit
 
     @property
@@ -328,15 +345,14 @@ class SqliteStore:
 
         def page(db: sqlite3.Connection) -> UpsertCounts:
             # The whole page in one handoff: every statement below runs on aiosqlite's thread.
-            counts = upsert(db, source, latest, written, changed)
+            counts = upsert(
+                db, source, latest, written, changed, self._still_read(db, source, latest)
+            )
             if changed:
                 run_id = run.run_id if run else None
                 append_changes(db, source, changed, run_id, at, payloads=payloads)
             if scan_id is not None and latest:
-                db.executemany(
-                    "INSERT OR IGNORE INTO full_scan_seen (source, scan_id, sku) VALUES (?,?,?)",
-                    [(source, scan_id, sku) for sku in latest],
-                )
+                mark(db, source, scan_id, list(latest))
             if scan_id is not None and commit.forget:
                 db.executemany(
                     "DELETE FROM full_scan_seen WHERE source = ? AND scan_id = ? AND sku = ?",
@@ -379,11 +395,10 @@ class SqliteStore:
 
     async def mark_seen(self, source: str, scan_id: int, skus: Sequence[str]) -> None:
         """Record `skus` as seen by scan `scan_id` (without touching their products)."""
-        async with self._transaction(f"record skus seen in {source!r}") as db:
-            await db.executemany(
-                "INSERT OR IGNORE INTO full_scan_seen (source, scan_id, sku) VALUES (?,?,?)",
-                [(source, scan_id, sku) for sku in skus],
-            )
+        listed = list(skus)
+        await self._write(
+            f"record skus seen in {source!r}", lambda db: mark(db, source, scan_id, listed)
+        )
 
     async def scan_view(
         self, source: str, scan_id: int, skus: Sequence[str]
@@ -391,19 +406,44 @@ class SqliteStore:
         """The stored products among `skus`, each with whether scan `scan_id` has marked it seen."""
 
         def read(db: sqlite3.Connection) -> dict[str, StoredProduct]:
+            # Before the rows: a commit landing between the two then shows as a change.
+            (version,) = db.execute("PRAGMA data_version").fetchone()
+            writes = db.total_changes
             view: dict[str, StoredProduct] = {}
+            known: Known = {}
             for chunk in chunks(list(skus), IN_CHUNK):
                 marks = ",".join("?" * len(chunk))
-                for sku, ident, updated, live, seen in db.execute(
-                    "SELECT p.sku, p.id, p.updated_at, p.deleted_at IS NULL, s.sku IS NOT NULL "
-                    "FROM products p LEFT JOIN full_scan_seen s ON s.source = p.source "
-                    f"AND s.scan_id = ? AND s.sku = p.sku WHERE p.source = ? AND p.sku IN ({marks})",
+                for sku, ident, updated, deleted, digest, seen in db.execute(
+                    "SELECT p.sku, p.id, p.updated_at, p.deleted_at, p.content_hash, "
+                    "s.sku IS NOT NULL FROM products p LEFT JOIN full_scan_seen s "
+                    "ON s.source = p.source AND s.scan_id = ? AND s.sku = p.sku "
+                    f"WHERE p.source = ? AND p.sku IN ({marks})",
                     (scan_id, source, *chunk),
                 ):
-                    view[sku] = StoredProduct(ident, updated, bool(live), bool(seen))
+                    view[sku] = StoredProduct(ident, updated, deleted is None, bool(seen))
+                    known[sku] = (digest, deleted)
+            self._view_read = _ViewRead(source, frozenset(skus), version, writes, known)
             return view
 
         return await self._read_with(read)
+
+    def _still_read(
+        self, db: sqlite3.Connection, source: str, latest: dict[str, ProductRecord]
+    ) -> Known | None:
+        """The stored rows among `latest` as the last `scan_view` read them, if nothing was
+        written since (by this connection or another), else None; in the page's transaction.
+
+        The engine screens a page with `scan_view` and then commits it: the upsert would read
+        the same rows again, a lookup per product. Taken once, the read is forgotten."""
+        read, self._view_read = self._view_read, None
+        if read is None or read.source != source or read.total_changes != db.total_changes:
+            return None
+        if not read.skus.issuperset(latest):
+            return None
+        (version,) = db.execute("PRAGMA data_version").fetchone()
+        if version != read.data_version:
+            return None
+        return read.known
 
     async def count_seen(self, source: str, scan_id: int) -> int:
         """How many distinct skus scan `scan_id` has marked as seen."""
@@ -885,6 +925,23 @@ def _create_private(path: Path) -> None:
     except FileExistsError:
         return
     os.close(fd)
+
+
+def mark(db: sqlite3.Connection, source: str, scan_id: int, skus: list[str]) -> None:
+    """Mark `skus` as seen by scan `scan_id`, in the caller's transaction: one statement over
+    a JSON array of them (executed once per sku, it would bind three values for each)."""
+    listed = json_rows(skus)
+    if listed is None:
+        db.executemany(
+            "INSERT OR IGNORE INTO full_scan_seen (source, scan_id, sku) VALUES (?,?,?)",
+            [(source, scan_id, sku) for sku in skus],
+        )
+        return
+    db.execute(
+        "INSERT OR IGNORE INTO full_scan_seen (source, scan_id, sku) "
+        "SELECT ?, ?, value FROM json_each(?)",
+        (source, scan_id, listed),
+    )
 
 
 def _atomic(db: sqlite3.Connection, work: Callable[[sqlite3.Connection], T]) -> T:
