@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.environment import load, machine
+from benchmarks.floors import UNTOLD_NEXT
 from benchmarks.measure import cpu_count
 from benchmarks.metrics import delta, run_figures
 from benchmarks.plan import Plan, Profile, case_name, size_label
@@ -29,10 +30,6 @@ CLIENT_TIMEOUT = 3600.0
 FLEET_INTERVAL = 120
 
 Say = Callable[[str], None]
-
-
-# The variant of a rate case that is the next untold full sync, on the store of the first.
-UNTOLD_NEXT = "untold-next"
 
 
 def _quiet(_: str) -> None:
