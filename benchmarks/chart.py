@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.floors import median
+from benchmarks.plan import TOLD, UNTOLD, UNTOLD_NEXT
 
 Record = dict[str, Any]
 
@@ -95,8 +96,8 @@ def throughput_chart(sweeps: list[Record], cases: list[Record], path: Path) -> P
         if left.get_legend_handles_labels()[0]:
             left.legend(fontsize=7)
         series = (
-            [("syncd told", "syncd", "told"), ("syncd not told", "syncd", "untold"),
-             ("syncd not told, next sync", "syncd", "untold-next"),
+            [("syncd told", "syncd", TOLD), ("syncd not told", "syncd", UNTOLD),
+             ("syncd not told, next sync", "syncd", UNTOLD_NEXT),
              ("baseline", "baseline", None)]
             if platform == "adobe" else [("syncd", "syncd", None)]
         )  # fmt: skip

@@ -44,8 +44,11 @@ def _side(tree: Path, size: int, repeats: bool, scratch: Path) -> dict[str, Any]
         raise HarnessError(f"{tree}: benchmark failed: {done.stderr.strip()[-400:]}")
     record = json.loads((results / f"nolimit-{size_label(size)}.json").read_text())
     shutil.rmtree(results, ignore_errors=True)
-    (run,) = [r for r in record["runs"] if r["tool"] == "syncd" and r["kind"] == "full"] or [None]
-    if run is None or run.get("stored", run["products"]) != size:
+    runs = [r for r in record["runs"] if r["tool"] == "syncd" and r["kind"] == "full"]
+    if len(runs) != 1:
+        raise HarnessError(f"{tree}: expected one syncd full run, the record holds {len(runs)}")
+    run = runs[0]
+    if run.get("stored", run["products"]) != size:
         raise HarnessError(f"{tree}: the full sync did not store {size} products")
     cpu = float(run["cpu_s"])
     return {

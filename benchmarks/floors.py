@@ -6,10 +6,9 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-Record = dict[str, Any]
+from benchmarks.plan import RATE_VARIANTS, UNTOLD, UNTOLD_NEXT
 
-# The variant of a rate case that runs on the database of the untold first sync (runner.py).
-UNTOLD_NEXT = "untold-next"
+Record = dict[str, Any]
 
 RSS_LIMIT_MB = 150.0
 # "About the same at 1M": at most this much above the 100k figure.
@@ -75,8 +74,8 @@ def _cases(records: list[Record]) -> list[Record]:
 
 # How the floors name the variants of a rate case.
 _VARIANTS = {
-    "untold": "untold, first sync",
-    "untold-next": "untold, next sync",
+    UNTOLD: "untold, first sync",
+    UNTOLD_NEXT: "untold, next sync",
 }
 
 
@@ -88,7 +87,7 @@ def rate_limited(records: list[Record]) -> list[Check]:
     for record in _cases(records):
         if record["profile"]["rate"] is None:
             continue
-        for variant in ("told", "untold", "untold-next", ""):
+        for variant in (*RATE_VARIANTS, ""):
             runs = _runs(record, "syncd", "full", variant)
             if not runs:
                 continue
@@ -289,9 +288,10 @@ def tokens(records: list[Record]) -> list[Check]:
         syncd = [r for r in record["runs"] if r["tool"] == "syncd"]
         if not syncd:
             continue
-        warm = [r for r in syncd if r["kind"] == "incremental" or r.get("variant") == UNTOLD_NEXT]
-        full = [r["token_requests"] for r in syncd if r["kind"] == "full" and r not in warm]
-        inc = [r["token_requests"] for r in warm]
+        # A run on a warm database finds the token the cold one persisted.
+        warm = [r["kind"] == "incremental" or r.get("variant") == UNTOLD_NEXT for r in syncd]
+        full = [r["token_requests"] for r, w in zip(syncd, warm, strict=True) if not w]
+        inc = [r["token_requests"] for r, w in zip(syncd, warm, strict=True) if w]
         ok = all(c == 1 for c in full) and all(c == 0 for c in inc)
         shown = f"{len(full)} cold full runs: {min(full)} to {max(full)} each"
         if inc:

@@ -19,6 +19,13 @@ AC_TOKEN = "bench-ac-token"  # noqa: S105 - the emulator's own fake credential
 AC_WINDOW = 10.0
 
 
+# The syncd runs of a rate-limited Adobe case: told the limit, not told (a store's first sync, on a
+# fresh database) and not told again (the next full sync, on the first one's database).
+TOLD, UNTOLD, UNTOLD_NEXT = "told", "untold", "untold-next"
+RATE_VARIANTS = (TOLD, UNTOLD, UNTOLD_NEXT)
+UNTOLD_VARIANTS = (UNTOLD, UNTOLD_NEXT)  # no `rate_limit`, and not time-boxed (the whole search)
+
+
 @dataclass(frozen=True, slots=True)
 class Profile:
     """How the emulated store answers: its platform, an optional limit (a token bucket with 429 +

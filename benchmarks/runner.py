@@ -16,10 +16,17 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.environment import load, machine
-from benchmarks.floors import UNTOLD_NEXT
 from benchmarks.measure import cpu_count
 from benchmarks.metrics import delta, run_figures
-from benchmarks.plan import Plan, Profile, case_name, size_label
+from benchmarks.plan import (
+    RATE_VARIANTS,
+    UNTOLD_NEXT,
+    UNTOLD_VARIANTS,
+    Plan,
+    Profile,
+    case_name,
+    size_label,
+)
 from benchmarks.processes import ROOT, EmulatorProcess, run_client, run_json
 
 RESULTS = ROOT / "benchmarks" / "results"
@@ -125,7 +132,7 @@ class Runner:
                     # the limit over a whole full sync, which a time box would cut short.
                     full = self._syncd(
                         emu, profile, db, "full", plan.concurrency,
-                        boxed and not variant.startswith("untold"), variant=variant,
+                        boxed and variant not in UNTOLD_VARIANTS, variant=variant,
                     )  # fmt: skip
                     runs.append(full)
                     if variant != _variants(profile)[0]:
@@ -335,7 +342,7 @@ class Runner:
         variant: str = "",
     ) -> dict[str, Any]:
         args = [*self._common(emu, db, boxed), "--kind", kind, "--concurrency", str(concurrency)]
-        if profile.rate is not None and not variant.startswith("untold"):
+        if profile.rate is not None and variant not in UNTOLD_VARIANTS:
             args += ["--rate-limit", str(profile.rate)]
             if profile.burst is not None:
                 args += ["--rate-burst", str(profile.burst)]
@@ -428,7 +435,7 @@ def _profile_json(profile: Profile) -> dict[str, Any]:
 def _variants(profile: Profile) -> tuple[str, ...]:
     """The syncd runs of a case: on a rate-limited Adobe store, told the limit, not told (a first
     sync, on a fresh store), and not told again (the next full sync of that store)."""
-    return ("told", "untold", UNTOLD_NEXT) if profile.rate is not None else ("",)
+    return RATE_VARIANTS if profile.rate is not None else ("",)
 
 
 def _line(row: dict[str, Any]) -> str:
