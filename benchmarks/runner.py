@@ -121,8 +121,7 @@ class Runner:
         runs: list[dict[str, Any]] = record["runs"]
         with self._emulator(profile, size) as emu:
             for repeat in range(plan.repeats):
-                if repeat:
-                    self._next_window(profile)
+                self._next_window(profile, first=not repeat)
                 for variant in _variants(profile):
                     # The next untold sync runs on the first one's store, where the search it
                     # made is saved with the source's pace.
@@ -161,16 +160,20 @@ class Runner:
         record["load_after"] = load()
         return self._write(name, record)
 
-    def _next_window(self, profile: Profile) -> None:
-        """Between repeats on a call window: wait until the previous repeat's last window has
-        ended, then a random part of a window. The call-window measure averages over where in a
-        window a run starts; back to back, each repeat started about a second later in the window
-        than the one before (the same few phases every time), and in a window the previous run
-        had spent, which it cannot tell from the other app's calls on a fresh database."""
+    def _next_window(self, profile: Profile, *, first: bool = False) -> None:
+        """Before each repeat on a call window, the first included: wait a random part of a
+        window, after (between repeats) one whole window, so that the previous repeat's calls
+        are not in the next one's first window, which it cannot tell from the other app's on a
+        fresh database. The call-window measure averages over where in a window a run starts:
+        back to back, each repeat started about a second later in the window than the one
+        before, and the first always about a second after the emulator's windows began (its
+        start-up and the client's), a phase where a 60-s box closes a second into its last
+        window, before a burst timed by a boundary not yet learned to the second can leave."""
         if profile.call_limit is None:
             return
-        pause = profile.window + self.rng.uniform(0, profile.window)
-        self.say(f"  next repeat in {pause:.1f} s (a new window, at a random phase)")
+        pause = (0.0 if first else profile.window) + self.rng.uniform(0, profile.window)
+        what = "first repeat" if first else "next repeat"
+        self.say(f"  {what} in {pause:.1f} s (a new window, at a random phase)")
         self.sleep(pause)
 
     def _fleet(self, command: str) -> Path:

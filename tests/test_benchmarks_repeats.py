@@ -14,8 +14,10 @@ from benchmarks.syncd_client import parser, settings
 
 
 def test_call_window_repeats_start_in_a_new_window_at_spread_phases(tmp_path: Path) -> None:
-    """Each pause outlasts a window (the previous repeat's calls are not in the next one's
-    first window) and the phases it leaves differ; a rate-limited case does not wait."""
+    """Each pause between repeats outlasts a window (the previous repeat's calls are not in the
+    next one's first window), the first repeat's is under one, and the phases they leave differ
+    (the first repeat's too: it once always began about a second into a window); a
+    rate-limited case does not wait."""
     slept: list[float] = []
     runner = Runner(Plan(), tmp_path, rng=random.Random(3), sleep=slept.append)
     ac5 = PROFILES["ac5"]
@@ -28,6 +30,12 @@ def test_call_window_repeats_start_in_a_new_window_at_spread_phases(tmp_path: Pa
     phases = sorted(s - ac5.window for s in slept)
     # Spread over the window, not one phase drifting by a second per repeat.
     assert phases[0] < ac5.window / 4 and phases[-1] > 3 * ac5.window / 4
+    firsts: list[float] = []
+    for seed in range(20):
+        first = Runner(Plan(), tmp_path, rng=random.Random(seed), sleep=firsts.append)
+        first._next_window(ac5, first=True)
+    assert all(0 <= s < ac5.window for s in firsts)
+    assert min(firsts) < ac5.window / 4 and max(firsts) > 3 * ac5.window / 4
 
 
 @pytest.mark.parametrize("store", [["--store-url", "postgresql://bench@127.0.0.1:5432/b"], []])

@@ -110,3 +110,37 @@ async def test_a_payload_with_a_lone_surrogate_is_a_store_error(
     with pytest.raises(StoreError, match="cannot encode a page"):
         await pg.commit_page("s", [record("ok"), bad], T0, PageCommit())
     assert rows(postgres_url) == {}
+
+
+async def test_a_page_hinted_new_over_dead_rows_revives_them_and_stops_guessing(
+    pg: PostgresStore, postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A page hinted new is inserted without ON CONFLICT; a tombstoned row under one of its skus
+    fails that insert with nothing written, and the page is written again as a revival (live,
+    one `revived` feed entry). The source's later pages skip the plain try."""
+    await pg.commit_page("s", [record("a"), record("b")], T0, PageCommit())
+    assert await pg.finish_full_scan("s", 1, T0, tombstone=True, watermark=None) == 2
+    tries: list[bool] = []
+    write = pg._commit_page
+
+    async def spy(*args: Any) -> Any:
+        tries.append(args[-1])
+        return await write(*args)
+
+    monkeypatch.setattr(pg, "_commit_page", spy)
+    counts = await pg.commit_page("s", [record("a"), record("c")], T0, PageCommit(new=True))
+    assert (counts.created, counts.updated, counts.unchanged) == (1, 1, 0)
+    assert tries == [True, False]
+    await pg.commit_page("s", [record("b")], T0, PageCommit(new=True))
+    assert tries == [True, False, False]
+    await pg.commit_page("t", [record("a")], T0, PageCommit(new=True))
+    assert tries[-1] is True  # another source still tries the plain insert
+    with psycopg.connect(postgres_url) as conn:
+        live = conn.execute(
+            "SELECT source, sku FROM products WHERE deleted_at IS NULL ORDER BY 1, 2"
+        ).fetchall()
+        ops = conn.execute(
+            "SELECT sku, op FROM product_changes WHERE source = 's' ORDER BY seq"
+        ).fetchall()
+    assert live == [("s", "a"), ("s", "b"), ("s", "c"), ("t", "a")]
+    assert ops[-3:] == [("a", "revived"), ("c", "created"), ("b", "revived")]

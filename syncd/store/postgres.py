@@ -91,19 +91,21 @@ WITH page AS (
                                payload, content_hash, first_seen_at, last_synced_at)
     SELECT %(source)s, sku, id, name, price, status, type_id, updated_at, payload::jsonb,
            content_hash, %(now)s, %(now)s
-    FROM page{unchanged}
-    ON CONFLICT (source, sku) DO UPDATE SET
-        id = excluded.id, name = excluded.name, price = excluded.price,
-        status = excluded.status, type_id = excluded.type_id, updated_at = excluded.updated_at,
-        payload = excluded.payload, content_hash = excluded.content_hash,
-        last_synced_at = excluded.last_synced_at, deleted_at = NULL
-    WHERE p.content_hash <> excluded.content_hash OR p.deleted_at IS NOT NULL
+    FROM page{unchanged}{conflict}
     RETURNING (xmax = 0) AS created{returning}
 ){extra}
 SELECT count(*) FILTER (WHERE created), count(*) FILTER (WHERE NOT created),
        set_config('synchronous_commit', 'off', true)
 FROM written
 """
+
+_ON_CONFLICT = """
+    ON CONFLICT (source, sku) DO UPDATE SET
+        id = excluded.id, name = excluded.name, price = excluded.price,
+        status = excluded.status, type_id = excluded.type_id, updated_at = excluded.updated_at,
+        payload = excluded.payload, content_hash = excluded.content_hash,
+        last_synced_at = excluded.last_synced_at, deleted_at = NULL
+    WHERE p.content_hash <> excluded.content_hash OR p.deleted_at IS NOT NULL"""
 
 # Rows stored with the page's hash, live, are left out before the insert: ON CONFLICT's WHERE
 # would leave them as they are too, but only after parsing their payload and locking the row
@@ -230,6 +232,9 @@ class PostgresStore:
         self._pool: AsyncConnectionPool[Connection] | None = None
         self._closed = False
         self._fence: tuple[str, str, int] | None = None
+        # Sources a plain insert of a new-looking page collided in (commit_page); shared by the
+        # fenced views, bounded by the configured sources.
+        self._conflicted: set[str] = set()
         # Page commits a full scan may keep in flight (syncd/commit_window.py): each on its own
         # pooled connection, run in parallel by the server; one connection is left for reads.
         self.commit_depth = max(1, min(3, pool_size - 1))
@@ -390,8 +395,10 @@ class PostgresStore:
         latest: dict[str, ProductRecord],
         now: datetime,
         commit: PageCommit,
+        plain: bool = False,
     ) -> tuple[str, dict[str, Any]]:
-        """The one statement that writes a page (and what goes with it), and its parameters."""
+        """The one statement that writes a page (and what goes with it), and its parameters;
+        `plain` inserts the products without ON CONFLICT (a conflict then fails the statement)."""
         progress = commit.checkpoint is not None or commit.watermark is not None
         rows, payloads = _page_rows(latest.values())
         params: dict[str, Any] = {
@@ -431,6 +438,7 @@ class PostgresStore:
             returning = FEED_RETURNING_PAYLOAD if self._change_payloads else FEED_RETURNING
         query = _UPSERT.replace("{extra}", extra).replace("{returning}", returning)
         query = query.replace("{unchanged}", "" if commit.new else _UNCHANGED)
+        query = query.replace("{conflict}", "" if plain else _ON_CONFLICT)
         if self._fence is not None:
             # The fence in the page's own statement: the one-row aggregate evaluates it once, and
             # a refusal rolls the whole statement back (the lease row stays share-locked until it
@@ -449,24 +457,48 @@ class PostgresStore:
         progress = commit.checkpoint is not None or commit.watermark is not None
         if not latest and not progress and not commit.forget and commit.run is None:
             return UpsertCounts()
-        query, params = self._page_statement(source, records, latest, now, commit)
+        # A page of products none of which has a live row is inserted without ON CONFLICT: a
+        # speculative insertion per row (an index probe, a token, a confirmation record) was 0.5
+        # of 3.3 ms of server CPU a page. A dead row under one of its skus (a revival), or the
+        # hint being wrong, fails the statement with nothing written: the page is written again
+        # with ON CONFLICT, and the source's later pages are too (revivals come in runs).
+        plain = commit.new and source not in self._conflicted
         try:
-            # One statement on an autocommit connection: its own transaction, one round trip,
-            # committed by the server as soon as it ends. No BEGIN/COMMIT from the client, so
-            # the rows every page locks (the counter, the checkpoint, the run) are never held
-            # while the client is waiting to be scheduled: commits in flight together
-            # (syncd/commit_window.py) would queue behind that. The statement's
-            # `set_config('synchronous_commit', 'off', true)` lasts for its transaction: a page
-            # need not wait for its WAL flush, as SQLite's synchronous=NORMAL does not (a server
-            # crash may lose the last pages with their checkpoint, never one without the other,
-            # and the scan resumes before them). Tokens and runs keep the durable default.
-            async with self._opened.connection() as db:
-                cursor = await db.execute(query, params)
-                row = await cursor.fetchone()
+            try:
+                return await self._commit_page(source, records, latest, now, commit, plain)
+            except psycopg.errors.UniqueViolation:
+                if not plain:
+                    raise
+            self._conflicted.add(source)
+            return await self._commit_page(source, records, latest, now, commit, False)
         except psycopg.Error as exc:
             raise _error(f"cannot store {len(latest)} products of {source!r}", exc) from exc
         except UnicodeEncodeError as exc:  # a lone surrogate in a payload, met by psycopg's dump
             raise StoreError(f"cannot encode a page for PostgreSQL: {exc.reason}") from None
+
+    async def _commit_page(
+        self,
+        source: str,
+        records: Sequence[ProductRecord],
+        latest: dict[str, ProductRecord],
+        now: datetime,
+        commit: PageCommit,
+        plain: bool,
+    ) -> UpsertCounts:
+        """Write one page with the statement `_page_statement` makes; psycopg's errors raised."""
+        query, params = self._page_statement(source, records, latest, now, commit, plain)
+        # One statement on an autocommit connection: its own transaction, one round trip,
+        # committed by the server as soon as it ends. No BEGIN/COMMIT from the client, so
+        # the rows every page locks (the counter, the checkpoint, the run) are never held
+        # while the client is waiting to be scheduled: commits in flight together
+        # (syncd/commit_window.py) would queue behind that. The statement's
+        # `set_config('synchronous_commit', 'off', true)` lasts for its transaction: a page
+        # need not wait for its WAL flush, as SQLite's synchronous=NORMAL does not (a server
+        # crash may lose the last pages with their checkpoint, never one without the other,
+        # and the scan resumes before them). Tokens and runs keep the durable default.
+        async with self._opened.connection() as db:
+            cursor = await db.execute(query, params)
+            row = await cursor.fetchone()
         created, updated = (int(row[0]), int(row[1])) if row else (0, 0)
         return UpsertCounts(created, updated, len(latest) - created - updated)
 
