@@ -3,7 +3,8 @@
 Many processes share one database, so nothing here may rely on being alone: the schema is created
 and migrated under a transaction-scoped advisory lock, and a page is one statement on an
 autocommit connection (one round trip, one transaction) whose upsert rewrites only the rows whose
-hash changed.
+hash changed. The statements SQLite runs alike (runs, tokens, paces, source state) are in
+statements.py.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from contextlib import asynccontextmanager
 from datetime import datetime
 from math import isfinite, isnan
 from types import TracebackType
-from typing import Any, Self, cast
+from typing import Any, Self
 
 import orjson
 import psycopg
@@ -26,23 +27,13 @@ from syncd.errors import LeaseLostError, StoreError
 from syncd.redaction import Redactor
 from syncd.store.base import (
     CLEAR,
-    CallWindowState,
     ChangeEntry,
     FeedHead,
     PageCommit,
     ProductRecord,
     ProductSnapshot,
-    RateSearch,
     RunKind,
-    RunRecord,
-    RunStatus,
-    RunTotals,
-    SourceRate,
-    SourceState,
     StoredProduct,
-    TokenEvent,
-    TokenRecord,
-    TokenState,
     UpsertCounts,
 )
 from syncd.store.history import HistoryTable
@@ -65,7 +56,8 @@ from syncd.store.postgres_history import (
     prune_token_events_chunk,
 )
 from syncd.store.postgres_schema import MIGRATION_LOCK, MIGRATIONS, SCHEMA_VERSION
-from syncd.store.rows import RUN_COLUMNS, iso, parse_iso, stored_time
+from syncd.store.rows import iso, parse_iso, stored_time
+from syncd.store.statements import Dialect, SharedStatements
 
 Connection = psycopg.AsyncConnection[TupleRow]
 
@@ -203,8 +195,10 @@ def describe(url: str) -> str:
     return f"postgresql://{user}{params.get('host', '')}{port}/{params.get('dbname', '')}"
 
 
-class PostgresStore:
+class PostgresStore(SharedStatements):
     """The daemon's database on PostgreSQL; use as `async with PostgresStore(url) as store:`."""
+
+    dialect = Dialect("%s", _stamp, lambda moment: moment, iso, array_any=True)
 
     def __init__(
         self,
@@ -372,21 +366,22 @@ class PostgresStore:
         file to compare, but a probe (`/readyz`) must still see a database that is gone."""
         await self._read("SELECT 1")
 
-    async def _read(self, query: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+    async def _read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         try:
             async with self._opened.connection() as db:
-                cursor = await db.execute(query, params)
+                cursor = await db.execute(sql, params)
                 return await cursor.fetchall()
         except psycopg.Error as exc:
             raise StoreError(f"cannot read from {self.url}: {first_line(exc)}") from exc
 
-    # -- products ---------------------------------------------------------------------------------
+    async def _execute(self, what: str, sql: str, params: Sequence[Any]) -> int:
+        """One statement in a transaction of its own (fenced, for a fenced view); the rows it
+        changed."""
+        async with self._transaction(what) as db:
+            cursor = await db.execute(sql, params)
+            return cursor.rowcount
 
-    async def upsert_products(
-        self, source: str, records: Sequence[ProductRecord], now: datetime
-    ) -> UpsertCounts:
-        """Insert new products, rewrite changed ones, leave identical ones untouched."""
-        return await self.commit_page(source, records, now, PageCommit())
+    # -- products ---------------------------------------------------------------------------------
 
     def _page_statement(
         self,
@@ -522,14 +517,6 @@ class PostgresStore:
             for sku, ident, updated, live, seen in rows
         }
 
-    async def count_seen(self, source: str, scan_id: int) -> int:
-        """How many distinct skus scan `scan_id` has marked as seen."""
-        rows = await self._read(
-            "SELECT count(*) FROM full_scan_seen WHERE source = %s AND scan_id = %s",
-            (source, scan_id),
-        )
-        return int(rows[0][0])
-
     async def unseen(self, source: str, scan_id: int, skus: Sequence[str]) -> list[str]:
         """Those of `skus` that full scan `scan_id` has not marked as seen."""
         rows = await self._read(
@@ -574,21 +561,6 @@ class PostgresStore:
             await db.execute("DELETE FROM full_scan_seen WHERE source = %s", (source,))
             await _set_progress(db, source, now, CLEAR, watermark)
         return deleted
-
-    async def count_products(self, source: str) -> int:
-        """How many live (not tombstoned) products `source` has."""
-        rows = await self._read(
-            "SELECT count(*) FROM products WHERE source = %s AND deleted_at IS NULL", (source,)
-        )
-        return int(rows[0][0])
-
-    async def has_products(self, source: str) -> bool:
-        """Whether `source` has a live (not tombstoned) product: stops at the first one."""
-        rows = await self._read(
-            "SELECT EXISTS (SELECT 1 FROM products WHERE source = %s AND deleted_at IS NULL)",
-            (source,),
-        )
-        return bool(rows[0][0])
 
     # -- change feed (docs/CHANGES.md) -------------------------------------------------------------
 
@@ -649,23 +621,6 @@ class PostgresStore:
         self._opened  # noqa: B018 - the same misuse error as every other method
         return ChangeListener(self._conninfo, self._connect_timeout)
 
-    async def webhook_cursors(self, webhook: str) -> dict[str, int]:
-        """source -> the last seq webhook `webhook` delivered (sources never delivered absent)."""
-        rows = await self._read(
-            "SELECT source, seq FROM webhook_cursors WHERE webhook = %s", (webhook,)
-        )
-        return {r[0]: int(r[1]) for r in rows}
-
-    async def set_webhook_cursor(self, webhook: str, source: str, seq: int, now: datetime) -> None:
-        """Record that `webhook` delivered every entry of `source` up to `seq`."""
-        async with self._transaction(f"record what webhook {webhook!r} delivered") as db:
-            await db.execute(
-                "INSERT INTO webhook_cursors (webhook, source, seq, updated_at) "
-                "VALUES (%s, %s, %s, %s) ON CONFLICT (webhook, source) DO UPDATE SET "
-                "seq = excluded.seq, updated_at = excluded.updated_at",
-                (webhook, source, seq, _stamp(now)),
-            )
-
     # -- runs -------------------------------------------------------------------------------------
 
     async def start_run(
@@ -688,26 +643,6 @@ class PostgresStore:
             raise StoreError(f"cannot start a run of {source!r}: no row id returned")
         return int(row[0])
 
-    async def finish_run(
-        self,
-        run_id: int,
-        status: RunStatus,
-        totals: RunTotals,
-        now: datetime,
-        error: str | None = None,
-    ) -> None:
-        """Close a run with its outcome and counters."""
-        t = totals
-        async with self._transaction(f"finish run {run_id}") as db:
-            await db.execute(
-                "UPDATE sync_runs SET finished_at=%s, status=%s, pages=%s, items_seen=%s, "
-                "items_created=%s, items_updated=%s, items_unchanged=%s, items_deleted=%s, "
-                "requests=%s, retries=%s, rate_limited=%s, error=%s WHERE id=%s",
-                (_stamp(now), status, t.pages, t.items_seen, t.items_created, t.items_updated,
-                 t.items_unchanged, t.items_deleted, t.requests, t.retries, t.rate_limited,
-                 self._text(error), run_id),
-            )  # fmt: skip
-
     async def fail_abandoned_runs(
         self,
         now: datetime,
@@ -724,243 +659,6 @@ class PostgresStore:
                 (_stamp(now), self._text(reason), source, source),
             )
             return cursor.rowcount
-
-    async def running_sources(self) -> list[str]:
-        """The sources that have a run still marked `running`, sorted."""
-        rows = await self._read(
-            "SELECT DISTINCT source FROM sync_runs WHERE status = 'running' ORDER BY source"
-        )
-        return [str(row[0]) for row in rows]
-
-    async def last_runs(self) -> list[RunRecord]:
-        """The most recent run of each source."""
-        rows = await self._read(
-            f"SELECT {RUN_COLUMNS} FROM sync_runs WHERE id IN "
-            "(SELECT max(id) FROM sync_runs GROUP BY source) ORDER BY source"
-        )
-        return [_run_record(row) for row in rows]
-
-    async def runs(
-        self,
-        source: str | None = None,
-        status: RunStatus | None = None,
-        since: datetime | None = None,
-        limit: int = 50,
-    ) -> list[RunRecord]:
-        """Runs, newest first, filtered."""
-        clause, params = _where(source=source, status=status, started_at=since)
-        rows = await self._read(
-            f"SELECT {RUN_COLUMNS} FROM sync_runs {clause} ORDER BY id DESC LIMIT %s",
-            (*params, limit),
-        )
-        return [_run_record(row) for row in rows]
-
-    # -- tokens -----------------------------------------------------------------------------------
-
-    async def add_token_event(self, event: TokenEvent) -> None:
-        """Append to `token_events`."""
-        async with self._transaction(f"record token event {event.event!r}") as db:
-            await db.execute(
-                "INSERT INTO token_events (source, at, event, expires_at, fingerprint, detail, "
-                "owner) VALUES (%s, %s, %s, %s, %s, %s, %s)",
-                (event.source, _stamp(event.at), event.event, _stamp(event.expires_at),
-                 event.fingerprint, self._text(event.detail), event.owner),
-            )  # fmt: skip
-
-    async def token_events(
-        self,
-        source: str | None = None,
-        since: datetime | None = None,
-        limit: int = 50,
-        *,
-        event: str | Sequence[str] | None = None,
-    ) -> list[TokenEvent]:
-        """Token events, newest first, filtered; `event` keeps only that kind (or those kinds)."""
-        kinds = None if event is None else [event] if isinstance(event, str) else list(event)
-        clause, params = _where(source=source, at=since, event=kinds)
-        rows = await self._read(
-            "SELECT source, at, event, expires_at, fingerprint, detail, owner FROM token_events "
-            f"{clause} ORDER BY id DESC LIMIT %s",
-            (*params, limit),
-        )
-        return [
-            TokenEvent(source=r[0], at=r[1], event=r[2], expires_at=r[3], fingerprint=r[4],
-                       detail=r[5], owner=r[6])
-            for r in rows
-        ]  # fmt: skip
-
-    async def token_event_counts(self) -> dict[tuple[str, str], int]:
-        """How many token events of each (source, event) were ever recorded."""
-        rows = await self._read(
-            "SELECT source, event, count(*) FROM token_events GROUP BY source, event"
-        )
-        counts = {(r[0], r[1]): int(r[2]) for r in rows}
-        for r in await self._read("SELECT source, event, pruned FROM token_event_tallies"):
-            counts[r[0], r[1]] = counts.get((r[0], r[1]), 0) + int(r[2])  # pruned by retention
-        return counts
-
-    async def load_token(self, key: str) -> TokenRecord | None:
-        """The persisted credential for cache key `key`."""
-        rows = await self._read(
-            "SELECT access_token, expires_at, refresh_token, issued_at FROM tokens "
-            "WHERE cache_key = %s AND access_token <> ''",  # '': only a first refresh's intent
-            (key,),
-        )
-        if not rows:
-            return None
-        r = rows[0]
-        return TokenRecord(r[0], r[1], r[2], r[3])
-
-    async def save_token(self, key: str, token: TokenRecord, now: datetime) -> None:
-        """Persist (replace) the credential for `key` atomically."""
-        async with self._transaction("save a token") as db:
-            await db.execute(
-                "INSERT INTO tokens (cache_key, access_token, refresh_token, expires_at, "
-                "issued_at, updated_at, version) VALUES (%s, %s, %s, %s, %s, %s, 1) "
-                "ON CONFLICT (cache_key) DO UPDATE SET access_token=excluded.access_token, "
-                "refresh_token=excluded.refresh_token, expires_at=excluded.expires_at, "
-                "issued_at=excluded.issued_at, updated_at=excluded.updated_at, "
-                "version=tokens.version + 1, refreshing_by=NULL, refresh_started_at=NULL",
-                (key, token.access_token, token.refresh_token, _stamp(token.expires_at),
-                 _stamp(token.issued_at), _stamp(now)),
-            )  # fmt: skip
-
-    async def delete_token(self, key: str) -> None:
-        """Forget the credential for `key`."""
-        async with self._transaction("delete a token") as db:
-            await db.execute("DELETE FROM tokens WHERE cache_key = %s", (key,))
-
-    # -- tokens shared by replicas (docs/SCALING.md) ----------------------------------------------
-
-    async def token_state(self, key: str) -> TokenState | None:
-        """The row of `key` with its version and refresh intent (None: no row at all)."""
-        rows = await self._read(
-            "SELECT access_token, expires_at, refresh_token, issued_at, version, refreshing_by, "
-            "refresh_started_at FROM tokens WHERE cache_key = %s",
-            (key,),
-        )
-        if not rows:
-            return None
-        r = rows[0]
-        token = TokenRecord(r[0], r[1], r[2], r[3]) if r[0] else None
-        return TokenState(token, int(r[4]), r[5], r[6])
-
-    async def begin_token_refresh(
-        self, key: str, expected_version: int, owner: str, now: datetime, stale_before: datetime
-    ) -> bool:
-        """Record that `owner` refreshes `key` if the row is still at `expected_version` and
-        holds no live intent; True if it did. One statement: the row lock makes it a
-        compare-and-set between replicas (the loser's WHERE sees the winner's version)."""
-        async with self._transaction("begin a token refresh") as db:
-            # No row yet (a first token): a placeholder carries the intent; '' is no token.
-            cursor = await db.execute(
-                "INSERT INTO tokens AS t (cache_key, access_token, updated_at, version, "
-                "refreshing_by, refresh_started_at) VALUES (%s, '', %s, 1, %s, %s) "
-                "ON CONFLICT (cache_key) DO UPDATE SET version = t.version + 1, "
-                "refreshing_by = excluded.refreshing_by, "
-                "refresh_started_at = excluded.refresh_started_at, "
-                "updated_at = excluded.updated_at WHERE t.version = %s "
-                "AND (t.refreshing_by IS NULL OR t.refresh_started_at < %s)",
-                (key, _stamp(now), owner, _stamp(now), expected_version, _stamp(stale_before)),
-            )
-            return cursor.rowcount == 1
-
-    async def abandon_token_refresh(
-        self, key: str, owner: str, now: datetime, *, spent: bool = False
-    ) -> None:
-        """Drop `owner`'s refresh intent on `key`; `spent` also drops the refresh token."""
-        async with self._transaction("abandon a token refresh") as db:
-            await db.execute(
-                "UPDATE tokens SET version = version + 1, refreshing_by = NULL, "
-                "refresh_started_at = NULL, updated_at = %s, "
-                "refresh_token = CASE WHEN %s THEN NULL ELSE refresh_token END "
-                "WHERE cache_key = %s AND refreshing_by = %s",
-                (_stamp(now), spent, key, owner),
-            )
-
-    async def revoke_token(self, key: str, access_token: str, now: datetime) -> bool:
-        """Expire `key`'s token now if it is still `access_token`; True if it was."""
-        async with self._transaction("revoke a token") as db:
-            cursor = await db.execute(
-                "UPDATE tokens SET expires_at = %s, version = version + 1, updated_at = %s "
-                "WHERE cache_key = %s AND access_token = %s",
-                (_stamp(now), _stamp(now), key, access_token),
-            )
-            return cursor.rowcount == 1
-
-    # -- source rates -----------------------------------------------------------------------------
-
-    async def source_rate(self, source: str) -> SourceRate | None:
-        """The persisted pace of `source` (None: never saved)."""
-        rows = await self._read(
-            "SELECT rate, paused_until, updated_at, window_ends_at, window_limit, window_calls, "
-            "window_phase_width, found_lower, found_upper, found_burst, found_held "
-            "FROM source_rates "
-            "WHERE source = %s",
-            (source,),
-        )
-        if not rows:
-            return None
-        r = rows[0]
-        window = None if r[3] is None else CallWindowState(r[3], r[4], r[5], r[6])
-        found = None
-        if r[7] is not None and r[8] is not None:
-            found = RateSearch(r[7], r[8], r[9], r[10] or 0.0)
-        return SourceRate(source, r[0], r[1], r[2], window, found)
-
-    async def save_source_rate(self, rate: SourceRate) -> None:
-        """Persist (replace) the pace of `rate.source`."""
-        async with self._transaction(f"save the rate of {rate.source!r}") as db:
-            window, found = rate.window, rate.found
-            await db.execute(
-                "INSERT INTO source_rates (source, rate, paused_until, updated_at, window_ends_at, "
-                "window_limit, window_calls, window_phase_width, found_lower, found_upper, "
-                "found_burst, found_held) "
-                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (source) "
-                "DO UPDATE "
-                "SET rate = excluded.rate, paused_until = excluded.paused_until, "
-                "updated_at = excluded.updated_at, window_ends_at = excluded.window_ends_at, "
-                "window_limit = excluded.window_limit, window_calls = excluded.window_calls, "
-                "window_phase_width = excluded.window_phase_width, "
-                "found_lower = excluded.found_lower, found_upper = excluded.found_upper, "
-                "found_burst = excluded.found_burst, found_held = excluded.found_held",
-                (
-                    rate.source, rate.rate, _stamp(rate.paused_until), _stamp(rate.updated_at),
-                    None if window is None else _stamp(window.ends_at),
-                    None if window is None else window.limit,
-                    None if window is None else window.calls,
-                    None if window is None else window.phase_width,
-                    None if found is None else found.lower,
-                    None if found is None else found.upper,
-                    None if found is None else found.burst,
-                    None if found is None else found.held,
-                ),
-            )  # fmt: skip
-
-    # -- source state -----------------------------------------------------------------------------
-
-    async def source_state(self, source: str) -> SourceState:
-        """Durable state of `source` (defaults if never written)."""
-        rows = await self._read(
-            "SELECT needs_reauth, reauth_reason, watermark, checkpoint FROM source_state "
-            "WHERE source = %s",
-            (source,),
-        )
-        if not rows:
-            return SourceState(source)
-        r = rows[0]
-        return SourceState(source, bool(r[0]), r[1], r[2], r[3])
-
-    async def set_needs_reauth(self, source: str, reason: str | None, now: datetime) -> None:
-        """Flag (reason given) or clear (None) the operator action `syncd auth` for `source`."""
-        async with self._transaction(f"update the state of {source!r}") as db:
-            await db.execute(
-                "INSERT INTO source_state (source, needs_reauth, reauth_reason, updated_at) "
-                "VALUES (%s, %s, %s, %s) ON CONFLICT (source) DO UPDATE SET "
-                "needs_reauth=excluded.needs_reauth, reauth_reason=excluded.reauth_reason, "
-                "updated_at=excluded.updated_at",
-                (source, reason is not None, self._text(reason), _stamp(now)),
-            )
 
     # -- history retention ([store] history_retention, store/history.py) -------------------------
 
@@ -1007,40 +705,6 @@ async def _set_progress(
             "set_checkpoint": checkpoint is not None,
             "set_watermark": watermark is not None,
         },
-    )
-
-
-def _where(**conditions: Any) -> tuple[str, list[Any]]:
-    """A WHERE clause over the non-None conditions: equality, `>=` for a datetime (since), or
-    `= ANY` for a list (any of those values). Column names are fixed by the callers."""
-    clauses: list[str] = []
-    params: list[Any] = []
-    for column, value in conditions.items():
-        if value is None:
-            continue
-        if isinstance(value, datetime):
-            clauses.append(f"{column} >= %s")
-            params.append(_stamp(value))
-        elif isinstance(value, list | tuple):
-            clauses.append(f"{column} = ANY(%s)")
-            params.append(list(value))
-        else:
-            clauses.append(f"{column} = %s")
-            params.append(value)
-    return ("WHERE " + " AND ".join(clauses) if clauses else ""), params
-
-
-def _run_record(row: tuple[Any, ...]) -> RunRecord:
-    """A `sync_runs` row as a record, its times as the ISO text SQLite stores."""
-    return RunRecord(
-        id=int(row[0]),
-        source=row[1],
-        kind=row[2],
-        started_at=cast(str, iso(row[3])),
-        finished_at=iso(row[4]),
-        status=row[5],
-        totals=RunTotals(*(int(v) for v in row[6:15])),
-        error=row[15],
     )
 
 

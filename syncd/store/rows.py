@@ -1,4 +1,4 @@
-"""What the SQLite store's methods share: time columns as text, the upsert by content hash, filters."""
+"""What the SQLite store's methods share: time columns as text, the upsert by content hash."""
 
 from __future__ import annotations
 
@@ -13,8 +13,6 @@ from syncd.codec import sql_rows
 from syncd.store.base import (
     ChangeOp,
     ProductRecord,
-    RunRecord,
-    RunTotals,
     UpsertCounts,
 )
 
@@ -215,37 +213,3 @@ def set_progress(
         (source, iso(now), checkpoint or None, watermark or None,
          checkpoint is not None, watermark is not None),
     )  # fmt: skip
-
-
-def where(**conditions: Any) -> tuple[str, list[Any]]:
-    """A WHERE clause over the non-None conditions: equality, `>=` for a datetime (since), or
-    `IN` for a list or tuple (any of those values)."""
-    clauses: list[str] = []
-    params: list[Any] = []
-    for column, value in conditions.items():
-        if value is None:
-            continue
-        if isinstance(value, datetime):
-            clauses.append(f"{column} >= ?")
-            params.append(iso(value))
-        elif isinstance(value, list | tuple):
-            clauses.append(f"{column} IN ({', '.join('?' * len(value))})")
-            params.extend(value)
-        else:
-            clauses.append(f"{column} = ?")
-            params.append(value)
-    return ("WHERE " + " AND ".join(clauses) if clauses else ""), params
-
-
-def run_record(row: sqlite3.Row | tuple[Any, ...]) -> RunRecord:
-    """A `sync_runs` row (selected as RUN_COLUMNS) as a record."""
-    return RunRecord(
-        id=row[0],
-        source=row[1],
-        kind=row[2],
-        started_at=row[3],
-        finished_at=row[4],
-        status=row[5],
-        totals=RunTotals(*row[6:15]),
-        error=row[15],
-    )

@@ -1,4 +1,9 @@
-"""SQLite backend of the `Store` protocol: WAL, migrations, one lock-guarded transaction per call."""
+"""SQLite backend of the `Store` protocol: WAL, migrations, one lock-guarded transaction per call.
+
+The statements PostgreSQL runs alike (runs, tokens, paces, source state) are in statements.py;
+here is what SQLite does its own way: the page's write on aiosqlite's thread, the scan marks,
+the change feed, run start and pruning.
+"""
 
 from __future__ import annotations
 
@@ -22,24 +27,14 @@ from syncd.logging import get_logger
 from syncd.redaction import Redactor
 from syncd.store.base import (
     CLEAR,
-    CallWindowState,
     ChangeEntry,
     ChangeOp,
     FeedHead,
     PageCommit,
     ProductRecord,
     ProductSnapshot,
-    RateSearch,
     RunKind,
-    RunRecord,
-    RunStatus,
-    RunTotals,
-    SourceRate,
-    SourceState,
     StoredProduct,
-    TokenEvent,
-    TokenRecord,
-    TokenState,
     UpsertCounts,
 )
 from syncd.store.changes import (
@@ -61,18 +56,16 @@ from syncd.store.history import (
 )
 from syncd.store.rows import (
     IN_CHUNK,
-    RUN_COLUMNS,
     Known,
     chunks,
     iso,
     json_rows,
     parse_iso,
-    run_record,
     set_progress,
     upsert,
-    where,
 )
 from syncd.store.schema import MIGRATIONS, SCHEMA_VERSION, statements
+from syncd.store.statements import Dialect, SharedStatements
 
 log = get_logger(__name__)
 
@@ -92,12 +85,14 @@ class _ViewRead:
     known: Known
 
 
-class SqliteStore:
+class SqliteStore(SharedStatements):
     """The daemon's database; use as `async with SqliteStore(path) as store:`.
 
     Every free text it writes (a run's error, a token event's detail, a re-authorisation reason)
     passes through `redactor` first; credentials (`tokens`) and catalog data are stored as given.
     """
+
+    dialect = Dialect("?", iso, parse_iso, lambda text: text, array_any=False)
 
     def __init__(
         self,
@@ -296,6 +291,12 @@ class SqliteStore:
         except sqlite3.Error as exc:
             raise StoreError(f"cannot read from {str(self._path)!r}: {exc}") from exc
 
+    async def _execute(self, what: str, sql: str, params: Sequence[Any]) -> int:
+        """One statement in a write transaction of its own; the rows it changed."""
+        async with self._transaction(what) as db:
+            cursor = await db.execute(sql, params)
+            return cursor.rowcount
+
     async def _on_thread(self, work: Callable[[sqlite3.Connection], T]) -> T:
         """`work(connection)` run whole on aiosqlite's thread, in one handoff.
 
@@ -327,12 +328,6 @@ class SqliteStore:
             raise StoreError(f"cannot read from {str(self._path)!r}: {exc}") from exc
 
     # -- products ---------------------------------------------------------------------------------
-
-    async def upsert_products(
-        self, source: str, records: Sequence[ProductRecord], now: datetime
-    ) -> UpsertCounts:
-        """Insert new products, rewrite changed ones, leave identical ones untouched."""
-        return await self.commit_page(source, records, now, PageCommit())
 
     async def commit_page(
         self, source: str, records: Sequence[ProductRecord], now: datetime, commit: PageCommit
@@ -445,14 +440,6 @@ class SqliteStore:
             return None
         return read.known
 
-    async def count_seen(self, source: str, scan_id: int) -> int:
-        """How many distinct skus scan `scan_id` has marked as seen."""
-        rows = await self._read(
-            "SELECT count(*) FROM full_scan_seen WHERE source = ? AND scan_id = ?",
-            (source, scan_id),
-        )
-        return int(rows[0][0])
-
     async def finish_full_scan(
         self,
         source: str,
@@ -495,21 +482,6 @@ class SqliteStore:
             return len(gone)
 
         return await self._write(f"finish the full scan of {source!r}", finish)
-
-    async def count_products(self, source: str) -> int:
-        """How many live (not tombstoned) products `source` has."""
-        rows = await self._read(
-            "SELECT count(*) FROM products WHERE source = ? AND deleted_at IS NULL", (source,)
-        )
-        return int(rows[0][0])
-
-    async def has_products(self, source: str) -> bool:
-        """Whether `source` has a live (not tombstoned) product: stops at the first one."""
-        rows = await self._read(
-            "SELECT EXISTS (SELECT 1 FROM products WHERE source = ? AND deleted_at IS NULL)",
-            (source,),
-        )
-        return bool(rows[0][0])
 
     # -- change feed (docs/CHANGES.md) -------------------------------------------------------------
 
@@ -561,23 +533,6 @@ class SqliteStore:
         finally:
             await snap.db.close()
 
-    async def webhook_cursors(self, webhook: str) -> dict[str, int]:
-        """source -> the last seq webhook `webhook` delivered (sources never delivered absent)."""
-        rows = await self._read(
-            "SELECT source, seq FROM webhook_cursors WHERE webhook = ?", (webhook,)
-        )
-        return {r[0]: int(r[1]) for r in rows}
-
-    async def set_webhook_cursor(self, webhook: str, source: str, seq: int, now: datetime) -> None:
-        """Record that `webhook` delivered every entry of `source` up to `seq`."""
-        async with self._transaction(f"record what webhook {webhook!r} delivered") as db:
-            await db.execute(
-                "INSERT INTO webhook_cursors (webhook, source, seq, updated_at) VALUES (?,?,?,?) "
-                "ON CONFLICT (webhook, source) DO UPDATE SET seq = excluded.seq, "
-                "updated_at = excluded.updated_at",
-                (webhook, source, seq, iso(now)),
-            )
-
     # -- runs -------------------------------------------------------------------------------------
 
     async def start_run(
@@ -600,26 +555,6 @@ class SqliteStore:
             raise StoreError(f"cannot start a run of {source!r}: no row id returned")
         return run_id
 
-    async def finish_run(
-        self,
-        run_id: int,
-        status: RunStatus,
-        totals: RunTotals,
-        now: datetime,
-        error: str | None = None,
-    ) -> None:
-        """Close a run with its outcome and counters."""
-        t = totals
-        async with self._transaction(f"finish run {run_id}") as db:
-            await db.execute(
-                "UPDATE sync_runs SET finished_at=?, status=?, pages=?, items_seen=?, "
-                "items_created=?, items_updated=?, items_unchanged=?, items_deleted=?, requests=?, "
-                "retries=?, rate_limited=?, error=? WHERE id=?",
-                (iso(now), status, t.pages, t.items_seen, t.items_created, t.items_updated,
-                 t.items_unchanged, t.items_deleted, t.requests, t.retries, t.rate_limited,
-                 self._text(error), run_id),
-            )  # fmt: skip
-
     async def fail_abandoned_runs(
         self,
         now: datetime,
@@ -629,7 +564,7 @@ class SqliteStore:
     ) -> int:
         """Mark `running` runs (of `source` only, if given) as `failed`; return how many. Only
         for a caller holding their sources' run locks: nobody else can be running them."""
-        clause, params = where(status="running", source=source)
+        clause, params = self.dialect.where(status="running", source=source)
         # Read first: the common case (nothing to close, before every run) takes no write lock.
         if not await self._read(f"SELECT 1 FROM sync_runs {clause} LIMIT 1", params):
             return 0
@@ -641,251 +576,6 @@ class SqliteStore:
                 "UPDATE sync_runs SET status='failed', finished_at=?, error=? WHERE id=?", dead
             )
             return len(dead)
-
-    async def running_sources(self) -> list[str]:
-        """The sources that have a run still marked `running`, sorted."""
-        rows = await self._read(
-            "SELECT DISTINCT source FROM sync_runs WHERE status = 'running' ORDER BY source"
-        )
-        return [str(row[0]) for row in rows]
-
-    async def last_runs(self) -> list[RunRecord]:
-        """The most recent run of each source."""
-        rows = await self._read(
-            f"SELECT {RUN_COLUMNS} FROM sync_runs WHERE id IN "
-            "(SELECT max(id) FROM sync_runs GROUP BY source) ORDER BY source"
-        )
-        return [run_record(row) for row in rows]
-
-    async def runs(
-        self,
-        source: str | None = None,
-        status: RunStatus | None = None,
-        since: datetime | None = None,
-        limit: int = 50,
-    ) -> list[RunRecord]:
-        """Runs, newest first, filtered."""
-        clause, params = where(source=source, status=status, started_at=since)
-        rows = await self._read(
-            f"SELECT {RUN_COLUMNS} FROM sync_runs {clause} ORDER BY id DESC LIMIT ?",
-            (*params, limit),
-        )
-        return [run_record(row) for row in rows]
-
-    # -- tokens -----------------------------------------------------------------------------------
-
-    async def add_token_event(self, event: TokenEvent) -> None:
-        """Append to `token_events`."""
-        async with self._transaction(f"record token event {event.event!r}") as db:
-            await db.execute(
-                "INSERT INTO token_events (source, at, event, expires_at, fingerprint, detail, "
-                "owner) VALUES (?,?,?,?,?,?,?)",
-                (event.source, iso(event.at), event.event, iso(event.expires_at),
-                 event.fingerprint, self._text(event.detail), event.owner),
-            )  # fmt: skip
-
-    async def token_events(
-        self,
-        source: str | None = None,
-        since: datetime | None = None,
-        limit: int = 50,
-        *,
-        event: str | Sequence[str] | None = None,
-    ) -> list[TokenEvent]:
-        """Token events, newest first, filtered; `event` keeps only that kind (or those kinds)."""
-        kinds = None if event is None else [event] if isinstance(event, str) else list(event)
-        clause, params = where(source=source, at=since, event=kinds)
-        rows = await self._read(
-            "SELECT source, at, event, expires_at, fingerprint, detail, owner FROM token_events "
-            f"{clause} ORDER BY id DESC LIMIT ?",
-            (*params, limit),
-        )
-        return [
-            TokenEvent(
-                source=r[0],
-                at=cast(datetime, parse_iso(r[1])),
-                event=r[2],
-                expires_at=parse_iso(r[3]),
-                fingerprint=r[4],
-                detail=r[5],
-                owner=r[6],
-            )
-            for r in rows
-        ]
-
-    async def token_event_counts(self) -> dict[tuple[str, str], int]:
-        """How many token events of each (source, event) were ever recorded."""
-        rows = await self._read(
-            "SELECT source, event, count(*) FROM token_events GROUP BY source, event"
-        )
-        counts = {(r[0], r[1]): int(r[2]) for r in rows}
-        for r in await self._read("SELECT source, event, pruned FROM token_event_tallies"):
-            counts[r[0], r[1]] = counts.get((r[0], r[1]), 0) + int(r[2])  # pruned by retention
-        return counts
-
-    async def load_token(self, key: str) -> TokenRecord | None:
-        """The persisted credential for cache key `key`."""
-        rows = await self._read(
-            "SELECT access_token, expires_at, refresh_token, issued_at FROM tokens "
-            "WHERE cache_key = ? AND access_token <> ''",  # '': only a first refresh's intent
-            (key,),
-        )
-        if not rows:
-            return None
-        r = rows[0]
-        return TokenRecord(r[0], parse_iso(r[1]), r[2], parse_iso(r[3]))
-
-    async def save_token(self, key: str, token: TokenRecord, now: datetime) -> None:
-        """Persist (replace) the credential for `key` atomically."""
-        async with self._transaction("save a token") as db:
-            await db.execute(
-                "INSERT INTO tokens (cache_key, access_token, refresh_token, expires_at, "
-                "issued_at, updated_at, version) VALUES (?,?,?,?,?,?,1) ON CONFLICT (cache_key) "
-                "DO UPDATE SET access_token=excluded.access_token, "
-                "refresh_token=excluded.refresh_token, expires_at=excluded.expires_at, "
-                "issued_at=excluded.issued_at, updated_at=excluded.updated_at, "
-                "version=tokens.version + 1, refreshing_by=NULL, refresh_started_at=NULL",
-                (key, token.access_token, token.refresh_token, iso(token.expires_at),
-                 iso(token.issued_at), iso(now)),
-            )  # fmt: skip
-
-    async def delete_token(self, key: str) -> None:
-        """Forget the credential for `key`."""
-        async with self._transaction("delete a token") as db:
-            await db.execute("DELETE FROM tokens WHERE cache_key = ?", (key,))
-
-    # -- tokens shared by replicas (docs/SCALING.md) ----------------------------------------------
-
-    async def token_state(self, key: str) -> TokenState | None:
-        """The row of `key` with its version and refresh intent (None: no row at all)."""
-        rows = await self._read(
-            "SELECT access_token, expires_at, refresh_token, issued_at, version, refreshing_by, "
-            "refresh_started_at FROM tokens WHERE cache_key = ?",
-            (key,),
-        )
-        if not rows:
-            return None
-        r = rows[0]
-        token = TokenRecord(r[0], parse_iso(r[1]), r[2], parse_iso(r[3])) if r[0] else None
-        return TokenState(token, int(r[4]), r[5], parse_iso(r[6]))
-
-    async def begin_token_refresh(
-        self, key: str, expected_version: int, owner: str, now: datetime, stale_before: datetime
-    ) -> bool:
-        """Record that `owner` refreshes `key` if the row is still at `expected_version` and
-        holds no live intent; True if it did (SQLite's write lock serializes two processes)."""
-        async with self._transaction("begin a token refresh") as db:
-            # No row yet (a first token): a placeholder carries the intent; '' is no token.
-            cursor = await db.execute(
-                "INSERT INTO tokens (cache_key, access_token, updated_at, version, refreshing_by, "
-                "refresh_started_at) VALUES (?, '', ?, 1, ?, ?) ON CONFLICT (cache_key) DO UPDATE "
-                "SET version = tokens.version + 1, refreshing_by = excluded.refreshing_by, "
-                "refresh_started_at = excluded.refresh_started_at, updated_at = excluded.updated_at "
-                "WHERE tokens.version = ? AND (tokens.refreshing_by IS NULL "
-                "OR tokens.refresh_started_at < ?)",
-                (key, iso(now), owner, iso(now), expected_version, iso(stale_before)),
-            )
-            return cursor.rowcount == 1
-
-    async def abandon_token_refresh(
-        self, key: str, owner: str, now: datetime, *, spent: bool = False
-    ) -> None:
-        """Drop `owner`'s refresh intent on `key`; `spent` also drops the refresh token."""
-        async with self._transaction("abandon a token refresh") as db:
-            await db.execute(
-                "UPDATE tokens SET version = version + 1, refreshing_by = NULL, "
-                "refresh_started_at = NULL, updated_at = ?, "
-                "refresh_token = CASE WHEN ? THEN NULL ELSE refresh_token END "
-                "WHERE cache_key = ? AND refreshing_by = ?",
-                (iso(now), spent, key, owner),
-            )
-
-    async def revoke_token(self, key: str, access_token: str, now: datetime) -> bool:
-        """Expire `key`'s token now if it is still `access_token`; True if it was."""
-        async with self._transaction("revoke a token") as db:
-            cursor = await db.execute(
-                "UPDATE tokens SET expires_at = ?, version = version + 1, updated_at = ? "
-                "WHERE cache_key = ? AND access_token = ?",
-                (iso(now), iso(now), key, access_token),
-            )
-            return cursor.rowcount == 1
-
-    # -- source rates -----------------------------------------------------------------------------
-
-    async def source_rate(self, source: str) -> SourceRate | None:
-        """The persisted pace of `source` (None: never saved)."""
-        rows = await self._read(
-            "SELECT rate, paused_until, updated_at, window_ends_at, window_limit, window_calls, "
-            "window_phase_width, found_lower, found_upper, found_burst, found_held "
-            "FROM source_rates "
-            "WHERE source = ?",
-            (source,),
-        )
-        if not rows:
-            return None
-        r = rows[0]
-        ends_at = parse_iso(r[3])
-        window = None if ends_at is None else CallWindowState(ends_at, r[4], r[5], r[6])
-        found = None
-        if r[7] is not None and r[8] is not None:
-            found = RateSearch(r[7], r[8], r[9], r[10] or 0.0)
-        return SourceRate(
-            source, r[0], parse_iso(r[1]), cast(datetime, parse_iso(r[2])), window, found
-        )
-
-    async def save_source_rate(self, rate: SourceRate) -> None:
-        """Persist (replace) the pace of `rate.source`."""
-        async with self._transaction(f"save the rate of {rate.source!r}") as db:
-            window, found = rate.window, rate.found
-            await db.execute(
-                "INSERT INTO source_rates (source, rate, paused_until, updated_at, window_ends_at, "
-                "window_limit, window_calls, window_phase_width, found_lower, found_upper, "
-                "found_burst, found_held) "
-                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?) "
-                "ON CONFLICT (source) DO UPDATE SET rate = excluded.rate, "
-                "paused_until = excluded.paused_until, updated_at = excluded.updated_at, "
-                "window_ends_at = excluded.window_ends_at, window_limit = excluded.window_limit, "
-                "window_calls = excluded.window_calls, "
-                "window_phase_width = excluded.window_phase_width, "
-                "found_lower = excluded.found_lower, found_upper = excluded.found_upper, "
-                "found_burst = excluded.found_burst, found_held = excluded.found_held",
-                (
-                    rate.source, rate.rate, iso(rate.paused_until), iso(rate.updated_at),
-                    None if window is None else iso(window.ends_at),
-                    None if window is None else window.limit,
-                    None if window is None else window.calls,
-                    None if window is None else window.phase_width,
-                    None if found is None else found.lower,
-                    None if found is None else found.upper,
-                    None if found is None else found.burst,
-                    None if found is None else found.held,
-                ),
-            )  # fmt: skip
-
-    # -- source state -----------------------------------------------------------------------------
-
-    async def source_state(self, source: str) -> SourceState:
-        """Durable state of `source` (defaults if never written)."""
-        rows = await self._read(
-            "SELECT needs_reauth, reauth_reason, watermark, checkpoint FROM source_state "
-            "WHERE source = ?",
-            (source,),
-        )
-        if not rows:
-            return SourceState(source)
-        r = rows[0]
-        return SourceState(source, bool(r[0]), r[1], r[2], r[3])
-
-    async def set_needs_reauth(self, source: str, reason: str | None, now: datetime) -> None:
-        """Flag (reason given) or clear (None) the operator action `syncd auth` for `source`."""
-        async with self._transaction(f"update the state of {source!r}") as db:
-            await db.execute(
-                "INSERT INTO source_state (source, needs_reauth, reauth_reason, updated_at) "
-                "VALUES (?,?,?,?) ON CONFLICT (source) DO UPDATE SET "
-                "needs_reauth=excluded.needs_reauth, reauth_reason=excluded.reauth_reason, "
-                "updated_at=excluded.updated_at",
-                (source, reason is not None, self._text(reason), iso(now)),
-            )
 
     # -- history retention ([store] history_retention, store/history.py) -------------------------
 
