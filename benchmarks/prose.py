@@ -39,8 +39,12 @@ METHOD = """
 - **AmeriCommerce plans** (`ac5` ... `ac50`) allow that many calls per window (10 s; 2 s with
   `--quick`), and another app installed on the store spends about 30% of every window at random
   moments (seeded). syncd is told to leave that many (`call_limit_reserve`); % of allowed is its
-  accepted calls over the calls each window leaves free, per window the run touched. A second,
-  small sync of fewer pages than the share checks that no window boundary is waited for.
+  accepted calls over the calls each window leaves free, per window the run touched. Each repeat
+  starts at a phase of the window drawn evenly (seeded): the first after a random part of a
+  window, the others after a whole window and a random part, so that none starts in a window an
+  earlier one spent (the first used to start about a second into a window, every time: 81% on
+  ac5, where a 60 s box closes before the last window's burst leaves). A second, small sync of
+  fewer pages than the share checks that no window boundary is waited for.
 - **Two baselines.** `baseline (c=1)` is the client the S2S integration guide describes, ported
   faithfully, one request at a time; `baseline (c=8)` (`benchmarks/baseline_pooled.py`) follows
   the guide's advice to pool connections and run requests concurrently, as a user would write it:
@@ -135,11 +139,14 @@ open could use it); a finished run on the windows from its first call's to its l
 by the emulator, the last one only for the calls the sync still needed. Calls an earlier run
 made in a run's first window are not counted as free to it. Repeats follow each other in one
 emulator, each on a fresh database (a new process knows nothing of the window its predecessor
-left), so the harness waits a window and a random part of another between them: each repeat
-starts in a window no earlier run touched, at a phase drawn evenly over the window (seeded), as
-the measure assumes (back to back, each started about a second later in the window than the one
-before, and in a window its predecessor had spent: a 429 no client could avoid on a fresh
-database). A process restarted on the same database (or another owner) resumes that window from
+left), so the harness waits a random part of a window before the first repeat, and a window
+and a random part of another between repeats: each starts in a window no earlier run touched,
+at a phase drawn evenly over the window (seeded), as the measure assumes (back to back, each
+started about a second later in the window than the one before, and in a window its
+predecessor had spent: a 429 no client could avoid on a fresh database; and the first always
+started about a second after the emulator's windows began, its start-up and the client's, the
+phase where a 60 s box closes a second into its last window, before syncd's estimate of when
+windows open, learned to within a few seconds, lets its burst leave: 81% there on every run). A process restarted on the same database (or another owner) resumes that window from
 `source_rates` and does not draw even that one. syncd learns when windows open with a probe
 call held back from a window's share, sent part-way into the interval where the next boundary
 may fall, until one has landed in a new window and the interval is narrower than a share's worth

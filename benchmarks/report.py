@@ -158,11 +158,28 @@ def _verdict(ok: bool | None) -> str:
     return "n/a" if ok is None else ("**met**" if ok else "**NOT MET**")
 
 
-def _machine(records: list[Record]) -> list[str]:
-    m = records[0]["machine"]
-    memory = m["memory"] or "unknown"
+def _host(machine: dict[str, Any]) -> str:
+    """A machine as one phrase: its processor, CPUs, memory, OS and Python."""
+    memory = machine["memory"] or "unknown"
     if memory.endswith(" kB") and memory[:-3].isdigit():
         memory = f"{int(memory[:-3]) / (1 << 20):.0f} GiB"
+    return (
+        f"{machine['cpu']}, {machine['cpus']} CPUs, {memory} RAM; {machine['os']}; "
+        f"Python {machine['python']}"
+    )
+
+
+def _machine(records: list[Record]) -> list[str]:
+    # Records of one report may come from more than one machine (a case re-run on another):
+    # each machine is named with the cases it measured, since ratios hold across them and
+    # absolute figures do not.
+    hosts: dict[str, list[str]] = {}
+    for r in records:
+        hosts.setdefault(_host(r["machine"]), []).append(str(r.get("case", "?")))
+    if len(hosts) == 1:
+        machines = [f"- {next(iter(hosts))}."]
+    else:
+        machines = [f"- {host}: {', '.join(sorted(cases))}." for host, cases in hosts.items()]
     loads = [r[k]["loadavg"][0] for r in records for k in ("load_before", "load_after")]
     cpu_p = [r[k].get("cpu_some_avg60") for r in records for k in ("load_before", "load_after")]
     io_p = [r[k].get("io_some_avg60") for r in records for k in ("load_before", "load_after")]
@@ -176,7 +193,7 @@ def _machine(records: list[Record]) -> list[str]:
     lines = [
         "## Machine and load",
         "",
-        f"- {m['cpu']}, {m['cpus']} CPUs, {memory} RAM; {m['os']}; Python {m['python']}.",
+        *machines,
         f"- Code: commit {', '.join(commits)}; measured {dates[0]} to {dates[-1]}.",
         "- "
         + (

@@ -1,0 +1,35 @@
+"""The jsonb cost benchmark (benchmarks/pgparse.py): it times syncd's own payloads, and every
+case it names runs against a real server."""
+
+from __future__ import annotations
+
+import json
+
+import psycopg
+
+from benchmarks.pgparse import CASTS, INSERTS, PAGE, measure, payload_pages
+
+
+def test_the_pages_are_syncd_payloads_of_the_emulator() -> None:
+    """Pages of 100 payloads as syncd stores them (canonical JSON: sorted keys, compact), each a
+    Magento product of its own sku."""
+    pages = payload_pages(2)
+    assert [len(page) for page in pages] == [PAGE, PAGE]
+    payloads = [payload for page in pages for payload in page]
+    products = [json.loads(payload) for payload in payloads]
+    assert len({p["sku"] for p in products}) == 2 * PAGE
+    canonical = [
+        json.dumps(p, sort_keys=True, separators=(",", ":"), ensure_ascii=False) for p in products
+    ]
+    assert payloads == canonical
+
+
+def test_every_case_is_timed_and_the_inserts_store_each_payload(postgres_url: str) -> None:
+    """Each cast and insert gets a figure; the last insert leaves every payload, as jsonb."""
+    pages = payload_pages(2)
+    spent = measure(postgres_url, pages)
+    assert set(spent) == set(CASTS) | set(INSERTS)
+    assert all(ms >= 0 for ms in spent.values())
+    with psycopg.connect(postgres_url) as conn:
+        row = conn.execute("SELECT count(*), min(jsonb_typeof(payload)) FROM pgparse").fetchone()
+    assert row == (2 * PAGE, "object")
