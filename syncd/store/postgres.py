@@ -64,7 +64,8 @@ Connection = psycopg.AsyncConnection[TupleRow]
 # One statement per page: the products, then (only when asked) the scan marks and the progress,
 # as data-modifying CTEs of a single INSERT, so the page is atomic and costs one round trip.
 # `xmax = 0` on a RETURNING row means the row was inserted, not updated; the ON CONFLICT ... WHERE
-# leaves rows whose hash is unchanged (and that are live) untouched, so they return nothing.
+# (`_ON_CONFLICT`, left out of a page of new products: commit_page) leaves rows whose hash is
+# unchanged (and that are live) untouched, so they return nothing.
 # The page's small columns go as one JSON array of arrays (`_page_rows`): orjson writes it in C,
 # where nine arrays cost a Python loop per element in psycopg's array dumpers. The payloads go
 # beside it as one binary text[] (length-prefixed, so the server neither unescapes nor re-lexes
