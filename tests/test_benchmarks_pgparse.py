@@ -7,7 +7,15 @@ import json
 
 import psycopg
 
-from benchmarks.pgparse import CASTS, INSERTS, PAGE, measure, payload_pages
+from benchmarks.pgparse import (
+    CASTS,
+    INSERTS,
+    JSONB_ORDERED,
+    PAGE,
+    in_jsonb_order,
+    measure,
+    payload_pages,
+)
 from benchmarks.stores import scratch_database
 
 
@@ -35,6 +43,14 @@ def test_every_case_is_timed_and_the_inserts_store_each_payload(postgres_url: st
             row = conn.execute(
                 "SELECT count(*), min(jsonb_typeof(payload)) FROM pgparse"
             ).fetchone()
-    assert set(spent) == set(CASTS) | set(INSERTS)
+    assert set(spent) == set(CASTS) | set(INSERTS) | {JSONB_ORDERED}
     assert all(ms >= 0 for ms in spent.values())
     assert row == (2 * PAGE, "object")
+
+
+def test_jsonb_order_puts_shorter_keys_first_at_every_level() -> None:
+    """The reordered payload is the same JSON value, its keys as jsonb keeps them."""
+    text = '{"bb":1,"a":{"zz":[{"yy":1,"x":2}],"c":3},"ccc":null}'
+    ordered = in_jsonb_order(text)
+    assert ordered == '{"a":{"c":3,"zz":[{"x":2,"yy":1}]},"bb":1,"ccc":null}'
+    assert json.loads(ordered) == json.loads(text)

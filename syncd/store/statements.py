@@ -49,8 +49,13 @@ class Dialect:
     """`= ANY(?)` with one array parameter for a list, where `IN (?, ...)` needs one each."""
 
     def sql(self, text: str) -> str:
-        """`text`, written with `?` placeholders (and no `%`), in this backend's."""
-        return text if self.placeholder == "?" else text.replace("?", self.placeholder)
+        """`text`, written with `?` placeholders, in this backend's."""
+        if self.placeholder == "?":
+            return text
+        if "%" in text:
+            # psycopg reads `%` as the start of a placeholder: a shared statement has none.
+            raise ValueError(f"a shared statement may not contain '%': {text[:60]!r}")
+        return text.replace("?", self.placeholder)
 
     def where(self, **conditions: Any) -> tuple[str, list[Any]]:
         """A WHERE clause (with `?` placeholders) over the non-None conditions: equality, `>=`
