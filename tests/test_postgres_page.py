@@ -121,13 +121,13 @@ async def test_a_page_hinted_new_over_dead_rows_revives_them_and_stops_guessing(
     await pg.commit_page("s", [record("a"), record("b")], T0, PageCommit())
     assert await pg.finish_full_scan("s", 1, T0, tombstone=True, watermark=None) == 2
     tries: list[bool] = []
-    write = pg._commit_page
+    build = pg._page_statement
 
-    async def spy(*args: Any) -> Any:
+    def spy(*args: Any) -> Any:
         tries.append(args[-1])
-        return await write(*args)
+        return build(*args)
 
-    monkeypatch.setattr(pg, "_commit_page", spy)
+    monkeypatch.setattr(pg, "_page_statement", spy)
     counts = await pg.commit_page("s", [record("a"), record("c")], T0, PageCommit(new=True))
     assert (counts.created, counts.updated, counts.unchanged) == (1, 1, 0)
     assert tries == [True, False]

@@ -461,28 +461,22 @@ class PostgresStore(SharedStatements):
         plain = commit.new and source not in self._conflicted
         try:
             try:
-                return await self._commit_page(source, records, latest, now, commit, plain)
+                statement = self._page_statement(source, records, latest, now, commit, plain)
+                return await self._write_page(*statement, len(latest))
             except psycopg.errors.UniqueViolation:
                 if not plain:
                     raise
             self._conflicted.add(source)
-            return await self._commit_page(source, records, latest, now, commit, False)
+            statement = self._page_statement(source, records, latest, now, commit, False)
+            return await self._write_page(*statement, len(latest))
         except psycopg.Error as exc:
             raise _error(f"cannot store {len(latest)} products of {source!r}", exc) from exc
         except UnicodeEncodeError as exc:  # a lone surrogate in a payload, met by psycopg's dump
             raise StoreError(f"cannot encode a page for PostgreSQL: {exc.reason}") from None
 
-    async def _commit_page(
-        self,
-        source: str,
-        records: Sequence[ProductRecord],
-        latest: dict[str, ProductRecord],
-        now: datetime,
-        commit: PageCommit,
-        plain: bool,
-    ) -> UpsertCounts:
-        """Write one page with the statement `_page_statement` makes; psycopg's errors raised."""
-        query, params = self._page_statement(source, records, latest, now, commit, plain)
+    async def _write_page(self, query: str, params: dict[str, Any], distinct: int) -> UpsertCounts:
+        """Run one page's statement (`_page_statement`) for `distinct` products; psycopg's
+        errors raised."""
         # One statement on an autocommit connection: its own transaction, one round trip,
         # committed by the server as soon as it ends. No BEGIN/COMMIT from the client, so
         # the rows every page locks (the counter, the checkpoint, the run) are never held
@@ -496,7 +490,7 @@ class PostgresStore(SharedStatements):
             cursor = await db.execute(query, params)
             row = await cursor.fetchone()
         created, updated = (int(row[0]), int(row[1])) if row else (0, 0)
-        return UpsertCounts(created, updated, len(latest) - created - updated)
+        return UpsertCounts(created, updated, distinct - created - updated)
 
     async def scan_view(
         self, source: str, scan_id: int, skus: Sequence[str]
