@@ -3,6 +3,7 @@ so every column must come back exactly as it went in, whatever characters or val
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -112,22 +113,29 @@ async def test_a_payload_with_a_lone_surrogate_is_a_store_error(
     assert rows(postgres_url) == {}
 
 
+@pytest.fixture
+def tries(pg: PostgresStore, monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """Whether each page statement `pg` builds inserts plainly (without ON CONFLICT), in order."""
+    built: list[bool] = []
+    build = pg._page_statement
+
+    def spy(*args: Any) -> Any:
+        built.append(args[-1])
+        return build(*args)
+
+    monkeypatch.setattr(pg, "_page_statement", spy)
+    return built
+
+
 async def test_a_page_hinted_new_over_dead_rows_revives_them_and_stops_guessing(
-    pg: PostgresStore, postgres_url: str, monkeypatch: pytest.MonkeyPatch
+    pg: PostgresStore, postgres_url: str, tries: list[bool]
 ) -> None:
     """A page hinted new is inserted without ON CONFLICT; a tombstoned row under one of its skus
     fails that insert with nothing written, and the page is written again as a revival (live,
     one `revived` feed entry). The source's later pages skip the plain try."""
     await pg.commit_page("s", [record("a"), record("b")], T0, PageCommit())
     assert await pg.finish_full_scan("s", 1, T0, tombstone=True, watermark=None) == 2
-    tries: list[bool] = []
-    build = pg._page_statement
-
-    def spy(*args: Any) -> Any:
-        tries.append(args[-1])
-        return build(*args)
-
-    monkeypatch.setattr(pg, "_page_statement", spy)
+    tries.clear()  # the setup's own page
     counts = await pg.commit_page("s", [record("a"), record("c")], T0, PageCommit(new=True))
     assert (counts.created, counts.updated, counts.unchanged) == (1, 1, 0)
     assert tries == [True, False]
@@ -144,3 +152,38 @@ async def test_a_page_hinted_new_over_dead_rows_revives_them_and_stops_guessing(
         ).fetchall()
     assert live == [("s", "a"), ("s", "b"), ("s", "c"), ("t", "a")]
     assert ops[-3:] == [("a", "revived"), ("c", "created"), ("b", "revived")]
+
+
+async def test_a_page_hinted_new_that_races_a_page_in_flight_waits_and_rewrites(
+    pg: PostgresStore, postgres_url: str, tries: list[bool]
+) -> None:
+    """Pages of a full scan commit in parallel: one hinted new whose sku another commit is still
+    inserting waits for it, fails on the key once it lands, and is written again with ON
+    CONFLICT (the later content wins, counted as an update); nothing is lost or doubled."""
+    first, later = record("x", name="first"), record("x", name="later")
+    async with await psycopg.AsyncConnection.connect(postgres_url) as other:
+        # The page in flight: its row is inserted, its transaction not committed yet.
+        await other.execute(
+            "INSERT INTO products (source, sku, name, payload, content_hash, first_seen_at, "
+            "last_synced_at) VALUES ('s', 'x', %s, %s::jsonb, %s, %s, %s)",
+            (first.name, first.payload, first.content_hash, T0, T0),
+        )
+        page = asyncio.ensure_future(pg.commit_page("s", [later], T0, PageCommit(new=True)))
+        async with await psycopg.AsyncConnection.connect(postgres_url, autocommit=True) as watch:
+            for _ in range(500):  # until the plain insert waits on the in-flight key
+                cursor = await watch.execute(
+                    "SELECT count(*) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                )
+                row = await cursor.fetchone()
+                if row and row[0]:
+                    break
+                await asyncio.sleep(0.01)
+            else:
+                pytest.fail("the page never waited for the row in flight")
+        assert not page.done()
+        await other.commit()
+    counts = await page
+    assert (counts.created, counts.updated, counts.unchanged) == (0, 1, 0)
+    assert tries == [True, False]
+    assert rows(postgres_url)["x"][1] == "later"

@@ -125,6 +125,11 @@ class SharedStatements(ABC):
     async def _rows(self, sql: str, params: Sequence[Any] = ()) -> Sequence[Any]:
         return await self._read(self.dialect.sql(sql), params)
 
+    async def _row(self, sql: str, params: Sequence[Any] = ()) -> Sequence[Any] | None:
+        """The first row of one read (`?` placeholders); None when there is none."""
+        rows = await self._rows(sql, params)
+        return rows[0] if rows else None
+
     async def _change(self, what: str, sql: str, params: Sequence[Any]) -> int:
         return await self._execute(what, self.dialect.sql(sql), params)
 
@@ -138,26 +143,26 @@ class SharedStatements(ABC):
 
     async def count_seen(self, source: str, scan_id: int) -> int:
         """How many distinct skus scan `scan_id` has marked as seen."""
-        rows = await self._rows(
+        row = await self._row(
             "SELECT count(*) FROM full_scan_seen WHERE source = ? AND scan_id = ?",
             (source, scan_id),
         )
-        return int(rows[0][0])
+        return int(row[0]) if row else 0
 
     async def count_products(self, source: str) -> int:
         """How many live (not tombstoned) products `source` has."""
-        rows = await self._rows(
+        row = await self._row(
             "SELECT count(*) FROM products WHERE source = ? AND deleted_at IS NULL", (source,)
         )
-        return int(rows[0][0])
+        return int(row[0]) if row else 0
 
     async def has_products(self, source: str) -> bool:
         """Whether `source` has a live (not tombstoned) product: stops at the first one."""
-        rows = await self._rows(
+        row = await self._row(
             "SELECT EXISTS (SELECT 1 FROM products WHERE source = ? AND deleted_at IS NULL)",
             (source,),
         )
-        return bool(rows[0][0])
+        return bool(row and row[0])
 
     # -- webhook cursors (docs/CHANGES.md) ---------------------------------------------------------
 
@@ -277,16 +282,10 @@ class SharedStatements(ABC):
         return counts
 
     async def load_token(self, key: str) -> TokenRecord | None:
-        """The persisted credential for cache key `key`."""
-        rows = await self._rows(
-            "SELECT access_token, expires_at, refresh_token, issued_at FROM tokens "
-            "WHERE cache_key = ? AND access_token <> ''",  # '': only a first refresh's intent
-            (key,),
-        )
-        if not rows:
-            return None
-        r, d = rows[0], self.dialect
-        return TokenRecord(r[0], d.read_time(r[1]), r[2], d.read_time(r[3]))
+        """The persisted credential for cache key `key` (None also for a row holding only a
+        first refresh's intent)."""
+        state = await self.token_state(key)
+        return None if state is None else state.token
 
     async def save_token(self, key: str, token: TokenRecord, now: datetime) -> None:
         """Persist (replace) the credential for `key` atomically."""
@@ -311,14 +310,14 @@ class SharedStatements(ABC):
 
     async def token_state(self, key: str) -> TokenState | None:
         """The row of `key` with its version and refresh intent (None: no row at all)."""
-        rows = await self._rows(
+        r = await self._row(
             "SELECT access_token, expires_at, refresh_token, issued_at, version, refreshing_by, "
             "refresh_started_at FROM tokens WHERE cache_key = ?",
             (key,),
         )
-        if not rows:
+        if r is None:
             return None
-        r, d = rows[0], self.dialect
+        d = self.dialect
         token = TokenRecord(r[0], d.read_time(r[1]), r[2], d.read_time(r[3])) if r[0] else None
         return TokenState(token, int(r[4]), r[5], d.read_time(r[6]))
 
@@ -371,15 +370,15 @@ class SharedStatements(ABC):
 
     async def source_rate(self, source: str) -> SourceRate | None:
         """The persisted pace of `source` (None: never saved)."""
-        rows = await self._rows(
+        r = await self._row(
             "SELECT rate, paused_until, updated_at, window_ends_at, window_limit, window_calls, "
             "window_phase_width, found_lower, found_upper, found_burst, found_held "
             "FROM source_rates WHERE source = ?",
             (source,),
         )
-        if not rows:
+        if r is None:
             return None
-        r, d = rows[0], self.dialect
+        d = self.dialect
         ends_at = d.read_time(r[3])
         window = None if ends_at is None else CallWindowState(ends_at, r[4], r[5], r[6])
         found = None
@@ -419,14 +418,13 @@ class SharedStatements(ABC):
 
     async def source_state(self, source: str) -> SourceState:
         """Durable state of `source` (defaults if never written)."""
-        rows = await self._rows(
+        r = await self._row(
             "SELECT needs_reauth, reauth_reason, watermark, checkpoint FROM source_state "
             "WHERE source = ?",
             (source,),
         )
-        if not rows:
+        if r is None:
             return SourceState(source)
-        r = rows[0]
         return SourceState(source, bool(r[0]), r[1], r[2], r[3])
 
     async def set_needs_reauth(self, source: str, reason: str | None, now: datetime) -> None:
