@@ -187,3 +187,18 @@ async def test_a_page_hinted_new_that_races_a_page_in_flight_waits_and_rewrites(
     assert (counts.created, counts.updated, counts.unchanged) == (0, 1, 0)
     assert tries == [True, False]
     assert rows(postgres_url)["x"][1] == "later"
+
+
+async def test_a_page_hinted_new_whose_sku_the_scan_marked_already_is_written_again(
+    pg: PostgresStore, postgres_url: str, tries: list[bool]
+) -> None:
+    """A plain page inserts its scan marks without ON CONFLICT too: a mark already there (one a
+    verification recorded without a product) fails the plain try, and the retry writes the
+    product and keeps the one mark."""
+    await pg.mark_seen("s", 7, ["x"])
+    counts = await pg.commit_page("s", [record("x"), record("y")], T0, PageCommit(7, new=True))
+    assert (counts.created, counts.updated, counts.unchanged) == (2, 0, 0)
+    assert tries == [True, False]
+    assert sorted(rows(postgres_url)) == ["x", "y"]
+    assert await pg.count_seen("s", 7) == 2
+    assert await pg.unseen("s", 7, ["x", "y", "z"]) == ["z"]

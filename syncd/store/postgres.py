@@ -110,11 +110,16 @@ _UNCHANGED = """
            WHERE o.source = %(source)s AND o.sku = page.sku AND o.deleted_at IS NULL)
           IS DISTINCT FROM page.content_hash"""
 
+# Left without ON CONFLICT in a page of new products (commit_page), as the products are: a mark
+# already there (a page in flight, a sku marked by a verification) fails the statement the same
+# way, and the page is written again with it. The speculative insertion per mark was 0.26 of
+# 4.4 ms of server CPU a page.
 _MARK_SEEN = """, seen AS (
     INSERT INTO full_scan_seen (source, scan_id, sku)
-    SELECT %(source)s, %(scan_id)s, sku FROM page
-    ON CONFLICT DO NOTHING
+    SELECT %(source)s, %(scan_id)s, sku FROM page{mark_conflict}
 )"""
+_MARK_CONFLICT = """
+    ON CONFLICT DO NOTHING"""
 
 _PROGRESS = """, progress AS (
     INSERT INTO source_state (source, updated_at, checkpoint, watermark)
@@ -435,6 +440,7 @@ class PostgresStore(SharedStatements):
         query = _UPSERT.replace("{extra}", extra).replace("{returning}", returning)
         query = query.replace("{unchanged}", "" if commit.new else _UNCHANGED)
         query = query.replace("{conflict}", "" if plain else _ON_CONFLICT)
+        query = query.replace("{mark_conflict}", "" if plain else _MARK_CONFLICT)
         if self._fence is not None:
             # The fence in the page's own statement: the one-row aggregate evaluates it once, and
             # a refusal rolls the whole statement back (the lease row stays share-locked until it
