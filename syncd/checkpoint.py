@@ -71,7 +71,11 @@ def from_ranges(ranges: Iterable[Iterable[int]]) -> set[int]:
 
 @dataclass(frozen=True, slots=True)
 class FullScanCheckpoint:
-    """An unfinished full scan: which pages are committed, and what the catalog looked like."""
+    """An unfinished full scan: which pages are committed, and what the catalog looked like.
+
+    `implicit`: the scan began with no live product, so every live product was written by it; its
+    marks are that fact, not rows, until something needs them as rows (docs/SYNC.md).
+    """
 
     scan_id: int
     started: datetime
@@ -79,12 +83,17 @@ class FullScanCheckpoint:
     total: int | None
     done: frozenset[int]
     mutated: bool = False
+    implicit: bool = False
 
     def encode(self) -> str:
         """The checkpoint column's JSON."""
+        # An implicit scan's id goes under another key: a syncd from before implicit marks,
+        # resuming it, would take the products without marks for unseen ones and could tombstone
+        # them. Finding no `scan_id`, it discards the checkpoint and scans afresh instead.
+        key = "first_scan_id" if self.implicit else "scan_id"
         return json.dumps(
             {
-                "scan_id": self.scan_id,
+                key: self.scan_id,
                 "started": self.started.isoformat(),
                 "page_size": self.page_size,
                 "total": self.total,
@@ -101,13 +110,15 @@ class FullScanCheckpoint:
             return None
         try:
             data = json.loads(text)
+            implicit = "scan_id" not in data
             return cls(
-                scan_id=int(data["scan_id"]),
+                scan_id=int(data["first_scan_id" if implicit else "scan_id"]),
                 started=datetime.fromisoformat(data["started"]),
                 page_size=int(data["page_size"]),
                 total=None if data["total"] is None else int(data["total"]),
                 done=frozenset(from_ranges(data["done"])),
                 mutated=bool(data.get("mutated", False)),
+                implicit=implicit,
             )
         except (ValueError, KeyError, TypeError):
             return None

@@ -301,19 +301,23 @@ class SyncEngine:
     async def _full(self, run: _Run, resumed: FullScanCheckpoint | None) -> str | None:
         """The full scan; returns why it tombstoned nothing, or None when it could decide."""
         source = run.source
+        # A first scan reads no stored view for pages that cannot have stored rows: one round
+        # trip less per page (a resumed scan reads them all: its first attempt wrote some). Its
+        # marks are implicit: every live product is one it wrote, so none is stored as a mark
+        # (a third of a page's writes on PostgreSQL) until something needs them as rows.
+        first = None
         checkpoint = resumed
         if checkpoint is None:
+            first = None if await self._store.has_products(source.name) else FirstScan()
             checkpoint = FullScanCheckpoint(
-                run.run_id, run.started_at, source.page_size, None, frozenset()
-            )
+                run.run_id, run.started_at, source.page_size, None, frozenset(),
+                implicit=first is not None,
+            )  # fmt: skip
         else:
             log.info("sync.resumed", scan_id=checkpoint.scan_id, pages_done=len(checkpoint.done))
+            if checkpoint.implicit:
+                checkpoint = await self._explicit(source.name, checkpoint, "the scan resumed")
         doubts = Doubts()
-        # A first scan reads no stored view for pages that cannot have stored rows: one round
-        # trip less per page (a resumed scan reads them all: its first attempt wrote some).
-        first = None
-        if resumed is None and not await self._store.has_products(source.name):
-            first = FirstScan()
         # Several commits in flight where the store runs them in parallel (syncd/commit_window.py).
         window = CommitWindow(self._store.commit_depth, checkpoint.done)
         # Closed on exit: when a commit fails, the page workers stop now, not when collected.
@@ -347,9 +351,16 @@ class SyncEngine:
                     consequence=_consequence(source),
                 )
             total = page.total_count if total is None else total
-        screened = await self._screen(source.name, checkpoint.scan_id, page, doubts, first=first)
+        screened = await self._screen(
+            source.name, checkpoint.scan_id, page, doubts, first=first, implicit=checkpoint.implicit
+        )
         if first is not None:
             first.add(r.sku for r in screened.keep)
+        if checkpoint.implicit and screened.disputed:
+            # A disputed sku stops counting as seen: the marks must be rows to lose one. The
+            # commits in flight land first, so that none of their products misses its mark.
+            await window.drain()
+            checkpoint = await self._explicit(source.name, checkpoint, "a sku was disputed")
         short = self._short(page, total, source.page_size)
         if short:
             # A short page is not done: a resumed scan asks for it again.
@@ -358,12 +369,12 @@ class SyncEngine:
         if mutated and not was_mutated:
             await window.drain()  # no checkpoint without the flag may land after this one
         # The checkpoint claims only pages whose own commit succeeded, plus this one.
-        checkpoint = FullScanCheckpoint(
-            checkpoint.scan_id, checkpoint.started, source.page_size, total,
-            window.claims(None if short else page.number), mutated,
+        checkpoint = replace(
+            checkpoint, total=total, done=window.claims(None if short else page.number),
+            mutated=mutated,
         )  # fmt: skip
         commit = PageCommit(
-            checkpoint.scan_id,
+            None if checkpoint.implicit else checkpoint.scan_id,
             checkpoint.encode(),
             forget=tuple(screened.disputed),
             new=not screened.stored,
@@ -385,10 +396,10 @@ class SyncEngine:
         # already read; a proxy may serve a page empty, short or stale. Only a scan that provably
         # saw every product (checked below), or a keyset verification pass, proves that a product
         # it did not see is gone.
-        source, total = run.source, checkpoint.total
+        source, total, disputed = run.source, checkpoint.total, doubts.disputed
         scan_id = checkpoint.scan_id
         watermark = encode_cursor(Cursor(checkpoint.started))
-        committed = await self._store.count_seen(source.name, scan_id)
+        committed = await self._committed(source.name, checkpoint)
         if total is not None and committed != total:
             doubts.add(f"{committed} distinct skus committed, total_count {total}")
         if checkpoint.mutated and not (doubts.repeated or doubts.disputed):
@@ -410,15 +421,15 @@ class SyncEngine:
                     doubts.add("the catalog probe saw it change")
             if doubts:
                 try:
-                    scan_id = await self._verify(run, source, scan_id)
+                    scan_id = await self._verify(run, source, checkpoint)
                 except ListingIncomplete as exc:
                     skipped = f"{doubts.summary()}; the verification listing: {exc}"
         elif doubts:
             watermark = CLEAR  # nothing can find what the scan missed: the next run is full
-        if first and scan_id == checkpoint.scan_id and not doubts.disputed:
-            # Every live product was written by this scan, with its mark in the same commit, and
-            # only a disputed sku loses its mark: the set difference would find nothing, after
-            # reading every row of the source.
+        if scan_id == checkpoint.scan_id and (checkpoint.implicit or (first and not disputed)):
+            # Every live product was written by this scan, with its mark in the same commit (or
+            # implicitly), and only a disputed sku loses its mark: the set difference would find
+            # nothing, after reading every row of the source. Implicit marks never decide one.
             tombstone = False
         if skipped is not None:
             tombstone, watermark = False, CLEAR  # the next run is a full scan that tries again
@@ -444,6 +455,22 @@ class SyncEngine:
         )
         return None if skipped is None else f"tombstones skipped: {skipped}"
 
+    async def _committed(self, source: str, checkpoint: FullScanCheckpoint) -> int:
+        """How many distinct skus the scan has committed: its marks, or (implicit ones) every
+        live product, since each is one it wrote."""
+        if checkpoint.implicit:
+            return await self._store.count_products(source)
+        return await self._store.count_seen(source, checkpoint.scan_id)
+
+    async def _explicit(
+        self, source: str, checkpoint: FullScanCheckpoint, why: str
+    ) -> FullScanCheckpoint:
+        """Store an implicit scan's marks as rows (one for each live product, all of which it
+        wrote); the checkpoint that says so, saved with the next page."""
+        marked = await self._store.mark_live_seen(source, checkpoint.scan_id)
+        log.info("sync.marks_stored", scan_id=checkpoint.scan_id, marks=marked, reason=why)
+        return replace(checkpoint, implicit=False)
+
     @staticmethod
     def _short(page: Page, total: int | None, size: int) -> int:
         """The scan's page count if `page` is a page before the last that came back with fewer
@@ -463,15 +490,19 @@ class SyncEngine:
         stored: bool = True,
         later: str = "read again by sku before any tombstone",
         first: FirstScan | None = None,
+        implicit: bool = False,
     ) -> Screened:
         """`page` against the stored rows and this scan's marks (see `completeness.screen`);
         without `stored`, only against itself (one sku with two ids). `later` says what becomes
-        of a disputed sku, for the log. `first`: no read when none of the page can be stored."""
+        of a disputed sku, for the log. `first`: no read when none of the page can be stored.
+        `implicit`: the scan's marks are implicit (every live row is one it wrote)."""
         skus = [r.sku for r in page.records]
         # A page that overlaps a write in flight waited for it (`_scan_page`), so every sku
         # `first` holds for this page is committed: the read below then sees it.
         read = stored and not (first is not None and first.untouched(skus))
         view = await self._store.scan_view(source, scan_id, skus) if read else {}
+        if implicit:
+            view = {sku: replace(row, seen=row.live) for sku, row in view.items()}
         screened = screen(page.records, view)
         if screened.disputed:
             log.warning(
@@ -550,9 +581,14 @@ class SyncEngine:
         )
         return True
 
-    async def _verify(self, run: _Run, source: VerifiableSource, scan_id: int) -> int:
+    async def _verify(
+        self, run: _Run, source: VerifiableSource, checkpoint: FullScanCheckpoint
+    ) -> int:
         """List every sku by id keyset (no deletion can shift it), fetch the ones the offset scan
         missed, and return the id of the verification scan whose marks decide tombstones."""
+        scan_id = checkpoint.scan_id
+        if checkpoint.implicit:  # which skus the scan saw is asked below, of its marks as rows
+            await self._explicit(source.name, checkpoint, "the scan is verified")
         # This run's own id: marks left by an earlier, interrupted verification of the same scan
         # may name skus deleted since, and must not count.
         verify_id = -run.run_id

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import random
+from dataclasses import replace
 
 from syncd.checkpoint import FullScanCheckpoint, from_ranges, to_ranges
 from tests.clocks import FakeClock
@@ -39,3 +41,16 @@ def test_a_checkpoint_decodes_to_itself() -> None:
     checkpoint = FullScanCheckpoint(7, FakeClock().now(), 100, 30_000, done, mutated=True)
     assert FullScanCheckpoint.decode(checkpoint.encode()) == checkpoint
     assert '"done":[[1,119],[125,126],[300,300]]' in checkpoint.encode()
+
+
+def test_an_implicit_scans_checkpoint_is_no_checkpoint_to_a_reader_before_it() -> None:
+    """A first scan's checkpoint (implicit marks) decodes to itself, but spells its scan id
+    differently: a syncd from before implicit marks, which requires `scan_id`, would resume it
+    as if the products without marks were unseen; finding no `scan_id`, it scans afresh."""
+    checkpoint = FullScanCheckpoint(7, FakeClock().now(), 100, None, frozenset({1}), implicit=True)
+    assert FullScanCheckpoint.decode(checkpoint.encode()) == checkpoint
+    data = json.loads(checkpoint.encode())
+    assert "scan_id" not in data and data["first_scan_id"] == 7
+    explicit = replace(checkpoint, implicit=False)
+    assert json.loads(explicit.encode())["scan_id"] == 7
+    assert FullScanCheckpoint.decode(explicit.encode()) == explicit

@@ -200,6 +200,23 @@ async def test_full_scan_tombstones_the_unseen_and_revives_returners(
     assert backend.rows("SELECT deleted_at FROM products WHERE sku = 'p3'") == [(None,)]
 
 
+async def test_marking_the_live_products_seen_skips_the_dead_and_other_sources(
+    store: AnyStore,
+) -> None:
+    """A first scan's implicit marks made rows: one for each live product of the source, none
+    for a tombstoned one or another source's, none twice; a later tombstone finds nothing."""
+    await store.commit_page("s", [product("p1"), product("p2"), product("p3")], T0, PageCommit())
+    await store.commit_page("t", [product("p4")], T0, PageCommit())
+    await store.commit_page("s", [product("p1"), product("p2")], T0, PageCommit(scan_id=1))
+    assert await store.finish_full_scan("s", 1, T0, tombstone=True, watermark=None) == 1  # p3
+    await store.mark_seen("s", 7, ["p1"])
+    assert await store.mark_live_seen("s", 7) == 1  # p2: p1 was marked already, p3 is dead
+    assert await store.count_seen("s", 7) == 2
+    assert await store.unseen("s", 7, ["p1", "p2", "p3", "p4"]) == ["p3", "p4"]
+    assert await store.finish_full_scan("s", 7, T0, tombstone=True, watermark=None) == 0
+    assert await store.count_products("s") == 2
+
+
 async def test_has_products_counts_only_live_rows_of_the_source(store: AnyStore) -> None:
     """A source with only tombstoned rows, or only another source's rows, has no products."""
     assert not await store.has_products("s")

@@ -242,6 +242,11 @@ class Store(Protocol):
         """Record `skus` as seen by scan `scan_id` (without touching their products)."""
         ...
 
+    async def mark_live_seen(self, source: str, scan_id: int) -> int:
+        """Mark every live product of `source` as seen by scan `scan_id` (the marks of a scan
+        that began with none live, made rows); how many marks were added."""
+        ...
+
     async def scan_view(
         self, source: str, scan_id: int, skus: Sequence[str]
     ) -> dict[str, StoredProduct]:

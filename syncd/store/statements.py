@@ -149,6 +149,17 @@ class SharedStatements(ABC):
         )
         return int(row[0]) if row else 0
 
+    async def mark_live_seen(self, source: str, scan_id: int) -> int:
+        """Mark every live product of `source` as seen by scan `scan_id`; the marks added."""
+        # The WHERE is also what lets SQLite read ON CONFLICT as the upsert clause of an
+        # INSERT ... SELECT, not as part of the SELECT.
+        return await self._change(
+            f"mark the live products of {source!r} seen",
+            "INSERT INTO full_scan_seen (source, scan_id, sku) SELECT source, ?, sku "
+            "FROM products WHERE source = ? AND deleted_at IS NULL ON CONFLICT DO NOTHING",
+            (scan_id, source),
+        )
+
     async def count_products(self, source: str) -> int:
         """How many live (not tombstoned) products `source` has."""
         row = await self._row(
