@@ -153,12 +153,13 @@ phase where a 60 s box closes a second into its last window, before syncd's esti
 windows open, learned to within a few seconds, lets its burst leave: 81% there on every run). A process restarted on the same database (or another owner) resumes that window from
 `source_rates` and does not draw even that one. syncd learns when windows open with a probe
 call held back from a window's share, sent part-way into the interval where the next boundary
-may fall, until one has landed in a new window and the interval is narrower than a share's worth
-of time; a time-boxed run loses its last window when the box closes before syncd's phase
+may fall, until one has landed in a new window and the interval is narrower than two shares'
+worth of time; a time-boxed run loses its last window when the box closes before syncd's phase
 estimate says it opened. On ac5, whose share is 3 calls, a probe that lands in the next window
-costs a third of a window and a missed last window a seventh of a 60 s run: 93.8% on average
-over 100 phases in virtual time, 94 of them at 90% or more (it was 91.0%, 71 of 100); the larger
-plans lose a call or two in learning and their last window rarely.
+costs a third of a window and a missed last window a seventh of a 60 s run: 94.3-94.4% on
+average over two sets of 320 seeded runs in virtual time, 92.5-93.4% of them at 90% or more
+(probing on to one share's worth: 93.7%, the same runs; it was 91.0% before probes learned the
+phase); the larger plans lose a call or two in learning and their last window rarely.
 tests/test_call_limit.py runs the same plans in virtual time.
 """,
     "many stores": """
