@@ -99,9 +99,10 @@ told run has too), and the search needs two to four. What the search found is sa
 the source's pace (`source_rates`: the proven rate, the rate that drew a 429, the burst bound),
 so the *next* full sync of the store resumes it, held 3% below the proven rate: no 429 to find
 the limit again (the `untold-next` rows; virtual time: 95-97% with no 429 at 20/s and 100/s).
-Pausing only the request that drew a 429, as the guide's sample client does, is what the pooled
-baseline (c=8) shows at 100/s: 89-97% of the allowed rate with 4-5% of its requests refused,
-over the 1% floor. Adobe documents `Retry-After` as the minimum time "the client must wait
+Pausing only the request that drew a 429 is what the pooled baseline (c=8) does (the guide's
+sample client sleeps before its retry too, but being sequential it sends nothing meanwhile): at
+100/s it reached 81-83% of the allowed rate with 6-7% of its requests refused in the latest
+sitting, 89-97% with 4-5% in the one before, over the 1% floor either way. Adobe documents `Retry-After` as the minimum time "the client must wait
 before making another request", which is how syncd honours it.
 Told the limit:
 
