@@ -35,10 +35,14 @@ class Screened:
     repeated: list[str]
     stored: int = 0
     """How many of the page's skus have a live stored row."""
+    unchanged: list[str] = field(default_factory=list)
+    """Skus stored live with the content that arrived (the same hash): nothing to write, only
+    to count, and to mark as seen by a scan. Not in `keep`."""
 
 
 def screen(records: Sequence[ProductRecord], stored: Mapping[str, StoredProduct]) -> Screened:
-    """Sort a page's records into written, disputed and repeated, against the stored rows.
+    """Sort a page's records into written, unchanged, disputed and repeated, against the stored
+    rows.
 
     A tombstoned row is not compared: a product that comes back gets a new id on both platforms.
     """
@@ -65,8 +69,18 @@ def screen(records: Sequence[ProductRecord], stored: Mapping[str, StoredProduct]
             disputed[sku] = None  # updated_at never goes back: a copy older than the stored one
         elif row.seen:
             repeated[sku] = None
-    keep = [record for sku, record in by_sku.items() if sku not in disputed]
-    return Screened(keep, list(disputed), [sku for sku in repeated if sku not in disputed], live)
+    keep: list[ProductRecord] = []
+    unchanged: list[str] = []
+    for sku, record in by_sku.items():
+        if sku in disputed:
+            continue
+        row = stored.get(sku)
+        if row is not None and row.live and row.content_hash == record.content_hash:
+            unchanged.append(sku)
+        else:
+            keep.append(record)
+    repeated_kept = [sku for sku in repeated if sku not in disputed]
+    return Screened(keep, list(disputed), repeated_kept, live, unchanged)
 
 
 @dataclass(slots=True)

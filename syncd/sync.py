@@ -378,6 +378,7 @@ class SyncEngine:
             checkpoint.encode(),
             forget=tuple(screened.disputed),
             new=not screened.stored,
+            seen=tuple(screened.unchanged),
         )
         await self._commit(
             run, Page(page.number, screened.keep), commit, len(page.records),
@@ -625,7 +626,11 @@ class SyncEngine:
                 )
                 await self._commit(
                     run, Page(page.number, kept.keep),
-                    PageCommit(watermark=encode_cursor(next_cursor), new=not kept.stored),
+                    PageCommit(
+                        watermark=encode_cursor(next_cursor),
+                        new=not kept.stored,
+                        seen=tuple(kept.unchanged),
+                    ),
                     len(page.records),
                 )  # fmt: skip
                 cursor = next_cursor
@@ -650,7 +655,7 @@ class SyncEngine:
         if window is not None:
             name = run.source.name
             written = self._store.commit_page(name, page.records, self._clock.now(), commit)
-            skus = [*(r.sku for r in page.records), *commit.forget]
+            skus = [*(r.sku for r in page.records), *commit.forget, *commit.seen]
             await window.add(done, skus, written, lambda c: run.tally.add(arrived, c))
             return
         write = asyncio.ensure_future(

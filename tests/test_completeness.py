@@ -325,6 +325,27 @@ def test_the_screen_keeps_new_and_same_products_and_disputes_the_rest() -> None:
     assert screened.stored == 3  # a, b, c: d is tombstoned, e and f are not stored
 
 
+def test_the_screen_leaves_out_what_is_stored_live_with_the_same_content() -> None:
+    """A product stored live with the hash that arrived is unchanged: not kept (nothing to
+    send), listed to be marked and counted. Another hash, a tombstoned row or no hash read is
+    kept; a disputed sku is neither."""
+    stored = {
+        "same": StoredProduct(1, None, live=True, seen=False, content_hash="same1"),
+        "other": StoredProduct(2, None, live=True, seen=False, content_hash="old"),
+        "dead": StoredProduct(3, None, live=False, seen=False, content_hash="dead3"),
+        "unread": StoredProduct(4, None, live=True, seen=False),
+        "moved": StoredProduct(5, None, live=True, seen=False, content_hash="moved9"),
+        "again": StoredProduct(6, None, live=True, seen=True, content_hash="again6"),
+    }
+    page = [record(sku, n) for sku, n in (("same", 1), ("other", 2), ("dead", 3), ("unread", 4))]
+    page += [record("moved", 9), record("again", 6), record("new", 7)]
+    screened = screen(page, stored)
+    assert screened.unchanged == ["same", "again"]
+    assert [r.sku for r in screened.keep] == ["other", "dead", "unread", "new"]
+    assert screened.disputed == ["moved"] and screened.repeated == ["again"]
+    assert screened.stored == 5  # every live row, the dead one aside
+
+
 async def test_an_incremental_page_never_writes_a_sku_over_another_products_row(
     world: World,
 ) -> None:

@@ -25,8 +25,8 @@ PRODUCTS, PAGE = 200, 10
 
 
 class WatchedStore:
-    """The runtime's store, with the mark rows counted after every page commit; the commit
-    numbered `fail_at` fails before it reaches the database."""
+    """The runtime's store, with the records sent and the mark rows counted at every page
+    commit; the commit numbered `fail_at` fails before it reaches the database."""
 
     def __init__(self, inner: Any, db: Path, fail_at: int | None = None) -> None:
         self._inner = inner
@@ -35,6 +35,7 @@ class WatchedStore:
         self.commits = 0
         self.marks_after: list[int] = []
         self.products_after: list[int] = []
+        self.sent: list[tuple[int, int]] = []  # (records, unchanged skus) of each commit
         self.checkpoints: list[dict[str, Any]] = []
 
     def __getattr__(self, name: str) -> Any:
@@ -44,6 +45,7 @@ class WatchedStore:
         self, source: str, records: Sequence[ProductRecord], now: datetime, commit: PageCommit
     ) -> UpsertCounts:
         self.commits += 1
+        self.sent.append((len(records), len(commit.seen)))
         if self.commits == self._fail_at:
             raise StoreError("injected: this page's commit failed")
         counts: UpsertCounts = await self._inner.commit_page(source, records, now, commit)

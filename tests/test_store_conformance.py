@@ -27,6 +27,7 @@ from syncd.store import (
     PageCommit,
     ProductRecord,
     RateSearch,
+    RunProgress,
     RunTotals,
     SourceRate,
     TokenEvent,
@@ -198,6 +199,29 @@ async def test_full_scan_tombstones_the_unseen_and_revives_returners(
     counts = await store.upsert_products("s", [product("p3")], later)
     assert (counts.created, counts.updated, counts.unchanged) == (0, 1, 0)
     assert backend.rows("SELECT deleted_at FROM products WHERE sku = 'p3'") == [(None,)]
+
+
+async def test_unchanged_skus_are_marked_and_counted_without_being_sent(
+    store: AnyStore, backend: Backend
+) -> None:
+    """`PageCommit.seen`: skus the screen found unchanged are marked seen by the scan and counted
+    as unchanged (in the counts and the running run's row) with nothing written for them; with
+    no scan, nothing else to write and no run, the store is not even asked."""
+    await store.commit_page("s", [product("p1"), product("p2")], T0, PageCommit())
+    run = await store.start_run("s", "full", T0)
+    later = T0 + timedelta(hours=1)
+    commit = PageCommit(7, '{"p":1}', run=RunProgress(run, 3), seen=("p1", "p2"))
+    counts = await store.commit_page("s", [product("p3")], later, commit)
+    assert (counts.created, counts.updated, counts.unchanged) == (1, 0, 2)
+    assert await store.unseen("s", 7, ["p1", "p2", "p3", "p4"]) == ["p4"]
+    assert backend.rows("SELECT sku, last_synced_at FROM products ORDER BY sku") == [
+        ("p1", iso(T0)), ("p2", iso(T0)), ("p3", iso(later))
+    ]  # fmt: skip
+    [row] = await store.runs("s", limit=1)
+    totals = row.totals
+    assert (totals.items_seen, totals.items_created, totals.items_unchanged) == (3, 1, 2)
+    counts = await store.commit_page("s", [], later, PageCommit(seen=("p1",)))
+    assert (counts.created, counts.updated, counts.unchanged) == (0, 0, 1)
 
 
 async def test_marking_the_live_products_seen_skips_the_dead_and_other_sources(

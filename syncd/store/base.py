@@ -198,17 +198,21 @@ class PageCommit:
     new: bool = False
     """A hint: no product of the page has a live stored row (the screen's view was empty), so
     the store need not look for unchanged rows before writing. Never changes what is written."""
+    seen: tuple[str, ...] = ()
+    """Skus of the page's unchanged products (live, with the hash that arrived, as the screen
+    read them): not sent, marked as seen by `scan_id` if given, and counted as unchanged."""
 
 
 @dataclass(frozen=True, slots=True)
 class StoredProduct:
     """What a full scan compares an arriving product with: the stored row's id and `updated_at`,
-    whether it is live, and whether this scan has already committed it."""
+    whether it is live, whether this scan has already committed it, and its content hash."""
 
     id: int | None
     updated_at: str | None
     live: bool
     seen: bool
+    content_hash: str | None = None
 
 
 CLEAR = ""

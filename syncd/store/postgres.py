@@ -117,7 +117,7 @@ _UNCHANGED = """
 # such pages now have none; new products of a later scan still do).
 _MARK_SEEN = """, seen AS (
     INSERT INTO full_scan_seen (source, scan_id, sku)
-    SELECT %(source)s, %(scan_id)s, sku FROM page{mark_conflict}
+    SELECT %(source)s, %(scan_id)s, sku FROM unnest(%(marks)b::text[]) AS m(sku){mark_conflict}
 )"""
 _MARK_CONFLICT = """
     ON CONFLICT DO NOTHING"""
@@ -414,8 +414,9 @@ class PostgresStore(SharedStatements):
             "set_checkpoint": commit.checkpoint is not None,
             "set_watermark": commit.watermark is not None,
             "forget": list(commit.forget),
-            "arrived": len(records),
-            "distinct": len(latest),
+            "marks": [*latest, *commit.seen],
+            "arrived": len(records) + len(commit.seen),
+            "distinct": len(latest) + len(commit.seen),
             "feed_run": commit.run.run_id if commit.run else None,
         }
         run = commit.run
@@ -458,24 +459,26 @@ class PostgresStore(SharedStatements):
         """`upsert_products` plus the page's scan marks and progress, in one statement."""
         latest = {record.sku: record for record in records}  # a page may repeat a sku: last wins
         progress = commit.checkpoint is not None or commit.watermark is not None
-        if not latest and not progress and not commit.forget and commit.run is None:
-            return UpsertCounts()
+        marks = commit.seen and commit.scan_id is not None
+        if not (latest or progress or commit.forget or marks or commit.run):
+            return UpsertCounts(unchanged=len(commit.seen))
         # A page of products none of which has a live row is inserted without ON CONFLICT: a
         # speculative insertion per row (an index probe, a token, a confirmation record) was 0.5
         # of 3.3 ms of server CPU a page. A dead row under one of its skus (a revival), or the
         # hint being wrong, fails the statement with nothing written: the page is written again
         # with ON CONFLICT, and the source's later pages are too (revivals come in runs).
         plain = commit.new and source not in self._conflicted
+        distinct = len(latest) + len(commit.seen)  # the unchanged ones count, unsent
         try:
             try:
                 statement = self._page_statement(source, records, latest, now, commit, plain)
-                return await self._write_page(*statement, len(latest))
+                return await self._write_page(*statement, distinct)
             except psycopg.errors.UniqueViolation:
                 if not plain:
                     raise
             self._conflicted.add(source)
             statement = self._page_statement(source, records, latest, now, commit, False)
-            return await self._write_page(*statement, len(latest))
+            return await self._write_page(*statement, distinct)
         except psycopg.Error as exc:
             raise _error(f"cannot store {len(latest)} products of {source!r}", exc) from exc
         except UnicodeEncodeError as exc:  # a lone surrogate in a payload, met by psycopg's dump
@@ -510,13 +513,13 @@ class PostgresStore(SharedStatements):
         # escaping of each one).
         rows = await self._read(
             "SELECT p.sku, p.id, p.updated_at, p.deleted_at IS NULL, (SELECT true FROM "
-            "full_scan_seen s WHERE s.source = p.source AND s.scan_id = %s AND s.sku = p.sku) "
-            "FROM products p WHERE p.source = %s AND p.sku = ANY(%b::text[])",
+            "full_scan_seen s WHERE s.source = p.source AND s.scan_id = %s AND s.sku = p.sku), "
+            "p.content_hash FROM products p WHERE p.source = %s AND p.sku = ANY(%b::text[])",
             (scan_id, source, list(skus)),
         )
         return {
-            sku: StoredProduct(ident, updated, bool(live), bool(seen))
-            for sku, ident, updated, live, seen in rows
+            sku: StoredProduct(ident, updated, bool(live), bool(seen), digest)
+            for sku, ident, updated, live, seen, digest in rows
         }
 
     async def unseen(self, source: str, scan_id: int, skus: Sequence[str]) -> list[str]:

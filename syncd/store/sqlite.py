@@ -13,7 +13,7 @@ import os
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from functools import partial
 from pathlib import Path
@@ -346,8 +346,10 @@ class SqliteStore(SharedStatements):
             if changed:
                 run_id = run.run_id if run else None
                 append_changes(db, source, changed, run_id, at, payloads=payloads)
-            if scan_id is not None and latest:
-                mark(db, source, scan_id, list(latest))
+            if commit.seen:  # unchanged, not sent: counted here
+                counts = replace(counts, unchanged=counts.unchanged + len(commit.seen))
+            if scan_id is not None and (latest or commit.seen):
+                mark(db, source, scan_id, [*latest, *commit.seen])
             if scan_id is not None and commit.forget:
                 db.executemany(
                     "DELETE FROM full_scan_seen WHERE source = ? AND scan_id = ? AND sku = ?",
@@ -361,7 +363,8 @@ class SqliteStore(SharedStatements):
                     "items_created = items_created + ?, items_updated = items_updated + ?, "
                     "items_unchanged = items_unchanged + ?, requests = ?, retries = ?, "
                     "rate_limited = ? WHERE id = ? AND status = 'running'",
-                    (len(records), counts.created, counts.updated, counts.unchanged,
+                    (len(records) + len(commit.seen), counts.created, counts.updated,
+                     counts.unchanged,
                      run.requests, run.retries, run.rate_limited, run.run_id),
                 )  # fmt: skip
             return counts
@@ -415,7 +418,7 @@ class SqliteStore(SharedStatements):
                     f"WHERE p.source = ? AND p.sku IN ({marks})",
                     (scan_id, source, *chunk),
                 ):
-                    view[sku] = StoredProduct(ident, updated, deleted is None, bool(seen))
+                    view[sku] = StoredProduct(ident, updated, deleted is None, bool(seen), digest)
                     known[sku] = (digest, deleted)
             self._view_read = _ViewRead(source, frozenset(skus), version, writes, known)
             return view
