@@ -459,7 +459,7 @@ class PostgresStore(SharedStatements):
         """`upsert_products` plus the page's scan marks and progress, in one statement."""
         latest = {record.sku: record for record in records}  # a page may repeat a sku: last wins
         progress = commit.checkpoint is not None or commit.watermark is not None
-        marks = commit.seen and commit.scan_id is not None
+        marks = bool(commit.seen) and commit.scan_id is not None
         if not (latest or progress or commit.forget or marks or commit.run):
             return UpsertCounts(unchanged=len(commit.seen))
         # A page of products none of which has a live row is inserted without ON CONFLICT: a

@@ -364,8 +364,7 @@ class SqliteStore(SharedStatements):
                     "items_unchanged = items_unchanged + ?, requests = ?, retries = ?, "
                     "rate_limited = ? WHERE id = ? AND status = 'running'",
                     (len(records) + len(commit.seen), counts.created, counts.updated,
-                     counts.unchanged,
-                     run.requests, run.retries, run.rate_limited, run.run_id),
+                     counts.unchanged, run.requests, run.retries, run.rate_limited, run.run_id),
                 )  # fmt: skip
             return counts
 
