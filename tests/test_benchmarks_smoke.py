@@ -18,6 +18,7 @@ from benchmarks.plan import PROFILES, Plan, Profile
 from benchmarks.report import write_report
 from benchmarks.runner import Runner
 from benchmarks.stages import OTHER, stage_seconds
+from benchmarks.stores import STORES, medians
 
 SIZE = 300
 
@@ -243,3 +244,18 @@ def test_the_many_stores_floors_read_the_fleet_figures() -> None:
     rss_ok, rss_text = verdicts["many stores: RSS < 2 MB per idle source"]
     assert rss_ok is False and "at the end" in rss_text
     assert verdicts["many stores: p95 start delay < 1 s"][0] is True
+
+
+def test_the_stores_medians_are_per_store_and_per_sync() -> None:
+    """First and second syncs are summarised apart; a record from before the second sync (runs
+    without `sync`) reads as first syncs."""
+    runs = [
+        {"store": store, "sync": sync, "products_per_s": float(n)}
+        for n, (store, sync) in enumerate(
+            (s, y) for y in ("first", "second") for s in STORES for _ in range(3)
+        )
+    ]
+    assert medians(runs, "first") == {"sqlite": 1.0, "postgres": 4.0, "postgres-nofeed": 7.0}
+    assert medians(runs, "second") == {"sqlite": 10.0, "postgres": 13.0, "postgres-nofeed": 16.0}
+    old = [{"store": s, "products_per_s": 5.0} for s in STORES]
+    assert medians(old, "first") == dict.fromkeys(STORES, 5.0)
