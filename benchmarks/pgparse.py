@@ -1,6 +1,7 @@
-"""What the `payload jsonb` contract costs the PostgreSQL server a page: the emulator's own products,
-100 a page as a sync writes them, cast to `jsonb`, to `json` and left as text, and inserted into
-a scratch table as `jsonb` and as `text`, each timed by the backend's CPU from /proc.
+"""What the `payload jsonb` contract costs the PostgreSQL server a page: the emulator's own
+products, 100 a page as a sync writes them, cast to `jsonb`, to `json` and left as text, and
+inserted into a scratch table as `jsonb` and as `text`, each timed by the backend's CPU from
+/proc.
 
     python -m benchmarks.pgparse [--pages 300] [--repeats 3]
         [--postgres postgresql://postgres@127.0.0.1:5432/postgres]

@@ -91,7 +91,8 @@ the full sync, search included (not time-boxed). Every 429 costs its `Retry-Afte
 second here) for every worker, and at least one 429 is needed to learn that there is a limit:
 at 100 requests/s a 100k-product sync lasts ten seconds, so that first second of pause alone is
 about 9% of it, which puts 90% out of reach there (the search's virtual-time tests,
-tests/test_rate_discovery.py, reach 73-88% at 100/s; >= 90% with < 1% 429s at 5/s and 20/s, and 93% with 3 429s
+tests/test_rate_discovery.py, reach 73-88% at 100/s; >= 90% with < 1% 429s at 5/s and 20/s, and 93%
+with 3 429s
 at 20/s with a burst of 2, the rate20 profile, at round trips up to 20 ms). The arithmetic of
 that first sync: its 1,000 requests take 10 s at the limit, so one 429 and a perfect guess
 after it give at most 1,000 / (10 + 100 x 11) = 90.1% (89% with the 0.1 s of start and end a
@@ -102,7 +103,8 @@ the limit again (the `untold-next` rows; virtual time: 95-97% with no 429 at 20/
 Pausing only the request that drew a 429 is what the pooled baseline (c=8) does (the guide's
 sample client sleeps before its retry too, but being sequential it sends nothing meanwhile): at
 100/s it reached 81-83% of the allowed rate with 6-7% of its requests refused in the latest
-sitting, 89-97% with 4-5% in the one before, over the 1% floor either way. Adobe documents `Retry-After` as the minimum time "the client must wait
+sitting, 89-97% with 4-5% in the one before, over the 1% floor either way. Adobe documents
+`Retry-After` as the minimum time "the client must wait
 before making another request", which is how syncd honours it.
 Told the limit:
 
@@ -151,7 +153,8 @@ started about a second later in the window than the one before, and in a window 
 predecessor had spent: a 429 no client could avoid on a fresh database; and the first always
 started about a second after the emulator's windows began, its start-up and the client's, the
 phase where a 60 s box closes a second into its last window, before syncd's estimate of when
-windows open, learned to within a few seconds, lets its burst leave: 81% there on every run). A process restarted on the same database (or another owner) resumes that window from
+windows open, learned to within a few seconds, lets its burst leave: 81% there on every run). A
+process restarted on the same database (or another owner) resumes that window from
 `source_rates` and does not draw even that one. syncd learns when windows open with a probe
 call held back from a window's share, sent part-way into the interval where the next boundary
 may fall, until one has landed in a new window and the interval is narrower than two shares'

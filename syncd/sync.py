@@ -316,7 +316,7 @@ class SyncEngine:
         else:
             log.info("sync.resumed", scan_id=checkpoint.scan_id, pages_done=len(checkpoint.done))
             if checkpoint.implicit:
-                checkpoint = await self._explicit(source.name, checkpoint, "the scan resumed")
+                checkpoint = await self._explicit(run, checkpoint, "the scan resumed")
         doubts = Doubts()
         # Several commits in flight where the store runs them in parallel (syncd/commit_window.py).
         window = CommitWindow(self._store.commit_depth, checkpoint.done)
@@ -360,7 +360,7 @@ class SyncEngine:
             # A disputed sku stops counting as seen: the marks must be rows to lose one. The
             # commits in flight land first, so that none of their products misses its mark.
             await window.drain()
-            checkpoint = await self._explicit(source.name, checkpoint, "a sku was disputed")
+            checkpoint = await self._explicit(run, checkpoint, "a sku was disputed")
         short = self._short(page, total, source.page_size)
         if short:
             # A short page is not done: a resumed scan asks for it again.
@@ -397,7 +397,7 @@ class SyncEngine:
         # already read; a proxy may serve a page empty, short or stale. Only a scan that provably
         # saw every product (checked below), or a keyset verification pass, proves that a product
         # it did not see is gone.
-        source, total, disputed = run.source, checkpoint.total, doubts.disputed
+        source, total = run.source, checkpoint.total
         scan_id = checkpoint.scan_id
         watermark = encode_cursor(Cursor(checkpoint.started))
         committed = await self._committed(source.name, checkpoint)
@@ -421,16 +421,18 @@ class SyncEngine:
                 if await self._changed_since(source, since, total, run.stats):
                     doubts.add("the catalog probe saw it change")
             if doubts:
+                if checkpoint.implicit:  # the verification asks which skus the scan saw
+                    checkpoint = await self._explicit(run, checkpoint, "the scan is verified")
                 try:
-                    scan_id = await self._verify(run, source, checkpoint)
+                    scan_id = await self._verify(run, source, scan_id)
                 except ListingIncomplete as exc:
                     skipped = f"{doubts.summary()}; the verification listing: {exc}"
         elif doubts:
             watermark = CLEAR  # nothing can find what the scan missed: the next run is full
-        if scan_id == checkpoint.scan_id and (checkpoint.implicit or (first and not disputed)):
-            # Every live product was written by this scan, with its mark in the same commit (or
-            # implicitly), and only a disputed sku loses its mark: the set difference would find
-            # nothing, after reading every row of the source. Implicit marks never decide one.
+        if first and scan_id == checkpoint.scan_id and not doubts.disputed:
+            # Every live product was written by this scan, marked (in its commit, or implicitly),
+            # and only a disputed sku loses its mark: the set difference would find nothing. So
+            # implicit marks never decide one (a dispute makes them rows, a verification has its).
             tombstone = False
         if skipped is not None:
             tombstone, watermark = False, CLEAR  # the next run is a full scan that tries again
@@ -464,11 +466,11 @@ class SyncEngine:
         return await self._store.count_seen(source, checkpoint.scan_id)
 
     async def _explicit(
-        self, source: str, checkpoint: FullScanCheckpoint, why: str
+        self, run: _Run, checkpoint: FullScanCheckpoint, why: str
     ) -> FullScanCheckpoint:
         """Store an implicit scan's marks as rows (one for each live product, all of which it
         wrote); the checkpoint that says so, saved with the next page."""
-        marked = await self._store.mark_live_seen(source, checkpoint.scan_id)
+        marked = await self._store.mark_live_seen(run.source.name, checkpoint.scan_id)
         log.info("sync.marks_stored", scan_id=checkpoint.scan_id, marks=marked, reason=why)
         return replace(checkpoint, implicit=False)
 
@@ -582,14 +584,9 @@ class SyncEngine:
         )
         return True
 
-    async def _verify(
-        self, run: _Run, source: VerifiableSource, checkpoint: FullScanCheckpoint
-    ) -> int:
+    async def _verify(self, run: _Run, source: VerifiableSource, scan_id: int) -> int:
         """List every sku by id keyset (no deletion can shift it), fetch the ones the offset scan
         missed, and return the id of the verification scan whose marks decide tombstones."""
-        scan_id = checkpoint.scan_id
-        if checkpoint.implicit:  # which skus the scan saw is asked below, of its marks as rows
-            await self._explicit(source.name, checkpoint, "the scan is verified")
         # This run's own id: marks left by an earlier, interrupted verification of the same scan
         # may name skus deleted since, and must not count.
         verify_id = -run.run_id

@@ -17,6 +17,7 @@ from aioresponses import core as aioresponses_core
 from syncd.store import SqliteStore
 from tests.clocks import FakeClock
 from tests.postgres_support import empty_tables, throwaway_database
+from tests.scans import Backend
 
 
 @pytest.fixture(autouse=True)
@@ -45,6 +46,15 @@ def postgres_url(postgres_database: str) -> str:
     """The session's PostgreSQL database, emptied for this test."""
     empty_tables(postgres_database)
     return postgres_database
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def scan_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
+    """A store for full scans through the runtime (tests/scans.py): SQLite in tmp_path, then
+    PostgreSQL (the session's database, emptied)."""
+    if request.param == "sqlite":
+        return Backend.sqlite(tmp_path / "syncd.db")
+    return Backend.postgres(request.getfixturevalue("postgres_url"))
 
 
 @pytest.fixture

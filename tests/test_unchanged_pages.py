@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
 from syncd.emulator import AdobeConfig, Emulator, EmulatorConfig
-from tests.support import query, stored_products
-from tests.test_implicit_marks import PAGE, PRODUCTS, full_run
+from tests.scans import PAGE, Backend, full_run
+
+PRODUCTS = 200
 
 
 @pytest.fixture
@@ -22,17 +22,16 @@ async def emu() -> AsyncIterator[Emulator]:
 
 
 async def test_a_full_scan_of_an_unchanged_catalog_sends_no_record(
-    tmp_path: Path, emu: Emulator
+    scan_backend: Backend, emu: Emulator
 ) -> None:
     """The second full scan, one product repriced since the first: one record sent, the other
     199 marked and counted as unchanged, in the run's row too; the catalog stored exactly."""
-    db = tmp_path / "syncd.db"
-    first, _, _ = await full_run(db, emu)
+    first, _, _ = await full_run(scan_backend, emu)
     assert first.ok, first.error
     catalog = emu.adobe.catalog
     changed = next(iter(catalog.skus()))
     catalog.update(changed, price=4321.5)
-    again, store, _ = await full_run(db, emu)
+    again, store, _ = await full_run(scan_backend, emu)
     assert again.ok, again.error
     assert store.commits == math.ceil(PRODUCTS / PAGE)
     assert sum(sent for sent, _ in store.sent) == 1  # the changed product alone
@@ -43,6 +42,7 @@ async def test_a_full_scan_of_an_unchanged_catalog_sends_no_record(
         PRODUCTS, 1, PRODUCTS - 1
     )  # fmt: skip
     assert totals.items_deleted == 0
-    assert query(db, "SELECT items_seen, items_updated, items_unchanged FROM sync_runs "
-                 "ORDER BY id DESC LIMIT 1") == [(PRODUCTS, 1, PRODUCTS - 1)]  # fmt: skip
-    assert stored_products(db, "shop") == catalog.snapshot()
+    assert scan_backend.rows(
+        "SELECT items_seen, items_updated, items_unchanged FROM sync_runs ORDER BY id DESC LIMIT 1"
+    ) == [(PRODUCTS, 1, PRODUCTS - 1)]
+    assert scan_backend.live_products() == catalog.snapshot()

@@ -22,13 +22,13 @@ window's phase is not announced. `CallLimitThrottle` keeps an estimate of the cu
 - **Phase.** Windows follow each other every `window` seconds, so every boundary seen narrows
   where they fall: the current window began within `width` seconds before the anchor. Until a
   probe has landed in a new window, and then while the interval is wider than two shares' worth
-  of time (`2 * window / share`), the last call of each window's share is held back as a probe and sent
-  part-way into the interval where the next boundary may fall: counted in the old window, it
-  moves the interval's start; in a new one, its end and the anchor (and the rest of the new
-  share leaves at once). The probe is one of the calls the share allows, so learning draws no
-  429 and takes no call of the other apps; one that lands in the new window costs a call of the
-  old one, so the smaller the share, the earlier in the interval it leaves. Only the anchor
-  moving earlier makes bursts leave as a window opens, not as late as the first answer's
+  of time (`2 * window / share`), the last call of each window's share is held back as a probe
+  and sent part-way into the interval where the next boundary may fall: counted in the old
+  window, it moves the interval's start; in a new one, its end and the anchor (and the rest of
+  the new share leaves at once). The probe is one of the calls the share allows, so learning
+  draws no 429 and takes no call of the other apps; one that lands in the new window costs a
+  call of the old one, so the smaller the share, the earlier in the interval it leaves. Only the
+  anchor moving earlier makes bursts leave as a window opens, not as late as the first answer's
   moment in it. There is no probe without a reserve (nothing guarantees the call later in the
   window) nor after one drew a 429, and none in the first window unless more calls are already
   waiting than its share, so a sync of one share never waits.

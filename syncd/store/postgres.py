@@ -468,25 +468,26 @@ class PostgresStore(SharedStatements):
         # hint being wrong, fails the statement with nothing written: the page is written again
         # with ON CONFLICT, and the source's later pages are too (revivals come in runs).
         plain = commit.new and source not in self._conflicted
-        distinct = len(latest) + len(commit.seen)  # the unchanged ones count, unsent
         try:
             try:
-                statement = self._page_statement(source, records, latest, now, commit, plain)
-                return await self._write_page(*statement, distinct)
+                return await self._write_page(
+                    *self._page_statement(source, records, latest, now, commit, plain)
+                )
             except psycopg.errors.UniqueViolation:
                 if not plain:
                     raise
             self._conflicted.add(source)
-            statement = self._page_statement(source, records, latest, now, commit, False)
-            return await self._write_page(*statement, distinct)
+            return await self._write_page(
+                *self._page_statement(source, records, latest, now, commit, False)
+            )
         except psycopg.Error as exc:
             raise _error(f"cannot store {len(latest)} products of {source!r}", exc) from exc
         except UnicodeEncodeError as exc:  # a lone surrogate in a payload, met by psycopg's dump
             raise StoreError(f"cannot encode a page for PostgreSQL: {exc.reason}") from None
 
-    async def _write_page(self, query: str, params: dict[str, Any], distinct: int) -> UpsertCounts:
-        """Run one page's statement (`_page_statement`) for `distinct` products; psycopg's
-        errors raised."""
+    async def _write_page(self, query: str, params: dict[str, Any]) -> UpsertCounts:
+        """Run one page's statement and parameters (`_page_statement`); psycopg's errors
+        raised."""
         # One statement on an autocommit connection: its own transaction, one round trip,
         # committed by the server as soon as it ends. No BEGIN/COMMIT from the client, so
         # the rows every page locks (the counter, the checkpoint, the run) are never held
@@ -500,7 +501,8 @@ class PostgresStore(SharedStatements):
             cursor = await db.execute(query, params)
             row = await cursor.fetchone()
         created, updated = (int(row[0]), int(row[1])) if row else (0, 0)
-        return UpsertCounts(created, updated, distinct - created - updated)
+        # `distinct` counts the page's unchanged skus too, sent or not (`PageCommit.seen`).
+        return UpsertCounts(created, updated, params["distinct"] - created - updated)
 
     async def scan_view(
         self, source: str, scan_id: int, skus: Sequence[str]
