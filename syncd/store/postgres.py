@@ -10,7 +10,7 @@ statements.py.
 from __future__ import annotations
 
 import copy
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
 from math import isfinite, isnan
@@ -155,6 +155,30 @@ _RUN = """, run AS (
 
 _SET_PROGRESS = "WITH page AS (SELECT 1)" + _PROGRESS + " SELECT 1"
 
+_ONLY_WHEN_ASKED = 2**62  # psycopg's prepare_threshold: prepare only on `execute(prepare=True)`
+
+# The reads of a page's skus find each by its key, one index probe a sku, whatever the planner's
+# statistics say. Statistics lag behind a source: one the last ANALYZE never saw is estimated at
+# a row, and `sku = ANY(skus)` then became a filter over every row of the source (15 ms a page
+# at 20k products, growing with the catalog). A LATERAL subquery with LIMIT cannot be turned
+# into a join, and a scalar subquery is never hashed: both stay probes by key. The skus go in
+# binary, as the page does (no escaping of each one).
+SCAN_VIEW = """
+SELECT k.sku, p.id, p.updated_at, p.deleted_at IS NULL,
+       (SELECT true FROM full_scan_seen s
+        WHERE s.source = %(source)s AND s.scan_id = %(scan)s AND s.sku = k.sku),
+       p.content_hash
+FROM unnest(%(skus)b::text[]) AS k(sku)
+CROSS JOIN LATERAL (
+    SELECT id, updated_at, deleted_at, content_hash FROM products
+    WHERE source = %(source)s AND sku = k.sku LIMIT 1
+) AS p"""
+
+UNSEEN = """
+SELECT k.sku FROM unnest(%(skus)b::text[]) AS k(sku)
+WHERE (SELECT true FROM full_scan_seen s
+       WHERE s.source = %(source)s AND s.scan_id = %(scan)s AND s.sku = k.sku) IS NULL"""
+
 
 def _page_rows(records: Iterable[ProductRecord]) -> tuple[str, list[str | None]]:
     """A page's records as the JSON array of arrays `_UPSERT` reads, and their payloads."""
@@ -292,7 +316,16 @@ class PostgresStore(SharedStatements):
             self._conninfo,
             min_size=1,
             max_size=self._pool_size,
-            kwargs={"autocommit": True, "options": utc},
+            # No statement is prepared but the page's (`_write_page`): after five runs of a
+            # prepared statement PostgreSQL may keep a generic plan, costed for the tables as
+            # they were then. `full_scan_seen` is emptied after every scan (vacuum truncates it
+            # to no pages), so a plan made as the next scan starts reads it by seq scan, once per
+            # row of `scan_view`, while the scan fills it with a catalog's marks: a daemon's
+            # second full sync of 20k products took 15-18 s instead of 0.7. Planned each time,
+            # a statement sees the tables as they are; that costs well under a millisecond.
+            # (psycopg's `prepare_threshold=None` would refuse even `prepare=True`: a threshold
+            # never reached leaves preparing to the one statement that asks.)
+            kwargs={"autocommit": True, "options": utc, "prepare_threshold": _ONLY_WHEN_ASKED},
             open=False,
             timeout=self._connect_timeout,
         )
@@ -373,7 +406,10 @@ class PostgresStore(SharedStatements):
         file to compare, but a probe (`/readyz`) must still see a database that is gone."""
         await self._read("SELECT 1")
 
-    async def _read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+    async def _read(
+        self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()
+    ) -> list[tuple[Any, ...]]:
+        """Rows of one read (StoreError if it fails)."""
         try:
             async with self._opened.connection() as db:
                 cursor = await db.execute(sql, params)
@@ -498,7 +534,12 @@ class PostgresStore(SharedStatements):
         # crash may lose the last pages with their checkpoint, never one without the other,
         # and the scan resumes before them). Tokens and runs keep the durable default.
         async with self._opened.connection() as db:
-            cursor = await db.execute(query, params)
+            # Prepared, unlike every other statement (see the pool's settings): planning it
+            # is a tenth of the page's server time. Its one stale-plan risk is a probe of
+            # `products` planned while the table was nearly empty; but a first scan's pages
+            # (the plain insert) evaluate none, and filling the table makes autovacuum ANALYZE
+            # it, which replaces the plan.
+            cursor = await db.execute(query, params, prepare=True)
             row = await cursor.fetchone()
         created, updated = (int(row[0]), int(row[1])) if row else (0, 0)
         # `distinct` counts the page's unchanged skus too, sent or not (`PageCommit.seen`).
@@ -508,17 +549,7 @@ class PostgresStore(SharedStatements):
         self, source: str, scan_id: int, skus: Sequence[str]
     ) -> dict[str, StoredProduct]:
         """The stored products among `skus`, each with whether scan `scan_id` has marked it seen."""
-        # The mark as a scalar subquery (one index probe per row): while a first scan fills the
-        # tables the planner has no statistics, and both a join and a hashed EXISTS read every
-        # mark of the scan for every page (670 ms, or 40 ms, a page at 55k marks: a quadratic
-        # scan). A scalar subquery is never hashed. The skus go in binary, as the page does (no
-        # escaping of each one).
-        rows = await self._read(
-            "SELECT p.sku, p.id, p.updated_at, p.deleted_at IS NULL, (SELECT true FROM "
-            "full_scan_seen s WHERE s.source = p.source AND s.scan_id = %s AND s.sku = p.sku), "
-            "p.content_hash FROM products p WHERE p.source = %s AND p.sku = ANY(%b::text[])",
-            (scan_id, source, list(skus)),
-        )
+        rows = await self._read(SCAN_VIEW, {"source": source, "scan": scan_id, "skus": list(skus)})
         return {
             sku: StoredProduct(ident, updated, bool(live), bool(seen), digest)
             for sku, ident, updated, live, seen, digest in rows
@@ -526,13 +557,9 @@ class PostgresStore(SharedStatements):
 
     async def unseen(self, source: str, scan_id: int, skus: Sequence[str]) -> list[str]:
         """Those of `skus` that full scan `scan_id` has not marked as seen."""
-        rows = await self._read(
-            "SELECT sku FROM full_scan_seen WHERE source = %s AND scan_id = %s "
-            "AND sku = ANY(%b::text[])",
-            (source, scan_id, list(skus)),
-        )
-        seen = {row[0] for row in rows}
-        return [sku for sku in skus if sku not in seen]
+        rows = await self._read(UNSEEN, {"source": source, "scan": scan_id, "skus": list(skus)})
+        missing = {row[0] for row in rows}
+        return [sku for sku in skus if sku in missing]
 
     async def mark_seen(self, source: str, scan_id: int, skus: Sequence[str]) -> None:
         """Record `skus` as seen by scan `scan_id` (without touching their products)."""
