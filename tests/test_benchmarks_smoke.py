@@ -19,6 +19,7 @@ from benchmarks.report import write_report
 from benchmarks.runner import Runner
 from benchmarks.stages import OTHER, stage_seconds
 from benchmarks.stores import STORES, medians
+from tests.postgres_support import server_url
 
 SIZE = 300
 
@@ -259,3 +260,15 @@ def test_the_stores_medians_are_per_store_and_per_sync() -> None:
     assert medians(runs, "second") == {"sqlite": 10.0, "postgres": 13.0, "postgres-nofeed": 16.0}
     old = [{"store": s, "products_per_s": 5.0} for s in STORES]
     assert medians(old, "first") == dict.fromkeys(STORES, 5.0)
+
+
+def test_the_plans_benchmark_runs_both_scenes(tmp_path: Path, postgres_database: str) -> None:
+    """(`postgres_database`: skips, or fails under CI, without a server.)"""
+    from benchmarks.pgplans import main as pgplans
+
+    argv = ["--products", "300", "--postgres", server_url(), "--results", str(tmp_path)]
+    assert pgplans(argv) == 0
+    record = json.loads((tmp_path / "pgplans-300.json").read_text())
+    assert len(record["syncs_s"]["marks"]) == 4
+    assert len(record["syncs_s"]["new-source"]) == 15
+    assert all(seconds > 0 for seconds in record["syncs_s"]["marks"])
