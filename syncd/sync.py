@@ -646,9 +646,9 @@ class SyncEngine:
         """Write `page`; `seen` is how many products arrived (default: those written). With a
         `window`, the write is started there (confirming page `done` when it commits)."""
         stats = run.stats  # the run's row shows its progress page by page (`syncd status`)
-        live = RunProgress(run.run_id, stats.requests, stats.retries, stats.rate_limited)
-        commit = replace(commit, run=live)
         arrived = len(page.records) if seen is None else seen
+        live = RunProgress(run.run_id, stats.requests, stats.retries, stats.rate_limited, arrived)
+        commit = replace(commit, run=live)
         if window is not None:
             name = run.source.name
             written = self._store.commit_page(name, page.records, self._clock.now(), commit)

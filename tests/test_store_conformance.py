@@ -224,6 +224,18 @@ async def test_unchanged_skus_are_marked_and_counted_without_being_sent(
     assert (counts.created, counts.updated, counts.unchanged) == (0, 0, 1)
 
 
+async def test_the_running_row_counts_every_product_the_page_brought(store: AnyStore) -> None:
+    """Products a page brought but did not write (a disputed sku) count as seen while the run
+    goes on, as they do in its final row."""
+    run = await store.start_run("s", "full", T0)
+    commit = PageCommit(7, '{"p":1}', run=RunProgress(run, 2, arrived=4), seen=("p9",))
+    await store.commit_page("s", [product("p1"), product("p2")], T0, commit)
+    [row] = await store.runs("s", limit=1)
+    assert (row.totals.items_seen, row.totals.items_created, row.totals.items_unchanged) == (
+        4, 2, 1
+    )
+
+
 async def test_marking_the_live_products_seen_skips_the_dead_and_other_sources(
     store: AnyStore,
 ) -> None:

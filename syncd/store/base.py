@@ -177,6 +177,9 @@ class RunProgress:
     requests: int = 0
     retries: int = 0
     rate_limited: int = 0
+    arrived: int | None = None
+    """Products the page brought, written or not (a disputed one is not); None: the records
+    passed plus `PageCommit.seen`. The run's final row counts them all, so the live one must."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,6 +204,12 @@ class PageCommit:
     seen: tuple[str, ...] = ()
     """Skus of the page's unchanged products (live, with the hash that arrived, as the screen
     read them): not sent, marked as seen by `scan_id` if given, and counted as unchanged."""
+
+    def arrived(self, sent: int) -> int:
+        """The page's products for the running run's row, `sent` of them passed to be written."""
+        if self.run is not None and self.run.arrived is not None:
+            return self.run.arrived
+        return sent + len(self.seen)
 
 
 @dataclass(frozen=True, slots=True)

@@ -451,7 +451,7 @@ class PostgresStore(SharedStatements):
             "set_watermark": commit.watermark is not None,
             "forget": list(commit.forget),
             "marks": [*latest, *commit.seen],
-            "arrived": len(records) + len(commit.seen),
+            "arrived": commit.arrived(len(records)),
             "distinct": len(latest) + len(commit.seen),
             "feed_run": commit.run.run_id if commit.run else None,
         }

@@ -363,7 +363,7 @@ class SqliteStore(SharedStatements):
                     "items_created = items_created + ?, items_updated = items_updated + ?, "
                     "items_unchanged = items_unchanged + ?, requests = ?, retries = ?, "
                     "rate_limited = ? WHERE id = ? AND status = 'running'",
-                    (len(records) + len(commit.seen), counts.created, counts.updated,
+                    (commit.arrived(len(records)), counts.created, counts.updated,
                      counts.unchanged, run.requests, run.retries, run.rate_limited, run.run_id),
                 )  # fmt: skip
             return counts
