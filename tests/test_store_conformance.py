@@ -232,7 +232,9 @@ async def test_the_running_row_counts_every_product_the_page_brought(store: AnyS
     await store.commit_page("s", [product("p1"), product("p2")], T0, commit)
     [row] = await store.runs("s", limit=1)
     assert (row.totals.items_seen, row.totals.items_created, row.totals.items_unchanged) == (
-        4, 2, 1
+        4,
+        2,
+        1,
     )
 
 
