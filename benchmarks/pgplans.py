@@ -32,37 +32,14 @@ from benchmarks.environment import load, machine
 from benchmarks.plan import size_label
 from benchmarks.processes import ROOT
 from benchmarks.stores import DEFAULT_SERVER, scratch_database
-from syncd.config import (
-    AdobeCommerceSourceSettings,
-    HttpSettings,
-    ImsAuthSettings,
-    Settings,
-    StoreSettings,
-)
+from syncd.commands.demo import emulator_source
+from syncd.config import HttpSettings, Settings, StoreSettings
 from syncd.emulator import AdobeConfig, Emulator, EmulatorConfig
 from syncd.logging import configure_logging
 from syncd.runtime import Runtime
 from syncd.sync import SyncEngine
 
 RESULTS = ROOT / "benchmarks" / "results"
-
-
-def _source(emu: Emulator, name: str) -> AdobeCommerceSourceSettings:
-    """A source aimed at `emu` (pages of 100, 8 in flight), with the emulator's credentials."""
-    adobe = emu.adobe.config
-    return AdobeCommerceSourceSettings(
-        name=name,
-        kind="adobe_commerce",
-        base_url=emu.url,  # type: ignore[arg-type]
-        page_size=100,
-        max_concurrency=8,
-        auth=ImsAuthSettings(
-            token_url=emu.ims_token_url,  # type: ignore[arg-type]
-            client_id=adobe.client_id,
-            client_secret=adobe.client_secret,  # type: ignore[arg-type]
-            org_id=adobe.org_id,
-        ),
-    )
 
 
 def _vacuum(url: str) -> None:
@@ -78,7 +55,11 @@ async def _scenes(url: str, products: int, say: Callable[[str], None]) -> dict[s
     async with Emulator(small_config) as small, Emulator(big_config) as big:
         settings = Settings(
             store=StoreSettings(url=url),
-            sources=(_source(small, "small"), _source(big, "big"), _source(big, "again")),
+            sources=(
+                emulator_source(small, "small"),
+                emulator_source(big, "big"),
+                emulator_source(big, "again"),
+            ),
             http=HttpSettings(max_attempts=3),
         )
         async with Runtime(settings) as runtime:

@@ -18,12 +18,32 @@ from syncd.config import (
 from syncd.runtime import Runtime
 
 if TYPE_CHECKING:
+    from syncd.emulator import Emulator
     from syncd.emulator.catalog import Catalog
 
 
 DEMO_CATALOG_UNTIL = datetime(2026, 1, 1, tzinfo=UTC)
 """The demo catalog's history ends here in every process, so a second demo run sees the same
 catalog plus the products it changes itself, and shows what an incremental run costs."""
+
+
+def emulator_source(emu: Emulator, name: str) -> AdobeCommerceSourceSettings:
+    """An Adobe Commerce source `name` aimed at `emu`'s catalog, with its credentials (pages of
+    100, 8 requests in flight)."""
+    adobe = emu.adobe.config
+    return AdobeCommerceSourceSettings(
+        name=name,
+        kind="adobe_commerce",
+        base_url=emu.url,  # type: ignore[arg-type]
+        page_size=100,
+        max_concurrency=8,
+        auth=ImsAuthSettings(
+            token_url=emu.ims_token_url,  # type: ignore[arg-type]
+            client_id=adobe.client_id,
+            client_secret=adobe.client_secret,  # type: ignore[arg-type]
+            org_id=adobe.org_id,
+        ),
+    )
 
 
 def change_products(catalog: Catalog, count: int, rng: random.Random) -> int:
@@ -45,24 +65,9 @@ async def demo(products: int, db: Path) -> int:
 
     config = EmulatorConfig(adobe=AdobeConfig(products=products), catalog_until=DEMO_CATALOG_UNTIL)
     async with Emulator(config) as emu:
-        adobe = emu.adobe.config
         settings = ExactSettings(
             store=StoreSettings(path=db),
-            sources=(
-                AdobeCommerceSourceSettings(
-                    name="demo",
-                    kind="adobe_commerce",
-                    base_url=emu.url,  # type: ignore[arg-type]
-                    page_size=100,
-                    max_concurrency=8,
-                    auth=ImsAuthSettings(
-                        token_url=emu.ims_token_url,  # type: ignore[arg-type]
-                        client_id=adobe.client_id,
-                        client_secret=adobe.client_secret,  # type: ignore[arg-type]
-                        org_id=adobe.org_id,
-                    ),
-                ),
-            ),
+            sources=(emulator_source(emu, "demo"),),
         )
         print(f"emulator: {products} products at {emu.url} (loopback only)", file=sys.stderr)
         async with Runtime(settings) as runtime:
