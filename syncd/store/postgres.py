@@ -103,8 +103,11 @@ _ON_CONFLICT = """
 # Rows stored with the page's hash, live, are left out before the insert: ON CONFLICT's WHERE
 # would leave them as they are too, but only after parsing their payload and locking the row
 # (a WAL record and a dirtied page per unchanged product). A scalar subquery, so one index probe
-# a row whatever the statistics (a NOT EXISTS became a hash anti-join over the whole table: 240
-# ms a page). Skipped for a page the screen saw no stored row for (a first scan): nothing to find.
+# a row, never hashed (a NOT EXISTS became a hash anti-join over the whole table: 240 ms a page).
+# Skipped for a page the screen saw no stored row for (a first scan): nothing to find. For pages
+# the screen did read, it finds nothing either (their unchanged products are not sent), but
+# leaving it out there measured no difference: 3.3-4.5 ms of server CPU a page of 100 changed
+# products either way, three alternated pairs of 300 pages.
 _UNCHANGED = """
     WHERE (SELECT o.content_hash FROM products o
            WHERE o.source = %(source)s AND o.sku = page.sku AND o.deleted_at IS NULL)
