@@ -65,6 +65,11 @@ def _parser() -> argparse.ArgumentParser:
     stores.add_argument("--repeats", type=int, default=3, help="runs per backend")
     stores.add_argument("--postgres", default=None, help="server URL (a database is made per run)")
     stores.add_argument("--no-pin", action="store_true", help="do not pin client and emulator CPUs")
+    stores.add_argument(
+        "--server-core",
+        action="store_true",
+        help="the PostgreSQL server alone on CPU 1, client and emulator on CPU 0 (root)",
+    )
     takeover = commands.add_parser(
         "takeover", help="lease takeover time after kill -9 (PostgreSQL)"
     )
@@ -148,7 +153,14 @@ def main(argv: list[str] | None = None) -> int:
 
         command = shlex.join([".venv/bin/python", "-m", "benchmarks", *argv])
         server = args.postgres or DEFAULT_SERVER
-        stores_main(args.products, args.repeats, server, not args.no_pin, command, echo)
+        try:
+            stores_main(
+                args.products, args.repeats, server, not args.no_pin, command, echo,
+                server_core=args.server_core,
+            )  # fmt: skip
+        except RuntimeError as exc:  # --server-core refused: not local, not permitted
+            print(f"benchmarks stores: {exc}", file=sys.stderr)
+            return 2
         return 0
     if args.command == "takeover":
         from benchmarks.stores import DEFAULT_SERVER

@@ -1,6 +1,6 @@
 """SQLite against PostgreSQL: full syncs of one catalog into each backend, alternated, same run.
 
-    python -m benchmarks stores [--products 100000] [--repeats 3]
+    python -m benchmarks stores [--products 100000] [--repeats 3] [--no-pin | --server-core]
         [--postgres postgresql://postgres@127.0.0.1:5432/postgres]
 
 One emulator process (no rate limit) serves every run; each run is a fresh syncd process into a
@@ -9,12 +9,20 @@ The runs alternate (SQLite, PostgreSQL, PostgreSQL without the change feed, SQLi
 PostgreSQL modes swap places every repeat) so that drift of the machine's load hits all alike;
 the third is what the feed costs on PostgreSQL (`[changes] enabled = false`). Each database gets
 a second full sync of the same, unchanged catalog right after its first: what a scheduled full
-run costs from then on. Writes `results/stores-nolimit-<size>[-nopin].json`; the medians are
-quoted in docs/SCALING.md.
+run costs from then on. Writes `results/stores-nolimit-<size>[-nopin|-servercore].json`; the
+medians are quoted in docs/SCALING.md.
+
+Where the work runs, on a machine of two CPUs: by default the client on CPU 0, the emulator (the
+remote store) on CPU 1, the PostgreSQL server wherever the kernel puts it (mostly beside the
+client that wakes it); `--no-pin` pins nothing; `--server-core` gives the database server CPU 1
+to itself, client and emulator sharing CPU 0, as a deployment whose database has a host of its
+own would. That needs the server on this machine and the right to set its processes' CPU
+affinity (root); the affinity is put back when the command ends.
 """
 
 from __future__ import annotations
 
+import os
 import secrets
 import shutil
 import statistics
@@ -49,6 +57,56 @@ def scratch_database(server: str) -> Iterator[str]:
             admin.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
+def _children(parent: int) -> list[int]:
+    """The processes whose parent is `parent` (from /proc)."""
+    found: list[int] = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = (Path("/proc") / entry / "stat").read_text()
+            except OSError:
+                continue  # gone meanwhile
+            if int(stat.rsplit(")", 1)[1].split()[1]) == parent:
+                found.append(int(entry))
+    return found
+
+
+@contextmanager
+def server_on(server: str, cpu: int) -> Iterator[None]:
+    """The PostgreSQL server of `server` (on this machine) confined to `cpu`, its postmaster and
+    every process of it, and so every backend it starts meanwhile; their affinity put back after."""
+    with psycopg.connect(server) as conn:
+        row = conn.execute("SELECT pg_backend_pid()").fetchone()
+    if row is None:
+        raise RuntimeError("the server did not say its backend's pid")
+    try:
+        stat = (Path("/proc") / str(row[0]) / "stat").read_text()
+    except OSError as exc:
+        raise RuntimeError(
+            f"--server-core needs the PostgreSQL server on this machine: {exc}"
+        ) from None
+    postmaster = int(stat.rsplit(")", 1)[1].split()[1])
+    every = os.sched_getaffinity(postmaster)
+
+    def confine(cpus: set[int], strict: bool) -> None:
+        for pid in [postmaster, *_children(postmaster)]:
+            try:
+                os.sched_setaffinity(pid, cpus)
+            except ProcessLookupError:
+                continue  # a backend that ended meanwhile
+            except PermissionError as exc:
+                if strict:
+                    raise RuntimeError(
+                        f"--server-core cannot move the server's processes: {exc}"
+                    ) from None
+
+    try:
+        confine({cpu}, strict=True)
+        yield
+    finally:
+        confine(every, strict=False)  # every process it could move, back
+
+
 def postgres_version(server: str) -> str:
     """The server's version line, for the record."""
     with psycopg.connect(server) as conn:
@@ -56,11 +114,24 @@ def postgres_version(server: str) -> str:
     return str(row[0]) if row else "?"
 
 
-def compare(runner: Runner, size: int, repeats: int, server: str, command: str, say: Say) -> Path:
-    """Run the comparison and write its JSON record."""
+def compare(
+    runner: Runner,
+    size: int,
+    repeats: int,
+    server: str,
+    command: str,
+    say: Say,
+    server_cpu: int | None = None,
+) -> Path:
+    """Run the comparison and write its JSON record (`server_cpu`: where the server was held)."""
     profile = PROFILES["nolimit"]
-    pinned = "" if runner.client_cpu is not None else "-nopin"
-    name = f"stores-{profile.name}-{size_label(size)}{pinned}"
+    if runner.client_cpu is None:
+        placement = "-nopin"
+    elif runner.emulator_cpu == runner.client_cpu:
+        placement = "-servercore"
+    else:
+        placement = ""
+    name = f"stores-{profile.name}-{size_label(size)}{placement}"
     say(f"{name}: two full syncs into SQLite and PostgreSQL, alternated, {repeats} each")
     record: dict[str, Any] = {
         "case": name,
@@ -74,6 +145,7 @@ def compare(runner: Runner, size: int, repeats: int, server: str, command: str, 
         "load_before": load(),
         "client_cpu": runner.client_cpu,
         "emulator_cpu": runner.emulator_cpu,
+        "server_cpu": server_cpu,
         "runs": [],
     }
     runner.results.mkdir(parents=True, exist_ok=True)
@@ -115,7 +187,22 @@ def medians(runs: list[dict[str, Any]], sync: str) -> dict[str, float]:
     }
 
 
-def main(products: int, repeats: int, server: str, pin: bool, command: str, say: Say) -> Path:
+def main(
+    products: int,
+    repeats: int,
+    server: str,
+    pin: bool,
+    command: str,
+    say: Say,
+    server_core: bool = False,
+) -> Path:
     """Entry point of `python -m benchmarks stores`."""
     runner = Runner(Plan(pin=pin), say=say)
-    return compare(runner, products, repeats, server, command, say)
+    if not server_core:
+        return compare(runner, products, repeats, server, command, say)
+    if runner.client_cpu is None or runner.emulator_cpu is None:
+        raise RuntimeError("--server-core needs two CPUs and pinning")
+    server_cpu = runner.emulator_cpu
+    runner.emulator_cpu = runner.client_cpu
+    with server_on(server, server_cpu):
+        return compare(runner, products, repeats, server, command, say, server_cpu)

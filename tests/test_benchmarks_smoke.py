@@ -272,3 +272,33 @@ def test_the_plans_benchmark_runs_both_scenes(tmp_path: Path, postgres_database:
     assert len(record["syncs_s"]["marks"]) == 4
     assert len(record["syncs_s"]["new-source"]) == 15
     assert all(seconds > 0 for seconds in record["syncs_s"]["marks"])
+
+
+def test_the_server_core_placement_moves_the_whole_server_and_puts_it_back(
+    postgres_database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`stores --server-core` confines the postmaster and every process of it, then restores
+    them, even when the runs fail (the affinity calls are recorded here, not made)."""
+    import os
+
+    from benchmarks import stores
+
+    moved: list[tuple[int, set[int]]] = []
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
+    monkeypatch.setattr(os, "sched_setaffinity", lambda pid, cpus: moved.append((pid, set(cpus))))
+    confined: dict[int, set[int]] = {}
+
+    def runs_that_fail() -> None:
+        with stores.server_on(server_url(), 1):
+            confined.update(moved)
+            raise ValueError("the runs failed")
+
+    with pytest.raises(ValueError, match="the runs failed"):
+        runs_that_fail()
+    restored = dict(moved[len(confined) :])
+    # The postmaster and its processes (its background workers, at least), all on CPU 1 while
+    # the runs went on, then every one of them back where it was.
+    assert len(confined) >= 2
+    assert all(cpus == {1} for cpus in confined.values())
+    assert set(restored) >= set(confined)
+    assert all(cpus == {0, 1} for cpus in restored.values())
