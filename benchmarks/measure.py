@@ -46,12 +46,9 @@ def thread_cpu_seconds() -> tuple[float, float]:
     tick = os.sysconf("SC_CLK_TCK")
     main = other = 0.0
     for task in task_dir.iterdir():
-        try:
-            stat = (task / "stat").read_text()
-        except OSError:
+        rest = _stat_fields(task / "stat")
+        if rest is None:
             continue  # the thread ended meanwhile
-        # Fields after the parenthesised name: utime and stime are the 12th and 13th.
-        rest = stat[stat.rindex(")") + 2 :].split()
         seconds = (int(rest[11]) + int(rest[12])) / tick
         if int(task.name) == os.getpid():
             main += seconds
@@ -60,14 +57,34 @@ def thread_cpu_seconds() -> tuple[float, float]:
     return (main, other)
 
 
-def process_cpu_seconds(pid: int) -> float | None:
-    """CPU seconds so far of process `pid` (user + system), from /proc; None if it is gone."""
+def _stat_fields(path: Path) -> list[str] | None:
+    """The fields of a /proc `stat` file after the parenthesised name (the parent's pid is the
+    2nd, utime and stime the 12th and 13th); None if the process or thread is gone."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
+        stat = path.read_text()
     except OSError:
         return None
-    rest = stat[stat.rindex(")") + 2 :].split()
+    return stat[stat.rindex(")") + 2 :].split()
+
+
+def process_cpu_seconds(pid: int) -> float | None:
+    """CPU seconds so far of process `pid` (user + system), from /proc; None if it is gone."""
+    rest = _stat_fields(Path(f"/proc/{pid}/stat"))
+    if rest is None:
+        return None
     return (int(rest[11]) + int(rest[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def parent_pid(pid: int) -> int | None:
+    """The parent of process `pid`, from /proc; None if it is gone (or not on this machine)."""
+    rest = _stat_fields(Path(f"/proc/{pid}/stat"))
+    return None if rest is None else int(rest[1])
+
+
+def child_pids(parent: int) -> list[int]:
+    """The live processes whose parent is `parent`, from /proc."""
+    pids = (int(entry) for entry in os.listdir("/proc") if entry.isdigit())
+    return [pid for pid in pids if parent_pid(pid) == parent]
 
 
 def peak_rss_mb() -> float:

@@ -36,6 +36,7 @@ import psycopg
 from psycopg import sql
 
 from benchmarks.environment import load, machine
+from benchmarks.measure import child_pids, parent_pid
 from benchmarks.plan import PROFILES, Plan, size_label
 from benchmarks.processes import ROOT
 from benchmarks.runner import Runner, Say
@@ -57,39 +58,19 @@ def scratch_database(server: str) -> Iterator[str]:
             admin.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
-def _children(parent: int) -> list[int]:
-    """The processes whose parent is `parent` (from /proc)."""
-    found: list[int] = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = (Path("/proc") / entry / "stat").read_text()
-            except OSError:
-                continue  # gone meanwhile
-            if int(stat.rsplit(")", 1)[1].split()[1]) == parent:
-                found.append(int(entry))
-    return found
-
-
 @contextmanager
 def server_on(server: str, cpu: int) -> Iterator[None]:
     """The PostgreSQL server of `server` (on this machine) confined to `cpu`, its postmaster and
     every process of it, and so every backend it starts meanwhile; their affinity put back after."""
-    with psycopg.connect(server) as conn:
+    with psycopg.connect(server) as conn:  # its backend's parent, read while it lives
         row = conn.execute("SELECT pg_backend_pid()").fetchone()
-    if row is None:
-        raise RuntimeError("the server did not say its backend's pid")
-    try:
-        stat = (Path("/proc") / str(row[0]) / "stat").read_text()
-    except OSError as exc:
-        raise RuntimeError(
-            f"--server-core needs the PostgreSQL server on this machine: {exc}"
-        ) from None
-    postmaster = int(stat.rsplit(")", 1)[1].split()[1])
+        postmaster = parent_pid(int(row[0])) if row else None
+    if postmaster is None:
+        raise RuntimeError("--server-core needs the PostgreSQL server on this machine")
     every = os.sched_getaffinity(postmaster)
 
     def confine(cpus: set[int], strict: bool) -> None:
-        for pid in [postmaster, *_children(postmaster)]:
+        for pid in [postmaster, *child_pids(postmaster)]:
             try:
                 os.sched_setaffinity(pid, cpus)
             except ProcessLookupError:
@@ -125,12 +106,10 @@ def compare(
 ) -> Path:
     """Run the comparison and write its JSON record (`server_cpu`: where the server was held)."""
     profile = PROFILES["nolimit"]
-    if runner.client_cpu is None:
-        placement = "-nopin"
-    elif runner.emulator_cpu == runner.client_cpu:
+    if server_cpu is not None:
         placement = "-servercore"
     else:
-        placement = ""
+        placement = "" if runner.client_cpu is not None else "-nopin"
     name = f"stores-{profile.name}-{size_label(size)}{placement}"
     say(f"{name}: two full syncs into SQLite and PostgreSQL, alternated, {repeats} each")
     record: dict[str, Any] = {

@@ -7,7 +7,6 @@ import json
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,11 +15,10 @@ from structlog.testing import capture_logs
 
 from syncd.config import StoreSettings
 from syncd.emulator import Emulator
-from syncd.errors import StoreError
 from syncd.runtime import Runtime
-from syncd.store import PageCommit, ProductRecord, UpsertCounts
+from syncd.store import PageCommit, ProductRecord
 from syncd.sync import SyncEngine, SyncResult
-from tests.support import adobe_source, settings_for
+from tests.support import InterceptedStore, adobe_source, settings_for
 
 PAGE = 10
 
@@ -66,43 +64,41 @@ class Backend:
         return {sku: json.loads(payload) for sku, payload in rows}
 
 
-class WatchedStore:
+class WatchedStore(InterceptedStore):
     """The runtime's store, with the records sent and the mark rows counted at every page
     commit; the commit numbered `fail_at` fails before it reaches the database."""
 
     def __init__(self, inner: Any, backend: Backend, fail_at: int | None = None) -> None:
-        self._inner = inner
+        super().__init__(inner, fail_at)
         self._backend = backend
-        self._fail_at = fail_at
-        self.commits = 0
         self.marks_after: list[int] = []
         self.sent: list[tuple[int, int]] = []  # (records, unchanged skus) of each commit
+        self.arrived: list[int | None] = []  # the products each commit counts as arrived
         self.checkpoints: list[dict[str, Any]] = []
         # Of each commit that forgot marks (a dispute): the marks before it (nothing else is in
         # flight then: the engine drains first), and after it how many of its own skus and of
         # the forgotten ones have a mark. Commits in flight together make totals no measure.
         self.disputes: list[tuple[int, int, int]] = []
+        self.commits_forgetting: list[int] = []  # indexes (into `sent`) of those commits
+        self._marks_before = 0
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._inner, name)
-
-    async def commit_page(
-        self, source: str, records: Sequence[ProductRecord], now: datetime, commit: PageCommit
-    ) -> UpsertCounts:
-        self.commits += 1
+    async def before_write(self, records: Sequence[ProductRecord], commit: PageCommit) -> None:
         self.sent.append((len(records), len(commit.seen)))
-        if self.commits == self._fail_at:
-            raise StoreError("injected: this page's commit failed")
-        before = self._backend.count("full_scan_seen") if commit.forget else 0
-        counts: UpsertCounts = await self._inner.commit_page(source, records, now, commit)
+        self.arrived.append(commit.run.arrived if commit.run else None)
+        if commit.forget:  # alone in flight when it starts; later pages may start meanwhile
+            self._marks_before = self._backend.count("full_scan_seen")
+            self.commits_forgetting.append(len(self.sent) - 1)
+
+    async def after_write(
+        self, source: str, records: Sequence[ProductRecord], commit: PageCommit
+    ) -> None:
         if commit.forget:
             own = [r.sku for r in records]
             marked = (self._backend.marked(own), self._backend.marked(commit.forget))
-            self.disputes.append((before, *marked))
+            self.disputes.append((self._marks_before, *marked))
         self.marks_after.append(self._backend.count("full_scan_seen"))
         if commit.checkpoint:
             self.checkpoints.append(json.loads(commit.checkpoint))
-        return counts
 
 
 async def full_run(

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,8 @@ from syncd.config import (
     StoreSettings,
 )
 from syncd.emulator import Emulator
+from syncd.errors import StoreError
+from syncd.store import PageCommit, ProductRecord, UpsertCounts
 
 
 def adobe_source(
@@ -91,3 +94,36 @@ async def until(predicate: Callable[[], bool], limit: float = 10.0) -> None:
     async with asyncio.timeout(limit):
         while not predicate():  # noqa: ASYNC110 - polling a counter owned by another task
             await asyncio.sleep(0.001)
+
+
+class InterceptedStore:
+    """A store whose page commits are counted and watched (`before_write`, `after_write`), the
+    one numbered `fail_at` failing before it reaches the database; the rest goes to `inner`."""
+
+    def __init__(self, inner: Any, fail_at: int | None = None) -> None:
+        self._inner = inner
+        self._fail_at = fail_at
+        self.commits = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    async def before_write(self, records: Sequence[ProductRecord], commit: PageCommit) -> None:
+        """Called for every commit, the failing one too, before it is written."""
+
+    async def after_write(
+        self, source: str, records: Sequence[ProductRecord], commit: PageCommit
+    ) -> None:
+        """Called once a commit has been written."""
+
+    async def commit_page(
+        self, source: str, records: Sequence[ProductRecord], now: datetime, commit: PageCommit
+    ) -> UpsertCounts:
+        self.commits += 1
+        number = self.commits
+        await self.before_write(records, commit)
+        if number == self._fail_at:
+            raise StoreError("injected: this page's commit failed")
+        counts: UpsertCounts = await self._inner.commit_page(source, records, now, commit)
+        await self.after_write(source, records, commit)
+        return counts

@@ -297,8 +297,10 @@ def test_the_server_core_placement_moves_the_whole_server_and_puts_it_back(
         runs_that_fail()
     restored = dict(moved[len(confined) :])
     # The postmaster and its processes (its background workers, at least), all on CPU 1 while
-    # the runs went on, then every one of them back where it was.
+    # the runs went on, then every one of them still running back where it was (a backend of
+    # another connection may have ended in between).
     assert len(confined) >= 2
     assert all(cpus == {1} for cpus in confined.values())
-    assert set(restored) >= set(confined)
+    still_running = {pid for pid in confined if Path(f"/proc/{pid}").exists()}
+    assert still_running <= set(restored) and len(still_running) >= 2
     assert all(cpus == {0, 1} for cpus in restored.values())

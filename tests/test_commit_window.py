@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import AsyncIterator, Sequence
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,13 @@ from syncd.errors import StoreError
 from syncd.runtime import Runtime
 from syncd.store import PageCommit, ProductRecord, UpsertCounts
 from syncd.sync import SyncEngine
-from tests.support import adobe_source, query, settings_for, stored_products
+from tests.support import (
+    InterceptedStore,
+    adobe_source,
+    query,
+    settings_for,
+    stored_products,
+)
 
 
 async def test_claims_only_confirmed_pages_whatever_order_the_commits_finish_in() -> None:
@@ -62,7 +67,7 @@ async def test_depth_one_waits_for_each_commit() -> None:
     assert order == ["p1", "counted p1", "p2", "counted p2"]
 
 
-class ShuffledStore:
+class ShuffledStore(InterceptedStore):
     """A store that runs three commits at once and lets them reach the database in a random
     order (a random number of event-loop turns before each), failing one of them; after each
     commit it records the stored checkpoint with the skus stored at that moment."""
@@ -70,31 +75,22 @@ class ShuffledStore:
     commit_depth = 3
 
     def __init__(self, inner: Any, db: Path, rng: random.Random, fail_at: int | None) -> None:
-        self._inner = inner
+        super().__init__(inner, fail_at)
         self._db = db
         self._rng = rng
-        self._fail_at = fail_at
-        self.calls = 0
         self.stored_checkpoints: list[tuple[str, set[str]]] = []
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._inner, name)
-
-    async def commit_page(
-        self, source: str, records: Sequence[ProductRecord], now: datetime, commit: PageCommit
-    ) -> UpsertCounts:
-        self.calls += 1
-        call = self.calls
+    async def before_write(self, records: Sequence[ProductRecord], commit: PageCommit) -> None:
         for _ in range(self._rng.randrange(0, 40)):
             await asyncio.sleep(0)
-        if call == self._fail_at:
-            raise StoreError("injected: this page's commit failed")
-        counts = await self._inner.commit_page(source, records, now, commit)
+
+    async def after_write(
+        self, source: str, records: Sequence[ProductRecord], commit: PageCommit
+    ) -> None:
         state = await self._inner.source_state(source)
         if state.checkpoint is not None:
             skus = {row[0] for row in query(self._db, "SELECT sku FROM products")}
             self.stored_checkpoints.append((state.checkpoint, skus))
-        return counts  # type: ignore[no-any-return]
 
 
 @pytest.fixture

@@ -85,6 +85,10 @@ async def test_a_dispute_in_a_first_scan_stores_the_marks_then_forgets_the_sku(
     # products are marked, the disputed sku's mark (from page 1) is forgotten.
     assert before == marks and marks % PAGE == 0 and marks > 0
     assert (own, forgotten) == (PAGE - 1, 0)
+    # That page wrote its nine, but the run's live row counts the ten it brought, as the
+    # run's final row does.
+    disputed = store.commits_forgetting[0]
+    assert (store.sent[disputed][0], store.arrived[disputed]) == (PAGE - 1, PAGE)
     assert any(e["event"] == "sync.verified" for e in logs)
     assert result.totals.items_deleted == 0
     assert scan_backend.live_products() == emu.adobe.catalog.snapshot()

@@ -18,7 +18,7 @@ import pytest
 
 from syncd.store.postgres import SCAN_VIEW, UNSEEN, PostgresStore
 from syncd.store.postgres_changes import tombstone_statement
-from tests.postgres_support import throwaway_database
+from tests.postgres_support import throwaway_database, unavailable
 
 CATALOG = 5000  # products of the source under test
 PAGE = 100
@@ -54,14 +54,19 @@ def run(url: str, *statements: str) -> None:
 
 def fill(url: str, source: str, count: int, *, marked: int = 0) -> None:
     """`count` live products of `source`, the first `marked` of them marked seen by SCAN."""
-    run(
-        url,
-        "INSERT INTO products (source, sku, id, payload, content_hash, first_seen_at, "
-        f"last_synced_at) SELECT '{source}', 'SKU' || lpad(g::text, 6, '0'), g, '{{}}', 'h', "
-        f"now(), now() FROM generate_series(0, {count - 1}) g",
-        "INSERT INTO full_scan_seen (source, scan_id, sku) SELECT "
-        f"'{source}', {SCAN}, 'SKU' || lpad(g::text, 6, '0') FROM generate_series(0, {marked - 1}) g",
-    )
+    skus = [sku(n) for n in range(count)]
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO products (source, sku, id, payload, content_hash, first_seen_at, "
+            "last_synced_at) SELECT %s, k, n, '{}', 'h', now(), now() "
+            "FROM unnest(%s::text[]) WITH ORDINALITY AS t(k, n)",
+            (source, skus),
+        )
+        conn.execute(
+            "INSERT INTO full_scan_seen (source, scan_id, sku) "
+            "SELECT %s, %s, k FROM unnest(%s::text[]) AS t(k)",
+            (source, SCAN, skus[:marked]),
+        )
 
 
 def stale_statistics(url: str) -> None:
@@ -159,17 +164,13 @@ async def test_no_plan_is_kept_from_when_the_marks_were_empty(
     """A daemon's pooled connection outlives a scan: the marks table is vacuumed empty after
     one, the next scan's first pages are read while it is empty, and it then fills."""
     (version,) = (await store.fetch("SHOW server_version_num"))[0]
-    if int(version) < 150000:
-        pytest.skip("pg_stat_force_next_flush() needs PostgreSQL 15")
+    if int(version) < 150000:  # a skip proves nothing: under CI this fails instead
+        unavailable("pg_stat_force_next_flush() needs PostgreSQL 15 or later")
     fill(url, "new", CATALOG)
     run(url, "VACUUM ANALYZE products", "VACUUM ANALYZE full_scan_seen")
     for _ in range(12):  # past psycopg's and the server's thresholds for keeping a plan
         await store.scan_view("new", SCAN, page())
-    run(
-        url,
-        "INSERT INTO full_scan_seen (source, scan_id, sku) SELECT source, "
-        f"{SCAN}, sku FROM products WHERE source = 'new'",
-    )
+    assert await store.mark_live_seen("new", SCAN) == CATALOG  # the scan fills the marks
     await store.fetch("SELECT pg_stat_force_next_flush()")
     before = seq_tuples_read(url, "full_scan_seen")
     for _ in range(10):
